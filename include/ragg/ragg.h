@@ -1,0 +1,161 @@
+/*
+ * ragg: gradient aggregation for data-parallel training.
+ *
+ * Workers push gradients into agents with one-sided writes; agents sum them
+ * sample-weighted and forward the sums to parameter-server shards, which apply
+ * the optimizer and send the parameters back through the agents.
+ *
+ * Every function returns 0 or a negative code: a negative errno value, or one
+ * of ragg's own codes below (from -256 down). Output arguments are written
+ * only on success. The library never aborts and never prints unless RAGG_LOG
+ * asks it to.
+ */
+#ifndef RAGG_RAGG_H
+#define RAGG_RAGG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(RAGG_BUILDING) && defined(__GNUC__)
+#define RAGG_API __attribute__((visibility("default")))
+#else
+#define RAGG_API
+#endif
+
+/* ragg's own error codes; ragg_strerror() names every one. */
+#define RAGG_ERRNO_MAP(X)                                                      \
+	X(RAGG_ERR_PEER_LOST, -256, "peer lost (connection closed or failed)")     \
+	X(RAGG_ERR_AUTH, -257, "authentication failed (wrong RAGG_JOB_KEY?)")      \
+	X(RAGG_ERR_PROTO, -258, "protocol error (malformed frame)")                \
+	X(RAGG_ERR_VERSION, -259, "protocol version mismatch")                     \
+	X(RAGG_ERR_TIMEOUT, -260, "timed out (see RAGG_TIMEOUT_MS)")               \
+	X(RAGG_ERR_CONFIG, -261, "invalid configuration")                          \
+	X(RAGG_ERR_ROLE, -262, "operation not valid for this process's role")      \
+	X(RAGG_ERR_NO_TRANSPORT, -263, "no usable transport")                      \
+	X(RAGG_ERR_BOUNDS, -264, "remote write outside its slot refused")          \
+	X(RAGG_ERR_KEY, -265, "remote write with a wrong memory key refused")      \
+	X(RAGG_ERR_MISMATCH, -266, "tensor declarations differ between processes") \
+	X(RAGG_ERR_MEMLOCK, -267, "memory registration failed: locked-memory limit (ulimit -l)")
+
+enum ragg_errno {
+#define RAGG_X_ENUM(name, value, text) name = value,
+	RAGG_ERRNO_MAP(RAGG_X_ENUM)
+#undef RAGG_X_ENUM
+};
+
+enum ragg_role {
+	RAGG_ROLE_NONE = 0,
+	RAGG_ROLE_WORKER,
+	RAGG_ROLE_AGENT,
+	RAGG_ROLE_SERVER,
+};
+
+enum ragg_poll {
+	RAGG_POLL_ADAPTIVE = 0, /* spin briefly, then block */
+	RAGG_POLL_BUSY,
+	RAGG_POLL_BLOCK,
+};
+
+enum ragg_optimizer {
+	RAGG_OPT_SGD = 0, /* w <- w - lr*g */
+	RAGG_OPT_MOMENTUM, /* v <- mu*v + g; w <- w - lr*v */
+};
+
+/*
+ * Options for ragg_init(). Fill with ragg_opts_default() (which reads every
+ * RAGG_* variable), then override fields. `size` must be sizeof(struct
+ * ragg_opts) so the struct can grow.
+ */
+struct ragg_opts {
+	size_t size;
+	enum ragg_role role;
+	int rank; /* within the role */
+	int workers, agents, servers;
+	char root[256]; /* rendezvous host:port */
+	char transport[16]; /* "tcp", "verbs", "auto" */
+	size_t chunk_bytes; /* model partition size, default 4 MiB */
+	float lr;
+	float momentum; /* used with RAGG_OPT_MOMENTUM */
+	enum ragg_optimizer optimizer;
+	int timeout_ms; /* deadline for every wait */
+	enum ragg_poll poll;
+	int spin_us; /* adaptive: spin this long before blocking */
+	char job_key[128]; /* shared secret; empty: none */
+};
+
+struct ragg_stats {
+	size_t size;
+	uint64_t rounds; /* rounds completed by this process */
+	uint64_t bytes_sent;
+	uint64_t bytes_received;
+	uint64_t writes_posted;
+	uint64_t writes_landed;
+	uint64_t frames_rejected; /* malformed or out-of-slot writes refused */
+	uint64_t peers_dropped;
+	uint64_t wait_blocks; /* times a wait went to sleep */
+};
+
+typedef struct ragg_ctx ragg_ctx_t;
+typedef struct ragg_tensor ragg_tensor_t;
+typedef struct ragg_req ragg_req_t;
+
+/* Defaults overridden by RAGG_* environment variables. */
+RAGG_API int ragg_opts_default(struct ragg_opts *opts);
+
+/* Join the job: rendezvous, connect to peers. opts NULL: all from RAGG_*. */
+RAGG_API int ragg_init(const struct ragg_opts *opts, ragg_ctx_t **ctx);
+
+/* Leave the job and release everything (tensors included). */
+RAGG_API int ragg_finalize(ragg_ctx_t *ctx);
+
+/* This process's role and rank. */
+RAGG_API enum ragg_role ragg_role(const ragg_ctx_t *ctx);
+RAGG_API int ragg_rank(const ragg_ctx_t *ctx);
+
+/*
+ * Declare a model tensor of `count` floats; collective over every process of
+ * the job, in the same order with the same name and count. Registers all
+ * memory once. On workers `params` is the parameter buffer that pulls land in;
+ * worker 0's values at declare time become the initial parameters
+ * everywhere. Agents and servers pass params NULL.
+ */
+RAGG_API int ragg_tensor_declare(ragg_ctx_t *ctx, const char *name, float *params,
+                                 size_t count, ragg_tensor_t **tensor);
+
+/* Push this round's gradient with weight (usually the sample count). */
+RAGG_API int ragg_push(ragg_tensor_t *t, const float *grad, double weight);
+
+/* Wait for the round's parameters; copies into params unless it is the
+ * declared buffer (where they landed already). */
+RAGG_API int ragg_pull(ragg_tensor_t *t, float *params);
+
+/* Push then pull. */
+RAGG_API int ragg_pushpull(ragg_tensor_t *t, const float *grad, double weight,
+                           float *params);
+
+/* Non-blocking push; complete with ragg_wait() or ragg_test(). The grad
+ * buffer must stay unchanged until then. */
+RAGG_API int ragg_ipush(ragg_tensor_t *t, const float *grad, double weight,
+                        ragg_req_t **req);
+RAGG_API int ragg_wait(ragg_req_t *req);
+/* *done = 1 when complete (the request is then released), else 0. */
+RAGG_API int ragg_test(ragg_req_t *req, int *done);
+
+/* Agent and server roles: run until the workers finalize. */
+RAGG_API int ragg_serve(ragg_ctx_t *ctx);
+
+RAGG_API int ragg_stats(const ragg_ctx_t *ctx, struct ragg_stats *stats);
+
+/* Static text for any return code of ragg or a negative errno. */
+RAGG_API const char *ragg_strerror(int status);
+/* The symbolic name ("RAGG_ERR_TIMEOUT", "ECONNREFUSED", ...). */
+RAGG_API const char *ragg_strerror_name(int status);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

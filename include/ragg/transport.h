@@ -1,0 +1,192 @@
+/*
+ * The transport table: what a transport (tcp, verbs, shm ...) provides to the
+ * ragg core. A transport is one folder in transports/ filling one
+ * `struct ragg_tp_ops` and one line in the registry. The core never includes
+ * verbs or socket headers; everything device-specific stays behind this table.
+ *
+ * Model: one-sided writes with a 32-bit immediate into memory the peer has
+ * registered, plus small control messages. Every call is non-blocking; all
+ * progress and notifications come out of poll(). Writes posted on one
+ * endpoint land at the peer in the order they were posted (a write with an
+ * immediate is reported only after every earlier write on that endpoint has
+ * landed). A remote write can only ever land inside a region its peer
+ * registered and described to it, and only with the right key.
+ *
+ * Errors: 0 or a negative errno / RAGG_ERR_* code, as in <ragg/ragg.h>.
+ * -EAGAIN from write_imm or send means "queue full: poll, then retry".
+ */
+#ifndef RAGG_TRANSPORT_H
+#define RAGG_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ragg/ragg.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RAGG_TP_ABI_VERSION 1
+
+/* Largest packed memory descriptor and connection private data. The private
+ * data limit is rdma_cm's for an RC connect request. */
+#define RAGG_TP_RDESC_MAX 32
+#define RAGG_TP_PRIV_MAX 56
+/* Largest control message for send(). */
+#define RAGG_TP_MSG_MAX 256
+/* Largest endpoint address ("host:port", or a transport's own form). */
+#define RAGG_TP_ADDR_MAX 128
+
+enum ragg_log_level {
+	RAGG_LOG_NONE = 0,
+	RAGG_LOG_ERROR,
+	RAGG_LOG_WARN,
+	RAGG_LOG_INFO,
+	RAGG_LOG_DEBUG,
+};
+
+/* Capability flags a transport sets in ops->caps; they must match what it
+ * implements. */
+#define RAGG_TP_CAP_WRITE_IMM (1u << 0)
+#define RAGG_TP_CAP_SEND (1u << 1)
+#define RAGG_TP_CAP_INLINE (1u << 2) /* small writes complete at post time */
+#define RAGG_TP_CAP_ZERO_COPY (1u << 3) /* receiver's payload lands straight in the slot */
+#define RAGG_TP_CAP_LOCAL_ONLY (1u << 4) /* peers must be on this host */
+
+/* write_imm flags */
+#define RAGG_TP_WRITE_IMM (1u << 0) /* deliver the immediate to the peer */
+#define RAGG_TP_WRITE_SIGNAL (1u << 1) /* report RAGG_TP_EV_WRITE_DONE locally */
+
+/* Opaque, length-prefixed description of a registered region, packed by the
+ * transport that registered it and sent to the peer. */
+struct ragg_tp_rdesc {
+	uint8_t len;
+	uint8_t blob[RAGG_TP_RDESC_MAX];
+};
+
+struct ragg_tp_ops;
+
+/* Settings the core passes to open(). */
+struct ragg_tp_params {
+	size_t size;
+	int poll_mode; /* enum ragg_poll */
+	int spin_us;
+	int timeout_ms;
+	int max_peers; /* sizing hint */
+	/* Logging sink; level is enum ragg_log_level. Never NULL. */
+	void (*log)(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+	int log_level;
+};
+
+/* The core-visible heads of transport objects; transports embed them as the
+ * first member of their own structs and get back with container_of. */
+struct ragg_tp_dev {
+	const struct ragg_tp_ops *ops;
+	struct ragg_tp_params params;
+};
+
+struct ragg_tp_mr {
+	void *addr;
+	size_t len;
+};
+
+struct ragg_tp_ep {
+	struct ragg_tp_dev *dev;
+	void *user; /* owned by the core */
+	char peer[RAGG_TP_ADDR_MAX]; /* printable peer address, for messages */
+};
+
+enum ragg_tp_event_type {
+	/* Incoming connection: ep is pending, data/len the peer's private data.
+	 * The core answers with accept() or reject(). */
+	RAGG_TP_EV_CONNECT_REQUEST = 1,
+	/* Connection ready. On the connecting side data/len carry the
+	 * acceptor's private data. */
+	RAGG_TP_EV_CONNECTED,
+	/* A signalled local write finished; its buffer may be reused. */
+	RAGG_TP_EV_WRITE_DONE,
+	/* A peer's write with immediate landed; imm and len set. */
+	RAGG_TP_EV_WRITE_LANDED,
+	/* A control message; data valid until the next poll(). */
+	RAGG_TP_EV_RECV,
+	/* The endpoint failed or the peer closed; status says why. The core
+	 * must still ep_close() it. */
+	RAGG_TP_EV_DISCONNECTED,
+};
+
+struct ragg_tp_event {
+	enum ragg_tp_event_type type;
+	int status;
+	struct ragg_tp_ep *ep;
+	uint32_t imm;
+	uint64_t cookie;
+	size_t len;
+	const void *data;
+};
+
+struct ragg_tp_attr {
+	size_t size;
+	size_t max_write; /* largest single write_imm */
+	size_t max_inline; /* writes up to this size are sent inline */
+	size_t max_priv; /* connection private data limit */
+	int queue_depth; /* outstanding writes per endpoint before -EAGAIN */
+	char device[64]; /* device in use, e.g. "rxe0" or "lo" */
+};
+
+struct ragg_tp_ops {
+	size_t size; /* sizeof(struct ragg_tp_ops): the table can grow */
+	unsigned abi; /* RAGG_TP_ABI_VERSION */
+	const char *name;
+	unsigned caps;
+
+	/* Usable here? 0 yes; otherwise negative with a reason in why. */
+	int (*probe)(char *why, size_t why_len);
+
+	/* One device context per process. */
+	int (*open)(const struct ragg_tp_params *params, struct ragg_tp_dev **dev);
+	void (*close)(struct ragg_tp_dev *dev);
+	int (*query)(struct ragg_tp_dev *dev, struct ragg_tp_attr *attr);
+
+	/* Register memory for remote writes into it (and as a write source);
+	 * rdesc receives the packed descriptor to give to peers. */
+	int (*mr_reg)(struct ragg_tp_dev *dev, void *addr, size_t len,
+	              struct ragg_tp_mr **mr, struct ragg_tp_rdesc *rdesc);
+	int (*mr_dereg)(struct ragg_tp_mr *mr);
+
+	/* Listen on host (port 0: any); the reachable address is written to
+	 * addr ("host:port"). One listener per device. */
+	int (*listen)(struct ragg_tp_dev *dev, const char *host, char *addr, size_t addr_len);
+	/* Start connecting to addr, carrying priv; completion arrives as
+	 * RAGG_TP_EV_CONNECTED (or DISCONNECTED) from poll(). */
+	int (*connect)(struct ragg_tp_dev *dev, const char *addr, const void *priv,
+	               size_t priv_len, void *user, struct ragg_tp_ep **ep);
+	int (*accept)(struct ragg_tp_ep *ep, const void *priv, size_t priv_len);
+	int (*reject)(struct ragg_tp_ep *ep);
+	/* Release an endpoint (any state); no event refers to it afterwards. */
+	void (*ep_close)(struct ragg_tp_ep *ep);
+
+	/* One-sided write of len bytes from laddr (inside lmr, or any memory
+	 * when lmr is NULL and the transport allows it) to offset roff of the
+	 * peer's region described by remote. */
+	int (*write_imm)(struct ragg_tp_ep *ep, const void *laddr, struct ragg_tp_mr *lmr,
+	                 const struct ragg_tp_rdesc *remote, uint64_t roff, size_t len,
+	                 uint32_t imm, unsigned flags, uint64_t cookie);
+	int (*send)(struct ragg_tp_ep *ep, const void *buf, size_t len);
+
+	/* Progress and collect up to max events; never blocks. */
+	int (*poll)(struct ragg_tp_dev *dev, struct ragg_tp_event *events, int max);
+	/* Sleep until poll() may have something or timeout_ms passes (0 on
+	 * either). */
+	int (*wait)(struct ragg_tp_dev *dev, int timeout_ms);
+};
+
+/* The transports built into this library. */
+RAGG_API const struct ragg_tp_ops *ragg_transport_find(const char *name);
+/* NULL-terminated list of every built-in transport. */
+RAGG_API const struct ragg_tp_ops *const *ragg_transport_list(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
