@@ -77,6 +77,7 @@ struct ragg_tp_params {
 	/* Logging sink; level is enum ragg_log_level. Never NULL. */
 	void (*log)(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 	int log_level;
+	int wake_fd; /* also wake wait() when this fd is readable, or -1 */
 };
 
 /* The core-visible heads of transport objects; transports embed them as the
