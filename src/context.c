@@ -1,0 +1,302 @@
+/* ragg_init / ragg_finalize: settings, transport choice, engine, rendezvous,
+ * connections; and teardown in reverse. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "bootstrap/kv.h"
+#include "compiler.h"
+#include "core.h"
+#include "log.h"
+#include "settings.h"
+
+int ragg__agent_of_worker(const struct ragg_opts *o, int worker)
+{
+	return (int)((long)worker * o->agents / o->workers);
+}
+
+/* The inverse of ragg__agent_of_worker: contiguous blocks of workers. */
+void ragg__agent_workers(const struct ragg_opts *o, int agent, int *first, int *count)
+{
+	int lo = -1, n = 0;
+	for (int w = 0; w < o->workers; w++)
+		if (ragg__agent_of_worker(o, w) == agent) {
+			if (lo < 0)
+				lo = w;
+			n++;
+		}
+	*first = lo < 0 ? 0 : lo;
+	*count = n;
+}
+
+struct ragg__peer *ragg__peer_of(struct ragg_ctx *ctx, enum ragg_role role, int rank)
+{
+	for (int i = 0; i < ctx->npeers; i++)
+		if (ctx->peers[i].role == role && ctx->peers[i].rank == rank)
+			return &ctx->peers[i];
+	return NULL;
+}
+
+void ragg__fail(struct ragg_ctx *ctx, int status)
+{
+	if (!ctx->failed)
+		ctx->failed = status;
+}
+
+static void tp_log(int level, const char *fmt, ...)
+{
+	if (ragg__log_level < level)
+		return;
+	char buf[900];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	ragg__log(level, "%s", buf);
+}
+
+/* RAGG_TRANSPORT=auto takes the first usable transport of the registry
+ * (verbs before tcp) and says which and why. */
+static int choose_transport(const char *name, const struct ragg_tp_ops **out)
+{
+	char why[256];
+	if (strcmp(name, "auto") == 0) {
+		for (const struct ragg_tp_ops *const *t = ragg_transport_list(); *t; t++) {
+			why[0] = 0;
+			if ((*t)->probe(why, sizeof(why)) == 0) {
+				ragg__info("transport: auto chose %s", (*t)->name);
+				*out = *t;
+				return 0;
+			}
+			ragg__info("transport: %s not usable: %s", (*t)->name, why[0] ? why : "probe failed");
+		}
+		ragg__error("no usable transport");
+		return RAGG_ERR_NO_TRANSPORT;
+	}
+	const struct ragg_tp_ops *t = ragg_transport_find(name);
+	if (!t) {
+		ragg__error("RAGG_TRANSPORT=\"%s\": not built into this library (have: tcp%s)", name,
+		            ragg_transport_find("verbs") ? ", verbs" : "");
+		return RAGG_ERR_NO_TRANSPORT;
+	}
+	why[0] = 0;
+	if (t->probe(why, sizeof(why)) != 0) {
+		ragg__error("transport %s not usable here: %s", name, why[0] ? why : "probe failed");
+		return RAGG_ERR_NO_TRANSPORT;
+	}
+	*out = t;
+	return 0;
+}
+
+static int start_engine(struct ragg_ctx *ctx)
+{
+	const char *kname = ragg__setting_value("RAGG_KERNELS");
+	long threads;
+	int rc;
+
+	ctx->kernels = ragg__kernels_get(kname);
+	if (!ctx->kernels) {
+		ragg__error("RAGG_KERNELS=\"%s\": unknown or not supported by this CPU "
+		            "(auto, avx512, avx2, scalar, openblas)",
+		            kname);
+		return RAGG_ERR_CONFIG;
+	}
+	if ((rc = ragg__parse_int("RAGG_AGG_THREADS", ragg__setting_value("RAGG_AGG_THREADS"), 0, 1024,
+	                          &threads)))
+		return rc;
+	struct ragg_tp_attr attr = {.size = sizeof(attr)};
+	ctx->tp->query(ctx->dev, &attr);
+	const char *cpus = ragg__setting_value("RAGG_CPUS");
+	struct ragg__engine_conf conf = {
+		.threads = (int)threads,
+		.cpus = *cpus ? cpus : NULL,
+		.device = attr.device[0] ? attr.device : NULL,
+	};
+	return ragg__engine_start(&conf, &ctx->engine);
+}
+
+static int open_transport(struct ragg_ctx *ctx)
+{
+	int rc = choose_transport(ctx->opts.transport, &ctx->tp);
+	if (rc)
+		return rc;
+	struct ragg_tp_params params = {
+		.size = sizeof(params),
+		.poll_mode = (int)ctx->opts.poll,
+		.spin_us = ctx->opts.spin_us,
+		.timeout_ms = ctx->opts.timeout_ms,
+		.max_peers = ctx->npeers,
+		.log = tp_log,
+		.log_level = ragg__log_level,
+		.wake_fd = -1,
+	};
+	/* The engine is started after the device (it places itself next to
+	 * it), so its wake-up fd is handed over through the device's params. */
+	if ((rc = ctx->tp->open(&params, &ctx->dev))) {
+		ragg__error("transport %s: open failed: %s", ctx->tp->name, ragg_strerror(rc));
+		return rc;
+	}
+	ragg__info("%s %d: transport %s", ctx->opts.role == RAGG_ROLE_WORKER ? "worker"
+	                                  : ctx->opts.role == RAGG_ROLE_AGENT ? "agent"
+	                                                                       : "server",
+	           ctx->opts.rank, ctx->tp->name);
+	return 0;
+}
+
+static int alloc_peers(struct ragg_ctx *ctx)
+{
+	const struct ragg_opts *o = &ctx->opts;
+	int n = 0;
+	switch (o->role) {
+	case RAGG_ROLE_WORKER:
+		n = 1;
+		break;
+	case RAGG_ROLE_AGENT:
+		ragg__agent_workers(o, o->rank, &ctx->first_worker, &ctx->nworkers);
+		n = ctx->nworkers + o->servers;
+		break;
+	default:
+		n = o->agents;
+		break;
+	}
+	ctx->peers = calloc((size_t)n, sizeof(*ctx->peers));
+	if (!ctx->peers)
+		return -ENOMEM;
+	ctx->npeers = n;
+	for (int i = 0; i < n; i++) {
+		struct ragg__peer *p = &ctx->peers[i];
+		p->ctx = ctx;
+		switch (o->role) {
+		case RAGG_ROLE_WORKER:
+			p->role = RAGG_ROLE_AGENT;
+			p->rank = ragg__agent_of_worker(o, o->rank);
+			p->index = 0;
+			break;
+		case RAGG_ROLE_AGENT:
+			p->role = i < ctx->nworkers ? RAGG_ROLE_WORKER : RAGG_ROLE_SERVER;
+			p->index = i < ctx->nworkers ? i : i - ctx->nworkers;
+			p->rank = i < ctx->nworkers ? ctx->first_worker + i : i - ctx->nworkers;
+			break;
+		default:
+			p->role = RAGG_ROLE_AGENT;
+			p->rank = p->index = i;
+			break;
+		}
+		/* Room for the control messages of set-up and shutdown. */
+		int rc = ragg__queue_reserve(p, 8);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static void destroy(struct ragg_ctx *ctx)
+{
+	for (int i = 0; i < ctx->ntensors; i++)
+		ragg__tensor_free(ctx->tensors[i]);
+	for (int i = 0; i < ctx->npeers; i++) {
+		if (ctx->peers[i].ep)
+			ctx->tp->ep_close(ctx->peers[i].ep);
+		free(ctx->peers[i].queue);
+	}
+	free(ctx->peers);
+	if (ctx->engine)
+		ragg__engine_stop(ctx->engine);
+	if (ctx->dev)
+		ctx->tp->close(ctx->dev);
+	ragg__kv_server_stop(ctx->kv_server);
+	free(ctx);
+}
+
+RAGG_EXPORT int ragg_init(const struct ragg_opts *opts, ragg_ctx_t **out)
+{
+	struct ragg_ctx *ctx;
+	struct ragg__kv *kv = NULL;
+	int rc;
+
+	if (!out)
+		return -EINVAL;
+	if (sodium_init() < 0)
+		return -ENOSYS;
+	ctx = calloc(1, sizeof(*ctx));
+	if (!ctx)
+		return -ENOMEM;
+	ctx->stats.size = sizeof(ctx->stats);
+	if (opts)
+		memcpy(&ctx->opts, opts, opts->size < sizeof(ctx->opts) ? opts->size : sizeof(ctx->opts));
+	else if ((rc = ragg_opts_default(&ctx->opts)))
+		goto err;
+	if ((rc = ragg__opts_validate(&ctx->opts)))
+		goto err;
+	if ((rc = alloc_peers(ctx)))
+		goto err;
+	if ((rc = open_transport(ctx)))
+		goto err;
+	if (ctx->opts.role != RAGG_ROLE_WORKER) {
+		if ((rc = start_engine(ctx)))
+			goto err;
+		ctx->dev->params.wake_fd = ragg__engine_wake_fd(ctx->engine);
+	}
+	if (ctx->opts.role == RAGG_ROLE_SERVER && ctx->opts.rank == 0 &&
+	    (rc = ragg__kv_server_start(ctx->opts.root, &ctx->kv_server)))
+		goto err;
+	if ((rc = ragg__kv_connect(ctx->opts.root, ctx->opts.timeout_ms, &kv)))
+		goto err;
+	rc = ragg__connect_job(ctx, kv);
+	ragg__kv_close(kv);
+	if (rc)
+		goto err;
+	*out = ctx;
+	return 0;
+err:
+	destroy(ctx);
+	return rc;
+}
+
+static bool queues_drained(void *arg)
+{
+	struct ragg_ctx *ctx = arg;
+	for (int i = 0; i < ctx->npeers; i++)
+		if (ctx->peers[i].qlen && !ctx->peers[i].gone)
+			return false;
+	return true;
+}
+
+RAGG_EXPORT int ragg_finalize(ragg_ctx_t *ctx)
+{
+	int rc = 0;
+	if (!ctx)
+		return -EINVAL;
+	/* A worker says goodbye so its agent can tell a finished job from a
+	 * lost peer; agents and servers did so when ragg_serve returned. */
+	if (ctx->opts.role == RAGG_ROLE_WORKER && !ctx->failed && ctx->peers[0].connected) {
+		struct ragg__msg bye = {.type = RAGG_MSG_BYE};
+		rc = ragg__post_msg(&ctx->peers[0], &bye);
+		if (!rc)
+			rc = ragg__wait(ctx, queues_drained, ctx, "sending goodbye");
+	}
+	destroy(ctx);
+	return rc;
+}
+
+RAGG_EXPORT enum ragg_role ragg_role(const ragg_ctx_t *ctx)
+{
+	return ctx ? ctx->opts.role : RAGG_ROLE_NONE;
+}
+
+RAGG_EXPORT int ragg_rank(const ragg_ctx_t *ctx)
+{
+	return ctx ? ctx->opts.rank : -1;
+}
+
+RAGG_EXPORT int ragg_stats(const ragg_ctx_t *ctx, struct ragg_stats *stats)
+{
+	if (!ctx || !stats || stats->size < sizeof(*stats))
+		return -EINVAL;
+	*stats = ctx->stats;
+	return 0;
+}

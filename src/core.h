@@ -1,0 +1,191 @@
+/*
+ * The core's shared structures: the context, its peers and tensors.
+ *
+ * Threading: one thread (the caller's) owns the context, its peers, queues
+ * and tensor bookkeeping, and drives all progress. Engine threads only run
+ * jobs, which touch the slot and accumulator memory of one chunk; a chunk's
+ * job is submitted after its last contribution landed and reaped before the
+ * chunk's results are written anywhere, so no lock guards any of this.
+ */
+#ifndef RAGG_CORE_H
+#define RAGG_CORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+#include "proto.h"
+
+#include <ragg/ragg.h>
+#include <ragg/transport.h>
+
+struct ragg__kv;
+struct ragg__kv_server;
+
+/* A write or control message that met a full queue, kept in order per peer
+ * until the transport takes it. The queue is sized when tensors are
+ * declared, never per round. */
+struct ragg__op {
+	bool is_msg;
+	uint32_t imm;
+	unsigned flags;
+	const void *laddr;
+	struct ragg_tp_mr *lmr;
+	const struct ragg_tp_rdesc *remote;
+	uint64_t roff;
+	size_t len;
+	uint64_t cookie;
+	struct ragg__msg msg;
+};
+
+struct ragg__peer {
+	struct ragg_ctx *ctx;
+	struct ragg_tp_ep *ep;
+	enum ragg_role role;
+	int rank;
+	int index; /* position among this process's peers of that role */
+	bool connected, said_bye, gone;
+	struct ragg__op *queue;
+	uint32_t qcap, qhead, qlen;
+};
+
+/* Sender layout of every slot region: weights by parity, then the data of
+ * parity 0, then of parity 1. */
+#define RAGG_SLOT_META_BYTES 64u
+
+static inline uint64_t ragg__slot_offset(int parity, size_t data_bytes, size_t off)
+{
+	return RAGG_SLOT_META_BYTES + (uint64_t)parity * data_bytes + off;
+}
+
+/* A registered region of this process. */
+struct ragg__region {
+	void *mem;
+	size_t len;
+	bool engine_mem; /* from ragg__engine_alloc */
+	struct ragg_tp_mr *mr;
+	struct ragg_tp_rdesc rdesc;
+};
+
+/* Per-chunk work handed to the engine. */
+struct ragg__chunk_job {
+	struct ragg__job job;
+	struct ragg_tensor *t;
+	uint32_t chunk;
+	int parity;
+	double total_weight; /* out: sum of the contributions' weights */
+	const float **inputs; /* scratch, one per contributor */
+	float *weights;
+};
+
+struct ragg__agent_tensor;
+struct ragg__server_tensor;
+
+struct ragg_tensor {
+	struct ragg_ctx *ctx;
+	int id;
+	char name[64];
+	uint64_t name_hash;
+	size_t count, chunk_elems, nchunks, bytes;
+	uint64_t round; /* rounds completed */
+
+	/* worker */
+	float *params;
+	struct ragg_tp_mr *params_mr;
+	struct ragg_tp_rdesc params_rdesc;
+	struct ragg_tp_rdesc agent_slot;
+	const float *grad;
+	struct ragg_tp_mr *grad_mr;
+	double *weight_src; /* [2], registered: the weight travels from here */
+	struct ragg_tp_mr *weight_mr;
+	uint32_t landed[2];
+	uint32_t push_inflight;
+	bool acked;
+	int ack_status;
+
+	struct ragg__agent_tensor *agent;
+	struct ragg__server_tensor *server;
+};
+
+struct ragg_req {
+	ragg_tensor_t *t;
+	bool done;
+};
+
+#define RAGG_MAX_TENSORS 128
+
+struct ragg_ctx {
+	struct ragg_opts opts;
+	const struct ragg_tp_ops *tp;
+	struct ragg_tp_dev *dev;
+	struct ragg__engine *engine;
+	const struct ragg__kernels *kernels;
+	struct ragg__kv_server *kv_server;
+	char listen_addr[RAGG_TP_ADDR_MAX];
+
+	/* worker: peers[0] is its agent. agent: its workers, then every
+	 * server. server: every agent. */
+	struct ragg__peer *peers;
+	int npeers;
+	int first_worker, nworkers; /* agent: its workers' global ranks */
+
+	ragg_tensor_t *tensors[RAGG_MAX_TENSORS];
+	int ntensors;
+	struct ragg_req req; /* ragg_ipush's single outstanding request */
+
+	int failed; /* sticky: first fatal error of the job */
+	int byes; /* peers that said goodbye */
+	struct ragg_stats stats;
+};
+
+/* context.c */
+struct ragg__peer *ragg__peer_of(struct ragg_ctx *ctx, enum ragg_role role, int rank);
+void ragg__fail(struct ragg_ctx *ctx, int status);
+int ragg__agent_of_worker(const struct ragg_opts *o, int worker);
+void ragg__agent_workers(const struct ragg_opts *o, int agent, int *first, int *count);
+
+/* connect.c: establish every connection of this process's role. */
+int ragg__connect_job(struct ragg_ctx *ctx, struct ragg__kv *kv);
+void ragg__on_connect_request(struct ragg_ctx *ctx, const struct ragg_tp_event *ev);
+void ragg__on_connected(struct ragg_ctx *ctx, const struct ragg_tp_event *ev);
+
+/* progress.c */
+int ragg__progress(struct ragg_ctx *ctx);
+/* Drive progress until done(arg) or RAGG_TIMEOUT_MS without any progress. */
+int ragg__wait(struct ragg_ctx *ctx, bool (*done)(void *arg), void *arg, const char *what);
+int ragg__post_write(struct ragg__peer *p, const void *laddr, struct ragg_tp_mr *lmr,
+                     const struct ragg_tp_rdesc *remote, uint64_t roff, size_t len, uint32_t imm,
+                     unsigned flags, uint64_t cookie);
+int ragg__post_msg(struct ragg__peer *p, const struct ragg__msg *msg);
+/* Make room for `more` queued operations on p (called at declare time). */
+int ragg__queue_reserve(struct ragg__peer *p, uint32_t more);
+
+/* regions (region.c) */
+int ragg__region_alloc(struct ragg_ctx *ctx, size_t len, size_t chunk, struct ragg__region *r);
+void ragg__region_free(struct ragg_ctx *ctx, struct ragg__region *r);
+
+/* role handlers */
+void ragg__worker_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t imm, size_t len);
+void ragg__worker_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m);
+void ragg__worker_on_write_done(struct ragg_ctx *ctx, uint64_t cookie);
+void ragg__agent_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t imm, size_t len);
+void ragg__agent_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m);
+void ragg__agent_on_job(struct ragg_ctx *ctx, struct ragg__chunk_job *job);
+void ragg__agent_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t);
+void ragg__server_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t imm, size_t len);
+void ragg__server_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m);
+void ragg__server_on_job(struct ragg_ctx *ctx, struct ragg__chunk_job *job);
+void ragg__server_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t);
+
+/* tensor.c: shared layout for every role. */
+int ragg__tensor_new(struct ragg_ctx *ctx, int id, const char *name, uint64_t name_hash,
+                     size_t count, size_t chunk_bytes, ragg_tensor_t **out);
+void ragg__tensor_free(ragg_tensor_t *t);
+static inline size_t ragg__chunk_len(const ragg_tensor_t *t, size_t c)
+{
+	size_t first = c * t->chunk_elems;
+	size_t n = t->count - first;
+	return (n < t->chunk_elems ? n : t->chunk_elems) * sizeof(float);
+}
+
+#endif

@@ -1,0 +1,293 @@
+/*
+ * Progress: one loop turns transport events and finished engine jobs into
+ * the roles' handlers, then hands queued operations to the transport.
+ *
+ * Handlers never call the transport's poll themselves: a write that meets a
+ * full queue (-EAGAIN) waits in the peer's queue, in order, and is retried
+ * here. That keeps handlers free of re-entry and keeps per-peer order, which
+ * the protocol relies on (a weight lands before the data it weighs).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "compiler.h"
+#include "core.h"
+#include "log.h"
+
+#define EVENTS_PER_POLL 64
+
+int ragg__queue_reserve(struct ragg__peer *p, uint32_t more)
+{
+	uint32_t cap = p->qcap + more;
+	struct ragg__op *q = calloc(cap, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	/* Unroll the ring into the new array, oldest first. */
+	for (uint32_t i = 0; i < p->qlen; i++)
+		q[i] = p->queue[(p->qhead + i) % p->qcap];
+	free(p->queue);
+	p->queue = q;
+	p->qcap = cap;
+	p->qhead = 0;
+	return 0;
+}
+
+static int op_issue(struct ragg__peer *p, const struct ragg__op *op)
+{
+	const struct ragg_tp_ops *tp = p->ctx->tp;
+	if (op->is_msg) {
+		uint8_t buf[RAGG_MSG_WIRE_MAX];
+		return tp->send(p->ep, buf, ragg__msg_encode(&op->msg, buf));
+	}
+	return tp->write_imm(p->ep, op->laddr, op->lmr, op->remote, op->roff, op->len, op->imm, op->flags,
+	                     op->cookie);
+}
+
+static int op_enqueue(struct ragg__peer *p, const struct ragg__op *op)
+{
+	struct ragg_ctx *ctx = p->ctx;
+	int rc;
+
+	if (p->gone)
+		return RAGG_ERR_PEER_LOST;
+	if (p->qlen == 0) {
+		rc = op_issue(p, op);
+		if (rc != -EAGAIN) {
+			if (rc) {
+				ragg__error("write to %s: %s", p->ep->peer, ragg_strerror(rc));
+				ragg__fail(ctx, rc);
+			} else if (!op->is_msg) {
+				ctx->stats.writes_posted++;
+				ctx->stats.bytes_sent += op->len;
+			}
+			return rc;
+		}
+	}
+	if (p->qlen == p->qcap) {
+		/* The queue is sized for a whole round of every tensor; a full
+		 * one means a protocol invariant broke. */
+		ragg__error("operation queue to %s overflowed (%u)", p->ep->peer, p->qcap);
+		ragg__fail(ctx, -ENOBUFS);
+		return -ENOBUFS;
+	}
+	p->queue[(p->qhead + p->qlen) % p->qcap] = *op;
+	p->qlen++;
+	return 0;
+}
+
+int ragg__post_write(struct ragg__peer *p, const void *laddr, struct ragg_tp_mr *lmr,
+                     const struct ragg_tp_rdesc *remote, uint64_t roff, size_t len, uint32_t imm,
+                     unsigned flags, uint64_t cookie)
+{
+	struct ragg__op op = {
+		.imm = imm,
+		.flags = flags,
+		.laddr = laddr,
+		.lmr = lmr,
+		.remote = remote,
+		.roff = roff,
+		.len = len,
+		.cookie = cookie,
+	};
+	return op_enqueue(p, &op);
+}
+
+int ragg__post_msg(struct ragg__peer *p, const struct ragg__msg *msg)
+{
+	struct ragg__op op = {.is_msg = true, .msg = *msg};
+	return op_enqueue(p, &op);
+}
+
+static void flush_queues(struct ragg_ctx *ctx)
+{
+	for (int i = 0; i < ctx->npeers; i++) {
+		struct ragg__peer *p = &ctx->peers[i];
+		while (p->qlen && !p->gone) {
+			struct ragg__op *op = &p->queue[p->qhead];
+			int rc = op_issue(p, op);
+			if (rc == -EAGAIN)
+				break;
+			if (rc) {
+				ragg__error("write to %s: %s", p->ep->peer, ragg_strerror(rc));
+				ragg__fail(ctx, rc);
+				return;
+			}
+			if (!op->is_msg) {
+				ctx->stats.writes_posted++;
+				ctx->stats.bytes_sent += op->len;
+			}
+			p->qhead = (p->qhead + 1) % p->qcap;
+			p->qlen--;
+		}
+	}
+}
+
+static const char *role_word(enum ragg_role r)
+{
+	return r == RAGG_ROLE_WORKER ? "worker" : r == RAGG_ROLE_AGENT ? "agent" : "server";
+}
+
+static void on_disconnected(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
+{
+	struct ragg__peer *p = ev->ep->user;
+	if (!p) {
+		/* A connection we never accepted: nothing of ours refers to it. */
+		ctx->tp->ep_close(ev->ep);
+		return;
+	}
+	if (p->ep != ev->ep)
+		return;
+	p->gone = true;
+	if (p->said_bye)
+		return;
+	ctx->stats.peers_dropped++;
+	if (!p->connected)
+		ragg__error("connection to %s %d (%s) failed: %s", role_word(p->role), p->rank, ev->ep->peer,
+		            ragg_strerror(ev->status));
+	else
+		ragg__error("%s %d (%s) lost: %s", role_word(p->role), p->rank, ev->ep->peer,
+		            ragg_strerror(ev->status));
+	ragg__fail(ctx, p->connected ? RAGG_ERR_PEER_LOST : (ev->status ? ev->status : RAGG_ERR_PEER_LOST));
+}
+
+static void on_recv(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
+{
+	struct ragg__peer *p = ev->ep->user;
+	struct ragg__msg m;
+	if (!p || ragg__msg_decode(ev->data, ev->len, &m)) {
+		ragg__error("malformed control message from %s", ev->ep->peer);
+		ctx->stats.frames_rejected++;
+		ragg__fail(ctx, RAGG_ERR_PROTO);
+		return;
+	}
+	if (m.type == RAGG_MSG_BYE) {
+		if (!p->said_bye)
+			ctx->byes++;
+		p->said_bye = true;
+		return;
+	}
+	switch (ctx->opts.role) {
+	case RAGG_ROLE_WORKER:
+		ragg__worker_on_msg(ctx, p, &m);
+		break;
+	case RAGG_ROLE_AGENT:
+		ragg__agent_on_msg(ctx, p, &m);
+		break;
+	default:
+		ragg__server_on_msg(ctx, p, &m);
+		break;
+	}
+}
+
+static void on_landed(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
+{
+	struct ragg__peer *p = ev->ep->user;
+	if (!p)
+		return;
+	ctx->stats.writes_landed++;
+	ctx->stats.bytes_received += ev->len;
+	switch (ctx->opts.role) {
+	case RAGG_ROLE_WORKER:
+		ragg__worker_on_landed(ctx, p, ev->imm, ev->len);
+		break;
+	case RAGG_ROLE_AGENT:
+		ragg__agent_on_landed(ctx, p, ev->imm, ev->len);
+		break;
+	default:
+		ragg__server_on_landed(ctx, p, ev->imm, ev->len);
+		break;
+	}
+}
+
+static int reap_jobs(struct ragg_ctx *ctx)
+{
+	int n = 0;
+	if (!ctx->engine)
+		return 0;
+	struct ragg__job *j = ragg__engine_reap(ctx->engine);
+	while (j) {
+		struct ragg__job *next = j->next;
+		struct ragg__chunk_job *cj = ragg__container_of(j, struct ragg__chunk_job, job);
+		if (ctx->opts.role == RAGG_ROLE_AGENT)
+			ragg__agent_on_job(ctx, cj);
+		else
+			ragg__server_on_job(ctx, cj);
+		j = next;
+		n++;
+	}
+	return n;
+}
+
+/* Returns the number of things that happened, or the job's sticky error. */
+int ragg__progress(struct ragg_ctx *ctx)
+{
+	struct ragg_tp_event ev[EVENTS_PER_POLL];
+	int total = 0;
+
+	int n = ctx->tp->poll(ctx->dev, ev, EVENTS_PER_POLL);
+	if (n < 0) {
+		ragg__fail(ctx, n);
+		return n;
+	}
+	for (int i = 0; i < n; i++) {
+		switch (ev[i].type) {
+		case RAGG_TP_EV_CONNECT_REQUEST:
+			ragg__on_connect_request(ctx, &ev[i]);
+			break;
+		case RAGG_TP_EV_CONNECTED:
+			ragg__on_connected(ctx, &ev[i]);
+			break;
+		case RAGG_TP_EV_WRITE_DONE:
+			if (ctx->opts.role == RAGG_ROLE_WORKER)
+				ragg__worker_on_write_done(ctx, ev[i].cookie);
+			break;
+		case RAGG_TP_EV_WRITE_LANDED:
+			on_landed(ctx, &ev[i]);
+			break;
+		case RAGG_TP_EV_RECV:
+			on_recv(ctx, &ev[i]);
+			break;
+		case RAGG_TP_EV_DISCONNECTED:
+			on_disconnected(ctx, &ev[i]);
+			break;
+		}
+	}
+	total = n + reap_jobs(ctx);
+	flush_queues(ctx);
+	return ctx->failed ? ctx->failed : total;
+}
+
+int ragg__wait(struct ragg_ctx *ctx, bool (*done)(void *arg), void *arg, const char *what)
+{
+	const struct ragg_opts *o = &ctx->opts;
+	uint64_t now = ragg__now_us();
+	uint64_t idle_since = now;
+
+	for (;;) {
+		int n = ragg__progress(ctx);
+		if (n < 0)
+			return n;
+		if (done(arg))
+			return 0;
+		now = ragg__now_us();
+		if (n > 0) {
+			idle_since = now;
+			continue;
+		}
+		/* The deadline counts time without any progress, so a long
+		 * round on a slow peer is not mistaken for a hang. */
+		uint64_t idle_us = now - idle_since;
+		if (idle_us >= (uint64_t)o->timeout_ms * 1000u) {
+			ragg__error("%s: no progress for %d ms (RAGG_TIMEOUT_MS)", what, o->timeout_ms);
+			return RAGG_ERR_TIMEOUT;
+		}
+		if (o->poll == RAGG_POLL_BUSY ||
+		    (o->poll == RAGG_POLL_ADAPTIVE && idle_us < (uint64_t)o->spin_us))
+			continue;
+		uint64_t left_ms = ((uint64_t)o->timeout_ms * 1000u - idle_us + 999u) / 1000u;
+		ctx->stats.wait_blocks++;
+		ctx->tp->wait(ctx->dev, left_ms > 1000 ? 1000 : (int)left_ms);
+	}
+}

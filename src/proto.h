@@ -1,0 +1,78 @@
+/*
+ * ragg's own wire: the immediate of every data write, the hello carried in
+ * a connection's private data, and the control messages. Encoded explicitly
+ * little-endian so mixed hosts agree; every decoder checks lengths and
+ * values and refuses what it does not understand.
+ */
+#ifndef RAGG_PROTO_H
+#define RAGG_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ragg/ragg.h>
+#include <ragg/transport.h>
+
+#define RAGG_PROTO_MAGIC 0x47474152u /* "RAGG" */
+#define RAGG_PROTO_VERSION 1u
+
+/* Immediate: round parity (1 bit) | tensor id (7 bits) | chunk (24 bits). */
+#define RAGG_IMM_MAX_CHUNKS (1u << 24)
+static inline uint32_t ragg__imm_encode(int parity, int tensor, uint32_t chunk)
+{
+	return ((uint32_t)(parity & 1) << 31) | ((uint32_t)(tensor & 0x7f) << 24) | (chunk & 0xffffffu);
+}
+static inline int ragg__imm_parity(uint32_t imm)
+{
+	return (int)(imm >> 31);
+}
+static inline int ragg__imm_tensor(uint32_t imm)
+{
+	return (int)((imm >> 24) & 0x7f);
+}
+static inline uint32_t ragg__imm_chunk(uint32_t imm)
+{
+	return imm & 0xffffffu;
+}
+
+/* Connection private data, both ways. The proof is a keyed hash of the
+ * rest under RAGG_JOB_KEY (zero without a key). */
+#define RAGG_HELLO_PROOF_BYTES 16
+struct ragg__hello {
+	uint32_t magic;
+	uint16_t version;
+	uint8_t role;
+	uint32_t rank;
+	uint16_t workers, agents, servers;
+	uint8_t proof[RAGG_HELLO_PROOF_BYTES];
+};
+#define RAGG_HELLO_WIRE_BYTES 34
+
+void ragg__hello_init(struct ragg__hello *h, const struct ragg_opts *o);
+size_t ragg__hello_encode(const struct ragg__hello *h, uint8_t *buf);
+/* 0, RAGG_ERR_PROTO (not ragg), RAGG_ERR_VERSION, or RAGG_ERR_AUTH. */
+int ragg__hello_decode(const void *buf, size_t len, const char *job_key, struct ragg__hello *h);
+
+enum ragg__msg_type {
+	RAGG_MSG_DECLARE = 1, /* tensor layout + the sender's receive region */
+	RAGG_MSG_DECLARE_ACK, /* status + the slot region for the sender */
+	RAGG_MSG_BYE, /* the sender is done; its connection may close */
+};
+
+struct ragg__msg {
+	uint8_t type;
+	uint8_t tensor;
+	int32_t status;
+	uint64_t count;
+	uint64_t chunk_bytes;
+	uint64_t name_hash;
+	struct ragg_tp_rdesc rdesc;
+};
+#define RAGG_MSG_WIRE_MAX (1 + 1 + 4 + 8 + 8 + 8 + 1 + RAGG_TP_RDESC_MAX)
+
+size_t ragg__msg_encode(const struct ragg__msg *m, uint8_t *buf);
+int ragg__msg_decode(const void *buf, size_t len, struct ragg__msg *m);
+
+uint64_t ragg__name_hash(const char *name);
+
+#endif

@@ -1,0 +1,256 @@
+/*
+ * A parameter-server shard: it owns chunks c with c mod n == its rank. Once
+ * every agent's (N_j, s_j) for a chunk has landed, an engine thread forms
+ * g = sum_j s_j / sum_j N_j, the exact sample-weighted mean over all
+ * workers' data, applies the optimizer, and the shard writes the chunk's new
+ * parameters into every agent's parameter region.
+ *
+ * Round 0 is the initial broadcast: the parameters become g itself (worker 0
+ * pushed its parameters with weight 1, every other worker weight 0).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compiler.h"
+#include "core.h"
+#include "log.h"
+
+struct ragg__server_tensor {
+	int declared;
+	bool mismatch, ready;
+	size_t nowned, owned_bytes;
+	struct ragg__region *aslot; /* per agent: what it writes into */
+	struct ragg_tp_rdesc *aparams; /* per agent: its parameter region */
+	struct ragg__region w; /* the owned parameters */
+	float *g, *v; /* gradient scratch and momentum, owned layout */
+	uint32_t *arrived[2]; /* per owned chunk */
+	uint64_t *rounds; /* per owned chunk: updates applied */
+	struct ragg__chunk_job *jobs; /* per owned chunk */
+	bool warned_zero;
+};
+
+void ragg__server_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t)
+{
+	struct ragg__server_tensor *st = t->server;
+	if (st->aslot)
+		for (int j = 0; j < ctx->opts.agents; j++)
+			if (st->aslot[j].mem)
+				ragg__region_free(ctx, &st->aslot[j]);
+	if (st->w.mem)
+		ragg__region_free(ctx, &st->w);
+	if (st->g)
+		ragg__engine_free(ctx->engine, st->g, st->owned_bytes);
+	if (st->v)
+		ragg__engine_free(ctx->engine, st->v, st->owned_bytes);
+	if (st->jobs)
+		for (size_t i = 0; i < st->nowned; i++) {
+			free(st->jobs[i].inputs);
+			free(st->jobs[i].weights);
+		}
+	free(st->jobs);
+	free(st->aslot);
+	free(st->aparams);
+	free(st->arrived[0]);
+	free(st->arrived[1]);
+	free(st->rounds);
+	free(st);
+	t->server = NULL;
+}
+
+/* Runs on an engine thread. */
+static void server_update(struct ragg__job *job)
+{
+	struct ragg__chunk_job *cj = ragg__container_of(job, struct ragg__chunk_job, job);
+	ragg_tensor_t *t = cj->t;
+	struct ragg_ctx *ctx = t->ctx;
+	struct ragg__server_tensor *st = t->server;
+	const struct ragg__kernels *k = ctx->kernels;
+	size_t lc = cj->chunk / (uint32_t)ctx->opts.servers;
+	size_t off = lc * t->chunk_elems * sizeof(float);
+	size_t n = ragg__chunk_len(t, cj->chunk) / sizeof(float);
+	double total = 0;
+
+	for (int j = 0; j < ctx->opts.agents; j++)
+		total += ((const double *)st->aslot[j].mem)[cj->parity];
+	cj->total_weight = total;
+	if (!(total > 0))
+		return; /* nothing to average: the parameters stay */
+	float inv = (float)(1.0 / total);
+	for (int j = 0; j < ctx->opts.agents; j++) {
+		cj->weights[j] = inv;
+		cj->inputs[j] = (const float *)((const char *)st->aslot[j].mem +
+		                                ragg__slot_offset(cj->parity, st->owned_bytes, off));
+	}
+	float *w = (float *)((char *)st->w.mem + off);
+	float *g = (float *)((char *)st->g + off);
+	if (st->rounds[lc] == 0) {
+		k->sum_weighted(w, cj->inputs, cj->weights, ctx->opts.agents, n);
+		return;
+	}
+	k->sum_weighted(g, cj->inputs, cj->weights, ctx->opts.agents, n);
+	if (ctx->opts.optimizer == RAGG_OPT_MOMENTUM)
+		k->momentum(w, (float *)((char *)st->v + off), g, 1.0f, ctx->opts.lr, ctx->opts.momentum, n);
+	else
+		k->sgd(w, g, 1.0f, ctx->opts.lr, n);
+}
+
+void ragg__server_on_job(struct ragg_ctx *ctx, struct ragg__chunk_job *cj)
+{
+	ragg_tensor_t *t = cj->t;
+	struct ragg__server_tensor *st = t->server;
+	size_t lc = cj->chunk / (uint32_t)ctx->opts.servers;
+	size_t chunk_bytes = t->chunk_elems * sizeof(float);
+
+	if (!(cj->total_weight > 0) && !st->warned_zero) {
+		ragg__warn("tensor %d: a round with total weight 0 leaves the parameters unchanged", t->id);
+		st->warned_zero = true;
+	}
+	st->rounds[lc]++;
+	for (int j = 0; j < ctx->opts.agents; j++)
+		ragg__post_write(&ctx->peers[j], (char *)st->w.mem + lc * chunk_bytes, st->w.mr, &st->aparams[j],
+		                 cj->chunk * chunk_bytes, ragg__chunk_len(t, cj->chunk),
+		                 ragg__imm_encode(cj->parity, t->id, cj->chunk), RAGG_TP_WRITE_IMM, 0);
+}
+
+static void ack_agents(struct ragg_ctx *ctx, ragg_tensor_t *t, int status)
+{
+	for (int j = 0; j < ctx->opts.agents; j++) {
+		struct ragg__msg m = {.type = RAGG_MSG_DECLARE_ACK, .tensor = (uint8_t)t->id, .status = status};
+		if (!status)
+			m.rdesc = t->server->aslot[j].rdesc;
+		ragg__post_msg(&ctx->peers[j], &m);
+	}
+	if (status)
+		ragg__error("tensor %d: declaration failed: %s", t->id, ragg_strerror(status));
+}
+
+static int setup_memory(struct ragg_ctx *ctx, ragg_tensor_t *t)
+{
+	struct ragg__server_tensor *st = t->server;
+	size_t chunk_bytes = t->chunk_elems * sizeof(float);
+	int n = ctx->opts.servers, rc;
+
+	st->nowned = (size_t)ctx->opts.rank < t->nchunks
+	                     ? (t->nchunks - (size_t)ctx->opts.rank + (size_t)n - 1) / (size_t)n
+	                     : 0;
+	st->owned_bytes = st->nowned * chunk_bytes;
+	for (int j = 0; j < ctx->opts.agents; j++)
+		if ((rc = ragg__region_alloc(ctx, RAGG_SLOT_META_BYTES + 2 * st->owned_bytes, chunk_bytes,
+		                             &st->aslot[j])))
+			return rc;
+	if ((rc = ragg__region_alloc(ctx, st->owned_bytes ? st->owned_bytes : 64, chunk_bytes, &st->w)))
+		return rc;
+	st->g = ragg__engine_alloc(ctx->engine, st->owned_bytes ? st->owned_bytes : 64, chunk_bytes);
+	st->v = ragg__engine_alloc(ctx->engine, st->owned_bytes ? st->owned_bytes : 64, chunk_bytes);
+	st->jobs = calloc(st->nowned ? st->nowned : 1, sizeof(*st->jobs));
+	st->arrived[0] = calloc(st->nowned ? st->nowned : 1, sizeof(uint32_t));
+	st->arrived[1] = calloc(st->nowned ? st->nowned : 1, sizeof(uint32_t));
+	st->rounds = calloc(st->nowned ? st->nowned : 1, sizeof(uint64_t));
+	if (!st->g || !st->v || !st->jobs || !st->arrived[0] || !st->arrived[1] || !st->rounds)
+		return -ENOMEM;
+	memset(st->v, 0, st->owned_bytes);
+	for (size_t i = 0; i < st->nowned; i++) {
+		struct ragg__chunk_job *j = &st->jobs[i];
+		j->t = t;
+		j->chunk = (uint32_t)(i * (size_t)n + (size_t)ctx->opts.rank);
+		j->job.fn = server_update;
+		j->job.thread_hint = (int)i;
+		j->inputs = calloc((size_t)ctx->opts.agents, sizeof(*j->inputs));
+		j->weights = calloc((size_t)ctx->opts.agents, sizeof(*j->weights));
+		if (!j->inputs || !j->weights)
+			return -ENOMEM;
+	}
+	for (int j = 0; j < ctx->opts.agents; j++)
+		if ((rc = ragg__queue_reserve(&ctx->peers[j], (uint32_t)st->nowned + 2)))
+			return rc;
+	return 0;
+}
+
+static void on_agent_declare(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m)
+{
+	ragg_tensor_t *t;
+	int rc;
+
+	if (m->tensor == ctx->ntensors && ctx->ntensors < RAGG_MAX_TENSORS) {
+		if (m->chunk_bytes < 4096 || m->chunk_bytes % sizeof(float))
+			rc = RAGG_ERR_PROTO;
+		else
+			rc = ragg__tensor_new(ctx, m->tensor, NULL, m->name_hash, m->count, m->chunk_bytes, &t);
+		if (!rc) {
+			struct ragg__server_tensor *st = calloc(1, sizeof(*st));
+			t->server = st;
+			if (!st || !(st->aslot = calloc((size_t)ctx->opts.agents, sizeof(*st->aslot))) ||
+			    !(st->aparams = calloc((size_t)ctx->opts.agents, sizeof(*st->aparams)))) {
+				ragg__tensor_free(t);
+				rc = -ENOMEM;
+			}
+		}
+		if (rc) {
+			ragg__error("agent %d declared an invalid tensor: %s", p->rank, ragg_strerror(rc));
+			ragg__fail(ctx, rc);
+			return;
+		}
+		ctx->tensors[ctx->ntensors++] = t;
+	} else if (m->tensor < ctx->ntensors) {
+		t = ctx->tensors[m->tensor];
+	} else {
+		ragg__error("agent %d declared tensor %u out of order", p->rank, m->tensor);
+		ragg__fail(ctx, RAGG_ERR_PROTO);
+		return;
+	}
+	struct ragg__server_tensor *st = t->server;
+	if (st->aparams[p->index].len) {
+		ragg__error("agent %d declared tensor %d twice", p->rank, t->id);
+		ragg__fail(ctx, RAGG_ERR_PROTO);
+		return;
+	}
+	if (m->count != t->count || m->chunk_bytes != t->chunk_elems * sizeof(float) ||
+	    m->name_hash != t->name_hash)
+		st->mismatch = true;
+	st->aparams[p->index] = m->rdesc;
+	if (++st->declared < ctx->opts.agents)
+		return;
+	if (st->mismatch) {
+		ack_agents(ctx, t, RAGG_ERR_MISMATCH);
+		return;
+	}
+	rc = setup_memory(ctx, t);
+	st->ready = rc == 0;
+	ack_agents(ctx, t, rc);
+}
+
+void ragg__server_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m)
+{
+	if (m->type == RAGG_MSG_DECLARE) {
+		on_agent_declare(ctx, p, m);
+		return;
+	}
+	ragg__error("unexpected control message %d from %s", m->type, p->ep->peer);
+	ragg__fail(ctx, RAGG_ERR_PROTO);
+}
+
+void ragg__server_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t imm, size_t len)
+{
+	int id = ragg__imm_tensor(imm), parity = ragg__imm_parity(imm);
+	uint32_t c = ragg__imm_chunk(imm);
+	int n = ctx->opts.servers;
+	ragg_tensor_t *t = id < ctx->ntensors ? ctx->tensors[id] : NULL;
+	if (!t || !t->server->ready || c >= t->nchunks || (int)(c % (uint32_t)n) != ctx->opts.rank ||
+	    len != ragg__chunk_len(t, c) || parity != (int)(t->server->rounds[c / (uint32_t)n] & 1)) {
+		ragg__error("unexpected write from %s (tensor %d chunk %u parity %d length %zu)", p->ep->peer, id,
+		            c, parity, len);
+		ctx->stats.frames_rejected++;
+		ragg__fail(ctx, RAGG_ERR_PROTO);
+		return;
+	}
+	struct ragg__server_tensor *st = t->server;
+	size_t lc = c / (uint32_t)n;
+	if (++st->arrived[parity][lc] < (uint32_t)ctx->opts.agents)
+		return;
+	st->arrived[parity][lc] = 0;
+	st->jobs[lc].parity = parity;
+	int rc = ragg__engine_submit(ctx->engine, &st->jobs[lc].job);
+	if (rc)
+		ragg__fail(ctx, rc);
+}

@@ -1,0 +1,125 @@
+/* Tensor layout shared by every role, and the worker's collective
+ * ragg_tensor_declare. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compiler.h"
+#include "core.h"
+#include "log.h"
+
+int ragg__tensor_new(struct ragg_ctx *ctx, int id, const char *name, uint64_t name_hash, size_t count,
+                     size_t chunk_bytes, ragg_tensor_t **out)
+{
+	if (count == 0 || count > SIZE_MAX / sizeof(float) || chunk_bytes < sizeof(float)) {
+		ragg__error("tensor \"%s\": invalid size %zu", name ? name : "", count);
+		return -EINVAL;
+	}
+	size_t chunk_elems = chunk_bytes / sizeof(float);
+	size_t nchunks = (count + chunk_elems - 1) / chunk_elems;
+	if (nchunks > RAGG_IMM_MAX_CHUNKS) {
+		ragg__error("tensor \"%s\": %zu chunks, at most %u (raise RAGG_CHUNK_BYTES)", name ? name : "",
+		            nchunks, RAGG_IMM_MAX_CHUNKS);
+		return -EINVAL;
+	}
+	ragg_tensor_t *t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->ctx = ctx;
+	t->id = id;
+	snprintf(t->name, sizeof(t->name), "%s", name ? name : "");
+	t->name_hash = name_hash;
+	t->count = count;
+	t->chunk_elems = chunk_elems;
+	t->nchunks = nchunks;
+	t->bytes = count * sizeof(float);
+	*out = t;
+	return 0;
+}
+
+void ragg__tensor_free(ragg_tensor_t *t)
+{
+	struct ragg_ctx *ctx = t->ctx;
+	if (t->agent)
+		ragg__agent_tensor_free(ctx, t);
+	if (t->server)
+		ragg__server_tensor_free(ctx, t);
+	if (t->params_mr)
+		ctx->tp->mr_dereg(t->params_mr);
+	if (t->grad_mr)
+		ctx->tp->mr_dereg(t->grad_mr);
+	if (t->weight_mr)
+		ctx->tp->mr_dereg(t->weight_mr);
+	free(t->weight_src);
+	free(t);
+}
+
+static bool acked(void *arg)
+{
+	return ((ragg_tensor_t *)arg)->acked;
+}
+
+RAGG_EXPORT int ragg_tensor_declare(ragg_ctx_t *ctx, const char *name, float *params, size_t count,
+                                    ragg_tensor_t **out)
+{
+	ragg_tensor_t *t;
+	struct ragg_tp_rdesc unused;
+	int rc;
+
+	if (!ctx || !name || !out || (!params && count))
+		return -EINVAL;
+	if (ctx->opts.role != RAGG_ROLE_WORKER) {
+		ragg__error("ragg_tensor_declare: only workers declare tensors; agents and servers "
+		            "learn them in ragg_serve");
+		return RAGG_ERR_ROLE;
+	}
+	if (ctx->failed)
+		return ctx->failed;
+	if (ctx->ntensors == RAGG_MAX_TENSORS) {
+		ragg__error("ragg_tensor_declare: at most %d tensors", RAGG_MAX_TENSORS);
+		return -ENOSPC;
+	}
+	if ((rc = ragg__tensor_new(ctx, ctx->ntensors, name, ragg__name_hash(name), count,
+	                           ctx->opts.chunk_bytes, &t)))
+		return rc;
+	t->params = params;
+	rc = -ENOMEM;
+	if (posix_memalign((void **)&t->weight_src, 64, 2 * sizeof(double)))
+		goto err;
+	if ((rc = ctx->tp->mr_reg(ctx->dev, params, t->bytes, &t->params_mr, &t->params_rdesc)))
+		goto err_reg;
+	if ((rc = ctx->tp->mr_reg(ctx->dev, t->weight_src, 2 * sizeof(double), &t->weight_mr, &unused)))
+		goto err_reg;
+	/* A push is one weight plus every chunk; the queue holds a round. */
+	if ((rc = ragg__queue_reserve(&ctx->peers[0], (uint32_t)t->nchunks + 2)))
+		goto err;
+	ctx->tensors[ctx->ntensors++] = t;
+
+	struct ragg__msg m = {
+		.type = RAGG_MSG_DECLARE,
+		.tensor = (uint8_t)t->id,
+		.count = t->count,
+		.chunk_bytes = t->chunk_elems * sizeof(float),
+		.name_hash = t->name_hash,
+		.rdesc = t->params_rdesc,
+	};
+	if ((rc = ragg__post_msg(&ctx->peers[0], &m)) || (rc = ragg__wait(ctx, acked, t, "declaring a tensor")))
+		return rc;
+	if (t->ack_status) {
+		ragg__error("tensor \"%s\": %s", name, ragg_strerror(t->ack_status));
+		return t->ack_status;
+	}
+	/* Round 0 sets the parameters everywhere to worker 0's: its weight is
+	 * 1 and every other worker's 0, so the servers' weighted mean is
+	 * exactly worker 0's values. */
+	if ((rc = ragg_pushpull(t, params, ctx->opts.rank == 0 ? 1.0 : 0.0, params)))
+		return rc;
+	*out = t;
+	return 0;
+err_reg:
+	ragg__error("tensor \"%s\": registering memory: %s", name, ragg_strerror(rc));
+err:
+	ragg__tensor_free(t);
+	return rc;
+}

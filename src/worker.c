@@ -1,0 +1,204 @@
+/*
+ * The worker's side of a round. A push writes the weight into the agent's
+ * slot (no immediate), then every chunk with an immediate; the agent learns
+ * of each chunk from its completion queue, and the weight has landed before
+ * the first chunk is reported because writes on one endpoint land in order.
+ * Only the last write is signalled: its completion means the gradient buffer
+ * may be reused. A pull waits until every chunk of the round's parameters
+ * has landed in the declared buffer.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "compiler.h"
+#include "core.h"
+#include "log.h"
+
+static int check_tensor(ragg_tensor_t *t)
+{
+	if (!t)
+		return -EINVAL;
+	if (t->ctx->failed)
+		return t->ctx->failed;
+	return 0;
+}
+
+/* The gradient buffer is registered on first use and kept while the caller
+ * passes the same one, which is the normal case. */
+static int grad_mr(ragg_tensor_t *t, const float *grad, struct ragg_tp_mr **mr)
+{
+	struct ragg_ctx *ctx = t->ctx;
+	struct ragg_tp_rdesc unused;
+	if (grad == t->params) {
+		*mr = t->params_mr;
+		return 0;
+	}
+	if (grad != t->grad || !t->grad_mr) {
+		if (t->grad_mr)
+			ctx->tp->mr_dereg(t->grad_mr);
+		t->grad_mr = NULL;
+		t->grad = NULL;
+		int rc = ctx->tp->mr_reg(ctx->dev, (void *)(uintptr_t)grad, t->bytes, &t->grad_mr, &unused);
+		if (rc) {
+			ragg__error("registering the gradient buffer (%zu bytes): %s", t->bytes, ragg_strerror(rc));
+			return rc;
+		}
+		t->grad = grad;
+	}
+	*mr = t->grad_mr;
+	return 0;
+}
+
+static int post_push(ragg_tensor_t *t, const float *grad, double weight)
+{
+	struct ragg_ctx *ctx = t->ctx;
+	struct ragg__peer *agent = &ctx->peers[0];
+	struct ragg_tp_mr *mr;
+	int parity = (int)(t->round & 1);
+	int rc;
+
+	if (t->push_inflight) {
+		ragg__error("tensor \"%s\": a push is still in progress", t->name);
+		return -EBUSY;
+	}
+	if (!grad || !(weight >= 0.0)) {
+		ragg__error("tensor \"%s\": push needs a gradient and a weight >= 0", t->name);
+		return -EINVAL;
+	}
+	if ((rc = grad_mr(t, grad, &mr)))
+		return rc;
+	t->weight_src[parity] = weight;
+	rc = ragg__post_write(agent, &t->weight_src[parity], t->weight_mr, &t->agent_slot,
+	                      (uint64_t)parity * sizeof(double), sizeof(double), 0, 0, 0);
+	for (size_t c = 0; !rc && c < t->nchunks; c++) {
+		size_t off = c * t->chunk_elems * sizeof(float);
+		bool last = c + 1 == t->nchunks;
+		rc = ragg__post_write(agent, (const char *)grad + off, mr, &t->agent_slot,
+		                      ragg__slot_offset(parity, t->bytes, off), ragg__chunk_len(t, c),
+		                      ragg__imm_encode(parity, t->id, (uint32_t)c),
+		                      RAGG_TP_WRITE_IMM | (last ? RAGG_TP_WRITE_SIGNAL : 0), (uint64_t)t->id);
+	}
+	if (rc)
+		return rc;
+	t->push_inflight = 1;
+	return 0;
+}
+
+static bool push_done(void *arg)
+{
+	return ((ragg_tensor_t *)arg)->push_inflight == 0;
+}
+
+static bool pull_done(void *arg)
+{
+	ragg_tensor_t *t = arg;
+	return t->landed[t->round & 1] == t->nchunks;
+}
+
+void ragg__worker_on_write_done(struct ragg_ctx *ctx, uint64_t cookie)
+{
+	if (cookie < (uint64_t)ctx->ntensors)
+		ctx->tensors[cookie]->push_inflight = 0;
+}
+
+void ragg__worker_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t imm, size_t len)
+{
+	int id = ragg__imm_tensor(imm), parity = ragg__imm_parity(imm);
+	uint32_t c = ragg__imm_chunk(imm);
+	ragg_tensor_t *t = id < ctx->ntensors ? ctx->tensors[id] : NULL;
+	if (!t || c >= t->nchunks || len != ragg__chunk_len(t, c) || parity != (int)(t->round & 1) ||
+	    t->landed[parity] >= t->nchunks) {
+		ragg__error("unexpected parameter write from agent %d (tensor %d chunk %u parity %d)", p->rank,
+		            id, c, parity);
+		ctx->stats.frames_rejected++;
+		ragg__fail(ctx, RAGG_ERR_PROTO);
+		return;
+	}
+	t->landed[parity]++;
+}
+
+void ragg__worker_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m)
+{
+	ragg_tensor_t *t = m->tensor < ctx->ntensors ? ctx->tensors[m->tensor] : NULL;
+	if (m->type != RAGG_MSG_DECLARE_ACK || !t || t->acked) {
+		ragg__error("unexpected control message %d from agent %d", m->type, p->rank);
+		ragg__fail(ctx, RAGG_ERR_PROTO);
+		return;
+	}
+	t->ack_status = m->status;
+	t->agent_slot = m->rdesc;
+	t->acked = true;
+}
+
+RAGG_EXPORT int ragg_push(ragg_tensor_t *t, const float *grad, double weight)
+{
+	int rc = check_tensor(t);
+	if (rc || (rc = post_push(t, grad, weight)))
+		return rc;
+	return ragg__wait(t->ctx, push_done, t, "push");
+}
+
+RAGG_EXPORT int ragg_pull(ragg_tensor_t *t, float *params)
+{
+	int rc = check_tensor(t);
+	if (rc)
+		return rc;
+	/* The round ends once our own push has left too, so the next push may
+	 * reuse the parity's slots. */
+	if ((rc = ragg__wait(t->ctx, push_done, t, "push")) || (rc = ragg__wait(t->ctx, pull_done, t, "pull")))
+		return rc;
+	t->landed[t->round & 1] = 0;
+	t->round++;
+	t->ctx->stats.rounds++;
+	if (params && params != t->params)
+		memcpy(params, t->params, t->bytes);
+	return 0;
+}
+
+RAGG_EXPORT int ragg_pushpull(ragg_tensor_t *t, const float *grad, double weight, float *params)
+{
+	int rc = ragg_push(t, grad, weight);
+	return rc ? rc : ragg_pull(t, params);
+}
+
+RAGG_EXPORT int ragg_ipush(ragg_tensor_t *t, const float *grad, double weight, ragg_req_t **req)
+{
+	int rc = check_tensor(t);
+	if (rc)
+		return rc;
+	if (!req)
+		return -EINVAL;
+	struct ragg_req *r = &t->ctx->req;
+	if (r->t && !r->done) {
+		ragg__error("ragg_ipush: the previous request has not completed");
+		return -EBUSY;
+	}
+	if ((rc = post_push(t, grad, weight)))
+		return rc;
+	r->t = t;
+	r->done = false;
+	*req = r;
+	return 0;
+}
+
+RAGG_EXPORT int ragg_wait(ragg_req_t *req)
+{
+	if (!req || !req->t)
+		return -EINVAL;
+	int rc = ragg__wait(req->t->ctx, push_done, req->t, "push");
+	if (!rc)
+		req->done = true;
+	return rc;
+}
+
+RAGG_EXPORT int ragg_test(ragg_req_t *req, int *done)
+{
+	if (!req || !req->t || !done)
+		return -EINVAL;
+	int rc = ragg__progress(req->t->ctx);
+	if (rc < 0)
+		return rc;
+	req->done = req->t->push_inflight == 0;
+	*done = req->done;
+	return 0;
+}
