@@ -276,6 +276,7 @@ RAGG_EXPORT int ragg_finalize(ragg_ctx_t *ctx)
 	if (ctx->opts.role == RAGG_ROLE_WORKER && !ctx->failed && ctx->peers[0].connected) {
 		struct ragg__msg bye = {.type = RAGG_MSG_BYE};
 		rc = ragg__post_msg(&ctx->peers[0], &bye);
+		ctx->leaving = true;
 		if (!rc)
 			rc = ragg__wait(ctx, queues_drained, ctx, "sending goodbye");
 	}
@@ -291,6 +292,11 @@ RAGG_EXPORT enum ragg_role ragg_role(const ragg_ctx_t *ctx)
 RAGG_EXPORT int ragg_rank(const ragg_ctx_t *ctx)
 {
 	return ctx ? ctx->opts.rank : -1;
+}
+
+RAGG_EXPORT const char *ragg_transport_name(const ragg_ctx_t *ctx)
+{
+	return ctx && ctx->tp ? ctx->tp->name : "";
 }
 
 RAGG_EXPORT int ragg_stats(const ragg_ctx_t *ctx, struct ragg_stats *stats)

@@ -134,6 +134,7 @@ struct ragg_ctx {
 	struct ragg_req req; /* ragg_ipush's single outstanding request */
 
 	int failed; /* sticky: first fatal error of the job */
+	bool leaving; /* our goodbye is sent: peers closing is expected */
 	int byes; /* peers that said goodbye */
 	struct ragg_stats stats;
 };

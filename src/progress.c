@@ -140,7 +140,7 @@ static void on_disconnected(struct ragg_ctx *ctx, const struct ragg_tp_event *ev
 	if (p->ep != ev->ep)
 		return;
 	p->gone = true;
-	if (p->said_bye)
+	if (p->said_bye || ctx->leaving)
 		return;
 	ctx->stats.peers_dropped++;
 	if (!p->connected)

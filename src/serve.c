@@ -45,5 +45,6 @@ RAGG_EXPORT int ragg_serve(ragg_ctx_t *ctx)
 			if ((rc = ragg__post_msg(&ctx->peers[ctx->nworkers + s], &bye)))
 				return rc;
 	}
+	ctx->leaving = true;
 	return ragg__wait(ctx, queues_empty, ctx, "finishing");
 }

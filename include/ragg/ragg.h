@@ -115,13 +115,15 @@ RAGG_API int ragg_finalize(ragg_ctx_t *ctx);
 /* This process's role and rank. */
 RAGG_API enum ragg_role ragg_role(const ragg_ctx_t *ctx);
 RAGG_API int ragg_rank(const ragg_ctx_t *ctx);
+/* The transport this process uses ("tcp", "verbs", ...). */
+RAGG_API const char *ragg_transport_name(const ragg_ctx_t *ctx);
 
 /*
- * Declare a model tensor of `count` floats; collective over every process of
- * the job, in the same order with the same name and count. Registers all
- * memory once. On workers `params` is the parameter buffer that pulls land in;
- * worker 0's values at declare time become the initial parameters
- * everywhere. Agents and servers pass params NULL.
+ * Declare a model tensor of `count` floats; collective over the workers, in
+ * the same order with the same name and count (agents and servers learn it
+ * in ragg_serve). Registers all memory once. `params` is the buffer that
+ * pulls land in; worker 0's values at declare time become the initial
+ * parameters everywhere.
  */
 RAGG_API int ragg_tensor_declare(ragg_ctx_t *ctx, const char *name, float *params,
                                  size_t count, ragg_tensor_t **tensor);

@@ -1,0 +1,61 @@
+/* ragg-info: what this library can use here and the settings in force. */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "engine/engine.h"
+#include "settings.h"
+
+#include <ragg/ragg.h>
+#include <ragg/transport.h>
+
+#ifdef RAGG_HAVE_VERBS
+int ragg__verbs_describe(char *buf, size_t len);
+#endif
+
+int main(int argc, char **argv)
+{
+	char why[256], buf[8192];
+	(void)argv;
+	if (argc > 1) {
+		fprintf(stderr, "usage: ragg-info\nPrints transports, devices, placement and settings; see ragg-info(1).\n");
+		return 2;
+	}
+	printf("ragg %s\n\n", PACKAGE_VERSION);
+	printf("transports:\n");
+	for (const struct ragg_tp_ops *const *t = ragg_transport_list(); *t; t++) {
+		why[0] = 0;
+		int rc = (*t)->probe(why, sizeof(why));
+		printf("  %-8s %s%s%s\n", (*t)->name, rc ? "not usable" : "usable", why[0] ? ": " : "", why);
+	}
+#ifdef RAGG_HAVE_VERBS
+	printf("\nRDMA devices:\n");
+	if (ragg__verbs_describe(buf, sizeof(buf)) == 0)
+		fputs(buf, stdout);
+#endif
+	printf("\naggregation engine:\n");
+	const char *kname = ragg__setting_value("RAGG_KERNELS");
+	const struct ragg__kernels *k = ragg__kernels_get(kname);
+	printf("  kernels: %s\n", k ? k->name : "(RAGG_KERNELS names none usable here)");
+	struct ragg__engine *e;
+	struct ragg__engine_conf conf = {.threads = 0};
+	long threads = 1;
+	ragg__parse_int("RAGG_AGG_THREADS", ragg__setting_value("RAGG_AGG_THREADS"), 0, 1024, &threads);
+	conf.threads = (int)threads;
+	const char *cpus = ragg__setting_value("RAGG_CPUS");
+	conf.cpus = *cpus ? cpus : NULL;
+	if (ragg__engine_start(&conf, &e) == 0) {
+		if (ragg__engine_describe(e, buf, sizeof(buf)) == 0)
+			printf("  %s\n", buf);
+		ragg__engine_stop(e);
+	} else {
+		printf("  placement: cannot start with these settings\n");
+	}
+	printf("\nsettings (RAGG_*: value in force, default, meaning):\n");
+	for (const struct ragg__setting *s = ragg__settings; s->name; s++) {
+		const char *v = ragg__setting_value(s->name);
+		printf("  %-18s = %-16s (default \"%s\") %s\n", s->name, v, s->def, s->doc);
+	}
+	return 0;
+}
