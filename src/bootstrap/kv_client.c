@@ -164,8 +164,11 @@ int ragg__kv_get(struct ragg__kv *kv, const char *key, char *value, size_t cap, 
 		return rc;
 	snprintf(req, sizeof(req), "GET %s\n", key);
 	for (;;) {
-		if ((rc = kv_request(kv, req, reply, sizeof(reply))))
+		if ((rc = kv_request(kv, req, reply, sizeof(reply)))) {
+			ragg__error("rendezvous: lost while waiting for \"%s\" (server 0 serves it: did it exit?)",
+			            key);
 			return rc;
+		}
 		if (strncmp(reply, "VAL ", 4) == 0) {
 			if (strlen(reply + 4) >= cap)
 				return -ENOSPC;

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# Integration tests: real processes on 127.0.0.1, started by ragg-run.
+# Usage: tests/integration/run.sh BUILD_DIR [TEST...]
+# Prints "PASS: integration/NAME" or "FAIL: integration/NAME (why)" per test.
+set -u
+build=$(cd "${1:?usage: run.sh BUILD_DIR [TEST...]}" && pwd)
+shift
+run="$build/tools/ragg-run"
+job="$build/tests/integration/job"
+linreg="$build/examples/linreg"
+transport=${RAGG_TRANSPORT:-tcp}
+scale=${RAGG_TEST_TIMEOUT_SCALE:-1}
+logdir=$(mktemp -d "${TMPDIR:-/tmp}/ragg-it.XXXXXX")
+failed=0
+
+# One test: a function run with a time limit; its output kept in a log.
+t() {
+	local name=$1 limit=$2 rc
+	if [ ${#selected[@]} -gt 0 ] && [[ ! " ${selected[*]} " == *" $name "* ]]; then
+		return
+	fi
+	local log="$logdir/$name.log" why
+	timeout -k 5 $((limit * scale)) bash -c "$name" >"$log" 2>&1
+	rc=$?
+	why=$(tail -n1 "$log" | sed -n 's/^WHY: //p')
+	[ $rc -eq 124 ] && why="timed out after $((limit * scale)) s"
+
+	if grep -q '^OK$' "$log"; then
+		echo "PASS: integration/$name"
+	else
+		echo "FAIL: integration/$name (${why:-see below})"
+		sed 's/^/    /' "$log" | tail -n 40
+		failed=$((failed + 1))
+	fi
+}
+selected=("$@")
+export run job linreg transport build
+
+# Each test prints OK as its last act when everything held; "WHY: ..." says
+# what did not.
+linreg_8_2_2() {
+	out=$(RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=30000 "$run" -w 8 -a 2 -s 2 -- "$linreg" -r 20 2>&1) || { echo "$out"; echo "WHY: job failed"; return; }
+	echo "$out" | tail -n 3
+	line=$(echo "$out" | sed -n 's/^\[w0\] \(linreg: .*\)$/\1/p')
+	[[ $line =~ ^linreg:\ workers=8\ agents=2\ servers=2\ transport=$transport\ rounds=20\ loss=[^\ ]+\ max_rel_err_vs_reference=([^\ ]+)$ ]] || { echo "WHY: summary line missing or malformed"; return; }
+	awk -v e="${BASH_REMATCH[1]}" 'BEGIN { exit !(e < 1e-5) }' || { echo "WHY: error ${BASH_REMATCH[1]} not below 1e-5"; return; }
+	echo OK
+}
+
+exact_weighted_mean() {
+	out=$(RAGG_TRANSPORT=$transport RAGG_LR=0.25 RAGG_CHUNK_BYTES=4096 RAGG_TIMEOUT_MS=30000 "$run" -w 5 -a 2 -s 3 -- "$job" exact 6 2>&1) || { echo "$out"; echo "WHY: job failed"; return; }
+	n=$(echo "$out" | grep -c 'exact: worker .* ok')
+	[ "$n" = 5 ] || { echo "$out"; echo "WHY: $n of 5 workers verified"; return; }
+	echo OK
+}
+
+declare_mismatch_refused() {
+	out=$(RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=20000 "$run" -w 3 -a 1 -s 1 -- "$job" mismatch 2>&1) || { echo "$out"; echo "WHY: job failed"; return; }
+	n=$(echo "$out" | grep -c 'mismatch: refused as expected')
+	[ "$n" = 3 ] || { echo "$out"; echo "WHY: $n of 3 workers saw the mismatch"; return; }
+	echo OK
+}
+
+# 1,000 rounds must not grow any process's memory: the peak resident size
+# after 1,000 rounds stays within 1 MiB of the peak after 100.
+rounds_1000_no_memory_growth() {
+	a=$(RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=30000 "$run" -w 4 -a 2 -s 2 -- "$job" rounds 100 2>&1) || { echo "$a"; echo "WHY: 100-round job failed"; return; }
+	b=$(RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=30000 "$run" -w 4 -a 2 -s 2 -- "$job" rounds 1000 2>&1) || { echo "$b"; echo "WHY: 1000-round job failed"; return; }
+	bad=0
+	while read -r role rank kb; do
+		kb2=$(echo "$b" | awk -v r="$role" -v k="$rank" '$2 == "maxrss" && $3 == r && $4 == k { print $5 }')
+		echo "$role $rank: ${kb} KiB after 100 rounds, ${kb2} KiB after 1000"
+		[ -n "$kb2" ] && [ $((kb2 - kb)) -le 1024 ] || bad=1
+	done < <(echo "$a" | awk '$2 == "maxrss" { print $3, $4, $5 }')
+	[ "$bad" = 0 ] || { echo "WHY: resident memory grew"; return; }
+	echo OK
+}
+
+# No server ever starts: the rendezvous never answers. Every process must
+# end with a clear error within its deadline, not hang.
+root_never_starts() {
+	start=$(date +%s)
+	out=$(RAGG_TRANSPORT=$transport RAGG_ROLE=worker RAGG_RANK=0 RAGG_ROOT=127.0.0.1:9 RAGG_TIMEOUT_MS=1500 RAGG_LOG=error "$job" rounds 1 2>&1)
+	rc=$?
+	end=$(date +%s)
+	echo "$out"
+	[ $rc -ne 0 ] || { echo "WHY: succeeded without a rendezvous"; return; }
+	echo "$out" | grep -q 'rendezvous at 127.0.0.1:9 unreachable' || { echo "WHY: no clear message"; return; }
+	echo "$out" | grep -q RAGG_ERR_TIMEOUT || { echo "WHY: not a timeout error"; return; }
+	[ $((end - start)) -le 10 ] || { echo "WHY: took $((end - start)) s"; return; }
+	echo OK
+}
+
+# The server (and so the rendezvous) runs, but the agent never starts: the
+# worker's lookup of its agent ends with an error naming what is missing.
+agent_never_starts() {
+	port=$(( (RANDOM % 20000) + 30000 ))
+	export RAGG_TRANSPORT=$transport RAGG_ROOT=127.0.0.1:$port RAGG_WORKERS=1 RAGG_AGENTS=1 RAGG_SERVERS=1 RAGG_TIMEOUT_MS=1500 RAGG_LOG=error
+	RAGG_ROLE=server RAGG_RANK=0 RAGG_TIMEOUT_MS=4000 "$job" rounds 1 >"$logdir/server.out" 2>&1 &
+	spid=$!
+	start=$(date +%s)
+	out=$(RAGG_ROLE=worker RAGG_RANK=0 "$job" rounds 1 2>&1)
+	rc=$?
+	end=$(date +%s)
+	wait $spid
+	src=$?
+	echo "$out"
+	cat "$logdir/server.out"
+	[ $rc -ne 0 ] || { echo "WHY: worker succeeded without an agent"; return; }
+	echo "$out" | grep -q '"agent/0" not published' || { echo "WHY: no clear message"; return; }
+	[ $src -ne 0 ] || { echo "WHY: server succeeded without agents"; return; }
+	[ $((end - start)) -le 10 ] || { echo "WHY: took $((end - start)) s"; return; }
+	echo OK
+}
+
+# A process dies mid-job: the others end with an error, not a hang, and
+# ragg-run exits non-zero.
+agent_killed_mid_job() {
+	start=$(date +%s)
+	out=$(RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=20000 RAGG_LOG=error "$run" -w 4 -a 2 -s 1 -- bash -c '
+		if [ "$RAGG_ROLE" = agent ] && [ "$RAGG_RANK" = 1 ]; then
+			"$0" slow 100000 10 & p=$!; sleep 1; kill -9 $p; exit 9
+		fi
+		exec "$0" slow 100000 10' "$job" 2>&1)
+	rc=$?
+	end=$(date +%s)
+	echo "$out" | tail -n 20
+	[ $rc -ne 0 ] || { echo "WHY: ragg-run reported success"; return; }
+	echo "$out" | grep -q 'lost\|PEER_LOST' || { echo "WHY: no peer-lost error"; return; }
+	[ $((end - start)) -le 15 ] || { echo "WHY: took $((end - start)) s"; return; }
+	echo OK
+}
+
+# Connections that are not ragg (garbage) or fail the job key are dropped
+# with a logged error; the job's own connections carry on to the end.
+garbage_and_wrong_key_dropped() {
+	port=$(( (RANDOM % 20000) + 30000 ))
+	log="$logdir/garbage.job"
+	RAGG_TRANSPORT=$transport RAGG_JOB_KEY=right RAGG_TIMEOUT_MS=20000 RAGG_LOG=info "$run" -p $port -w 2 -a 1 -s 1 -- "$job" slow 150 10 >"$log" 2>&1 &
+	jpid=$!
+	for _ in $(seq 100); do
+		addr=$(sed -n 's/.*agent\/0 listening at \(.*\)$/\1/p' "$log" | head -n1)
+		[ -n "$addr" ] && break
+		sleep 0.05
+	done
+	[ -n "$addr" ] || { cat "$log"; echo "WHY: agent address not found"; return; }
+	sleep 0.3
+	host=${addr%:*} aport=${addr##*:}
+	# Garbage straight into the agent's port.
+	exec 3<>"/dev/tcp/$host/$aport" && printf 'GET / HTTP/1.0\r\n\r\n\x00\xff\xfe garbage garbage' >&3
+	sleep 0.3
+	exec 3>&-
+	# A real ragg process with the wrong job key.
+	RAGG_TRANSPORT=$transport RAGG_ROOT=127.0.0.1:$port RAGG_ROLE=worker RAGG_RANK=1 RAGG_WORKERS=2 RAGG_AGENTS=1 RAGG_SERVERS=1 \
+		RAGG_JOB_KEY=wrong RAGG_TIMEOUT_MS=1500 RAGG_LOG=error "$job" rounds 1 >"$log.intruder" 2>&1
+	irc=$?
+	wait $jpid
+	jrc=$?
+	tail -n 15 "$log"
+	echo "--- intruder:"
+	cat "$log.intruder"
+	[ $jrc -eq 0 ] || { echo "WHY: the job failed"; return; }
+	[ $irc -ne 0 ] || { echo "WHY: the wrong key was accepted"; return; }
+	grep -q '\[a0\].*error' "$log" || { echo "WHY: the agent logged no error"; return; }
+	grep -q 'authentication failed\|RAGG_ERR_AUTH' "$log" || { echo "WHY: no authentication error logged"; return; }
+	echo OK
+}
+
+export -f linreg_8_2_2 exact_weighted_mean declare_mismatch_refused rounds_1000_no_memory_growth \
+	root_never_starts agent_never_starts agent_killed_mid_job garbage_and_wrong_key_dropped
+export logdir
+
+t linreg_8_2_2 120
+t exact_weighted_mean 120
+t declare_mismatch_refused 60
+t rounds_1000_no_memory_growth 240
+t root_never_starts 30
+t agent_never_starts 30
+t agent_killed_mid_job 60
+t garbage_and_wrong_key_dropped 90
+
+rm -rf "$logdir"
+[ "$failed" -eq 0 ]
