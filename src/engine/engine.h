@@ -12,6 +12,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" { /* bench/micro's shim */
+#ifdef __cplusplus
+}
+#endif
+
+#endif
+
 struct ragg__kernels {
 	const char *name; /* "avx512", "avx2", "scalar", "openblas" */
 	/* out[i] = sum_j w[j] * in[j][i], j < k: reads each input once, writes
@@ -29,7 +37,14 @@ struct ragg__kernels {
 };
 
 /* The kernels for `name` ("auto", "avx512", "avx2", "scalar", "openblas"),
- * NULL when unknown or not supported by this CPU. */
+ * NULL when unknown or not supported by this CPU. NULL or "" mean "auto":
+ * AVX-512 where the CPU and OS support it, else AVX2+FMA, else scalar.
+ *
+ * All buffers hold floats at their natural alignment, any further
+ * alignment and any length (tails included) are handled. In sum_weighted,
+ * out may be exactly one of in[j] (accumulate in place); no other overlap.
+ * A sum that touches many bytes ((k + 1) * n * 4 >= 64 MiB) writes out
+ * with streaming stores, fenced before the call returns. */
 const struct ragg__kernels *ragg__kernels_get(const char *name);
 
 /* A unit of work for the pool: fn(job) runs on an engine thread. */
@@ -41,27 +56,101 @@ struct ragg__job {
 };
 
 struct ragg__engine_conf {
-	int threads; /* 0: run jobs inline in submit() */
+	int threads; /* 0: run jobs inline in submit(); < 0: one per core of the node */
 	const char *cpus; /* hwloc cpuset list string, or NULL for automatic */
 	const char *device; /* device whose NUMA node to use, or NULL */
 	const char *topology_xml; /* tests: load this topology instead of the machine's */
+	const char *kernels; /* RAGG_KERNELS: as ragg__kernels_get(); NULL: "auto" */
 };
+
+/*
+ * Placement. The NUMA node is the one nearest conf->device, an hwloc OS
+ * device name (RDMA device "mlx5_0", optionally with ":port", or network
+ * interface "eth0") or a PCI bus id ("0000:3b:00.0"); without a device, or
+ * when it is not found, the first NUMA node. Every thread is bound to that
+ * node's cores (those the calling thread may run on), or, when conf->cpus
+ * is given, thread i to the i-th cpu of that list, cycling. Memory is
+ * bound to the node (or to the nodes of conf->cpus).
+ *
+ * topology_xml is a path to an hwloc XML file, an XML document itself
+ * (starts with '<') or "synthetic:<hwloc synthetic description>". Such a
+ * topology is not this machine's: placement is computed from it but no
+ * binding is applied.
+ */
 
 struct ragg__engine;
 
+/* 0, -EINVAL (bad conf), RAGG_ERR_CONFIG (unknown kernels or cpus, device
+ * topology unreadable), -ENOMEM, or a thread/eventfd creation error. */
 int ragg__engine_start(const struct ragg__engine_conf *conf, struct ragg__engine **engine);
+/* Runs every job still queued, joins the threads, frees the engine. Jobs
+ * finished but not reaped are simply dropped (their memory is the
+ * caller's). Nothing may be submitted concurrently. */
 void ragg__engine_stop(struct ragg__engine *engine);
-/* Queue a job; never blocks, never allocates. */
+/* Queue a job; never blocks, never allocates. A job with thread_hint >= 0
+ * runs on thread thread_hint % threads, in submission order among the jobs
+ * of that thread; others go round-robin. With threads == 0 the job runs
+ * before submit returns. -EINVAL, -ESHUTDOWN once stop has begun. */
 int ragg__engine_submit(struct ragg__engine *engine, struct ragg__job *job);
-/* Take the finished jobs (a list through ->next) or NULL. */
+/* Take the finished jobs (a list through ->next, in completion order per
+ * thread) or NULL. Every submitted job is reaped exactly once. */
 struct ragg__job *ragg__engine_reap(struct ragg__engine *engine);
-/* An fd readable while finished jobs wait to be reaped. */
+/* An fd readable while finished jobs wait to be reaped (it may rarely be
+ * readable with none: reap then returns NULL and clears it). */
 int ragg__engine_wake_fd(const struct ragg__engine *engine);
-/* Memory on the engine's NUMA node, first touched in `chunk`-sized pieces by
- * the thread that owns each piece. Free with ragg__engine_free. */
+/* Memory on the engine's NUMA node, zeroed and first touched in
+ * `chunk`-sized pieces by the thread that owns each piece: piece i belongs
+ * to thread i % threads (the thread_hint to give its jobs). Page aligned.
+ * NULL when out of memory. Free with ragg__engine_free. Not for the hot
+ * path: it waits for the owning threads. */
 void *ragg__engine_alloc(struct ragg__engine *engine, size_t bytes, size_t chunk);
 void ragg__engine_free(struct ragg__engine *engine, void *p, size_t bytes);
-/* Printable description of the placement chosen. */
+/* Printable description of the placement chosen, one line of key=value
+ * ("node=1 device=mlx5_0 cpus=2-3 threads=2 binding=node memory=bind:1
+ * kernels=avx512 topology=this-system"). 0, or -ENOSPC when truncated. */
 int ragg__engine_describe(const struct ragg__engine *engine, char *buf, size_t len);
+
+/* The kernels chosen from conf->kernels. */
+const struct ragg__kernels *ragg__engine_kernels(const struct ragg__engine *engine);
+/* Number of engine threads, 0 when jobs run inline. */
+int ragg__engine_threads(const struct ragg__engine *engine);
+
+/* What the engine asked of hwloc, for tests and ragg-info. On a loaded
+ * topology (tests) nothing is applied; on this machine `applied` says the
+ * binding calls succeeded. Strings use hwloc's list syntax ("2-3,6"). */
+struct ragg__engine_placement {
+	int node; /* OS index of the NUMA node used, -1 when the topology has none */
+	int device_node; /* node of conf->device; -1: none given or not found */
+	int threads;
+	int per_cpu; /* 1: one cpu per thread (conf->cpus); 0: whole node */
+	int this_system; /* 0: a loaded topology, bindings only recorded */
+	int membind_policy; /* hwloc_membind_policy_t given to hwloc_alloc_membind */
+	char cpus[256]; /* cpus the threads are bound to, all threads together */
+	char mem_nodes[64]; /* nodeset given to hwloc_alloc_membind */
+};
+int ragg__engine_placement(const struct ragg__engine *engine, struct ragg__engine_placement *out);
+/* The cpuset thread `thread` asked for (`asked`) and, on this machine, the
+ * one hwloc_get_cpubind reports it got (`got`, "" on a loaded topology).
+ * 0, or -EINVAL for a thread that does not exist. */
+int ragg__engine_thread_binding(const struct ragg__engine *engine, int thread, char *asked,
+                                size_t asked_len, char *got, size_t got_len);
+
+/* A contribution to a chunk has landed; the last of them submits the
+ * chunk's job. *pending counts contributions still awaited and is re-armed
+ * by the caller for the next round. The per-chunk counter is the only
+ * shared write on this path. 1: this call submitted the job, 0: more are
+ * awaited, < 0: the submit error. */
+static inline int ragg__engine_arrive(struct ragg__engine *engine, unsigned *pending,
+                                      struct ragg__job *job)
+{
+	if (__atomic_sub_fetch(pending, 1, __ATOMIC_ACQ_REL) != 0)
+		return 0;
+	int rc = ragg__engine_submit(engine, job);
+	return rc < 0 ? rc : 1;
+}
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
