@@ -1,0 +1,175 @@
+/*
+ * Addresses ("host:port", "[v6]:port") and the socket options every
+ * connection gets.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "tcp.h"
+
+static int copy(char *dst, size_t dst_len, const char *src, size_t n)
+{
+	if (n >= dst_len)
+		return -ENAMETOOLONG;
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+	return 0;
+}
+
+int ragg__tcp_addr_split(const char *addr, char *host, size_t host_len, char *port,
+                         size_t port_len)
+{
+	const char *colon, *p;
+	int rc;
+
+	if (!addr)
+		addr = "";
+	if (addr[0] == '[') {
+		const char *close = strchr(addr, ']');
+		if (!close || (close[1] && close[1] != ':'))
+			return -EINVAL;
+		rc = copy(host, host_len, addr + 1, (size_t)(close - addr - 1));
+		p = close[1] ? close + 2 : "";
+	} else {
+		colon = strchr(addr, ':');
+		if (colon && strchr(colon + 1, ':')) /* a bare IPv6 literal: no port */
+			colon = NULL;
+		rc = copy(host, host_len, addr, colon ? (size_t)(colon - addr) : strlen(addr));
+		p = colon ? colon + 1 : "";
+	}
+	if (rc)
+		return rc;
+	for (const char *c = p; *c; c++)
+		if (*c < '0' || *c > '9')
+			return -EINVAL;
+	return copy(port, port_len, p, strlen(p));
+}
+
+int ragg__tcp_addr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t buf_len)
+{
+	char host[NI_MAXHOST], serv[NI_MAXSERV];
+	int rc = getnameinfo(sa, len, host, sizeof(host), serv, sizeof(serv),
+	                     NI_NUMERICHOST | NI_NUMERICSERV);
+	if (rc)
+		return -EINVAL;
+	int n = snprintf(buf, buf_len, sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, serv);
+	return n < 0 || (size_t)n >= buf_len ? -ENAMETOOLONG : 0;
+}
+
+static bool same_addr(const struct sockaddr *a, const struct sockaddr *b)
+{
+	if (a->sa_family != b->sa_family)
+		return false;
+	if (a->sa_family == AF_INET)
+		return ((const struct sockaddr_in *)(const void *)a)->sin_addr.s_addr ==
+		       ((const struct sockaddr_in *)(const void *)b)->sin_addr.s_addr;
+	if (a->sa_family == AF_INET6)
+		return memcmp(&((const struct sockaddr_in6 *)(const void *)a)->sin6_addr,
+		              &((const struct sockaddr_in6 *)(const void *)b)->sin6_addr,
+		              sizeof(struct in6_addr)) == 0;
+	return false;
+}
+
+static bool is_wildcard(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return ((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr ==
+		       htonl(INADDR_ANY);
+	if (sa->sa_family == AF_INET6)
+		return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr);
+	return false;
+}
+
+void ragg__tcp_addr_iface(const struct sockaddr *sa, char *buf, size_t len)
+{
+	struct ifaddrs *ifa, *i;
+
+	snprintf(buf, len, is_wildcard(sa) ? "any" : "tcp");
+	if (is_wildcard(sa) || getifaddrs(&ifa) < 0)
+		return;
+	for (i = ifa; i; i = i->ifa_next) {
+		if (i->ifa_addr && same_addr(i->ifa_addr, sa)) {
+			snprintf(buf, len, "%s", i->ifa_name);
+			break;
+		}
+	}
+	freeifaddrs(ifa);
+}
+
+int ragg__tcp_addr_advertise(struct ragg__tcp_dev *dev, int family, char *buf, size_t len)
+{
+	struct ifaddrs *ifa, *i;
+	int rc = -EADDRNOTAVAIL;
+
+	if (getifaddrs(&ifa) < 0)
+		return -errno;
+	for (i = ifa; i; i = i->ifa_next) {
+		if (!i->ifa_addr || i->ifa_addr->sa_family != family || !(i->ifa_flags & IFF_UP))
+			continue;
+		if (dev->cfg.iface[0] ? strcmp(i->ifa_name, dev->cfg.iface) != 0
+		                      : (i->ifa_flags & IFF_LOOPBACK) != 0)
+			continue;
+		if (family == AF_INET6 &&
+		    IN6_IS_ADDR_LINKLOCAL(&((struct sockaddr_in6 *)(void *)i->ifa_addr)->sin6_addr))
+			continue;
+		socklen_t sl = family == AF_INET ? sizeof(struct sockaddr_in)
+		                                 : sizeof(struct sockaddr_in6);
+		char host[NI_MAXHOST];
+		if (getnameinfo(i->ifa_addr, sl, host, sizeof(host), NULL, 0, NI_NUMERICHOST))
+			continue;
+		rc = snprintf(buf, len, "%s", host) < (int)len ? 0 : -ENAMETOOLONG;
+		snprintf(dev->device, sizeof(dev->device), "%s", i->ifa_name);
+		break;
+	}
+	freeifaddrs(ifa);
+	if (rc == -EADDRNOTAVAIL && dev->cfg.iface[0]) {
+		ragg__tcp_error(dev, "RAGG_TCP_IFACE=%s: no usable address on that interface",
+		                dev->cfg.iface);
+		return rc;
+	}
+	if (rc == -EADDRNOTAVAIL) {
+		/* A host with loopback only: peers can only be local anyway. */
+		snprintf(buf, len, "%s", family == AF_INET ? "127.0.0.1" : "::1");
+		snprintf(dev->device, sizeof(dev->device), "lo");
+		rc = 0;
+	}
+	return rc;
+}
+
+static int setopt(struct ragg__tcp_dev *dev, int fd, int level, int name, int value,
+                  const char *what)
+{
+	if (setsockopt(fd, level, name, &value, sizeof(value)) == 0)
+		return 0;
+	int rc = -errno;
+	ragg__tcp_error(dev, "setsockopt(%s=%d): %s", what, value, strerror(-rc));
+	return rc;
+}
+
+/* Buffer sizes go on before connect() or listen() so the window scale the
+ * handshake negotiates can use them; accepted sockets inherit the
+ * listener's. */
+int ragg__tcp_sock_setup(struct ragg__tcp_dev *dev, int fd, bool data)
+{
+	const struct ragg__tcp_config *c = &dev->cfg;
+	int rc = 0;
+
+	if (c->sndbuf)
+		rc = setopt(dev, fd, SOL_SOCKET, SO_SNDBUF,
+		            c->sndbuf > INT32_MAX / 2 ? INT32_MAX / 2 : (int)c->sndbuf, "SO_SNDBUF");
+	if (!rc && c->rcvbuf)
+		rc = setopt(dev, fd, SOL_SOCKET, SO_RCVBUF,
+		            c->rcvbuf > INT32_MAX / 2 ? INT32_MAX / 2 : (int)c->rcvbuf, "SO_RCVBUF");
+	if (!rc && data && c->nodelay)
+		rc = setopt(dev, fd, IPPROTO_TCP, TCP_NODELAY, 1, "TCP_NODELAY");
+	return rc;
+}

@@ -1,0 +1,386 @@
+/*
+ * The receive path and poll()/wait().
+ *
+ * A frame is read in two steps: its header into rx_hdr, then, after the
+ * header passed every check (region id, key, bounds, state), its payload
+ * straight into the region (or the message buffer). The payload read also
+ * asks for the next header in the same readv(), so a stream of frames costs
+ * about one syscall each. A refused frame's payload is never read: the
+ * connection is dropped at its header, before any byte of it can land.
+ *
+ * Events that carry data (RECV, CONNECT_REQUEST, CONNECTED) point into the
+ * endpoint's buffers, valid until the next poll(); an endpoint therefore
+ * hands out at most one of them per poll() and resumes next time.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "tcp.h"
+
+/* epoll events taken per poll(). */
+#define POLL_BATCH 64
+/* How often handshake deadlines are checked. */
+#define SWEEP_MS 100
+
+static const char *type_name(uint8_t type)
+{
+	static const char *const names[] = {"?", "hello", "accept", "write", "message", "error"};
+	return type < RAGG_ARRAY_SIZE(names) ? names[type] : "?";
+}
+
+/* Drop the connection over a frame we will not take. The peer gets a best
+ * effort ERR frame saying why, unless a frame of ours is half written. */
+static void refuse(struct ragg__tcp_ep *ep, int status, const char *why)
+{
+	struct ragg__tcp_dev *dev = ep->dev;
+	const struct ragg__tcp_frame *f = &ep->rx_frame;
+
+	if (f->type == RAGG__TCP_WRITE)
+		ragg__tcp_error(dev,
+		                "%s: write of %" PRIu64 " bytes at offset %" PRIu64
+		                " into region %" PRIu32 " refused: %s: %s (%s); dropping the connection",
+		                ep->base.peer, f->length, f->offset, f->region, why,
+		                ragg_strerror(status), ragg_strerror_name(status));
+	else
+		ragg__tcp_error(dev, "%s: %s; dropping the connection: %s (%s)", ep->base.peer, why,
+		                ragg_strerror(status), ragg_strerror_name(status));
+	if (ep->fd >= 0 && ep->tx_off == 0) {
+		uint8_t hdr[RAGG__TCP_HDR_SIZE];
+		struct ragg__tcp_frame err = {.type = RAGG__TCP_ERR, .imm = (uint32_t)status};
+		ragg__tcp_frame_encode(&err, hdr);
+		ssize_t w = send(ep->fd, hdr, sizeof(hdr), MSG_NOSIGNAL | MSG_DONTWAIT);
+		(void)w;
+	}
+	ragg__tcp_ep_fail(ep, status);
+}
+
+/* A header arrived: check it against our state and the region table and
+ * aim the payload. 0, or the endpoint failed. */
+static int frame_begin(struct ragg__tcp_ep *ep)
+{
+	struct ragg__tcp_dev *dev = ep->dev;
+	struct ragg__tcp_frame *f = &ep->rx_frame;
+	enum ragg__tcp_ep_state st = ep->state;
+	int rc = ragg__tcp_frame_decode(ep->rx_hdr, f);
+
+	if (rc == RAGG_ERR_VERSION) {
+		char why[64];
+		snprintf(why, sizeof(why), "peer speaks version %u, we speak %u", f->version,
+		         RAGG__TCP_VERSION);
+		refuse(ep, rc, why);
+		return rc;
+	}
+	if (rc) {
+		refuse(ep, rc, "malformed frame header");
+		return rc;
+	}
+	switch (f->type) {
+	case RAGG__TCP_WRITE: {
+		if (st != RAGG__TCP_EP_CONNECTED)
+			break;
+		struct ragg__tcp_mr *mr = ragg__tcp_region(dev, f->region);
+		if (!mr) {
+			refuse(ep, RAGG_ERR_KEY, "no such region");
+			return RAGG_ERR_KEY;
+		}
+		if ((mr->key ^ f->key) != 0) {
+			refuse(ep, RAGG_ERR_KEY, "wrong key");
+			return RAGG_ERR_KEY;
+		}
+		if (f->offset > mr->base.len || f->length > mr->base.len - f->offset) {
+			refuse(ep, RAGG_ERR_BOUNDS, "past the end of the region");
+			return RAGG_ERR_BOUNDS;
+		}
+		ep->rx_dst = (uint8_t *)mr->base.addr + f->offset;
+		ep->rx_left = (size_t)f->length;
+		return 0;
+	}
+	case RAGG__TCP_MSG:
+		if (st != RAGG__TCP_EP_CONNECTED)
+			break;
+		ep->rx_dst = ep->rx_msg;
+		ep->rx_left = (size_t)f->length;
+		return 0;
+	case RAGG__TCP_HELLO:
+		if (st != RAGG__TCP_EP_HELLO_WAIT)
+			break;
+		ep->rx_dst = ep->priv;
+		ep->rx_left = ep->priv_len = (size_t)f->length;
+		return 0;
+	case RAGG__TCP_ACCEPT:
+		if (st != RAGG__TCP_EP_HELLO_SENT)
+			break;
+		ep->rx_dst = ep->priv;
+		ep->rx_left = ep->priv_len = (size_t)f->length;
+		return 0;
+	case RAGG__TCP_ERR:
+		if (st == RAGG__TCP_EP_HELLO_WAIT)
+			break;
+		rc = (int32_t)f->imm;
+		ragg__tcp_log(dev, rc == -ECONNREFUSED ? RAGG_LOG_INFO : RAGG_LOG_ERROR,
+		              "%s: peer dropped the connection: %s (%s)", ep->base.peer,
+		              ragg_strerror(rc), ragg_strerror_name(rc));
+		ragg__tcp_ep_fail(ep, rc);
+		return rc;
+	default:
+		break;
+	}
+	char why[64];
+	snprintf(why, sizeof(why), "unexpected %s frame", type_name(f->type));
+	refuse(ep, RAGG_ERR_PROTO, why);
+	return RAGG_ERR_PROTO;
+}
+
+/* The payload is complete: say so. */
+static void frame_end(struct ragg__tcp_ep *ep, struct ragg__tcp_out *out)
+{
+	const struct ragg__tcp_frame *f = &ep->rx_frame;
+	struct ragg_tp_event *ev;
+
+	switch (f->type) {
+	case RAGG__TCP_WRITE:
+		if (f->flags & RAGG__TCP_F_IMM) {
+			ev = ragg__tcp_out_next(out, ep, RAGG_TP_EV_WRITE_LANDED);
+			ev->imm = f->imm;
+			ev->len = (size_t)f->length;
+		}
+		break;
+	case RAGG__TCP_MSG:
+		ev = ragg__tcp_out_next(out, ep, RAGG_TP_EV_RECV);
+		ev->data = ep->rx_msg;
+		ev->len = (size_t)f->length;
+		ep->rx_gen = ep->dev->poll_gen;
+		break;
+	case RAGG__TCP_HELLO:
+		ep->state = RAGG__TCP_EP_REQUESTED;
+		ep->exposed = true;
+		ragg__tcp_ep_handshake_done(ep);
+		ev = ragg__tcp_out_next(out, ep, RAGG_TP_EV_CONNECT_REQUEST);
+		ev->data = ep->priv;
+		ev->len = ep->priv_len;
+		ep->rx_gen = ep->dev->poll_gen;
+		ragg__tcp_debug(ep->dev, "%s: connect request", ep->base.peer);
+		break;
+	case RAGG__TCP_ACCEPT:
+		ep->state = RAGG__TCP_EP_CONNECTED;
+		ragg__tcp_ep_handshake_done(ep);
+		ev = ragg__tcp_out_next(out, ep, RAGG_TP_EV_CONNECTED);
+		ev->data = ep->priv;
+		ev->len = ep->priv_len;
+		ep->rx_gen = ep->dev->poll_gen;
+		ragg__tcp_debug(ep->dev, "%s: connected", ep->base.peer);
+		break;
+	default:
+		break;
+	}
+}
+
+static void rx_error(struct ragg__tcp_ep *ep, ssize_t n)
+{
+	int rc = RAGG_ERR_PEER_LOST;
+
+	if (n < 0 && errno != ECONNRESET)
+		rc = -errno;
+	if (!ep->exposed)
+		/* Never said hello: a port scanner or a health check. */
+		ragg__tcp_debug(ep->dev, "%s: closed before hello", ep->base.peer);
+	else if (n < 0)
+		ragg__tcp_info(ep->dev, "%s: receive: %s", ep->base.peer, strerror(errno));
+	else if (ep->rx_got || ep->rx_in_payload)
+		ragg__tcp_info(ep->dev, "%s: connection closed inside a frame", ep->base.peer);
+	else
+		ragg__tcp_debug(ep->dev, "%s: connection closed by peer", ep->base.peer);
+	ragg__tcp_ep_fail(ep, rc);
+}
+
+void ragg__tcp_rx(struct ragg__tcp_ep *ep, struct ragg__tcp_out *out)
+{
+	for (;;) {
+		if (ep->state == RAGG__TCP_EP_FAILED)
+			return;
+		/* A frame may end in an event: need room for it, and a data
+		 * buffer handed out in this poll() must stay untouched. */
+		if (ragg__tcp_out_full(out) || ep->rx_gen == ep->dev->poll_gen) {
+			ragg__tcp_pending_add(ep, RAGG__TCP_REPORT_RX);
+			return;
+		}
+		if (!ep->rx_in_payload) {
+			if (ep->rx_got < RAGG__TCP_HDR_SIZE) {
+				ssize_t n = recv(ep->fd, ep->rx_hdr + ep->rx_got,
+				                 RAGG__TCP_HDR_SIZE - ep->rx_got, MSG_DONTWAIT);
+				if (n <= 0) {
+					if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+					              errno == EINTR))
+						return;
+					rx_error(ep, n);
+					return;
+				}
+				ep->rx_got += (size_t)n;
+				if (ep->rx_got < RAGG__TCP_HDR_SIZE) {
+					int rc = ragg__tcp_frame_precheck(ep->rx_hdr, ep->rx_got);
+					if (rc) {
+						refuse(ep, rc, rc == RAGG_ERR_VERSION
+						                       ? "peer speaks another version"
+						                       : "malformed frame header");
+						return;
+					}
+					continue;
+				}
+			}
+			ep->rx_got = 0;
+			if (frame_begin(ep))
+				return;
+			if (!ep->rx_left) {
+				frame_end(ep, out);
+				continue;
+			}
+			ep->rx_in_payload = true;
+		}
+		/* The payload, and the next header behind it. */
+		struct iovec iov[2] = {
+			{.iov_base = ep->rx_dst, .iov_len = ep->rx_left},
+			{.iov_base = ep->rx_hdr, .iov_len = RAGG__TCP_HDR_SIZE},
+		};
+		ssize_t n = readv(ep->fd, iov, 2);
+		if (n <= 0) {
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+				return;
+			rx_error(ep, n);
+			return;
+		}
+		if ((size_t)n < ep->rx_left) {
+			ep->rx_dst += n;
+			ep->rx_left -= (size_t)n;
+			continue;
+		}
+		ep->rx_got = (size_t)n - ep->rx_left;
+		ep->rx_left = 0;
+		ep->rx_in_payload = false;
+		frame_end(ep, out);
+	}
+}
+
+void ragg__tcp_rx_region_gone(struct ragg__tcp_dev *dev, uint32_t id)
+{
+	struct ragg__tcp_link *l, *next;
+
+	for (l = dev->eps.next; l != &dev->eps; l = next) {
+		next = l->next;
+		struct ragg__tcp_ep *ep = ragg__container_of(l, struct ragg__tcp_ep, link);
+		if (ep->rx_in_payload && ep->rx_frame.type == RAGG__TCP_WRITE &&
+		    ep->rx_frame.region == id) {
+			ragg__tcp_error(dev, "%s: region %" PRIu32 " deregistered under an incoming write",
+			                ep->base.peer, id);
+			ragg__tcp_ep_fail(ep, RAGG_ERR_KEY);
+		}
+	}
+}
+
+/* Give what an endpoint owes, in order; stays pending if out fills. */
+static void drain_one(struct ragg__tcp_ep *ep, struct ragg__tcp_out *out)
+{
+	struct ragg_tp_event *ev;
+
+	if (ep->report & RAGG__TCP_REPORT_CONNECTED) {
+		if (ragg__tcp_out_full(out))
+			return;
+		ragg__tcp_out_next(out, ep, RAGG_TP_EV_CONNECTED);
+		ep->report &= ~RAGG__TCP_REPORT_CONNECTED;
+	}
+	ragg__tcp_tx_report(ep, out);
+	if (ep->state == RAGG__TCP_EP_FAILED) {
+		if (ep->tx_head != ep->tx_tail || ragg__tcp_out_full(out))
+			return;
+		if (ep->report & RAGG__TCP_REPORT_DISCONNECTED) {
+			ev = ragg__tcp_out_next(out, ep, RAGG_TP_EV_DISCONNECTED);
+			ev->status = ep->status;
+			ep->report = 0;
+		}
+	} else if (ep->report & RAGG__TCP_REPORT_RX) {
+		ep->report &= ~RAGG__TCP_REPORT_RX;
+		ragg__tcp_rx(ep, out);
+	}
+	if (!ep->report && ep->tx_head == ep->tx_send)
+		ragg__tcp_list_del(&ep->pend);
+}
+
+static void drain(struct ragg__tcp_dev *dev, struct ragg__tcp_out *out)
+{
+	struct ragg__tcp_link *l = dev->pending.next, *next;
+
+	for (; l != &dev->pending && !ragg__tcp_out_full(out); l = next) {
+		next = l->next;
+		drain_one(ragg__container_of(l, struct ragg__tcp_ep, pend), out);
+	}
+}
+
+static void ep_ready(struct ragg__tcp_ep *ep, uint32_t events, struct ragg__tcp_out *out)
+{
+	/* Failed earlier in this batch: its socket is gone. */
+	if (ep->state == RAGG__TCP_EP_FAILED)
+		return;
+	if (ep->state == RAGG__TCP_EP_CONNECTING) {
+		ragg__tcp_connect_ready(ep);
+		return;
+	}
+	if (events & EPOLLOUT)
+		ragg__tcp_flush(ep);
+	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+		ragg__tcp_rx(ep, out);
+}
+
+int ragg__tcp_poll(struct ragg_tp_dev *d, struct ragg_tp_event *events, int max)
+{
+	struct ragg__tcp_dev *dev = ragg__tcp_dev(d);
+	struct ragg__tcp_out out = {.ev = events, .max = max};
+	struct epoll_event evs[POLL_BATCH];
+
+	if (max <= 0 || !events)
+		return max < 0 || (max && !events) ? -EINVAL : 0;
+	dev->poll_gen++;
+	if (dev->handshakes) {
+		int64_t now = ragg__tcp_now_ms();
+		if (now >= dev->next_sweep_ms) {
+			ragg__tcp_sweep(dev, now);
+			dev->next_sweep_ms = now + SWEEP_MS;
+		}
+	}
+	drain(dev, &out);
+	if (!ragg__tcp_out_full(&out)) {
+		int n = epoll_wait(dev->epfd, evs, POLL_BATCH, 0);
+		for (int i = 0; i < n; i++) {
+			uint64_t tag = evs[i].data.u64;
+			if (tag == RAGG__TCP_TAG_LISTEN)
+				ragg__tcp_listener_ready(dev);
+			else if (tag != RAGG__TCP_TAG_WAKE)
+				ep_ready(evs[i].data.ptr, evs[i].events, &out);
+		}
+		/* Completions of the sends just made, with what room is left. */
+		drain(dev, &out);
+	}
+	while (!ragg__tcp_list_empty(&dev->dead))
+		ragg__tcp_ep_free(ragg__container_of(dev->dead.next, struct ragg__tcp_ep, link));
+	return out.n;
+}
+
+int ragg__tcp_wait(struct ragg_tp_dev *d, int timeout_ms)
+{
+	struct ragg__tcp_dev *dev = ragg__tcp_dev(d);
+	struct epoll_event ev;
+
+	if (!ragg__tcp_list_empty(&dev->pending))
+		return 0;
+	/* Only the sleep matters: level-triggered readiness is seen again by
+	 * poll(), and the wake fd is left for its owner to read. */
+	int n = epoll_wait(dev->epfd, &ev, 1, timeout_ms);
+	if (n < 0 && errno != EINTR)
+		return -errno;
+	return 0;
+}
