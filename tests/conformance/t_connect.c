@@ -82,8 +82,13 @@ TPC_CASE(reject)
 	RAGG_CHECK_OK(tp->reject(req.ev.ep));
 	struct tpc_ev d = tpc_expect(&w, 1, RAGG_TP_EV_DISCONNECTED, ce, TPC_DEADLINE_MS);
 	RAGG_CHECKF(d.ev.status < 0, "status %d", d.ev.status);
-	if (tpc_is(tp, "tcp"))
+	if (tpc_is(tp, "tcp")) {
 		RAGG_CHECKF(d.ev.status == -ECONNREFUSED, "status %s", ragg_strerror_name(d.ev.status));
+		/* The rejected endpoint reports its end too, so a core that
+		 * keeps nothing of it knows when to close it. */
+		d = tpc_expect(&w, 0, RAGG_TP_EV_DISCONNECTED, req.ev.ep, TPC_DEADLINE_MS);
+		RAGG_CHECK(d.ev.status == -ECONNREFUSED);
+	}
 	RAGG_CHECK(tpc_count(&w, 1, RAGG_TP_EV_CONNECTED, ce) == 0);
 	/* Writes and messages on it fail, they do not crash or hang. */
 	RAGG_CHECK(tp->send(ce, "x", 1) < 0);
@@ -248,6 +253,23 @@ TPC_CASE(wake_fd)
 	t0 = tpc_now_ms();
 	RAGG_CHECK_OK(tp->wait(w.dev[0], 10000));
 	RAGG_CHECK(tpc_now_ms() - t0 < 5000);
+	RAGG_CHECK(read(efd, &v, sizeof(v)) == sizeof(v) && v == 1);
+	tpc_world_fini(&w);
+
+	/* Set after open(), as a core does once its engine is up; and
+	 * cleared again. */
+	tpc_params(&p);
+	w.tp = tp;
+	tpc_world_add(&w, &p);
+	w.dev[0]->params.wake_fd = efd;
+	RAGG_CHECK(write(efd, &one, sizeof(one)) == sizeof(one));
+	t0 = tpc_now_ms();
+	RAGG_CHECK_OK(tp->wait(w.dev[0], 5000));
+	RAGG_CHECK(tpc_now_ms() - t0 < 1000);
+	w.dev[0]->params.wake_fd = -1;
+	t0 = tpc_now_ms();
+	RAGG_CHECK_OK(tp->wait(w.dev[0], 100));
+	RAGG_CHECK(tpc_now_ms() - t0 >= 80);
 	tpc_world_fini(&w);
 	close(efd);
 }

@@ -414,12 +414,12 @@ int main(int argc, char **argv)
 			        why);
 		register_cases(nsel++);
 	}
-	if (!nsel) {
+	int rc = 77;
+	if (!nsel)
 		fprintf(stderr, "tp-conformance: transport %s is not built into this library\n",
 		        only ? only : "(any)");
-		return 77;
-	}
-	if (!usable)
-		return 77;
-	return ragg_test_main(nargs, args);
+	else if (usable)
+		rc = ragg_test_main(nargs, args);
+	free(args);
+	return rc;
 }

@@ -40,6 +40,25 @@ int ragg__tcp_ep_set_mask(struct ragg__tcp_ep *ep, uint32_t mask)
 	return 0;
 }
 
+int ragg__tcp_wake_sync(struct ragg__tcp_dev *dev)
+{
+	int want = dev->base.params.wake_fd;
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = RAGG__TCP_TAG_WAKE};
+
+	if (want == dev->wake_fd)
+		return 0;
+	if (dev->wake_fd >= 0)
+		epoll_ctl(dev->epfd, EPOLL_CTL_DEL, dev->wake_fd, NULL);
+	dev->wake_fd = -1;
+	if (want >= 0 && epoll_ctl(dev->epfd, EPOLL_CTL_ADD, want, &ev) < 0) {
+		int rc = -errno;
+		ragg__tcp_error(dev, "wake fd %d: epoll_ctl: %s", want, strerror(-rc));
+		return rc;
+	}
+	dev->wake_fd = want;
+	return 0;
+}
+
 void ragg__tcp_pending_add(struct ragg__tcp_ep *ep, unsigned report)
 {
 	ep->report |= report;
@@ -113,15 +132,10 @@ static int tcp_open(const struct ragg_tp_params *params, struct ragg_tp_dev **ou
 		ragg__tcp_error(dev, "epoll_create1: %s", strerror(-rc));
 		goto err_free;
 	}
-	if (dev->wake_fd >= 0) {
-		struct epoll_event ev = {.events = EPOLLIN, .data.u64 = RAGG__TCP_TAG_WAKE};
-		if (epoll_ctl(dev->epfd, EPOLL_CTL_ADD, dev->wake_fd, &ev) < 0) {
-			rc = -errno;
-			ragg__tcp_error(dev, "wake fd %d: epoll_ctl: %s", dev->wake_fd,
-			                strerror(-rc));
-			goto err_epoll;
-		}
-	}
+	dev->wake_fd = -1;
+	rc = ragg__tcp_wake_sync(dev);
+	if (rc)
+		goto err_epoll;
 	ragg__tcp_debug(dev, "device open (queue depth %zu, sndbuf %zu, rcvbuf %zu)",
 	                dev->cfg.queue_depth, dev->cfg.sndbuf, dev->cfg.rcvbuf);
 	*out = &dev->base;

@@ -4,7 +4,9 @@
  * Handshake: the connector sends HELLO carrying its private data; the
  * acceptor reports CONNECT_REQUEST and the core answers with accept(), which
  * sends ACCEPT with the acceptor's private data, or reject(), which sends
- * ERR(-ECONNREFUSED). Both frames are ordinary frames of the stream, so a
+ * ERR(-ECONNREFUSED) and then reports the endpoint DISCONNECTED (status
+ * -ECONNREFUSED) so the core, holding nothing else of it, closes it. Both
+ * frames are ordinary frames of the stream, so a
  * connector may queue writes as soon as it sees CONNECTED and the acceptor
  * right after accept(): they follow the handshake on the same socket.
  *

@@ -377,6 +377,9 @@ int ragg__tcp_wait(struct ragg_tp_dev *d, int timeout_ms)
 
 	if (!ragg__tcp_list_empty(&dev->pending))
 		return 0;
+	int rc = ragg__tcp_wake_sync(dev);
+	if (rc)
+		return rc;
 	/* Only the sleep matters: level-triggered readiness is seen again by
 	 * poll(), and the wake fd is left for its owner to read. */
 	int n = epoll_wait(dev->epfd, &ev, 1, timeout_ms);

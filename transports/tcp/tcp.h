@@ -167,7 +167,7 @@ struct ragg__tcp_dev {
 	struct ragg__tcp_config cfg;
 	int epfd;
 	int lfd;
-	int wake_fd;
+	int wake_fd; /* the one in the epoll set */
 	char laddr[RAGG_TP_ADDR_MAX];
 	char device[64];
 	struct ragg__tcp_link eps; /* every live endpoint */
@@ -221,6 +221,8 @@ int64_t ragg__tcp_now_ms(void);
 /* Register fd's interest in exactly `mask` (EPOLLIN/EPOLLOUT). */
 int ragg__tcp_ep_set_mask(struct ragg__tcp_ep *ep, uint32_t mask);
 void ragg__tcp_pending_add(struct ragg__tcp_ep *ep, unsigned report);
+/* Put params.wake_fd in the epoll set: the core may set it after open(). */
+int ragg__tcp_wake_sync(struct ragg__tcp_dev *dev);
 
 /* ---- address.c ---- */
 /* Split "host:port", "[v6]:port", "[v6]", "host" or ":port"; port may come

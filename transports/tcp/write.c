@@ -225,6 +225,10 @@ void ragg__tcp_flush(struct ragg__tcp_ep *ep)
 	tx_retire(ep);
 	if (ep->tx_head != ep->tx_send)
 		ragg__tcp_pending_add(ep, 0);
+	/* The refusal is out: the endpoint is done, and says so, so whoever
+	 * rejected it knows to close it. */
+	if (ep->state == RAGG__TCP_EP_REJECTED && ep->tx_send == ep->tx_tail)
+		ragg__tcp_ep_fail(ep, -ECONNREFUSED);
 }
 
 void ragg__tcp_tx_report(struct ragg__tcp_ep *ep, struct ragg__tcp_out *out)
