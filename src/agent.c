@@ -90,6 +90,7 @@ static void agent_sum(struct ragg__job *job)
 	ctx->kernels->sum_weighted(out, cj->inputs, cj->weights, ctx->nworkers,
 	                           ragg__chunk_len(t, cj->chunk) / sizeof(float));
 	cj->total_weight = total;
+	ragg__job_finished(ctx);
 }
 
 static void ack_workers(struct ragg_ctx *ctx, ragg_tensor_t *t, int status)
@@ -262,6 +263,8 @@ static void on_gradient(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tensor_
 	int rc = ragg__engine_submit(ctx->engine, &at->jobs[c].job);
 	if (rc)
 		ragg__fail(ctx, rc);
+	else
+		ctx->jobs_out++;
 }
 
 static void on_parameters(struct ragg_ctx *ctx, ragg_tensor_t *t, int parity, uint32_t c)

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -115,6 +117,7 @@ static int start_engine(struct ragg_ctx *ctx)
 		.threads = (int)threads,
 		.cpus = *cpus ? cpus : NULL,
 		.device = attr.device[0] ? attr.device : NULL,
+		.kernels = kname,
 	};
 	return ragg__engine_start(&conf, &ctx->engine);
 }
@@ -132,10 +135,11 @@ static int open_transport(struct ragg_ctx *ctx)
 		.max_peers = ctx->npeers,
 		.log = tp_log,
 		.log_level = ragg__log_level,
-		.wake_fd = -1,
+		.wake_fd = ctx->wake_fd,
 	};
-	/* The engine is started after the device (it places itself next to
-	 * it), so its wake-up fd is handed over through the device's params. */
+	/* The engine is started after the device, since it places itself
+	 * next to it; finished jobs wake the device's wait() through
+	 * ctx->wake_fd (see ragg__job_finished). */
 	if ((rc = ctx->tp->open(&params, &ctx->dev))) {
 		ragg__error("transport %s: open failed: %s", ctx->tp->name, ragg_strerror(rc));
 		return rc;
@@ -209,6 +213,8 @@ static void destroy(struct ragg_ctx *ctx)
 	if (ctx->dev)
 		ctx->tp->close(ctx->dev);
 	ragg__kv_server_stop(ctx->kv_server);
+	if (ctx->wake_fd >= 0)
+		close(ctx->wake_fd);
 	free(ctx);
 }
 
@@ -226,6 +232,7 @@ RAGG_EXPORT int ragg_init(const struct ragg_opts *opts, ragg_ctx_t **out)
 	if (!ctx)
 		return -ENOMEM;
 	ctx->stats.size = sizeof(ctx->stats);
+	ctx->wake_fd = -1;
 	if (opts)
 		memcpy(&ctx->opts, opts, opts->size < sizeof(ctx->opts) ? opts->size : sizeof(ctx->opts));
 	else if ((rc = ragg_opts_default(&ctx->opts)))
@@ -234,13 +241,16 @@ RAGG_EXPORT int ragg_init(const struct ragg_opts *opts, ragg_ctx_t **out)
 		goto err;
 	if ((rc = alloc_peers(ctx)))
 		goto err;
+	ctx->wake_fd = -1;
+	if (ctx->opts.role != RAGG_ROLE_WORKER &&
+	    (ctx->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+		rc = -errno;
+		goto err;
+	}
 	if ((rc = open_transport(ctx)))
 		goto err;
-	if (ctx->opts.role != RAGG_ROLE_WORKER) {
-		if ((rc = start_engine(ctx)))
-			goto err;
-		ctx->dev->params.wake_fd = ragg__engine_wake_fd(ctx->engine);
-	}
+	if (ctx->opts.role != RAGG_ROLE_WORKER && (rc = start_engine(ctx)))
+		goto err;
 	if (ctx->opts.role == RAGG_ROLE_SERVER && ctx->opts.rank == 0 &&
 	    (rc = ragg__kv_server_start(ctx->opts.root, &ctx->kv_server)))
 		goto err;

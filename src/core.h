@@ -133,6 +133,8 @@ struct ragg_ctx {
 	int ntensors;
 	struct ragg_req req; /* ragg_ipush's single outstanding request */
 
+	uint32_t jobs_out; /* submitted to the engine, not yet reaped */
+	int wake_fd; /* eventfd: a job finished (the transport's wait wakes on it) */
 	int failed; /* sticky: first fatal error of the job */
 	bool leaving; /* our goodbye is sent: peers closing is expected */
 	int byes; /* peers that said goodbye */
@@ -160,6 +162,9 @@ int ragg__post_write(struct ragg__peer *p, const void *laddr, struct ragg_tp_mr 
 int ragg__post_msg(struct ragg__peer *p, const struct ragg__msg *msg);
 /* Make room for `more` queued operations on p (called at declare time). */
 int ragg__queue_reserve(struct ragg__peer *p, uint32_t more);
+
+/* Engine jobs call this last: it wakes the progress loop's wait. */
+void ragg__job_finished(struct ragg_ctx *ctx);
 
 /* regions (region.c) */
 int ragg__region_alloc(struct ragg_ctx *ctx, size_t len, size_t chunk, struct ragg__region *r);

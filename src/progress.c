@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "compiler.h"
@@ -201,11 +202,27 @@ static void on_landed(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
 	}
 }
 
+/*
+ * Finished jobs wake the loop through ctx->wake_fd, which the transport's
+ * wait() watches. A job signals at the end of its function, a moment before
+ * the engine lists it as finished; so the loop clears the signal before
+ * reaping, and while jobs are out it never sleeps long (see ragg__wait).
+ */
+void ragg__job_finished(struct ragg_ctx *ctx)
+{
+	uint64_t one = 1;
+	ssize_t w = write(ctx->wake_fd, &one, sizeof(one));
+	(void)w;
+}
+
 static int reap_jobs(struct ragg_ctx *ctx)
 {
 	int n = 0;
-	if (!ctx->engine)
+	uint64_t count;
+	if (!ctx->engine || !ctx->jobs_out)
 		return 0;
+	ssize_t r = read(ctx->wake_fd, &count, sizeof(count));
+	(void)r;
 	struct ragg__job *j = ragg__engine_reap(ctx->engine);
 	while (j) {
 		struct ragg__job *next = j->next;
@@ -215,6 +232,7 @@ static int reap_jobs(struct ragg_ctx *ctx)
 		else
 			ragg__server_on_job(ctx, cj);
 		j = next;
+		ctx->jobs_out--;
 		n++;
 	}
 	return n;
@@ -288,6 +306,7 @@ int ragg__wait(struct ragg_ctx *ctx, bool (*done)(void *arg), void *arg, const c
 			continue;
 		uint64_t left_ms = ((uint64_t)o->timeout_ms * 1000u - idle_us + 999u) / 1000u;
 		ctx->stats.wait_blocks++;
-		ctx->tp->wait(ctx->dev, left_ms > 1000 ? 1000 : (int)left_ms);
+		int cap_ms = ctx->jobs_out ? 1 : 1000;
+		ctx->tp->wait(ctx->dev, left_ms > (uint64_t)cap_ms ? cap_ms : (int)left_ms);
 	}
 }

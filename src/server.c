@@ -58,10 +58,28 @@ void ragg__server_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t)
 	t->server = NULL;
 }
 
+static void server_step(struct ragg__chunk_job *cj, double total);
+
 /* Runs on an engine thread. */
 static void server_update(struct ragg__job *job)
 {
 	struct ragg__chunk_job *cj = ragg__container_of(job, struct ragg__chunk_job, job);
+	struct ragg_ctx *ctx = cj->t->ctx;
+	struct ragg__server_tensor *st = cj->t->server;
+	double total = 0;
+
+	for (int j = 0; j < ctx->opts.agents; j++)
+		total += ((const double *)st->aslot[j].mem)[cj->parity];
+	cj->total_weight = total;
+	if (total > 0)
+		server_step(cj, total);
+	ragg__job_finished(ctx);
+}
+
+/* g = sum_j s_j / sum_j N_j, then the optimizer (or, in round 0, the
+ * initial parameters). */
+static void server_step(struct ragg__chunk_job *cj, double total)
+{
 	ragg_tensor_t *t = cj->t;
 	struct ragg_ctx *ctx = t->ctx;
 	struct ragg__server_tensor *st = t->server;
@@ -69,13 +87,6 @@ static void server_update(struct ragg__job *job)
 	size_t lc = cj->chunk / (uint32_t)ctx->opts.servers;
 	size_t off = lc * t->chunk_elems * sizeof(float);
 	size_t n = ragg__chunk_len(t, cj->chunk) / sizeof(float);
-	double total = 0;
-
-	for (int j = 0; j < ctx->opts.agents; j++)
-		total += ((const double *)st->aslot[j].mem)[cj->parity];
-	cj->total_weight = total;
-	if (!(total > 0))
-		return; /* nothing to average: the parameters stay */
 	float inv = (float)(1.0 / total);
 	for (int j = 0; j < ctx->opts.agents; j++) {
 		cj->weights[j] = inv;
@@ -253,4 +264,6 @@ void ragg__server_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t
 	int rc = ragg__engine_submit(ctx->engine, &st->jobs[lc].job);
 	if (rc)
 		ragg__fail(ctx, rc);
+	else
+		ctx->jobs_out++;
 }

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -191,8 +192,6 @@ static void *kv_thread(void *arg)
 int ragg__kv_server_start(const char *root, struct ragg__kv_server **out)
 {
 	char host[256], port[32];
-	struct addrinfo hints = {.ai_family = AF_INET6, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
-	struct addrinfo *ai = NULL;
 	struct ragg__kv_server *s;
 	int one = 1, zero = 0, rc;
 
@@ -209,20 +208,32 @@ int ragg__kv_server_start(const char *root, struct ragg__kv_server **out)
 		goto err_free;
 	}
 	/* A dual-stack socket on every address: the root's host name may
-	 * resolve to either family, and peers on other hosts must reach it. */
-	if ((rc = getaddrinfo(NULL, port, &hints, &ai))) {
-		ragg__error("rendezvous: port \"%s\": %s", port, gai_strerror(rc));
+	 * resolve to either family, and peers on other hosts must reach it.
+	 * Hosts without IPv6 get an IPv4 socket. */
+	long p = strtol(port, NULL, 10);
+	if (p <= 0 || p > 65535) {
+		ragg__error("RAGG_ROOT=\"%s\": invalid port", root);
 		rc = RAGG_ERR_CONFIG;
 		goto err_free;
 	}
+	struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)p), .sin6_addr = in6addr_any};
+	struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p), .sin_addr.s_addr = htonl(INADDR_ANY)};
+	struct sockaddr *sa = (struct sockaddr *)&a6;
+	socklen_t salen = sizeof(a6);
 	s->listen_fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (s->listen_fd >= 0) {
+		setsockopt(s->listen_fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+	} else {
+		s->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		sa = (struct sockaddr *)&a4;
+		salen = sizeof(a4);
+	}
 	if (s->listen_fd < 0) {
 		rc = -errno;
-		goto err_ai;
+		goto err_free;
 	}
 	setsockopt(s->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	setsockopt(s->listen_fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-	if (bind(s->listen_fd, ai->ai_addr, ai->ai_addrlen) || listen(s->listen_fd, 1024)) {
+	if (bind(s->listen_fd, sa, salen) || listen(s->listen_fd, 1024)) {
 		rc = -errno;
 		ragg__error("rendezvous: cannot listen on port %s: %s (is another job using RAGG_ROOT=%s?)",
 		            port, strerror(errno), root);
@@ -234,7 +245,6 @@ int ragg__kv_server_start(const char *root, struct ragg__kv_server **out)
 	}
 	if ((rc = -pthread_create(&s->thread, NULL, kv_thread, s)))
 		goto err_pipe;
-	freeaddrinfo(ai);
 	ragg__info("rendezvous serving on port %s", port);
 	*out = s;
 	return 0;
@@ -243,8 +253,6 @@ err_pipe:
 	close(s->stop_pipe[1]);
 err_sock:
 	close(s->listen_fd);
-err_ai:
-	freeaddrinfo(ai);
 err_free:
 	free(s->clients);
 	free(s);

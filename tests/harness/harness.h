@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <ragg/ragg.h>
+
 struct ragg_test {
 	const char *name;
 	void (*fn)(void);

@@ -119,7 +119,7 @@ agent_killed_mid_job() {
 	start=$(date +%s)
 	out=$(RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=20000 RAGG_LOG=error "$run" -w 4 -a 2 -s 1 -- bash -c '
 		if [ "$RAGG_ROLE" = agent ] && [ "$RAGG_RANK" = 1 ]; then
-			"$0" slow 100000 10 & p=$!; sleep 1; kill -9 $p; exit 9
+			"$0" slow 100000 10 & p=$!; sleep 1; kill -9 $p; sleep 30; exit 0
 		fi
 		exec "$0" slow 100000 10' "$job" 2>&1)
 	rc=$?
