@@ -175,7 +175,7 @@ int ragg__engine_threads(const struct ragg__engine *e)
 	return e->nthreads;
 }
 
-int ragg__engine_placement(const struct ragg__engine *e, struct ragg__engine_placement *out)
+int ragg__engine_get_placement(const struct ragg__engine *e, struct ragg__engine_placement *out)
 {
 	if (!e || !out)
 		return -EINVAL;
@@ -213,7 +213,7 @@ int ragg__engine_describe(const struct ragg__engine *e, char *buf, size_t len)
 
 	if (!e || !buf || !len)
 		return -EINVAL;
-	ragg__engine_placement(e, &p);
+	ragg__engine_get_placement(e, &p);
 	if (e->pl.device[0])
 		snprintf(dev, sizeof(dev), p.device_node >= 0 ? "%s" : "%s(not-found)", e->pl.device);
 	n = snprintf(buf, len,

@@ -210,7 +210,9 @@ int ragg__placement_init(struct ragg__placement *pl, const struct ragg__engine_c
 		if (dev_node)
 			pl->device_node = (int)dev_node->os_index;
 		else
-			ragg__warn("engine: device %s not found in the topology%s", conf->device,
+			/* Normal for tcp ("tcp", "lo") and virtual devices: not a
+			 * warning. describe shows it. */
+			ragg__info("engine: device %s not found in the topology%s", conf->device,
 			           conf->cpus ? "" : ", using the first NUMA node");
 	}
 	rc = conf->cpus ? choose_cpus(pl, conf->cpus) : choose_auto(pl, dev_node);

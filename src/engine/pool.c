@@ -209,7 +209,8 @@ int ragg__engine_submit(struct ragg__engine *e, struct ragg__job *job)
 	if (ragg__unlikely(atomic_load_explicit(&e->stopping, memory_order_relaxed)))
 		return -ESHUTDOWN;
 	if (!e->nthreads) {
-		run_list(e, (job->next = NULL, job));
+		job->next = NULL;
+		run_list(e, job);
 		return 0;
 	}
 	unsigned i = job->thread_hint >= 0

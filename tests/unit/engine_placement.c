@@ -60,7 +60,7 @@ RAGG_TEST(rdma_device_on_second_node)
 {
 	struct ragg__engine *e = start(2, "mlx5_0", NULL, XML);
 	struct ragg__engine_placement p;
-	RAGG_CHECK_OK(ragg__engine_placement(e, &p));
+	RAGG_CHECK_OK(ragg__engine_get_placement(e, &p));
 	RAGG_CHECK(p.this_system == 0);
 	RAGG_CHECK(p.node == 1);
 	RAGG_CHECK(p.device_node == 1);
@@ -82,7 +82,7 @@ RAGG_TEST(device_names)
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		struct ragg__engine *e = start(1, names[i], NULL, XML);
 		struct ragg__engine_placement p;
-		RAGG_CHECK_OK(ragg__engine_placement(e, &p));
+		RAGG_CHECK_OK(ragg__engine_get_placement(e, &p));
 		RAGG_CHECKF(p.node == 1 && p.device_node == 1, "%s: node %d", names[i], p.node);
 		ragg__engine_stop(e);
 	}
@@ -93,7 +93,7 @@ RAGG_TEST(nic_on_first_node)
 {
 	struct ragg__engine *e = start(2, "eth0", NULL, XML);
 	struct ragg__engine_placement p;
-	RAGG_CHECK_OK(ragg__engine_placement(e, &p));
+	RAGG_CHECK_OK(ragg__engine_get_placement(e, &p));
 	RAGG_CHECK(p.node == 0 && p.device_node == 0);
 	RAGG_CHECKF(strcmp(p.cpus, "0-1") == 0, "cpus %s", p.cpus);
 	RAGG_CHECKF(strcmp(p.mem_nodes, "0") == 0, "memory nodes %s", p.mem_nodes);
@@ -106,14 +106,14 @@ RAGG_TEST(fallback_node0)
 {
 	struct ragg__engine *e = start(1, NULL, NULL, XML);
 	struct ragg__engine_placement p;
-	RAGG_CHECK_OK(ragg__engine_placement(e, &p));
+	RAGG_CHECK_OK(ragg__engine_get_placement(e, &p));
 	RAGG_CHECK(p.node == 0 && p.device_node == -1);
 	RAGG_CHECKF(strcmp(p.cpus, "0-1") == 0, "cpus %s", p.cpus);
 	check_describe(e, (const char *const[]){"node=0 ", "device=none ", NULL});
 	ragg__engine_stop(e);
 
 	e = start(1, "mlx5_9", NULL, XML);
-	RAGG_CHECK_OK(ragg__engine_placement(e, &p));
+	RAGG_CHECK_OK(ragg__engine_get_placement(e, &p));
 	RAGG_CHECK(p.node == 0 && p.device_node == -1);
 	RAGG_CHECKF(strcmp(p.mem_nodes, "0") == 0, "memory nodes %s", p.mem_nodes);
 	check_describe(e, (const char *const[]){"device=mlx5_9(not-found) ", NULL});
@@ -134,7 +134,7 @@ RAGG_TEST(explicit_cpus)
 {
 	struct ragg__engine *e = start(3, "mlx5_0", "1,3", XML);
 	struct ragg__engine_placement p;
-	RAGG_CHECK_OK(ragg__engine_placement(e, &p));
+	RAGG_CHECK_OK(ragg__engine_get_placement(e, &p));
 	RAGG_CHECK(p.per_cpu == 1);
 	RAGG_CHECKF(strcmp(p.cpus, "1,3") == 0, "cpus %s", p.cpus);
 	RAGG_CHECKF(strcmp(p.mem_nodes, "0-1") == 0, "memory nodes %s", p.mem_nodes);
@@ -144,7 +144,7 @@ RAGG_TEST(explicit_cpus)
 	ragg__engine_stop(e);
 
 	e = start(2, NULL, "2-3", XML);
-	RAGG_CHECK_OK(ragg__engine_placement(e, &p));
+	RAGG_CHECK_OK(ragg__engine_get_placement(e, &p));
 	RAGG_CHECK(p.node == 1);
 	RAGG_CHECKF(strcmp(p.mem_nodes, "1") == 0, "memory nodes %s", p.mem_nodes);
 	check_threads(e, (const char *const[]){"2", "3"}, 2);
@@ -170,7 +170,7 @@ RAGG_TEST(synthetic_and_buffer_topologies)
 {
 	struct ragg__engine *e = start(2, NULL, "4-5", "synthetic:pack:2 numa:1 core:4 pu:1");
 	struct ragg__engine_placement p;
-	RAGG_CHECK_OK(ragg__engine_placement(e, &p));
+	RAGG_CHECK_OK(ragg__engine_get_placement(e, &p));
 	RAGG_CHECK(p.node == 1);
 	ragg__engine_stop(e);
 
@@ -182,7 +182,7 @@ RAGG_TEST(synthetic_and_buffer_topologies)
 	doc[len] = 0;
 	RAGG_CHECK(doc[0] == '<');
 	e = start(1, "mlx5_0", NULL, doc);
-	RAGG_CHECK_OK(ragg__engine_placement(e, &p));
+	RAGG_CHECK_OK(ragg__engine_get_placement(e, &p));
 	RAGG_CHECK(p.node == 1);
 	ragg__engine_stop(e);
 }
@@ -226,7 +226,7 @@ RAGG_TEST(real_binding_explicit)
 	snprintf(cpu, sizeof(cpu), "%d", last);
 	struct ragg__engine *e = start(2, NULL, cpu, NULL);
 	struct ragg__engine_placement p;
-	RAGG_CHECK_OK(ragg__engine_placement(e, &p));
+	RAGG_CHECK_OK(ragg__engine_get_placement(e, &p));
 	RAGG_CHECK(p.this_system == 1);
 	for (int i = 0; i < 2; i++) {
 		RAGG_CHECK_OK(ragg__engine_thread_binding(e, i, asked, sizeof(asked), got, sizeof(got)));
@@ -244,7 +244,7 @@ RAGG_TEST(real_binding_auto)
 	struct ragg__engine *e = start(2, NULL, NULL, NULL);
 	struct ragg__engine_placement p;
 	char asked[256], got[256];
-	RAGG_CHECK_OK(ragg__engine_placement(e, &p));
+	RAGG_CHECK_OK(ragg__engine_get_placement(e, &p));
 	RAGG_CHECK(p.this_system == 1 && p.node >= 0);
 
 	hwloc_topology_t topo;

@@ -1,0 +1,264 @@
+// ragg-micro: the aggregation kernels against the machine's memory
+// bandwidth, in one binary and one run.
+//
+// Measured, at 64 MiB per array (RAGG_MICRO_MIB overrides), on 1 thread
+// (the caller) and on 2 (the engine's pool, each thread on its half):
+//   copy, triad     STREAM's loops; bytes 2x and 3x the array
+//   fused k         ragg's fused weighted sum of k inputs; bytes (k+1)x
+//   openblas k      the same sum as a saxpby + saxpy chain; bytes (k+1)x
+// and a summary line per k:
+//   sum k=K: fused=A GB/s openblas=B GB/s fused/triad=R fused/openblas=S
+// Rates are the best of the repetitions, as STREAM reports them; GB = 1e9 B.
+//
+// Bytes are what the operation must move at least, not what the hardware
+// moves: triad's ordinary stores also read the destination first, while the
+// fused kernel's streaming stores do not, so fused/triad can exceed 1.
+
+#include <benchmark/benchmark.h>
+
+#include <cblas.h>
+#include <poll.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+#include "stream.h"
+
+namespace {
+
+constexpr int kMaxK = 8;
+constexpr int kKs[] = {2, 4, 8};
+
+struct Arrays {
+	size_t n = 0; // floats per array
+	size_t bytes = 0;
+	float *in[kMaxK] = {};
+	float *out = nullptr;
+	float w[kMaxK] = {};
+};
+
+ragg__engine *g_engine; // 2 threads: the pool the 2-thread runs use
+const ragg__kernels *g_fused, *g_blas;
+Arrays g_a;
+
+// ---- running a piece of work on each of the pool's threads ----
+
+enum class Op { copy, triad, fused, blas };
+
+struct Part {
+	ragg__job job;
+	Op op;
+	int k;
+	size_t begin, end;
+};
+
+extern "C" void part_run(ragg__job *job)
+{
+	Part *p = reinterpret_cast<Part *>(job);
+	size_t b = p->begin, len = p->end - p->begin;
+	const float *in[kMaxK];
+	for (int j = 0; j < p->k; j++)
+		in[j] = g_a.in[j] + b;
+	switch (p->op) {
+	case Op::copy:
+		ragg_micro_copy(g_a.out + b, g_a.in[0] + b, len);
+		break;
+	case Op::triad:
+		ragg_micro_triad(g_a.out + b, g_a.in[0] + b, g_a.in[1] + b, 3.0f, len);
+		break;
+	case Op::fused:
+		g_fused->sum_weighted(g_a.out + b, in, g_a.w, p->k, len);
+		break;
+	case Op::blas:
+		g_blas->sum_weighted(g_a.out + b, in, g_a.w, p->k, len);
+		break;
+	}
+}
+
+// Split [0, n) in `threads` parts, thread t taking the part it first
+// touched; wait on the wake fd until all are reaped.
+void run(Op op, int k, int threads)
+{
+	Part parts[2];
+	for (int t = 0; t < threads; t++) {
+		size_t per = g_a.n / (size_t)threads;
+		parts[t].job = ragg__job{};
+		parts[t].job.fn = part_run;
+		parts[t].job.thread_hint = t;
+		parts[t].op = op;
+		parts[t].k = k;
+		parts[t].begin = per * (size_t)t;
+		parts[t].end = t == threads - 1 ? g_a.n : per * (size_t)(t + 1);
+	}
+	if (threads == 1) {
+		part_run(&parts[0].job);
+		return;
+	}
+	for (int t = 0; t < threads; t++)
+		ragg__engine_submit(g_engine, &parts[t].job);
+	for (int left = threads; left > 0;) {
+		ragg__job *j = ragg__engine_reap(g_engine);
+		if (!j) {
+			pollfd p = {ragg__engine_wake_fd(g_engine), POLLIN, 0};
+			poll(&p, 1, -1);
+			continue;
+		}
+		for (; j; j = j->next)
+			left--;
+	}
+}
+
+double bytes_of(Op op, int k)
+{
+	switch (op) {
+	case Op::copy:
+		return 2.0 * (double)g_a.bytes;
+	case Op::triad:
+		return 3.0 * (double)g_a.bytes;
+	default:
+		return (k + 1.0) * (double)g_a.bytes;
+	}
+}
+
+void register_one(const std::string &name, Op op, int k, int threads)
+{
+	benchmark::RegisterBenchmark(name.c_str(),
+	                             [=](benchmark::State &st) {
+		                             for (auto _ : st) {
+			                             run(op, k, threads);
+			                             benchmark::ClobberMemory();
+		                             }
+		                             st.SetBytesProcessed((int64_t)(bytes_of(op, k) *
+		                                                            (double)st.iterations()));
+	                             })
+		->UseRealTime()
+		->Unit(benchmark::kMillisecond);
+}
+
+std::string key(const std::string &what, int k, int threads)
+{
+	return what + (k ? "/k:" + std::to_string(k) : "") + "/threads:" + std::to_string(threads);
+}
+
+// Keeps the best rate per benchmark while the console reporter prints.
+class Collector : public benchmark::ConsoleReporter {
+public:
+	std::map<std::string, double> best; // GB/s
+
+	void ReportRuns(const std::vector<Run> &runs) override
+	{
+		benchmark::ConsoleReporter::ReportRuns(runs);
+		for (const Run &r : runs) {
+			if (r.run_type != Run::RT_Iteration || r.error_occurred)
+				continue;
+			auto it = r.counters.find("bytes_per_second");
+			if (it == r.counters.end())
+				continue;
+			double &b = best[r.run_name.function_name];
+			b = std::max(b, it->second.value / 1e9);
+		}
+	}
+};
+
+double get(const Collector &c, const std::string &k)
+{
+	auto it = c.best.find(k);
+	return it == c.best.end() ? 0.0 : it->second;
+}
+
+void summary(const Collector &c, int threads)
+{
+	double copy = get(c, key("copy", 0, threads)), triad = get(c, key("triad", 0, threads));
+	if (triad == 0.0)
+		return;
+	std::printf("threads=%d: copy=%.1f GB/s triad=%.1f GB/s\n", threads, copy, triad);
+	for (int k : kKs) {
+		double f = get(c, key("fused", k, threads)), b = get(c, key("openblas", k, threads));
+		if (f == 0.0 || b == 0.0)
+			continue;
+		// The single-thread lines keep the exact form scripts look for.
+		std::printf("sum k=%d%s: fused=%.1f GB/s openblas=%.1f GB/s fused/triad=%.2f "
+		            "fused/openblas=%.2f\n",
+		            k, threads == 1 ? "" : " (2 threads)", f, b, f / triad, f / b);
+	}
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+	benchmark::Initialize(&argc, argv);
+	if (benchmark::ReportUnrecognizedArguments(argc, argv))
+		return 1;
+
+	// The BLAS chain runs on the caller's thread (or one pool thread per
+	// half), like the fused kernel: no BLAS threads of its own.
+	setenv("OPENBLAS_NUM_THREADS", "1", 0);
+	openblas_set_num_threads(1);
+
+	const char *mib_env = std::getenv("RAGG_MICRO_MIB");
+	size_t mib = mib_env && std::atoi(mib_env) > 0 ? (size_t)std::atoi(mib_env) : 64;
+	const char *kn = std::getenv("RAGG_KERNELS");
+	g_fused = ragg__kernels_get(kn && std::strcmp(kn, "openblas") != 0 ? kn : "auto");
+	g_blas = ragg__kernels_get("openblas");
+	if (!g_fused || !g_blas) {
+		std::fprintf(stderr, "ragg-micro: kernels \"%s\" not available on this CPU\n", kn);
+		return 1;
+	}
+
+	ragg__engine_conf conf = {};
+	conf.threads = 2;
+	conf.cpus = std::getenv("RAGG_CPUS");
+	int rc = ragg__engine_start(&conf, &g_engine);
+	if (rc) {
+		std::fprintf(stderr, "ragg-micro: engine start failed (%d)\n", rc);
+		return 1;
+	}
+	char desc[512];
+	ragg__engine_describe(g_engine, desc, sizeof(desc));
+	std::printf("engine: %s\nfused kernels: %s, arrays: %zu MiB, OPENBLAS_NUM_THREADS=1\n", desc,
+	            g_fused->name, mib);
+
+	// Each half first touched by the pool thread that sums it.
+	g_a.bytes = mib << 20;
+	g_a.n = g_a.bytes / sizeof(float);
+	for (int j = 0; j < kMaxK; j++) {
+		g_a.in[j] = static_cast<float *>(ragg__engine_alloc(g_engine, g_a.bytes, g_a.bytes / 2));
+		if (!g_a.in[j])
+			return 1;
+		for (size_t i = 0; i < g_a.n; i++)
+			g_a.in[j][i] = (float)((i + (size_t)j) % 17) * 0.25f;
+		g_a.w[j] = 1.0f + (float)j;
+	}
+	g_a.out = static_cast<float *>(ragg__engine_alloc(g_engine, g_a.bytes, g_a.bytes / 2));
+	if (!g_a.out)
+		return 1;
+
+	for (int threads = 1; threads <= 2; threads++) {
+		register_one(key("copy", 0, threads), Op::copy, 0, threads);
+		register_one(key("triad", 0, threads), Op::triad, 0, threads);
+		for (int k : kKs) {
+			register_one(key("fused", k, threads), Op::fused, k, threads);
+			register_one(key("openblas", k, threads), Op::blas, k, threads);
+		}
+	}
+
+	Collector c;
+	benchmark::RunSpecifiedBenchmarks(&c);
+	std::printf("\n");
+	summary(c, 1);
+	summary(c, 2);
+
+	benchmark::Shutdown();
+	for (int j = 0; j < kMaxK; j++)
+		ragg__engine_free(g_engine, g_a.in[j], g_a.bytes);
+	ragg__engine_free(g_engine, g_a.out, g_a.bytes);
+	ragg__engine_stop(g_engine);
+	return 0;
+}
