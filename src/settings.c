@@ -159,6 +159,55 @@ static void setup_logging(void)
 	ragg__log_level = level;
 }
 
+/*
+ * Under a launcher (mpirun, srun) RAGG_ROLE and RAGG_RANK may be left unset:
+ * the launcher's global rank g places the process, servers first (so that
+ * g = 0 serves the rendezvous), then agents, then workers; without
+ * RAGG_WORKERS the workers are all the remaining processes.
+ */
+static const char *const launcher_rank_vars[][2] = {
+	{"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},
+	{"PMIX_RANK", "PMIX_SIZE"},
+	{"PMI_RANK", "PMI_SIZE"},
+	{"SLURM_PROCID", "SLURM_NTASKS"},
+};
+
+static int role_from_launcher(struct ragg_opts *o)
+{
+	long g = -1, size = -1;
+	const char *src = NULL;
+	for (size_t i = 0; i < RAGG_ARRAY_SIZE(launcher_rank_vars) && !src; i++) {
+		const char *r = getenv(launcher_rank_vars[i][0]), *n = getenv(launcher_rank_vars[i][1]);
+		if (!r)
+			continue;
+		src = launcher_rank_vars[i][0];
+		if (ragg__parse_int(src, r, 0, 1 << 20, &g))
+			return RAGG_ERR_CONFIG;
+		if (n && ragg__parse_int(launcher_rank_vars[i][1], n, 1, 1 << 20, &size))
+			return RAGG_ERR_CONFIG;
+	}
+	if (!src)
+		return 0; /* no launcher: the role stays unset */
+	if (!getenv("RAGG_WORKERS")) {
+		if (size < 0) {
+			ragg__error("%s is set but not the job size: set RAGG_WORKERS", src);
+			return RAGG_ERR_CONFIG;
+		}
+		o->workers = (int)(size - o->agents - o->servers);
+	}
+	if (g < o->servers) {
+		o->role = RAGG_ROLE_SERVER;
+		o->rank = (int)g;
+	} else if (g < o->servers + o->agents) {
+		o->role = RAGG_ROLE_AGENT;
+		o->rank = (int)(g - o->servers);
+	} else {
+		o->role = RAGG_ROLE_WORKER;
+		o->rank = (int)(g - o->servers - o->agents);
+	}
+	return 0;
+}
+
 RAGG_EXPORT int ragg_opts_default(struct ragg_opts *opts)
 {
 	struct ragg_opts o;
@@ -213,6 +262,8 @@ RAGG_EXPORT int ragg_opts_default(struct ragg_opts *opts)
 		return rc;
 	o.spin_us = (int)v;
 	if ((rc = copy_text("RAGG_JOB_KEY", V("RAGG_JOB_KEY"), o.job_key, sizeof(o.job_key))))
+		return rc;
+	if (o.role == RAGG_ROLE_NONE && (rc = role_from_launcher(&o)))
 		return rc;
 #undef V
 	*opts = o;

@@ -8,8 +8,12 @@
 
 static void clear_env(void)
 {
+	static const char *const launcher[] = {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK",
+	                                       "PMIX_SIZE", "PMI_RANK", "PMI_SIZE", "SLURM_PROCID", "SLURM_NTASKS"};
 	for (const struct ragg__setting *s = ragg__settings; s->name; s++)
 		unsetenv(s->name);
+	for (size_t i = 0; i < sizeof(launcher) / sizeof(launcher[0]); i++)
+		unsetenv(launcher[i]);
 }
 
 RAGG_TEST(sizes)
@@ -111,6 +115,33 @@ RAGG_TEST(validation)
 	o.chunk_bytes = 4096;
 	strcpy(o.root, "nohostport");
 	RAGG_CHECK(ragg__opts_validate(&o) == RAGG_ERR_CONFIG);
+}
+
+RAGG_TEST(role_from_launcher_rank)
+{
+	struct ragg_opts o;
+	clear_env();
+	setenv("RAGG_AGENTS", "2", 1);
+	setenv("RAGG_SERVERS", "3", 1);
+	setenv("OMPI_COMM_WORLD_SIZE", "13", 1);
+	const int expect[][2] = {{RAGG_ROLE_SERVER, 0}, {RAGG_ROLE_SERVER, 2}, {RAGG_ROLE_AGENT, 0},
+	                         {RAGG_ROLE_AGENT, 1}, {RAGG_ROLE_WORKER, 0}, {RAGG_ROLE_WORKER, 7}};
+	const char *ranks[] = {"0", "2", "3", "4", "5", "12"};
+	for (int i = 0; i < 6; i++) {
+		setenv("OMPI_COMM_WORLD_RANK", ranks[i], 1);
+		RAGG_CHECK_OK(ragg_opts_default(&o));
+		RAGG_CHECKF(o.role == (enum ragg_role)expect[i][0] && o.rank == expect[i][1],
+		            "global rank %s: role %d rank %d", ranks[i], o.role, o.rank);
+		RAGG_CHECK(o.workers == 8);
+		RAGG_CHECK_OK(ragg__opts_validate(&o));
+	}
+	/* An explicit role wins over the launcher's rank. */
+	setenv("RAGG_ROLE", "worker", 1);
+	setenv("RAGG_RANK", "1", 1);
+	RAGG_CHECK_OK(ragg_opts_default(&o));
+	RAGG_CHECK(o.role == RAGG_ROLE_WORKER && o.rank == 1);
+	unsetenv("OMPI_COMM_WORLD_RANK");
+	unsetenv("OMPI_COMM_WORLD_SIZE");
 }
 
 RAGG_TEST(error_names)
