@@ -180,7 +180,30 @@ struct ragg_tp_ops {
 	/* Sleep until poll() may have something or timeout_ms passes (0 on
 	 * either). */
 	int (*wait)(struct ragg_tp_dev *dev, int timeout_ms);
+
+	/* Optional (NULL: any memory may be registered as it is). Memory that
+	 * suits mr_reg best, e.g. shared memory that same-host peers map, so
+	 * that their writes land in it with one copy. Page aligned, zeroed. */
+	void *(*mem_alloc)(struct ragg_tp_dev *dev, size_t len);
+	void (*mem_free)(struct ragg_tp_dev *dev, void *p, size_t len);
+	/* Optional (NULL: every address is reachable). Whether this device can
+	 * connect to a peer's listen address; 1 yes, 0 no. */
+	int (*reachable)(struct ragg_tp_dev *dev, const char *addr);
+
+	/* Optional, both or neither: waiting on several devices at once (a
+	 * process using shm to its neighbours and tcp or verbs to the rest).
+	 * arm() prepares the device for sleeping: -EAGAIN when poll() has
+	 * events already (do not sleep), else 0, and from then on wait_fd()
+	 * becomes readable as soon as poll() may have something. The caller
+	 * sleeps in poll(2)/epoll on the fds of all its devices, then polls
+	 * every device. */
+	int (*arm)(struct ragg_tp_dev *dev);
+	int (*wait_fd)(struct ragg_tp_dev *dev);
 };
+
+/* Whether ops (of a transport built against an older header) has op. */
+#define RAGG_TP_HAS_OP(ops, op)                                                     \
+	((ops)->size >= offsetof(struct ragg_tp_ops, op) + sizeof((ops)->op) && (ops)->op)
 
 /* The transports built into this library. */
 RAGG_API const struct ragg_tp_ops *ragg_transport_find(const char *name);
