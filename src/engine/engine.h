@@ -34,7 +34,8 @@ struct ragg__kernels {
 
 /* The kernels for `name` ("auto", "avx512", "avx2", "scalar", "openblas"),
  * NULL when unknown or not supported by this CPU. NULL or "" mean "auto":
- * AVX-512 where the CPU and OS support it, else AVX2+FMA, else scalar.
+ * AVX-512 where the CPU and OS support it (except the Skylake-SP family,
+ * which slows its clock for 512-bit FMAs), else AVX2+FMA, else scalar.
  *
  * All buffers hold floats at their natural alignment, any further
  * alignment and any length (tails included) are handled. In sum_weighted,

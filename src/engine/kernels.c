@@ -29,10 +29,22 @@ static int have_avx2(void)
 	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
+/* Skylake-SP and its Cascade/Cooper Lake refreshes drop the core's clock
+ * for a while after 512-bit FMAs. The sum is memory bound, as fast with
+ * 256-bit vectors, and the slower clock would hit whatever runs next on
+ * that core (progress thread, codecs, other ranks): glibc avoids 512-bit
+ * code there for its string functions for the same reason. */
+static int prefer_avx2(void)
+{
+	__builtin_cpu_init();
+	return __builtin_cpu_is("skylake-avx512") || __builtin_cpu_is("cascadelake") ||
+	       __builtin_cpu_is("cooperlake");
+}
+
 const struct ragg__kernels *ragg__kernels_get(const char *name)
 {
 	if (!name || !*name || strcmp(name, "auto") == 0) {
-		if (have_avx512())
+		if (have_avx512() && !(prefer_avx2() && have_avx2()))
 			return &ragg__kernels_avx512;
 		if (have_avx2())
 			return &ragg__kernels_avx2;
