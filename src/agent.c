@@ -99,7 +99,7 @@ static void ack_workers(struct ragg_ctx *ctx, ragg_tensor_t *t, int status)
 	for (int i = 0; i < ctx->nworkers; i++) {
 		struct ragg__msg m = {.type = RAGG_MSG_DECLARE_ACK, .tensor = (uint8_t)t->id, .status = status};
 		if (!status)
-			m.rdesc = at->wslot[i].rdesc;
+			m.rdesc = *ragg__region_rdesc(&at->wslot[i], &ctx->peers[i]);
 		ragg__post_msg(&ctx->peers[i], &m);
 	}
 	if (status)
@@ -215,7 +215,7 @@ static void on_worker_declare(struct ragg_ctx *ctx, struct ragg__peer *p, const 
 	}
 	for (int s = 0; s < ctx->opts.servers; s++) {
 		struct ragg__msg d = *m;
-		d.rdesc = at->params.rdesc;
+		d.rdesc = *ragg__region_rdesc(&at->params, server_peer(ctx, s));
 		ragg__post_msg(server_peer(ctx, s), &d);
 	}
 }
@@ -272,7 +272,8 @@ static void on_parameters(struct ragg_ctx *ctx, ragg_tensor_t *t, int parity, ui
 	struct ragg__agent_tensor *at = t->agent;
 	size_t off = c * t->chunk_elems * sizeof(float);
 	for (int i = 0; i < ctx->nworkers; i++)
-		ragg__post_write(&ctx->peers[i], (char *)at->params.mem + off, at->params.mr, &at->wparams[i],
+		ragg__post_write(&ctx->peers[i], (char *)at->params.mem + off,
+		                 ragg__region_mr(&at->params, &ctx->peers[i]), &at->wparams[i],
 		                 off, ragg__chunk_len(t, c), ragg__imm_encode(parity, t->id, c),
 		                 RAGG_TP_WRITE_IMM, 0);
 	if (++at->params_landed == t->nchunks) {
@@ -315,11 +316,12 @@ void ragg__agent_on_job(struct ragg_ctx *ctx, struct ragg__chunk_job *cj)
 
 	if (at->meta_sent[s] != t->round + 1) {
 		meta[parity] = cj->total_weight;
-		ragg__post_write(srv, &meta[parity], at->acc.mr, &at->sslot[s],
+		ragg__post_write(srv, &meta[parity], ragg__region_mr(&at->acc, srv), &at->sslot[s],
 		                 (uint64_t)parity * sizeof(double), sizeof(double), 0, 0, 0);
 		at->meta_sent[s] = t->round + 1;
 	}
-	ragg__post_write(srv, (char *)at->acc.mem + RAGG_SLOT_META_BYTES + off, at->acc.mr, &at->sslot[s],
+	ragg__post_write(srv, (char *)at->acc.mem + RAGG_SLOT_META_BYTES + off, ragg__region_mr(&at->acc, srv),
+	                 &at->sslot[s],
 	                 ragg__slot_offset(parity, owned_bytes, (cj->chunk / (uint32_t)n) * chunk_bytes),
 	                 ragg__chunk_len(t, cj->chunk), ragg__imm_encode(parity, t->id, cj->chunk),
 	                 RAGG_TP_WRITE_IMM, 0);

@@ -5,6 +5,7 @@
  * the connection's private data before anything else is exchanged, and an
  * acceptor takes only the peers its role expects, once each.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -58,8 +59,11 @@ void ragg__on_connect_request(struct ragg_ctx *ctx, const struct ragg_tp_event *
 {
 	struct ragg__hello h;
 	struct ragg__peer *p = NULL;
+	struct ragg__tp *tp = ragg__tp_of_dev(ctx, ev->ep->dev);
 	uint8_t reply[RAGG_HELLO_WIRE_BYTES];
 
+	if (!tp)
+		return;
 	if (check_hello(ctx, ev, &h))
 		goto refuse;
 	if (h.role == RAGG_ROLE_WORKER && ctx->opts.role == RAGG_ROLE_AGENT)
@@ -77,15 +81,17 @@ void ragg__on_connect_request(struct ragg_ctx *ctx, const struct ragg_tp_event *
 		goto refuse;
 	}
 	p->ep = ev->ep;
+	p->tp = tp;
 	ev->ep->user = p;
-	if (ctx->tp->accept(ev->ep, reply, my_hello(ctx, reply))) {
+	if (tp->ops->accept(ev->ep, reply, my_hello(ctx, reply))) {
 		p->ep = NULL;
-		ctx->tp->ep_close(ev->ep);
+		p->tp = NULL;
+		tp->ops->ep_close(ev->ep);
 	}
 	return;
 refuse:
 	ctx->stats.peers_dropped++;
-	ctx->tp->reject(ev->ep);
+	tp->ops->reject(ev->ep);
 }
 
 void ragg__on_connected(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
@@ -115,39 +121,77 @@ bad:
 	ragg__fail(ctx, RAGG_ERR_AUTH);
 }
 
+/* Listen with every transport open here and publish them all as
+ * "name=address;name=address" under "<role>/<rank>". */
 static int publish(struct ragg_ctx *ctx, struct ragg__kv *kv)
 {
-	char host[RAGG_TP_ADDR_MAX], key[64];
+	char host[RAGG_TP_ADDR_MAX], key[64], value[RAGG_KV_VALUE_MAX];
 	const char *env = ragg__setting_value("RAGG_LISTEN_HOST");
+	size_t n = 0;
 	int rc;
 
 	if (env && *env)
 		snprintf(host, sizeof(host), "%s", env);
 	else if ((rc = ragg__kv_local_host(kv, host, sizeof(host))))
 		return rc;
-	if ((rc = ctx->tp->listen(ctx->dev, host, ctx->listen_addr, sizeof(ctx->listen_addr)))) {
-		ragg__error("cannot listen on %s with transport %s: %s", host, ctx->tp->name,
-		            ragg_strerror(rc));
-		return rc;
-	}
 	snprintf(key, sizeof(key), "%s/%d", role_name(ctx->opts.role), ctx->opts.rank);
-	ragg__info("%s listening at %s", key, ctx->listen_addr);
-	return ragg__kv_put(kv, key, ctx->listen_addr);
+	value[0] = 0;
+	for (int i = 0; i < ctx->ntp; i++) {
+		struct ragg__tp *tp = &ctx->tps[i];
+		if ((rc = tp->ops->listen(tp->dev, host, tp->addr, sizeof(tp->addr)))) {
+			ragg__error("cannot listen on %s with transport %s: %s", host, tp->ops->name,
+			            ragg_strerror(rc));
+			return rc;
+		}
+		ragg__info("%s listening at %s (%s)", key, tp->addr, tp->ops->name);
+		int w = snprintf(value + n, sizeof(value) - n, "%s%s=%s", n ? ";" : "", tp->ops->name, tp->addr);
+		if (w < 0 || (size_t)w >= sizeof(value) - n) {
+			ragg__error("listen addresses too long to publish");
+			return -ENAMETOOLONG;
+		}
+		n += (size_t)w;
+	}
+	return ragg__kv_put(kv, key, value);
+}
+
+/* The address peer published for transport name, or NULL. */
+static const char *published(char *value, const char *name)
+{
+	char *save = NULL;
+	for (char *e = strtok_r(value, ";", &save); e; e = strtok_r(NULL, ";", &save)) {
+		char *eq = strchr(e, '=');
+		if (eq && (size_t)(eq - e) == strlen(name) && strncmp(e, name, strlen(name)) == 0)
+			return eq + 1;
+	}
+	return NULL;
 }
 
 static int connect_to(struct ragg_ctx *ctx, struct ragg__kv *kv, struct ragg__peer *p)
 {
-	char key[64], addr[RAGG_KV_VALUE_MAX];
+	char key[64], value[RAGG_KV_VALUE_MAX], copy[RAGG_KV_VALUE_MAX];
 	uint8_t hello[RAGG_HELLO_WIRE_BYTES];
+	const struct ragg__hop *hop = p->role == RAGG_ROLE_AGENT ? &ctx->hop_workers : &ctx->hop_servers;
 	int rc;
 
 	snprintf(key, sizeof(key), "%s/%d", role_name(p->role), p->rank);
-	if ((rc = ragg__kv_get(kv, key, addr, sizeof(addr), ctx->opts.timeout_ms)))
+	if ((rc = ragg__kv_get(kv, key, value, sizeof(value), ctx->opts.timeout_ms)))
 		return rc;
-	rc = ctx->tp->connect(ctx->dev, addr, hello, my_hello(ctx, hello), p, &p->ep);
-	if (rc)
-		ragg__error("connecting to %s at %s: %s", key, addr, ragg_strerror(rc));
-	return rc;
+	for (int i = 0; i < hop->n; i++) {
+		struct ragg__tp *tp = hop->tps[i];
+		memcpy(copy, value, sizeof(copy));
+		const char *addr = published(copy, tp->ops->name);
+		if (!addr || (RAGG_TP_HAS_OP(tp->ops, reachable) && !tp->ops->reachable(tp->dev, addr)))
+			continue;
+		p->tp = tp;
+		rc = tp->ops->connect(tp->dev, addr, hello, my_hello(ctx, hello), p, &p->ep);
+		if (rc)
+			ragg__error("connecting to %s at %s with %s: %s", key, addr, tp->ops->name, ragg_strerror(rc));
+		else
+			ragg__info("connecting to %s at %s with %s", key, addr, tp->ops->name);
+		return rc;
+	}
+	ragg__error("no transport in common with %s: it offers \"%s\"", key, value);
+	return RAGG_ERR_NO_TRANSPORT;
 }
 
 static bool all_connected(void *arg)
@@ -189,5 +233,18 @@ int ragg__connect_job(struct ragg_ctx *ctx, struct ragg__kv *kv)
 	rc = ragg__wait(ctx, all_connected, ctx, "connecting");
 	if (rc == RAGG_ERR_TIMEOUT)
 		report_missing(ctx);
-	return rc;
+	if (rc)
+		return rc;
+	/* Name the transports in use, e.g. "shm+tcp" for an agent whose
+	 * workers are on its host and servers are not. */
+	for (int i = 0; i < ctx->ntp; i++) {
+		bool used = false;
+		for (int j = 0; j < ctx->npeers; j++)
+			used |= ctx->peers[j].tp == &ctx->tps[i];
+		size_t n = strlen(ctx->tp_names);
+		if (used)
+			snprintf(ctx->tp_names + n, sizeof(ctx->tp_names) - n, "%s%s", n ? "+" : "",
+			         ctx->tps[i].ops->name);
+	}
+	return 0;
 }

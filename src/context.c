@@ -49,51 +49,6 @@ void ragg__fail(struct ragg_ctx *ctx, int status)
 		ctx->failed = status;
 }
 
-static void tp_log(int level, const char *fmt, ...)
-{
-	if (ragg__log_level < level)
-		return;
-	char buf[900];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	ragg__log(level, "%s", buf);
-}
-
-/* RAGG_TRANSPORT=auto takes the first usable transport of the registry
- * (verbs before tcp) and says which and why. */
-static int choose_transport(const char *name, const struct ragg_tp_ops **out)
-{
-	char why[256];
-	if (strcmp(name, "auto") == 0) {
-		for (const struct ragg_tp_ops *const *t = ragg_transport_list(); *t; t++) {
-			why[0] = 0;
-			if ((*t)->probe(why, sizeof(why)) == 0) {
-				ragg__info("transport: auto chose %s", (*t)->name);
-				*out = *t;
-				return 0;
-			}
-			ragg__info("transport: %s not usable: %s", (*t)->name, why[0] ? why : "probe failed");
-		}
-		ragg__error("no usable transport");
-		return RAGG_ERR_NO_TRANSPORT;
-	}
-	const struct ragg_tp_ops *t = ragg_transport_find(name);
-	if (!t) {
-		ragg__error("RAGG_TRANSPORT=\"%s\": not built into this library (have: tcp%s)", name,
-		            ragg_transport_find("verbs") ? ", verbs" : "");
-		return RAGG_ERR_NO_TRANSPORT;
-	}
-	why[0] = 0;
-	if (t->probe(why, sizeof(why)) != 0) {
-		ragg__error("transport %s not usable here: %s", name, why[0] ? why : "probe failed");
-		return RAGG_ERR_NO_TRANSPORT;
-	}
-	*out = t;
-	return 0;
-}
-
 static int start_engine(struct ragg_ctx *ctx)
 {
 	const char *kname = ragg__setting_value("RAGG_KERNELS");
@@ -110,8 +65,14 @@ static int start_engine(struct ragg_ctx *ctx)
 	if ((rc = ragg__parse_int("RAGG_AGG_THREADS", ragg__setting_value("RAGG_AGG_THREADS"), 0, 1024,
 	                          &threads)))
 		return rc;
+	/* Placement follows the network device: the first transport that
+	 * reaches beyond this host. */
 	struct ragg_tp_attr attr = {.size = sizeof(attr)};
-	ctx->tp->query(ctx->dev, &attr);
+	for (int i = 0; i < ctx->ntp; i++)
+		if (!(ctx->tps[i].ops->caps & RAGG_TP_CAP_LOCAL_ONLY)) {
+			ctx->tps[i].ops->query(ctx->tps[i].dev, &attr);
+			break;
+		}
 	const char *cpus = ragg__setting_value("RAGG_CPUS");
 	struct ragg__engine_conf conf = {
 		.threads = (int)threads,
@@ -120,35 +81,6 @@ static int start_engine(struct ragg_ctx *ctx)
 		.kernels = kname,
 	};
 	return ragg__engine_start(&conf, &ctx->engine);
-}
-
-static int open_transport(struct ragg_ctx *ctx)
-{
-	int rc = choose_transport(ctx->opts.transport, &ctx->tp);
-	if (rc)
-		return rc;
-	struct ragg_tp_params params = {
-		.size = sizeof(params),
-		.poll_mode = (int)ctx->opts.poll,
-		.spin_us = ctx->opts.spin_us,
-		.timeout_ms = ctx->opts.timeout_ms,
-		.max_peers = ctx->npeers,
-		.log = tp_log,
-		.log_level = ragg__log_level,
-		.wake_fd = ctx->wake_fd,
-	};
-	/* The engine is started after the device, since it places itself
-	 * next to it; finished jobs wake the device's wait() through
-	 * ctx->wake_fd (see ragg__job_finished). */
-	if ((rc = ctx->tp->open(&params, &ctx->dev))) {
-		ragg__error("transport %s: open failed: %s", ctx->tp->name, ragg_strerror(rc));
-		return rc;
-	}
-	ragg__info("%s %d: transport %s", ctx->opts.role == RAGG_ROLE_WORKER ? "worker"
-	                                  : ctx->opts.role == RAGG_ROLE_AGENT ? "agent"
-	                                                                       : "server",
-	           ctx->opts.rank, ctx->tp->name);
-	return 0;
 }
 
 static int alloc_peers(struct ragg_ctx *ctx)
@@ -204,14 +136,13 @@ static void destroy(struct ragg_ctx *ctx)
 		ragg__tensor_free(ctx->tensors[i]);
 	for (int i = 0; i < ctx->npeers; i++) {
 		if (ctx->peers[i].ep)
-			ctx->tp->ep_close(ctx->peers[i].ep);
+			ctx->peers[i].tp->ops->ep_close(ctx->peers[i].ep);
 		free(ctx->peers[i].queue);
 	}
 	free(ctx->peers);
 	if (ctx->engine)
 		ragg__engine_stop(ctx->engine);
-	if (ctx->dev)
-		ctx->tp->close(ctx->dev);
+	ragg__transports_close(ctx);
 	ragg__kv_server_stop(ctx->kv_server);
 	if (ctx->wake_fd >= 0)
 		close(ctx->wake_fd);
@@ -247,7 +178,7 @@ RAGG_EXPORT int ragg_init(const struct ragg_opts *opts, ragg_ctx_t **out)
 		rc = -errno;
 		goto err;
 	}
-	if ((rc = open_transport(ctx)))
+	if ((rc = ragg__transports_open(ctx)))
 		goto err;
 	if (ctx->opts.role != RAGG_ROLE_WORKER && (rc = start_engine(ctx)))
 		goto err;
@@ -306,7 +237,7 @@ RAGG_EXPORT int ragg_rank(const ragg_ctx_t *ctx)
 
 RAGG_EXPORT const char *ragg_transport_name(const ragg_ctx_t *ctx)
 {
-	return ctx && ctx->tp ? ctx->tp->name : "";
+	return ctx ? ctx->tp_names : "";
 }
 
 RAGG_EXPORT int ragg_stats(const ragg_ctx_t *ctx, struct ragg_stats *stats)

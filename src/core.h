@@ -22,6 +22,15 @@
 struct ragg__kv;
 struct ragg__kv_server;
 
+/* A transport this process has open: at most one device each. */
+#define RAGG_MAX_TP 3
+struct ragg__tp {
+	const struct ragg_tp_ops *ops;
+	struct ragg_tp_dev *dev;
+	int index; /* in ctx->tps */
+	char addr[RAGG_TP_ADDR_MAX]; /* where it listens; "" when not */
+};
+
 /* A write or control message that met a full queue, kept in order per peer
  * until the transport takes it. The queue is sized when tensors are
  * declared, never per round. */
@@ -40,6 +49,7 @@ struct ragg__op {
 
 struct ragg__peer {
 	struct ragg_ctx *ctx;
+	struct ragg__tp *tp; /* the transport of this hop, once chosen */
 	struct ragg_tp_ep *ep;
 	enum ragg_role role;
 	int rank;
@@ -58,13 +68,14 @@ static inline uint64_t ragg__slot_offset(int parity, size_t data_bytes, size_t o
 	return RAGG_SLOT_META_BYTES + (uint64_t)parity * data_bytes + off;
 }
 
-/* A registered region of this process. */
+/* A registered region of this process, registered with every transport
+ * the process has open, since peers of either may write into it. */
 struct ragg__region {
 	void *mem;
 	size_t len;
-	bool engine_mem; /* from ragg__engine_alloc */
-	struct ragg_tp_mr *mr;
-	struct ragg_tp_rdesc rdesc;
+	struct ragg__tp *owner; /* its mem_alloc gave the memory; NULL: engine */
+	struct ragg_tp_mr *mr[RAGG_MAX_TP];
+	struct ragg_tp_rdesc rdesc[RAGG_MAX_TP];
 };
 
 /* Per-chunk work handed to the engine. */
@@ -114,14 +125,22 @@ struct ragg_req {
 
 #define RAGG_MAX_TENSORS 128
 
+/* The transports a hop may use, in order of preference. */
+struct ragg__hop {
+	struct ragg__tp *tps[RAGG_MAX_TP];
+	int n;
+};
+
 struct ragg_ctx {
 	struct ragg_opts opts;
-	const struct ragg_tp_ops *tp;
-	struct ragg_tp_dev *dev;
+	struct ragg__tp tps[RAGG_MAX_TP];
+	int ntp;
+	struct ragg__hop hop_workers; /* workers <-> agents */
+	struct ragg__hop hop_servers; /* agents <-> servers */
+	char tp_names[64]; /* for ragg_transport_name */
 	struct ragg__engine *engine;
 	const struct ragg__kernels *kernels;
 	struct ragg__kv_server *kv_server;
-	char listen_addr[RAGG_TP_ADDR_MAX];
 
 	/* worker: peers[0] is its agent. agent: its workers, then every
 	 * server. server: every agent. */
@@ -169,6 +188,22 @@ void ragg__job_finished(struct ragg_ctx *ctx);
 /* regions (region.c) */
 int ragg__region_alloc(struct ragg_ctx *ctx, size_t len, size_t chunk, struct ragg__region *r);
 void ragg__region_free(struct ragg_ctx *ctx, struct ragg__region *r);
+/* The region as seen by peer p: our registration with p's transport. */
+static inline struct ragg_tp_mr *ragg__region_mr(const struct ragg__region *r, const struct ragg__peer *p)
+{
+	return r->mr[p->tp->index];
+}
+static inline const struct ragg_tp_rdesc *ragg__region_rdesc(const struct ragg__region *r,
+                                                            const struct ragg__peer *p)
+{
+	return &r->rdesc[p->tp->index];
+}
+
+/* transports.c: choosing, opening and waiting on this process's transports. */
+int ragg__transports_open(struct ragg_ctx *ctx);
+void ragg__transports_close(struct ragg_ctx *ctx);
+struct ragg__tp *ragg__tp_of_dev(struct ragg_ctx *ctx, const struct ragg_tp_dev *dev);
+void ragg__transports_wait(struct ragg_ctx *ctx, int timeout_ms);
 
 /* role handlers */
 void ragg__worker_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t imm, size_t len);

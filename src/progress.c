@@ -37,7 +37,7 @@ int ragg__queue_reserve(struct ragg__peer *p, uint32_t more)
 
 static int op_issue(struct ragg__peer *p, const struct ragg__op *op)
 {
-	const struct ragg_tp_ops *tp = p->ctx->tp;
+	const struct ragg_tp_ops *tp = p->tp->ops;
 	if (op->is_msg) {
 		uint8_t buf[RAGG_MSG_WIRE_MAX];
 		return tp->send(p->ep, buf, ragg__msg_encode(&op->msg, buf));
@@ -135,7 +135,9 @@ static void on_disconnected(struct ragg_ctx *ctx, const struct ragg_tp_event *ev
 	struct ragg__peer *p = ev->ep->user;
 	if (!p) {
 		/* A connection we never accepted: nothing of ours refers to it. */
-		ctx->tp->ep_close(ev->ep);
+		struct ragg__tp *tp = ragg__tp_of_dev(ctx, ev->ep->dev);
+		if (tp)
+			tp->ops->ep_close(ev->ep);
 		return;
 	}
 	if (p->ep != ev->ep)
@@ -238,17 +240,30 @@ static int reap_jobs(struct ragg_ctx *ctx)
 	return n;
 }
 
+static void dispatch(struct ragg_ctx *ctx, const struct ragg_tp_event *ev, int n);
+
 /* Returns the number of things that happened, or the job's sticky error. */
 int ragg__progress(struct ragg_ctx *ctx)
 {
 	struct ragg_tp_event ev[EVENTS_PER_POLL];
 	int total = 0;
 
-	int n = ctx->tp->poll(ctx->dev, ev, EVENTS_PER_POLL);
-	if (n < 0) {
-		ragg__fail(ctx, n);
-		return n;
+	for (int d = 0; d < ctx->ntp; d++) {
+		int n = ctx->tps[d].ops->poll(ctx->tps[d].dev, ev, EVENTS_PER_POLL);
+		if (n < 0) {
+			ragg__fail(ctx, n);
+			return n;
+		}
+		dispatch(ctx, ev, n);
+		total += n;
 	}
+	total += reap_jobs(ctx);
+	flush_queues(ctx);
+	return ctx->failed ? ctx->failed : total;
+}
+
+static void dispatch(struct ragg_ctx *ctx, const struct ragg_tp_event *ev, int n)
+{
 	for (int i = 0; i < n; i++) {
 		switch (ev[i].type) {
 		case RAGG_TP_EV_CONNECT_REQUEST:
@@ -272,9 +287,6 @@ int ragg__progress(struct ragg_ctx *ctx)
 			break;
 		}
 	}
-	total = n + reap_jobs(ctx);
-	flush_queues(ctx);
-	return ctx->failed ? ctx->failed : total;
 }
 
 int ragg__wait(struct ragg_ctx *ctx, bool (*done)(void *arg), void *arg, const char *what)
@@ -307,6 +319,6 @@ int ragg__wait(struct ragg_ctx *ctx, bool (*done)(void *arg), void *arg, const c
 		uint64_t left_ms = ((uint64_t)o->timeout_ms * 1000u - idle_us + 999u) / 1000u;
 		ctx->stats.wait_blocks++;
 		int cap_ms = ctx->jobs_out ? 1 : 1000;
-		ctx->tp->wait(ctx->dev, left_ms > (uint64_t)cap_ms ? cap_ms : (int)left_ms);
+		ragg__transports_wait(ctx, left_ms > (uint64_t)cap_ms ? cap_ms : (int)left_ms);
 	}
 }

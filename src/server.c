@@ -119,7 +119,8 @@ void ragg__server_on_job(struct ragg_ctx *ctx, struct ragg__chunk_job *cj)
 	}
 	st->rounds[lc]++;
 	for (int j = 0; j < ctx->opts.agents; j++)
-		ragg__post_write(&ctx->peers[j], (char *)st->w.mem + lc * chunk_bytes, st->w.mr, &st->aparams[j],
+		ragg__post_write(&ctx->peers[j], (char *)st->w.mem + lc * chunk_bytes,
+		                 ragg__region_mr(&st->w, &ctx->peers[j]), &st->aparams[j],
 		                 cj->chunk * chunk_bytes, ragg__chunk_len(t, cj->chunk),
 		                 ragg__imm_encode(cj->parity, t->id, cj->chunk), RAGG_TP_WRITE_IMM, 0);
 }
@@ -129,7 +130,7 @@ static void ack_agents(struct ragg_ctx *ctx, ragg_tensor_t *t, int status)
 	for (int j = 0; j < ctx->opts.agents; j++) {
 		struct ragg__msg m = {.type = RAGG_MSG_DECLARE_ACK, .tensor = (uint8_t)t->id, .status = status};
 		if (!status)
-			m.rdesc = t->server->aslot[j].rdesc;
+			m.rdesc = *ragg__region_rdesc(&t->server->aslot[j], &ctx->peers[j]);
 		ragg__post_msg(&ctx->peers[j], &m);
 	}
 	if (status)

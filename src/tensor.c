@@ -45,12 +45,13 @@ void ragg__tensor_free(ragg_tensor_t *t)
 		ragg__agent_tensor_free(ctx, t);
 	if (t->server)
 		ragg__server_tensor_free(ctx, t);
+	const struct ragg__tp *tp = ctx->peers[0].tp;
 	if (t->params_mr)
-		ctx->tp->mr_dereg(t->params_mr);
+		tp->ops->mr_dereg(t->params_mr);
 	if (t->grad_mr)
-		ctx->tp->mr_dereg(t->grad_mr);
+		tp->ops->mr_dereg(t->grad_mr);
 	if (t->weight_mr)
-		ctx->tp->mr_dereg(t->weight_mr);
+		tp->ops->mr_dereg(t->weight_mr);
 	free(t->weight_src);
 	free(t);
 }
@@ -87,9 +88,11 @@ RAGG_EXPORT int ragg_tensor_declare(ragg_ctx_t *ctx, const char *name, float *pa
 	rc = -ENOMEM;
 	if (posix_memalign((void **)&t->weight_src, 64, 2 * sizeof(double)))
 		goto err;
-	if ((rc = ctx->tp->mr_reg(ctx->dev, params, t->bytes, &t->params_mr, &t->params_rdesc)))
+	/* A worker talks to its agent only, over one transport. */
+	const struct ragg__tp *tp = ctx->peers[0].tp;
+	if ((rc = tp->ops->mr_reg(tp->dev, params, t->bytes, &t->params_mr, &t->params_rdesc)))
 		goto err_reg;
-	if ((rc = ctx->tp->mr_reg(ctx->dev, t->weight_src, 2 * sizeof(double), &t->weight_mr, &unused)))
+	if ((rc = tp->ops->mr_reg(tp->dev, t->weight_src, 2 * sizeof(double), &t->weight_mr, &unused)))
 		goto err_reg;
 	/* A push is one weight plus every chunk; the queue holds a round. */
 	if ((rc = ragg__queue_reserve(&ctx->peers[0], (uint32_t)t->nchunks + 2)))

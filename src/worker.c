@@ -27,7 +27,7 @@ static int check_tensor(ragg_tensor_t *t)
  * passes the same one, which is the normal case. */
 static int grad_mr(ragg_tensor_t *t, const float *grad, struct ragg_tp_mr **mr)
 {
-	struct ragg_ctx *ctx = t->ctx;
+	const struct ragg__tp *tp = t->ctx->peers[0].tp;
 	struct ragg_tp_rdesc unused;
 	if (grad == t->params) {
 		*mr = t->params_mr;
@@ -35,10 +35,10 @@ static int grad_mr(ragg_tensor_t *t, const float *grad, struct ragg_tp_mr **mr)
 	}
 	if (grad != t->grad || !t->grad_mr) {
 		if (t->grad_mr)
-			ctx->tp->mr_dereg(t->grad_mr);
+			tp->ops->mr_dereg(t->grad_mr);
 		t->grad_mr = NULL;
 		t->grad = NULL;
-		int rc = ctx->tp->mr_reg(ctx->dev, (void *)(uintptr_t)grad, t->bytes, &t->grad_mr, &unused);
+		int rc = tp->ops->mr_reg(tp->dev, (void *)(uintptr_t)grad, t->bytes, &t->grad_mr, &unused);
 		if (rc) {
 			ragg__error("registering the gradient buffer (%zu bytes): %s", t->bytes, ragg_strerror(rc));
 			return rc;

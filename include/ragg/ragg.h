@@ -76,7 +76,7 @@ struct ragg_opts {
 	int rank; /* within the role */
 	int workers, agents, servers;
 	char root[256]; /* rendezvous host:port */
-	char transport[16]; /* "tcp", "verbs", "auto" */
+	char transport[32]; /* "tcp", "verbs", "shm", "auto" or a list: "shm,tcp" */
 	size_t chunk_bytes; /* model partition size, default 4 MiB */
 	float lr;
 	float momentum; /* used with RAGG_OPT_MOMENTUM */
