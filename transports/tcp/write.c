@@ -171,7 +171,7 @@ void ragg__tcp_flush(struct ragg__tcp_ep *ep)
 	while (ep->tx_send != ep->tx_tail) {
 		size_t total = 0;
 		int n = 0;
-		for (uint32_t i = ep->tx_send; i != ep->tx_tail && n < 2 * TX_BATCH; i++) {
+		for (uint32_t i = ep->tx_send; i != ep->tx_tail && n + 2 <= 2 * TX_BATCH; i++) {
 			struct ragg__tcp_txe *e = &ep->tx[i & ep->tx_mask];
 			size_t skip = i == ep->tx_send ? ep->tx_off : 0;
 			if (skip < RAGG__TCP_HDR_SIZE) {
