@@ -328,3 +328,96 @@ TPC_CASE(write_both_ways)
 	tpc_slot_fini(&p.w, &b);
 	pair_fini(&p);
 }
+
+TPC_CASE(mixed_stream)
+{
+	/* Writes of every size class, with and without immediates and
+	 * signals, and messages between them, posted as fast as the queue
+	 * takes them: each lands once, in order, where it was aimed. */
+	struct pair p;
+	pair_init(&p, tp);
+	static const size_t sizes[] = {0, 1, 3, 40, 41, 4095, 4096, 65539, 262147, (size_t)1 << 20};
+	const uint32_t n = 6000;
+	size_t total = 0;
+	for (uint32_t i = 0; i < n; i++)
+		total += sizes[(i * 7 + i / 3) % RAGG_ARRAY_SIZE(sizes)];
+	struct tpc_slot slot;
+	tpc_slot_init(&p.w, 0, &slot, total);
+	uint8_t *src = malloc(total + 1);
+	RAGG_CHECK(src != NULL);
+	tpc_fill(src, total, 4242);
+	struct ragg_tp_mr *smr;
+	struct ragg_tp_rdesc srd;
+	RAGG_CHECK_OK(tp->mr_reg(p.w.dev[1], src, total + 1, &smr, &srd));
+
+	uint32_t imms = 0, signals = 0, msgs = 0;
+	uint32_t next_imm = 0, next_cookie = 0, next_msg = 0;
+	size_t off = 0;
+	uint64_t deadline = tpc_now_ms() + 40000;
+	struct ragg_tp_event ev[64];
+	uint32_t i = 0;
+	while (i < n || next_imm < imms || next_cookie < signals || next_msg < msgs) {
+		/* Post until the queue is full, so frames pile up behind a
+		 * partly written one. */
+		while (i < n) {
+			size_t len = sizes[(i * 7 + i / 3) % RAGG_ARRAY_SIZE(sizes)];
+			bool imm = i % 3 != 1, sig = i % 4 == 0, msg = i % 5 == 0;
+			unsigned flags = (imm ? RAGG_TP_WRITE_IMM : 0) | (sig ? RAGG_TP_WRITE_SIGNAL : 0);
+			int rc = tp->write_imm(p.c, src + off, smr, &slot.rd, off, len, imms, flags,
+			                       signals);
+			if (rc == 0 && msg) {
+				/* The message may not fit now: then the write
+				 * goes without it. */
+				if (tp->send(p.c, &msgs, sizeof(msgs)) == 0)
+					msgs++;
+			}
+			if (rc == 0) {
+				imms += imm;
+				signals += sig;
+				off += len;
+				i++;
+			} else {
+				RAGG_CHECKF(rc == -EAGAIN, "write %u: %s", i, ragg_strerror(rc));
+				break;
+			}
+		}
+		for (int d = 0; d < 2; d++) {
+			int k = tp->poll(p.w.dev[d], ev, 64);
+			RAGG_CHECK(k >= 0);
+			for (int e = 0; e < k; e++) {
+				switch (ev[e].type) {
+				case RAGG_TP_EV_WRITE_LANDED:
+					RAGG_CHECKF(d == 0 && ev[e].imm == next_imm, "imm %u, want %u",
+					            ev[e].imm, next_imm);
+					next_imm++;
+					break;
+				case RAGG_TP_EV_WRITE_DONE:
+					RAGG_CHECKF(d == 1 && ev[e].cookie == next_cookie && !ev[e].status,
+					            "cookie %llu, want %u",
+					            (unsigned long long)ev[e].cookie, next_cookie);
+					next_cookie++;
+					break;
+				case RAGG_TP_EV_RECV: {
+					uint32_t m;
+					RAGG_CHECK(d == 0 && ev[e].len == sizeof(m));
+					memcpy(&m, ev[e].data, sizeof(m));
+					RAGG_CHECKF(m == next_msg, "message %u, want %u", m, next_msg);
+					next_msg++;
+					break;
+				}
+				default:
+					RAGG_CHECKF(0, "unexpected event %d on device %d", ev[e].type, d);
+				}
+			}
+		}
+		RAGG_CHECKF(tpc_now_ms() < deadline, "posted %u/%u, landed %u/%u, done %u/%u", i, n,
+		            next_imm, imms, next_cookie, signals);
+	}
+	RAGG_CHECK(off == total);
+	RAGG_CHECK(memcmp(slot.addr, src, total) == 0);
+	tpc_slot_check_untouched(&slot, -1);
+	RAGG_CHECK_OK(tp->mr_dereg(smr));
+	free(src);
+	tpc_slot_fini(&p.w, &slot);
+	pair_fini(&p);
+}
