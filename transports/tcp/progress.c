@@ -28,6 +28,9 @@
 #define POLL_BATCH 64
 /* How often handshake deadlines are checked. */
 #define SWEEP_MS 100
+/* What one endpoint may read in one go before the others get a turn. */
+#define RX_BUDGET_BYTES ((size_t)16 << 20)
+#define RX_BUDGET_FRAMES 1024
 
 static const char *type_name(uint8_t type)
 {
@@ -202,12 +205,18 @@ static void rx_error(struct ragg__tcp_ep *ep, ssize_t n)
 
 void ragg__tcp_rx(struct ragg__tcp_ep *ep, struct ragg__tcp_out *out)
 {
+	/* A peer streaming faster than we read would otherwise keep one
+	 * poll() here forever, starving every other endpoint. */
+	size_t budget = RX_BUDGET_BYTES;
+	int frames = RX_BUDGET_FRAMES;
+
 	for (;;) {
 		if (ep->state == RAGG__TCP_EP_FAILED)
 			return;
 		/* A frame may end in an event: need room for it, and a data
 		 * buffer handed out in this poll() must stay untouched. */
-		if (ragg__tcp_out_full(out) || ep->rx_gen == ep->dev->poll_gen) {
+		if (ragg__tcp_out_full(out) || ep->rx_gen == ep->dev->poll_gen || !budget ||
+		    !frames) {
 			ragg__tcp_pending_add(ep, RAGG__TCP_REPORT_RX);
 			return;
 		}
@@ -235,6 +244,7 @@ void ragg__tcp_rx(struct ragg__tcp_ep *ep, struct ragg__tcp_out *out)
 				}
 			}
 			ep->rx_got = 0;
+			frames--;
 			if (frame_begin(ep))
 				return;
 			if (!ep->rx_left) {
@@ -255,6 +265,7 @@ void ragg__tcp_rx(struct ragg__tcp_ep *ep, struct ragg__tcp_out *out)
 			rx_error(ep, n);
 			return;
 		}
+		budget = (size_t)n < budget ? budget - (size_t)n : 0;
 		if ((size_t)n < ep->rx_left) {
 			ep->rx_dst += n;
 			ep->rx_left -= (size_t)n;
