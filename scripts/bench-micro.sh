@@ -20,5 +20,4 @@ make -s -j"$(nproc)" bench/micro/ragg-micro >/dev/null
 # The BLAS reference runs single-threaded per caller thread, like the
 # fused kernel: OpenBLAS must not add threads of its own.
 export OPENBLAS_NUM_THREADS=1
-exec "$dir/bench/micro/ragg-micro" --benchmark_min_time=0.3 --benchmark_repetitions=5 \
-	--benchmark_color=false "$@"
+exec "$dir/bench/micro/ragg-micro" --benchmark_min_time=0.3 --benchmark_repetitions=5 "$@"

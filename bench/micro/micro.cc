@@ -18,6 +18,7 @@
 
 #include <cblas.h>
 #include <poll.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -150,6 +151,10 @@ std::string key(const std::string &what, int k, int threads)
 class Collector : public benchmark::ConsoleReporter {
 public:
 	std::map<std::string, double> best; // GB/s
+
+	// --benchmark_color only reaches the reporter the library makes
+	// itself: colour when printing to a terminal.
+	Collector() : ConsoleReporter(isatty(1) ? OO_ColorTabular : OO_Tabular) {}
 
 	void ReportRuns(const std::vector<Run> &runs) override
 	{
