@@ -119,7 +119,7 @@ agent_killed_mid_job() {
 	start=$(date +%s)
 	out=$(RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=20000 RAGG_LOG=error "$run" -w 4 -a 2 -s 1 -- bash -c '
 		if [ "$RAGG_ROLE" = agent ] && [ "$RAGG_RANK" = 1 ]; then
-			"$0" slow 100000 10 & p=$!; sleep 1; kill -9 $p; sleep 30; exit 0
+			"$0" slow 100000 10 & p=$!; sleep 1; kill -9 $p; exec sleep 30
 		fi
 		exec "$0" slow 100000 10' "$job" 2>&1)
 	rc=$?
@@ -139,7 +139,7 @@ garbage_and_wrong_key_dropped() {
 	RAGG_TRANSPORT=$transport RAGG_JOB_KEY=right RAGG_TIMEOUT_MS=20000 RAGG_LOG=info "$run" -p $port -w 2 -a 1 -s 1 -- "$job" slow 150 10 >"$log" 2>&1 &
 	jpid=$!
 	for _ in $(seq 100); do
-		addr=$(sed -n 's/.*agent\/0 listening at \(.*\)$/\1/p' "$log" | head -n1)
+		addr=$(sed -n 's/.*agent\/0 listening at \([^ ]*\).*$/\1/p' "$log" | head -n1)
 		[ -n "$addr" ] && break
 		sleep 0.05
 	done
