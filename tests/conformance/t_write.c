@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "tpc.h"
 
@@ -420,4 +421,43 @@ TPC_CASE(mixed_stream)
 	free(src);
 	tpc_slot_fini(&p.w, &slot);
 	pair_fini(&p);
+}
+
+TPC_CASE(write_offset_past_4g)
+{
+	/* Offsets and lengths are 64-bit all the way: a region past 4 GiB,
+	 * reserved but barely touched, takes writes beyond 2^32. */
+	const size_t len = ((size_t)5 << 30) + 4096;
+	uint8_t *big = mmap(NULL, len, PROT_READ | PROT_WRITE,
+	                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (big == MAP_FAILED)
+		RAGG_SKIP("cannot reserve 5 GiB of address space");
+	struct pair p;
+	pair_init(&p, tp);
+	struct ragg_tp_mr *mr;
+	struct ragg_tp_rdesc rd;
+	int rc = tp->mr_reg(p.w.dev[0], big, len, &mr, &rd);
+	if (rc) {
+		/* A transport that pins memory may not have 5 GiB to pin. */
+		pair_fini(&p);
+		munmap(big, len);
+		RAGG_SKIP("cannot register a 5 GiB region here");
+	}
+	uint8_t src[4096];
+	static const uint64_t offs[] = {((uint64_t)1 << 32) - 7, (uint64_t)1 << 32,
+	                                ((uint64_t)5 << 30) - 1};
+	for (uint32_t i = 0; i < RAGG_ARRAY_SIZE(offs); i++) {
+		tpc_fill(src, sizeof(src), i + 500);
+		tpc_write(&p.w, p.c, src, NULL, &rd, offs[i], sizeof(src), i, RAGG_TP_WRITE_IMM, 0);
+		struct tpc_ev l = tpc_expect(&p.w, 0, RAGG_TP_EV_WRITE_LANDED, p.s, TPC_DEADLINE_MS);
+		RAGG_CHECK(l.ev.imm == i);
+		RAGG_CHECKF(memcmp(big + offs[i], src, sizeof(src)) == 0, "write at %llu",
+		            (unsigned long long)offs[i]);
+	}
+	/* Where offsets truncated to 32 bits would have landed. */
+	for (size_t k = 0; k < sizeof(src); k++)
+		RAGG_CHECK(big[k] == 0 && big[((size_t)1 << 30) - 1 + k] == 0);
+	RAGG_CHECK_OK(tp->mr_dereg(mr));
+	pair_fini(&p);
+	munmap(big, len);
 }
