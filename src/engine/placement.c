@@ -19,6 +19,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -70,19 +71,44 @@ static hwloc_obj_t find_osdev(hwloc_topology_t topo, const char *name, size_t le
 	return NULL;
 }
 
-/* The device's non-I/O ancestor, or NULL when the name matches nothing. */
-static hwloc_obj_t find_device(hwloc_topology_t topo, const char *name)
+/* A software RDMA device (Soft-RoCE "rxe0", siw) has no PCI function of
+ * its own, so hwloc does not list it; it names the network interface it
+ * runs over in sysfs, and that one hwloc knows. */
+static hwloc_obj_t find_rdma_parent(hwloc_topology_t topo, const char *name, size_t len)
 {
-	hwloc_obj_t o = find_osdev(topo, name, strlen(name));
+	char path[160], parent[64];
+	if (len > 64)
+		return NULL;
+	snprintf(path, sizeof(path), "/sys/class/infiniband/%.*s/parent", (int)len, name);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return NULL;
+	char *got = fgets(parent, sizeof(parent), f);
+	fclose(f);
+	if (!got)
+		return NULL;
+	parent[strcspn(parent, "\n")] = 0;
+	return find_osdev(topo, parent, strlen(parent));
+}
+
+/* The device's non-I/O ancestor, or NULL when the name matches nothing. */
+static hwloc_obj_t find_device(const struct ragg__placement *pl, const char *name)
+{
+	size_t len = strlen(name);
+	hwloc_obj_t o = find_osdev(pl->topo, name, len);
 	if (!o)
-		o = hwloc_get_pcidev_by_busidstring(topo, name);
+		o = hwloc_get_pcidev_by_busidstring(pl->topo, name);
 	if (!o) {
 		/* "mlx5_0:1": a verbs device with its port. */
 		const char *colon = strrchr(name, ':');
-		if (colon && colon[1] && strspn(colon + 1, "0123456789") == strlen(colon + 1))
-			o = find_osdev(topo, name, (size_t)(colon - name));
+		if (colon && colon[1] && strspn(colon + 1, "0123456789") == strlen(colon + 1)) {
+			len = (size_t)(colon - name);
+			o = find_osdev(pl->topo, name, len);
+		}
 	}
-	return o ? hwloc_get_non_io_ancestor_obj(topo, o) : NULL;
+	if (!o && pl->this_system)
+		o = find_rdma_parent(pl->topo, name, len);
+	return o ? hwloc_get_non_io_ancestor_obj(pl->topo, o) : NULL;
 }
 
 /* The NUMA node an object's memory locality points to: its first. */
@@ -206,7 +232,7 @@ int ragg__placement_init(struct ragg__placement *pl, const struct ragg__engine_c
 	}
 	hwloc_obj_t dev_node = NULL;
 	if (conf->device) {
-		dev_node = node_of(pl->topo, find_device(pl->topo, conf->device));
+		dev_node = node_of(pl->topo, find_device(pl, conf->device));
 		if (dev_node)
 			pl->device_node = (int)dev_node->os_index;
 		else
