@@ -71,7 +71,7 @@ static hwloc_obj_t find_osdev(hwloc_topology_t topo, const char *name, size_t le
 	return NULL;
 }
 
-/* A software RDMA device (Soft-RoCE "rxe0", siw) has no PCI function of
+/* A software RDMA device (Soft-RoCE "rxe0") has no PCI function of
  * its own, so hwloc does not list it; it names the network interface it
  * runs over in sysfs, and that one hwloc knows. */
 static hwloc_obj_t find_rdma_parent(hwloc_topology_t topo, const char *name, size_t len)
