@@ -44,6 +44,10 @@ const struct ragg__verbs_setting ragg__verbs_settings[] = {
 	{"RAGG_VERBS_MAX_MSG_SIZE", "0",
 	 "largest payload of one work request; longer writes are split; 0: the port's max_msg_sz",
 	 RAGG__VERBS_SET_SIZE, CFG(max_msg_size), 0, 0},
+	{"RAGG_VERBS_BOUNCE_SIZE", "1m",
+	 "per-endpoint copy buffer for writes from unregistered memory longer than inline data "
+	 "(the largest such write)",
+	 RAGG__VERBS_SET_SIZE, CFG(bounce_size), 0, 0},
 	{"RAGG_VERBS_RESOLVE_TIMEOUT_MS", "2000", "rdma_cm address and route resolution timeout",
 	 RAGG__VERBS_SET_LONG, CFG(resolve_timeout_ms), 1, 600000},
 	{"RAGG_VERBS_TOS", "-1",

@@ -318,8 +318,11 @@ static int open_resources(struct ragg__verbs_dev *dev)
 	dev->max_wrs_per_write = dev->depth - dev->signal_interval;
 	if (dev->max_wrs_per_write > 1024)
 		dev->max_wrs_per_write = 1024;
-	dev->max_write = dev->max_msg * dev->max_wrs_per_write;
-	if (dev->max_write / dev->max_wrs_per_write != dev->max_msg)
+	if (dev->max_wrs_per_write < 2)
+		dev->max_wrs_per_write = 2;
+	/* One WR of a split write with immediate is its length note. */
+	dev->max_write = dev->max_msg * (dev->max_wrs_per_write - 1);
+	if (dev->max_write / (dev->max_wrs_per_write - 1) != dev->max_msg)
 		dev->max_write = UINT64_MAX;
 	dev->swr = calloc(dev->max_wrs_per_write, sizeof(*dev->swr));
 	dev->ssge = calloc(dev->max_wrs_per_write, sizeof(*dev->ssge));
@@ -342,7 +345,7 @@ static int open_resources(struct ragg__verbs_dev *dev)
 	if ((rc = epoll_add(dev, dev->comp_ch->fd, 0)) || (rc = epoll_add(dev, dev->cm_ch->fd, 1)) ||
 	    (rc = epoll_add(dev, dev->ctx->async_fd, 2)))
 		return rc;
-	if (dev->wake_fd >= 0 && (rc = epoll_add(dev, dev->wake_fd, 3)))
+	if ((rc = ragg__verbs_wake_sync(dev)))
 		return rc;
 
 	dev->qp_hash_mask = 63;
@@ -398,9 +401,9 @@ int ragg__verbs_open(const struct ragg_tp_params *params, struct ragg_tp_dev **o
 	memcpy(&dev->base.params, params, n);
 	dev->base.params.size = sizeof(dev->base.params);
 	dev->base.ops = &ragg__tp_verbs_ops;
-	dev->wake_fd = params->size >= offsetof(struct ragg_tp_params, wake_fd) + sizeof(int)
-	                       ? params->wake_fd
-	                       : -1;
+	if (params->size < offsetof(struct ragg_tp_params, wake_fd) + sizeof(int))
+		dev->base.params.wake_fd = -1;
+	dev->wake_fd = -1; /* registered by ragg__verbs_wake_sync() */
 	dev->epfd = -1;
 	ragg__verbs_list_init(&dev->eps);
 	ragg__verbs_list_init(&dev->failed);
@@ -474,6 +477,24 @@ int ragg__verbs_query(struct ragg_tp_dev *d, struct ragg_tp_attr *attr)
 	size_t n = attr->size && attr->size < sizeof(a) ? attr->size : sizeof(a);
 	memcpy(attr, &a, n);
 	attr->size = n;
+	return 0;
+}
+
+int ragg__verbs_wake_sync(struct ragg__verbs_dev *dev)
+{
+	/* The core may set or clear params.wake_fd after open(). */
+	int want = dev->base.params.wake_fd;
+	if (want == dev->wake_fd)
+		return 0;
+	if (dev->wake_fd >= 0)
+		epoll_ctl(dev->epfd, EPOLL_CTL_DEL, dev->wake_fd, NULL);
+	dev->wake_fd = -1;
+	if (want >= 0) {
+		int rc = epoll_add(dev, want, 3);
+		if (rc)
+			return rc;
+		dev->wake_fd = want;
+	}
 	return 0;
 }
 

@@ -146,6 +146,11 @@ static void ep_teardown_qp(struct ragg__verbs_ep *ep)
 		ragg__verbs_wc_forget(dev, ep->qp_num);
 		ragg__verbs_cq_release(dev, (int)ep->depth);
 	}
+	if (ep->bounce_mr)
+		ibv_dereg_mr(ep->bounce_mr);
+	ep->bounce_mr = NULL;
+	free(ep->bounce);
+	ep->bounce = NULL;
 	if (ep->msgs_mr)
 		ibv_dereg_mr(ep->msgs_mr);
 	ep->msgs_mr = NULL;
@@ -372,9 +377,15 @@ int ragg__verbs_reject(struct ragg_tp_ep *e)
 	struct ragg__verbs_ep *ep = ragg__verbs_ep(e);
 	if (ep->state != RAGG__VERBS_EP_REQUESTED)
 		return -EINVAL;
-	int rc = rdma_reject(ep->id, NULL, 0) ? -errno : 0;
-	ep_set_state(ep, RAGG__VERBS_EP_REJECTED);
-	return rc;
+	if (rdma_reject(ep->id, NULL, 0)) {
+		int rc = -errno;
+		ragg__verbs_error(ep->dev, "rejecting %s: %s", ep->base.peer, strerror(errno));
+		return rc;
+	}
+	/* The endpoint is done and says so, so a core that keeps nothing of
+	 * a refused request knows when to close it. */
+	ragg__verbs_ep_fail(ep, -ECONNREFUSED);
+	return 0;
 }
 
 void ragg__verbs_ep_close(struct ragg_tp_ep *e)
@@ -559,13 +570,13 @@ static void on_failure(struct ragg__verbs_ep *ep, struct rdma_cm_event *ev)
 		ragg__verbs_ep_fail(ep, cm_status(ev, -ENETUNREACH));
 		break;
 	case RDMA_CM_EVENT_REJECTED:
-		ragg__verbs_error(dev, "connection to %s refused (%s): is a ragg process listening "
+		ragg__verbs_info(dev, "connection to %s refused (%s): is a ragg process listening "
 		                       "there?",
 		                  ep->base.peer, reject_reason(ev->status));
 		ragg__verbs_ep_fail(ep, was_up ? RAGG_ERR_PEER_LOST : -ECONNREFUSED);
 		break;
 	case RDMA_CM_EVENT_UNREACHABLE:
-		ragg__verbs_error(dev, "%s did not answer the connection request (%s); check the "
+		ragg__verbs_warn(dev, "%s did not answer the connection request (%s); check the "
 		                       "address and port, that the peer runs, and on RoCE that UDP "
 		                       "port 4791 is not filtered",
 		                  ep->base.peer, strerror(-cm_status(ev, -ETIMEDOUT)));

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/sysinfo.h>
 
 #include "verbs.h"
 
@@ -67,6 +68,17 @@ int ragg__verbs_mr_reg(struct ragg_tp_dev *d, void *addr, size_t len, struct rag
 	int rc;
 	if (!addr && len)
 		return -EINVAL;
+	/* Registration pins every page. More than the machine's RAM can
+	 * never be pinned, and trying makes the kernel's OOM killer, not an
+	 * error code, end the attempt. */
+	struct sysinfo si;
+	if (sysinfo(&si) == 0 && (uint64_t)len / si.mem_unit > (uint64_t)si.totalram) {
+		ragg__verbs_error(dev, "%s: cannot register %zu bytes: registered memory is pinned, and "
+		                       "this machine has %llu MiB of RAM",
+		                  dev->name, len,
+		                  (unsigned long long)((uint64_t)si.totalram * si.mem_unit >> 20));
+		return -ENOMEM;
+	}
 	struct ragg__verbs_mr *m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;

@@ -9,10 +9,11 @@
  * before its departure. Data that landed from an endpoint that failed but
  * whose DISCONNECTED is still owed is reported; after that, nothing.
  *
- * The rdma_cm channel costs a system call to look at, so a poll() reads it
- * only while connections are being set up, when wait() saw it readable, or
- * every 64th call; the latency-critical loop (poll the CQ, find a landed
- * write) stays free of system calls.
+ * The rdma_cm channel and the async event fd cost a system call to look
+ * at, so a poll() reads them only while connections are being set up, when
+ * wait() saw them readable, or once every SLOW_CHECK_US; the clock is read
+ * only every 256th call. The latency-critical loop (poll the CQ, find a
+ * landed write) stays free of system calls.
  *
  * Completion channel: the CQ is armed (ibv_req_notify_cq) only by a
  * blocking wait(), which then polls the CQ once more to close the race with
@@ -36,6 +37,27 @@
 #define TAG_WAKE 3
 
 #define CQ_ACK_BATCH 64
+/* How often a busy poll() or wait() looks at the rdma_cm and async fds. */
+#define SLOW_CHECK_US 2000
+
+static int64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* True at most once per SLOW_CHECK_US, reading the clock every 256th call. */
+static bool slow_check_due(struct ragg__verbs_dev *dev, unsigned calls)
+{
+	if (calls & 255)
+		return false;
+	int64_t t = now_us();
+	if (t < dev->next_slow_us)
+		return false;
+	dev->next_slow_us = t + SLOW_CHECK_US;
+	return true;
+}
 
 struct ragg_tp_event *ragg__verbs_out_next(struct ragg__verbs_out *out, struct ragg__verbs_ep *ep,
                                            enum ragg_tp_event_type type)
@@ -142,16 +164,16 @@ static void qp_error(struct ragg__verbs_ep *ep, const struct ibv_wc *wc)
 	struct ragg__verbs_dev *dev = ep->dev;
 	if (ep->state == RAGG__VERBS_EP_FAILED || ep->state == RAGG__VERBS_EP_REJECTED)
 		return; /* flushes after the first error */
+	int status = wc->status == IBV_WC_REM_ACCESS_ERR ? RAGG_ERR_KEY : RAGG_ERR_PEER_LOST;
 	if (wc->status == IBV_WC_WR_FLUSH_ERR)
 		ragg__verbs_info(dev, "connection with %s closed: work requests flushed (%s)",
 		                 ep->base.peer, ibv_wc_status_str(wc->status));
 	else
 		ragg__verbs_error(dev, "connection with %s failed: %s (status %d, vendor error 0x%x): "
-		                       "%s",
+		                       "%s; reported as %s",
 		                  ep->base.peer, ibv_wc_status_str(wc->status), wc->status,
-		                  wc->vendor_err, wc_advice(wc->status));
-	ragg__verbs_ep_fail(ep, wc->status == IBV_WC_REM_ACCESS_ERR ? RAGG_ERR_KEY
-	                                                            : RAGG_ERR_PEER_LOST);
+		                  wc->vendor_err, wc_advice(wc->status), ragg_strerror_name(status));
+	ragg__verbs_ep_fail(ep, status);
 }
 
 /* Whether ep's completions still become events: connected, or failed with
@@ -201,7 +223,17 @@ static bool handle_wc(struct ragg__verbs_dev *dev, struct ibv_wc *wc, struct rag
 		if (ragg__likely(wc->opcode == IBV_WC_RECV_RDMA_WITH_IMM)) {
 			struct ragg_tp_event *e = ragg__verbs_out_next(out, ep, RAGG_TP_EV_WRITE_LANDED);
 			e->imm = ntohl(wc->imm_data);
-			e->len = wc->byte_len;
+			e->len = ep->note_len ? ep->note_len : wc->byte_len;
+			ep->note_len = 0;
+			dev->repost[dev->nrepost++] = idx;
+		} else if (ragg__unlikely(wc->wc_flags & IBV_WC_WITH_IMM)) {
+			/* A length note for the split write landing next on
+			 * this endpoint (write.c); RC keeps the two in order. */
+			const uint8_t *p = dev->rbufs[idx];
+			uint64_t v = 0;
+			for (int b = 0; b < 8 && (uint32_t)b < wc->byte_len; b++)
+				v |= (uint64_t)p[b] << (8 * b);
+			ep->note_len = v;
 			dev->repost[dev->nrepost++] = idx;
 		} else {
 			/* The data stays valid until the next poll(), which
@@ -225,8 +257,9 @@ static bool handle_wc(struct ragg__verbs_dev *dev, struct ibv_wc *wc, struct rag
 		e->cookie = w->cookie;
 	}
 	/* In-order send queue: this WR and every unsignalled one before it
-	 * are done. */
+	 * are done, and so is the bounce space they used. */
 	ep->sq_done = wc->wr_id + 1;
+	ep->bounce_head = w->bounce_tail;
 	return true;
 }
 
@@ -322,9 +355,10 @@ int ragg__verbs_poll(struct ragg_tp_dev *d, struct ragg_tp_event *events, int ma
 	}
 
 	if (!dev->wc_count) {
-		if (dev->resolving || dev->cm_ready || (calls & 63) == 0)
+		bool slow = slow_check_due(dev, calls);
+		if (dev->resolving || dev->cm_ready || slow)
 			ragg__verbs_cm_progress(dev, &out);
-		if (dev->async_ready || (calls & 1023) == 0)
+		if (dev->async_ready || slow)
 			async_progress(dev);
 		emit_failed(dev, &out);
 	}
@@ -335,13 +369,6 @@ int ragg__verbs_poll(struct ragg_tp_dev *d, struct ragg_tp_event *events, int ma
 			rc = r;
 	}
 	return out.n ? out.n : rc;
-}
-
-static int64_t now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /* Take what the epoll set reported. Completion channel events are only
@@ -389,6 +416,9 @@ int ragg__verbs_wait(struct ragg_tp_dev *d, int timeout_ms)
 {
 	struct ragg__verbs_dev *dev = ragg__verbs_dev(d);
 	struct epoll_event evs[4];
+	int rc = ragg__verbs_wake_sync(dev);
+	if (rc)
+		return rc;
 	if (pending(dev))
 		return 0;
 	if (ragg__verbs_cq_drain(dev, 1) != 0 || timeout_ms == 0)
@@ -402,16 +432,22 @@ int ragg__verbs_wait(struct ragg_tp_dev *d, int timeout_ms)
 		                                          : start + (dev->base.params.spin_us > 0
 		                                                             ? dev->base.params.spin_us
 		                                                             : 0);
-		/* The CQ on every turn; the channels (a system call) and the
-		 * clock now and then. */
+		/* The CQ on every turn, the clock every 128th, the other fds
+		 * (a system call) every SLOW_CHECK_US, or at once when there
+		 * is a wake fd to honour. */
+		int64_t next_fds = dev->wake_fd >= 0 ? 0 : start + SLOW_CHECK_US;
 		for (unsigned i = 1;; i++) {
 			if (ragg__verbs_cq_drain(dev, 1) != 0)
 				return 0;
 			if ((i & 127) == 0) {
-				int n = epoll_wait(dev->epfd, evs, 4, 0);
-				if (n > 0 && take_ready(dev, evs, n))
-					return 0;
-				if (now_us() >= spin_end)
+				int64_t t = now_us();
+				if (t >= next_fds) {
+					int n = epoll_wait(dev->epfd, evs, 4, 0);
+					if (n > 0 && take_ready(dev, evs, n))
+						return 0;
+					next_fds = dev->wake_fd >= 0 ? t + 100 : t + SLOW_CHECK_US;
+				}
+				if (t >= spin_end)
 					break;
 			}
 		}

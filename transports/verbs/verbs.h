@@ -77,6 +77,7 @@ struct ragg__verbs_config {
 	long signal_interval;
 	long poll_batch;
 	size_t max_msg_size; /* 0: the port's */
+	size_t bounce_size;
 	long resolve_timeout_ms;
 	long tos; /* -1: rdma_cm's default */
 	long rnr_retry;
@@ -160,6 +161,7 @@ enum ragg__verbs_ep_state {
 /* What a send WR was for, by WR number modulo depth. */
 struct ragg__verbs_wri {
 	uint64_t cookie;
+	uint64_t bounce_tail; /* the bounce ring's tail after this WR */
 	bool report; /* the caller asked for WRITE_DONE */
 };
 
@@ -176,6 +178,7 @@ struct ragg__verbs_ep {
 	int status; /* why it failed */
 	bool owed_down; /* DISCONNECTED not reported yet */
 	bool notified; /* rdma_notify(COMM_EST) done */
+	uint64_t note_len; /* length of the split write landing next, or 0 */
 
 	/* Send queue; see the credit comment at the top. */
 	uint32_t depth;
@@ -184,6 +187,10 @@ struct ragg__verbs_ep {
 	struct ragg__verbs_wri *wri;
 	uint8_t (*msgs)[RAGG_TP_MSG_MAX]; /* send() copies for non-inline */
 	struct ibv_mr *msgs_mr;
+	/* Copies of unregistered write sources (write.c), on first use. */
+	uint8_t *bounce;
+	struct ibv_mr *bounce_mr;
+	uint64_t bounce_head, bounce_tail;
 
 	/* Connector: the private data to send once the route is resolved. */
 	uint8_t priv_out[RAGG_TP_PRIV_MAX];
@@ -194,11 +201,15 @@ struct ragg__verbs_ep {
 };
 
 #define RAGG__VERBS_WR_RECV (1ull << 63)
+/* Immediate of the length note sent before the last WR of a write split
+ * over several WRs: the receiver's CQE only knows the last WR's length.
+ * Control messages from send() carry no immediate. */
+#define RAGG__VERBS_LEN_NOTE 0x4c454e31u /* "LEN1" */
 
 struct ragg__verbs_dev {
 	struct ragg_tp_dev base;
 	struct ragg__verbs_config cfg;
-	int wake_fd;
+	int wake_fd; /* the one in the epoll set */
 
 	struct ibv_context **cm_devs; /* rdma_get_devices(), ours among them */
 	struct ibv_context *ctx;
@@ -245,6 +256,7 @@ struct ragg__verbs_dev {
 	int epfd;
 	int resolving; /* endpoints waiting on rdma_cm, polled eagerly */
 	unsigned poll_calls;
+	int64_t next_slow_us; /* next look at the rdma_cm and async fds */
 	bool cm_ready; /* wait() saw the cm channel readable */
 	bool async_ready;
 
@@ -303,6 +315,8 @@ int ragg__verbs_query(struct ragg_tp_dev *d, struct ragg_tp_attr *attr);
 /* Make room in the CQ for one more QP's send queue; 0 or negative errno. */
 int ragg__verbs_cq_reserve(struct ragg__verbs_dev *dev, int cqes);
 void ragg__verbs_cq_release(struct ragg__verbs_dev *dev, int cqes);
+/* Register params.wake_fd in the epoll set if it changed since. */
+int ragg__verbs_wake_sync(struct ragg__verbs_dev *dev);
 const char *ragg__verbs_port_state_str(enum ibv_port_state s);
 
 /* ---- address.c ---- */

@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "verbs.h"
@@ -21,10 +22,10 @@ static inline uint32_t credits(const struct ragg__verbs_ep *ep)
 
 /* Signal when the caller wants to hear of this WR, every signal_interval
  * WRs, and whenever fewer than signal_interval credits would be left. */
-static inline unsigned signal_flag(struct ragg__verbs_ep *ep, bool report, uint32_t left_after)
+static inline unsigned signal_flag(struct ragg__verbs_ep *ep, bool force, uint32_t left_after)
 {
 	uint32_t iv = ep->dev->signal_interval;
-	if (report || ++ep->unsignalled >= iv || left_after < iv) {
+	if (force || ++ep->unsignalled >= iv || left_after < iv) {
 		ep->unsignalled = 0;
 		return IBV_SEND_SIGNALED;
 	}
@@ -36,6 +37,49 @@ static int not_connected(const struct ragg__verbs_ep *ep)
 	if (ep->state == RAGG__VERBS_EP_FAILED)
 		return RAGG_ERR_PEER_LOST;
 	return -ENOTCONN;
+}
+
+/*
+ * An unregistered source longer than inline data is copied into the
+ * endpoint's bounce ring (allocated and registered on first use), a FIFO of
+ * bytes released as the send queue completes: each WR records the ring's
+ * tail after it, and the CQE of WR s moves the head to WR s's record. WRs
+ * that use the ring are always signalled, so its space always comes back.
+ * The copy makes this the slow path; registered memory is zero-copy.
+ */
+static int bounce_copy(struct ragg__verbs_ep *ep, const void *src, size_t len, uint64_t *addr,
+                       uint32_t *lkey)
+{
+	struct ragg__verbs_dev *dev = ep->dev;
+	const size_t cap = dev->cfg.bounce_size;
+	if (len > cap || len > dev->max_msg)
+		return -EINVAL;
+	if (!ep->bounce) {
+		int rc;
+		uint8_t *b = aligned_alloc(4096, (cap + 4095) & ~(size_t)4095);
+		if (!b)
+			return -ENOMEM;
+		ep->bounce_mr = ragg__verbs_reg(dev, b, cap, IBV_ACCESS_LOCAL_WRITE, "bounce buffer",
+		                                &rc);
+		if (!ep->bounce_mr) {
+			free(b);
+			return rc;
+		}
+		ep->bounce = b;
+	}
+	uint64_t pos = ep->bounce_tail;
+	size_t at = (size_t)(pos % cap);
+	if (at + len > cap) { /* never wrap inside a write */
+		pos += cap - at;
+		at = 0;
+	}
+	if (pos + len - ep->bounce_head > cap)
+		return -EAGAIN;
+	memcpy(ep->bounce + at, src, len);
+	ep->bounce_tail = pos + len;
+	*addr = (uintptr_t)(ep->bounce + at);
+	*lkey = ep->bounce_mr->lkey;
+	return 0;
 }
 
 /* ibv_post_send failed: account for the WRs that did go out (bad points
@@ -73,6 +117,7 @@ int ragg__verbs_write_imm(struct ragg_tp_ep *e, const void *laddr, struct ragg_t
 	if (ragg__unlikely(roff > rlen || len > rlen - roff))
 		return RAGG_ERR_BOUNDS;
 	uint32_t lkey = 0;
+	bool inl = len && len <= dev->max_inline;
 	if (lmr) {
 		const struct ragg__verbs_mr *m = ragg__verbs_mr(lmr);
 		const char *a = laddr, *base = lmr->addr;
@@ -80,9 +125,6 @@ int ragg__verbs_write_imm(struct ragg_tp_ep *e, const void *laddr, struct ragg_t
 		                   len > lmr->len - (size_t)(a - base)))
 			return -EINVAL;
 		lkey = m->mr->lkey;
-	} else if (ragg__unlikely(len > dev->max_inline)) {
-		/* Only inline data may come from unregistered memory. */
-		return -EINVAL;
 	}
 	if (ragg__unlikely(len > dev->max_write))
 		return -EMSGSIZE;
@@ -95,42 +137,82 @@ int ragg__verbs_write_imm(struct ragg_tp_ep *e, const void *laddr, struct ragg_t
 	if (ragg__likely(len <= dev->max_msg)) {
 		if (ragg__unlikely(room == 0))
 			return -EAGAIN;
+		uint64_t addr = (uintptr_t)laddr;
+		uint64_t tail_before = ep->bounce_tail;
+		bool bounced = !lmr && !inl && len;
+		if (ragg__unlikely(bounced)) {
+			int rc = bounce_copy(ep, laddr, len, &addr, &lkey);
+			if (rc)
+				return rc;
+		}
 		uint64_t seq = ep->sq_posted;
-		struct ibv_sge sge = {.addr = (uintptr_t)laddr, .length = (uint32_t)len, .lkey = lkey};
+		struct ibv_sge sge = {.addr = addr, .length = (uint32_t)len, .lkey = lkey};
 		struct ibv_send_wr wr = {
 			.wr_id = seq,
 			.sg_list = len ? &sge : NULL,
 			.num_sge = len ? 1 : 0,
 			.opcode = (flags & RAGG_TP_WRITE_IMM) ? IBV_WR_RDMA_WRITE_WITH_IMM
 			                                      : IBV_WR_RDMA_WRITE,
-			.send_flags = signal_flag(ep, report, room - 1) |
-			              (len && len <= dev->max_inline ? IBV_SEND_INLINE : 0),
+			.send_flags = signal_flag(ep, report || bounced, room - 1) |
+			              (inl ? IBV_SEND_INLINE : 0),
 			.imm_data = htonl(imm),
 			.wr.rdma = {.remote_addr = raddr + roff, .rkey = rkey},
 		};
-		struct ragg__verbs_wri *w = &ep->wri[seq % ep->depth];
-		w->cookie = cookie;
-		w->report = report;
+		ep->wri[seq % ep->depth] = (struct ragg__verbs_wri){
+			.cookie = cookie, .bounce_tail = ep->bounce_tail, .report = report};
 		int err = ibv_post_send(ep->qp, &wr, &bad);
-		if (ragg__unlikely(err))
+		if (ragg__unlikely(err)) {
+			ep->bounce_tail = tail_before;
 			return post_failed(ep, &wr, bad, err, unsignalled_before);
+		}
 		ep->sq_posted++;
 		return 0;
 	}
+	if (!lmr)
+		return -EINVAL; /* unregistered and longer than one WR */
 
-	/* Longer than one WR may carry: consecutive WRs, the immediate (and
-	 * the caller's signal) on the last, which RC delivers last. All or
-	 * nothing, so a full queue never leaves half a write posted. */
-	uint32_t nwr = (uint32_t)((len + dev->max_msg - 1) / dev->max_msg);
+	/*
+	 * Longer than one WR may carry: consecutive WRs, the immediate (and
+	 * the caller's signal) on the last, which RC delivers last. The
+	 * receiver's completion only knows the last WR's length, so a
+	 * length note (a send with immediate, see progress.c) goes just
+	 * before it. All or nothing, so a full queue never leaves half a
+	 * write posted.
+	 */
+	uint32_t nseg = (uint32_t)((len + dev->max_msg - 1) / dev->max_msg);
+	bool with_imm = flags & RAGG_TP_WRITE_IMM;
+	uint32_t nwr = nseg + with_imm;
 	if (nwr > room)
 		return -EAGAIN;
-	for (uint32_t i = 0; i < nwr; i++) {
-		uint64_t off = (uint64_t)i * dev->max_msg;
-		uint64_t n = len - off < dev->max_msg ? len - off : dev->max_msg;
+	uint8_t note_inline[8]; /* inline data is copied at post time */
+	bool note_inl = dev->max_inline >= sizeof(note_inline);
+	for (uint32_t i = 0, seg = 0; i < nwr; i++) {
 		bool last = i + 1 == nwr;
 		uint64_t seq = ep->sq_posted + i;
 		struct ibv_sge *sge = &dev->ssge[i];
 		struct ibv_send_wr *wr = &dev->swr[i];
+		struct ragg__verbs_wri *w = &ep->wri[seq % ep->depth];
+		if (with_imm && i + 2 == nwr) {
+			uint8_t *note = note_inl ? note_inline : ep->msgs[seq % ep->depth];
+			for (int b = 0; b < 8; b++)
+				note[b] = (uint8_t)((uint64_t)len >> (8 * b));
+			*sge = (struct ibv_sge){.addr = (uintptr_t)note, .length = 8,
+			                        .lkey = note_inl ? 0 : ep->msgs_mr->lkey};
+			*wr = (struct ibv_send_wr){
+				.wr_id = seq,
+				.next = &dev->swr[i + 1],
+				.sg_list = sge,
+				.num_sge = 1,
+				.opcode = IBV_WR_SEND_WITH_IMM,
+				.send_flags = signal_flag(ep, false, room - i - 1) |
+				              (note_inl ? IBV_SEND_INLINE : 0),
+				.imm_data = htonl(RAGG__VERBS_LEN_NOTE),
+			};
+			*w = (struct ragg__verbs_wri){.bounce_tail = ep->bounce_tail};
+			continue;
+		}
+		uint64_t off = (uint64_t)seg++ * dev->max_msg;
+		uint64_t n = len - off < dev->max_msg ? len - off : dev->max_msg;
 		*sge = (struct ibv_sge){.addr = (uintptr_t)laddr + off, .length = (uint32_t)n,
 		                        .lkey = lkey};
 		*wr = (struct ibv_send_wr){
@@ -138,15 +220,13 @@ int ragg__verbs_write_imm(struct ragg_tp_ep *e, const void *laddr, struct ragg_t
 			.next = last ? NULL : &dev->swr[i + 1],
 			.sg_list = sge,
 			.num_sge = 1,
-			.opcode = last && (flags & RAGG_TP_WRITE_IMM) ? IBV_WR_RDMA_WRITE_WITH_IMM
-			                                              : IBV_WR_RDMA_WRITE,
+			.opcode = last && with_imm ? IBV_WR_RDMA_WRITE_WITH_IMM : IBV_WR_RDMA_WRITE,
 			.send_flags = signal_flag(ep, last && report, room - i - 1),
 			.imm_data = htonl(imm),
 			.wr.rdma = {.remote_addr = raddr + roff + off, .rkey = rkey},
 		};
-		struct ragg__verbs_wri *w = &ep->wri[seq % ep->depth];
-		w->cookie = cookie;
-		w->report = last && report;
+		*w = (struct ragg__verbs_wri){
+			.cookie = cookie, .bounce_tail = ep->bounce_tail, .report = last && report};
 	}
 	int err = ibv_post_send(ep->qp, dev->swr, &bad);
 	if (err)
@@ -187,7 +267,7 @@ int ragg__verbs_send(struct ragg_tp_ep *e, const void *buf, size_t len)
 		.opcode = IBV_WR_SEND,
 		.send_flags = signal_flag(ep, false, room - 1) | (len ? inl : 0),
 	};
-	ep->wri[seq % ep->depth] = (struct ragg__verbs_wri){0};
+	ep->wri[seq % ep->depth] = (struct ragg__verbs_wri){.bounce_tail = ep->bounce_tail};
 	struct ibv_send_wr *bad = NULL;
 	int err = ibv_post_send(ep->qp, &wr, &bad);
 	if (err)
