@@ -21,6 +21,7 @@
 struct ragg__agent_tensor {
 	int declared, server_acks;
 	bool mismatch, ready;
+	int status; /* the declaration's failure, 0 when it succeeded */
 	struct ragg__region *wslot; /* per worker: what it writes into */
 	struct ragg_tp_rdesc *wparams; /* per worker: its parameter buffer */
 	struct ragg__region params; /* what servers write into */
@@ -205,17 +206,19 @@ static void on_worker_declare(struct ragg_ctx *ctx, struct ragg__peer *p, const 
 	at->wparams[p->index] = m->rdesc;
 	if (++at->declared < ctx->nworkers)
 		return;
-	if (at->mismatch) {
-		ack_workers(ctx, t, RAGG_ERR_MISMATCH);
-		return;
-	}
-	if ((rc = setup_memory(ctx, t))) {
-		ack_workers(ctx, t, rc);
-		return;
-	}
+	/* A failure here still goes through the servers, which tell every
+	 * agent: all workers of the job then learn of it, not just ours. */
+	if (at->mismatch)
+		at->status = RAGG_ERR_MISMATCH;
+	else if ((rc = setup_memory(ctx, t)))
+		at->status = rc;
 	for (int s = 0; s < ctx->opts.servers; s++) {
 		struct ragg__msg d = *m;
-		d.rdesc = *ragg__region_rdesc(&at->params, server_peer(ctx, s));
+		d.status = at->status;
+		if (!at->status)
+			d.rdesc = *ragg__region_rdesc(&at->params, server_peer(ctx, s));
+		else
+			d.rdesc.len = 0;
 		ragg__post_msg(server_peer(ctx, s), &d);
 	}
 }
@@ -223,22 +226,21 @@ static void on_worker_declare(struct ragg_ctx *ctx, struct ragg__peer *p, const 
 static void on_server_ack(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m)
 {
 	ragg_tensor_t *t = m->tensor < ctx->ntensors ? ctx->tensors[m->tensor] : NULL;
-	if (!t || t->agent->declared < ctx->nworkers || t->agent->sslot[p->index].len || t->agent->ready) {
+	if (!t || t->agent->declared < ctx->nworkers || t->agent->sslot[p->index].len ||
+	    t->agent->server_acks == ctx->opts.servers) {
 		ragg__error("unexpected declaration answer from server %d", p->rank);
 		ragg__fail(ctx, RAGG_ERR_PROTO);
 		return;
 	}
 	struct ragg__agent_tensor *at = t->agent;
-	if (m->status) {
-		at->ready = true;
-		ack_workers(ctx, t, m->status);
-		return;
-	}
+	if (m->status && !at->status)
+		at->status = m->status;
 	at->sslot[p->index] = m->rdesc;
-	if (++at->server_acks == ctx->opts.servers) {
-		at->ready = true;
-		ack_workers(ctx, t, 0);
-	}
+	at->sslot[p->index].len |= !m->rdesc.len; /* answered, even without a slot */
+	if (++at->server_acks < ctx->opts.servers)
+		return;
+	at->ready = at->status == 0;
+	ack_workers(ctx, t, at->status);
 }
 
 void ragg__agent_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m)

@@ -216,11 +216,14 @@ static void report_missing(struct ragg_ctx *ctx)
 	            ctx->opts.rank, buf, ctx->opts.timeout_ms);
 }
 
+int ragg__listen_job(struct ragg_ctx *ctx, struct ragg__kv *kv)
+{
+	return ctx->opts.role == RAGG_ROLE_WORKER ? 0 : publish(ctx, kv);
+}
+
 int ragg__connect_job(struct ragg_ctx *ctx, struct ragg__kv *kv)
 {
 	int rc;
-	if (ctx->opts.role != RAGG_ROLE_WORKER && (rc = publish(ctx, kv)))
-		return rc;
 	for (int i = 0; i < ctx->npeers; i++) {
 		struct ragg__peer *p = &ctx->peers[i];
 		/* Connections go down the tree: workers to agents, agents to

@@ -132,13 +132,16 @@ static int alloc_peers(struct ragg_ctx *ctx)
 
 static void destroy(struct ragg_ctx *ctx)
 {
-	for (int i = 0; i < ctx->ntensors; i++)
-		ragg__tensor_free(ctx->tensors[i]);
+	/* Endpoints first: a transport may still read queued writes out of
+	 * tensor memory until its endpoint is closed. No job is running: the
+	 * loop reaps every job before a round can end. */
 	for (int i = 0; i < ctx->npeers; i++) {
 		if (ctx->peers[i].ep)
 			ctx->peers[i].tp->ops->ep_close(ctx->peers[i].ep);
 		free(ctx->peers[i].queue);
 	}
+	for (int i = 0; i < ctx->ntensors; i++)
+		ragg__tensor_free(ctx->tensors[i]);
 	free(ctx->peers);
 	if (ctx->engine)
 		ragg__engine_stop(ctx->engine);
@@ -164,8 +167,10 @@ RAGG_EXPORT int ragg_init(const struct ragg_opts *opts, ragg_ctx_t **out)
 		return -ENOMEM;
 	ctx->stats.size = sizeof(ctx->stats);
 	ctx->wake_fd = -1;
-	if (opts)
+	if (opts) {
+		ragg__logging_setup();
 		memcpy(&ctx->opts, opts, opts->size < sizeof(ctx->opts) ? opts->size : sizeof(ctx->opts));
+	}
 	else if ((rc = ragg_opts_default(&ctx->opts)))
 		goto err;
 	if ((rc = ragg__opts_validate(&ctx->opts)))
@@ -180,14 +185,19 @@ RAGG_EXPORT int ragg_init(const struct ragg_opts *opts, ragg_ctx_t **out)
 	}
 	if ((rc = ragg__transports_open(ctx)))
 		goto err;
-	if (ctx->opts.role != RAGG_ROLE_WORKER && (rc = start_engine(ctx)))
-		goto err;
 	if (ctx->opts.role == RAGG_ROLE_SERVER && ctx->opts.rank == 0 &&
 	    (rc = ragg__kv_server_start(ctx->opts.root, &ctx->kv_server)))
 		goto err;
 	if ((rc = ragg__kv_connect(ctx->opts.root, ctx->opts.timeout_ms, &kv)))
 		goto err;
-	rc = ragg__connect_job(ctx, kv);
+	/* The engine places itself next to the device in use, which is
+	 * known once listening; peers may declare tensors as soon as they
+	 * are connected, so it runs before that. */
+	rc = ragg__listen_job(ctx, kv);
+	if (!rc && ctx->opts.role != RAGG_ROLE_WORKER)
+		rc = start_engine(ctx);
+	if (!rc)
+		rc = ragg__connect_job(ctx, kv);
 	ragg__kv_close(kv);
 	if (rc)
 		goto err;
@@ -221,6 +231,8 @@ RAGG_EXPORT int ragg_finalize(ragg_ctx_t *ctx)
 		if (!rc)
 			rc = ragg__wait(ctx, queues_drained, ctx, "sending goodbye");
 	}
+	if (!rc)
+		rc = ctx->failed;
 	destroy(ctx);
 	return rc;
 }

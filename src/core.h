@@ -111,6 +111,7 @@ struct ragg_tensor {
 	struct ragg_tp_mr *weight_mr;
 	uint32_t landed[2];
 	uint32_t push_inflight;
+	bool pushed; /* this round's push was posted */
 	bool acked;
 	int ack_status;
 
@@ -166,7 +167,9 @@ void ragg__fail(struct ragg_ctx *ctx, int status);
 int ragg__agent_of_worker(const struct ragg_opts *o, int worker);
 void ragg__agent_workers(const struct ragg_opts *o, int agent, int *first, int *count);
 
-/* connect.c: establish every connection of this process's role. */
+/* connect.c: listen and publish (agents, servers), then establish every
+ * connection of this process's role. */
+int ragg__listen_job(struct ragg_ctx *ctx, struct ragg__kv *kv);
 int ragg__connect_job(struct ragg_ctx *ctx, struct ragg__kv *kv);
 void ragg__on_connect_request(struct ragg_ctx *ctx, const struct ragg_tp_event *ev);
 void ragg__on_connected(struct ragg_ctx *ctx, const struct ragg_tp_event *ev);
@@ -175,6 +178,8 @@ void ragg__on_connected(struct ragg_ctx *ctx, const struct ragg_tp_event *ev);
 int ragg__progress(struct ragg_ctx *ctx);
 /* Drive progress until done(arg) or RAGG_TIMEOUT_MS without any progress. */
 int ragg__wait(struct ragg_ctx *ctx, bool (*done)(void *arg), void *arg, const char *what);
+int ragg__wait_for(struct ragg_ctx *ctx, bool (*done)(void *arg), void *arg, const char *what,
+                   int timeout_ms);
 int ragg__post_write(struct ragg__peer *p, const void *laddr, struct ragg_tp_mr *lmr,
                      const struct ragg_tp_rdesc *remote, uint64_t roff, size_t len, uint32_t imm,
                      unsigned flags, uint64_t cookie);

@@ -53,7 +53,9 @@ static int op_enqueue(struct ragg__peer *p, const struct ragg__op *op)
 
 	if (p->gone)
 		return RAGG_ERR_PEER_LOST;
-	if (p->qlen == 0) {
+	/* Until a peer is connected its operations wait in the queue: a
+	 * worker may declare while its agent still connects to servers. */
+	if (p->qlen == 0 && p->connected) {
 		rc = op_issue(p, op);
 		if (rc != -EAGAIN) {
 			if (rc) {
@@ -105,7 +107,7 @@ static void flush_queues(struct ragg_ctx *ctx)
 {
 	for (int i = 0; i < ctx->npeers; i++) {
 		struct ragg__peer *p = &ctx->peers[i];
-		while (p->qlen && !p->gone) {
+		while (p->qlen && p->connected && !p->gone) {
 			struct ragg__op *op = &p->queue[p->qhead];
 			int rc = op_issue(p, op);
 			if (rc == -EAGAIN)
@@ -147,12 +149,20 @@ static void on_disconnected(struct ragg_ctx *ctx, const struct ragg_tp_event *ev
 		return;
 	ctx->stats.peers_dropped++;
 	if (!p->connected)
-		ragg__error("connection to %s %d (%s) failed: %s", role_word(p->role), p->rank, ev->ep->peer,
-		            ragg_strerror(ev->status));
+		ragg__error("connection to %s %d (%s) failed: %s%s", role_word(p->role), p->rank, ev->ep->peer,
+		            ragg_strerror(ev->status),
+		            ev->status == -ECONNREFUSED ? " (refused: is it running, with the same RAGG_JOB_KEY "
+		                                          "and job shape? its log says why)"
+		                                        : "");
 	else
 		ragg__error("%s %d (%s) lost: %s", role_word(p->role), p->rank, ev->ep->peer,
 		            ragg_strerror(ev->status));
-	ragg__fail(ctx, p->connected ? RAGG_ERR_PEER_LOST : (ev->status ? ev->status : RAGG_ERR_PEER_LOST));
+	/* A refusal of a malformed or out-of-slot write keeps its reason;
+	 * everything else is the peer's loss. */
+	int why = ev->status;
+	bool keep = why == RAGG_ERR_BOUNDS || why == RAGG_ERR_KEY || why == RAGG_ERR_PROTO ||
+	            why == RAGG_ERR_VERSION || why == RAGG_ERR_AUTH || (!p->connected && why);
+	ragg__fail(ctx, keep ? why : RAGG_ERR_PEER_LOST);
 }
 
 static void on_recv(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
@@ -291,6 +301,12 @@ static void dispatch(struct ragg_ctx *ctx, const struct ragg_tp_event *ev, int n
 
 int ragg__wait(struct ragg_ctx *ctx, bool (*done)(void *arg), void *arg, const char *what)
 {
+	return ragg__wait_for(ctx, done, arg, what, ctx->opts.timeout_ms);
+}
+
+int ragg__wait_for(struct ragg_ctx *ctx, bool (*done)(void *arg), void *arg, const char *what,
+                   int timeout_ms)
+{
 	const struct ragg_opts *o = &ctx->opts;
 	uint64_t now = ragg__now_us();
 	uint64_t idle_since = now;
@@ -309,14 +325,14 @@ int ragg__wait(struct ragg_ctx *ctx, bool (*done)(void *arg), void *arg, const c
 		/* The deadline counts time without any progress, so a long
 		 * round on a slow peer is not mistaken for a hang. */
 		uint64_t idle_us = now - idle_since;
-		if (idle_us >= (uint64_t)o->timeout_ms * 1000u) {
-			ragg__error("%s: no progress for %d ms (RAGG_TIMEOUT_MS)", what, o->timeout_ms);
+		if (idle_us >= (uint64_t)timeout_ms * 1000u) {
+			ragg__error("%s: no progress for %d ms", what, timeout_ms);
 			return RAGG_ERR_TIMEOUT;
 		}
 		if (o->poll == RAGG_POLL_BUSY ||
 		    (o->poll == RAGG_POLL_ADAPTIVE && idle_us < (uint64_t)o->spin_us))
 			continue;
-		uint64_t left_ms = ((uint64_t)o->timeout_ms * 1000u - idle_us + 999u) / 1000u;
+		uint64_t left_ms = ((uint64_t)timeout_ms * 1000u - idle_us + 999u) / 1000u;
 		ctx->stats.wait_blocks++;
 		int cap_ms = ctx->jobs_out ? 1 : 1000;
 		ragg__transports_wait(ctx, left_ms > (uint64_t)cap_ms ? cap_ms : (int)left_ms);

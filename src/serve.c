@@ -37,7 +37,10 @@ RAGG_EXPORT int ragg_serve(ragg_ctx_t *ctx)
 		ragg__error("ragg_serve: workers do not serve");
 		return RAGG_ERR_ROLE;
 	}
-	if ((rc = ragg__wait(ctx, all_below_done, ctx, "serving")))
+	/* Workers may pause between rounds (evaluation, checkpoints): the
+	 * deadline here is RAGG_SERVE_TIMEOUT_MS. A peer that dies is seen
+	 * at once through its connection. */
+	if ((rc = ragg__wait_for(ctx, all_below_done, ctx, "serving", ctx->opts.serve_timeout_ms)))
 		return rc;
 	if (ctx->opts.role == RAGG_ROLE_AGENT) {
 		struct ragg__msg bye = {.type = RAGG_MSG_BYE};

@@ -19,6 +19,7 @@
 struct ragg__server_tensor {
 	int declared;
 	bool mismatch, ready;
+	int status; /* a failure an agent reported in its declaration */
 	size_t nowned, owned_bytes;
 	struct ragg__region *aslot; /* per agent: what it writes into */
 	struct ragg_tp_rdesc *aparams; /* per agent: its parameter region */
@@ -118,6 +119,8 @@ void ragg__server_on_job(struct ragg_ctx *ctx, struct ragg__chunk_job *cj)
 		st->warned_zero = true;
 	}
 	st->rounds[lc]++;
+	if (lc == 0)
+		ctx->stats.rounds++;
 	for (int j = 0; j < ctx->opts.agents; j++)
 		ragg__post_write(&ctx->peers[j], (char *)st->w.mem + lc * chunk_bytes,
 		                 ragg__region_mr(&st->w, &ctx->peers[j]), &st->aparams[j],
@@ -220,11 +223,16 @@ static void on_agent_declare(struct ragg_ctx *ctx, struct ragg__peer *p, const s
 	if (m->count != t->count || m->chunk_bytes != t->chunk_elems * sizeof(float) ||
 	    m->name_hash != t->name_hash)
 		st->mismatch = true;
-	st->aparams[p->index] = m->rdesc;
-	if (++st->declared < ctx->opts.agents)
+	if (m->status && !st->status)
+		st->status = m->status;
+	if (++st->declared < ctx->opts.agents) {
+		st->aparams[p->index] = m->rdesc;
+		st->aparams[p->index].len |= !m->rdesc.len; /* declared, even without a region */
 		return;
-	if (st->mismatch) {
-		ack_agents(ctx, t, RAGG_ERR_MISMATCH);
+	}
+	st->aparams[p->index] = m->rdesc;
+	if (st->mismatch || st->status) {
+		ack_agents(ctx, t, st->status ? st->status : RAGG_ERR_MISMATCH);
 		return;
 	}
 	rc = setup_memory(ctx, t);

@@ -25,7 +25,8 @@ const struct ragg__setting ragg__settings[] = {
 	{"RAGG_LR", "0.01", "learning rate of the server's optimizer"},
 	{"RAGG_OPTIMIZER", "sgd", "sgd or momentum"},
 	{"RAGG_MOMENTUM", "0.9", "momentum coefficient (RAGG_OPTIMIZER=momentum)"},
-	{"RAGG_TIMEOUT_MS", "60000", "deadline of every wait, in milliseconds"},
+	{"RAGG_TIMEOUT_MS", "60000", "longest a wait goes without progress before it fails, in milliseconds"},
+	{"RAGG_SERVE_TIMEOUT_MS", "3600000", "longest an agent or server waits without any traffic (workers may pause to evaluate)"},
 	{"RAGG_POLL", "adaptive", "busy, block or adaptive (spin RAGG_SPIN_US, then block)"},
 	{"RAGG_SPIN_US", "50", "adaptive polling: spin this long before blocking"},
 	{"RAGG_JOB_KEY", "", "shared secret every connection proves knowledge of"},
@@ -149,7 +150,7 @@ static int copy_text(const char *name, const char *text, char *dst, size_t cap)
 
 /* The logging level is process-wide and read first, so that errors in the
  * other settings are reported. */
-static void setup_logging(void)
+void ragg__logging_setup(void)
 {
 	const char *v = ragg__setting_value("RAGG_LOG");
 	int level = ragg__log_parse(v);
@@ -169,9 +170,9 @@ static void setup_logging(void)
  */
 static const char *const launcher_rank_vars[][2] = {
 	{"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},
-	{"PMIX_RANK", "PMIX_SIZE"},
-	{"PMI_RANK", "PMI_SIZE"},
 	{"SLURM_PROCID", "SLURM_NTASKS"},
+	{"PMI_RANK", "PMI_SIZE"},
+	{"PMIX_RANK", NULL}, /* PMIx publishes no size variable */
 };
 
 static int role_from_launcher(struct ragg_opts *o)
@@ -179,7 +180,8 @@ static int role_from_launcher(struct ragg_opts *o)
 	long g = -1, size = -1;
 	const char *src = NULL;
 	for (size_t i = 0; i < RAGG_ARRAY_SIZE(launcher_rank_vars) && !src; i++) {
-		const char *r = getenv(launcher_rank_vars[i][0]), *n = getenv(launcher_rank_vars[i][1]);
+		const char *r = getenv(launcher_rank_vars[i][0]);
+		const char *n = launcher_rank_vars[i][1] ? getenv(launcher_rank_vars[i][1]) : NULL;
 		if (!r)
 			continue;
 		src = launcher_rank_vars[i][0];
@@ -218,16 +220,17 @@ RAGG_EXPORT int ragg_opts_default(struct ragg_opts *opts)
 
 	if (!opts)
 		return -EINVAL;
-	setup_logging();
+	ragg__logging_setup();
 	memset(&o, 0, sizeof(o));
 	o.size = sizeof(o);
 #define V(n) ragg__setting_value(n)
 	if ((rc = parse_role(V("RAGG_ROLE"), &o.role)))
 		return rc;
-	if ((rc = ragg__parse_int("RAGG_RANK", V("RAGG_RANK"), 0, 1 << 20, &v)))
+	if ((rc = ragg__parse_int("RAGG_RANK", V("RAGG_RANK"), 0, 65534, &v)))
 		return rc;
 	o.rank = (int)v;
-	if ((rc = ragg__parse_int("RAGG_WORKERS", V("RAGG_WORKERS"), 1, 1 << 16, &v)))
+	/* The hello carries the job's shape in 16 bits each. */
+	if ((rc = ragg__parse_int("RAGG_WORKERS", V("RAGG_WORKERS"), 1, 65535, &v)))
 		return rc;
 	o.workers = (int)v;
 	if ((rc = ragg__parse_int("RAGG_AGENTS", V("RAGG_AGENTS"), 1, 1 << 12, &v)))
@@ -258,6 +261,9 @@ RAGG_EXPORT int ragg_opts_default(struct ragg_opts *opts)
 	if ((rc = ragg__parse_int("RAGG_TIMEOUT_MS", V("RAGG_TIMEOUT_MS"), 1, 86400000L, &v)))
 		return rc;
 	o.timeout_ms = (int)v;
+	if ((rc = ragg__parse_int("RAGG_SERVE_TIMEOUT_MS", V("RAGG_SERVE_TIMEOUT_MS"), 1, 2147483647L, &v)))
+		return rc;
+	o.serve_timeout_ms = (int)v;
 	if ((rc = parse_poll(V("RAGG_POLL"), &o.poll)))
 		return rc;
 	if ((rc = ragg__parse_int("RAGG_SPIN_US", V("RAGG_SPIN_US"), 0, 1000000, &v)))
@@ -300,7 +306,7 @@ int ragg__opts_validate(const struct ragg_opts *o)
 		ragg__error("chunk size %zu: need a multiple of 4 and at least 4096 bytes", o->chunk_bytes);
 		return RAGG_ERR_CONFIG;
 	}
-	if (o->timeout_ms <= 0) {
+	if (o->timeout_ms <= 0 || o->serve_timeout_ms <= 0) {
 		ragg__error("timeout %d ms: must be positive", o->timeout_ms);
 		return RAGG_ERR_CONFIG;
 	}

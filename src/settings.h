@@ -27,6 +27,9 @@ int ragg__parse_size(const char *name, const char *text, size_t *out);
 int ragg__parse_int(const char *name, const char *text, long min, long max, long *out);
 int ragg__parse_float(const char *name, const char *text, float *out);
 
+/* Set the logging level from RAGG_LOG. */
+void ragg__logging_setup(void);
+
 /* Check opts for consistency; logs what is wrong. */
 int ragg__opts_validate(const struct ragg_opts *opts);
 

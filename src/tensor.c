@@ -116,6 +116,10 @@ RAGG_EXPORT int ragg_tensor_declare(ragg_ctx_t *ctx, const char *name, float *pa
 	/* Round 0 sets the parameters everywhere to worker 0's: its weight is
 	 * 1 and every other worker's 0, so the servers' weighted mean is
 	 * exactly worker 0's values. */
+	/* Zero the others' values first: they are about to be replaced, and
+	 * 0 * NaN would poison the sum. */
+	if (ctx->opts.rank != 0)
+		memset(params, 0, t->bytes);
 	if ((rc = ragg_pushpull(t, params, ctx->opts.rank == 0 ? 1.0 : 0.0, params)))
 		return rc;
 	*out = t;

@@ -8,6 +8,7 @@
  * has landed in the declared buffer.
  */
 #include <errno.h>
+#include <math.h>
 #include <string.h>
 
 #include "compiler.h"
@@ -57,12 +58,12 @@ static int post_push(ragg_tensor_t *t, const float *grad, double weight)
 	int parity = (int)(t->round & 1);
 	int rc;
 
-	if (t->push_inflight) {
-		ragg__error("tensor \"%s\": a push is still in progress", t->name);
+	if (t->push_inflight || t->pushed) {
+		ragg__error("tensor \"%s\": pushed already this round; pull before pushing again", t->name);
 		return -EBUSY;
 	}
-	if (!grad || !(weight >= 0.0)) {
-		ragg__error("tensor \"%s\": push needs a gradient and a weight >= 0", t->name);
+	if (!grad || !(weight >= 0.0) || !isfinite(weight)) {
+		ragg__error("tensor \"%s\": push needs a gradient and a finite weight >= 0", t->name);
 		return -EINVAL;
 	}
 	if ((rc = grad_mr(t, grad, &mr)))
@@ -81,6 +82,7 @@ static int post_push(ragg_tensor_t *t, const float *grad, double weight)
 	if (rc)
 		return rc;
 	t->push_inflight = 1;
+	t->pushed = true;
 	return 0;
 }
 
@@ -148,7 +150,11 @@ RAGG_EXPORT int ragg_pull(ragg_tensor_t *t, float *params)
 	if ((rc = ragg__wait(t->ctx, push_done, t, "push")) || (rc = ragg__wait(t->ctx, pull_done, t, "pull")))
 		return rc;
 	t->landed[t->round & 1] = 0;
+	t->pushed = false;
 	t->round++;
+	/* The round is over, so an ipush of it is complete too. */
+	if (t->ctx->req.t == t)
+		t->ctx->req.done = true;
 	t->ctx->stats.rounds++;
 	if (params && params != t->params)
 		memcpy(params, t->params, t->bytes);

@@ -110,11 +110,16 @@ static int drain(struct proc *p)
 static pid_t spawn(struct proc *p, const char *role, int rank, char **argv, char **env_extra)
 {
 	int fds[2];
+	p->out_fd = -1;
+	p->exited = true; /* until it is running */
 	if (pipe2(fds, O_CLOEXEC))
 		return -1;
 	pid_t pid = fork();
-	if (pid < 0)
+	if (pid < 0) {
+		close(fds[0]);
+		close(fds[1]);
 		return -1;
+	}
 	if (pid == 0) {
 		char rank_s[16];
 		snprintf(rank_s, sizeof(rank_s), "%d", rank);
@@ -132,13 +137,14 @@ static pid_t spawn(struct proc *p, const char *role, int rank, char **argv, char
 	fcntl(fds[0], F_SETFL, O_NONBLOCK);
 	p->pid = pid;
 	p->out_fd = fds[0];
+	p->exited = false;
 	return pid;
 }
 
 static void signal_all(struct proc *ps, int n, int sig)
 {
 	for (int i = 0; i < n; i++)
-		if (!ps[i].exited)
+		if (!ps[i].exited && ps[i].pid > 0)
 			kill(ps[i].pid, sig);
 }
 
@@ -242,7 +248,11 @@ int main(int argc, char **argv)
 	}
 
 	uint64_t start = now_ms(), stop_at = 0;
-	int running = k, open_fds = k, exit_code = failed;
+	int running = 0, open_fds = 0, exit_code = failed;
+	for (int i = 0; i < k; i++) {
+		running += !ps[i].exited;
+		open_fds += ps[i].out_fd >= 0;
+	}
 	char desc[64];
 	while (running > 0 || open_fds > 0) {
 		int m = 0;

@@ -85,6 +85,7 @@ struct ragg_opts {
 	enum ragg_poll poll;
 	int spin_us; /* adaptive: spin this long before blocking */
 	char job_key[128]; /* shared secret; empty: none */
+	int serve_timeout_ms; /* agents, servers: longest without any traffic */
 };
 
 struct ragg_stats {
