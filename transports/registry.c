@@ -7,6 +7,7 @@
 #include <ragg/transport.h>
 
 extern const struct ragg_tp_ops ragg__tp_tcp_ops;
+extern const struct ragg_tp_ops ragg__tp_shm_ops;
 #ifdef RAGG_HAVE_VERBS
 extern const struct ragg_tp_ops ragg__tp_verbs_ops;
 #endif
@@ -15,6 +16,7 @@ static const struct ragg_tp_ops *const registry[] = {
 #ifdef RAGG_HAVE_VERBS
 	&ragg__tp_verbs_ops,
 #endif
+	&ragg__tp_shm_ops,
 	&ragg__tp_tcp_ops,
 	NULL,
 };
