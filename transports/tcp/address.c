@@ -155,6 +155,28 @@ static int setopt(struct ragg__tcp_dev *dev, int fd, int level, int name, int va
 	return rc;
 }
 
+/* A buffer size as asked: past net.core.[rw]mem_max only with
+ * CAP_NET_ADMIN (the FORCE option), else as much as the kernel allows, and
+ * the log says so once. */
+static int set_buf(struct ragg__tcp_dev *dev, int fd, int opt, int force, size_t want,
+                   const char *what)
+{
+	int v = want > INT32_MAX / 2 ? INT32_MAX / 2 : (int)want;
+	if (setsockopt(fd, SOL_SOCKET, force, &v, sizeof(v)) == 0)
+		return 0;
+	int rc = setopt(dev, fd, SOL_SOCKET, opt, v, what);
+	int got = 0;
+	socklen_t len = sizeof(got);
+	if (!rc && !dev->buf_warned && getsockopt(fd, SOL_SOCKET, opt, &got, &len) == 0 &&
+	    (size_t)got < want) {
+		/* The kernel reports twice what it was given. */
+		ragg__tcp_warn(dev, "%s of %zu capped to %d by net.core.%s_max", what, want, got / 2,
+		               opt == SO_SNDBUF ? "wmem" : "rmem");
+		dev->buf_warned = true;
+	}
+	return rc;
+}
+
 /* Buffer sizes go on before connect() or listen() so the window scale the
  * handshake negotiates can use them; accepted sockets inherit the
  * listener's. */
@@ -164,12 +186,48 @@ int ragg__tcp_sock_setup(struct ragg__tcp_dev *dev, int fd, bool data)
 	int rc = 0;
 
 	if (c->sndbuf)
-		rc = setopt(dev, fd, SOL_SOCKET, SO_SNDBUF,
-		            c->sndbuf > INT32_MAX / 2 ? INT32_MAX / 2 : (int)c->sndbuf, "SO_SNDBUF");
+		rc = set_buf(dev, fd, SO_SNDBUF, SO_SNDBUFFORCE, c->sndbuf, "SO_SNDBUF");
 	if (!rc && c->rcvbuf)
-		rc = setopt(dev, fd, SOL_SOCKET, SO_RCVBUF,
-		            c->rcvbuf > INT32_MAX / 2 ? INT32_MAX / 2 : (int)c->rcvbuf, "SO_RCVBUF");
+		rc = set_buf(dev, fd, SO_RCVBUF, SO_RCVBUFFORCE, c->rcvbuf, "SO_RCVBUF");
 	if (!rc && data && c->nodelay)
 		rc = setopt(dev, fd, IPPROTO_TCP, TCP_NODELAY, 1, "TCP_NODELAY");
 	return rc;
+}
+
+static bool is_loopback(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)(const void *)ss)->sin_addr.s_addr) >> 24) ==
+		       127;
+	if (ss->ss_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr;
+		return IN6_IS_ADDR_LOOPBACK(a) ||
+		       (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+	}
+	return false;
+}
+
+/* A peer on this host reaches us from one of our own addresses: Linux
+ * sends local traffic from the address it goes to, or over 127/8. */
+static bool peer_is_local(int fd)
+{
+	struct sockaddr_storage me, peer;
+	socklen_t ml = sizeof(me), pl = sizeof(peer);
+	if (getsockname(fd, (struct sockaddr *)&me, &ml) < 0 ||
+	    getpeername(fd, (struct sockaddr *)&peer, &pl) < 0)
+		return false;
+	return is_loopback(&peer) || same_addr((struct sockaddr *)&me, (struct sockaddr *)&peer);
+}
+
+/* Between processes of one host the bytes in flight are copied twice by
+ * the CPUs alone, and both copies run at cache speed only while what sits
+ * in the socket fits in cache: autotuning grows the send buffer to
+ * megabytes and halves large-write throughput. A connection to a peer on
+ * this host therefore gets a small send buffer, unless one was set. */
+void ragg__tcp_sock_established(struct ragg__tcp_dev *dev, int fd)
+{
+	if (dev->cfg.sndbuf || !dev->cfg.local_sndbuf || !peer_is_local(fd))
+		return;
+	if (set_buf(dev, fd, SO_SNDBUF, SO_SNDBUFFORCE, dev->cfg.local_sndbuf, "SO_SNDBUF") == 0)
+		ragg__tcp_debug(dev, "peer on this host: send buffer %zu", dev->cfg.local_sndbuf);
 }

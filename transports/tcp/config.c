@@ -31,6 +31,9 @@ static const struct ragg__tcp_setting settings[] = {
 	 "socket send buffer (SO_SNDBUF); 0 leaves it to the kernel's autotuning"},
 	{"RCVBUF", "0", SETTING_SIZE, FIELD(rcvbuf), 0, SIZE_MAX / 2,
 	 "socket receive buffer (SO_RCVBUF); 0 leaves it to the kernel's autotuning"},
+	{"LOCAL_SNDBUF", "256K", SETTING_SIZE, FIELD(local_sndbuf), 0, SIZE_MAX / 2,
+	 "send buffer towards a peer on this host, where a small one keeps the copies in cache; "
+	 "0: as SNDBUF"},
 	{"QUEUE_DEPTH", "256", SETTING_SIZE, FIELD(queue_depth), 2, 65536,
 	 "writes and messages pending per endpoint before -EAGAIN (rounded up to a power of two)"},
 	{"NODELAY", "1", SETTING_BOOL, FIELD(nodelay), 0, 1, "set TCP_NODELAY on every connection"},

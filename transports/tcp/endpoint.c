@@ -215,6 +215,7 @@ static int connect_next(struct ragg__tcp_ep *ep)
 		if (rc)
 			continue;
 		if (connect(fd, sa, ep->addr_lens[i]) == 0) {
+			ragg__tcp_sock_established(ep->dev, fd);
 			ep->state = RAGG__TCP_EP_HELLO_SENT;
 			rc = ragg__tcp_ep_set_mask(ep, EPOLLIN);
 			if (!rc)
@@ -239,6 +240,7 @@ void ragg__tcp_connect_ready(struct ragg__tcp_ep *ep)
 	if (getsockopt(ep->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 		err = errno;
 	if (!err) {
+		ragg__tcp_sock_established(ep->dev, ep->fd);
 		ep->state = RAGG__TCP_EP_HELLO_SENT;
 		if (ragg__tcp_ep_set_mask(ep, EPOLLIN) == 0)
 			ragg__tcp_flush(ep);
@@ -397,6 +399,7 @@ void ragg__tcp_listener_ready(struct ragg__tcp_dev *dev)
 			ragg__tcp_ep_fail(ep, -EIO);
 			continue;
 		}
+		ragg__tcp_sock_established(dev, fd);
 		ragg__tcp_debug(dev, "%s: connection accepted, waiting for hello", ep->base.peer);
 	}
 }

@@ -41,6 +41,7 @@ struct ragg__tcp_dev;
 struct ragg__tcp_config {
 	size_t sndbuf; /* 0: kernel autotuning */
 	size_t rcvbuf;
+	size_t local_sndbuf; /* SO_SNDBUF towards a peer on this host; 0: sndbuf */
 	size_t queue_depth; /* pending writes per endpoint, power of two */
 	size_t nodelay;
 	size_t backlog;
@@ -176,6 +177,7 @@ struct ragg__tcp_dev {
 	int handshakes; /* endpoints with a deadline */
 	int64_t next_sweep_ms;
 	uint64_t poll_gen;
+	bool buf_warned;
 	struct ragg__tcp_mr **regions; /* by id; NULL where free */
 	uint32_t nregions;
 };
@@ -235,6 +237,8 @@ void ragg__tcp_addr_iface(const struct sockaddr *sa, char *buf, size_t len);
 /* An address peers can reach when listening on the wildcard. */
 int ragg__tcp_addr_advertise(struct ragg__tcp_dev *dev, int family, char *buf, size_t len);
 int ragg__tcp_sock_setup(struct ragg__tcp_dev *dev, int fd, bool data);
+/* Settings that depend on who the peer is, once the connection is up. */
+void ragg__tcp_sock_established(struct ragg__tcp_dev *dev, int fd);
 
 /* ---- memory.c ---- */
 int ragg__tcp_mr_reg(struct ragg_tp_dev *d, void *addr, size_t len, struct ragg_tp_mr **mr,
