@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -486,7 +487,7 @@ SHM_CASE(shm_peer_killed)
 #define PINGS 2000
 #define FLOOD 20000
 
-static unsigned slept; /* wait() calls that slept */
+static _Thread_local unsigned slept; /* wait() calls that slept */
 
 /* Block in wait() (never spin) until an event of type comes; fails if any
  * one wait sleeps its whole timeout, which is what a lost wakeup does. */
@@ -623,6 +624,122 @@ SHM_CASE(shm_arm_wait_fd)
 	tp->ep_close(c);
 	tp->ep_close(s);
 	tpc_world_fini(&w);
+}
+
+/* ---- two threads, one device each ---- */
+
+#define THR_WRITES 50000
+#define THR_EVERY 97 /* a message after every so many writes */
+
+struct thr {
+	const struct ragg_tp_ops *tp;
+	char addr[RAGG_TP_ADDR_MAX];
+};
+
+static struct ragg_tp_dev *thr_open(const struct ragg_tp_ops *tp)
+{
+	struct ragg_tp_params p;
+	struct ragg_tp_dev *dev;
+	tpc_params(&p);
+	p.log_level = RAGG_LOG_NONE; /* the test's log buffer is not thread-safe */
+	p.poll_mode = RAGG_POLL_BLOCK;
+	RAGG_CHECK_OK(tp->open(&p, &dev));
+	return dev;
+}
+
+static void *thr_writer(void *arg)
+{
+	const struct thr *t = arg;
+	const struct ragg_tp_ops *tp = t->tp;
+	struct ragg_tp_dev *dev = thr_open(tp);
+	struct ragg_tp_ep *ep;
+	struct ragg_tp_rdesc rd;
+	RAGG_CHECK_OK(tp->connect(dev, t->addr, NULL, 0, NULL, &ep));
+	struct ragg_tp_event ev = sleep_for(tp, dev, RAGG_TP_EV_CONNECTED);
+	RAGG_CHECK(ev.len == sizeof(rd));
+	memcpy(&rd, ev.data, sizeof(rd));
+	uint64_t v[2] = {0, 0};
+	for (uint32_t i = 0; i < THR_WRITES;) {
+		v[i & 1] = i;
+		int rc = tp->write_imm(ep, &v[i & 1], NULL, &rd, (i & 1) * 8, 8, i,
+		                       RAGG_TP_WRITE_IMM, 0);
+		if (!rc && i % THR_EVERY == 0)
+			while ((rc = tp->send(ep, &i, sizeof(i))) == -EAGAIN)
+				RAGG_CHECK_OK(tp->wait(dev, 3000));
+		if (!rc) {
+			i++;
+			continue;
+		}
+		RAGG_CHECK(rc == -EAGAIN);
+		RAGG_CHECK(tp->poll(dev, &ev, 1) == 0);
+		RAGG_CHECK_OK(tp->wait(dev, 3000));
+	}
+	sleep_for(tp, dev, RAGG_TP_EV_DISCONNECTED);
+	tp->ep_close(ep);
+	tp->close(dev);
+	return NULL;
+}
+
+TPC_CASE_T(shm_threads, 120, "shm")
+{
+	/* The same in one process: the writer's and the reader's devices on
+	 * two threads, sleeping whenever they have nothing to do. Messages
+	 * arrive between the writes they were posted between. */
+	struct thr t = {.tp = tp};
+	struct ragg_tp_dev *dev = thr_open(tp);
+	uint8_t *slot = tp->mem_alloc(dev, 4096);
+	struct ragg_tp_mr *mr;
+	struct ragg_tp_rdesc rd;
+	RAGG_CHECK(slot != NULL);
+	RAGG_CHECK_OK(tp->mr_reg(dev, slot, 16, &mr, &rd));
+	RAGG_CHECK_OK(tp->listen(dev, NULL, t.addr, sizeof(t.addr)));
+	pthread_t th;
+	RAGG_CHECK(pthread_create(&th, NULL, thr_writer, &t) == 0);
+	struct ragg_tp_event ev = sleep_for(tp, dev, RAGG_TP_EV_CONNECT_REQUEST);
+	struct ragg_tp_ep *ep = ev.ep;
+	RAGG_CHECK_OK(tp->accept(ep, &rd, sizeof(rd)));
+	sleep_for(tp, dev, RAGG_TP_EV_CONNECTED);
+	uint32_t next = 0, msgs = 0;
+	bool msg_due = false;
+	while (next < THR_WRITES) {
+		int n = tp->poll(dev, &ev, 1);
+		RAGG_CHECK(n >= 0);
+		if (!n) {
+			RAGG_CHECK_OK(tp->wait(dev, 3000));
+			continue;
+		}
+		if (ev.type == RAGG_TP_EV_RECV) {
+			uint32_t i;
+			RAGG_CHECK(ev.len == sizeof(i) && msg_due);
+			memcpy(&i, ev.data, sizeof(i));
+			RAGG_CHECKF(i == next - 1, "message %u after write %u", i, next - 1);
+			msg_due = false;
+			msgs++;
+			continue;
+		}
+		RAGG_CHECK(ev.type == RAGG_TP_EV_WRITE_LANDED);
+		RAGG_CHECKF(!msg_due, "write %u overtook message %u", ev.imm, next - 1);
+		RAGG_CHECKF(ev.imm == next, "write %u landed, want %u", ev.imm, next);
+		uint64_t got;
+		memcpy(&got, slot + (next & 1) * 8, sizeof(got));
+		/* Its data is there when it is reported (later writes may have
+		 * overwritten it with a larger number already). */
+		RAGG_CHECKF(got >= next && got % 2 == next % 2, "write %u: slot holds %llu", next,
+		            (unsigned long long)got);
+		msg_due = next % THR_EVERY == 0;
+		next++;
+	}
+	while (msg_due) {
+		ev = sleep_for(tp, dev, RAGG_TP_EV_RECV);
+		msg_due = false;
+		msgs++;
+	}
+	RAGG_CHECK(msgs == (THR_WRITES + THR_EVERY - 1) / THR_EVERY);
+	tp->ep_close(ep);
+	RAGG_CHECK(pthread_join(th, NULL) == 0);
+	RAGG_CHECK_OK(tp->mr_dereg(mr));
+	tp->mem_free(dev, slot, 4096);
+	tp->close(dev);
 }
 
 /* ---- nothing left behind ---- */
