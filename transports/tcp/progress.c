@@ -39,13 +39,14 @@ static const char *type_name(uint8_t type)
 }
 
 /* Drop the connection over a frame we will not take. The peer gets a best
- * effort ERR frame saying why, unless a frame of ours is half written. */
-static void refuse(struct ragg__tcp_ep *ep, int status, const char *why)
+ * effort ERR frame saying why, unless a frame of ours is half written.
+ * `decoded`: rx_frame holds this frame's header, not the last one's. */
+static void refuse(struct ragg__tcp_ep *ep, int status, const char *why, bool decoded)
 {
 	struct ragg__tcp_dev *dev = ep->dev;
 	const struct ragg__tcp_frame *f = &ep->rx_frame;
 
-	if (f->type == RAGG__TCP_WRITE)
+	if (decoded && f->type == RAGG__TCP_WRITE)
 		ragg__tcp_error(dev,
 		                "%s: write of %" PRIu64 " bytes at offset %" PRIu64
 		                " into region %" PRIu32 " refused: %s: %s (%s); dropping the connection",
@@ -77,11 +78,11 @@ static int frame_begin(struct ragg__tcp_ep *ep)
 		char why[64];
 		snprintf(why, sizeof(why), "peer speaks version %u, we speak %u", f->version,
 		         RAGG__TCP_VERSION);
-		refuse(ep, rc, why);
+		refuse(ep, rc, why, false);
 		return rc;
 	}
 	if (rc) {
-		refuse(ep, rc, "malformed frame header");
+		refuse(ep, rc, "malformed frame header", false);
 		return rc;
 	}
 	switch (f->type) {
@@ -90,15 +91,15 @@ static int frame_begin(struct ragg__tcp_ep *ep)
 			break;
 		struct ragg__tcp_mr *mr = ragg__tcp_region(dev, f->region);
 		if (!mr) {
-			refuse(ep, RAGG_ERR_KEY, "no such region");
+			refuse(ep, RAGG_ERR_KEY, "no such region", true);
 			return RAGG_ERR_KEY;
 		}
 		if ((mr->key ^ f->key) != 0) {
-			refuse(ep, RAGG_ERR_KEY, "wrong key");
+			refuse(ep, RAGG_ERR_KEY, "wrong key", true);
 			return RAGG_ERR_KEY;
 		}
 		if (f->offset > mr->base.len || f->length > mr->base.len - f->offset) {
-			refuse(ep, RAGG_ERR_BOUNDS, "past the end of the region");
+			refuse(ep, RAGG_ERR_BOUNDS, "past the end of the region", true);
 			return RAGG_ERR_BOUNDS;
 		}
 		ep->rx_dst = (uint8_t *)mr->base.addr + f->offset;
@@ -137,7 +138,7 @@ static int frame_begin(struct ragg__tcp_ep *ep)
 	}
 	char why[64];
 	snprintf(why, sizeof(why), "unexpected %s frame", type_name(f->type));
-	refuse(ep, RAGG_ERR_PROTO, why);
+	refuse(ep, RAGG_ERR_PROTO, why, true);
 	return RAGG_ERR_PROTO;
 }
 
@@ -235,9 +236,14 @@ void ragg__tcp_rx(struct ragg__tcp_ep *ep, struct ragg__tcp_out *out)
 				if (ep->rx_got < RAGG__TCP_HDR_SIZE) {
 					int rc = ragg__tcp_frame_precheck(ep->rx_hdr, ep->rx_got);
 					if (rc) {
-						refuse(ep, rc, rc == RAGG_ERR_VERSION
-						                       ? "peer speaks another version"
-						                       : "malformed frame header");
+						char why[64];
+						snprintf(why, sizeof(why),
+						         "peer speaks version %u, we speak %u",
+						         ep->rx_hdr[4], RAGG__TCP_VERSION);
+						refuse(ep, rc,
+						       rc == RAGG_ERR_VERSION ? why
+						                              : "malformed frame header",
+						       false);
 						return;
 					}
 					continue;
