@@ -8,12 +8,17 @@
  * is counted; the writer's first touch of its mapping happens in a warm-up
  * write.
  *
- *   shm-bench [-m MAX_BYTES] [-s MIN_BYTES] [-r REPEATS]
+ *   shm-bench [-m MAX_BYTES] [-s MIN_BYTES] [-r REPEATS] [-b]
+ *
+ * -b: the receiver polls without sleeping, so the writer never has to wake
+ * it (no system call per write at all); by default it sleeps when idle, as
+ * a blocking receiver does, and each write may cost the writer a wakeup.
  *
  * A write is complete when write_imm() returns (the copy is done in it),
  * so the writer's clock measures data landed in the receiver's memory.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +35,7 @@ struct target {
 };
 
 static const struct ragg_tp_ops *tp;
+static bool busy;
 
 static void die(const char *what, int rc)
 {
@@ -106,7 +112,7 @@ static void serve(struct ragg_tp_dev *dev)
 			if (ev[i].type == RAGG_TP_EV_DISCONNECTED)
 				die("writer left", ev[i].status);
 		}
-		if (!n)
+		if (!n && !busy)
 			tp->wait(dev, 100);
 	}
 }
@@ -142,8 +148,8 @@ static void writer(const char *addr, size_t min, size_t max, int repeats)
 	memcpy(&t[1].rd, ev.data, sizeof(t[1].rd));
 	uint8_t *src = touched(max), *dst = touched(max);
 
-	printf("# shm-bench: one writer process, one receiver; GB/s = 10^9 bytes/s, best of %d\n",
-	       repeats);
+	printf("# shm-bench: one writer process, one %s receiver; GB/s = 10^9 bytes/s, best of %d\n",
+	       busy ? "polling" : "sleeping", repeats);
 	printf("# %-10s %8s %14s %14s %7s %14s %7s\n", "bytes", "iters", "memcpy", "shm:mem_alloc",
 	       "ratio", "shm:malloc", "ratio");
 	for (size_t len = min; len <= max; len *= 2) {
@@ -206,8 +212,11 @@ int main(int argc, char **argv)
 {
 	size_t min = (size_t)1 << 20, max = (size_t)256 << 20;
 	int repeats = 3, c;
-	while ((c = getopt(argc, argv, "s:m:r:h")) != -1) {
+	while ((c = getopt(argc, argv, "s:m:r:bh")) != -1) {
 		switch (c) {
+		case 'b':
+			busy = true;
+			break;
 		case 's':
 			min = parse_size(optarg);
 			break;
@@ -218,7 +227,7 @@ int main(int argc, char **argv)
 			repeats = atoi(optarg);
 			break;
 		default:
-			fprintf(stderr, "usage: shm-bench [-s MIN] [-m MAX] [-r REPEATS]\n");
+			fprintf(stderr, "usage: shm-bench [-s MIN] [-m MAX] [-r REPEATS] [-b]\n");
 			return c == 'h' ? 0 : 2;
 		}
 	}

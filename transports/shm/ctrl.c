@@ -219,7 +219,9 @@ static void dispatch(struct ragg__shm_ep *ep, const struct ragg__shm_pkt *p, int
 
 void ragg__shm_ctl_rx(struct ragg__shm_ep *ep)
 {
-	while (ep->fd >= 0 && ep->state != RAGG__SHM_EP_FAILED) {
+	/* Bounded, so a chatty peer cannot keep poll() to itself; what is
+	 * left keeps the socket readable for the next one. */
+	for (int pkts = 0; pkts < 64 && ep->fd >= 0 && ep->state != RAGG__SHM_EP_FAILED; pkts++) {
 		union {
 			char buf[CMSG_SPACE(sizeof(int) * RAGG__SHM_PKT_FDS_MAX)];
 			struct cmsghdr align;

@@ -136,6 +136,9 @@ static int map_shared(struct ragg__shm_ep *ep, struct ragg__shm_remote *r, int f
 		ragg__shm_ep_fail(ep, rc);
 		return rc;
 	}
+	/* As the owner's mapping (memory.c): huge pages where allowed. */
+	if (end - start >= ((uint64_t)2 << 20))
+		madvise(m, (size_t)(end - start), MADV_HUGEPAGE);
 	r->map = m;
 	r->map_len = (size_t)(end - start);
 	r->base = (uint8_t *)m + (where - start);

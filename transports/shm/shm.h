@@ -398,7 +398,7 @@ void ragg__shm_on_accept(struct ragg__shm_ep *ep, const struct ragg__shm_pkt *p,
 int ragg__shm_ctl_send(struct ragg__shm_ep *ep, struct ragg__shm_pkt *p, const int *fds, int nfds);
 void ragg__shm_ctl_flush(struct ragg__shm_ep *ep);
 void ragg__shm_ctl_drop(struct ragg__shm_ep *ep);
-/* Read and act on control packets until the socket is empty. */
+/* Read and act on control packets until the socket is empty (or 64). */
 void ragg__shm_ctl_rx(struct ragg__shm_ep *ep);
 /* Drop the connection over something the peer sent: log, tell it, fail. */
 void ragg__shm_refuse(struct ragg__shm_ep *ep, int status, const char *why);
