@@ -17,9 +17,10 @@
 
 static uint64_t default_iters(size_t size)
 {
-	/* About 2 GiB per size, perftest's 5000 at most, 8 at least. */
+	/* About 2 GiB per size, long enough to average over a busy host's
+	 * hiccups; at least 8 writes, and a bound for tiny sizes. */
 	uint64_t n = ((uint64_t)2 << 30) / (size ? size : 1);
-	return n < 8 ? 8 : n > 5000 ? 5000 : n;
+	return n < 8 ? 8 : n > 1000000 ? 1000000 : n;
 }
 
 void perf_bw_client(struct perf_session *s, size_t size, struct perf_bw_result *r)
@@ -35,9 +36,17 @@ void perf_bw_client(struct perf_session *s, size_t size, struct perf_bw_result *
 
 	perf_send(s, &m);
 	perf_expect(s, OP_READY, &m);
-	const uint64_t t0 = perf_now_ns();
+	/* Unmeasured warm-up, about 64 MiB: the connection's windows and
+	 * buffers settle for this size first. */
+	uint64_t warm = ((uint64_t)64 << 20) / (size ? size : 1);
+	warm = warm < 1 ? 1 : warm > 256 ? 256 : warm;
+	uint64_t t0 = 0;
 	while (more || done < posted) {
-		while (more && posted - done < (uint64_t)o->depth) {
+		if (!t0 && done == warm) {
+			t0 = perf_now_ns();
+			posted = done = 0;
+		}
+		while ((t0 ? more : posted < warm) && posted - done < (uint64_t)o->depth) {
 			int rc = s->tp->write_imm(s->ep, s->src, s->src_mr, &s->remote, 0, size,
 			                          (uint32_t)posted, flags, posted);
 			if (rc == -EAGAIN)
@@ -45,7 +54,8 @@ void perf_bw_client(struct perf_session *s, size_t size, struct perf_bw_result *
 			if (rc)
 				perf_die("write of %zu bytes: %s", size, ragg_strerror(rc));
 			posted++;
-			more = dur_ns ? perf_now_ns() - t0 < dur_ns : posted < iters;
+			if (t0)
+				more = dur_ns ? perf_now_ns() - t0 < dur_ns : posted < iters;
 		}
 		int n = s->tp->poll(s->dev, ev, 64);
 		if (n < 0)
@@ -62,13 +72,13 @@ void perf_bw_client(struct perf_session *s, size_t size, struct perf_bw_result *
 		if (!n && !o->busy)
 			s->tp->wait(s->dev, 100);
 	}
-	m = (struct perf_msg){.op = OP_END, .mode = PERF_BW, .size = size, .count = posted};
+	m = (struct perf_msg){.op = OP_END, .mode = PERF_BW, .size = size, .count = warm + posted};
 	perf_send(s, &m);
 	perf_expect(s, OP_DONE, &m);
 	const uint64_t t1 = perf_now_ns();
-	if (m.count != posted)
+	if (m.count != warm + posted)
 		perf_die("server saw %llu of %llu writes land", (unsigned long long)m.count,
-		         (unsigned long long)posted);
+		         (unsigned long long)(warm + posted));
 
 	double secs = (double)(t1 - t0) / 1e9;
 	r->size = size;
