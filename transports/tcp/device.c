@@ -206,4 +206,6 @@ const struct ragg_tp_ops ragg__tp_tcp_ops = {
 
 	.poll = ragg__tcp_poll,
 	.wait = ragg__tcp_wait,
+	.arm = ragg__tcp_arm,
+	.wait_fd = ragg__tcp_wait_fd,
 };

@@ -387,6 +387,22 @@ int ragg__tcp_poll(struct ragg_tp_dev *d, struct ragg_tp_event *events, int max)
 	return out.n;
 }
 
+/* Before a sleep on several devices: the epoll set is level-triggered, so
+ * it is readable whenever a socket or the wake fd is; only events already
+ * collected but not yet returned must stop the sleep. */
+int ragg__tcp_arm(struct ragg_tp_dev *d)
+{
+	struct ragg__tcp_dev *dev = ragg__tcp_dev(d);
+	if (!ragg__tcp_list_empty(&dev->pending))
+		return -EAGAIN;
+	return ragg__tcp_wake_sync(dev);
+}
+
+int ragg__tcp_wait_fd(struct ragg_tp_dev *d)
+{
+	return ragg__tcp_dev(d)->epfd;
+}
+
 int ragg__tcp_wait(struct ragg_tp_dev *d, int timeout_ms)
 {
 	struct ragg__tcp_dev *dev = ragg__tcp_dev(d);

@@ -288,6 +288,8 @@ void ragg__tcp_tx_report(struct ragg__tcp_ep *ep, struct ragg__tcp_out *out);
 /* ---- progress.c ---- */
 int ragg__tcp_poll(struct ragg_tp_dev *d, struct ragg_tp_event *events, int max);
 int ragg__tcp_wait(struct ragg_tp_dev *d, int timeout_ms);
+int ragg__tcp_arm(struct ragg_tp_dev *d);
+int ragg__tcp_wait_fd(struct ragg_tp_dev *d);
 /* Read frames until the socket is empty or out is full. */
 void ragg__tcp_rx(struct ragg__tcp_ep *ep, struct ragg__tcp_out *out);
 /* Stop the frame being received into a region about to go away. */
