@@ -31,8 +31,8 @@
 
 /* ---- helpers ---- */
 
-static pid_t spawn(void (*fn)(const struct ragg_tp_ops *tp, const char *addr), const struct ragg_tp_ops *tp,
-                   const char *addr)
+static pid_t spawn(void (*fn)(const struct ragg_tp_ops *tp, const char *addr),
+                   const struct ragg_tp_ops *tp, const char *addr)
 {
 	fflush(NULL);
 	pid_t pid = fork();
@@ -50,7 +50,8 @@ static void reap(pid_t pid)
 	int st;
 	RAGG_CHECK(waitpid(pid, &st, 0) == pid);
 	RAGG_CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "peer process: %s %d",
-	            WIFEXITED(st) ? "exit" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+	            WIFEXITED(st) ? "exit" : "signal",
+	            WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
 }
 
 static uint8_t kind_of(const struct ragg_tp_rdesc *rd)
@@ -192,7 +193,8 @@ SHM_CASE(shm_shared_region)
 	RAGG_CHECK(memcmp(block + SH_OFF, want, SH_LEN) == 0);
 	for (size_t i = 0; i < SH_BLOCK; i++)
 		if (i < SH_OFF || i >= SH_OFF + SH_LEN)
-			RAGG_CHECKF(block[i] == TPC_GUARD_BYTE, "byte %zu outside the region changed", i);
+			RAGG_CHECKF(block[i] == TPC_GUARD_BYTE,
+			            "byte %zu outside the region changed", i);
 	tp->ep_close(ep);
 	reap(pid);
 	RAGG_CHECK_OK(tp->mr_dereg(mr));
@@ -288,7 +290,8 @@ static void expect_refused(struct scene *sc, const struct ragg_tp_rdesc *rd, uin
 		            ragg_strerror_name(want_post));
 	} else {
 		RAGG_CHECKF(rc == 0, "%s: write_imm returned %s", what, ragg_strerror_name(rc));
-		struct tpc_ev d = tpc_expect(&sc->w, 0, RAGG_TP_EV_DISCONNECTED, s, TPC_DEADLINE_MS);
+		struct tpc_ev d =
+		        tpc_expect(&sc->w, 0, RAGG_TP_EV_DISCONNECTED, s, TPC_DEADLINE_MS);
 		RAGG_CHECKF(d.ev.status == want_owner, "%s: owner's status %s, want %s", what,
 		            ragg_strerror_name(d.ev.status), ragg_strerror_name(want_owner));
 		RAGG_CHECKF(tpc_log_has(ragg_strerror_name(want_owner)), "%s: %s not logged", what,
@@ -338,8 +341,10 @@ SHM_CASE(shm_refuse_forged)
 		 * knows the region already refuses it itself. */
 		f = forge(rd, 4096, 0, 0);
 		expect_refused(&sc, &f, n - 8, 16, true, 0, RAGG_ERR_BOUNDS, "longer, straddling");
-		expect_refused(&sc, &f, n, 4096, false, RAGG_ERR_BOUNDS, 0, "longer, all past, known");
-		expect_refused(&sc, &f, n - 8, 16, false, RAGG_ERR_BOUNDS, 0, "longer, straddling, known");
+		expect_refused(&sc, &f, n, 4096, false, RAGG_ERR_BOUNDS, 0,
+		               "longer, all past, known");
+		expect_refused(&sc, &f, n - 8, 16, false, RAGG_ERR_BOUNDS, 0,
+		               "longer, straddling, known");
 		f = forge(rd, (int64_t)(UINT64_MAX - n), 0, 0);
 		expect_refused(&sc, &f, UINT64_MAX - 10, 8, true, 0, RAGG_ERR_BOUNDS, "longest");
 		/* Shorter is refused too: only the registered length is asked. */
@@ -452,9 +457,12 @@ SHM_CASE(shm_peer_killed)
 	tpc_expect(&w, 0, RAGG_TP_EV_WRITE_LANDED, ep, TPC_DEADLINE_MS);
 	static uint8_t src[4096];
 	for (int k = 0; k < 2; k++)
-		tpc_write(&w, ep, src, NULL, &rd[k], 0, sizeof(src), 0, RAGG_TP_WRITE_SIGNAL, 10 + k);
-	for (int k = 0; k < 2; k++)
-		RAGG_CHECK(tpc_expect(&w, 0, RAGG_TP_EV_WRITE_DONE, ep, TPC_DEADLINE_MS).ev.status == 0);
+		tpc_write(&w, ep, src, NULL, &rd[k], 0, sizeof(src), 0, RAGG_TP_WRITE_SIGNAL,
+		          10 + k);
+	for (int k = 0; k < 2; k++) {
+		struct tpc_ev e = tpc_expect(&w, 0, RAGG_TP_EV_WRITE_DONE, ep, TPC_DEADLINE_MS);
+		RAGG_CHECK_OK(e.ev.status);
+	}
 	RAGG_CHECK_OK(tp->send(ep, "bye", 3));
 
 	/* Sleeping when it dies: woken by the hang-up, not the timeout. */
@@ -473,7 +481,8 @@ SHM_CASE(shm_peer_killed)
 	rc = tp->write_imm(ep, src, NULL, &rd[1], 0, 64, 0, 0, 0);
 	RAGG_CHECK(rc <= 0 && rc != -EAGAIN);
 	struct tpc_ev d = tpc_expect(&w, 0, RAGG_TP_EV_DISCONNECTED, ep, TPC_DEADLINE_MS);
-	RAGG_CHECKF(d.ev.status == RAGG_ERR_PEER_LOST, "status %s", ragg_strerror_name(d.ev.status));
+	RAGG_CHECKF(d.ev.status == RAGG_ERR_PEER_LOST, "status %s",
+	            ragg_strerror_name(d.ev.status));
 	RAGG_CHECK(tp->write_imm(ep, src, NULL, &rd[1], 0, 64, 0, 0, 0) < 0);
 	RAGG_CHECK(tp->send(ep, "x", 1) < 0);
 	for (int i = 0; i < 10; i++)
@@ -900,7 +909,8 @@ SHM_CASE(shm_addresses)
 		struct ragg_tp_ep *s, *c;
 		snprintf(spec, sizeof(spec), "%s:%u", hosts[i], port);
 		RAGG_CHECK_OK(tp->connect(w.dev[1], spec, "hi", 2, NULL, &c));
-		struct tpc_ev r = tpc_expect(&w, 2, RAGG_TP_EV_CONNECT_REQUEST, NULL, TPC_DEADLINE_MS);
+		struct tpc_ev r =
+		        tpc_expect(&w, 2, RAGG_TP_EV_CONNECT_REQUEST, NULL, TPC_DEADLINE_MS);
 		s = r.ev.ep;
 		RAGG_CHECK_OK(tp->accept(s, NULL, 0));
 		tpc_expect(&w, 1, RAGG_TP_EV_CONNECTED, c, TPC_DEADLINE_MS);

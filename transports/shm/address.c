@@ -38,7 +38,8 @@ int ragg__shm_host_id(char id[17], char *why, size_t why_len)
 	if (fd < 0) {
 		int rc = -errno;
 		if (why && why_len)
-			snprintf(why, why_len, "/proc/sys/kernel/random/boot_id: %s (is /proc mounted?)",
+			snprintf(why, why_len,
+			         "/proc/sys/kernel/random/boot_id: %s (is /proc mounted?)",
 			         strerror(-rc));
 		return rc;
 	}
@@ -137,11 +138,12 @@ static bool same_ip(const struct sockaddr *a, const struct sockaddr *b)
 
 static bool is_loopback(const struct sockaddr *sa)
 {
+	const struct sockaddr_in *in = (const void *)sa;
+	const struct sockaddr_in6 *in6 = (const void *)sa;
 	if (sa->sa_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr) >> 24) ==
-		       127;
+		return ntohl(in->sin_addr.s_addr) >> 24 == 127;
 	if (sa->sa_family == AF_INET6)
-		return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr);
+		return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
 	return false;
 }
 
@@ -182,26 +184,30 @@ int ragg__shm_addr_resolve(struct ragg__shm_dev *dev, const char *addr, struct s
 		const char *id = addr + strlen(PREFIX);
 		const char *colon = strchr(id, ':');
 		if (!colon || colon - id != 16 || !name_ok(colon + 1, strlen(colon + 1))) {
-			ragg__shm_error(dev, "connect: bad address \"%s\" (want shm:<host-id>:<name>)",
+			ragg__shm_error(dev,
+			                "connect: bad address \"%s\" (want shm:<host-id>:<name>)",
 			                addr);
 			return -EINVAL;
 		}
 		if (strncmp(id, dev->host_id, 16) != 0) {
-			ragg__shm_error(dev,
-			                "connect %s: another host or network namespace (ours is %s); "
-			                "shm reaches only peers that share both",
-			                addr, dev->host_id);
+			ragg__shm_error(
+			        dev,
+			        "connect %s: another host or network namespace (ours is %s); "
+			        "shm reaches only peers that share both",
+			        addr, dev->host_id);
 			return -EHOSTUNREACH;
 		}
 		ragg__shm_addr_abstract(colon + 1, sa, len);
 		return 0;
 	}
 	if (split_host_port(addr, host, sizeof(host), port, sizeof(port)) || strlen(port) > 5) {
-		ragg__shm_error(dev, "connect: bad address \"%s\" (want shm:<host-id>:<name>)", addr);
+		ragg__shm_error(dev, "connect: bad address \"%s\" (want shm:<host-id>:<name>)",
+		                addr);
 		return -EINVAL;
 	}
 	if (!host_is_local(host)) {
-		ragg__shm_error(dev, "connect %s: %s is not this host; shm reaches only local peers",
+		ragg__shm_error(dev,
+		                "connect %s: %s is not this host; shm reaches only local peers",
 		                addr, host);
 		return -EHOSTUNREACH;
 	}

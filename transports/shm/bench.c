@@ -138,7 +138,8 @@ static void writer(const char *addr, size_t min, size_t max, int repeats)
 {
 	struct ragg_tp_dev *dev = open_dev();
 	struct ragg_tp_ep *ep;
-	struct target t[2] = {{"mem_alloc (mapped, memcpy)", {0}}, {"malloc (process_vm_writev)", {0}}};
+	struct target t[2] = {{"mem_alloc (mapped, memcpy)", {0}},
+	                      {"malloc (process_vm_writev)", {0}}};
 	int rc = tp->connect(dev, addr, NULL, 0, NULL, &ep);
 	if (rc)
 		die("connect", rc);
@@ -148,7 +149,8 @@ static void writer(const char *addr, size_t min, size_t max, int repeats)
 	memcpy(&t[1].rd, ev.data, sizeof(t[1].rd));
 	uint8_t *src = touched(max), *dst = touched(max);
 
-	printf("# shm-bench: one writer process, one %s receiver; GB/s = 10^9 bytes/s, best of %d\n",
+	printf("# shm-bench: one writer process, one %s receiver; GB/s = 10^9 bytes/s, best of "
+	       "%d\n",
 	       busy ? "polling" : "sleeping", repeats);
 	printf("# %-10s %8s %14s %14s %7s %14s %7s\n", "bytes", "iters", "memcpy", "shm:mem_alloc",
 	       "ratio", "shm:malloc", "ratio");
@@ -173,8 +175,8 @@ static void writer(const char *addr, size_t min, size_t max, int repeats)
 				best[1 + k] = bw > best[1 + k] ? bw : best[1 + k];
 			}
 		}
-		printf("  %-10zu %8u %14.2f %14.2f %7.2f %14.2f %7.2f\n", len, iters, best[0], best[1],
-		       best[1] / best[0], best[2], best[2] / best[0]);
+		printf("  %-10zu %8u %14.2f %14.2f %7.2f %14.2f %7.2f\n", len, iters, best[0],
+		       best[1], best[1] / best[0], best[2], best[2] / best[0]);
 		fflush(stdout);
 	}
 	while ((rc = tp->send(ep, "quit", 4)) == -EAGAIN)

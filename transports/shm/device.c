@@ -207,7 +207,8 @@ static int dev_probe(char *why, size_t why_len)
 	if (fd < 0) {
 		rc = -errno;
 		if (why && why_len)
-			snprintf(why, why_len, "socket(AF_UNIX, SOCK_SEQPACKET): %s", strerror(-rc));
+			snprintf(why, why_len, "socket(AF_UNIX, SOCK_SEQPACKET): %s",
+			         strerror(-rc));
 		return rc;
 	}
 	close(fd);

@@ -270,7 +270,8 @@ static int map_gens(struct ragg__shm_ep *ep, int fd, uint32_t regions)
 {
 	long page = sysconf(_SC_PAGESIZE);
 	if (regions < 1 || regions > (1u << 24)) {
-		ragg__shm_error(ep->dev, "%s: a region table of %u entries", ep->base.peer, regions);
+		ragg__shm_error(ep->dev, "%s: a region table of %u entries", ep->base.peer,
+		                regions);
 		return RAGG_ERR_PROTO;
 	}
 	size_t len = ((size_t)regions * sizeof(uint64_t) + (size_t)page - 1) & ~((size_t)page - 1);
@@ -454,7 +455,8 @@ void ragg__shm_listener_ready(struct ragg__shm_dev *dev)
 		int fd = accept4(dev->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-				ragg__shm_warn(dev, "accept on %s: %s", dev->laddr, strerror(errno));
+				ragg__shm_warn(dev, "accept on %s: %s", dev->laddr,
+				               strerror(errno));
 			return;
 		}
 		struct ragg__shm_ep *ep = ep_new(dev, fd);
@@ -464,7 +466,8 @@ void ragg__shm_listener_ready(struct ragg__shm_dev *dev)
 			continue;
 		}
 		peer_cred(ep);
-		snprintf(ep->base.peer, sizeof(ep->base.peer), "shm peer pid %d", (int)ep->peer_pid);
+		snprintf(ep->base.peer, sizeof(ep->base.peer), "shm peer pid %d",
+		         (int)ep->peer_pid);
 		ep->state = RAGG__SHM_EP_HELLO_WAIT;
 		set_deadline(ep);
 		if (ragg__shm_ep_set_mask(ep, EPOLLIN)) {

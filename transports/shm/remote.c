@@ -185,8 +185,9 @@ void ragg__shm_on_map_req(struct ragg__shm_ep *ep, const struct ragg__shm_pkt *p
 	                                                 &status, &why);
 	if (!mr) {
 		char msg[400];
-		snprintf(msg, sizeof(msg), "write of up to %" PRIu64 " bytes into region %" PRIu32
-		         " refused: %s%s%s", p->length, p->region, why, status == -EPERM ? ": " : "",
+		snprintf(msg, sizeof(msg),
+		         "write of up to %" PRIu64 " bytes into region %" PRIu32 " refused: %s%s%s",
+		         p->length, p->region, why, status == -EPERM ? ": " : "",
 		         status == -EPERM ? dev->cma_why : "");
 		ragg__shm_refuse(ep, status, msg);
 		return;
@@ -206,7 +207,8 @@ void ragg__shm_on_map_req(struct ragg__shm_ep *ep, const struct ragg__shm_pkt *p
 	}
 	int rc = ragg__shm_ctl_send(ep, &rep, mr->block ? &mr->block->fd : NULL, mr->block ? 1 : 0);
 	if (rc == -EAGAIN)
-		ragg__shm_refuse(ep, -ENOBUFS, "peer asks for regions faster than it reads answers");
+		ragg__shm_refuse(ep, -ENOBUFS,
+		                 "peer asks for regions faster than it reads answers");
 	else if (!rc)
 		ragg__shm_debug(dev, "%s: told where region %" PRIu32 " is", ep->base.peer, mr->id);
 }

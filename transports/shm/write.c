@@ -92,11 +92,12 @@ static int cma_write(struct ragg__shm_ep *ep, uint64_t raddr, const uint8_t *src
 			continue;
 		if (n <= 0) {
 			int rc = n == 0 ? -EFAULT : errno == ESRCH ? RAGG_ERR_PEER_LOST : -errno;
-			ragg__shm_error(ep->dev, "%s: process_vm_writev of %zu bytes: %s%s", ep->base.peer,
-			                len, n == 0 ? "no progress" : strerror(errno),
-			                rc == -EPERM ? " (no ptrace access to the peer: see ragg-shm(7), "
-			                               "or allocate its regions with mem_alloc)"
-			                             : "");
+			ragg__shm_error(
+			        ep->dev, "%s: process_vm_writev of %zu bytes: %s%s", ep->base.peer,
+			        len, n == 0 ? "no progress" : strerror(errno),
+			        rc == -EPERM ? " (no ptrace access to the peer: see ragg-shm(7), "
+			                       "or allocate its regions with mem_alloc)"
+			                     : "");
 			return rc;
 		}
 		src += n;
