@@ -191,3 +191,29 @@ int ragg__verbs_addr_local(struct ragg__verbs_dev *dev, struct sockaddr_storage 
 	gid_to_addr(&best_gid, ss);
 	return 0;
 }
+
+static bool is_loopback(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+	return ss->ss_family == AF_INET6 &&
+	       IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+}
+
+int ragg__verbs_addr_unloop(struct ragg__verbs_dev *dev, struct sockaddr_storage *ss)
+{
+	if (!is_loopback(ss))
+		return 0;
+	uint16_t port = ss->ss_family == AF_INET ? ((struct sockaddr_in *)ss)->sin_port
+	                                         : ((struct sockaddr_in6 *)ss)->sin6_port;
+	struct sockaddr_storage local;
+	int rc = ragg__verbs_addr_local(dev, &local);
+	if (rc)
+		return rc;
+	if (local.ss_family == AF_INET)
+		((struct sockaddr_in *)&local)->sin_port = port;
+	else
+		((struct sockaddr_in6 *)&local)->sin6_port = port;
+	*ss = local;
+	return 1;
+}

@@ -565,4 +565,11 @@ const struct ragg_tp_ops ragg__tp_verbs_ops = {
 
 	.poll = ragg__verbs_poll,
 	.wait = ragg__verbs_wait,
+
+	/* Registered memory may be any memory; every address is tried. */
+	.mem_alloc = NULL,
+	.mem_free = NULL,
+	.reachable = NULL,
+	.arm = ragg__verbs_arm,
+	.wait_fd = ragg__verbs_wait_fd,
 };

@@ -237,6 +237,15 @@ int ragg__verbs_listen(struct ragg_tp_dev *d, const char *host, char *addr, size
 	}
 	char want[RAGG_TP_ADDR_MAX];
 	ragg__verbs_addr_format((struct sockaddr *)&ss, want, sizeof(want));
+	if ((rc = ragg__verbs_addr_unloop(dev, &ss)) < 0)
+		return rc;
+	if (rc) {
+		char sub[RAGG_TP_ADDR_MAX];
+		ragg__verbs_addr_format((struct sockaddr *)&ss, sub, sizeof(sub));
+		ragg__verbs_info(dev, "%s is not on an RDMA device; listening on %s (%s) instead",
+		                 want, sub, dev->name);
+		snprintf(want, sizeof(want), "%s", sub);
+	}
 
 	if (rdma_create_id(dev->cm_ch, &lid, NULL, RDMA_PS_TCP)) {
 		rc = -errno;
@@ -313,6 +322,9 @@ int ragg__verbs_connect(struct ragg_tp_dev *d, const char *addr, const void *pri
 		ragg__verbs_error(dev, "connect: cannot resolve \"%s\": %s", addr, strerror(-rc));
 		return rc;
 	}
+	/* A listener asked for loopback bound the device's address instead. */
+	if ((rc = ragg__verbs_addr_unloop(dev, &dst)) < 0)
+		return rc;
 	bool bind_src = dev->cfg.gid_index >= 0;
 	if (bind_src && (rc = ragg__verbs_addr_local(dev, &src)))
 		return rc;

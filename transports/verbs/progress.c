@@ -371,6 +371,8 @@ int ragg__verbs_poll(struct ragg_tp_dev *d, struct ragg_tp_event *events, int ma
 	return out.n ? out.n : rc;
 }
 
+static void consume_cq_events(struct ragg__verbs_dev *dev);
+
 /* Take what the epoll set reported. Completion channel events are only
  * consumed (the CQ itself tells whether there is work: a notification may
  * be left over from an earlier arming); true when anything else fired. */
@@ -379,17 +381,9 @@ static bool take_ready(struct ragg__verbs_dev *dev, const struct epoll_event *ev
 	bool other = false;
 	for (int i = 0; i < n; i++) {
 		switch (evs[i].data.u32) {
-		case TAG_COMP: {
-			struct ibv_cq *cq;
-			void *cq_ctx;
-			while (ibv_get_cq_event(dev->comp_ch, &cq, &cq_ctx) == 0)
-				dev->cq_events_unacked++;
-			if (dev->cq_events_unacked >= CQ_ACK_BATCH) {
-				ibv_ack_cq_events(dev->cq, dev->cq_events_unacked);
-				dev->cq_events_unacked = 0;
-			}
+		case TAG_COMP:
+			consume_cq_events(dev);
 			break;
-		}
 		case TAG_CM:
 			dev->cm_ready = true;
 			other = true;
@@ -410,6 +404,56 @@ static bool pending(const struct ragg__verbs_dev *dev)
 {
 	return dev->wc_count || dev->cm_ready || dev->async_ready ||
 	       !ragg__verbs_list_empty(&dev->failed);
+}
+
+/* Take completion notifications left over from an earlier arming, so they
+ * do not keep the epoll fd readable. */
+static void consume_cq_events(struct ragg__verbs_dev *dev)
+{
+	struct ibv_cq *cq;
+	void *cq_ctx;
+	while (ibv_get_cq_event(dev->comp_ch, &cq, &cq_ctx) == 0)
+		dev->cq_events_unacked++;
+	if (dev->cq_events_unacked >= CQ_ACK_BATCH) {
+		ibv_ack_cq_events(dev->cq, dev->cq_events_unacked);
+		dev->cq_events_unacked = 0;
+	}
+}
+
+int ragg__verbs_arm(struct ragg_tp_dev *d)
+{
+	struct ragg__verbs_dev *dev = ragg__verbs_dev(d);
+	struct epoll_event evs[4];
+	int rc = ragg__verbs_wake_sync(dev);
+	if (rc)
+		return rc;
+	/* The epoll fd (wait_fd) must become readable for everything poll()
+	 * acts on: the armed CQ, the rdma_cm and async fds, the wake fd. The
+	 * last look at the set (no sleep) catches what is ready already,
+	 * which poll() would otherwise only see at its next slow check. */
+	for (int i = 0; i < 4; i++) {
+		if (pending(dev))
+			return -EAGAIN;
+		consume_cq_events(dev);
+		if (ibv_req_notify_cq(dev->cq, 0)) {
+			ragg__verbs_error(dev, "%s: ibv_req_notify_cq failed", dev->name);
+			return -EIO;
+		}
+		if (ragg__verbs_cq_drain(dev, 1) != 0)
+			return -EAGAIN;
+		int n = epoll_wait(dev->epfd, evs, 4, 0);
+		if (n <= 0)
+			return 0;
+		if (take_ready(dev, evs, n))
+			return -EAGAIN;
+		/* Only a completion notification: look at the CQ again. */
+	}
+	return -EAGAIN;
+}
+
+int ragg__verbs_wait_fd(struct ragg_tp_dev *d)
+{
+	return ragg__verbs_dev(d)->epfd;
 }
 
 int ragg__verbs_wait(struct ragg_tp_dev *d, int timeout_ms)

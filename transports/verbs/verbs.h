@@ -330,6 +330,10 @@ int ragg__verbs_addr_resolve(const char *host, const char *port, struct sockaddr
 /* The IP address behind the device's port (the GID at gid_index, or the
  * first usable one), for a listener without a host. */
 int ragg__verbs_addr_local(struct ragg__verbs_dev *dev, struct sockaddr_storage *ss);
+/* A loopback address becomes the device's own (same port): RDMA reaches
+ * this host through the device, never through lo. 1 when replaced, 0 when
+ * ss was not loopback, or negative errno. */
+int ragg__verbs_addr_unloop(struct ragg__verbs_dev *dev, struct sockaddr_storage *ss);
 
 /* ---- memory.c ---- */
 int ragg__verbs_mr_reg(struct ragg_tp_dev *d, void *addr, size_t len, struct ragg_tp_mr **mr,
@@ -366,6 +370,9 @@ int ragg__verbs_send(struct ragg_tp_ep *e, const void *buf, size_t len);
 /* ---- progress.c ---- */
 int ragg__verbs_poll(struct ragg_tp_dev *d, struct ragg_tp_event *events, int max);
 int ragg__verbs_wait(struct ragg_tp_dev *d, int timeout_ms);
+/* Waiting on several devices: see transport.h. wait_fd is the epoll fd. */
+int ragg__verbs_arm(struct ragg_tp_dev *d);
+int ragg__verbs_wait_fd(struct ragg_tp_dev *d);
 /* Post SRQ receives for the given buffer indexes. */
 int ragg__verbs_srq_post(struct ragg__verbs_dev *dev, const uint32_t *idx, uint32_t n);
 /* Move CQEs from the CQ to the ring; the number moved or negative errno. */
