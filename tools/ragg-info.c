@@ -55,6 +55,8 @@ int main(int argc, char **argv)
 	printf("\nsettings (RAGG_*: value in force, default, meaning):\n");
 	for (const struct ragg__setting *s = ragg__settings; s->name; s++) {
 		const char *v = ragg__setting_value(s->name);
+		if (strcmp(s->name, "RAGG_JOB_KEY") == 0 && *v)
+			v = "(set, not shown)";
 		printf("  %-18s = %-16s (default \"%s\") %s\n", s->name, v, s->def, s->doc);
 	}
 	return 0;

@@ -62,6 +62,18 @@ declare_mismatch_refused() {
 	echo OK
 }
 
+# A mixed job: shared memory between workers and agents, tcp to the servers.
+# The agents then wait on two devices at once.
+mixed_shm_workers_tcp_servers() {
+	out=$(RAGG_TRANSPORT_WORKERS=shm RAGG_TRANSPORT_SERVERS=tcp RAGG_TIMEOUT_MS=30000 RAGG_LOG=info \
+		"$run" -w 4 -a 2 -s 2 -- "$linreg" -r 20 2>&1) || { echo "$out" | tail -n 30; echo "WHY: job failed"; return; }
+	echo "$out" | grep -E 'connecting to|linreg:' | head -n 12
+	echo "$out" | grep -q '\[w0\] .*connecting to agent/0 at shm:.* with shm' || { echo "WHY: workers did not use shm"; return; }
+	echo "$out" | grep -q '\[a0\] .*connecting to server/0 at .* with tcp' || { echo "WHY: agents did not use tcp"; return; }
+	echo "$out" | grep -q 'linreg: workers=4 agents=2 servers=2 transport=shm rounds=20' || { echo "WHY: no summary"; return; }
+	echo OK
+}
+
 # 1,000 rounds must not grow any process's memory: the peak resident size
 # after 1,000 rounds stays within 1 MiB of the peak after 100.
 rounds_1000_no_memory_growth() {
@@ -167,7 +179,7 @@ garbage_and_wrong_key_dropped() {
 	echo OK
 }
 
-export -f linreg_8_2_2 exact_weighted_mean declare_mismatch_refused rounds_1000_no_memory_growth \
+export -f linreg_8_2_2 exact_weighted_mean declare_mismatch_refused rounds_1000_no_memory_growth mixed_shm_workers_tcp_servers \
 	root_never_starts agent_never_starts agent_killed_mid_job garbage_and_wrong_key_dropped
 export logdir
 
@@ -175,6 +187,7 @@ t linreg_8_2_2 120
 t exact_weighted_mean 120
 t declare_mismatch_refused 60
 t rounds_1000_no_memory_growth 240
+t mixed_shm_workers_tcp_servers 90
 t root_never_starts 30
 t agent_never_starts 30
 t agent_killed_mid_job 60
