@@ -98,9 +98,18 @@ static void open_dev(struct perf_session *s, const struct perf_opts *o)
 /* Touched before use, so no page fault lands inside a measurement, and on
  * huge pages where the kernel has them: a 256 MiB buffer on 4 KiB pages
  * spends a good part of every copy in page walks. */
-static void *alloc_buf(size_t len)
+static void *alloc_buf(struct perf_session *s, size_t len)
 {
 	const size_t huge = (size_t)2 << 20;
+	/* A transport's own memory is where its peers' writes are fastest
+	 * (shm: shared, one copy), so measure that path when there is one. */
+	if (RAGG_TP_HAS_OP(s->tp, mem_alloc)) {
+		void *m = s->tp->mem_alloc(s->dev, len ? len : 1);
+		if (!m)
+			perf_die("cannot allocate %zu bytes from %s", len, s->tp->name);
+		memset(m, 0, len);
+		return m;
+	}
 	size_t n = (len + huge - 1) & ~(huge - 1);
 	void *p = aligned_alloc(huge, n ? n : huge);
 	if (!p)
@@ -128,9 +137,16 @@ static void close_session(struct perf_session *s)
 		s->tp->mr_dereg(s->mr);
 	if (s->src_mr)
 		s->tp->mr_dereg(s->src_mr);
+	if (RAGG_TP_HAS_OP(s->tp, mem_alloc)) {
+		if (s->buf)
+			s->tp->mem_free(s->dev, s->buf, s->buf_len);
+		if (s->src)
+			s->tp->mem_free(s->dev, s->src, s->buf_len);
+	} else {
+		free(s->buf);
+		free(s->src);
+	}
 	s->tp->close(s->dev);
-	free(s->buf);
-	free(s->src);
 }
 
 /* Poll for the next event; sleeps in wait() unless busy. Exits when the
@@ -211,7 +227,7 @@ static bool accept_client(struct perf_session *s, const struct ragg_tp_event *ev
 		return false;
 	}
 	s->buf_len = in.buf_len;
-	s->buf = alloc_buf(s->buf_len);
+	s->buf = alloc_buf(s, s->buf_len);
 	reg(s, s->buf, s->buf_len, &s->mr, &out.rdesc);
 	out.buf_len = s->buf_len;
 	s->remote = in.rdesc;
@@ -297,8 +313,8 @@ static void connect_server(struct perf_session *s, const struct perf_opts *o, si
 	snprintf(addr, sizeof(addr), strchr(h, ':') && h[0] != '[' ? "[%s]:%u" : "%s:%u", h, o->port);
 
 	s->buf_len = buf_len;
-	s->buf = alloc_buf(buf_len);
-	s->src = alloc_buf(buf_len);
+	s->buf = alloc_buf(s, buf_len);
+	s->src = alloc_buf(s, buf_len);
 	for (size_t i = 0; i < buf_len; i++)
 		s->src[i] = (uint8_t)(i * 7);
 	struct ragg_tp_rdesc unused;
