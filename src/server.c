@@ -100,11 +100,19 @@ static void server_step(struct ragg__chunk_job *cj, double total)
 		k->sum_weighted(w, cj->inputs, cj->weights, ctx->opts.agents, n);
 		return;
 	}
+	if (ctx->opts.optimizer == RAGG_OPT_SGD) {
+		/* w <- w - lr * sum_j s_j / N in one pass over the chunk: the
+		 * parameters are one more input of the weighted sum. */
+		int a = ctx->opts.agents;
+		for (int j = 0; j < a; j++)
+			cj->weights[j] = -ctx->opts.lr * inv;
+		cj->inputs[a] = w;
+		cj->weights[a] = 1.0f;
+		k->sum_weighted(w, cj->inputs, cj->weights, a + 1, n);
+		return;
+	}
 	k->sum_weighted(g, cj->inputs, cj->weights, ctx->opts.agents, n);
-	if (ctx->opts.optimizer == RAGG_OPT_MOMENTUM)
-		k->momentum(w, (float *)((char *)st->v + off), g, 1.0f, ctx->opts.lr, ctx->opts.momentum, n);
-	else
-		k->sgd(w, g, 1.0f, ctx->opts.lr, n);
+	k->momentum(w, (float *)((char *)st->v + off), g, 1.0f, ctx->opts.lr, ctx->opts.momentum, n);
 }
 
 void ragg__server_on_job(struct ragg_ctx *ctx, struct ragg__chunk_job *cj)
@@ -171,8 +179,9 @@ static int setup_memory(struct ragg_ctx *ctx, ragg_tensor_t *t)
 		j->chunk = (uint32_t)(i * (size_t)n + (size_t)ctx->opts.rank);
 		j->job.fn = server_update;
 		j->job.thread_hint = (int)i;
-		j->inputs = calloc((size_t)ctx->opts.agents, sizeof(*j->inputs));
-		j->weights = calloc((size_t)ctx->opts.agents, sizeof(*j->weights));
+		/* One more input than agents: the parameters, in the fused SGD step. */
+		j->inputs = calloc((size_t)ctx->opts.agents + 1, sizeof(*j->inputs));
+		j->weights = calloc((size_t)ctx->opts.agents + 1, sizeof(*j->weights));
 		if (!j->inputs || !j->weights)
 			return -ENOMEM;
 	}
