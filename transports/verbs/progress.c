@@ -212,6 +212,9 @@ static bool handle_wc(struct ragg__verbs_dev *dev, struct ibv_wc *wc, struct rag
 			ragg__verbs_cm_progress(dev, out);
 			if (ep->state == RAGG__VERBS_EP_ACCEPTING)
 				return false;
+			/* rdma_cm events may have added QPs, and a grown CQ
+			 * moves the ring: our CQE is at its head still. */
+			wc = &dev->wc[dev->wc_head];
 		}
 		if (!deliverable(ep)) {
 			repost_later(dev, wc->wr_id);
