@@ -210,10 +210,9 @@ static int create_srq(struct ragg__verbs_dev *dev)
 	uint32_t n = dev->srq_depth;
 	dev->rbufs = aligned_alloc(4096, ((size_t)n * RAGG_TP_MSG_MAX + 4095) & ~(size_t)4095);
 	dev->repost = calloc(n, sizeof(*dev->repost));
-	dev->held = calloc(n, sizeof(*dev->held));
 	dev->rwr = calloc(n, sizeof(*dev->rwr));
 	dev->rsge = calloc(n, sizeof(*dev->rsge));
-	if (!dev->rbufs || !dev->repost || !dev->held || !dev->rwr || !dev->rsge)
+	if (!dev->rbufs || !dev->repost || !dev->rwr || !dev->rsge)
 		return -ENOMEM;
 	dev->rbufs_mr = ragg__verbs_reg(dev, dev->rbufs, (size_t)n * RAGG_TP_MSG_MAX,
 	                                IBV_ACCESS_LOCAL_WRITE, "receive buffers", &rc);
@@ -382,7 +381,6 @@ static void free_resources(struct ragg__verbs_dev *dev)
 		rdma_free_devices(dev->cm_devs);
 	free(dev->rbufs);
 	free(dev->repost);
-	free(dev->held);
 	free(dev->rwr);
 	free(dev->rsge);
 	free(dev->swr);

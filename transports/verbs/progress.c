@@ -2,8 +2,10 @@
  * Progress: completions, receive re-posting, rdma_cm and async events, and
  * waiting for any of them.
  *
- * poll() order: re-post the receive buffers whose data the previous poll()
- * handed out; turn ring CQEs into events (refilling the ring from the CQ in
+ * poll() order: re-post the receive buffers the previous poll() consumed
+ * (its RECV data is valid until now, and re-posting here keeps the
+ * ibv_post_srq_recv off the path from a landed write to the caller's
+ * answer); turn ring CQEs into events (refilling the ring from the CQ in
  * batches); then, with the CQ seen empty, rdma_cm events; DISCONNECTED
  * events last, once the ring is empty, so a peer's last writes are reported
  * before its departure. Data that landed from an endpoint that failed but
@@ -244,7 +246,7 @@ static bool handle_wc(struct ragg__verbs_dev *dev, struct ibv_wc *wc, struct rag
 			struct ragg_tp_event *e = ragg__verbs_out_next(out, ep, RAGG_TP_EV_RECV);
 			e->data = dev->rbufs[idx];
 			e->len = wc->byte_len;
-			dev->held[dev->nheld++] = idx;
+			dev->repost[dev->nrepost++] = idx;
 		}
 		return true;
 	}
@@ -336,9 +338,9 @@ int ragg__verbs_poll(struct ragg_tp_dev *d, struct ragg_tp_event *events, int ma
 	struct ragg__verbs_out out = {.ev = events, .n = 0, .max = max};
 	int rc = 0;
 
-	if (dev->nheld) {
-		rc = ragg__verbs_srq_post(dev, dev->held, dev->nheld);
-		dev->nheld = 0;
+	if (dev->nrepost) {
+		rc = ragg__verbs_srq_post(dev, dev->repost, dev->nrepost);
+		dev->nrepost = 0;
 	}
 	unsigned calls = ++dev->poll_calls;
 
@@ -364,12 +366,6 @@ int ragg__verbs_poll(struct ragg_tp_dev *d, struct ragg_tp_event *events, int ma
 		if (dev->async_ready || slow)
 			async_progress(dev);
 		emit_failed(dev, &out);
-	}
-	if (dev->nrepost) {
-		int r = ragg__verbs_srq_post(dev, dev->repost, dev->nrepost);
-		dev->nrepost = 0;
-		if (r)
-			rc = r;
 	}
 	return out.n ? out.n : rc;
 }

@@ -237,10 +237,8 @@ struct ragg__verbs_dev {
 	uint32_t srq_depth;
 	uint8_t (*rbufs)[RAGG_TP_MSG_MAX];
 	struct ibv_mr *rbufs_mr;
-	uint32_t *repost; /* consumed, re-posted at the end of poll() */
+	uint32_t *repost; /* consumed, re-posted by the next poll() */
 	uint32_t nrepost;
-	uint32_t *held; /* handed out as RECV data, re-posted by the next poll() */
-	uint32_t nheld;
 	struct ibv_recv_wr *rwr; /* scratch for batched re-posting */
 	struct ibv_sge *rsge;
 	struct ibv_send_wr *swr; /* scratch for a split write */
