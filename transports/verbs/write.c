@@ -110,6 +110,8 @@ int ragg__verbs_write_imm(struct ragg_tp_ep *e, const void *laddr, struct ragg_t
 
 	if (ragg__unlikely(ep->state != RAGG__VERBS_EP_CONNECTED))
 		return not_connected(ep);
+	if (ragg__unlikely((flags & ~(RAGG_TP_WRITE_IMM | RAGG_TP_WRITE_SIGNAL)) || (len && !laddr)))
+		return -EINVAL;
 	uint64_t raddr, rlen;
 	uint32_t rkey;
 	if (ragg__unlikely(!ragg__verbs_rdesc_unpack(remote, &raddr, &rkey, &rlen)))
