@@ -125,6 +125,17 @@ ragg_perf() {
 	sed -n "s/^ragg-perf: mode=$mode .* size=$size $key=\([0-9.]*\).*/\1/p" <<<"$out" | head -n1 | grep .
 }
 
+# retry CMD...: up to 3 tries (perftest now and then prints "inf" when the
+# emulated CPU's clock looks unsteady to it); the last failure's output is
+# shown.
+retry() {
+	local t
+	for t in 1 2 3; do
+		if "$@" 2>"$results/retry.err"; then return 0; fi
+	done
+	cat "$results/retry.err" >&2
+	return 1
+}
 # last ARGS...: the last argument, or "?"
 last() { if [ $# -gt 0 ]; then echo "${!#}"; else echo "?"; fi; }
 # median of the numbers on stdin
@@ -136,8 +147,8 @@ if [ -x "$perf" ]; then
 	for ((r = 1; r <= rounds; r++)); do
 		# Alternate who goes first, so a slow spell of the host hits both.
 		if v=$(ragg_perf bw 1048576 "$bw_iters"); then rb+=("$v"); fi
-		if v=$(PERFTEST_BW_ITERS=$bw_iters perftest_bw 1048576); then pb+=("$v"); fi
-		if v=$(PERFTEST_LAT_ITERS=$lat_iters perftest_lat 8); then pl+=("$v"); fi
+		if v=$(retry perftest_bw 1048576 "$bw_iters"); then pb+=("$v"); fi
+		if v=$(retry perftest_lat 8 "$lat_iters"); then pl+=("$v"); fi
 		if v=$(ragg_perf lat 8 "$lat_iters"); then rl+=("$v"); fi
 		echo "round $r: ragg bw $(last "${rb[@]}") MB/s, perftest bw $(last "${pb[@]}") MB/s," \
 			"ragg lat $(last "${rl[@]}") us, perftest lat $(last "${pl[@]}") us"
