@@ -46,7 +46,7 @@ struct ragg__shm_remote_index;
 
 struct ragg__shm_config {
 	size_t queue_depth; /* ring slots per direction, power of two */
-	size_t cma; /* allow process_vm_writev into memory not from mem_alloc */
+	bool cma; /* allow process_vm_writev into memory not from mem_alloc */
 	size_t max_regions; /* entries of the region table */
 	size_t backlog;
 };

@@ -43,7 +43,7 @@ struct ragg__tcp_config {
 	size_t rcvbuf;
 	size_t local_sndbuf; /* SO_SNDBUF towards a peer on this host; 0: sndbuf */
 	size_t queue_depth; /* pending writes per endpoint, power of two */
-	size_t nodelay;
+	bool nodelay;
 	size_t backlog;
 	char iface[64]; /* interface whose address a wildcard listen advertises */
 };
