@@ -1,4 +1,3 @@
-#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -9,6 +8,7 @@
 #include "compiler.h"
 #include "settings.h"
 #include "log.h"
+#include "../transports/util/settings.h"
 
 const struct ragg__setting ragg__settings[] = {
 	{"RAGG_ROLE", "", "worker, agent or server"},
@@ -48,49 +48,21 @@ const char *ragg__setting_value(const char *name)
 	return "";
 }
 
+/* One grammar for sizes and integers in the library: the transports' (see
+ * transports/util/settings.h); here each failure is logged with the name. */
 int ragg__parse_size(const char *name, const char *text, size_t *out)
 {
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(text, &end, 10);
-	if (end == text || errno || text[0] == '-')
-		goto err;
-	unsigned long long mult = 1;
-	switch (toupper((unsigned char)*end)) {
-	case 'K':
-		mult = 1ull << 10;
-		end++;
-		break;
-	case 'M':
-		mult = 1ull << 20;
-		end++;
-		break;
-	case 'G':
-		mult = 1ull << 30;
-		end++;
-		break;
-	default:
-		break;
+	if (ragg__tp_parse_size(text, out)) {
+		ragg__error("%s=\"%s\": expected a size such as 4096, 64K or 4M", name, text);
+		return RAGG_ERR_CONFIG;
 	}
-	if (toupper((unsigned char)*end) == 'I' && mult > 1)
-		end++;
-	if (toupper((unsigned char)*end) == 'B')
-		end++;
-	if (*end || v > (unsigned long long)SIZE_MAX / mult)
-		goto err;
-	*out = (size_t)(v * mult);
 	return 0;
-err:
-	ragg__error("%s=\"%s\": expected a size such as 4096, 64K or 4M", name, text);
-	return RAGG_ERR_CONFIG;
 }
 
 int ragg__parse_int(const char *name, const char *text, long min, long max, long *out)
 {
-	char *end;
-	errno = 0;
-	long v = strtol(text, &end, 10);
-	if (end == text || *end || errno || v < min || v > max) {
+	long v;
+	if (ragg__tp_parse_int(text, &v) || v < min || v > max) {
 		ragg__error("%s=\"%s\": expected an integer in [%ld, %ld]", name, text, min, max);
 		return RAGG_ERR_CONFIG;
 	}
