@@ -6,6 +6,7 @@
 
 #include "engine/engine.h"
 #include "settings.h"
+#include "../transports/util/settings.h"
 
 #include <ragg/ragg.h>
 #include <ragg/transport.h>
@@ -13,6 +14,26 @@
 #ifdef RAGG_HAVE_VERBS
 int ragg__verbs_describe(char *buf, size_t len);
 #endif
+
+static void print_invalid(void *arg, const char *msg)
+{
+	(void)arg;
+	printf("    ^ invalid: %s\n", msg);
+}
+
+/* One transport's table, as the core's; a value the transport would refuse
+ * is shown with the reason under its row. */
+static void print_transport_settings(const struct ragg__tp_settings_table *t)
+{
+	char var[RAGG__TP_VAR_MAX];
+	printf("\nsettings of %s (RAGG_%s_*: value in force, default, meaning):\n", t->transport,
+	       t->prefix);
+	for (const struct ragg__tp_setting *s = t->rows; s->field; s++) {
+		const char *v = ragg__tp_setting_value(t->prefix, s, var);
+		printf("  %-29s = %-8s (default \"%s\") %s\n", var, v, s->def, s->doc);
+		ragg__tp_setting_parse(var, s, v, NULL, print_invalid, NULL);
+	}
+}
 
 int main(int argc, char **argv)
 {
@@ -59,5 +80,7 @@ int main(int argc, char **argv)
 			v = "(set, not shown)";
 		printf("  %-18s = %-16s (default \"%s\") %s\n", s->name, v, s->def, s->doc);
 	}
+	for (const struct ragg__tp_settings_table *t = ragg__tp_settings_tables; t->transport; t++)
+		print_transport_settings(t);
 	return 0;
 }
