@@ -67,8 +67,8 @@ int ragg__verbs_addr_format(const struct sockaddr *sa, char *buf, size_t len)
 
 int ragg__verbs_addr_resolve(const char *host, const char *port, struct sockaddr_storage *ss)
 {
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-	                         .ai_flags = AI_NUMERICSERV};
+	struct addrinfo hints = {
+	    .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
 	struct addrinfo *res = NULL;
 	if (!host[0])
 		hints.ai_flags |= AI_PASSIVE;
@@ -147,17 +147,21 @@ int ragg__verbs_addr_local(struct ragg__verbs_dev *dev, struct sockaddr_storage 
 	if (dev->pattr.link_layer != IBV_LINK_LAYER_ETHERNET) {
 		int rc = ipoib_addr(ss);
 		if (rc)
-			ragg__verbs_error(dev, "%s: no IPoIB interface with an IPv4 address for rdma_cm; "
-			                       "give the listener a host",
-			                  dev->name);
+			ragg__verbs_error(
+			    dev,
+			    "%s: no IPoIB interface with an IPv4 address for rdma_cm; "
+			    "give the listener a host",
+			    dev->name);
 		return rc;
 	}
 	if (dev->cfg.gid_index >= 0) {
 		struct ibv_gid_entry e;
-		if (ibv_query_gid_ex(dev->ctx, dev->port, (uint32_t)dev->cfg.gid_index, &e, 0) != 0 ||
+		if (ibv_query_gid_ex(dev->ctx, dev->port, (uint32_t)dev->cfg.gid_index, &e, 0) !=
+		        0 ||
 		    gid_is_zero(&e.gid)) {
-			ragg__verbs_error(dev, "%s port %u: GID index %ld (RAGG_VERBS_GID_INDEX) is not "
-			                       "valid; see `ibv_devinfo -v -d %s` or `ragg-info`",
+			ragg__verbs_error(dev,
+			                  "%s port %u: GID index %ld (RAGG_VERBS_GID_INDEX) is not "
+			                  "valid; see `ibv_devinfo -v -d %s` or `ragg-info`",
 			                  dev->name, dev->port, dev->cfg.gid_index, dev->name);
 			return -EADDRNOTAVAIL;
 		}
@@ -170,12 +174,13 @@ int ragg__verbs_addr_local(struct ragg__verbs_dev *dev, struct sockaddr_storage 
 	union ibv_gid best_gid;
 	for (int i = 0; i < dev->pattr.gid_tbl_len; i++) {
 		struct ibv_gid_entry e;
-		if (ibv_query_gid_ex(dev->ctx, dev->port, (uint32_t)i, &e, 0) != 0 || gid_is_zero(&e.gid))
+		if (ibv_query_gid_ex(dev->ctx, dev->port, (uint32_t)i, &e, 0) != 0 ||
+		    gid_is_zero(&e.gid))
 			continue;
 		bool link_local = e.gid.raw[0] == 0xfe && (e.gid.raw[1] & 0xc0) == 0x80;
 		int score = gid_is_v4(&e.gid) ? (e.gid_type == IBV_GID_TYPE_ROCE_V2 ? 4 : 3)
-		            : link_local       ? 0
-		                               : (e.gid_type == IBV_GID_TYPE_ROCE_V2 ? 2 : 1);
+		            : link_local      ? 0
+		                              : (e.gid_type == IBV_GID_TYPE_ROCE_V2 ? 2 : 1);
 		if (score > best_score) {
 			best = i;
 			best_score = score;
@@ -183,8 +188,9 @@ int ragg__verbs_addr_local(struct ragg__verbs_dev *dev, struct sockaddr_storage 
 		}
 	}
 	if (best < 0) {
-		ragg__verbs_error(dev, "%s port %u has no GID with an IP address: give its net "
-		                       "device an address (`ip addr add ... dev <netdev>`)",
+		ragg__verbs_error(dev,
+		                  "%s port %u has no GID with an IP address: give its net "
+		                  "device an address (`ip addr add ... dev <netdev>`)",
 		                  dev->name, dev->port);
 		return -EADDRNOTAVAIL;
 	}

@@ -67,8 +67,8 @@ int ragg__verbs_numa_node(const char *device)
 
 static const char *phys_state_str(uint8_t s)
 {
-	static const char *const names[] = {"?", "SLEEP", "POLLING", "DISABLED", "TRAINING",
-	                                    "LINK_UP", "ERROR_RECOVERY", "PHY_TEST"};
+	static const char *const names[] = {"?",        "SLEEP",   "POLLING",        "DISABLED",
+	                                    "TRAINING", "LINK_UP", "ERROR_RECOVERY", "PHY_TEST"};
 	return s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
 }
 
@@ -86,7 +86,8 @@ static void speed_str(const struct ibv_port_attr *pa, char *buf, size_t len)
 	switch (pa->active_speed) {
 	case 1: lane = 2.5; break;
 	case 2: lane = 5; break;
-	case 4: case 8: lane = 10; break;
+	case 4:
+	case 8: lane = 10; break;
 	case 16: lane = 14; break;
 	case 32: lane = 25; break;
 	case 64: lane = 50; break;
@@ -110,7 +111,7 @@ static void speed_str(const struct ibv_port_attr *pa, char *buf, size_t len)
 
 static const char *gid_type_str(uint32_t t)
 {
-	return t == IBV_GID_TYPE_IB         ? "IB"
+	return t == IBV_GID_TYPE_IB        ? "IB"
 	       : t == IBV_GID_TYPE_ROCE_V1 ? "RoCE v1"
 	       : t == IBV_GID_TYPE_ROCE_V2 ? "RoCE v2"
 	                                   : "?";
@@ -157,8 +158,8 @@ static void describe_device(struct sbuf *b, struct ibv_device *d)
 	else
 		snprintf(numa, sizeof(numa), "unknown");
 	put(b, "  %s: %s, NUMA node %s, firmware %s, %d port%s\n", name,
-	    ibv_node_type_str(d->node_type), numa, da.fw_ver[0] ? da.fw_ver : "-",
-	    da.phys_port_cnt, da.phys_port_cnt == 1 ? "" : "s");
+	    ibv_node_type_str(d->node_type), numa, da.fw_ver[0] ? da.fw_ver : "-", da.phys_port_cnt,
+	    da.phys_port_cnt == 1 ? "" : "s");
 	for (uint8_t p = 1; p <= da.phys_port_cnt; p++) {
 		struct ibv_port_attr pa;
 		if (ibv_query_port(ctx, p, &pa)) {

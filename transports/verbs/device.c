@@ -66,9 +66,10 @@ static int pick_device(struct ibv_context *const *ctxs, struct ibv_device *const
 		if (!ctx) {
 			ctx = ibv_open_device(d);
 			if (!ctx) {
-				off += (size_t)snprintf(seen + off, off < sizeof(seen) ? sizeof(seen) - off : 0,
-				                        "%s%s: cannot open (%s)", off ? "; " : "", name,
-				                        strerror(errno));
+				off += (size_t)snprintf(seen + off,
+				                        off < sizeof(seen) ? sizeof(seen) - off : 0,
+				                        "%s%s: cannot open (%s)", off ? "; " : "",
+				                        name, strerror(errno));
 				continue;
 			}
 			opened = true;
@@ -87,15 +88,16 @@ static int pick_device(struct ibv_context *const *ctxs, struct ibv_device *const
 					break;
 				}
 				if (off < sizeof(seen))
-					off += (size_t)snprintf(seen + off, sizeof(seen) - off,
-					                        "%s%s port %d is %s (%s)", off ? "; " : "",
-					                        name, p, ragg__verbs_port_state_str(pa.state),
-					                        port_advice(&pa));
+					off += (size_t)snprintf(
+					    seen + off, sizeof(seen) - off,
+					    "%s%s port %d is %s (%s)", off ? "; " : "", name, p,
+					    ragg__verbs_port_state_str(pa.state), port_advice(&pa));
 			}
 			if (cfg->port && cfg->port > da.phys_port_cnt && off < sizeof(seen))
 				off += (size_t)snprintf(seen + off, sizeof(seen) - off,
-				                        "%s%s has no port %ld (it has %d)", off ? "; " : "",
-				                        name, cfg->port, da.phys_port_cnt);
+				                        "%s%s has no port %ld (it has %d)",
+				                        off ? "; " : "", name, cfg->port,
+				                        da.phys_port_cnt);
 		}
 		if (opened)
 			ibv_close_device(ctx);
@@ -108,9 +110,11 @@ static int pick_device(struct ibv_context *const *ctxs, struct ibv_device *const
 		char names[256] = "";
 		size_t o = 0;
 		for (int i = 0; i < n && o < sizeof(names); i++)
-			o += (size_t)snprintf(names + o, sizeof(names) - o, "%s%s", i ? ", " : "",
-			                      ibv_get_device_name(ctxs ? ctxs[i]->device : devs[i]));
-		snprintf(why, why_len, "RDMA device %s (RAGG_VERBS_DEVICE) not found; this host has: %s",
+			o +=
+			    (size_t)snprintf(names + o, sizeof(names) - o, "%s%s", i ? ", " : "",
+			                     ibv_get_device_name(ctxs ? ctxs[i]->device : devs[i]));
+		snprintf(why, why_len,
+		         "RDMA device %s (RAGG_VERBS_DEVICE) not found; this host has: %s",
 		         cfg->device, names);
 	} else {
 		snprintf(why, why_len, "no RDMA port is ACTIVE: %s", seen);
@@ -134,9 +138,10 @@ int ragg__verbs_probe(char *why, size_t why_len)
 	}
 	if (n == 0) {
 		ibv_free_device_list(devs);
-		snprintf(why, why_len,
-		         "no RDMA devices found (load the NIC's RDMA driver, e.g. mlx5_ib, or add a "
-		         "Soft-RoCE device: `rdma link add rxe0 type rxe netdev eth0`)");
+		snprintf(
+		    why, why_len,
+		    "no RDMA devices found (load the NIC's RDMA driver, e.g. mlx5_ib, or add a "
+		    "Soft-RoCE device: `rdma link add rxe0 type rxe netdev eth0`)");
 		return -ENODEV;
 	}
 	uint8_t port;
@@ -145,10 +150,11 @@ int ragg__verbs_probe(char *why, size_t why_len)
 	if (i < 0)
 		return -ENODEV;
 	if (access("/dev/infiniband/rdma_cm", R_OK | W_OK) != 0) {
-		snprintf(why, why_len,
-		         "RDMA device present but rdma_cm is not usable (/dev/infiniband/rdma_cm: %s; "
-		         "load rdma_ucm)",
-		         strerror(errno));
+		snprintf(
+		    why, why_len,
+		    "RDMA device present but rdma_cm is not usable (/dev/infiniband/rdma_cm: %s; "
+		    "load rdma_ucm)",
+		    strerror(errno));
 		return -ENODEV;
 	}
 	return 0;
@@ -182,11 +188,11 @@ static uint32_t probe_inline(struct ragg__verbs_dev *dev, uint32_t want, uint32_
 {
 	for (;;) {
 		struct ibv_qp_init_attr ia = {
-			.send_cq = dev->cq,
-			.recv_cq = dev->cq,
-			.srq = dev->srq,
-			.cap = {.max_send_wr = *depth, .max_send_sge = 1, .max_inline_data = want},
-			.qp_type = IBV_QPT_RC,
+		    .send_cq = dev->cq,
+		    .recv_cq = dev->cq,
+		    .srq = dev->srq,
+		    .cap = {.max_send_wr = *depth, .max_send_sge = 1, .max_inline_data = want},
+		    .qp_type = IBV_QPT_RC,
 		};
 		struct ibv_qp *qp = ibv_create_qp(dev->pd, &ia);
 		if (qp) {
@@ -253,15 +259,16 @@ static int open_resources(struct ragg__verbs_dev *dev)
 	dev->depth = (uint32_t)cfg->queue_depth;
 	if (dev->depth > (uint32_t)da->max_qp_wr)
 		dev->depth = (uint32_t)da->max_qp_wr;
-	uint64_t srq = cfg->srq_depth ? (uint64_t)cfg->srq_depth : (uint64_t)dev->depth * (uint64_t)peers;
+	uint64_t srq =
+	    cfg->srq_depth ? (uint64_t)cfg->srq_depth : (uint64_t)dev->depth * (uint64_t)peers;
 	if (!cfg->srq_depth && srq < 1024)
 		srq = 1024;
 	if (da->max_srq_wr > 0 && srq > (uint64_t)da->max_srq_wr)
 		srq = (uint64_t)da->max_srq_wr;
 	dev->srq_depth = (uint32_t)srq;
 
-	int64_t cq = cfg->cq_depth ? cfg->cq_depth
-	                           : (int64_t)dev->srq_depth + (int64_t)dev->depth * peers;
+	int64_t cq =
+	    cfg->cq_depth ? cfg->cq_depth : (int64_t)dev->srq_depth + (int64_t)dev->depth * peers;
 	if (cq > da->max_cqe)
 		cq = da->max_cqe;
 
@@ -296,8 +303,9 @@ static int open_resources(struct ragg__verbs_dev *dev)
 		return rc;
 	dev->cq_committed = (int)dev->srq_depth;
 	if (dev->cq_committed > dev->cq_size) {
-		ragg__verbs_error(dev, "%s: completion queue of %d entries cannot hold the %u "
-		                       "receives of the SRQ; raise RAGG_VERBS_CQ_DEPTH",
+		ragg__verbs_error(dev,
+		                  "%s: completion queue of %d entries cannot hold the %u "
+		                  "receives of the SRQ; raise RAGG_VERBS_CQ_DEPTH",
 		                  dev->name, dev->cq_size, dev->srq_depth);
 		return -EINVAL;
 	}
@@ -341,7 +349,8 @@ static int open_resources(struct ragg__verbs_dev *dev)
 	dev->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (dev->epfd < 0)
 		return -errno;
-	if ((rc = epoll_add(dev, dev->comp_ch->fd, 0)) || (rc = epoll_add(dev, dev->cm_ch->fd, 1)) ||
+	if ((rc = epoll_add(dev, dev->comp_ch->fd, 0)) ||
+	    (rc = epoll_add(dev, dev->cm_ch->fd, 1)) ||
 	    (rc = epoll_add(dev, dev->ctx->async_fd, 2)))
 		return rc;
 	if ((rc = ragg__verbs_wake_sync(dev)))
@@ -395,7 +404,8 @@ int ragg__verbs_open(const struct ragg_tp_params *params, struct ragg_tp_dev **o
 	struct ragg__verbs_dev *dev = calloc(1, sizeof(*dev));
 	if (!dev)
 		return -ENOMEM;
-	size_t n = params->size < sizeof(dev->base.params) ? params->size : sizeof(dev->base.params);
+	size_t n =
+	    params->size < sizeof(dev->base.params) ? params->size : sizeof(dev->base.params);
 	memcpy(&dev->base.params, params, n);
 	dev->base.params.size = sizeof(dev->base.params);
 	dev->base.ops = &ragg__tp_verbs_ops;
@@ -416,8 +426,9 @@ int ragg__verbs_open(const struct ragg_tp_params *params, struct ragg_tp_dev **o
 	dev->cm_devs = rdma_get_devices(&ndev);
 	if (!dev->cm_devs || ndev == 0) {
 		rc = -ENODEV;
-		ragg__verbs_error(dev, "no RDMA devices usable through rdma_cm (%s); see `ibv_devices` "
-		                       "and `rdma link`",
+		ragg__verbs_error(dev,
+		                  "no RDMA devices usable through rdma_cm (%s); see `ibv_devices` "
+		                  "and `rdma link`",
 		                  dev->cm_devs ? "none found" : strerror(errno));
 		goto err;
 	}
@@ -429,16 +440,19 @@ int ragg__verbs_open(const struct ragg_tp_params *params, struct ragg_tp_dev **o
 	}
 	dev->ctx = dev->cm_devs[i];
 	snprintf(dev->name, sizeof(dev->name), "%s", ibv_get_device_name(dev->ctx->device));
-	if (ibv_query_device(dev->ctx, &dev->dattr) || ibv_query_port(dev->ctx, dev->port, &dev->pattr)) {
+	if (ibv_query_device(dev->ctx, &dev->dattr) ||
+	    ibv_query_port(dev->ctx, dev->port, &dev->pattr)) {
 		rc = -errno;
-		ragg__verbs_error(dev, "%s: cannot query the device: %s", dev->name, strerror(errno));
+		ragg__verbs_error(dev, "%s: cannot query the device: %s", dev->name,
+		                  strerror(errno));
 		goto err;
 	}
 	fork_check(dev);
 	if ((rc = open_resources(dev)))
 		goto err;
-	ragg__verbs_info(dev, "using %s port %u (%s, active MTU %d, max message %llu bytes): "
-	                      "queue depth %u, SRQ %u, CQ %d, inline %u, signal every %u",
+	ragg__verbs_info(dev,
+	                 "using %s port %u (%s, active MTU %d, max message %llu bytes): "
+	                 "queue depth %u, SRQ %u, CQ %d, inline %u, signal every %u",
 	                 dev->name, dev->port,
 	                 dev->pattr.link_layer == IBV_LINK_LAYER_ETHERNET ? "RoCE" : "InfiniBand",
 	                 128 << dev->pattr.active_mtu, (unsigned long long)dev->max_msg, dev->depth,
@@ -508,10 +522,12 @@ int ragg__verbs_cq_reserve(struct ragg__verbs_dev *dev, int cqes)
 	if (want > dev->dattr.max_cqe)
 		want = dev->dattr.max_cqe;
 	if (want < dev->cq_committed + cqes || ibv_resize_cq(dev->cq, want) != 0) {
-		ragg__verbs_error(dev, "%s: completion queue full (%d entries for %d endpoints' send "
-		                       "queues and the SRQ) and it cannot grow; lower "
-		                       "RAGG_VERBS_QUEUE_DEPTH or raise RAGG_VERBS_CQ_DEPTH",
-		                  dev->name, dev->cq_size, (dev->cq_committed - (int)dev->srq_depth) / (int)dev->depth);
+		ragg__verbs_error(dev,
+		                  "%s: completion queue full (%d entries for %d endpoints' send "
+		                  "queues and the SRQ) and it cannot grow; lower "
+		                  "RAGG_VERBS_QUEUE_DEPTH or raise RAGG_VERBS_CQ_DEPTH",
+		                  dev->name, dev->cq_size,
+		                  (dev->cq_committed - (int)dev->srq_depth) / (int)dev->depth);
 		return -ENOBUFS;
 	}
 	/* The ring must hold whatever the CQ holds; grow it first so a
@@ -538,36 +554,35 @@ void ragg__verbs_cq_release(struct ragg__verbs_dev *dev, int cqes)
 }
 
 const struct ragg_tp_ops ragg__tp_verbs_ops = {
-	.size = sizeof(struct ragg_tp_ops),
-	.abi = RAGG_TP_ABI_VERSION,
-	.name = "verbs",
-	.caps = RAGG_TP_CAP_WRITE_IMM | RAGG_TP_CAP_SEND | RAGG_TP_CAP_INLINE |
-	        RAGG_TP_CAP_ZERO_COPY,
+    .size = sizeof(struct ragg_tp_ops),
+    .abi = RAGG_TP_ABI_VERSION,
+    .name = "verbs",
+    .caps = RAGG_TP_CAP_WRITE_IMM | RAGG_TP_CAP_SEND | RAGG_TP_CAP_INLINE | RAGG_TP_CAP_ZERO_COPY,
 
-	.probe = ragg__verbs_probe,
-	.open = ragg__verbs_open,
-	.close = ragg__verbs_close,
-	.query = ragg__verbs_query,
+    .probe = ragg__verbs_probe,
+    .open = ragg__verbs_open,
+    .close = ragg__verbs_close,
+    .query = ragg__verbs_query,
 
-	.mr_reg = ragg__verbs_mr_reg,
-	.mr_dereg = ragg__verbs_mr_dereg,
+    .mr_reg = ragg__verbs_mr_reg,
+    .mr_dereg = ragg__verbs_mr_dereg,
 
-	.listen = ragg__verbs_listen,
-	.connect = ragg__verbs_connect,
-	.accept = ragg__verbs_accept,
-	.reject = ragg__verbs_reject,
-	.ep_close = ragg__verbs_ep_close,
+    .listen = ragg__verbs_listen,
+    .connect = ragg__verbs_connect,
+    .accept = ragg__verbs_accept,
+    .reject = ragg__verbs_reject,
+    .ep_close = ragg__verbs_ep_close,
 
-	.write_imm = ragg__verbs_write_imm,
-	.send = ragg__verbs_send,
+    .write_imm = ragg__verbs_write_imm,
+    .send = ragg__verbs_send,
 
-	.poll = ragg__verbs_poll,
-	.wait = ragg__verbs_wait,
+    .poll = ragg__verbs_poll,
+    .wait = ragg__verbs_wait,
 
-	/* Registered memory may be any memory; every address is tried. */
-	.mem_alloc = NULL,
-	.mem_free = NULL,
-	.reachable = NULL,
-	.arm = ragg__verbs_arm,
-	.wait_fd = ragg__verbs_wait_fd,
+    /* Registered memory may be any memory; every address is tried. */
+    .mem_alloc = NULL,
+    .mem_free = NULL,
+    .reachable = NULL,
+    .arm = ragg__verbs_arm,
+    .wait_fd = ragg__verbs_wait_fd,
 };

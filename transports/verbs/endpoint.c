@@ -31,8 +31,8 @@ static void ep_count_resolving(struct ragg__verbs_ep *ep, bool on)
 {
 	/* Endpoints waiting on rdma_cm make poll() read the cm channel on
 	 * every call instead of now and then. */
-	bool was = ep->state == RAGG__VERBS_EP_RESOLVING || ep->state == RAGG__VERBS_EP_CONNECTING ||
-	           ep->state == RAGG__VERBS_EP_ACCEPTING;
+	bool was = ep->state == RAGG__VERBS_EP_RESOLVING ||
+	           ep->state == RAGG__VERBS_EP_CONNECTING || ep->state == RAGG__VERBS_EP_ACCEPTING;
 	if (was && !on)
 		ep->dev->resolving--;
 	else if (!was && on)
@@ -93,9 +93,11 @@ static int ep_setup_qp(struct ragg__verbs_ep *ep)
 	struct ragg__verbs_dev *dev = ep->dev;
 	int rc;
 	if (ep->id->verbs != dev->ctx) {
-		ragg__verbs_error(dev, "%s is reached through RDMA device %s, but this process uses %s; "
-		                       "set RAGG_VERBS_DEVICE=%s (or route the address via %s)",
-		                  ep->base.peer, dev_of(ep->id), dev->name, dev_of(ep->id), dev->name);
+		ragg__verbs_error(dev,
+		                  "%s is reached through RDMA device %s, but this process uses %s; "
+		                  "set RAGG_VERBS_DEVICE=%s (or route the address via %s)",
+		                  ep->base.peer, dev_of(ep->id), dev->name, dev_of(ep->id),
+		                  dev->name);
 		return -EXDEV;
 	}
 	ep->depth = dev->depth;
@@ -114,12 +116,14 @@ static int ep_setup_qp(struct ragg__verbs_ep *ep)
 	if ((rc = ragg__verbs_cq_reserve(dev, (int)ep->depth)))
 		return rc;
 	struct ibv_qp_init_attr ia = {
-		.send_cq = dev->cq,
-		.recv_cq = dev->cq,
-		.srq = dev->srq,
-		.cap = {.max_send_wr = ep->depth, .max_send_sge = 1, .max_inline_data = dev->max_inline},
-		.qp_type = IBV_QPT_RC,
-		.sq_sig_all = 0,
+	    .send_cq = dev->cq,
+	    .recv_cq = dev->cq,
+	    .srq = dev->srq,
+	    .cap = {.max_send_wr = ep->depth,
+	            .max_send_sge = 1,
+	            .max_inline_data = dev->max_inline},
+	    .qp_type = IBV_QPT_RC,
+	    .sq_sig_all = 0,
 	};
 	if (rdma_create_qp(ep->id, dev->pd, &ia)) {
 		rc = -errno;
@@ -254,14 +258,16 @@ int ragg__verbs_listen(struct ragg_tp_dev *d, const char *host, char *addr, size
 	}
 	if (rdma_bind_addr(lid, (struct sockaddr *)&ss)) {
 		rc = -errno;
-		ragg__verbs_error(dev, "cannot listen on %s with rdma_cm: %s (the address must belong "
-		                       "to an RDMA-capable interface, e.g. the net device of %s)",
+		ragg__verbs_error(dev,
+		                  "cannot listen on %s with rdma_cm: %s (the address must belong "
+		                  "to an RDMA-capable interface, e.g. the net device of %s)",
 		                  want, strerror(errno), dev->name);
 		goto err;
 	}
 	if (lid->verbs && lid->verbs != dev->ctx) {
-		ragg__verbs_error(dev, "%s belongs to RDMA device %s, but this process uses %s; set "
-		                       "RAGG_VERBS_DEVICE=%s or listen on an address of %s",
+		ragg__verbs_error(dev,
+		                  "%s belongs to RDMA device %s, but this process uses %s; set "
+		                  "RAGG_VERBS_DEVICE=%s or listen on an address of %s",
 		                  want, dev_of(lid), dev->name, dev_of(lid), dev->name);
 		rc = -EXDEV;
 		goto err;
@@ -274,8 +280,9 @@ int ragg__verbs_listen(struct ragg_tp_dev *d, const char *host, char *addr, size
 	struct sockaddr_storage bound;
 	memset(&bound, 0, sizeof(bound));
 	struct sockaddr *la = rdma_get_local_addr(lid);
-	memcpy(&bound, la, la->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-	                                             : sizeof(struct sockaddr_in));
+	memcpy(&bound, la,
+	       la->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+	                                 : sizeof(struct sockaddr_in));
 	uint16_t port = rdma_get_src_port(lid); /* network order */
 	bool any = (bound.ss_family == AF_INET &&
 	            ((struct sockaddr_in *)&bound)->sin_addr.s_addr == htonl(INADDR_ANY)) ||
@@ -303,8 +310,8 @@ err:
 	return rc;
 }
 
-int ragg__verbs_connect(struct ragg_tp_dev *d, const char *addr, const void *priv,
-                        size_t priv_len, void *user, struct ragg_tp_ep **out)
+int ragg__verbs_connect(struct ragg_tp_dev *d, const char *addr, const void *priv, size_t priv_len,
+                        void *user, struct ragg_tp_ep **out)
 {
 	struct ragg__verbs_dev *dev = ragg__verbs_dev(d);
 	char h[RAGG_TP_ADDR_MAX], p[16];
@@ -345,8 +352,9 @@ int ragg__verbs_connect(struct ragg_tp_dev *d, const char *addr, const void *pri
 	if (rdma_resolve_addr(id, bind_src ? (struct sockaddr *)&src : NULL,
 	                      (struct sockaddr *)&dst, (int)dev->cfg.resolve_timeout_ms)) {
 		rc = -errno;
-		ragg__verbs_error(dev, "cannot resolve RDMA address %s: %s (is it the address of an "
-		                       "RDMA-capable interface? see `rdma link`)",
+		ragg__verbs_error(dev,
+		                  "cannot resolve RDMA address %s: %s (is it the address of an "
+		                  "RDMA-capable interface? see `rdma link`)",
 		                  addr, strerror(errno));
 		ragg__verbs_ep_close(&ep->base);
 		return rc;
@@ -407,9 +415,7 @@ void ragg__verbs_ep_close(struct ragg_tp_ep *e)
 	struct ragg__verbs_ep *ep = ragg__verbs_ep(e);
 	struct ragg__verbs_dev *dev = ep->dev;
 	switch (ep->state) {
-	case RAGG__VERBS_EP_REQUESTED:
-		rdma_reject(ep->id, NULL, 0);
-		break;
+	case RAGG__VERBS_EP_REQUESTED: rdma_reject(ep->id, NULL, 0); break;
 	case RAGG__VERBS_EP_CONNECTED:
 	case RAGG__VERBS_EP_ACCEPTING:
 	case RAGG__VERBS_EP_CONNECTING:
@@ -419,8 +425,7 @@ void ragg__verbs_ep_close(struct ragg_tp_ep *e)
 		if (ep->qp)
 			rdma_disconnect(ep->id);
 		break;
-	default:
-		break;
+	default: break;
 	}
 	ep_count_resolving(ep, false);
 	ep_teardown_qp(ep);
@@ -437,7 +442,7 @@ void ragg__verbs_ep_close_all(struct ragg__verbs_dev *dev)
 {
 	while (!ragg__verbs_list_empty(&dev->eps)) {
 		struct ragg__verbs_ep *ep =
-			ragg__container_of(dev->eps.next, struct ragg__verbs_ep, link);
+		    ragg__container_of(dev->eps.next, struct ragg__verbs_ep, link);
 		ragg__verbs_ep_close(&ep->base);
 	}
 	if (dev->listen_id) {
@@ -452,7 +457,8 @@ void ragg__verbs_ep_close_all(struct ragg__verbs_dev *dev)
 static const char *reject_reason(int status)
 {
 	switch (status) {
-	case 1: case 3: return "the peer is out of resources";
+	case 1:
+	case 3: return "the peer is out of resources";
 	case 8: return "nothing listens on that port (invalid service ID)";
 	case 10: return "stale connection";
 	case 12: return "invalid GID";
@@ -475,8 +481,9 @@ static struct rdma_cm_id *on_request(struct ragg__verbs_dev *dev, struct rdma_cm
 	char peer[RAGG_TP_ADDR_MAX];
 	ragg__verbs_addr_format(rdma_get_peer_addr(id), peer, sizeof(peer));
 	if (id->verbs != dev->ctx) {
-		ragg__verbs_warn(dev, "refusing a connection from %s that arrived on RDMA device %s "
-		                      "(this process uses %s)",
+		ragg__verbs_warn(dev,
+		                 "refusing a connection from %s that arrived on RDMA device %s "
+		                 "(this process uses %s)",
 		                 peer, dev_of(id), dev->name);
 		rdma_reject(id, NULL, 0);
 		return id;
@@ -488,8 +495,9 @@ static struct rdma_cm_id *on_request(struct ragg__verbs_dev *dev, struct rdma_cm
 	}
 	snprintf(ep->base.peer, sizeof(ep->base.peer), "%s", peer);
 	if (!priv_unpack(ep, &ev->param.conn)) {
-		ragg__verbs_warn(dev, "refusing a connection from %s: not a ragg peer (private data "
-		                      "without ragg's header)",
+		ragg__verbs_warn(dev,
+		                 "refusing a connection from %s: not a ragg peer (private data "
+		                 "without ragg's header)",
 		                 peer);
 		rdma_reject(id, NULL, 0);
 		ragg__verbs_list_del(&ep->link);
@@ -520,7 +528,8 @@ static void on_addr_resolved(struct ragg__verbs_ep *ep)
 	}
 	if (rdma_resolve_route(ep->id, (int)dev->cfg.resolve_timeout_ms)) {
 		rc = -errno;
-		ragg__verbs_error(dev, "rdma_resolve_route to %s: %s", ep->base.peer, strerror(errno));
+		ragg__verbs_error(dev, "rdma_resolve_route to %s: %s", ep->base.peer,
+		                  strerror(errno));
 		ragg__verbs_ep_fail(ep, rc);
 	}
 }
@@ -547,7 +556,8 @@ static void on_established(struct ragg__verbs_ep *ep, struct rdma_cm_event *ev,
 	if (!connector && ep->state != RAGG__VERBS_EP_ACCEPTING)
 		return;
 	if (connector && !priv_unpack(ep, &ev->param.conn)) {
-		ragg__verbs_error(dev, "%s accepted without ragg's private data header: not a ragg peer",
+		ragg__verbs_error(dev,
+		                  "%s accepted without ragg's private data header: not a ragg peer",
 		                  ep->base.peer);
 		ragg__verbs_ep_fail(ep, RAGG_ERR_PROTO);
 		return;
@@ -568,30 +578,36 @@ static void on_failure(struct ragg__verbs_ep *ep, struct rdma_cm_event *ev)
 	bool was_up = ep->state == RAGG__VERBS_EP_CONNECTED;
 	switch (ev->event) {
 	case RDMA_CM_EVENT_ADDR_ERROR:
-		ragg__verbs_error(dev, "cannot resolve RDMA address %s (device %s): %s; it must be "
-		                       "reachable through an RDMA-capable interface (`rdma link`, "
-		                       "`ip route get`)",
-		                  ep->base.peer, dev->name, strerror(-cm_status(ev, -EHOSTUNREACH)));
+		ragg__verbs_error(dev,
+		                  "cannot resolve RDMA address %s (device %s): %s; it must be "
+		                  "reachable through an RDMA-capable interface (`rdma link`, "
+		                  "`ip route get`)",
+		                  ep->base.peer, dev->name,
+		                  strerror(-cm_status(ev, -EHOSTUNREACH)));
 		ragg__verbs_ep_fail(ep, cm_status(ev, -EHOSTUNREACH));
 		break;
 	case RDMA_CM_EVENT_ROUTE_ERROR:
-		ragg__verbs_error(dev, "no RDMA route to %s from device %s: %s (RoCE: check the GID "
-		                       "table and the neighbour entry; InfiniBand: is a subnet manager "
-		                       "running?)",
-		                  ep->base.peer, dev_of(ep->id), strerror(-cm_status(ev, -ENETUNREACH)));
+		ragg__verbs_error(dev,
+		                  "no RDMA route to %s from device %s: %s (RoCE: check the GID "
+		                  "table and the neighbour entry; InfiniBand: is a subnet manager "
+		                  "running?)",
+		                  ep->base.peer, dev_of(ep->id),
+		                  strerror(-cm_status(ev, -ENETUNREACH)));
 		ragg__verbs_ep_fail(ep, cm_status(ev, -ENETUNREACH));
 		break;
 	case RDMA_CM_EVENT_REJECTED:
-		ragg__verbs_info(dev, "connection to %s refused (%s): is a ragg process listening "
-		                       "there?",
-		                  ep->base.peer, reject_reason(ev->status));
+		ragg__verbs_info(dev,
+		                 "connection to %s refused (%s): is a ragg process listening "
+		                 "there?",
+		                 ep->base.peer, reject_reason(ev->status));
 		ragg__verbs_ep_fail(ep, was_up ? RAGG_ERR_PEER_LOST : -ECONNREFUSED);
 		break;
 	case RDMA_CM_EVENT_UNREACHABLE:
-		ragg__verbs_warn(dev, "%s did not answer the connection request (%s); check the "
-		                       "address and port, that the peer runs, and on RoCE that UDP "
-		                       "port 4791 is not filtered",
-		                  ep->base.peer, strerror(-cm_status(ev, -ETIMEDOUT)));
+		ragg__verbs_warn(dev,
+		                 "%s did not answer the connection request (%s); check the "
+		                 "address and port, that the peer runs, and on RoCE that UDP "
+		                 "port 4791 is not filtered",
+		                 ep->base.peer, strerror(-cm_status(ev, -ETIMEDOUT)));
 		ragg__verbs_ep_fail(ep, -ECONNREFUSED);
 		break;
 	case RDMA_CM_EVENT_CONNECT_ERROR:
@@ -604,12 +620,11 @@ static void on_failure(struct ragg__verbs_ep *ep, struct rdma_cm_event *ev)
 		ragg__verbs_ep_fail(ep, RAGG_ERR_PEER_LOST);
 		break;
 	case RDMA_CM_EVENT_DEVICE_REMOVAL:
-		ragg__verbs_error(dev, "RDMA device %s was removed; connection with %s lost", dev->name,
-		                  ep->base.peer);
+		ragg__verbs_error(dev, "RDMA device %s was removed; connection with %s lost",
+		                  dev->name, ep->base.peer);
 		ragg__verbs_ep_fail(ep, -ENODEV);
 		break;
-	default:
-		break;
+	default: break;
 	}
 }
 
@@ -623,7 +638,8 @@ static struct rdma_cm_id *cm_handle(struct ragg__verbs_dev *dev, struct rdma_cm_
 	                  ep ? ep->base.peer : dev->listen_addr, ev->status);
 	if (!ep) {
 		if (ev->event == RDMA_CM_EVENT_DEVICE_REMOVAL)
-			ragg__verbs_error(dev, "RDMA device %s was removed; the listener on %s is gone",
+			ragg__verbs_error(dev,
+			                  "RDMA device %s was removed; the listener on %s is gone",
 			                  dev->name, dev->listen_addr);
 		return NULL;
 	}
@@ -636,16 +652,11 @@ static struct rdma_cm_id *cm_handle(struct ragg__verbs_dev *dev, struct rdma_cm_
 		if (ep->state == RAGG__VERBS_EP_RESOLVING)
 			on_route_resolved(ep);
 		break;
-	case RDMA_CM_EVENT_ESTABLISHED:
-		on_established(ep, ev, out);
-		break;
+	case RDMA_CM_EVENT_ESTABLISHED: on_established(ep, ev, out); break;
 	case RDMA_CM_EVENT_TIMEWAIT_EXIT:
 	case RDMA_CM_EVENT_ADDR_CHANGE:
-	case RDMA_CM_EVENT_CONNECT_RESPONSE:
-		break;
-	default:
-		on_failure(ep, ev);
-		break;
+	case RDMA_CM_EVENT_CONNECT_RESPONSE: break;
+	default: on_failure(ep, ev); break;
 	}
 	return NULL;
 }

@@ -46,10 +46,11 @@ struct ibv_mr *ragg__verbs_reg(struct ragg__verbs_dev *dev, void *addr, size_t l
 	 */
 	if ((err == ENOMEM || err == EPERM) && getrlimit(RLIMIT_MEMLOCK, &rl) == 0 &&
 	    rl.rlim_cur != RLIM_INFINITY) {
-		ragg__verbs_error(dev, "%s: registering %zu bytes of %s failed (%s): the locked-memory "
-		                       "limit is %llu KiB (RLIMIT_MEMLOCK); raise it with `ulimit -l "
-		                       "unlimited` (limits.conf: `* - memlock unlimited`; systemd: "
-		                       "LimitMEMLOCK=infinity; docker: --ulimit memlock=-1)",
+		ragg__verbs_error(dev,
+		                  "%s: registering %zu bytes of %s failed (%s): the locked-memory "
+		                  "limit is %llu KiB (RLIMIT_MEMLOCK); raise it with `ulimit -l "
+		                  "unlimited` (limits.conf: `* - memlock unlimited`; systemd: "
+		                  "LimitMEMLOCK=infinity; docker: --ulimit memlock=-1)",
 		                  dev->name, len, what, strerror(err),
 		                  (unsigned long long)(rl.rlim_cur / 1024));
 		*rc = RAGG_ERR_MEMLOCK;
@@ -73,8 +74,9 @@ int ragg__verbs_mr_reg(struct ragg_tp_dev *d, void *addr, size_t len, struct rag
 	 * error code, end the attempt. */
 	struct sysinfo si;
 	if (sysinfo(&si) == 0 && (uint64_t)len / si.mem_unit > (uint64_t)si.totalram) {
-		ragg__verbs_error(dev, "%s: cannot register %zu bytes: registered memory is pinned, and "
-		                       "this machine has %llu MiB of RAM",
+		ragg__verbs_error(dev,
+		                  "%s: cannot register %zu bytes: registered memory is pinned, and "
+		                  "this machine has %llu MiB of RAM",
 		                  dev->name, len,
 		                  (unsigned long long)((uint64_t)si.totalram * si.mem_unit >> 20));
 		return -ENOMEM;

@@ -143,20 +143,15 @@ static const char *wc_advice(enum ibv_wc_status s)
 	switch (s) {
 	case IBV_WC_RETRY_EXC_ERR:
 		return "the peer stopped answering (process gone, link down, or path broken)";
-	case IBV_WC_RNR_RETRY_EXC_ERR:
-		return "the peer had no receive posted for too long";
+	case IBV_WC_RNR_RETRY_EXC_ERR: return "the peer had no receive posted for too long";
 	case IBV_WC_REM_ACCESS_ERR:
 		return "write outside the peer's registered region or with a stale key";
 	case IBV_WC_REM_INV_REQ_ERR:
 		return "the peer refused the request (message too long for its receive?)";
-	case IBV_WC_LOC_LEN_ERR:
-		return "a message was longer than the receive buffer";
-	case IBV_WC_LOC_PROT_ERR:
-		return "a local buffer was not inside a registered region";
-	case IBV_WC_REM_OP_ERR:
-		return "the peer's queue pair failed";
-	default:
-		return "queue pair in error";
+	case IBV_WC_LOC_LEN_ERR: return "a message was longer than the receive buffer";
+	case IBV_WC_LOC_PROT_ERR: return "a local buffer was not inside a registered region";
+	case IBV_WC_REM_OP_ERR: return "the peer's queue pair failed";
+	default: return "queue pair in error";
 	}
 }
 
@@ -171,10 +166,12 @@ static void qp_error(struct ragg__verbs_ep *ep, const struct ibv_wc *wc)
 		ragg__verbs_info(dev, "connection with %s closed: work requests flushed (%s)",
 		                 ep->base.peer, ibv_wc_status_str(wc->status));
 	else
-		ragg__verbs_error(dev, "connection with %s failed: %s (status %d, vendor error 0x%x): "
-		                       "%s; reported as %s",
+		ragg__verbs_error(dev,
+		                  "connection with %s failed: %s (status %d, vendor error 0x%x): "
+		                  "%s; reported as %s",
 		                  ep->base.peer, ibv_wc_status_str(wc->status), wc->status,
-		                  wc->vendor_err, wc_advice(wc->status), ragg_strerror_name(status));
+		                  wc->vendor_err, wc_advice(wc->status),
+		                  ragg_strerror_name(status));
 	ragg__verbs_ep_fail(ep, status);
 }
 
@@ -226,7 +223,8 @@ static bool handle_wc(struct ragg__verbs_dev *dev, struct ibv_wc *wc, struct rag
 			return false;
 		uint32_t idx = (uint32_t)(wc->wr_id & ~RAGG__VERBS_WR_RECV);
 		if (ragg__likely(wc->opcode == IBV_WC_RECV_RDMA_WITH_IMM)) {
-			struct ragg_tp_event *e = ragg__verbs_out_next(out, ep, RAGG_TP_EV_WRITE_LANDED);
+			struct ragg_tp_event *e =
+			    ragg__verbs_out_next(out, ep, RAGG_TP_EV_WRITE_LANDED);
 			e->imm = ntohl(wc->imm_data);
 			e->len = ep->note_len ? ep->note_len : wc->byte_len;
 			ep->note_len = 0;
@@ -282,34 +280,38 @@ static void async_progress(struct ragg__verbs_dev *dev)
 			 * verbs context; only act on our own QPs. */
 			ep = ragg__verbs_ep_by_qp(dev, ae.element.qp->qp_num);
 			if (ep && ep->state != RAGG__VERBS_EP_FAILED) {
-				ragg__verbs_error(dev, "connection with %s failed: %s (%s)", ep->base.peer,
-				                  ibv_event_type_str(ae.event_type),
+				ragg__verbs_error(dev, "connection with %s failed: %s (%s)",
+				                  ep->base.peer, ibv_event_type_str(ae.event_type),
 				                  ae.event_type == IBV_EVENT_QP_ACCESS_ERR
-				                          ? "the peer wrote outside a region or with a "
-				                            "wrong key"
-				                          : "queue pair error");
+				                      ? "the peer wrote outside a region or with a "
+				                        "wrong key"
+				                      : "queue pair error");
 				ragg__verbs_ep_fail(ep, ae.event_type == IBV_EVENT_QP_ACCESS_ERR
-				                                ? RAGG_ERR_KEY
-				                                : RAGG_ERR_PEER_LOST);
+				                            ? RAGG_ERR_KEY
+				                            : RAGG_ERR_PEER_LOST);
 			}
 			break;
 		case IBV_EVENT_PORT_ERR:
 			if (ae.element.port_num == dev->port)
-				ragg__verbs_error(dev, "%s port %u went DOWN: connections will fail until "
-				                       "the link is back (check the cable/switch, or the "
-				                       "net device under a Soft-RoCE device)",
-				                  dev->name, dev->port);
+				ragg__verbs_error(
+				    dev,
+				    "%s port %u went DOWN: connections will fail until "
+				    "the link is back (check the cable/switch, or the "
+				    "net device under a Soft-RoCE device)",
+				    dev->name, dev->port);
 			break;
 		case IBV_EVENT_PORT_ACTIVE:
 			if (ae.element.port_num == dev->port)
-				ragg__verbs_info(dev, "%s port %u is ACTIVE again", dev->name, dev->port);
+				ragg__verbs_info(dev, "%s port %u is ACTIVE again", dev->name,
+				                 dev->port);
 			break;
 		case IBV_EVENT_DEVICE_FATAL:
 			ragg__verbs_error(dev, "%s: fatal device error; every connection is lost",
 			                  dev->name);
-			for (struct ragg__verbs_link *l = dev->eps.next; l != &dev->eps; l = l->next)
-				ragg__verbs_ep_fail(ragg__container_of(l, struct ragg__verbs_ep, link),
-				                    -ENODEV);
+			for (struct ragg__verbs_link *l = dev->eps.next; l != &dev->eps;
+			     l = l->next)
+				ragg__verbs_ep_fail(
+				    ragg__container_of(l, struct ragg__verbs_ep, link), -ENODEV);
 			break;
 		default:
 			ragg__verbs_debug(dev, "%s: async event %s", dev->name,
@@ -324,7 +326,7 @@ static void emit_failed(struct ragg__verbs_dev *dev, struct ragg__verbs_out *out
 {
 	while (!ragg__verbs_list_empty(&dev->failed) && ragg__verbs_out_room(out) > 0) {
 		struct ragg__verbs_ep *ep =
-			ragg__container_of(dev->failed.next, struct ragg__verbs_ep, pend);
+		    ragg__container_of(dev->failed.next, struct ragg__verbs_ep, pend);
 		ragg__verbs_list_del(&ep->pend);
 		ep->owed_down = false;
 		struct ragg_tp_event *e = ragg__verbs_out_next(out, ep, RAGG_TP_EV_DISCONNECTED);
@@ -380,9 +382,7 @@ static bool take_ready(struct ragg__verbs_dev *dev, const struct epoll_event *ev
 	bool other = false;
 	for (int i = 0; i < n; i++) {
 		switch (evs[i].data.u32) {
-		case TAG_COMP:
-			consume_cq_events(dev);
-			break;
+		case TAG_COMP: consume_cq_events(dev); break;
 		case TAG_CM:
 			dev->cm_ready = true;
 			other = true;
@@ -391,9 +391,7 @@ static bool take_ready(struct ragg__verbs_dev *dev, const struct epoll_event *ev
 			dev->async_ready = true;
 			other = true;
 			break;
-		default: /* the wake fd */
-			other = true;
-			break;
+		default: /* the wake fd */ other = true; break;
 		}
 	}
 	return other;
@@ -471,10 +469,10 @@ int ragg__verbs_wait(struct ragg_tp_dev *d, int timeout_ms)
 	int mode = dev->base.params.poll_mode;
 
 	if (mode != RAGG_POLL_BLOCK) {
-		int64_t spin_end = mode == RAGG_POLL_BUSY ? deadline
-		                                          : start + (dev->base.params.spin_us > 0
-		                                                             ? dev->base.params.spin_us
-		                                                             : 0);
+		int64_t spin_end =
+		    mode == RAGG_POLL_BUSY
+		        ? deadline
+		        : start + (dev->base.params.spin_us > 0 ? dev->base.params.spin_us : 0);
 		/* The CQ on every turn, the clock every 128th, the other fds
 		 * (a system call) every SLOW_CHECK_US, or at once when there
 		 * is a wake fd to honour. */

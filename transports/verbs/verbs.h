@@ -67,12 +67,12 @@ int ragg__verbs_numa_node(const char *device);
 /* ---- settings (config.c) ---- */
 
 struct ragg__verbs_config {
-	char device[64]; /* "": the first device with an active port */
-	long port; /* 0: the first active port */
-	long gid_index; /* -1: automatic */
+	char device[64];  /* "": the first device with an active port */
+	long port;        /* 0: the first active port */
+	long gid_index;   /* -1: automatic */
 	long queue_depth; /* send WRs per endpoint */
-	long srq_depth; /* 0: automatic */
-	long cq_depth; /* 0: automatic */
+	long srq_depth;   /* 0: automatic */
+	long cq_depth;    /* 0: automatic */
 	long inline_size; /* requested; the device may grant less */
 	long signal_interval;
 	long poll_batch;
@@ -84,24 +84,8 @@ struct ragg__verbs_config {
 	long retry_count;
 };
 
-/* One row per RAGG_VERBS_<name> variable, NULL-terminated; ragg-info
- * prints it and ragg-verbs(7) documents it. */
-struct ragg__verbs_setting {
-	const char *name; /* full variable name */
-	const char *def;
-	const char *doc;
-	int kind; /* RAGG__VERBS_SET_* */
-	size_t offset; /* in struct ragg__verbs_config */
-	long min, max;
-};
-
-#define RAGG__VERBS_SET_STR 0
-#define RAGG__VERBS_SET_LONG 1
-#define RAGG__VERBS_SET_SIZE 2
-
-extern const struct ragg__verbs_setting ragg__verbs_settings[];
-
-/* Defaults overridden by the environment. 0, or RAGG_ERR_CONFIG with the
+/* Defaults overridden by the environment (the rows of
+ * ragg__tp_verbs_settings, config.c). 0, or RAGG_ERR_CONFIG with the
  * offending variable named in why. */
 int ragg__verbs_config_read(struct ragg__verbs_config *cfg, char *why, size_t why_len);
 
@@ -149,20 +133,20 @@ struct ragg__verbs_mr {
 };
 
 enum ragg__verbs_ep_state {
-	RAGG__VERBS_EP_RESOLVING, /* connector: address, then route */
+	RAGG__VERBS_EP_RESOLVING,  /* connector: address, then route */
 	RAGG__VERBS_EP_CONNECTING, /* connector: REQ sent */
-	RAGG__VERBS_EP_REQUESTED, /* acceptor: CONNECT_REQUEST given to the core */
-	RAGG__VERBS_EP_ACCEPTING, /* acceptor: REP sent, waiting for RTU */
+	RAGG__VERBS_EP_REQUESTED,  /* acceptor: CONNECT_REQUEST given to the core */
+	RAGG__VERBS_EP_ACCEPTING,  /* acceptor: REP sent, waiting for RTU */
 	RAGG__VERBS_EP_CONNECTED,
 	RAGG__VERBS_EP_REJECTED, /* acceptor: refused, waiting for ep_close */
-	RAGG__VERBS_EP_FAILED, /* DISCONNECTED owed or given */
+	RAGG__VERBS_EP_FAILED,   /* DISCONNECTED owed or given */
 };
 
 /* What a send WR was for, by WR number modulo depth. */
 struct ragg__verbs_wri {
 	uint64_t cookie;
 	uint64_t bounce_tail; /* the bounce ring's tail after this WR */
-	bool report; /* the caller asked for WRITE_DONE */
+	bool report;          /* the caller asked for WRITE_DONE */
 };
 
 struct ragg__verbs_ep {
@@ -175,9 +159,9 @@ struct ragg__verbs_ep {
 	struct ibv_qp *qp;
 	uint32_t qp_num;
 	enum ragg__verbs_ep_state state;
-	int status; /* why it failed */
-	bool owed_down; /* DISCONNECTED not reported yet */
-	bool notified; /* rdma_notify(COMM_EST) done */
+	int status;        /* why it failed */
+	bool owed_down;    /* DISCONNECTED not reported yet */
+	bool notified;     /* rdma_notify(COMM_EST) done */
 	uint64_t note_len; /* length of the split write landing next, or 0 */
 
 	/* Send queue; see the credit comment at the top. */
@@ -220,7 +204,7 @@ struct ragg__verbs_dev {
 	struct ibv_pd *pd;
 	struct ibv_comp_channel *comp_ch;
 	struct ibv_cq *cq;
-	int cq_size; /* CQEs the CQ holds */
+	int cq_size;      /* CQEs the CQ holds */
 	int cq_committed; /* CQEs the SRQ and the live QPs may produce */
 	unsigned cq_events_unacked;
 	struct ibv_srq *srq;
@@ -229,7 +213,7 @@ struct ragg__verbs_dev {
 	uint32_t depth; /* send credits per endpoint */
 	uint32_t signal_interval;
 	uint32_t max_inline;
-	uint64_t max_msg; /* one WR's largest payload */
+	uint64_t max_msg;   /* one WR's largest payload */
 	uint64_t max_write; /* one write_imm's largest payload */
 	uint32_t max_wrs_per_write;
 
@@ -255,10 +239,10 @@ struct ragg__verbs_dev {
 	int resolving; /* endpoints waiting on rdma_cm, polled eagerly */
 	unsigned poll_calls;
 	int64_t next_slow_us; /* next look at the rdma_cm and async fds */
-	bool cm_ready; /* wait() saw the cm channel readable */
+	bool cm_ready;        /* wait() saw the cm channel readable */
 	bool async_ready;
 
-	struct ragg__verbs_link eps; /* every endpoint */
+	struct ragg__verbs_link eps;    /* every endpoint */
 	struct ragg__verbs_link failed; /* endpoints owing DISCONNECTED */
 	struct ragg__verbs_ep **qp_hash;
 	uint32_t qp_hash_mask;
@@ -294,11 +278,11 @@ static inline int ragg__verbs_out_room(const struct ragg__verbs_out *out)
 struct ragg_tp_event *ragg__verbs_out_next(struct ragg__verbs_out *out, struct ragg__verbs_ep *ep,
                                            enum ragg_tp_event_type type);
 
-#define ragg__verbs_log(dev, lvl, ...)                                              \
-	do {                                                                        \
-		const struct ragg_tp_params *p_ = &(dev)->base.params;              \
-		if (p_->log_level >= (lvl))                                         \
-			p_->log((lvl), "verbs: " __VA_ARGS__);                      \
+#define ragg__verbs_log(dev, lvl, ...)                                 \
+	do {                                                           \
+		const struct ragg_tp_params *p_ = &(dev)->base.params; \
+		if (p_->log_level >= (lvl))                            \
+			p_->log((lvl), "verbs: " __VA_ARGS__);         \
 	} while (0)
 #define ragg__verbs_error(dev, ...) ragg__verbs_log(dev, RAGG_LOG_ERROR, __VA_ARGS__)
 #define ragg__verbs_warn(dev, ...) ragg__verbs_log(dev, RAGG_LOG_WARN, __VA_ARGS__)
@@ -346,8 +330,8 @@ bool ragg__verbs_rdesc_unpack(const struct ragg_tp_rdesc *r, uint64_t *addr, uin
 
 /* ---- endpoint.c ---- */
 int ragg__verbs_listen(struct ragg_tp_dev *d, const char *host, char *addr, size_t addr_len);
-int ragg__verbs_connect(struct ragg_tp_dev *d, const char *addr, const void *priv,
-                        size_t priv_len, void *user, struct ragg_tp_ep **ep);
+int ragg__verbs_connect(struct ragg_tp_dev *d, const char *addr, const void *priv, size_t priv_len,
+                        void *user, struct ragg_tp_ep **ep);
 int ragg__verbs_accept(struct ragg_tp_ep *e, const void *priv, size_t priv_len);
 int ragg__verbs_reject(struct ragg_tp_ep *e);
 void ragg__verbs_ep_close(struct ragg_tp_ep *e);

@@ -59,8 +59,8 @@ static int bounce_copy(struct ragg__verbs_ep *ep, const void *src, size_t len, u
 		uint8_t *b = aligned_alloc(4096, (cap + 4095) & ~(size_t)4095);
 		if (!b)
 			return -ENOMEM;
-		ep->bounce_mr = ragg__verbs_reg(dev, b, cap, IBV_ACCESS_LOCAL_WRITE, "bounce buffer",
-		                                &rc);
+		ep->bounce_mr =
+		    ragg__verbs_reg(dev, b, cap, IBV_ACCESS_LOCAL_WRITE, "bounce buffer", &rc);
 		if (!ep->bounce_mr) {
 			free(b);
 			return rc;
@@ -110,7 +110,8 @@ int ragg__verbs_write_imm(struct ragg_tp_ep *e, const void *laddr, struct ragg_t
 
 	if (ragg__unlikely(ep->state != RAGG__VERBS_EP_CONNECTED))
 		return not_connected(ep);
-	if (ragg__unlikely((flags & ~(RAGG_TP_WRITE_IMM | RAGG_TP_WRITE_SIGNAL)) || (len && !laddr)))
+	if (ragg__unlikely((flags & ~(RAGG_TP_WRITE_IMM | RAGG_TP_WRITE_SIGNAL)) ||
+	                   (len && !laddr)))
 		return -EINVAL;
 	uint64_t raddr, rlen;
 	uint32_t rkey;
@@ -150,18 +151,18 @@ int ragg__verbs_write_imm(struct ragg_tp_ep *e, const void *laddr, struct ragg_t
 		uint64_t seq = ep->sq_posted;
 		struct ibv_sge sge = {.addr = addr, .length = (uint32_t)len, .lkey = lkey};
 		struct ibv_send_wr wr = {
-			.wr_id = seq,
-			.sg_list = len ? &sge : NULL,
-			.num_sge = len ? 1 : 0,
-			.opcode = (flags & RAGG_TP_WRITE_IMM) ? IBV_WR_RDMA_WRITE_WITH_IMM
-			                                      : IBV_WR_RDMA_WRITE,
-			.send_flags = signal_flag(ep, report || bounced, room - 1) |
-			              (inl ? IBV_SEND_INLINE : 0),
-			.imm_data = htonl(imm),
-			.wr.rdma = {.remote_addr = raddr + roff, .rkey = rkey},
+		    .wr_id = seq,
+		    .sg_list = len ? &sge : NULL,
+		    .num_sge = len ? 1 : 0,
+		    .opcode = (flags & RAGG_TP_WRITE_IMM) ? IBV_WR_RDMA_WRITE_WITH_IMM
+		                                          : IBV_WR_RDMA_WRITE,
+		    .send_flags =
+		        signal_flag(ep, report || bounced, room - 1) | (inl ? IBV_SEND_INLINE : 0),
+		    .imm_data = htonl(imm),
+		    .wr.rdma = {.remote_addr = raddr + roff, .rkey = rkey},
 		};
 		ep->wri[seq % ep->depth] = (struct ragg__verbs_wri){
-			.cookie = cookie, .bounce_tail = ep->bounce_tail, .report = report};
+		    .cookie = cookie, .bounce_tail = ep->bounce_tail, .report = report};
 		int err = ibv_post_send(ep->qp, &wr, &bad);
 		if (ragg__unlikely(err)) {
 			ep->bounce_tail = tail_before;
@@ -198,37 +199,38 @@ int ragg__verbs_write_imm(struct ragg_tp_ep *e, const void *laddr, struct ragg_t
 			uint8_t *note = note_inl ? note_inline : ep->msgs[seq % ep->depth];
 			for (int b = 0; b < 8; b++)
 				note[b] = (uint8_t)((uint64_t)len >> (8 * b));
-			*sge = (struct ibv_sge){.addr = (uintptr_t)note, .length = 8,
+			*sge = (struct ibv_sge){.addr = (uintptr_t)note,
+			                        .length = 8,
 			                        .lkey = note_inl ? 0 : ep->msgs_mr->lkey};
 			*wr = (struct ibv_send_wr){
-				.wr_id = seq,
-				.next = &dev->swr[i + 1],
-				.sg_list = sge,
-				.num_sge = 1,
-				.opcode = IBV_WR_SEND_WITH_IMM,
-				.send_flags = signal_flag(ep, false, room - i - 1) |
-				              (note_inl ? IBV_SEND_INLINE : 0),
-				.imm_data = htonl(RAGG__VERBS_LEN_NOTE),
+			    .wr_id = seq,
+			    .next = &dev->swr[i + 1],
+			    .sg_list = sge,
+			    .num_sge = 1,
+			    .opcode = IBV_WR_SEND_WITH_IMM,
+			    .send_flags = signal_flag(ep, false, room - i - 1) |
+			                  (note_inl ? IBV_SEND_INLINE : 0),
+			    .imm_data = htonl(RAGG__VERBS_LEN_NOTE),
 			};
 			*w = (struct ragg__verbs_wri){.bounce_tail = ep->bounce_tail};
 			continue;
 		}
 		uint64_t off = (uint64_t)seg++ * dev->max_msg;
 		uint64_t n = len - off < dev->max_msg ? len - off : dev->max_msg;
-		*sge = (struct ibv_sge){.addr = (uintptr_t)laddr + off, .length = (uint32_t)n,
-		                        .lkey = lkey};
+		*sge = (struct ibv_sge){
+		    .addr = (uintptr_t)laddr + off, .length = (uint32_t)n, .lkey = lkey};
 		*wr = (struct ibv_send_wr){
-			.wr_id = seq,
-			.next = last ? NULL : &dev->swr[i + 1],
-			.sg_list = sge,
-			.num_sge = 1,
-			.opcode = last && with_imm ? IBV_WR_RDMA_WRITE_WITH_IMM : IBV_WR_RDMA_WRITE,
-			.send_flags = signal_flag(ep, last && report, room - i - 1),
-			.imm_data = htonl(imm),
-			.wr.rdma = {.remote_addr = raddr + roff + off, .rkey = rkey},
+		    .wr_id = seq,
+		    .next = last ? NULL : &dev->swr[i + 1],
+		    .sg_list = sge,
+		    .num_sge = 1,
+		    .opcode = last && with_imm ? IBV_WR_RDMA_WRITE_WITH_IMM : IBV_WR_RDMA_WRITE,
+		    .send_flags = signal_flag(ep, last && report, room - i - 1),
+		    .imm_data = htonl(imm),
+		    .wr.rdma = {.remote_addr = raddr + roff + off, .rkey = rkey},
 		};
 		*w = (struct ragg__verbs_wri){
-			.cookie = cookie, .bounce_tail = ep->bounce_tail, .report = last && report};
+		    .cookie = cookie, .bounce_tail = ep->bounce_tail, .report = last && report};
 	}
 	int err = ibv_post_send(ep->qp, dev->swr, &bad);
 	if (err)
@@ -263,11 +265,11 @@ int ragg__verbs_send(struct ragg_tp_ep *e, const void *buf, size_t len)
 	}
 	uint32_t unsignalled_before = ep->unsignalled;
 	struct ibv_send_wr wr = {
-		.wr_id = seq,
-		.sg_list = len ? &sge : NULL,
-		.num_sge = len ? 1 : 0,
-		.opcode = IBV_WR_SEND,
-		.send_flags = signal_flag(ep, false, room - 1) | (len ? inl : 0),
+	    .wr_id = seq,
+	    .sg_list = len ? &sge : NULL,
+	    .num_sge = len ? 1 : 0,
+	    .opcode = IBV_WR_SEND,
+	    .send_flags = signal_flag(ep, false, room - 1) | (len ? inl : 0),
 	};
 	ep->wri[seq % ep->depth] = (struct ragg__verbs_wri){.bounce_tail = ep->bounce_tail};
 	struct ibv_send_wr *bad = NULL;
