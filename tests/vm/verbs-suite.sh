@@ -122,7 +122,8 @@ ragg_perf() {
 		return 1
 	fi
 	[ "$mode" = bw ] && key=bw_MBps || key=median_us
-	sed -n "s/^ragg-perf: mode=$mode .* size=$size $key=\([0-9.]*\).*/\1/p" <<<"$out" | head -n1 | grep .
+	sed -n "s/^ragg-perf: mode=$mode .* size=$size $key=\([0-9.]*\).*/\1/p" <<<"$out" |
+		head -n1 | grep .
 }
 
 # retry CMD...: up to 3 tries (perftest now and then prints "inf" when the
@@ -139,7 +140,10 @@ retry() {
 # last ARGS...: the last argument, or "?"
 last() { if [ $# -gt 0 ]; then echo "${!#}"; else echo "?"; fi; }
 # median of the numbers on stdin
-median() { sort -g | awk '{v[NR] = $1} END {if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2)}'; }
+median() {
+	sort -g | awk '{v[NR] = $1}
+		END {if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2)}'
+}
 
 step "ragg-perf vs perftest on $dev (GID $gid), $rounds rounds"
 rb=() pb=() rl=() pl=()
@@ -177,14 +181,15 @@ echo "vm-verbs: ragg/perftest bw_ratio=${bw_ratio:-none} lat_ratio=${lat_ratio:-
 # with immediate consumes a receive), which costs Soft-RoCE a receive WQE
 # and a CQE per message. ib_send_lat pays the same, so it is the like for
 # like reference.
-send_lat= t=0
+send_lat='' t=0
 while [ -z "$send_lat" ] && [ $((t++)) -lt 3 ]; do # perftest sometimes prints "inf"
 	v=$(_perftest_run ib_send_lat 8 "$lat_iters" 2>/dev/null) &&
 		send_lat=$(_perftest_column "$v" 8 't_typical[usec]' 2>/dev/null) || send_lat=
 done
 if [ -n "$send_lat" ]; then
 	echo "perftest: send_lat_median_us=$send_lat size=8"
-	echo "vm-verbs: ragg/ib_send_lat lat_ratio=$(perftest_ratio "$ragg_lat" "$send_lat" 2>/dev/null || echo none)"
+	r=$(perftest_ratio "$ragg_lat" "$send_lat" 2>/dev/null) || r=none
+	echo "vm-verbs: ragg/ib_send_lat lat_ratio=$r"
 fi
 
 # The aims: bw_ratio >= VM_VERBS_MIN_BW_RATIO, lat_ratio <= VM_VERBS_MAX_LAT_RATIO.
