@@ -26,7 +26,7 @@
 
 #define BASE_SAMPLES 40
 #define STEP_SAMPLES 20
-#define NOISE 0.01
+#define NOISE        0.01
 
 struct rng {
 	uint64_t s;
@@ -62,7 +62,7 @@ static size_t samples_of(int worker)
  * learning rate of 0.5 converges quickly. */
 static int make_shard(int worker, size_t d, size_t n_total, const double *w_true, struct shard *s)
 {
-	struct rng r = {.s = 1000003u * (uint64_t)(worker + 1)};
+	struct rng r = { .s = 1000003u * (uint64_t)(worker + 1) };
 	double scale = sqrt(3.0 * (double)n_total / (double)d);
 	s->n = samples_of(worker);
 	s->d = d;
@@ -84,7 +84,7 @@ static int make_shard(int worker, size_t d, size_t n_total, const double *w_true
 
 static void true_weights(size_t d, double *w)
 {
-	struct rng r = {.s = 42};
+	struct rng r = { .s = 42 };
 	for (size_t j = 0; j < d; j++)
 		w[j] = rng_uniform(&r);
 }
@@ -178,7 +178,7 @@ int main(int argc, char **argv)
 			die("memory", -12);
 	/* Only worker 0's initial values count: the others start elsewhere to
 	 * show that declaring broadcasts worker 0's. */
-	struct rng r = {.s = 7u + (uint64_t)me};
+	struct rng r = { .s = 7u + (uint64_t)me };
 	for (size_t j = 0; j < d; j++)
 		params[j] = (float)(0.1 * rng_uniform(&r));
 	ragg_tensor_t *t;
@@ -218,7 +218,8 @@ int main(int argc, char **argv)
 				sse_ref += shard_grad(&shards[i], wd, NULL);
 			}
 			loss = sse / (2.0 * (double)n_total);
-			printf("round %d loss %.9g reference %.9g\n", round, loss, sse_ref / (2.0 * (double)n_total));
+			printf("round %d loss %.9g reference %.9g\n", round, loss,
+			       sse_ref / (2.0 * (double)n_total));
 		}
 	}
 	int status = 0;
@@ -233,7 +234,10 @@ int main(int argc, char **argv)
 		       "max_rel_err_vs_reference=%.3g\n",
 		       o.workers, o.agents, o.servers, ragg_transport_name(ctx), rounds, loss, err);
 		if (!(err < 1e-5)) {
-			fprintf(stderr, "linreg: the trained parameters differ from the reference by %.3g\n", err);
+			fprintf(
+			    stderr,
+			    "linreg: the trained parameters differ from the reference by %.3g\n",
+			    err);
 			status = 1;
 		}
 	}

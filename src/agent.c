@@ -35,7 +35,8 @@ struct ragg__agent_tensor {
 
 static size_t owned_chunks(size_t nchunks, int servers, int s)
 {
-	return (size_t)s < nchunks ? (nchunks - (size_t)s + (size_t)servers - 1) / (size_t)servers : 0;
+	return (size_t)s < nchunks ? (nchunks - (size_t)s + (size_t)servers - 1) / (size_t)servers
+	                           : 0;
 }
 
 static struct ragg__peer *server_peer(struct ragg_ctx *ctx, int s)
@@ -98,7 +99,9 @@ static void ack_workers(struct ragg_ctx *ctx, ragg_tensor_t *t, int status)
 {
 	struct ragg__agent_tensor *at = t->agent;
 	for (int i = 0; i < ctx->nworkers; i++) {
-		struct ragg__msg m = {.type = RAGG_MSG_DECLARE_ACK, .tensor = (uint8_t)t->id, .status = status};
+		struct ragg__msg m = { .type = RAGG_MSG_DECLARE_ACK,
+			               .tensor = (uint8_t)t->id,
+			               .status = status };
 		if (!status)
 			m.rdesc = *ragg__region_rdesc(&at->wslot[i], &ctx->peers[i]);
 		ragg__post_msg(&ctx->peers[i], &m);
@@ -144,8 +147,9 @@ static int setup_memory(struct ragg_ctx *ctx, ragg_tensor_t *t)
 		if ((rc = ragg__queue_reserve(&ctx->peers[i], (uint32_t)t->nchunks + 2)))
 			return rc;
 	for (int s = 0; s < ctx->opts.servers; s++)
-		if ((rc = ragg__queue_reserve(server_peer(ctx, s),
-		                              (uint32_t)owned_chunks(t->nchunks, ctx->opts.servers, s) + 3)))
+		if ((rc = ragg__queue_reserve(
+		         server_peer(ctx, s),
+		         (uint32_t)owned_chunks(t->nchunks, ctx->opts.servers, s) + 3)))
 			return rc;
 	return 0;
 }
@@ -156,7 +160,8 @@ static int new_tensor(struct ragg_ctx *ctx, const struct ragg__msg *m, ragg_tens
 	int rc;
 	if (m->chunk_bytes < 4096 || m->chunk_bytes % sizeof(float))
 		return RAGG_ERR_PROTO;
-	if ((rc = ragg__tensor_new(ctx, m->tensor, NULL, m->name_hash, m->count, m->chunk_bytes, &t)))
+	if ((rc = ragg__tensor_new(ctx, m->tensor, NULL, m->name_hash, m->count, m->chunk_bytes,
+	                           &t)))
 		return rc;
 	struct ragg__agent_tensor *at = calloc(1, sizeof(*at));
 	t->agent = at;
@@ -179,7 +184,8 @@ static void on_worker_declare(struct ragg_ctx *ctx, struct ragg__peer *p, const 
 
 	if (m->tensor == ctx->ntensors && ctx->ntensors < RAGG_MAX_TENSORS) {
 		if ((rc = new_tensor(ctx, m, &t))) {
-			ragg__error("worker %d declared an invalid tensor: %s", p->rank, ragg_strerror(rc));
+			ragg__error("worker %d declared an invalid tensor: %s", p->rank,
+			            ragg_strerror(rc));
 			ragg__fail(ctx, rc);
 			return;
 		}
@@ -200,7 +206,8 @@ static void on_worker_declare(struct ragg_ctx *ctx, struct ragg__peer *p, const 
 	    m->name_hash != t->name_hash) {
 		ragg__error("worker %d declared tensor %d with %llu floats in %llu-byte chunks, "
 		            "others differently (name or size)",
-		            p->rank, t->id, (unsigned long long)m->count, (unsigned long long)m->chunk_bytes);
+		            p->rank, t->id, (unsigned long long)m->count,
+		            (unsigned long long)m->chunk_bytes);
 		at->mismatch = true;
 	}
 	at->wparams[p->index] = m->rdesc;
@@ -255,7 +262,8 @@ void ragg__agent_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct
 	}
 }
 
-static void on_gradient(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tensor_t *t, int parity, uint32_t c)
+static void on_gradient(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tensor_t *t, int parity,
+                        uint32_t c)
 {
 	struct ragg__agent_tensor *at = t->agent;
 	if (++at->arrived[parity][c] < (uint32_t)ctx->nworkers)
@@ -275,8 +283,8 @@ static void on_parameters(struct ragg_ctx *ctx, ragg_tensor_t *t, int parity, ui
 	size_t off = c * t->chunk_elems * sizeof(float);
 	for (int i = 0; i < ctx->nworkers; i++)
 		ragg__post_write(&ctx->peers[i], (char *)at->params.mem + off,
-		                 ragg__region_mr(&at->params, &ctx->peers[i]), &at->wparams[i],
-		                 off, ragg__chunk_len(t, c), ragg__imm_encode(parity, t->id, c),
+		                 ragg__region_mr(&at->params, &ctx->peers[i]), &at->wparams[i], off,
+		                 ragg__chunk_len(t, c), ragg__imm_encode(parity, t->id, c),
 		                 RAGG_TP_WRITE_IMM, 0);
 	if (++at->params_landed == t->nchunks) {
 		at->params_landed = 0;
@@ -292,8 +300,8 @@ void ragg__agent_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t 
 	ragg_tensor_t *t = id < ctx->ntensors ? ctx->tensors[id] : NULL;
 	if (!t || !t->agent->ready || c >= t->nchunks || len != ragg__chunk_len(t, c) ||
 	    parity != (int)(t->round & 1)) {
-		ragg__error("unexpected write from %s (tensor %d chunk %u parity %d length %zu)", p->ep->peer, id,
-		            c, parity, len);
+		ragg__error("unexpected write from %s (tensor %d chunk %u parity %d length %zu)",
+		            p->ep->peer, id, c, parity, len);
 		ctx->stats.frames_rejected++;
 		ragg__fail(ctx, RAGG_ERR_PROTO);
 		return;
@@ -322,9 +330,10 @@ void ragg__agent_on_job(struct ragg_ctx *ctx, struct ragg__chunk_job *cj)
 		                 (uint64_t)parity * sizeof(double), sizeof(double), 0, 0, 0);
 		at->meta_sent[s] = t->round + 1;
 	}
-	ragg__post_write(srv, (char *)at->acc.mem + RAGG_SLOT_META_BYTES + off, ragg__region_mr(&at->acc, srv),
-	                 &at->sslot[s],
-	                 ragg__slot_offset(parity, owned_bytes, (cj->chunk / (uint32_t)n) * chunk_bytes),
-	                 ragg__chunk_len(t, cj->chunk), ragg__imm_encode(parity, t->id, cj->chunk),
-	                 RAGG_TP_WRITE_IMM, 0);
+	ragg__post_write(
+	    srv, (char *)at->acc.mem + RAGG_SLOT_META_BYTES + off, ragg__region_mr(&at->acc, srv),
+	    &at->sslot[s],
+	    ragg__slot_offset(parity, owned_bytes, (cj->chunk / (uint32_t)n) * chunk_bytes),
+	    ragg__chunk_len(t, cj->chunk), ragg__imm_encode(parity, t->id, cj->chunk),
+	    RAGG_TP_WRITE_IMM, 0);
 }

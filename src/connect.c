@@ -46,10 +46,11 @@ static int check_hello(struct ragg_ctx *ctx, const struct ragg_tp_event *ev, str
 		return rc;
 	}
 	if (h->workers != o->workers || h->agents != o->agents || h->servers != o->servers) {
-		ragg__error("connection from %s refused: its job has workers=%u agents=%u servers=%u, "
-		            "ours workers=%d agents=%d servers=%d",
-		            ev->ep->peer, h->workers, h->agents, h->servers, o->workers, o->agents,
-		            o->servers);
+		ragg__error(
+		    "connection from %s refused: its job has workers=%u agents=%u servers=%u, "
+		    "ours workers=%d agents=%d servers=%d",
+		    ev->ep->peer, h->workers, h->agents, h->servers, o->workers, o->agents,
+		    o->servers);
 		return RAGG_ERR_CONFIG;
 	}
 	return 0;
@@ -71,8 +72,9 @@ void ragg__on_connect_request(struct ragg_ctx *ctx, const struct ragg_tp_event *
 	else if (h.role == RAGG_ROLE_AGENT && ctx->opts.role == RAGG_ROLE_SERVER)
 		p = ragg__peer_of(ctx, RAGG_ROLE_AGENT, (int)h.rank);
 	if (!p) {
-		ragg__error("connection from %s refused: %s %u does not connect to %s %d", ev->ep->peer,
-		            role_name(h.role), h.rank, role_name(ctx->opts.role), ctx->opts.rank);
+		ragg__error("connection from %s refused: %s %u does not connect to %s %d",
+		            ev->ep->peer, role_name(h.role), h.rank, role_name(ctx->opts.role),
+		            ctx->opts.rank);
 		goto refuse;
 	}
 	if (p->ep) {
@@ -109,8 +111,8 @@ void ragg__on_connected(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
 		if (check_hello(ctx, ev, &h))
 			goto bad;
 		if ((int)h.role != (int)p->role || (int)h.rank != p->rank) {
-			ragg__error("%s answered as %s %u, expected %s %d", ev->ep->peer, role_name(h.role),
-			            h.rank, role_name(p->role), p->rank);
+			ragg__error("%s answered as %s %u, expected %s %d", ev->ep->peer,
+			            role_name(h.role), h.rank, role_name(p->role), p->rank);
 			goto bad;
 		}
 	}
@@ -139,12 +141,13 @@ static int publish(struct ragg_ctx *ctx, struct ragg__kv *kv)
 	for (int i = 0; i < ctx->ntp; i++) {
 		struct ragg__tp *tp = &ctx->tps[i];
 		if ((rc = tp->ops->listen(tp->dev, host, tp->addr, sizeof(tp->addr)))) {
-			ragg__error("cannot listen on %s with transport %s: %s", host, tp->ops->name,
-			            ragg_strerror(rc));
+			ragg__error("cannot listen on %s with transport %s: %s", host,
+			            tp->ops->name, ragg_strerror(rc));
 			return rc;
 		}
 		ragg__info("%s listening at %s (%s)", key, tp->addr, tp->ops->name);
-		int w = snprintf(value + n, sizeof(value) - n, "%s%s=%s", n ? ";" : "", tp->ops->name, tp->addr);
+		int w = snprintf(value + n, sizeof(value) - n, "%s%s=%s", n ? ";" : "",
+		                 tp->ops->name, tp->addr);
 		if (w < 0 || (size_t)w >= sizeof(value) - n) {
 			ragg__error("listen addresses too long to publish");
 			return -ENAMETOOLONG;
@@ -170,7 +173,8 @@ static int connect_to(struct ragg_ctx *ctx, struct ragg__kv *kv, struct ragg__pe
 {
 	char key[64], value[RAGG_KV_VALUE_MAX], copy[RAGG_KV_VALUE_MAX];
 	uint8_t hello[RAGG_HELLO_WIRE_BYTES];
-	const struct ragg__hop *hop = p->role == RAGG_ROLE_AGENT ? &ctx->hop_workers : &ctx->hop_servers;
+	const struct ragg__hop *hop =
+	    p->role == RAGG_ROLE_AGENT ? &ctx->hop_workers : &ctx->hop_servers;
 	int rc;
 
 	snprintf(key, sizeof(key), "%s/%d", role_name(p->role), p->rank);
@@ -180,12 +184,14 @@ static int connect_to(struct ragg_ctx *ctx, struct ragg__kv *kv, struct ragg__pe
 		struct ragg__tp *tp = hop->tps[i];
 		memcpy(copy, value, sizeof(copy));
 		const char *addr = published(copy, tp->ops->name);
-		if (!addr || (RAGG_TP_HAS_OP(tp->ops, reachable) && !tp->ops->reachable(tp->dev, addr)))
+		if (!addr ||
+		    (RAGG_TP_HAS_OP(tp->ops, reachable) && !tp->ops->reachable(tp->dev, addr)))
 			continue;
 		p->tp = tp;
 		rc = tp->ops->connect(tp->dev, addr, hello, my_hello(ctx, hello), p, &p->ep);
 		if (rc)
-			ragg__error("connecting to %s at %s with %s: %s", key, addr, tp->ops->name, ragg_strerror(rc));
+			ragg__error("connecting to %s at %s with %s: %s", key, addr, tp->ops->name,
+			            ragg_strerror(rc));
 		else
 			ragg__info("connecting to %s at %s with %s", key, addr, tp->ops->name);
 		return rc;
@@ -210,8 +216,8 @@ static void report_missing(struct ragg_ctx *ctx)
 	buf[0] = 0;
 	for (int i = 0; i < ctx->npeers && n < sizeof(buf) - 32; i++)
 		if (!ctx->peers[i].connected)
-			n += (size_t)snprintf(buf + n, sizeof(buf) - n, " %s %d", role_name(ctx->peers[i].role),
-			                      ctx->peers[i].rank);
+			n += (size_t)snprintf(buf + n, sizeof(buf) - n, " %s %d",
+			                      role_name(ctx->peers[i].role), ctx->peers[i].rank);
 	ragg__error("%s %d: no connection with%s within %d ms", role_name(ctx->opts.role),
 	            ctx->opts.rank, buf, ctx->opts.timeout_ms);
 }
@@ -228,8 +234,9 @@ int ragg__connect_job(struct ragg_ctx *ctx, struct ragg__kv *kv)
 		struct ragg__peer *p = &ctx->peers[i];
 		/* Connections go down the tree: workers to agents, agents to
 		 * servers. */
-		bool we_connect = (ctx->opts.role == RAGG_ROLE_WORKER) ||
-		                  (ctx->opts.role == RAGG_ROLE_AGENT && p->role == RAGG_ROLE_SERVER);
+		bool we_connect =
+		    (ctx->opts.role == RAGG_ROLE_WORKER) ||
+		    (ctx->opts.role == RAGG_ROLE_AGENT && p->role == RAGG_ROLE_SERVER);
 		if (we_connect && (rc = connect_to(ctx, kv, p)))
 			return rc;
 	}

@@ -62,12 +62,12 @@ static int start_engine(struct ragg_ctx *ctx)
 		            kname);
 		return RAGG_ERR_CONFIG;
 	}
-	if ((rc = ragg__parse_int("RAGG_AGG_THREADS", ragg__setting_value("RAGG_AGG_THREADS"), 0, 1024,
-	                          &threads)))
+	if ((rc = ragg__parse_int("RAGG_AGG_THREADS", ragg__setting_value("RAGG_AGG_THREADS"), 0,
+	                          1024, &threads)))
 		return rc;
 	/* Placement follows the network device: the first transport that
 	 * reaches beyond this host. */
-	struct ragg_tp_attr attr = {.size = sizeof(attr)};
+	struct ragg_tp_attr attr = { .size = sizeof(attr) };
 	for (int i = 0; i < ctx->ntp; i++)
 		if (!(ctx->tps[i].ops->caps & RAGG_TP_CAP_LOCAL_ONLY)) {
 			ctx->tps[i].ops->query(ctx->tps[i].dev, &attr);
@@ -169,9 +169,9 @@ RAGG_EXPORT int ragg_init(const struct ragg_opts *opts, ragg_ctx_t **out)
 	ctx->wake_fd = -1;
 	if (opts) {
 		ragg__logging_setup();
-		memcpy(&ctx->opts, opts, opts->size < sizeof(ctx->opts) ? opts->size : sizeof(ctx->opts));
-	}
-	else if ((rc = ragg_opts_default(&ctx->opts)))
+		memcpy(&ctx->opts, opts,
+		       opts->size < sizeof(ctx->opts) ? opts->size : sizeof(ctx->opts));
+	} else if ((rc = ragg_opts_default(&ctx->opts)))
 		goto err;
 	if ((rc = ragg__opts_validate(&ctx->opts)))
 		goto err;
@@ -225,7 +225,7 @@ RAGG_EXPORT int ragg_finalize(ragg_ctx_t *ctx)
 	/* A worker says goodbye so its agent can tell a finished job from a
 	 * lost peer; agents and servers did so when ragg_serve returned. */
 	if (ctx->opts.role == RAGG_ROLE_WORKER && !ctx->failed && ctx->peers[0].connected) {
-		struct ragg__msg bye = {.type = RAGG_MSG_BYE};
+		struct ragg__msg bye = { .type = RAGG_MSG_BYE };
 		rc = ragg__post_msg(&ctx->peers[0], &bye);
 		ctx->leaving = true;
 		if (!rc)

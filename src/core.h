@@ -194,12 +194,13 @@ void ragg__job_finished(struct ragg_ctx *ctx);
 int ragg__region_alloc(struct ragg_ctx *ctx, size_t len, size_t chunk, struct ragg__region *r);
 void ragg__region_free(struct ragg_ctx *ctx, struct ragg__region *r);
 /* The region as seen by peer p: our registration with p's transport. */
-static inline struct ragg_tp_mr *ragg__region_mr(const struct ragg__region *r, const struct ragg__peer *p)
+static inline struct ragg_tp_mr *ragg__region_mr(const struct ragg__region *r,
+                                                 const struct ragg__peer *p)
 {
 	return r->mr[p->tp->index];
 }
 static inline const struct ragg_tp_rdesc *ragg__region_rdesc(const struct ragg__region *r,
-                                                            const struct ragg__peer *p)
+                                                             const struct ragg__peer *p)
 {
 	return &r->rdesc[p->tp->index];
 }

@@ -12,8 +12,8 @@ RAGG_EXPORT const char *ragg_strerror(int status)
 	switch (status) {
 	case 0:
 		return "success";
-#define RAGG_X_TEXT(name, value, text)                                              \
-	case value:                                                                 \
+#define RAGG_X_TEXT(name, value, text)                                                             \
+	case value:                                                                                \
 		return text;
 		RAGG_ERRNO_MAP(RAGG_X_TEXT)
 #undef RAGG_X_TEXT
@@ -33,8 +33,8 @@ RAGG_EXPORT const char *ragg_strerror_name(int status)
 	switch (status) {
 	case 0:
 		return "OK";
-#define RAGG_X_NAME(name, value, text)                                              \
-	case value:                                                                 \
+#define RAGG_X_NAME(name, value, text)                                                             \
+	case value:                                                                                \
 		return #name;
 		RAGG_ERRNO_MAP(RAGG_X_NAME)
 #undef RAGG_X_NAME

@@ -9,7 +9,7 @@
 
 int ragg__log_level = RAGG_LOG_NONE;
 
-static const char *const level_names[] = {"none", "error", "warn", "info", "debug"};
+static const char *const level_names[] = { "none", "error", "warn", "info", "debug" };
 
 int ragg__log_parse(const char *name)
 {

@@ -11,14 +11,14 @@ void ragg__log(int level, const char *fmt, ...) __attribute__((format(printf, 2,
 /* Level from a name ("error", "warn", "info", "debug", "none"); -1 when unknown. */
 int ragg__log_parse(const char *name);
 
-#define RAGG_LOG_AT(level, ...)                                                     \
-	do {                                                                        \
-		if (ragg__log_level >= (level))                                     \
-			ragg__log((level), __VA_ARGS__);                            \
+#define RAGG_LOG_AT(level, ...)                                                                    \
+	do {                                                                                       \
+		if (ragg__log_level >= (level))                                                    \
+			ragg__log((level), __VA_ARGS__);                                           \
 	} while (0)
 #define ragg__error(...) RAGG_LOG_AT(RAGG_LOG_ERROR, __VA_ARGS__)
-#define ragg__warn(...) RAGG_LOG_AT(RAGG_LOG_WARN, __VA_ARGS__)
-#define ragg__info(...) RAGG_LOG_AT(RAGG_LOG_INFO, __VA_ARGS__)
+#define ragg__warn(...)  RAGG_LOG_AT(RAGG_LOG_WARN, __VA_ARGS__)
+#define ragg__info(...)  RAGG_LOG_AT(RAGG_LOG_INFO, __VA_ARGS__)
 #define ragg__debug(...) RAGG_LOG_AT(RAGG_LOG_DEBUG, __VA_ARGS__)
 
 #endif

@@ -42,8 +42,8 @@ static int op_issue(struct ragg__peer *p, const struct ragg__op *op)
 		uint8_t buf[RAGG_MSG_WIRE_MAX];
 		return tp->send(p->ep, buf, ragg__msg_encode(&op->msg, buf));
 	}
-	return tp->write_imm(p->ep, op->laddr, op->lmr, op->remote, op->roff, op->len, op->imm, op->flags,
-	                     op->cookie);
+	return tp->write_imm(p->ep, op->laddr, op->lmr, op->remote, op->roff, op->len, op->imm,
+	                     op->flags, op->cookie);
 }
 
 static int op_enqueue(struct ragg__peer *p, const struct ragg__op *op)
@@ -99,7 +99,7 @@ int ragg__post_write(struct ragg__peer *p, const void *laddr, struct ragg_tp_mr 
 
 int ragg__post_msg(struct ragg__peer *p, const struct ragg__msg *msg)
 {
-	struct ragg__op op = {.is_msg = true, .msg = *msg};
+	struct ragg__op op = { .is_msg = true, .msg = *msg };
 	return op_enqueue(p, &op);
 }
 
@@ -149,11 +149,12 @@ static void on_disconnected(struct ragg_ctx *ctx, const struct ragg_tp_event *ev
 		return;
 	ctx->stats.peers_dropped++;
 	if (!p->connected)
-		ragg__error("connection to %s %d (%s) failed: %s%s", role_word(p->role), p->rank, ev->ep->peer,
-		            ragg_strerror(ev->status),
-		            ev->status == -ECONNREFUSED ? " (refused: is it running, with the same RAGG_JOB_KEY "
-		                                          "and job shape? its log says why)"
-		                                        : "");
+		ragg__error("connection to %s %d (%s) failed: %s%s", role_word(p->role), p->rank,
+		            ev->ep->peer, ragg_strerror(ev->status),
+		            ev->status == -ECONNREFUSED
+		                ? " (refused: is it running, with the same RAGG_JOB_KEY "
+		                  "and job shape? its log says why)"
+		                : "");
 	else
 		ragg__error("%s %d (%s) lost: %s", role_word(p->role), p->rank, ev->ep->peer,
 		            ragg_strerror(ev->status));

@@ -52,8 +52,8 @@ static void hello_proof(const uint8_t *wire, const char *job_key, uint8_t *out)
 	uint8_t key[crypto_generichash_KEYBYTES];
 	/* Any length of secret becomes a hash key of the right size. */
 	crypto_generichash(key, sizeof(key), (const uint8_t *)job_key, strlen(job_key), NULL, 0);
-	crypto_generichash(out, RAGG_HELLO_PROOF_BYTES, wire, RAGG_HELLO_WIRE_BYTES - RAGG_HELLO_PROOF_BYTES,
-	                   key, sizeof(key));
+	crypto_generichash(out, RAGG_HELLO_PROOF_BYTES, wire,
+	                   RAGG_HELLO_WIRE_BYTES - RAGG_HELLO_PROOF_BYTES, key, sizeof(key));
 	sodium_memzero(key, sizeof(key));
 }
 

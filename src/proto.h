@@ -13,14 +13,15 @@
 #include <ragg/ragg.h>
 #include <ragg/transport.h>
 
-#define RAGG_PROTO_MAGIC 0x47474152u /* "RAGG" */
+#define RAGG_PROTO_MAGIC   0x47474152u /* "RAGG" */
 #define RAGG_PROTO_VERSION 1u
 
 /* Immediate: round parity (1 bit) | tensor id (7 bits) | chunk (24 bits). */
 #define RAGG_IMM_MAX_CHUNKS (1u << 24)
 static inline uint32_t ragg__imm_encode(int parity, int tensor, uint32_t chunk)
 {
-	return ((uint32_t)(parity & 1) << 31) | ((uint32_t)(tensor & 0x7f) << 24) | (chunk & 0xffffffu);
+	return ((uint32_t)(parity & 1) << 31) | ((uint32_t)(tensor & 0x7f) << 24) |
+	       (chunk & 0xffffffu);
 }
 static inline int ragg__imm_parity(uint32_t imm)
 {

@@ -16,7 +16,8 @@ int ragg__region_alloc(struct ragg_ctx *ctx, size_t len, size_t chunk, struct ra
 	 * wins, since only there can those peers write; otherwise the
 	 * engine's, on its NUMA node. */
 	for (int i = 0; i < ctx->ntp && !r->mem; i++)
-		if (RAGG_TP_HAS_OP(ctx->tps[i].ops, mem_alloc) && (r->mem = ctx->tps[i].ops->mem_alloc(ctx->tps[i].dev, len)))
+		if (RAGG_TP_HAS_OP(ctx->tps[i].ops, mem_alloc) &&
+		    (r->mem = ctx->tps[i].ops->mem_alloc(ctx->tps[i].dev, len)))
 			r->owner = &ctx->tps[i];
 	if (!r->mem && ctx->engine)
 		r->mem = ragg__engine_alloc(ctx->engine, len, chunk);
@@ -29,7 +30,8 @@ int ragg__region_alloc(struct ragg_ctx *ctx, size_t len, size_t chunk, struct ra
 	for (int i = 0; i < ctx->ntp; i++) {
 		struct ragg__tp *tp = &ctx->tps[i];
 		if ((rc = tp->ops->mr_reg(tp->dev, r->mem, len, &r->mr[i], &r->rdesc[i]))) {
-			ragg__error("registering %zu bytes with %s: %s", len, tp->ops->name, ragg_strerror(rc));
+			ragg__error("registering %zu bytes with %s: %s", len, tp->ops->name,
+			            ragg_strerror(rc));
 			ragg__region_free(ctx, r);
 			return rc;
 		}

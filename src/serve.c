@@ -43,7 +43,7 @@ RAGG_EXPORT int ragg_serve(ragg_ctx_t *ctx)
 	if ((rc = ragg__wait_for(ctx, all_below_done, ctx, "serving", ctx->opts.serve_timeout_ms)))
 		return rc;
 	if (ctx->opts.role == RAGG_ROLE_AGENT) {
-		struct ragg__msg bye = {.type = RAGG_MSG_BYE};
+		struct ragg__msg bye = { .type = RAGG_MSG_BYE };
 		for (int s = 0; s < ctx->opts.servers; s++)
 			if ((rc = ragg__post_msg(&ctx->peers[ctx->nworkers + s], &bye)))
 				return rc;

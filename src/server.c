@@ -91,8 +91,9 @@ static void server_step(struct ragg__chunk_job *cj, double total)
 	float inv = (float)(1.0 / total);
 	for (int j = 0; j < ctx->opts.agents; j++) {
 		cj->weights[j] = inv;
-		cj->inputs[j] = (const float *)((const char *)st->aslot[j].mem +
-		                                ragg__slot_offset(cj->parity, st->owned_bytes, off));
+		cj->inputs[j] =
+		    (const float *)((const char *)st->aslot[j].mem +
+		                    ragg__slot_offset(cj->parity, st->owned_bytes, off));
 	}
 	float *w = (float *)((char *)st->w.mem + off);
 	float *g = (float *)((char *)st->g + off);
@@ -112,7 +113,8 @@ static void server_step(struct ragg__chunk_job *cj, double total)
 		return;
 	}
 	k->sum_weighted(g, cj->inputs, cj->weights, ctx->opts.agents, n);
-	k->momentum(w, (float *)((char *)st->v + off), g, 1.0f, ctx->opts.lr, ctx->opts.momentum, n);
+	k->momentum(w, (float *)((char *)st->v + off), g, 1.0f, ctx->opts.lr, ctx->opts.momentum,
+	            n);
 }
 
 void ragg__server_on_job(struct ragg_ctx *ctx, struct ragg__chunk_job *cj)
@@ -123,7 +125,8 @@ void ragg__server_on_job(struct ragg_ctx *ctx, struct ragg__chunk_job *cj)
 	size_t chunk_bytes = t->chunk_elems * sizeof(float);
 
 	if (!(cj->total_weight > 0) && !st->warned_zero) {
-		ragg__warn("tensor %d: a round with total weight 0 leaves the parameters unchanged", t->id);
+		ragg__warn("tensor %d: a round with total weight 0 leaves the parameters unchanged",
+		           t->id);
 		st->warned_zero = true;
 	}
 	st->rounds[lc]++;
@@ -133,13 +136,16 @@ void ragg__server_on_job(struct ragg_ctx *ctx, struct ragg__chunk_job *cj)
 		ragg__post_write(&ctx->peers[j], (char *)st->w.mem + lc * chunk_bytes,
 		                 ragg__region_mr(&st->w, &ctx->peers[j]), &st->aparams[j],
 		                 cj->chunk * chunk_bytes, ragg__chunk_len(t, cj->chunk),
-		                 ragg__imm_encode(cj->parity, t->id, cj->chunk), RAGG_TP_WRITE_IMM, 0);
+		                 ragg__imm_encode(cj->parity, t->id, cj->chunk), RAGG_TP_WRITE_IMM,
+		                 0);
 }
 
 static void ack_agents(struct ragg_ctx *ctx, ragg_tensor_t *t, int status)
 {
 	for (int j = 0; j < ctx->opts.agents; j++) {
-		struct ragg__msg m = {.type = RAGG_MSG_DECLARE_ACK, .tensor = (uint8_t)t->id, .status = status};
+		struct ragg__msg m = { .type = RAGG_MSG_DECLARE_ACK,
+			               .tensor = (uint8_t)t->id,
+			               .status = status };
 		if (!status)
 			m.rdesc = *ragg__region_rdesc(&t->server->aslot[j], &ctx->peers[j]);
 		ragg__post_msg(&ctx->peers[j], &m);
@@ -155,17 +161,20 @@ static int setup_memory(struct ragg_ctx *ctx, ragg_tensor_t *t)
 	int n = ctx->opts.servers, rc;
 
 	st->nowned = (size_t)ctx->opts.rank < t->nchunks
-	                     ? (t->nchunks - (size_t)ctx->opts.rank + (size_t)n - 1) / (size_t)n
-	                     : 0;
+	                 ? (t->nchunks - (size_t)ctx->opts.rank + (size_t)n - 1) / (size_t)n
+	                 : 0;
 	st->owned_bytes = st->nowned * chunk_bytes;
 	for (int j = 0; j < ctx->opts.agents; j++)
-		if ((rc = ragg__region_alloc(ctx, RAGG_SLOT_META_BYTES + 2 * st->owned_bytes, chunk_bytes,
-		                             &st->aslot[j])))
+		if ((rc = ragg__region_alloc(ctx, RAGG_SLOT_META_BYTES + 2 * st->owned_bytes,
+		                             chunk_bytes, &st->aslot[j])))
 			return rc;
-	if ((rc = ragg__region_alloc(ctx, st->owned_bytes ? st->owned_bytes : 64, chunk_bytes, &st->w)))
+	if ((rc = ragg__region_alloc(ctx, st->owned_bytes ? st->owned_bytes : 64, chunk_bytes,
+	                             &st->w)))
 		return rc;
-	st->g = ragg__engine_alloc(ctx->engine, st->owned_bytes ? st->owned_bytes : 64, chunk_bytes);
-	st->v = ragg__engine_alloc(ctx->engine, st->owned_bytes ? st->owned_bytes : 64, chunk_bytes);
+	st->g =
+	    ragg__engine_alloc(ctx->engine, st->owned_bytes ? st->owned_bytes : 64, chunk_bytes);
+	st->v =
+	    ragg__engine_alloc(ctx->engine, st->owned_bytes ? st->owned_bytes : 64, chunk_bytes);
 	st->jobs = calloc(st->nowned ? st->nowned : 1, sizeof(*st->jobs));
 	st->arrived[0] = calloc(st->nowned ? st->nowned : 1, sizeof(uint32_t));
 	st->arrived[1] = calloc(st->nowned ? st->nowned : 1, sizeof(uint32_t));
@@ -200,18 +209,22 @@ static void on_agent_declare(struct ragg_ctx *ctx, struct ragg__peer *p, const s
 		if (m->chunk_bytes < 4096 || m->chunk_bytes % sizeof(float))
 			rc = RAGG_ERR_PROTO;
 		else
-			rc = ragg__tensor_new(ctx, m->tensor, NULL, m->name_hash, m->count, m->chunk_bytes, &t);
+			rc = ragg__tensor_new(ctx, m->tensor, NULL, m->name_hash, m->count,
+			                      m->chunk_bytes, &t);
 		if (!rc) {
 			struct ragg__server_tensor *st = calloc(1, sizeof(*st));
 			t->server = st;
-			if (!st || !(st->aslot = calloc((size_t)ctx->opts.agents, sizeof(*st->aslot))) ||
-			    !(st->aparams = calloc((size_t)ctx->opts.agents, sizeof(*st->aparams)))) {
+			if (!st ||
+			    !(st->aslot = calloc((size_t)ctx->opts.agents, sizeof(*st->aslot))) ||
+			    !(st->aparams =
+			          calloc((size_t)ctx->opts.agents, sizeof(*st->aparams)))) {
 				ragg__tensor_free(t);
 				rc = -ENOMEM;
 			}
 		}
 		if (rc) {
-			ragg__error("agent %d declared an invalid tensor: %s", p->rank, ragg_strerror(rc));
+			ragg__error("agent %d declared an invalid tensor: %s", p->rank,
+			            ragg_strerror(rc));
 			ragg__fail(ctx, rc);
 			return;
 		}
@@ -265,10 +278,11 @@ void ragg__server_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t
 	uint32_t c = ragg__imm_chunk(imm);
 	int n = ctx->opts.servers;
 	ragg_tensor_t *t = id < ctx->ntensors ? ctx->tensors[id] : NULL;
-	if (!t || !t->server->ready || c >= t->nchunks || (int)(c % (uint32_t)n) != ctx->opts.rank ||
-	    len != ragg__chunk_len(t, c) || parity != (int)(t->server->rounds[c / (uint32_t)n] & 1)) {
-		ragg__error("unexpected write from %s (tensor %d chunk %u parity %d length %zu)", p->ep->peer, id,
-		            c, parity, len);
+	if (!t || !t->server->ready || c >= t->nchunks ||
+	    (int)(c % (uint32_t)n) != ctx->opts.rank || len != ragg__chunk_len(t, c) ||
+	    parity != (int)(t->server->rounds[c / (uint32_t)n] & 1)) {
+		ragg__error("unexpected write from %s (tensor %d chunk %u parity %d length %zu)",
+		            p->ep->peer, id, c, parity, len);
 		ctx->stats.frames_rejected++;
 		ragg__fail(ctx, RAGG_ERR_PROTO);
 		return;

@@ -11,30 +11,38 @@
 #include "../transports/util/settings.h"
 
 const struct ragg__setting ragg__settings[] = {
-	{"RAGG_ROLE", "", "worker, agent or server"},
-	{"RAGG_RANK", "0", "rank within the role"},
-	{"RAGG_WORKERS", "1", "number of workers in the job"},
-	{"RAGG_AGENTS", "1", "number of agents in the job"},
-	{"RAGG_SERVERS", "1", "number of server shards in the job"},
-	{"RAGG_ROOT", "127.0.0.1:29500", "rendezvous host:port, served by server 0"},
-	{"RAGG_LISTEN_HOST", "", "address agents and servers listen on (default: the one that reaches RAGG_ROOT)"},
-	{"RAGG_TRANSPORT", "auto", "tcp, verbs, shm, a list in order of preference (\"shm,tcp\"), or auto (shm to same-host peers, then verbs where an RDMA port is active, then tcp)"},
-	{"RAGG_TRANSPORT_WORKERS", "", "transports between workers and agents (default: RAGG_TRANSPORT)"},
-	{"RAGG_TRANSPORT_SERVERS", "", "transports between agents and servers (default: RAGG_TRANSPORT)"},
-	{"RAGG_CHUNK_BYTES", "4M", "model partition size (suffixes K, M, G)"},
-	{"RAGG_LR", "0.01", "learning rate of the server's optimizer"},
-	{"RAGG_OPTIMIZER", "sgd", "sgd or momentum"},
-	{"RAGG_MOMENTUM", "0.9", "momentum coefficient (RAGG_OPTIMIZER=momentum)"},
-	{"RAGG_TIMEOUT_MS", "60000", "longest a wait goes without progress before it fails, in milliseconds"},
-	{"RAGG_SERVE_TIMEOUT_MS", "3600000", "longest an agent or server waits without any traffic (workers may pause to evaluate)"},
-	{"RAGG_POLL", "adaptive", "busy, block or adaptive (spin RAGG_SPIN_US, then block)"},
-	{"RAGG_SPIN_US", "50", "adaptive polling: spin this long before blocking"},
-	{"RAGG_JOB_KEY", "", "shared secret every connection proves knowledge of"},
-	{"RAGG_LOG", "none", "none, error, warn, info or debug (to standard error)"},
-	{"RAGG_KERNELS", "auto", "summing kernels: auto, avx512, avx2, scalar or openblas"},
-	{"RAGG_AGG_THREADS", "1", "aggregation threads per agent or server (0: inline)"},
-	{"RAGG_CPUS", "", "cpus for aggregation threads (hwloc list, e.g. 0-3); default: the device's NUMA node"},
-	{NULL, NULL, NULL},
+	{ "RAGG_ROLE", "", "worker, agent or server" },
+	{ "RAGG_RANK", "0", "rank within the role" },
+	{ "RAGG_WORKERS", "1", "number of workers in the job" },
+	{ "RAGG_AGENTS", "1", "number of agents in the job" },
+	{ "RAGG_SERVERS", "1", "number of server shards in the job" },
+	{ "RAGG_ROOT", "127.0.0.1:29500", "rendezvous host:port, served by server 0" },
+	{ "RAGG_LISTEN_HOST", "",
+	  "address agents and servers listen on (default: the one that reaches RAGG_ROOT)" },
+	{ "RAGG_TRANSPORT", "auto",
+	  "tcp, verbs, shm, a list in order of preference (\"shm,tcp\"), or auto (shm to same-host "
+	  "peers, then verbs where an RDMA port is active, then tcp)" },
+	{ "RAGG_TRANSPORT_WORKERS", "",
+	  "transports between workers and agents (default: RAGG_TRANSPORT)" },
+	{ "RAGG_TRANSPORT_SERVERS", "",
+	  "transports between agents and servers (default: RAGG_TRANSPORT)" },
+	{ "RAGG_CHUNK_BYTES", "4M", "model partition size (suffixes K, M, G)" },
+	{ "RAGG_LR", "0.01", "learning rate of the server's optimizer" },
+	{ "RAGG_OPTIMIZER", "sgd", "sgd or momentum" },
+	{ "RAGG_MOMENTUM", "0.9", "momentum coefficient (RAGG_OPTIMIZER=momentum)" },
+	{ "RAGG_TIMEOUT_MS", "60000",
+	  "longest a wait goes without progress before it fails, in milliseconds" },
+	{ "RAGG_SERVE_TIMEOUT_MS", "3600000",
+	  "longest an agent or server waits without any traffic (workers may pause to evaluate)" },
+	{ "RAGG_POLL", "adaptive", "busy, block or adaptive (spin RAGG_SPIN_US, then block)" },
+	{ "RAGG_SPIN_US", "50", "adaptive polling: spin this long before blocking" },
+	{ "RAGG_JOB_KEY", "", "shared secret every connection proves knowledge of" },
+	{ "RAGG_LOG", "none", "none, error, warn, info or debug (to standard error)" },
+	{ "RAGG_KERNELS", "auto", "summing kernels: auto, avx512, avx2, scalar or openblas" },
+	{ "RAGG_AGG_THREADS", "1", "aggregation threads per agent or server (0: inline)" },
+	{ "RAGG_CPUS", "",
+	  "cpus for aggregation threads (hwloc list, e.g. 0-3); default: the device's NUMA node" },
+	{ NULL, NULL, NULL },
 };
 
 const char *ragg__setting_value(const char *name)
@@ -85,7 +93,7 @@ int ragg__parse_float(const char *name, const char *text, float *out)
 
 static int parse_role(const char *text, enum ragg_role *out)
 {
-	static const char *const names[] = {"", "worker", "agent", "server"};
+	static const char *const names[] = { "", "worker", "agent", "server" };
 	for (int i = 0; i < (int)RAGG_ARRAY_SIZE(names); i++)
 		if (strcasecmp(text, names[i]) == 0) {
 			*out = (enum ragg_role)i;
@@ -141,10 +149,10 @@ void ragg__logging_setup(void)
  * RAGG_WORKERS the workers are all the remaining processes.
  */
 static const char *const launcher_rank_vars[][2] = {
-	{"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},
-	{"SLURM_PROCID", "SLURM_NTASKS"},
-	{"PMI_RANK", "PMI_SIZE"},
-	{"PMIX_RANK", NULL}, /* PMIx publishes no size variable */
+	{ "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE" },
+	{ "SLURM_PROCID", "SLURM_NTASKS" },
+	{ "PMI_RANK", "PMI_SIZE" },
+	{ "PMIX_RANK", NULL }, /* PMIx publishes no size variable */
 };
 
 static int role_from_launcher(struct ragg_opts *o)
@@ -213,7 +221,8 @@ RAGG_EXPORT int ragg_opts_default(struct ragg_opts *opts)
 	o.servers = (int)v;
 	if ((rc = copy_text("RAGG_ROOT", V("RAGG_ROOT"), o.root, sizeof(o.root))))
 		return rc;
-	if ((rc = copy_text("RAGG_TRANSPORT", V("RAGG_TRANSPORT"), o.transport, sizeof(o.transport))))
+	if ((rc = copy_text("RAGG_TRANSPORT", V("RAGG_TRANSPORT"), o.transport,
+	                    sizeof(o.transport))))
 		return rc;
 	if ((rc = ragg__parse_size("RAGG_CHUNK_BYTES", V("RAGG_CHUNK_BYTES"), &o.chunk_bytes)))
 		return rc;
@@ -233,7 +242,8 @@ RAGG_EXPORT int ragg_opts_default(struct ragg_opts *opts)
 	if ((rc = ragg__parse_int("RAGG_TIMEOUT_MS", V("RAGG_TIMEOUT_MS"), 1, 86400000L, &v)))
 		return rc;
 	o.timeout_ms = (int)v;
-	if ((rc = ragg__parse_int("RAGG_SERVE_TIMEOUT_MS", V("RAGG_SERVE_TIMEOUT_MS"), 1, 2147483647L, &v)))
+	if ((rc = ragg__parse_int("RAGG_SERVE_TIMEOUT_MS", V("RAGG_SERVE_TIMEOUT_MS"), 1,
+	                          2147483647L, &v)))
 		return rc;
 	o.serve_timeout_ms = (int)v;
 	if ((rc = parse_poll(V("RAGG_POLL"), &o.poll)))
@@ -253,8 +263,9 @@ RAGG_EXPORT int ragg_opts_default(struct ragg_opts *opts)
 int ragg__opts_validate(const struct ragg_opts *o)
 {
 	if (o->size < sizeof(*o)) {
-		ragg__error("struct ragg_opts: size %zu, expected %zu (fill it with ragg_opts_default)",
-		            o->size, sizeof(*o));
+		ragg__error(
+		    "struct ragg_opts: size %zu, expected %zu (fill it with ragg_opts_default)",
+		    o->size, sizeof(*o));
 		return RAGG_ERR_CONFIG;
 	}
 	if (o->role == RAGG_ROLE_NONE) {
@@ -275,7 +286,8 @@ int ragg__opts_validate(const struct ragg_opts *o)
 		return RAGG_ERR_CONFIG;
 	}
 	if (o->chunk_bytes < 4096 || o->chunk_bytes % sizeof(float)) {
-		ragg__error("chunk size %zu: need a multiple of 4 and at least 4096 bytes", o->chunk_bytes);
+		ragg__error("chunk size %zu: need a multiple of 4 and at least 4096 bytes",
+		            o->chunk_bytes);
 		return RAGG_ERR_CONFIG;
 	}
 	if (o->timeout_ms <= 0 || o->serve_timeout_ms <= 0) {

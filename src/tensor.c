@@ -9,8 +9,8 @@
 #include "core.h"
 #include "log.h"
 
-int ragg__tensor_new(struct ragg_ctx *ctx, int id, const char *name, uint64_t name_hash, size_t count,
-                     size_t chunk_bytes, ragg_tensor_t **out)
+int ragg__tensor_new(struct ragg_ctx *ctx, int id, const char *name, uint64_t name_hash,
+                     size_t count, size_t chunk_bytes, ragg_tensor_t **out)
 {
 	if (count == 0 || count > SIZE_MAX / sizeof(float) || chunk_bytes < sizeof(float)) {
 		ragg__error("tensor \"%s\": invalid size %zu", name ? name : "", count);
@@ -19,8 +19,8 @@ int ragg__tensor_new(struct ragg_ctx *ctx, int id, const char *name, uint64_t na
 	size_t chunk_elems = chunk_bytes / sizeof(float);
 	size_t nchunks = (count + chunk_elems - 1) / chunk_elems;
 	if (nchunks > RAGG_IMM_MAX_CHUNKS) {
-		ragg__error("tensor \"%s\": %zu chunks, at most %u (raise RAGG_CHUNK_BYTES)", name ? name : "",
-		            nchunks, RAGG_IMM_MAX_CHUNKS);
+		ragg__error("tensor \"%s\": %zu chunks, at most %u (raise RAGG_CHUNK_BYTES)",
+		            name ? name : "", nchunks, RAGG_IMM_MAX_CHUNKS);
 		return -EINVAL;
 	}
 	ragg_tensor_t *t = calloc(1, sizeof(*t));
@@ -92,7 +92,8 @@ RAGG_EXPORT int ragg_tensor_declare(ragg_ctx_t *ctx, const char *name, float *pa
 	const struct ragg__tp *tp = ctx->peers[0].tp;
 	if ((rc = tp->ops->mr_reg(tp->dev, params, t->bytes, &t->params_mr, &t->params_rdesc)))
 		goto err_reg;
-	if ((rc = tp->ops->mr_reg(tp->dev, t->weight_src, 2 * sizeof(double), &t->weight_mr, &unused)))
+	if ((rc = tp->ops->mr_reg(tp->dev, t->weight_src, 2 * sizeof(double), &t->weight_mr,
+	                          &unused)))
 		goto err_reg;
 	/* A push is one weight plus every chunk; the queue holds a round. */
 	if ((rc = ragg__queue_reserve(&ctx->peers[0], (uint32_t)t->nchunks + 2)))
@@ -107,7 +108,8 @@ RAGG_EXPORT int ragg_tensor_declare(ragg_ctx_t *ctx, const char *name, float *pa
 		.name_hash = t->name_hash,
 		.rdesc = t->params_rdesc,
 	};
-	if ((rc = ragg__post_msg(&ctx->peers[0], &m)) || (rc = ragg__wait(ctx, acked, t, "declaring a tensor")))
+	if ((rc = ragg__post_msg(&ctx->peers[0], &m)) ||
+	    (rc = ragg__wait(ctx, acked, t, "declaring a tensor")))
 		return rc;
 	if (t->ack_status) {
 		ragg__error("tensor \"%s\": %s", name, ragg_strerror(t->ack_status));

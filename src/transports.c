@@ -18,7 +18,7 @@
 #include "log.h"
 #include "settings.h"
 
-static const char *const auto_order[] = {"shm", "verbs", "tcp"};
+static const char *const auto_order[] = { "shm", "verbs", "tcp" };
 
 static void tp_log(int level, const char *fmt, ...)
 {
@@ -72,14 +72,16 @@ static int open_one(struct ragg_ctx *ctx, const struct ragg_tp_ops *ops, struct 
 }
 
 /* Parse a hop's list ("auto", "tcp", "shm,tcp") and open its transports. */
-static int open_hop(struct ragg_ctx *ctx, const char *setting, const char *spec, struct ragg__hop *hop)
+static int open_hop(struct ragg_ctx *ctx, const char *setting, const char *spec,
+                    struct ragg__hop *hop)
 {
 	char list[64], why[256], *save = NULL;
 	bool is_auto = strcmp(spec, "auto") == 0;
 	int rc;
 
 	if (is_auto) {
-		snprintf(list, sizeof(list), "%s,%s,%s", auto_order[0], auto_order[1], auto_order[2]);
+		snprintf(list, sizeof(list), "%s,%s,%s", auto_order[0], auto_order[1],
+		         auto_order[2]);
 	} else if (snprintf(list, sizeof(list), "%s", spec) >= (int)sizeof(list)) {
 		ragg__error("%s=\"%s\": too long", setting, spec);
 		return RAGG_ERR_CONFIG;
@@ -90,16 +92,19 @@ static int open_hop(struct ragg_ctx *ctx, const char *setting, const char *spec,
 		if (!ops) {
 			if (is_auto)
 				continue; /* not built into this library */
-			ragg__error("%s=\"%s\": no transport \"%s\" in this library", setting, spec, name);
+			ragg__error("%s=\"%s\": no transport \"%s\" in this library", setting, spec,
+			            name);
 			return RAGG_ERR_NO_TRANSPORT;
 		}
 		why[0] = 0;
 		if (ops->probe(why, sizeof(why)) != 0) {
 			if (is_auto) {
-				ragg__info("transport %s not usable: %s", name, why[0] ? why : "probe failed");
+				ragg__info("transport %s not usable: %s", name,
+				           why[0] ? why : "probe failed");
 				continue;
 			}
-			ragg__error("transport %s not usable here: %s", name, why[0] ? why : "probe failed");
+			ragg__error("transport %s not usable here: %s", name,
+			            why[0] ? why : "probe failed");
 			return RAGG_ERR_NO_TRANSPORT;
 		}
 		if (hop->n == RAGG_MAX_TP) {
@@ -125,12 +130,12 @@ int ragg__transports_open(struct ragg_ctx *ctx)
 	int rc;
 
 	if (role != RAGG_ROLE_SERVER &&
-	    (rc = open_hop(ctx, *w ? "RAGG_TRANSPORT_WORKERS" : "RAGG_TRANSPORT", *w ? w : ctx->opts.transport,
-	                   &ctx->hop_workers)))
+	    (rc = open_hop(ctx, *w ? "RAGG_TRANSPORT_WORKERS" : "RAGG_TRANSPORT",
+	                   *w ? w : ctx->opts.transport, &ctx->hop_workers)))
 		return rc;
 	if (role != RAGG_ROLE_WORKER &&
-	    (rc = open_hop(ctx, *s ? "RAGG_TRANSPORT_SERVERS" : "RAGG_TRANSPORT", *s ? s : ctx->opts.transport,
-	                   &ctx->hop_servers)))
+	    (rc = open_hop(ctx, *s ? "RAGG_TRANSPORT_SERVERS" : "RAGG_TRANSPORT",
+	                   *s ? s : ctx->opts.transport, &ctx->hop_servers)))
 		return rc;
 	return 0;
 }
@@ -160,12 +165,13 @@ void ragg__transports_wait(struct ragg_ctx *ctx, int timeout_ms)
 		const struct ragg_tp_ops *ops = ctx->tps[i].ops;
 		if (!RAGG_TP_HAS_OP(ops, arm) || !RAGG_TP_HAS_OP(ops, wait_fd)) {
 			for (int j = 0; j < ctx->ntp; j++)
-				ctx->tps[j].ops->wait(ctx->tps[j].dev, timeout_ms < 1 ? timeout_ms : 1);
+				ctx->tps[j].ops->wait(ctx->tps[j].dev,
+				                      timeout_ms < 1 ? timeout_ms : 1);
 			return;
 		}
 		if (ops->arm(ctx->tps[i].dev) == -EAGAIN)
 			return;
-		pfd[n++] = (struct pollfd){.fd = ops->wait_fd(ctx->tps[i].dev), .events = POLLIN};
+		pfd[n++] = (struct pollfd){ .fd = ops->wait_fd(ctx->tps[i].dev), .events = POLLIN };
 	}
 	poll(pfd, (nfds_t)n, timeout_ms);
 }

@@ -39,9 +39,11 @@ static int grad_mr(ragg_tensor_t *t, const float *grad, struct ragg_tp_mr **mr)
 			tp->ops->mr_dereg(t->grad_mr);
 		t->grad_mr = NULL;
 		t->grad = NULL;
-		int rc = tp->ops->mr_reg(tp->dev, (void *)(uintptr_t)grad, t->bytes, &t->grad_mr, &unused);
+		int rc = tp->ops->mr_reg(tp->dev, (void *)(uintptr_t)grad, t->bytes, &t->grad_mr,
+		                         &unused);
 		if (rc) {
-			ragg__error("registering the gradient buffer (%zu bytes): %s", t->bytes, ragg_strerror(rc));
+			ragg__error("registering the gradient buffer (%zu bytes): %s", t->bytes,
+			            ragg_strerror(rc));
 			return rc;
 		}
 		t->grad = grad;
@@ -59,11 +61,13 @@ static int post_push(ragg_tensor_t *t, const float *grad, double weight)
 	int rc;
 
 	if (t->push_inflight || t->pushed) {
-		ragg__error("tensor \"%s\": pushed already this round; pull before pushing again", t->name);
+		ragg__error("tensor \"%s\": pushed already this round; pull before pushing again",
+		            t->name);
 		return -EBUSY;
 	}
 	if (!grad || !(weight >= 0.0) || !isfinite(weight)) {
-		ragg__error("tensor \"%s\": push needs a gradient and a finite weight >= 0", t->name);
+		ragg__error("tensor \"%s\": push needs a gradient and a finite weight >= 0",
+		            t->name);
 		return -EINVAL;
 	}
 	if ((rc = grad_mr(t, grad, &mr)))
@@ -74,10 +78,11 @@ static int post_push(ragg_tensor_t *t, const float *grad, double weight)
 	for (size_t c = 0; !rc && c < t->nchunks; c++) {
 		size_t off = c * t->chunk_elems * sizeof(float);
 		bool last = c + 1 == t->nchunks;
-		rc = ragg__post_write(agent, (const char *)grad + off, mr, &t->agent_slot,
-		                      ragg__slot_offset(parity, t->bytes, off), ragg__chunk_len(t, c),
-		                      ragg__imm_encode(parity, t->id, (uint32_t)c),
-		                      RAGG_TP_WRITE_IMM | (last ? RAGG_TP_WRITE_SIGNAL : 0), (uint64_t)t->id);
+		rc = ragg__post_write(
+		    agent, (const char *)grad + off, mr, &t->agent_slot,
+		    ragg__slot_offset(parity, t->bytes, off), ragg__chunk_len(t, c),
+		    ragg__imm_encode(parity, t->id, (uint32_t)c),
+		    RAGG_TP_WRITE_IMM | (last ? RAGG_TP_WRITE_SIGNAL : 0), (uint64_t)t->id);
 	}
 	if (rc)
 		return rc;
@@ -108,10 +113,11 @@ void ragg__worker_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t
 	int id = ragg__imm_tensor(imm), parity = ragg__imm_parity(imm);
 	uint32_t c = ragg__imm_chunk(imm);
 	ragg_tensor_t *t = id < ctx->ntensors ? ctx->tensors[id] : NULL;
-	if (!t || c >= t->nchunks || len != ragg__chunk_len(t, c) || parity != (int)(t->round & 1) ||
-	    t->landed[parity] >= t->nchunks) {
-		ragg__error("unexpected parameter write from agent %d (tensor %d chunk %u parity %d)", p->rank,
-		            id, c, parity);
+	if (!t || c >= t->nchunks || len != ragg__chunk_len(t, c) ||
+	    parity != (int)(t->round & 1) || t->landed[parity] >= t->nchunks) {
+		ragg__error(
+		    "unexpected parameter write from agent %d (tensor %d chunk %u parity %d)",
+		    p->rank, id, c, parity);
 		ctx->stats.frames_rejected++;
 		ragg__fail(ctx, RAGG_ERR_PROTO);
 		return;
@@ -147,7 +153,8 @@ RAGG_EXPORT int ragg_pull(ragg_tensor_t *t, float *params)
 		return rc;
 	/* The round ends once our own push has left too, so the next push may
 	 * reuse the parity's slots. */
-	if ((rc = ragg__wait(t->ctx, push_done, t, "push")) || (rc = ragg__wait(t->ctx, pull_done, t, "pull")))
+	if ((rc = ragg__wait(t->ctx, push_done, t, "push")) ||
+	    (rc = ragg__wait(t->ctx, pull_done, t, "pull")))
 		return rc;
 	t->landed[t->round & 1] = 0;
 	t->pushed = false;

@@ -40,7 +40,8 @@ int main(int argc, char **argv)
 	char why[256], buf[8192];
 	(void)argv;
 	if (argc > 1) {
-		fprintf(stderr, "usage: ragg-info\nPrints transports, devices, placement and settings; see ragg-info(1).\n");
+		fprintf(stderr, "usage: ragg-info\nPrints transports, devices, placement and "
+		                "settings; see ragg-info(1).\n");
 		return 2;
 	}
 	printf("ragg %s\n\n", PACKAGE_VERSION);
@@ -48,7 +49,8 @@ int main(int argc, char **argv)
 	for (const struct ragg_tp_ops *const *t = ragg_transport_list(); *t; t++) {
 		why[0] = 0;
 		int rc = (*t)->probe(why, sizeof(why));
-		printf("  %-8s %s%s%s\n", (*t)->name, rc ? "not usable" : "usable", why[0] ? ": " : "", why);
+		printf("  %-8s %s%s%s\n", (*t)->name, rc ? "not usable" : "usable",
+		       why[0] ? ": " : "", why);
 	}
 #ifdef RAGG_HAVE_VERBS
 	printf("\nRDMA devices:\n");
@@ -60,9 +62,10 @@ int main(int argc, char **argv)
 	const struct ragg__kernels *k = ragg__kernels_get(kname);
 	printf("  kernels: %s\n", k ? k->name : "(RAGG_KERNELS names none usable here)");
 	struct ragg__engine *e;
-	struct ragg__engine_conf conf = {.threads = 0};
+	struct ragg__engine_conf conf = { .threads = 0 };
 	long threads = 1;
-	ragg__parse_int("RAGG_AGG_THREADS", ragg__setting_value("RAGG_AGG_THREADS"), 0, 1024, &threads);
+	ragg__parse_int("RAGG_AGG_THREADS", ragg__setting_value("RAGG_AGG_THREADS"), 0, 1024,
+	                &threads);
 	conf.threads = (int)threads;
 	const char *cpus = ragg__setting_value("RAGG_CPUS");
 	conf.cpus = *cpus ? cpus : NULL;

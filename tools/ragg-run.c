@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define GRACE_MS 3000
+#define GRACE_MS       3000
 #define LINE_MAX_BYTES 4096
 
 struct proc {
@@ -58,12 +58,13 @@ static void usage(FILE *f)
 /* A free port for the rendezvous: bind port 0 and read what we got. */
 static int free_port(void)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t len = sizeof(a);
 	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
 	if (fd < 0)
 		return -1;
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
 		port = ntohs(a.sin_port);
 	close(fd);
 	return port;
@@ -153,7 +154,8 @@ static const char *describe(int status, char *buf, size_t len)
 	if (WIFEXITED(status))
 		snprintf(buf, len, "exit %d", WEXITSTATUS(status));
 	else if (WIFSIGNALED(status))
-		snprintf(buf, len, "killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+		snprintf(buf, len, "killed by signal %d (%s)", WTERMSIG(status),
+		         strsignal(WTERMSIG(status)));
 	else
 		snprintf(buf, len, "status %d", status);
 	return buf;
@@ -164,10 +166,14 @@ int main(int argc, char **argv)
 	int workers = 0, agents = 0, servers = 0, port = 0, timeout_s = 0, c;
 	const char *transport = NULL;
 	static const struct option longopts[] = {
-		{"workers", required_argument, NULL, 'w'}, {"agents", required_argument, NULL, 'a'},
-		{"servers", required_argument, NULL, 's'}, {"transport", required_argument, NULL, 't'},
-		{"port", required_argument, NULL, 'p'},    {"timeout", required_argument, NULL, 'T'},
-		{"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+		{ "workers", required_argument, NULL, 'w' },
+		{ "agents", required_argument, NULL, 'a' },
+		{ "servers", required_argument, NULL, 's' },
+		{ "transport", required_argument, NULL, 't' },
+		{ "port", required_argument, NULL, 'p' },
+		{ "timeout", required_argument, NULL, 'T' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
 	while ((c = getopt_long(argc, argv, "+w:a:s:t:p:T:h", longopts, NULL)) != -1) {
 		switch (c) {
@@ -197,10 +203,11 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind >= argc || workers < 1 || agents < 1 || servers < 1 || agents > workers || port < 0 ||
-	    port > 65535 || timeout_s < 0) {
+	if (optind >= argc || workers < 1 || agents < 1 || servers < 1 || agents > workers ||
+	    port < 0 || port > 65535 || timeout_s < 0) {
 		usage(stderr);
-		fprintf(stderr, "ragg-run: need -w, -a, -s >= 1 (agents <= workers) and a program\n");
+		fprintf(stderr,
+		        "ragg-run: need -w, -a, -s >= 1 (agents <= workers) and a program\n");
 		return 2;
 	}
 	if (!port && (port = free_port()) <= 0) {
@@ -212,10 +219,20 @@ int main(int argc, char **argv)
 	snprintf(w_s, sizeof(w_s), "%d", workers);
 	snprintf(a_s, sizeof(a_s), "%d", agents);
 	snprintf(s_s, sizeof(s_s), "%d", servers);
-	char *env[] = {"RAGG_ROOT", root, "RAGG_WORKERS", w_s, "RAGG_AGENTS", a_s, "RAGG_SERVERS", s_s,
-	               transport ? "RAGG_TRANSPORT" : NULL, (char *)transport, NULL, NULL};
+	char *env[] = { "RAGG_ROOT",
+		        root,
+		        "RAGG_WORKERS",
+		        w_s,
+		        "RAGG_AGENTS",
+		        a_s,
+		        "RAGG_SERVERS",
+		        s_s,
+		        transport ? "RAGG_TRANSPORT" : NULL,
+		        (char *)transport,
+		        NULL,
+		        NULL };
 
-	struct sigaction sa = {.sa_handler = on_signal};
+	struct sigaction sa = { .sa_handler = on_signal };
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
@@ -258,7 +275,7 @@ int main(int argc, char **argv)
 		int m = 0;
 		for (int i = 0; i < k; i++)
 			if (ps[i].out_fd >= 0)
-				pfd[m++] = (struct pollfd){.fd = ps[i].out_fd, .events = POLLIN};
+				pfd[m++] = (struct pollfd){ .fd = ps[i].out_fd, .events = POLLIN };
 		poll(pfd, (nfds_t)m, 100);
 		for (int i = 0; i < k; i++)
 			if (ps[i].out_fd >= 0 && !drain(&ps[i])) {
@@ -276,8 +293,9 @@ int main(int argc, char **argv)
 				ps[i].status = status;
 				running--;
 				if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0) && !stop_at) {
-					fprintf(stderr, "ragg-run: %s failed (%s); stopping the job\n", ps[i].tag,
-					        describe(status, desc, sizeof(desc)));
+					fprintf(stderr,
+					        "ragg-run: %s failed (%s); stopping the job\n",
+					        ps[i].tag, describe(status, desc, sizeof(desc)));
 					exit_code = 1;
 					stop_at = now_ms();
 					signal_all(ps, k, SIGTERM);
@@ -291,7 +309,8 @@ int main(int argc, char **argv)
 			signal_all(ps, k, SIGTERM);
 		}
 		if (timeout_s && !stop_at && now_ms() - start > (uint64_t)timeout_s * 1000u) {
-			fprintf(stderr, "ragg-run: job still running after %d s; stopping it\n", timeout_s);
+			fprintf(stderr, "ragg-run: job still running after %d s; stopping it\n",
+			        timeout_s);
 			exit_code = 1;
 			stop_at = now_ms();
 			signal_all(ps, k, SIGTERM);
@@ -304,7 +323,8 @@ int main(int argc, char **argv)
 			break;
 	}
 	for (int i = 0; i < k; i++)
-		if (ps[i].exited && !(WIFEXITED(ps[i].status) && WEXITSTATUS(ps[i].status) == 0) && exit_code == 0)
+		if (ps[i].exited && !(WIFEXITED(ps[i].status) && WEXITSTATUS(ps[i].status) == 0) &&
+		    exit_code == 0)
 			exit_code = 1;
 	free(ps);
 	free(pfd);

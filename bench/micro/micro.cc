@@ -31,10 +31,11 @@
 #include "engine/engine.h"
 #include "stream.h"
 
-namespace {
+namespace
+{
 
 constexpr int kMaxK = 8;
-constexpr int kKs[] = {2, 4, 8};
+constexpr int kKs[] = { 2, 4, 8 };
 
 struct Arrays {
 	size_t n = 0; // floats per array
@@ -106,7 +107,7 @@ void run(Op op, int k, int threads)
 	for (int left = threads; left > 0;) {
 		ragg__job *j = ragg__engine_reap(g_engine);
 		if (!j) {
-			pollfd p = {ragg__engine_wake_fd(g_engine), POLLIN, 0};
+			pollfd p = { ragg__engine_wake_fd(g_engine), POLLIN, 0 };
 			poll(&p, 1, -1);
 			continue;
 		}
@@ -129,17 +130,17 @@ double bytes_of(Op op, int k)
 
 void register_one(const std::string &name, Op op, int k, int threads)
 {
-	benchmark::RegisterBenchmark(name.c_str(),
-	                             [=](benchmark::State &st) {
-		                             for (auto _ : st) {
-			                             run(op, k, threads);
-			                             benchmark::ClobberMemory();
-		                             }
-		                             st.SetBytesProcessed((int64_t)(bytes_of(op, k) *
-		                                                            (double)st.iterations()));
-	                             })
-		->UseRealTime()
-		->Unit(benchmark::kMillisecond);
+	benchmark::RegisterBenchmark(
+	    name.c_str(),
+	    [=](benchmark::State &st) {
+		    for (auto _ : st) {
+			    run(op, k, threads);
+			    benchmark::ClobberMemory();
+		    }
+		    st.SetBytesProcessed((int64_t)(bytes_of(op, k) * (double)st.iterations()));
+	    })
+	    ->UseRealTime()
+	    ->Unit(benchmark::kMillisecond);
 }
 
 std::string key(const std::string &what, int k, int threads)
@@ -148,13 +149,16 @@ std::string key(const std::string &what, int k, int threads)
 }
 
 // Keeps the best rate per benchmark while the console reporter prints.
-class Collector : public benchmark::ConsoleReporter {
-public:
+class Collector : public benchmark::ConsoleReporter
+{
+      public:
 	std::map<std::string, double> best; // GB/s
 
 	// --benchmark_color only reaches the reporter the library makes
 	// itself: colour when printing to a terminal.
-	Collector() : ConsoleReporter(isatty(1) ? OO_ColorTabular : OO_Tabular) {}
+	Collector() : ConsoleReporter(isatty(1) ? OO_ColorTabular : OO_Tabular)
+	{
+	}
 
 	void ReportRuns(const std::vector<Run> &runs) override
 	{
@@ -184,7 +188,8 @@ void summary(const Collector &c, int threads)
 		return;
 	std::printf("threads=%d: copy=%.1f GB/s triad=%.1f GB/s\n", threads, copy, triad);
 	for (int k : kKs) {
-		double f = get(c, key("fused", k, threads)), b = get(c, key("openblas", k, threads));
+		double f = get(c, key("fused", k, threads)),
+		       b = get(c, key("openblas", k, threads));
 		if (f == 0.0 || b == 0.0)
 			continue;
 		// The single-thread lines keep the exact form scripts look for.
@@ -227,14 +232,15 @@ int main(int argc, char **argv)
 	}
 	char desc[512];
 	ragg__engine_describe(g_engine, desc, sizeof(desc));
-	std::printf("engine: %s\nfused kernels: %s, arrays: %zu MiB, OPENBLAS_NUM_THREADS=1\n", desc,
-	            g_fused->name, mib);
+	std::printf("engine: %s\nfused kernels: %s, arrays: %zu MiB, OPENBLAS_NUM_THREADS=1\n",
+	            desc, g_fused->name, mib);
 
 	// Each half first touched by the pool thread that sums it.
 	g_a.bytes = mib << 20;
 	g_a.n = g_a.bytes / sizeof(float);
 	for (int j = 0; j < kMaxK; j++) {
-		g_a.in[j] = static_cast<float *>(ragg__engine_alloc(g_engine, g_a.bytes, g_a.bytes / 2));
+		g_a.in[j] =
+		    static_cast<float *>(ragg__engine_alloc(g_engine, g_a.bytes, g_a.bytes / 2));
 		if (!g_a.in[j])
 			return 1;
 		for (size_t i = 0; i < g_a.n; i++)

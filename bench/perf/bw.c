@@ -29,7 +29,7 @@ void perf_bw_client(struct perf_session *s, size_t size, struct perf_bw_result *
 	const uint64_t iters = o->iters ? o->iters : default_iters(size);
 	const uint64_t dur_ns = (uint64_t)(o->duration * 1e9);
 	const unsigned flags = RAGG_TP_WRITE_IMM | RAGG_TP_WRITE_SIGNAL;
-	struct perf_msg m = {.op = OP_BEGIN, .mode = PERF_BW, .size = size};
+	struct perf_msg m = { .op = OP_BEGIN, .mode = PERF_BW, .size = size };
 	struct ragg_tp_event ev[64];
 	uint64_t posted = 0, done = 0;
 	bool more = true;
@@ -72,7 +72,9 @@ void perf_bw_client(struct perf_session *s, size_t size, struct perf_bw_result *
 		if (!n && !o->busy)
 			s->tp->wait(s->dev, 100);
 	}
-	m = (struct perf_msg){.op = OP_END, .mode = PERF_BW, .size = size, .count = warm + posted};
+	m = (struct perf_msg){
+		.op = OP_END, .mode = PERF_BW, .size = size, .count = warm + posted
+	};
 	perf_send(s, &m);
 	perf_expect(s, OP_DONE, &m);
 	const uint64_t t1 = perf_now_ns();
@@ -92,7 +94,7 @@ void perf_bw_client(struct perf_session *s, size_t size, struct perf_bw_result *
 
 void perf_bw_server(struct perf_session *s, const struct perf_msg *begin)
 {
-	struct perf_msg m = {.op = OP_READY, .mode = PERF_BW, .size = begin->size};
+	struct perf_msg m = { .op = OP_READY, .mode = PERF_BW, .size = begin->size };
 	struct ragg_tp_event ev;
 	uint64_t landed = 0, wstart = 0, wbytes = 0, first = 0, last = 0;
 	double peak = 0;
@@ -127,7 +129,10 @@ void perf_bw_server(struct perf_session *s, const struct perf_msg *begin)
 	/* A run shorter than a window: its whole span is the one window. */
 	if (peak == 0 && landed > 1 && last > first)
 		peak = (double)(landed - 1) * (double)begin->size * 1e9 / (double)(last - first);
-	m = (struct perf_msg){.op = OP_DONE, .mode = PERF_BW, .size = begin->size, .count = landed,
-	                      .peak_Bps = peak};
+	m = (struct perf_msg){ .op = OP_DONE,
+		               .mode = PERF_BW,
+		               .size = begin->size,
+		               .count = landed,
+		               .peak_Bps = peak };
 	perf_send(s, &m);
 }

@@ -37,7 +37,7 @@ void perf_lat_client(struct perf_session *s, size_t size, struct perf_lat_result
 	const struct perf_opts *o = s->o;
 	const uint64_t dur_ns = (uint64_t)(o->duration * 1e9);
 	const uint64_t want = dur_ns ? MAX_SAMPLES : o->iters ? o->iters : default_iters(size);
-	struct perf_msg m = {.op = OP_BEGIN, .mode = PERF_LAT, .size = size};
+	struct perf_msg m = { .op = OP_BEGIN, .mode = PERF_LAT, .size = size };
 	uint64_t *rtt = malloc(want * sizeof(*rtt));
 	uint64_t n = 0;
 	if (!rtt)
@@ -58,11 +58,11 @@ void perf_lat_client(struct perf_session *s, size_t size, struct perf_lat_result
 		}
 		uint64_t t1 = perf_now_ns();
 		if (ev.imm != (uint32_t)n || ev.len != size)
-			perf_die("echo %u of %zu bytes, expected %u of %zu", ev.imm, ev.len, (uint32_t)n,
-			         size);
+			perf_die("echo %u of %zu bytes, expected %u of %zu", ev.imm, ev.len,
+			         (uint32_t)n, size);
 		rtt[n++] = t1 - t0;
 	}
-	m = (struct perf_msg){.op = OP_END, .mode = PERF_LAT, .size = size, .count = n};
+	m = (struct perf_msg){ .op = OP_END, .mode = PERF_LAT, .size = size, .count = n };
 	perf_send(s, &m);
 	perf_expect(s, OP_DONE, &m);
 
@@ -85,7 +85,7 @@ void perf_lat_client(struct perf_session *s, size_t size, struct perf_lat_result
 
 void perf_lat_server(struct perf_session *s, const struct perf_msg *begin)
 {
-	struct perf_msg m = {.op = OP_READY, .mode = PERF_LAT, .size = begin->size};
+	struct perf_msg m = { .op = OP_READY, .mode = PERF_LAT, .size = begin->size };
 	struct ragg_tp_event ev;
 	uint64_t n = 0;
 
@@ -105,6 +105,6 @@ void perf_lat_server(struct perf_session *s, const struct perf_msg *begin)
 			perf_die("client sent message %u mid-test", m.op);
 		break;
 	}
-	m = (struct perf_msg){.op = OP_DONE, .mode = PERF_LAT, .size = begin->size, .count = n};
+	m = (struct perf_msg){ .op = OP_DONE, .mode = PERF_LAT, .size = begin->size, .count = n };
 	perf_send(s, &m);
 }

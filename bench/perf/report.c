@@ -48,11 +48,11 @@ void perf_report_bw(const struct perf_opts *o, const struct perf_bw_result *r)
 	if (o->json)
 		printf("{\"mode\":\"bw\",\"transport\":\"%s\",\"size\":%zu,\"iterations\":%llu,"
 		       "\"bw_peak_MBps\":%.2f,\"bw_avg_MBps\":%.2f,\"msg_rate_Mpps\":%.6f}\n",
-		       o->transport, r->size, (unsigned long long)r->iters, r->peak_MBps, r->avg_MBps,
-		       r->Mpps);
+		       o->transport, r->size, (unsigned long long)r->iters, r->peak_MBps,
+		       r->avg_MBps, r->Mpps);
 	else
-		printf(" %-12zu %-14llu %-16.2f %-18.2f %.6f\n", r->size, (unsigned long long)r->iters,
-		       r->peak_MBps, r->avg_MBps, r->Mpps);
+		printf(" %-12zu %-14llu %-16.2f %-18.2f %.6f\n", r->size,
+		       (unsigned long long)r->iters, r->peak_MBps, r->avg_MBps, r->Mpps);
 	fflush(stdout);
 }
 
@@ -77,7 +77,8 @@ void perf_report_summary(const struct perf_opts *o)
 	if (o->json)
 		return;
 	for (int i = 0; i < nrows; i++)
-		printf("ragg-perf: mode=%s transport=%s size=%zu %s=%.2f\n", mode_name(o), o->transport,
-		       rows[i].size, o->mode == PERF_BW ? "bw_MBps" : "median_us", rows[i].value);
+		printf("ragg-perf: mode=%s transport=%s size=%zu %s=%.2f\n", mode_name(o),
+		       o->transport, rows[i].size, o->mode == PERF_BW ? "bw_MBps" : "median_us",
+		       rows[i].value);
 	fflush(stdout);
 }

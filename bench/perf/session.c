@@ -15,7 +15,7 @@
 
 #include "perf.h"
 
-#define PERF_MAGIC 0x46504752u /* "RGPF" */
+#define PERF_MAGIC   0x46504752u /* "RGPF" */
 #define PERF_VERSION 1
 
 /* Connection private data, both ways. */
@@ -33,7 +33,7 @@ static int log_level;
 
 void perf_log(int level, const char *fmt, ...)
 {
-	static const char *const names[] = {"none", "error", "warn", "info", "debug"};
+	static const char *const names[] = { "none", "error", "warn", "info", "debug" };
 	va_list ap;
 	fprintf(stderr, "ragg-perf: %s: ", level >= 0 && level <= 4 ? names[level] : "?");
 	va_start(ap, fmt);
@@ -215,15 +215,15 @@ void perf_write(struct perf_session *s, const void *laddr, struct ragg_tp_mr *lm
 
 static bool accept_client(struct perf_session *s, const struct ragg_tp_event *ev)
 {
-	struct perf_hello in, out = {.magic = PERF_MAGIC, .version = PERF_VERSION};
+	struct perf_hello in, out = { .magic = PERF_MAGIC, .version = PERF_VERSION };
 	if (ev->len != sizeof(in)) {
 		perf_log(RAGG_LOG_WARN, "%s: not a ragg-perf client, rejected", ev->ep->peer);
 		return false;
 	}
 	memcpy(&in, ev->data, sizeof(in));
 	if (in.magic != PERF_MAGIC || in.version != PERF_VERSION) {
-		perf_log(RAGG_LOG_WARN, "%s: ragg-perf version %u, we are %u; rejected", ev->ep->peer,
-		         in.version, PERF_VERSION);
+		perf_log(RAGG_LOG_WARN, "%s: ragg-perf version %u, we are %u; rejected",
+		         ev->ep->peer, in.version, PERF_VERSION);
 		return false;
 	}
 	s->buf_len = in.buf_len;
@@ -244,7 +244,8 @@ int perf_server(const struct perf_opts *o)
 	char spec[RAGG_TP_ADDR_MAX], addr[RAGG_TP_ADDR_MAX];
 	open_dev(&s, o);
 	const char *h = o->bind ? o->bind : "";
-	snprintf(spec, sizeof(spec), strchr(h, ':') && h[0] != '[' ? "[%s]:%u" : "%s:%u", h, o->port);
+	snprintf(spec, sizeof(spec), strchr(h, ':') && h[0] != '[' ? "[%s]:%u" : "%s:%u", h,
+	         o->port);
 	int rc = s.tp->listen(s.dev, spec, addr, sizeof(addr));
 	if (rc)
 		perf_die("listen on %s: %s", spec, ragg_strerror(rc));
@@ -308,9 +309,12 @@ int perf_server(const struct perf_opts *o)
 static void connect_server(struct perf_session *s, const struct perf_opts *o, size_t buf_len)
 {
 	char addr[RAGG_TP_ADDR_MAX];
-	struct perf_hello out = {.magic = PERF_MAGIC, .version = PERF_VERSION, .buf_len = buf_len};
+	struct perf_hello out = { .magic = PERF_MAGIC,
+		                  .version = PERF_VERSION,
+		                  .buf_len = buf_len };
 	const char *h = o->host;
-	snprintf(addr, sizeof(addr), strchr(h, ':') && h[0] != '[' ? "[%s]:%u" : "%s:%u", h, o->port);
+	snprintf(addr, sizeof(addr), strchr(h, ':') && h[0] != '[' ? "[%s]:%u" : "%s:%u", h,
+	         o->port);
 
 	s->buf_len = buf_len;
 	s->buf = alloc_buf(s, buf_len);
@@ -343,7 +347,7 @@ static void connect_server(struct perf_session *s, const struct perf_opts *o, si
 		s->ep = NULL;
 		if (status != -ECONNREFUSED || perf_now_ns() > deadline)
 			perf_die("connect %s: %s", addr, ragg_strerror(status));
-		struct timespec ts = {0, 100 * 1000 * 1000};
+		struct timespec ts = { 0, 100 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
 	}
 }
@@ -378,7 +382,7 @@ int perf_client(const struct perf_opts *opts)
 		size = size * 2 > o->max_size ? o->max_size : size * 2;
 	}
 	perf_report_summary(o);
-	struct perf_msg quit = {.op = OP_QUIT};
+	struct perf_msg quit = { .op = OP_QUIT };
 	perf_send(&s, &quit);
 	/* Let the message leave before the socket does. */
 	struct ragg_tp_event ev;

@@ -38,8 +38,8 @@ int main(int argc, char **argv)
 	}
 	qsort(t, (size_t)rounds, sizeof(double), cmp);
 	if (rank == 0)
-		printf("mpi: ranks=%d bytes=%zu rounds=%d median_ms=%.3f min_ms=%.3f\n", size, bytes, rounds,
-		       t[rounds / 2], t[0]);
+		printf("mpi: ranks=%d bytes=%zu rounds=%d median_ms=%.3f min_ms=%.3f\n", size,
+		       bytes, rounds, t[rounds / 2], t[0]);
 	free(in);
 	free(out);
 	free(t);

@@ -83,7 +83,8 @@ int main(int argc, char **argv)
 	qsort(t, (size_t)rounds, sizeof(double), cmp);
 	if (ragg_rank(ctx) == 0) {
 		const char *w = getenv("RAGG_WORKERS");
-		printf("round: transport=%s workers=%s bytes=%zu rounds=%d median_ms=%.3f min_ms=%.3f\n",
+		printf("round: transport=%s workers=%s bytes=%zu rounds=%d median_ms=%.3f "
+		       "min_ms=%.3f\n",
 		       ragg_transport_name(ctx), w ? w : "1", bytes, rounds, t[rounds / 2], t[0]);
 	}
 	free(params);

@@ -27,18 +27,18 @@ extern "C" {
 #endif
 
 /* ragg's own error codes; ragg_strerror() names every one. */
-#define RAGG_ERRNO_MAP(X)                                                      \
-	X(RAGG_ERR_PEER_LOST, -256, "peer lost (connection closed or failed)")     \
-	X(RAGG_ERR_AUTH, -257, "authentication failed (wrong RAGG_JOB_KEY?)")      \
-	X(RAGG_ERR_PROTO, -258, "protocol error (malformed frame)")                \
-	X(RAGG_ERR_VERSION, -259, "protocol version mismatch")                     \
-	X(RAGG_ERR_TIMEOUT, -260, "timed out (see RAGG_TIMEOUT_MS)")               \
-	X(RAGG_ERR_CONFIG, -261, "invalid configuration")                          \
-	X(RAGG_ERR_ROLE, -262, "operation not valid for this process's role")      \
-	X(RAGG_ERR_NO_TRANSPORT, -263, "no usable transport")                      \
-	X(RAGG_ERR_BOUNDS, -264, "remote write outside its slot refused")          \
-	X(RAGG_ERR_KEY, -265, "remote write with a wrong memory key refused")      \
-	X(RAGG_ERR_MISMATCH, -266, "tensor declarations differ between processes") \
+#define RAGG_ERRNO_MAP(X)                                                                          \
+	X(RAGG_ERR_PEER_LOST, -256, "peer lost (connection closed or failed)")                     \
+	X(RAGG_ERR_AUTH, -257, "authentication failed (wrong RAGG_JOB_KEY?)")                      \
+	X(RAGG_ERR_PROTO, -258, "protocol error (malformed frame)")                                \
+	X(RAGG_ERR_VERSION, -259, "protocol version mismatch")                                     \
+	X(RAGG_ERR_TIMEOUT, -260, "timed out (see RAGG_TIMEOUT_MS)")                               \
+	X(RAGG_ERR_CONFIG, -261, "invalid configuration")                                          \
+	X(RAGG_ERR_ROLE, -262, "operation not valid for this process's role")                      \
+	X(RAGG_ERR_NO_TRANSPORT, -263, "no usable transport")                                      \
+	X(RAGG_ERR_BOUNDS, -264, "remote write outside its slot refused")                          \
+	X(RAGG_ERR_KEY, -265, "remote write with a wrong memory key refused")                      \
+	X(RAGG_ERR_MISMATCH, -266, "tensor declarations differ between processes")                 \
 	X(RAGG_ERR_MEMLOCK, -267, "memory registration failed: locked-memory limit (ulimit -l)")
 
 enum ragg_errno {
@@ -126,8 +126,8 @@ RAGG_API const char *ragg_transport_name(const ragg_ctx_t *ctx);
  * pulls land in; worker 0's values at declare time become the initial
  * parameters everywhere.
  */
-RAGG_API int ragg_tensor_declare(ragg_ctx_t *ctx, const char *name, float *params,
-                                 size_t count, ragg_tensor_t **tensor);
+RAGG_API int ragg_tensor_declare(ragg_ctx_t *ctx, const char *name, float *params, size_t count,
+                                 ragg_tensor_t **tensor);
 
 /* Push this round's gradient with weight (usually the sample count). */
 RAGG_API int ragg_push(ragg_tensor_t *t, const float *grad, double weight);
@@ -137,13 +137,11 @@ RAGG_API int ragg_push(ragg_tensor_t *t, const float *grad, double weight);
 RAGG_API int ragg_pull(ragg_tensor_t *t, float *params);
 
 /* Push then pull. */
-RAGG_API int ragg_pushpull(ragg_tensor_t *t, const float *grad, double weight,
-                           float *params);
+RAGG_API int ragg_pushpull(ragg_tensor_t *t, const float *grad, double weight, float *params);
 
 /* Non-blocking push; complete with ragg_wait() or ragg_test(). The grad
  * buffer must stay unchanged until then. */
-RAGG_API int ragg_ipush(ragg_tensor_t *t, const float *grad, double weight,
-                        ragg_req_t **req);
+RAGG_API int ragg_ipush(ragg_tensor_t *t, const float *grad, double weight, ragg_req_t **req);
 RAGG_API int ragg_wait(ragg_req_t *req);
 /* *done = 1 when complete (the request is then released), else 0. */
 RAGG_API int ragg_test(ragg_req_t *req, int *done);

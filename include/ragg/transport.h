@@ -32,7 +32,7 @@ extern "C" {
 /* Largest packed memory descriptor and connection private data. The private
  * data limit is rdma_cm's for an RC connect request. */
 #define RAGG_TP_RDESC_MAX 32
-#define RAGG_TP_PRIV_MAX 56
+#define RAGG_TP_PRIV_MAX  56
 /* Largest control message for send(). */
 #define RAGG_TP_MSG_MAX 256
 /* Largest endpoint address ("host:port", or a transport's own form). */
@@ -48,14 +48,14 @@ enum ragg_log_level {
 
 /* Capability flags a transport sets in ops->caps; they must match what it
  * implements. */
-#define RAGG_TP_CAP_WRITE_IMM (1u << 0)
-#define RAGG_TP_CAP_SEND (1u << 1)
-#define RAGG_TP_CAP_INLINE (1u << 2) /* small writes complete at post time */
-#define RAGG_TP_CAP_ZERO_COPY (1u << 3) /* receiver's payload lands straight in the slot */
+#define RAGG_TP_CAP_WRITE_IMM  (1u << 0)
+#define RAGG_TP_CAP_SEND       (1u << 1)
+#define RAGG_TP_CAP_INLINE     (1u << 2) /* small writes complete at post time */
+#define RAGG_TP_CAP_ZERO_COPY  (1u << 3) /* receiver's payload lands straight in the slot */
 #define RAGG_TP_CAP_LOCAL_ONLY (1u << 4) /* peers must be on this host */
 
 /* write_imm flags */
-#define RAGG_TP_WRITE_IMM (1u << 0) /* deliver the immediate to the peer */
+#define RAGG_TP_WRITE_IMM    (1u << 0) /* deliver the immediate to the peer */
 #define RAGG_TP_WRITE_SIGNAL (1u << 1) /* report RAGG_TP_EV_WRITE_DONE locally */
 
 /* Opaque, length-prefixed description of a registered region, packed by the
@@ -151,8 +151,8 @@ struct ragg_tp_ops {
 
 	/* Register memory for remote writes into it (and as a write source);
 	 * rdesc receives the packed descriptor to give to peers. */
-	int (*mr_reg)(struct ragg_tp_dev *dev, void *addr, size_t len,
-	              struct ragg_tp_mr **mr, struct ragg_tp_rdesc *rdesc);
+	int (*mr_reg)(struct ragg_tp_dev *dev, void *addr, size_t len, struct ragg_tp_mr **mr,
+	              struct ragg_tp_rdesc *rdesc);
 	int (*mr_dereg)(struct ragg_tp_mr *mr);
 
 	/* Listen on host (port 0: any); the reachable address is written to
@@ -160,8 +160,8 @@ struct ragg_tp_ops {
 	int (*listen)(struct ragg_tp_dev *dev, const char *host, char *addr, size_t addr_len);
 	/* Start connecting to addr, carrying priv; completion arrives as
 	 * RAGG_TP_EV_CONNECTED (or DISCONNECTED) from poll(). */
-	int (*connect)(struct ragg_tp_dev *dev, const char *addr, const void *priv,
-	               size_t priv_len, void *user, struct ragg_tp_ep **ep);
+	int (*connect)(struct ragg_tp_dev *dev, const char *addr, const void *priv, size_t priv_len,
+	               void *user, struct ragg_tp_ep **ep);
 	int (*accept)(struct ragg_tp_ep *ep, const void *priv, size_t priv_len);
 	int (*reject)(struct ragg_tp_ep *ep);
 	/* Release an endpoint (any state); no event refers to it afterwards. */
@@ -202,7 +202,7 @@ struct ragg_tp_ops {
 };
 
 /* Whether ops (of a transport built against an older header) has op. */
-#define RAGG_TP_HAS_OP(ops, op)                                                     \
+#define RAGG_TP_HAS_OP(ops, op)                                                                    \
 	((ops)->size >= offsetof(struct ragg_tp_ops, op) + sizeof((ops)->op) && (ops)->op)
 
 /* The transports built into this library. */

@@ -30,6 +30,7 @@ int ragg__kv_get(struct ragg__kv *kv, const char *key, char *value, size_t cap, 
 int ragg__kv_local_host(const struct ragg__kv *kv, char *host, size_t cap);
 
 /* Split "host:port" / "[v6]:port"; 0 or RAGG_ERR_CONFIG. */
-int ragg__split_hostport(const char *addr, char *host, size_t host_cap, char *port, size_t port_cap);
+int ragg__split_hostport(const char *addr, char *host, size_t host_cap, char *port,
+                         size_t port_cap);
 
 #endif

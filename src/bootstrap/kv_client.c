@@ -25,7 +25,7 @@ struct ragg__kv {
 
 static void set_io_timeout(int fd, int ms)
 {
-	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
@@ -50,7 +50,7 @@ static int try_connect(const struct addrinfo *ai, int io_ms)
 int ragg__kv_connect(const char *root, int timeout_ms, struct ragg__kv **out)
 {
 	char host[256], port[32];
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
 	struct addrinfo *ai = NULL;
 	uint64_t deadline = ragg__now_ms() + (uint64_t)timeout_ms;
 	int rc, sleep_ms = 5;
@@ -75,9 +75,10 @@ int ragg__kv_connect(const char *root, int timeout_ms, struct ragg__kv **out)
 		if (kv->fd >= 0)
 			break;
 		if (ragg__now_ms() >= deadline) {
-			ragg__error("rendezvous at %s unreachable for %d ms (it is served by server 0: "
-			            "did that process start? is RAGG_ROOT the same everywhere?)",
-			            root, timeout_ms);
+			ragg__error(
+			    "rendezvous at %s unreachable for %d ms (it is served by server 0: "
+			    "did that process start? is RAGG_ROOT the same everywhere?)",
+			    root, timeout_ms);
 			freeaddrinfo(ai);
 			free(kv);
 			return RAGG_ERR_TIMEOUT;
@@ -165,7 +166,8 @@ int ragg__kv_get(struct ragg__kv *kv, const char *key, char *value, size_t cap, 
 	snprintf(req, sizeof(req), "GET %s\n", key);
 	for (;;) {
 		if ((rc = kv_request(kv, req, reply, sizeof(reply)))) {
-			ragg__error("rendezvous: lost while waiting for \"%s\" (server 0 serves it: did it exit?)",
+			ragg__error("rendezvous: lost while waiting for \"%s\" (server 0 serves "
+			            "it: did it exit?)",
 			            key);
 			return rc;
 		}
@@ -178,7 +180,8 @@ int ragg__kv_get(struct ragg__kv *kv, const char *key, char *value, size_t cap, 
 		if (strcmp(reply, "NONE") != 0)
 			return RAGG_ERR_PROTO;
 		if (ragg__now_ms() >= deadline) {
-			ragg__error("rendezvous: \"%s\" not published within %d ms (did that process start?)",
+			ragg__error("rendezvous: \"%s\" not published within %d ms (did that "
+			            "process start?)",
 			            key, timeout_ms);
 			return RAGG_ERR_TIMEOUT;
 		}

@@ -25,7 +25,7 @@
 #include <ragg/ragg.h>
 
 #define KV_MAX_CLIENTS 4096
-#define KV_LINE_MAX (RAGG_KV_VALUE_MAX + 128)
+#define KV_LINE_MAX    (RAGG_KV_VALUE_MAX + 128)
 
 struct kv_entry {
 	char *key, *value;
@@ -80,7 +80,7 @@ static int kv_store(struct ragg__kv_server *s, const char *key, const char *valu
 		free(v);
 		return -ENOMEM;
 	}
-	s->entries[s->nentries++] = (struct kv_entry){k, v};
+	s->entries[s->nentries++] = (struct kv_entry){ k, v };
 	return 0;
 }
 
@@ -116,7 +116,8 @@ static int kv_handle_line(struct ragg__kv_server *s, int fd, char *line)
 	}
 	if (strcmp(cmd, "GET") == 0 && !strtok_r(NULL, " ", &save)) {
 		const char *v = kv_lookup(s, key);
-		int n = v ? snprintf(reply, sizeof(reply), "VAL %s\n", v) : snprintf(reply, sizeof(reply), "NONE\n");
+		int n = v ? snprintf(reply, sizeof(reply), "VAL %s\n", v)
+		          : snprintf(reply, sizeof(reply), "NONE\n");
 		return send_all(fd, reply, (size_t)n);
 	}
 	return -1;
@@ -134,7 +135,8 @@ static int kv_client_readable(struct ragg__kv_server *s, struct kv_client *c)
 		char *nl = memchr(c->line, '\n', c->len);
 		if (!nl) {
 			if (c->len == sizeof(c->line)) {
-				ragg__warn("rendezvous: dropping a client with an over-long request");
+				ragg__warn(
+				    "rendezvous: dropping a client with an over-long request");
 				return -1;
 			}
 			return 0;
@@ -159,10 +161,11 @@ static void *kv_thread(void *arg)
 		return NULL;
 	}
 	for (;;) {
-		pfd[0] = (struct pollfd){.fd = s->stop_pipe[0], .events = POLLIN};
-		pfd[1] = (struct pollfd){.fd = s->listen_fd, .events = s->nclients < KV_MAX_CLIENTS ? POLLIN : 0};
+		pfd[0] = (struct pollfd){ .fd = s->stop_pipe[0], .events = POLLIN };
+		pfd[1] = (struct pollfd){ .fd = s->listen_fd,
+			                  .events = s->nclients < KV_MAX_CLIENTS ? POLLIN : 0 };
 		for (int i = 0; i < s->nclients; i++)
-			pfd[2 + i] = (struct pollfd){.fd = s->clients[i].fd, .events = POLLIN};
+			pfd[2 + i] = (struct pollfd){ .fd = s->clients[i].fd, .events = POLLIN };
 		int n = poll(pfd, (nfds_t)(2 + s->nclients), -1);
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -216,8 +219,12 @@ int ragg__kv_server_start(const char *root, struct ragg__kv_server **out)
 		rc = RAGG_ERR_CONFIG;
 		goto err_free;
 	}
-	struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)p), .sin6_addr = in6addr_any};
-	struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p), .sin_addr.s_addr = htonl(INADDR_ANY)};
+	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6,
+		                   .sin6_port = htons((uint16_t)p),
+		                   .sin6_addr = in6addr_any };
+	struct sockaddr_in a4 = { .sin_family = AF_INET,
+		                  .sin_port = htons((uint16_t)p),
+		                  .sin_addr.s_addr = htonl(INADDR_ANY) };
 	struct sockaddr *sa = (struct sockaddr *)&a6;
 	socklen_t salen = sizeof(a6);
 	s->listen_fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -235,8 +242,9 @@ int ragg__kv_server_start(const char *root, struct ragg__kv_server **out)
 	setsockopt(s->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(s->listen_fd, sa, salen) || listen(s->listen_fd, 1024)) {
 		rc = -errno;
-		ragg__error("rendezvous: cannot listen on port %s: %s (is another job using RAGG_ROOT=%s?)",
-		            port, strerror(errno), root);
+		ragg__error(
+		    "rendezvous: cannot listen on port %s: %s (is another job using RAGG_ROOT=%s?)",
+		    port, strerror(errno), root);
 		goto err_sock;
 	}
 	if (pipe2(s->stop_pipe, O_CLOEXEC)) {

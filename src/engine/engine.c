@@ -140,11 +140,12 @@ void *ragg__engine_alloc(struct ragg__engine *e, size_t bytes, size_t chunk)
 	struct touch_job jobs[64];
 	atomic_int remaining;
 	for (int first = 0; first < n; first += (int)RAGG_ARRAY_SIZE(jobs)) {
-		int batch = n - first < (int)RAGG_ARRAY_SIZE(jobs) ? n - first : (int)RAGG_ARRAY_SIZE(jobs);
+		int batch =
+		    n - first < (int)RAGG_ARRAY_SIZE(jobs) ? n - first : (int)RAGG_ARRAY_SIZE(jobs);
 		atomic_init(&remaining, batch);
 		for (int i = 0; i < batch; i++) {
 			jobs[i] = (struct touch_job){
-				.job = {.fn = ragg__engine_touch_run, .thread_hint = first + i},
+				.job = { .fn = ragg__engine_touch_run, .thread_hint = first + i },
 				.base = p,
 				.bytes = bytes,
 				.chunk = chunk,
@@ -215,7 +216,8 @@ int ragg__engine_describe(const struct ragg__engine *e, char *buf, size_t len)
 		return -EINVAL;
 	ragg__engine_get_placement(e, &p);
 	if (e->pl.device[0])
-		snprintf(dev, sizeof(dev), p.device_node >= 0 ? "%s" : "%s(not-found)", e->pl.device);
+		snprintf(dev, sizeof(dev), p.device_node >= 0 ? "%s" : "%s(not-found)",
+		         e->pl.device);
 	n = snprintf(buf, len,
 	             "node=%d device=%s cpus=%s threads=%d%s binding=%s memory=bind:%s kernels=%s "
 	             "stream=%zuMiB topology=%s",

@@ -125,7 +125,8 @@ struct ragg__engine_placement {
 	char cpus[256]; /* cpus the threads are bound to, all threads together */
 	char mem_nodes[64]; /* nodeset given to hwloc_alloc_membind */
 };
-int ragg__engine_get_placement(const struct ragg__engine *engine, struct ragg__engine_placement *out);
+int ragg__engine_get_placement(const struct ragg__engine *engine,
+                               struct ragg__engine_placement *out);
 /* The cpuset thread `thread` asked for (`asked`) and, on this machine, the
  * one hwloc_get_cpubind reports it got (`got`, "" on a loaded topology).
  * 0, or -EINVAL for a thread that does not exist. */

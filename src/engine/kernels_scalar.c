@@ -49,8 +49,7 @@ static inline void block_add(float *acc, const float *p, float w, size_t len)
 /* Summed a block at a time through an accumulator on the stack: each input
  * is read from memory once, the output written once, and out may be one
  * of the inputs since it is only written after the whole block is summed. */
-static void scalar_sum_weighted(float *out, const float *const *in, const float *w, int k,
-                                size_t n)
+static void scalar_sum_weighted(float *out, const float *const *in, const float *w, int k, size_t n)
 {
 	float acc[RAGG_KERNELS_BLOCK];
 	if (k < 1) {

@@ -113,16 +113,16 @@ SIMD_FN void simd_pass(float *out, const float *const *in, const float *w, const
 	}
 }
 
-#define SIMD_CASE(K)                                                                \
-	case K:                                                                     \
-		if (add && nt)                                                      \
-			simd_pass(out, in, w, K, add, 1, n, 1);                     \
-		else if (add)                                                       \
-			simd_pass(out, in, w, K, add, 1, n, 0);                     \
-		else if (nt)                                                        \
-			simd_pass(out, in, w, K, NULL, 0, n, 1);                    \
-		else                                                                \
-			simd_pass(out, in, w, K, NULL, 0, n, 0);                    \
+#define SIMD_CASE(K)                                                                               \
+	case K:                                                                                    \
+		if (add && nt)                                                                     \
+			simd_pass(out, in, w, K, add, 1, n, 1);                                    \
+		else if (add)                                                                      \
+			simd_pass(out, in, w, K, add, 1, n, 0);                                    \
+		else if (nt)                                                                       \
+			simd_pass(out, in, w, K, NULL, 0, n, 1);                                   \
+		else                                                                               \
+			simd_pass(out, in, w, K, NULL, 0, n, 0);                                   \
 		break;
 
 /* One specialised pass per group size: k known at compile time lets the
@@ -166,14 +166,16 @@ SIMD_ENTRY void simd_sum_weighted(float *out, const float *const *in, const floa
 		for (size_t b = 0; b < n;) {
 			/* Blocks end on out's 64-byte boundaries: only the first one
 			 * has a head. */
-			size_t len = RAGG_KERNELS_BLOCK - (size_t)((uintptr_t)(out + b) & 63) / sizeof(float);
+			size_t len = RAGG_KERNELS_BLOCK -
+			             (size_t)((uintptr_t)(out + b) & 63) / sizeof(float);
 			if (len > n - b)
 				len = n - b;
 			int j = 0;
 			for (; k - j > RAGG_KERNELS_GROUP; j += RAGG_KERNELS_GROUP) {
 				for (int q = 0; q < RAGG_KERNELS_GROUP; q++)
 					p[q] = in[j + q] + b;
-				simd_pass_k(acc, p, w + j, RAGG_KERNELS_GROUP, j ? acc : NULL, len, 0);
+				simd_pass_k(acc, p, w + j, RAGG_KERNELS_GROUP, j ? acc : NULL, len,
+				            0);
 			}
 			for (int q = 0; q < k - j; q++)
 				p[q] = in[j + q] + b;

@@ -169,9 +169,11 @@ static int choose_cpus(struct ragg__placement *pl, const char *cpus)
 	}
 	if (!hwloc_bitmap_isincluded(pl->cpuset, hwloc_topology_get_allowed_cpuset(pl->topo))) {
 		char have[128];
-		hwloc_bitmap_list_snprintf(have, sizeof(have), hwloc_topology_get_allowed_cpuset(pl->topo));
-		ragg__error("RAGG_CPUS=\"%s\": not all of these cpus exist or are allowed (have %s)",
-		            cpus, have);
+		hwloc_bitmap_list_snprintf(have, sizeof(have),
+		                           hwloc_topology_get_allowed_cpuset(pl->topo));
+		ragg__error(
+		    "RAGG_CPUS=\"%s\": not all of these cpus exist or are allowed (have %s)", cpus,
+		    have);
 		return RAGG_ERR_CONFIG;
 	}
 	pl->per_cpu = 1;

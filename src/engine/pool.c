@@ -121,7 +121,8 @@ static void *worker_main(void *arg)
 	pthread_setname_np(pthread_self(), name);
 	t->bind_rc = ragg__placement_bind_self(&e->pl, t->index);
 	if (t->bind_rc)
-		ragg__warn("engine: thread %d: cpu binding failed: %s", t->index, strerror(-t->bind_rc));
+		ragg__warn("engine: thread %d: cpu binding failed: %s", t->index,
+		           strerror(-t->bind_rc));
 	t->got[0] = 0;
 	if (e->pl.this_system) {
 		hwloc_bitmap_t got = hwloc_bitmap_alloc();
@@ -214,8 +215,8 @@ int ragg__engine_submit(struct ragg__engine *e, struct ragg__job *job)
 		return 0;
 	}
 	unsigned i = job->thread_hint >= 0
-	                     ? (unsigned)job->thread_hint
-	                     : atomic_fetch_add_explicit(&e->rr, 1, memory_order_relaxed);
+	                 ? (unsigned)job->thread_hint
+	                 : atomic_fetch_add_explicit(&e->rr, 1, memory_order_relaxed);
 	struct ragg__engine_thread *t = &e->threads[i % (unsigned)e->nthreads];
 	push(&t->head, job);
 	wake(t);

@@ -19,9 +19,9 @@ TPC_CASE(probe_open_query)
 	           (RAGG_TP_CAP_WRITE_IMM | RAGG_TP_CAP_SEND));
 	RAGG_CHECK_OK(tp->probe(why, sizeof(why)));
 	/* Every op is present: a transport lacking one fills a stub. */
-	RAGG_CHECK(tp->open && tp->close && tp->query && tp->mr_reg && tp->mr_dereg &&
-	           tp->listen && tp->connect && tp->accept && tp->reject && tp->ep_close &&
-	           tp->write_imm && tp->send && tp->poll && tp->wait);
+	RAGG_CHECK(tp->open && tp->close && tp->query && tp->mr_reg && tp->mr_dereg && tp->listen &&
+	           tp->connect && tp->accept && tp->reject && tp->ep_close && tp->write_imm &&
+	           tp->send && tp->poll && tp->wait);
 
 	struct tpc_world w;
 	tpc_world_init(&w, tp, 1);
@@ -59,7 +59,7 @@ TPC_CASE(connect_private_data)
 	RAGG_CHECK(memchr(s1->peer, '\0', sizeof(s1->peer)) != NULL);
 
 	/* Too much private data is refused up front. */
-	uint8_t big[RAGG_TP_PRIV_MAX + 1] = {0};
+	uint8_t big[RAGG_TP_PRIV_MAX + 1] = { 0 };
 	struct ragg_tp_ep *bad = NULL;
 	int rc = tp->connect(w.dev[1], w.addr[0], big, sizeof(big), NULL, &bad);
 	RAGG_CHECKF(rc < 0 && bad == NULL, "connect with %zu bytes: %d", sizeof(big), rc);
@@ -83,7 +83,8 @@ TPC_CASE(reject)
 	struct tpc_ev d = tpc_expect(&w, 1, RAGG_TP_EV_DISCONNECTED, ce, TPC_DEADLINE_MS);
 	RAGG_CHECKF(d.ev.status < 0, "status %d", d.ev.status);
 	if (tpc_is(tp, "tcp")) {
-		RAGG_CHECKF(d.ev.status == -ECONNREFUSED, "status %s", ragg_strerror_name(d.ev.status));
+		RAGG_CHECKF(d.ev.status == -ECONNREFUSED, "status %s",
+		            ragg_strerror_name(d.ev.status));
 		/* The rejected endpoint reports its end too, so a core that
 		 * keeps nothing of it knows when to close it. */
 		d = tpc_expect(&w, 0, RAGG_TP_EV_DISCONNECTED, req.ev.ep, TPC_DEADLINE_MS);
@@ -119,7 +120,8 @@ TPC_CASE(connect_closed_port)
 	struct tpc_ev d = tpc_expect(&w, 1, RAGG_TP_EV_DISCONNECTED, ce, TPC_DEADLINE_MS);
 	RAGG_CHECKF(d.ev.status < 0, "status %d", d.ev.status);
 	if (tpc_is(tp, "tcp"))
-		RAGG_CHECKF(d.ev.status == -ECONNREFUSED, "status %s", ragg_strerror_name(d.ev.status));
+		RAGG_CHECKF(d.ev.status == -ECONNREFUSED, "status %s",
+		            ragg_strerror_name(d.ev.status));
 	RAGG_CHECK(tpc_now_ms() - t0 < TPC_DEADLINE_MS);
 	RAGG_CHECK(tpc_count(&w, 1, RAGG_TP_EV_CONNECTED, ce) == 0);
 	tp->ep_close(ce);
@@ -130,14 +132,15 @@ TPC_CASE(bad_addresses)
 {
 	struct tpc_world w;
 	tpc_world_init(&w, tp, 1);
-	static const char *const bad[] = {"", "nocolon", "127.0.0.1:", "127.0.0.1:notaport",
-	                                  "[::1", "[::1]x"};
+	static const char *const bad[] = { "",     "nocolon", "127.0.0.1:", "127.0.0.1:notaport",
+		                           "[::1", "[::1]x" };
 	for (size_t i = 0; i < RAGG_ARRAY_SIZE(bad); i++) {
 		struct ragg_tp_ep *ep = NULL;
 		int rc = tp->connect(w.dev[0], bad[i], NULL, 0, NULL, &ep);
 		if (rc == 0) {
 			/* A transport may report the failure as an event. */
-			struct tpc_ev d = tpc_expect(&w, 0, RAGG_TP_EV_DISCONNECTED, ep, TPC_DEADLINE_MS);
+			struct tpc_ev d =
+			    tpc_expect(&w, 0, RAGG_TP_EV_DISCONNECTED, ep, TPC_DEADLINE_MS);
 			RAGG_CHECK(d.ev.status < 0);
 			tp->ep_close(ep);
 		} else {
@@ -207,8 +210,8 @@ TPC_CASE(close_pending)
 	RAGG_CHECK_OK(tp->mr_reg(w.dev[0], buf, sizeof(buf), &mr, &rd));
 	/* Writes still queued when the device closes. */
 	for (int i = 0; i < 8; i++)
-		if (tp->write_imm(c3, buf, NULL, &rd, 0, sizeof(buf), (uint32_t)i, RAGG_TP_WRITE_IMM,
-		                  0))
+		if (tp->write_imm(c3, buf, NULL, &rd, 0, sizeof(buf), (uint32_t)i,
+		                  RAGG_TP_WRITE_IMM, 0))
 			break;
 	tpc_world_fini(&w);
 }

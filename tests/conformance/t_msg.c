@@ -15,16 +15,17 @@ TPC_CASE(messages)
 	tpc_pair(&w, 0, 1, NULL, 0, NULL, 0, &s, &c);
 
 	uint8_t msg[RAGG_TP_MSG_MAX + 1];
-	static const size_t sizes[] = {0, 1, 100, RAGG_TP_MSG_MAX};
+	static const size_t sizes[] = { 0, 1, 100, RAGG_TP_MSG_MAX };
 	for (size_t i = 0; i < RAGG_ARRAY_SIZE(sizes); i++) {
 		/* Both directions. */
 		for (int dir = 0; dir < 2; dir++) {
 			tpc_fill(msg, sizes[i], i * 2 + (size_t)dir);
 			RAGG_CHECK_OK(tp->send(dir ? s : c, msg, sizes[i]));
 			int to = dir ? 1 : 0;
-			struct tpc_ev r = tpc_expect(&w, to, RAGG_TP_EV_RECV, dir ? c : s,
-			                             TPC_DEADLINE_MS);
-			RAGG_CHECKF(r.ev.len == sizes[i], "got %zu bytes, sent %zu", r.ev.len, sizes[i]);
+			struct tpc_ev r =
+			    tpc_expect(&w, to, RAGG_TP_EV_RECV, dir ? c : s, TPC_DEADLINE_MS);
+			RAGG_CHECKF(r.ev.len == sizes[i], "got %zu bytes, sent %zu", r.ev.len,
+			            sizes[i]);
 			RAGG_CHECK(sizes[i] == 0 || memcmp(r.ev.data, msg, sizes[i]) == 0);
 		}
 	}
@@ -120,8 +121,9 @@ TPC_CASE(poll_one_event_at_a_time)
 	uint64_t deadline = tpc_now_ms() + 20000;
 	while (landed < n || done < n || recvd < msgs) {
 		while (posted < n) {
-			int rc = tp->write_imm(c, src, smr, &slot.rd, (posted % 16) * 4096, 4096, posted,
-			                       RAGG_TP_WRITE_IMM | RAGG_TP_WRITE_SIGNAL, posted);
+			int rc =
+			    tp->write_imm(c, src, smr, &slot.rd, (posted % 16) * 4096, 4096, posted,
+			                  RAGG_TP_WRITE_IMM | RAGG_TP_WRITE_SIGNAL, posted);
 			if (rc == -EAGAIN)
 				break;
 			RAGG_CHECK_OK(rc);
@@ -144,7 +146,8 @@ TPC_CASE(poll_one_event_at_a_time)
 		k = tp->poll(w.dev[1], &ev, 1);
 		RAGG_CHECK(k == 0 || k == 1);
 		if (k) {
-			RAGG_CHECK(ev.type == RAGG_TP_EV_WRITE_DONE && ev.cookie == done && !ev.status);
+			RAGG_CHECK(ev.type == RAGG_TP_EV_WRITE_DONE && ev.cookie == done &&
+			           !ev.status);
 			done++;
 		}
 		RAGG_CHECKF(tpc_now_ms() < deadline, "landed %u done %u of %u, messages %u of %u",

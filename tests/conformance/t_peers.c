@@ -26,12 +26,13 @@ TPC_CASE(many_peers)
 
 	/* Peers from two devices, all connecting at once; the private data
 	 * says who is who. */
-	struct ragg_tp_ep *cep[PEERS], *sep[PEERS] = {0};
+	struct ragg_tp_ep *cep[PEERS], *sep[PEERS] = { 0 };
 	for (uint32_t i = 0; i < PEERS; i++)
 		RAGG_CHECK_OK(tp->connect(w.dev[1 + i % 2], addr, &i, sizeof(i),
 		                          (void *)(uintptr_t)(i + 1), &cep[i]));
 	for (int k = 0; k < PEERS; k++) {
-		struct tpc_ev r = tpc_expect(&w, 0, RAGG_TP_EV_CONNECT_REQUEST, NULL, TPC_DEADLINE_MS);
+		struct tpc_ev r =
+		    tpc_expect(&w, 0, RAGG_TP_EV_CONNECT_REQUEST, NULL, TPC_DEADLINE_MS);
 		uint32_t i;
 		RAGG_CHECK(r.ev.len == sizeof(i));
 		memcpy(&i, r.ev.data, sizeof(i));
@@ -41,8 +42,8 @@ TPC_CASE(many_peers)
 		RAGG_CHECK_OK(tp->accept(r.ev.ep, &slot.rd, sizeof(slot.rd)));
 	}
 	for (uint32_t i = 0; i < PEERS; i++) {
-		struct tpc_ev c = tpc_expect(&w, 1 + (int)(i % 2), RAGG_TP_EV_CONNECTED, cep[i],
-		                             TPC_DEADLINE_MS);
+		struct tpc_ev c =
+		    tpc_expect(&w, 1 + (int)(i % 2), RAGG_TP_EV_CONNECTED, cep[i], TPC_DEADLINE_MS);
 		RAGG_CHECK(c.ev.len == sizeof(slot.rd));
 		RAGG_CHECK(cep[i]->user == (void *)(uintptr_t)(i + 1));
 		struct ragg_tp_rdesc rd;
@@ -50,12 +51,12 @@ TPC_CASE(many_peers)
 		tpc_write(&w, cep[i], src + i * len, smr[i % 2], &rd, i * len, len, i,
 		          RAGG_TP_WRITE_IMM, 0);
 	}
-	uint8_t seen[PEERS] = {0};
+	uint8_t seen[PEERS] = { 0 };
 	for (int k = 0; k < PEERS; k++) {
 		struct tpc_ev l = tpc_expect(&w, 0, RAGG_TP_EV_WRITE_LANDED, NULL, TPC_DEADLINE_MS);
 		RAGG_CHECK(l.ev.imm < PEERS && !seen[l.ev.imm]);
-		RAGG_CHECKF(l.ev.ep == sep[l.ev.imm], "peer %u's write reported on another endpoint",
-		            l.ev.imm);
+		RAGG_CHECKF(l.ev.ep == sep[l.ev.imm],
+		            "peer %u's write reported on another endpoint", l.ev.imm);
 		seen[l.ev.imm] = 1;
 	}
 	RAGG_CHECK(tpc_count(&w, 0, RAGG_TP_EV_CONNECTED, NULL) == PEERS);

@@ -52,7 +52,8 @@ static void scene_fini(struct scene *sc)
 static void bystander_ok(struct scene *sc)
 {
 	uint32_t imm = ++sc->bystander_imm;
-	tpc_write(&sc->w, sc->byc, sc->src, sc->smr, &sc->slot.rd, 0, 64, imm, RAGG_TP_WRITE_IMM, 0);
+	tpc_write(&sc->w, sc->byc, sc->src, sc->smr, &sc->slot.rd, 0, 64, imm, RAGG_TP_WRITE_IMM,
+	          0);
 	struct tpc_ev l = tpc_expect(&sc->w, 0, RAGG_TP_EV_WRITE_LANDED, sc->bys, TPC_DEADLINE_MS);
 	RAGG_CHECK(l.ev.imm == imm);
 	RAGG_CHECK(memcmp(sc->slot.addr, sc->src, 64) == 0);
@@ -85,8 +86,8 @@ static void expect_refused(struct scene *sc, const struct ragg_tp_rdesc *rd, uin
 			RAGG_CHECKF(got, "%s: receiver did not refuse the write", what);
 			RAGG_CHECKF(d.ev.status == want, "%s: receiver status %s, want %s", what,
 			            ragg_strerror_name(d.ev.status), ragg_strerror_name(want));
-			RAGG_CHECKF(tpc_log_has(ragg_strerror_name(want)), "%s: %s not logged", what,
-			            ragg_strerror_name(want));
+			RAGG_CHECKF(tpc_log_has(ragg_strerror_name(want)), "%s: %s not logged",
+			            what, ragg_strerror_name(want));
 		} else if (got) {
 			RAGG_CHECK(d.ev.status < 0);
 		}

@@ -142,8 +142,8 @@ SHM_CASE(shm_cma_private_region)
 
 /* ---- mem_alloc memory, mapped by the writer ---- */
 
-#define SH_OFF 100
-#define SH_LEN 8000
+#define SH_OFF   100
+#define SH_LEN   8000
 #define SH_BLOCK (3 * 4096)
 
 static void shared_writer(const struct ragg_tp_ops *tp, const char *addr)
@@ -255,12 +255,12 @@ static void scene_fini(struct scene *sc)
  * again so "untouched" keeps meaning zero. */
 static void bystander_ok(struct scene *sc)
 {
-	const struct ragg_tp_rdesc *rds[] = {&sc->slot.rd, &sc->brd};
-	uint8_t *dst[] = {sc->slot.addr, sc->block + BLK_OFF};
+	const struct ragg_tp_rdesc *rds[] = { &sc->slot.rd, &sc->brd };
+	uint8_t *dst[] = { sc->slot.addr, sc->block + BLK_OFF };
 	for (int k = 0; k < 2; k++) {
 		tpc_write(&sc->w, sc->byc, sc->src, NULL, rds[k], 0, 64, 7, RAGG_TP_WRITE_IMM, 0);
-		struct tpc_ev l = tpc_expect(&sc->w, 0, RAGG_TP_EV_WRITE_LANDED, sc->bys,
-		                             TPC_DEADLINE_MS);
+		struct tpc_ev l =
+		    tpc_expect(&sc->w, 0, RAGG_TP_EV_WRITE_LANDED, sc->bys, TPC_DEADLINE_MS);
 		RAGG_CHECK(l.ev.imm == 7);
 		RAGG_CHECK(memcmp(dst[k], sc->src, 64) == 0);
 		memset(dst[k], 0, 64);
@@ -273,8 +273,7 @@ static void bystander_ok(struct scene *sc)
  * write_imm must return, or 0 when the owner is the one to refuse, with
  * want_owner. */
 static void expect_refused(struct scene *sc, const struct ragg_tp_rdesc *rd, uint64_t roff,
-                           size_t len, bool fresh, int want_post, int want_owner,
-                           const char *what)
+                           size_t len, bool fresh, int want_post, int want_owner, const char *what)
 {
 	const struct ragg_tp_ops *tp = sc->w.tp;
 	struct ragg_tp_ep *s = sc->bys, *c = sc->byc;
@@ -291,7 +290,7 @@ static void expect_refused(struct scene *sc, const struct ragg_tp_rdesc *rd, uin
 	} else {
 		RAGG_CHECKF(rc == 0, "%s: write_imm returned %s", what, ragg_strerror_name(rc));
 		struct tpc_ev d =
-		        tpc_expect(&sc->w, 0, RAGG_TP_EV_DISCONNECTED, s, TPC_DEADLINE_MS);
+		    tpc_expect(&sc->w, 0, RAGG_TP_EV_DISCONNECTED, s, TPC_DEADLINE_MS);
 		RAGG_CHECKF(d.ev.status == want_owner, "%s: owner's status %s, want %s", what,
 		            ragg_strerror_name(d.ev.status), ragg_strerror_name(want_owner));
 		RAGG_CHECKF(tpc_log_has(ragg_strerror_name(want_owner)), "%s: %s not logged", what,
@@ -331,7 +330,7 @@ SHM_CASE(shm_refuse_forged)
 	struct scene sc;
 	scene_init(&sc, tp);
 	bystander_ok(&sc); /* both regions known to the bystander from here */
-	const struct ragg_tp_rdesc *rds[] = {&sc.slot.rd, &sc.brd};
+	const struct ragg_tp_rdesc *rds[] = { &sc.slot.rd, &sc.brd };
 	for (int k = 0; k < 2; k++) {
 		const struct ragg_tp_rdesc *rd = rds[k];
 		struct ragg_tp_rdesc f;
@@ -429,7 +428,7 @@ static void victim(const struct ragg_tp_ops *tp, const char *addr)
 	struct ragg_tp_rdesc theirs;
 	struct ragg_tp_ep *ep = connect_one(&w, addr, &rd[0], sizeof(rd[0]), &theirs);
 	RAGG_CHECK_OK(tp->send(ep, &rd[1], sizeof(rd[1])));
-	uint8_t src[64] = {1};
+	uint8_t src[64] = { 1 };
 	tpc_write(&w, ep, src, NULL, &theirs, 0, sizeof(src), 5, RAGG_TP_WRITE_IMM, 0);
 	/* Serve the parent's first writes (they ask where our regions are)
 	 * until it says so, then die the hard way. */
@@ -592,10 +591,11 @@ TPC_CASE_T(shm_wakeups, 120, "shm")
 		RAGG_CHECKF(ev.imm == i, "flood: imm %u, want %u", ev.imm, i);
 	}
 	uint64_t t2 = tpc_now_ms();
-	fprintf(stderr, "shm_wakeups: %d blocking round trips in %llu ms (%u sleeps), %d writes "
-	        "through a 32-slot ring in %llu ms (%u sleeps)\n", PINGS,
-	        (unsigned long long)(t1 - t0), ping_sleeps, FLOOD, (unsigned long long)(t2 - t1),
-	        slept - ping_sleeps);
+	fprintf(stderr,
+	        "shm_wakeups: %d blocking round trips in %llu ms (%u sleeps), %d writes "
+	        "through a 32-slot ring in %llu ms (%u sleeps)\n",
+	        PINGS, (unsigned long long)(t1 - t0), ping_sleeps, FLOOD,
+	        (unsigned long long)(t2 - t1), slept - ping_sleeps);
 	tp->ep_close(ep);
 	reap(pid);
 	tpc_slot_fini(&w, &slot);
@@ -612,7 +612,7 @@ SHM_CASE(shm_arm_wait_fd)
 	tpc_world_init(&w, tp, 2);
 	tpc_pair(&w, 0, 1, NULL, 0, NULL, 0, &s, &c);
 	tpc_slot_init(&w, 0, &slot, 64);
-	static const uint8_t src[8] = {1, 2, 3};
+	static const uint8_t src[8] = { 1, 2, 3 };
 	tpc_write(&w, c, src, NULL, &slot.rd, 0, 8, 1, RAGG_TP_WRITE_IMM, 0);
 	tpc_expect(&w, 0, RAGG_TP_EV_WRITE_LANDED, s, TPC_DEADLINE_MS);
 	RAGG_CHECK(tpc_count(&w, 0, RAGG_TP_EV_WRITE_LANDED, NULL) == 0);
@@ -620,7 +620,7 @@ SHM_CASE(shm_arm_wait_fd)
 	int fd = tp->wait_fd(w.dev[0]);
 	RAGG_CHECK(fd >= 0);
 	RAGG_CHECK_OK(tp->arm(w.dev[0]));
-	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
 	RAGG_CHECK(poll(&pfd, 1, 50) == 0);
 	RAGG_CHECK_OK(tp->write_imm(c, src, NULL, &slot.rd, 0, 8, 2, RAGG_TP_WRITE_IMM, 0));
 	RAGG_CHECK(poll(&pfd, 1, 5000) == 1);
@@ -640,7 +640,7 @@ SHM_CASE(shm_arm_wait_fd)
 /* ---- two threads, one device each ---- */
 
 #define THR_WRITES 50000
-#define THR_EVERY 97 /* a message after every so many writes */
+#define THR_EVERY  97 /* a message after every so many writes */
 
 struct thr {
 	const struct ragg_tp_ops *tp;
@@ -669,7 +669,7 @@ static void *thr_writer(void *arg)
 	struct ragg_tp_event ev = sleep_for(tp, dev, RAGG_TP_EV_CONNECTED);
 	RAGG_CHECK(ev.len == sizeof(rd));
 	memcpy(&rd, ev.data, sizeof(rd));
-	uint64_t v[2] = {0, 0};
+	uint64_t v[2] = { 0, 0 };
 	for (uint32_t i = 0; i < THR_WRITES;) {
 		v[i & 1] = i;
 		int rc = tp->write_imm(ep, &v[i & 1], NULL, &rd, (i & 1) * 8, 8, i,
@@ -696,7 +696,7 @@ TPC_CASE_T(shm_threads, 120, "shm")
 	/* The same in one process: the writer's and the reader's devices on
 	 * two threads, sleeping whenever they have nothing to do. Messages
 	 * arrive between the writes they were posted between. */
-	struct thr t = {.tp = tp};
+	struct thr t = { .tp = tp };
 	struct ragg_tp_dev *dev = thr_open(tp);
 	uint8_t *slot = tp->mem_alloc(dev, 4096);
 	struct ragg_tp_mr *mr;
@@ -904,13 +904,13 @@ SHM_CASE(shm_addresses)
 	snprintf(suffix, sizeof(suffix), ":p%u", port);
 	RAGG_CHECK(strlen(addr) > strlen(suffix) &&
 	           strcmp(addr + strlen(addr) - strlen(suffix), suffix) == 0);
-	static const char *const hosts[] = {"127.0.0.1", "localhost"};
+	static const char *const hosts[] = { "127.0.0.1", "localhost" };
 	for (size_t i = 0; i < RAGG_ARRAY_SIZE(hosts); i++) {
 		struct ragg_tp_ep *s, *c;
 		snprintf(spec, sizeof(spec), "%s:%u", hosts[i], port);
 		RAGG_CHECK_OK(tp->connect(w.dev[1], spec, "hi", 2, NULL, &c));
 		struct tpc_ev r =
-		        tpc_expect(&w, 2, RAGG_TP_EV_CONNECT_REQUEST, NULL, TPC_DEADLINE_MS);
+		    tpc_expect(&w, 2, RAGG_TP_EV_CONNECT_REQUEST, NULL, TPC_DEADLINE_MS);
 		s = r.ev.ep;
 		RAGG_CHECK_OK(tp->accept(s, NULL, 0));
 		tpc_expect(&w, 1, RAGG_TP_EV_CONNECTED, c, TPC_DEADLINE_MS);
@@ -940,7 +940,7 @@ SHM_CASE(shm_cma_disabled)
 	struct ragg_tp_rdesc rd;
 	RAGG_CHECK(blk != NULL);
 	RAGG_CHECK_OK(tp->mr_reg(w.dev[0], blk, 4096, &mr, &rd));
-	static uint8_t src[64] = {9};
+	static uint8_t src[64] = { 9 };
 	tpc_write(&w, c, src, NULL, &rd, 0, 64, 1, RAGG_TP_WRITE_IMM, 0);
 	tpc_expect(&w, 0, RAGG_TP_EV_WRITE_LANDED, s, TPC_DEADLINE_MS);
 	RAGG_CHECK(blk[0] == 9);
@@ -962,7 +962,7 @@ SHM_CASE(shm_mem_alloc)
 {
 	struct tpc_world w;
 	tpc_world_init(&w, tp, 1);
-	static const size_t sizes[] = {0, 1, 4095, 4096, 4097, (size_t)3 << 20};
+	static const size_t sizes[] = { 0, 1, 4095, 4096, 4097, (size_t)3 << 20 };
 	void *p[RAGG_ARRAY_SIZE(sizes)];
 	for (size_t i = 0; i < RAGG_ARRAY_SIZE(sizes); i++) {
 		p[i] = tp->mem_alloc(w.dev[0], sizes[i]);

@@ -21,7 +21,7 @@ static int raw_connect(const char *addr)
 {
 	char host[256], port[32];
 	RAGG_CHECK_OK(ragg__tcp_addr_split(addr, host, sizeof(host), port, sizeof(port)));
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res;
 	RAGG_CHECK(getaddrinfo(host, port, &hints, &res) == 0);
 	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	RAGG_CHECK(fd >= 0);
@@ -52,7 +52,8 @@ static bool raw_read(struct tpc_world *w, int fd, void *buf, size_t len)
 	uint64_t deadline = tpc_now_ms() + TPC_DEADLINE_MS;
 	size_t got = 0;
 	while (got < len) {
-		RAGG_CHECKF(tpc_now_ms() < deadline, "raw client: nothing for %d ms", TPC_DEADLINE_MS);
+		RAGG_CHECKF(tpc_now_ms() < deadline, "raw client: nothing for %d ms",
+		            TPC_DEADLINE_MS);
 		tpc_pump(w);
 		ssize_t n = recv(fd, (uint8_t *)buf + got, len - got, MSG_DONTWAIT);
 		if (n == 0 || (n < 0 && errno == ECONNRESET))
@@ -87,7 +88,7 @@ static int raw_handshake(struct tpc_world *w, const struct tpc_slot *slot,
                          struct ragg__tcp_rdesc *d, struct ragg_tp_ep **sep)
 {
 	int fd = raw_connect(tpc_listen(w, 0));
-	struct ragg__tcp_frame hello = {.type = RAGG__TCP_HELLO, .length = 3};
+	struct ragg__tcp_frame hello = { .type = RAGG__TCP_HELLO, .length = 3 };
 	raw_frame(fd, &hello, RAGG__TCP_VERSION);
 	raw_send(fd, "raw", 3);
 	struct tpc_ev r = tpc_expect(w, 0, RAGG_TP_EV_CONNECT_REQUEST, NULL, TPC_DEADLINE_MS);
@@ -144,7 +145,8 @@ static void good_still_works(struct raw_scene *sc)
 	static uint8_t src[128];
 	uint32_t imm = ++sc->imm;
 	memset(src, (int)imm, sizeof(src));
-	tpc_write(&sc->w, sc->c, src, NULL, &sc->good.rd, 0, sizeof(src), imm, RAGG_TP_WRITE_IMM, 0);
+	tpc_write(&sc->w, sc->c, src, NULL, &sc->good.rd, 0, sizeof(src), imm, RAGG_TP_WRITE_IMM,
+	          0);
 	struct tpc_ev l = tpc_expect(&sc->w, 0, RAGG_TP_EV_WRITE_LANDED, sc->s, TPC_DEADLINE_MS);
 	RAGG_CHECK(l.ev.imm == imm && memcmp(sc->good.addr, src, sizeof(src)) == 0);
 	RAGG_CHECK(tpc_count(&sc->w, 0, RAGG_TP_EV_CONNECT_REQUEST, NULL) == 0);
@@ -172,7 +174,8 @@ TPC_CASE_ONLY(tcp_raw_garbage, "tcp")
 		else
 			raw_send(fd, rnd, sizeof(rnd));
 		raw_expect_dropped(&sc.w, fd);
-		RAGG_CHECKF(tpc_log_has("RAGG_ERR_PROTO"), "garbage %zu: RAGG_ERR_PROTO not logged", i);
+		RAGG_CHECKF(tpc_log_has("RAGG_ERR_PROTO"), "garbage %zu: RAGG_ERR_PROTO not logged",
+		            i);
 		good_still_works(&sc);
 	}
 	raw_fini(&sc);
@@ -184,11 +187,11 @@ TPC_CASE_ONLY(tcp_raw_bad_hello, "tcp")
 	raw_init(&sc, tp, 10000);
 
 	/* Another version: told so, in a header it can read, then dropped. */
-	static const uint8_t versions[] = {0, 2, 255};
+	static const uint8_t versions[] = { 0, 2, 255 };
 	for (size_t i = 0; i < sizeof(versions); i++) {
 		tpc_log_clear();
 		int fd = raw_connect(tpc_listen(&sc.w, 0));
-		struct ragg__tcp_frame hello = {.type = RAGG__TCP_HELLO};
+		struct ragg__tcp_frame hello = { .type = RAGG__TCP_HELLO };
 		raw_frame(fd, &hello, versions[i]);
 		int st = raw_expect_dropped(&sc.w, fd);
 		RAGG_CHECKF(st == RAGG_ERR_VERSION, "version %u: told %s", versions[i],
@@ -199,24 +202,24 @@ TPC_CASE_ONLY(tcp_raw_bad_hello, "tcp")
 
 	/* Right version, wrong content. */
 	struct ragg__tcp_frame bad[] = {
-		{.type = RAGG__TCP_WRITE, .length = 8}, /* a write before hello */
-		{.type = RAGG__TCP_MSG, .length = 8}, /* a message before hello */
-		{.type = RAGG__TCP_ACCEPT}, /* the other side's frame */
-		{.type = RAGG__TCP_ERR, .imm = (uint32_t)-5}, /* an error before hello */
-		{.type = 9}, /* unknown type */
-		{.type = RAGG__TCP_HELLO, .length = RAGG_TP_PRIV_MAX + 1}, /* too much */
-		{.type = RAGG__TCP_HELLO, .flags = 1}, /* flags it has none of */
-		{.type = RAGG__TCP_HELLO, .key = 1}, /* a field it does not use */
+		{ .type = RAGG__TCP_WRITE, .length = 8 }, /* a write before hello */
+		{ .type = RAGG__TCP_MSG, .length = 8 }, /* a message before hello */
+		{ .type = RAGG__TCP_ACCEPT }, /* the other side's frame */
+		{ .type = RAGG__TCP_ERR, .imm = (uint32_t)-5 }, /* an error before hello */
+		{ .type = 9 }, /* unknown type */
+		{ .type = RAGG__TCP_HELLO, .length = RAGG_TP_PRIV_MAX + 1 }, /* too much */
+		{ .type = RAGG__TCP_HELLO, .flags = 1 }, /* flags it has none of */
+		{ .type = RAGG__TCP_HELLO, .key = 1 }, /* a field it does not use */
 	};
 	for (size_t i = 0; i < RAGG_ARRAY_SIZE(bad); i++) {
 		tpc_log_clear();
 		int fd = raw_connect(tpc_listen(&sc.w, 0));
 		raw_frame(fd, &bad[i], RAGG__TCP_VERSION);
-		uint8_t pad[64] = {0};
+		uint8_t pad[64] = { 0 };
 		send(fd, pad, sizeof(pad), MSG_NOSIGNAL);
 		raw_expect_dropped(&sc.w, fd);
-		RAGG_CHECKF(tpc_log_has("RAGG_ERR_PROTO"), "bad hello %zu: RAGG_ERR_PROTO not logged",
-		            i);
+		RAGG_CHECKF(tpc_log_has("RAGG_ERR_PROTO"),
+		            "bad hello %zu: RAGG_ERR_PROTO not logged", i);
 		good_still_works(&sc);
 	}
 	raw_fini(&sc);
@@ -230,7 +233,7 @@ TPC_CASE_ONLY(tcp_raw_half_open, "tcp")
 	raw_init(&sc, tp, 300);
 	int silent = raw_connect(tpc_listen(&sc.w, 0));
 	int half = raw_connect(tpc_listen(&sc.w, 0));
-	struct ragg__tcp_frame hello = {.type = RAGG__TCP_HELLO, .length = 4};
+	struct ragg__tcp_frame hello = { .type = RAGG__TCP_HELLO, .length = 4 };
 	uint8_t hdr[RAGG__TCP_HDR_SIZE];
 	ragg__tcp_frame_encode(&hello, hdr);
 	raw_send(half, hdr, 20);
@@ -275,8 +278,13 @@ TPC_CASE_ONLY(tcp_raw_bad_frames, "tcp")
 	int fd = raw_handshake(&sc.w, &sc.slot, &d, &sep);
 
 	/* First one that is fine, to show the raw client is right. */
-	struct ragg__tcp_frame ok = {.type = RAGG__TCP_WRITE, .flags = RAGG__TCP_F_IMM, .imm = 42,
-	                             .region = d.region, .key = d.key, .offset = 100, .length = 8};
+	struct ragg__tcp_frame ok = { .type = RAGG__TCP_WRITE,
+		                      .flags = RAGG__TCP_F_IMM,
+		                      .imm = 42,
+		                      .region = d.region,
+		                      .key = d.key,
+		                      .offset = 100,
+		                      .length = 8 };
 	raw_frame(fd, &ok, RAGG__TCP_VERSION);
 	raw_send(fd, "landed!!", 8);
 	struct tpc_ev l = tpc_expect(&sc.w, 0, RAGG_TP_EV_WRITE_LANDED, sep, TPC_DEADLINE_MS);
@@ -289,25 +297,27 @@ TPC_CASE_ONLY(tcp_raw_bad_frames, "tcp")
 	const uint64_t n = sc.slot.len;
 	const uint8_t W = RAGG__TCP_WRITE;
 	const struct bad_write bad[] = {
-		{"offset+len past the end", W, 0, REGION_OK, 0, n - 4, 8, RAGG_ERR_BOUNDS},
-		{"offset past the end", W, 0, REGION_OK, 0, n + 1, 0, RAGG_ERR_BOUNDS},
-		{"longer than the region", W, 0, REGION_OK, 0, 0, n + 1, RAGG_ERR_BOUNDS},
-		{"offset wraps", W, 0, REGION_OK, 0, UINT64_MAX - 10, 100, RAGG_ERR_BOUNDS},
-		{"offset+len wraps to 0", W, 0, REGION_OK, 0, UINT64_MAX - 7, 8, RAGG_ERR_BOUNDS},
-		{"offset+len wraps small", W, 0, REGION_OK, 0, UINT64_MAX - 7, 16, RAGG_ERR_BOUNDS},
-		{"huge offset, huge length", W, 0, REGION_OK, 0, UINT64_C(1) << 63,
-		 RAGG__TCP_MAX_WRITE, RAGG_ERR_BOUNDS},
-		{"wrong key", W, 0, REGION_OK, 1, 0, 8, RAGG_ERR_KEY},
-		{"no such region", W, 0, REGION_OTHER, 0, 0, 8, RAGG_ERR_KEY},
-		{"region UINT32_MAX", W, 0, REGION_MAX, 0, 0, 8, RAGG_ERR_KEY},
-		{"length over the limit", W, 0, REGION_OK, 0, 0, RAGG__TCP_MAX_WRITE + 1,
-		 RAGG_ERR_PROTO},
-		{"length UINT64_MAX", W, 0, REGION_OK, 0, 0, UINT64_MAX, RAGG_ERR_PROTO},
-		{"unknown flag", W, 0x8000, REGION_OK, 0, 0, 8, RAGG_ERR_PROTO},
-		{"message too long", RAGG__TCP_MSG, 0, -1, 0, 0, RAGG_TP_MSG_MAX + 1, RAGG_ERR_PROTO},
-		{"second hello", RAGG__TCP_HELLO, 0, -1, 0, 0, 0, RAGG_ERR_PROTO},
-		{"accept from the connector", RAGG__TCP_ACCEPT, 0, -1, 0, 0, 0, RAGG_ERR_PROTO},
-		{"unknown type", 77, 0, -1, 0, 0, 0, RAGG_ERR_PROTO},
+		{ "offset+len past the end", W, 0, REGION_OK, 0, n - 4, 8, RAGG_ERR_BOUNDS },
+		{ "offset past the end", W, 0, REGION_OK, 0, n + 1, 0, RAGG_ERR_BOUNDS },
+		{ "longer than the region", W, 0, REGION_OK, 0, 0, n + 1, RAGG_ERR_BOUNDS },
+		{ "offset wraps", W, 0, REGION_OK, 0, UINT64_MAX - 10, 100, RAGG_ERR_BOUNDS },
+		{ "offset+len wraps to 0", W, 0, REGION_OK, 0, UINT64_MAX - 7, 8, RAGG_ERR_BOUNDS },
+		{ "offset+len wraps small", W, 0, REGION_OK, 0, UINT64_MAX - 7, 16,
+		  RAGG_ERR_BOUNDS },
+		{ "huge offset, huge length", W, 0, REGION_OK, 0, UINT64_C(1) << 63,
+		  RAGG__TCP_MAX_WRITE, RAGG_ERR_BOUNDS },
+		{ "wrong key", W, 0, REGION_OK, 1, 0, 8, RAGG_ERR_KEY },
+		{ "no such region", W, 0, REGION_OTHER, 0, 0, 8, RAGG_ERR_KEY },
+		{ "region UINT32_MAX", W, 0, REGION_MAX, 0, 0, 8, RAGG_ERR_KEY },
+		{ "length over the limit", W, 0, REGION_OK, 0, 0, RAGG__TCP_MAX_WRITE + 1,
+		  RAGG_ERR_PROTO },
+		{ "length UINT64_MAX", W, 0, REGION_OK, 0, 0, UINT64_MAX, RAGG_ERR_PROTO },
+		{ "unknown flag", W, 0x8000, REGION_OK, 0, 0, 8, RAGG_ERR_PROTO },
+		{ "message too long", RAGG__TCP_MSG, 0, -1, 0, 0, RAGG_TP_MSG_MAX + 1,
+		  RAGG_ERR_PROTO },
+		{ "second hello", RAGG__TCP_HELLO, 0, -1, 0, 0, 0, RAGG_ERR_PROTO },
+		{ "accept from the connector", RAGG__TCP_ACCEPT, 0, -1, 0, 0, 0, RAGG_ERR_PROTO },
+		{ "unknown type", 77, 0, -1, 0, 0, 0, RAGG_ERR_PROTO },
 	};
 	static uint8_t payload[4096];
 	memset(payload, 0x5A, sizeof(payload));
@@ -315,7 +325,9 @@ TPC_CASE_ONLY(tcp_raw_bad_frames, "tcp")
 		const struct bad_write *b = &bad[i];
 		fd = raw_handshake(&sc.w, &sc.slot, &d, &sep);
 		tpc_log_clear();
-		struct ragg__tcp_frame f = {.type = b->type, .flags = b->flags, .length = b->length};
+		struct ragg__tcp_frame f = { .type = b->type,
+			                     .flags = b->flags,
+			                     .length = b->length };
 		if (b->region >= 0) {
 			f.flags |= RAGG__TCP_F_IMM;
 			f.imm = 7;
@@ -329,7 +341,8 @@ TPC_CASE_ONLY(tcp_raw_bad_frames, "tcp")
 		/* As much payload as the header claims, up to a page. */
 		send(fd, payload, b->length < sizeof(payload) ? b->length : sizeof(payload),
 		     MSG_NOSIGNAL);
-		struct tpc_ev e = tpc_expect(&sc.w, 0, RAGG_TP_EV_DISCONNECTED, sep, TPC_DEADLINE_MS);
+		struct tpc_ev e =
+		    tpc_expect(&sc.w, 0, RAGG_TP_EV_DISCONNECTED, sep, TPC_DEADLINE_MS);
 		RAGG_CHECKF(e.ev.status == b->want, "%s: status %s, want %s", b->what,
 		            ragg_strerror_name(e.ev.status), ragg_strerror_name(b->want));
 		RAGG_CHECKF(tpc_log_has(ragg_strerror_name(b->want)), "%s: %s not logged", b->what,
@@ -349,7 +362,7 @@ TPC_CASE_ONLY(tcp_raw_bad_frames, "tcp")
 
 TPC_CASE_ONLY(tcp_addresses, "tcp")
 {
-	static const char *const specs[] = {"127.0.0.1:0", "localhost:0", "[::1]:0", "", NULL};
+	static const char *const specs[] = { "127.0.0.1:0", "localhost:0", "[::1]:0", "", NULL };
 	for (size_t i = 0; i < RAGG_ARRAY_SIZE(specs); i++) {
 		struct tpc_world w;
 		tpc_world_init(&w, tp, 2);
@@ -366,7 +379,8 @@ TPC_CASE_ONLY(tcp_addresses, "tcp")
 		RAGG_CHECK(tp->listen(w.dev[0], "127.0.0.1:0", again, sizeof(again)) < 0);
 		/* The address written back is connectable, and not a wildcard. */
 		RAGG_CHECKF(strncmp(w.addr[0], "0.0.0.0", 7) && strncmp(w.addr[0], "[::]", 4),
-		            "listen \"%s\" advertised %s", specs[i] ? specs[i] : "(null)", w.addr[0]);
+		            "listen \"%s\" advertised %s", specs[i] ? specs[i] : "(null)",
+		            w.addr[0]);
 		struct ragg_tp_ep *s, *c;
 		tpc_pair(&w, 0, 1, "hi", 2, "ho", 2, &s, &c);
 		tp->ep_close(c);

@@ -14,7 +14,7 @@ TPC_CASE(arm_wait_fd)
 	struct ragg_tp_ep *s, *c;
 	struct tpc_slot slot;
 	struct ragg_tp_event ev;
-	static const uint8_t src[8] = {1, 2, 3};
+	static const uint8_t src[8] = { 1, 2, 3 };
 
 	tpc_world_init(&w, tp, 2);
 	tpc_pair(&w, 0, 1, NULL, 0, NULL, 0, &s, &c);
@@ -28,7 +28,7 @@ TPC_CASE(arm_wait_fd)
 	int fd = tp->wait_fd(w.dev[0]);
 	RAGG_CHECK(fd >= 0);
 	RAGG_CHECK_OK(tp->arm(w.dev[0]));
-	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
 	RAGG_CHECK(poll(&pfd, 1, 50) == 0);
 	/* ... and turns readable when a peer's write lands. */
 	RAGG_CHECK_OK(tp->write_imm(c, src, NULL, &slot.rd, 0, 8, 2, RAGG_TP_WRITE_IMM, 0));

@@ -46,7 +46,8 @@ static void write_once(struct pair *p, struct tpc_slot *slot, uint8_t *src, stru
 	RAGG_CHECK_OK(d.ev.status);
 	RAGG_CHECKF(memcmp(slot->addr + roff, src, len) == 0, "%zu bytes at %zu differ", len, roff);
 	RAGG_CHECK(memcmp(slot->addr, before, roff) == 0);
-	RAGG_CHECK(memcmp(slot->addr + roff + len, before + roff + len, slot->len - roff - len) == 0);
+	RAGG_CHECK(memcmp(slot->addr + roff + len, before + roff + len, slot->len - roff - len) ==
+	           0);
 	tpc_slot_check_untouched(slot, -1);
 	free(before);
 }
@@ -64,8 +65,8 @@ TPC_CASE(write_sizes)
 	struct ragg_tp_rdesc srd;
 	RAGG_CHECK_OK(tp->mr_reg(p.w.dev[1], src, max, &smr, &srd));
 
-	static const size_t sizes[] = {0, 1, 2, 7, 4095, 4096, 4097, 65536, (size_t)4 << 20};
-	static const size_t offs[] = {0, 1, 4097};
+	static const size_t sizes[] = { 0, 1, 2, 7, 4095, 4096, 4097, 65536, (size_t)4 << 20 };
+	static const size_t offs[] = { 0, 1, 4097 };
 	uint32_t imm = 1;
 	for (size_t i = 0; i < RAGG_ARRAY_SIZE(sizes); i++)
 		for (size_t k = 0; k < RAGG_ARRAY_SIZE(offs); k++)
@@ -141,14 +142,15 @@ static void drain(struct pair *p, struct counts *c)
 	RAGG_CHECK(m >= 0);
 	for (int i = 0; i < m; i++) {
 		if (ev[i].type != RAGG_TP_EV_WRITE_DONE || ev[i].status != 0) {
-			snprintf(c->why, sizeof(c->why), "sender got event %d status %d", ev[i].type,
-			         ev[i].status);
+			snprintf(c->why, sizeof(c->why), "sender got event %d status %d",
+			         ev[i].type, ev[i].status);
 			c->bad++;
 			continue;
 		}
 		if (ev[i].cookie != c->next_cookie && !c->bad) {
 			snprintf(c->why, sizeof(c->why), "cookie %llu done, expected %llu",
-			         (unsigned long long)ev[i].cookie, (unsigned long long)c->next_cookie);
+			         (unsigned long long)ev[i].cookie,
+			         (unsigned long long)c->next_cookie);
 			c->bad++;
 		}
 		c->next_cookie = ev[i].cookie + 1;
@@ -173,11 +175,12 @@ static void stream(struct pair *p, uint32_t n, size_t len, uint64_t *eagains)
 	struct ragg_tp_rdesc srd;
 	RAGG_CHECK_OK(tp->mr_reg(p->w.dev[1], src, total + 1, &smr, &srd));
 
-	struct counts c = {0};
+	struct counts c = { 0 };
 	uint64_t deadline = tpc_now_ms() + 30000;
 	for (uint32_t i = 0; i < n;) {
-		int rc = tp->write_imm(p->c, src + (size_t)i * len, smr, &slot.rd, (uint64_t)i * len,
-		                       len, i, RAGG_TP_WRITE_IMM | RAGG_TP_WRITE_SIGNAL, i);
+		int rc =
+		    tp->write_imm(p->c, src + (size_t)i * len, smr, &slot.rd, (uint64_t)i * len,
+		                  len, i, RAGG_TP_WRITE_IMM | RAGG_TP_WRITE_SIGNAL, i);
 		if (rc == -EAGAIN) {
 			(*eagains)++;
 			drain(p, &c);
@@ -191,7 +194,8 @@ static void stream(struct pair *p, uint32_t n, size_t len, uint64_t *eagains)
 	while (c.landed < n || c.done < n) {
 		drain(p, &c);
 		RAGG_CHECKF(c.bad == 0, "%s", c.why);
-		RAGG_CHECKF(tpc_now_ms() < deadline, "landed %u done %u of %u", c.landed, c.done, n);
+		RAGG_CHECKF(tpc_now_ms() < deadline, "landed %u done %u of %u", c.landed, c.done,
+		            n);
 	}
 	/* Nothing more: every immediate and every completion exactly once. */
 	for (int i = 0; i < 10; i++)
@@ -239,7 +243,8 @@ TPC_CASE(eagain_never_loses)
 		RAGG_CHECK(++posted <= 1 << 20);
 	RAGG_CHECKF(rc == -EAGAIN, "write_imm: %s", ragg_strerror(rc));
 	for (int i = 0; i < posted; i++) {
-		struct tpc_ev l = tpc_expect(&p.w, 0, RAGG_TP_EV_WRITE_LANDED, p.s, TPC_DEADLINE_MS);
+		struct tpc_ev l =
+		    tpc_expect(&p.w, 0, RAGG_TP_EV_WRITE_LANDED, p.s, TPC_DEADLINE_MS);
 		RAGG_CHECK(l.ev.imm == (uint32_t)i);
 	}
 	for (int i = 0; i < 10; i++)
@@ -274,7 +279,8 @@ TPC_CASE(silent_writes)
 		tpc_write(&p.w, p.c, src + big, smr, &slot.rd, big, 8, 0, 0, 0);
 		tpc_write(&p.w, p.c, src + big + 8, smr, &slot.rd, big + 8, 8, round,
 		          RAGG_TP_WRITE_IMM, 0);
-		struct tpc_ev l = tpc_expect(&p.w, 0, RAGG_TP_EV_WRITE_LANDED, p.s, TPC_DEADLINE_MS);
+		struct tpc_ev l =
+		    tpc_expect(&p.w, 0, RAGG_TP_EV_WRITE_LANDED, p.s, TPC_DEADLINE_MS);
 		RAGG_CHECK(l.ev.imm == round && l.ev.len == 8);
 		RAGG_CHECKF(memcmp(slot.addr, src, big + 16) == 0, "round %u: silent data missing",
 		            round);
@@ -315,10 +321,11 @@ TPC_CASE(write_both_ways)
 		          RAGG_TP_WRITE_IMM, 0);
 	}
 	for (uint32_t i = 0; i < 8; i++) {
-		RAGG_CHECK(tpc_expect(&p.w, 0, RAGG_TP_EV_WRITE_LANDED, p.s, TPC_DEADLINE_MS).ev.imm ==
-		           i);
-		RAGG_CHECK(tpc_expect(&p.w, 1, RAGG_TP_EV_WRITE_LANDED, p.c, TPC_DEADLINE_MS).ev.imm ==
-		           100 + i);
+		RAGG_CHECK(
+		    tpc_expect(&p.w, 0, RAGG_TP_EV_WRITE_LANDED, p.s, TPC_DEADLINE_MS).ev.imm == i);
+		RAGG_CHECK(
+		    tpc_expect(&p.w, 1, RAGG_TP_EV_WRITE_LANDED, p.c, TPC_DEADLINE_MS).ev.imm ==
+		    100 + i);
 	}
 	RAGG_CHECK(memcmp(a.addr, sa, len) == 0 && memcmp(b.addr, sb, len) == 0);
 	RAGG_CHECK_OK(tp->mr_dereg(ma));
@@ -337,7 +344,9 @@ TPC_CASE(mixed_stream)
 	 * takes them: each lands once, in order, where it was aimed. */
 	struct pair p;
 	pair_init(&p, tp);
-	static const size_t sizes[] = {0, 1, 3, 40, 41, 4095, 4096, 65539, 262147, (size_t)1 << 20};
+	static const size_t sizes[] = {
+		0, 1, 3, 40, 41, 4095, 4096, 65539, 262147, (size_t)1 << 20
+	};
 	const uint32_t n = 6000;
 	size_t total = 0;
 	for (uint32_t i = 0; i < n; i++)
@@ -363,7 +372,8 @@ TPC_CASE(mixed_stream)
 		while (i < n) {
 			size_t len = sizes[(i * 7 + i / 3) % RAGG_ARRAY_SIZE(sizes)];
 			bool imm = i % 3 != 1, sig = i % 4 == 0, msg = i % 5 == 0;
-			unsigned flags = (imm ? RAGG_TP_WRITE_IMM : 0) | (sig ? RAGG_TP_WRITE_SIGNAL : 0);
+			unsigned flags =
+			    (imm ? RAGG_TP_WRITE_IMM : 0) | (sig ? RAGG_TP_WRITE_SIGNAL : 0);
 			int rc = tp->write_imm(p.c, src + off, smr, &slot.rd, off, len, imms, flags,
 			                       signals);
 			if (rc == 0 && msg) {
@@ -388,12 +398,13 @@ TPC_CASE(mixed_stream)
 			for (int e = 0; e < k; e++) {
 				switch (ev[e].type) {
 				case RAGG_TP_EV_WRITE_LANDED:
-					RAGG_CHECKF(d == 0 && ev[e].imm == next_imm, "imm %u, want %u",
-					            ev[e].imm, next_imm);
+					RAGG_CHECKF(d == 0 && ev[e].imm == next_imm,
+					            "imm %u, want %u", ev[e].imm, next_imm);
 					next_imm++;
 					break;
 				case RAGG_TP_EV_WRITE_DONE:
-					RAGG_CHECKF(d == 1 && ev[e].cookie == next_cookie && !ev[e].status,
+					RAGG_CHECKF(d == 1 && ev[e].cookie == next_cookie &&
+					                !ev[e].status,
 					            "cookie %llu, want %u",
 					            (unsigned long long)ev[e].cookie, next_cookie);
 					next_cookie++;
@@ -402,12 +413,14 @@ TPC_CASE(mixed_stream)
 					uint32_t m;
 					RAGG_CHECK(d == 0 && ev[e].len == sizeof(m));
 					memcpy(&m, ev[e].data, sizeof(m));
-					RAGG_CHECKF(m == next_msg, "message %u, want %u", m, next_msg);
+					RAGG_CHECKF(m == next_msg, "message %u, want %u", m,
+					            next_msg);
 					next_msg++;
 					break;
 				}
 				default:
-					RAGG_CHECKF(0, "unexpected event %d on device %d", ev[e].type, d);
+					RAGG_CHECKF(0, "unexpected event %d on device %d",
+					            ev[e].type, d);
 				}
 			}
 		}
@@ -444,12 +457,13 @@ TPC_CASE(write_offset_past_4g)
 		RAGG_SKIP("cannot register a 5 GiB region here");
 	}
 	uint8_t src[4096];
-	static const uint64_t offs[] = {((uint64_t)1 << 32) - 7, (uint64_t)1 << 32,
-	                                ((uint64_t)5 << 30) - 1};
+	static const uint64_t offs[] = { ((uint64_t)1 << 32) - 7, (uint64_t)1 << 32,
+		                         ((uint64_t)5 << 30) - 1 };
 	for (uint32_t i = 0; i < RAGG_ARRAY_SIZE(offs); i++) {
 		tpc_fill(src, sizeof(src), i + 500);
 		tpc_write(&p.w, p.c, src, NULL, &rd, offs[i], sizeof(src), i, RAGG_TP_WRITE_IMM, 0);
-		struct tpc_ev l = tpc_expect(&p.w, 0, RAGG_TP_EV_WRITE_LANDED, p.s, TPC_DEADLINE_MS);
+		struct tpc_ev l =
+		    tpc_expect(&p.w, 0, RAGG_TP_EV_WRITE_LANDED, p.s, TPC_DEADLINE_MS);
 		RAGG_CHECK(l.ev.imm == i);
 		RAGG_CHECKF(memcmp(big + offs[i], src, sizeof(src)) == 0, "write at %llu",
 		            (unsigned long long)offs[i]);

@@ -23,19 +23,27 @@ static void roundtrip(const struct ragg__tcp_frame *f)
 RAGG_TEST(frame_roundtrip)
 {
 	struct ragg__tcp_frame f[] = {
-		{.type = RAGG__TCP_HELLO},
-		{.type = RAGG__TCP_HELLO, .length = RAGG_TP_PRIV_MAX},
-		{.type = RAGG__TCP_ACCEPT, .length = 33},
-		{.type = RAGG__TCP_MSG, .length = RAGG_TP_MSG_MAX},
-		{.type = RAGG__TCP_ERR, .imm = (uint32_t)RAGG_ERR_KEY},
-		{.type = RAGG__TCP_ERR, .imm = (uint32_t)-ECONNREFUSED},
-		{.type = RAGG__TCP_WRITE},
-		{.type = RAGG__TCP_WRITE, .flags = RAGG__TCP_F_IMM, .imm = UINT32_MAX,
-		 .region = UINT32_MAX, .key = UINT64_MAX, .offset = UINT64_MAX,
-		 .length = RAGG__TCP_MAX_WRITE},
-		{.type = RAGG__TCP_WRITE, .flags = RAGG__TCP_F_IMM, .imm = 0x01020304,
-		 .region = 0x05060708, .key = 0x1112131415161718ull, .offset = 0x2122232425262728ull,
-		 .length = (uint64_t)256 << 20},
+		{ .type = RAGG__TCP_HELLO },
+		{ .type = RAGG__TCP_HELLO, .length = RAGG_TP_PRIV_MAX },
+		{ .type = RAGG__TCP_ACCEPT, .length = 33 },
+		{ .type = RAGG__TCP_MSG, .length = RAGG_TP_MSG_MAX },
+		{ .type = RAGG__TCP_ERR, .imm = (uint32_t)RAGG_ERR_KEY },
+		{ .type = RAGG__TCP_ERR, .imm = (uint32_t)-ECONNREFUSED },
+		{ .type = RAGG__TCP_WRITE },
+		{ .type = RAGG__TCP_WRITE,
+		  .flags = RAGG__TCP_F_IMM,
+		  .imm = UINT32_MAX,
+		  .region = UINT32_MAX,
+		  .key = UINT64_MAX,
+		  .offset = UINT64_MAX,
+		  .length = RAGG__TCP_MAX_WRITE },
+		{ .type = RAGG__TCP_WRITE,
+		  .flags = RAGG__TCP_F_IMM,
+		  .imm = 0x01020304,
+		  .region = 0x05060708,
+		  .key = 0x1112131415161718ull,
+		  .offset = 0x2122232425262728ull,
+		  .length = (uint64_t)256 << 20 },
 	};
 	for (size_t i = 0; i < RAGG_ARRAY_SIZE(f); i++)
 		roundtrip(&f[i]);
@@ -45,16 +53,54 @@ RAGG_TEST(frame_layout)
 {
 	/* Little-endian on the wire, whatever the host: peers of either
 	 * byte order agree. */
-	struct ragg__tcp_frame f = {.type = RAGG__TCP_WRITE, .flags = RAGG__TCP_F_IMM,
-	                            .imm = 0x01020304, .region = 0x05060708,
-	                            .key = 0x1112131415161718ull, .offset = 0x2122232425262728ull,
-	                            .length = 0x31};
+	struct ragg__tcp_frame f = { .type = RAGG__TCP_WRITE,
+		                     .flags = RAGG__TCP_F_IMM,
+		                     .imm = 0x01020304,
+		                     .region = 0x05060708,
+		                     .key = 0x1112131415161718ull,
+		                     .offset = 0x2122232425262728ull,
+		                     .length = 0x31 };
 	static const uint8_t want[RAGG__TCP_HDR_SIZE] = {
-		'R', 'G', 'T', 'P', RAGG__TCP_VERSION, RAGG__TCP_WRITE, 1, 0,
-		0x04, 0x03, 0x02, 0x01, 0x08, 0x07, 0x06, 0x05,
-		0x18, 0x17, 0x16, 0x15, 0x14, 0x13, 0x12, 0x11,
-		0x28, 0x27, 0x26, 0x25, 0x24, 0x23, 0x22, 0x21,
-		0x31, 0, 0, 0, 0, 0, 0, 0,
+		'R',
+		'G',
+		'T',
+		'P',
+		RAGG__TCP_VERSION,
+		RAGG__TCP_WRITE,
+		1,
+		0,
+		0x04,
+		0x03,
+		0x02,
+		0x01,
+		0x08,
+		0x07,
+		0x06,
+		0x05,
+		0x18,
+		0x17,
+		0x16,
+		0x15,
+		0x14,
+		0x13,
+		0x12,
+		0x11,
+		0x28,
+		0x27,
+		0x26,
+		0x25,
+		0x24,
+		0x23,
+		0x22,
+		0x21,
+		0x31,
+		0,
+		0,
+		0,
+		0,
+		0,
+		0,
+		0,
 	};
 	uint8_t hdr[RAGG__TCP_HDR_SIZE];
 	ragg__tcp_frame_encode(&f, hdr);
@@ -81,8 +127,8 @@ static int decode_patched(const struct ragg__tcp_frame *f, int at, uint8_t byte)
 
 RAGG_TEST(frame_rejects)
 {
-	const struct ragg__tcp_frame w = {.type = RAGG__TCP_WRITE, .length = 8};
-	const struct ragg__tcp_frame h = {.type = RAGG__TCP_HELLO};
+	const struct ragg__tcp_frame w = { .type = RAGG__TCP_WRITE, .length = 8 };
+	const struct ragg__tcp_frame h = { .type = RAGG__TCP_HELLO };
 
 	/* Bad magic, in each byte. */
 	for (int i = 0; i < 4; i++)
@@ -106,22 +152,22 @@ RAGG_TEST(frame_rejects)
 
 	/* Lengths past each type's limit, and the 64-bit extremes. */
 	struct ragg__tcp_frame f[] = {
-		{.type = RAGG__TCP_HELLO, .length = RAGG_TP_PRIV_MAX + 1},
-		{.type = RAGG__TCP_ACCEPT, .length = RAGG_TP_PRIV_MAX + 1},
-		{.type = RAGG__TCP_MSG, .length = RAGG_TP_MSG_MAX + 1},
-		{.type = RAGG__TCP_ERR, .imm = (uint32_t)-1, .length = 1},
-		{.type = RAGG__TCP_WRITE, .length = RAGG__TCP_MAX_WRITE + 1},
-		{.type = RAGG__TCP_WRITE, .length = UINT64_MAX},
-		{.type = RAGG__TCP_MSG, .length = UINT64_MAX},
+		{ .type = RAGG__TCP_HELLO, .length = RAGG_TP_PRIV_MAX + 1 },
+		{ .type = RAGG__TCP_ACCEPT, .length = RAGG_TP_PRIV_MAX + 1 },
+		{ .type = RAGG__TCP_MSG, .length = RAGG_TP_MSG_MAX + 1 },
+		{ .type = RAGG__TCP_ERR, .imm = (uint32_t)-1, .length = 1 },
+		{ .type = RAGG__TCP_WRITE, .length = RAGG__TCP_MAX_WRITE + 1 },
+		{ .type = RAGG__TCP_WRITE, .length = UINT64_MAX },
+		{ .type = RAGG__TCP_MSG, .length = UINT64_MAX },
 		/* Fields a type does not use must be zero. */
-		{.type = RAGG__TCP_HELLO, .region = 1},
-		{.type = RAGG__TCP_HELLO, .key = 1},
-		{.type = RAGG__TCP_MSG, .offset = 1},
-		{.type = RAGG__TCP_ACCEPT, .imm = 1},
+		{ .type = RAGG__TCP_HELLO, .region = 1 },
+		{ .type = RAGG__TCP_HELLO, .key = 1 },
+		{ .type = RAGG__TCP_MSG, .offset = 1 },
+		{ .type = RAGG__TCP_ACCEPT, .imm = 1 },
 		/* An error frame says which error, a real one. */
-		{.type = RAGG__TCP_ERR, .imm = 0},
-		{.type = RAGG__TCP_ERR, .imm = 5},
-		{.type = RAGG__TCP_ERR, .imm = (uint32_t)-100000},
+		{ .type = RAGG__TCP_ERR, .imm = 0 },
+		{ .type = RAGG__TCP_ERR, .imm = 5 },
+		{ .type = RAGG__TCP_ERR, .imm = (uint32_t)-100000 },
 	};
 	for (size_t i = 0; i < RAGG_ARRAY_SIZE(f); i++)
 		RAGG_CHECKF(decode_patched(&f[i], -1, 0) == RAGG_ERR_PROTO, "case %zu accepted", i);
@@ -155,8 +201,9 @@ RAGG_TEST(frame_random_bytes)
 
 RAGG_TEST(rdesc)
 {
-	struct ragg__tcp_rdesc d = {.region = 0xDEADBEEF, .key = 0x0123456789ABCDEFull,
-	                            .length = (uint64_t)1 << 40};
+	struct ragg__tcp_rdesc d = { .region = 0xDEADBEEF,
+		                     .key = 0x0123456789ABCDEFull,
+		                     .length = (uint64_t)1 << 40 };
 	struct ragg_tp_rdesc blob;
 	struct ragg__tcp_rdesc e;
 	ragg__tcp_rdesc_pack(&d, &blob);
@@ -179,19 +226,19 @@ RAGG_TEST(addr_split)
 		const char *in, *host, *port;
 		int rc;
 	} c[] = {
-		{"127.0.0.1:80", "127.0.0.1", "80", 0},
-		{"host.example:1", "host.example", "1", 0},
-		{"[::1]:5000", "::1", "5000", 0},
-		{"[fe80::1%eth0]:7", "fe80::1%eth0", "7", 0},
-		{"[::1]", "::1", "", 0},
-		{"::1", "::1", "", 0},
-		{"localhost", "localhost", "", 0},
-		{":9", "", "9", 0},
-		{"", "", "", 0},
-		{"h:p0rt", NULL, NULL, -EINVAL},
-		{"[::1", NULL, NULL, -EINVAL},
-		{"[::1]x", NULL, NULL, -EINVAL},
-		{"[::1]:x", NULL, NULL, -EINVAL},
+		{ "127.0.0.1:80", "127.0.0.1", "80", 0 },
+		{ "host.example:1", "host.example", "1", 0 },
+		{ "[::1]:5000", "::1", "5000", 0 },
+		{ "[fe80::1%eth0]:7", "fe80::1%eth0", "7", 0 },
+		{ "[::1]", "::1", "", 0 },
+		{ "::1", "::1", "", 0 },
+		{ "localhost", "localhost", "", 0 },
+		{ ":9", "", "9", 0 },
+		{ "", "", "", 0 },
+		{ "h:p0rt", NULL, NULL, -EINVAL },
+		{ "[::1", NULL, NULL, -EINVAL },
+		{ "[::1]x", NULL, NULL, -EINVAL },
+		{ "[::1]:x", NULL, NULL, -EINVAL },
 	};
 	for (size_t i = 0; i < RAGG_ARRAY_SIZE(c); i++) {
 		char host[64], port[16];

@@ -218,8 +218,8 @@ size_t tpc_count(const struct tpc_world *w, int dev, enum ragg_tp_event_type typ
 	return n;
 }
 
-bool tpc_wait_for(struct tpc_world *w, int dev, enum ragg_tp_event_type type,
-                  struct ragg_tp_ep *ep, int timeout_ms, struct tpc_ev *out)
+bool tpc_wait_for(struct tpc_world *w, int dev, enum ragg_tp_event_type type, struct ragg_tp_ep *ep,
+                  int timeout_ms, struct tpc_ev *out)
 {
 	uint64_t deadline = tpc_now_ms() + (uint64_t)timeout_ms;
 	for (;;) {
@@ -233,8 +233,9 @@ bool tpc_wait_for(struct tpc_world *w, int dev, enum ragg_tp_event_type type,
 
 static const char *ev_name(int type)
 {
-	static const char *const n[] = {"?", "CONNECT_REQUEST", "CONNECTED", "WRITE_DONE",
-	                                "WRITE_LANDED", "RECV", "DISCONNECTED"};
+	static const char *const n[] = { "?",           "CONNECT_REQUEST", "CONNECTED",
+		                         "WRITE_DONE",  "WRITE_LANDED",    "RECV",
+		                         "DISCONNECTED" };
 	return type > 0 && type < (int)RAGG_ARRAY_SIZE(n) ? n[type] : "?";
 }
 
@@ -252,8 +253,8 @@ struct tpc_ev tpc_expect(struct tpc_world *w, int dev, enum ragg_tp_event_type t
 	return e;
 }
 
-void tpc_pair(struct tpc_world *w, int s, int c, const void *cpriv, size_t clen,
-              const void *spriv, size_t slen, struct ragg_tp_ep **sep, struct ragg_tp_ep **cep)
+void tpc_pair(struct tpc_world *w, int s, int c, const void *cpriv, size_t clen, const void *spriv,
+              size_t slen, struct ragg_tp_ep **sep, struct ragg_tp_ep **cep)
 {
 	const char *addr = tpc_listen(w, s);
 	struct ragg_tp_ep *ce = NULL;
@@ -279,8 +280,8 @@ void tpc_pair(struct tpc_world *w, int s, int c, const void *cpriv, size_t clen,
 }
 
 void tpc_write(struct tpc_world *w, struct ragg_tp_ep *ep, const void *laddr,
-               struct ragg_tp_mr *lmr, const struct ragg_tp_rdesc *rd, uint64_t roff,
-               size_t len, uint32_t imm, unsigned flags, uint64_t cookie)
+               struct ragg_tp_mr *lmr, const struct ragg_tp_rdesc *rd, uint64_t roff, size_t len,
+               uint32_t imm, unsigned flags, uint64_t cookie)
 {
 	uint64_t deadline = tpc_now_ms() + TPC_DEADLINE_MS;
 	for (;;) {
@@ -410,8 +411,8 @@ int main(int argc, char **argv)
 		if ((*t)->probe(why, sizeof(why)) == 0)
 			usable++;
 		else
-			fprintf(stderr, "tp-conformance: transport %s unusable here: %s\n", (*t)->name,
-			        why);
+			fprintf(stderr, "tp-conformance: transport %s unusable here: %s\n",
+			        (*t)->name, why);
 		register_cases(nsel++);
 	}
 	int rc = 77;

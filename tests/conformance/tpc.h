@@ -22,7 +22,7 @@
 #include "harness.h"
 
 /* Transports one binary can iterate over. */
-#define TPC_SLOTS 4
+#define TPC_SLOTS    4
 #define TPC_MAX_DEVS 4
 /* Default bound on one expected event. */
 #define TPC_DEADLINE_MS 10000
@@ -38,20 +38,34 @@ struct tpc_case {
 void tpc_case_add(struct tpc_case *c);
 void tpc_run(int slot, void (*body)(const struct ragg_tp_ops *tp));
 
-#define TPC_CASE_T(name_, timeout_, only_)                                          \
-	static void tpc_body_##name_(const struct ragg_tp_ops *tp);                 \
-	static void tpc_##name_##_0(void) { tpc_run(0, tpc_body_##name_); }         \
-	static void tpc_##name_##_1(void) { tpc_run(1, tpc_body_##name_); }         \
-	static void tpc_##name_##_2(void) { tpc_run(2, tpc_body_##name_); }         \
-	static void tpc_##name_##_3(void) { tpc_run(3, tpc_body_##name_); }         \
-	static struct tpc_case tpc_case_##name_ = {                                 \
-		#name_, timeout_, only_,                                            \
-		{tpc_##name_##_0, tpc_##name_##_1, tpc_##name_##_2, tpc_##name_##_3}, \
-		NULL};                                                              \
-	__attribute__((constructor)) static void tpc_reg_##name_(void)              \
-	{                                                                           \
-		tpc_case_add(&tpc_case_##name_);                                    \
-	}                                                                           \
+#define TPC_CASE_T(name_, timeout_, only_)                                                         \
+	static void tpc_body_##name_(const struct ragg_tp_ops *tp);                                \
+	static void tpc_##name_##_0(void)                                                          \
+	{                                                                                          \
+		tpc_run(0, tpc_body_##name_);                                                      \
+	}                                                                                          \
+	static void tpc_##name_##_1(void)                                                          \
+	{                                                                                          \
+		tpc_run(1, tpc_body_##name_);                                                      \
+	}                                                                                          \
+	static void tpc_##name_##_2(void)                                                          \
+	{                                                                                          \
+		tpc_run(2, tpc_body_##name_);                                                      \
+	}                                                                                          \
+	static void tpc_##name_##_3(void)                                                          \
+	{                                                                                          \
+		tpc_run(3, tpc_body_##name_);                                                      \
+	}                                                                                          \
+	static struct tpc_case tpc_case_##name_ = { #name_,                                        \
+		                                    timeout_,                                      \
+		                                    only_,                                         \
+		                                    { tpc_##name_##_0, tpc_##name_##_1,            \
+		                                      tpc_##name_##_2, tpc_##name_##_3 },          \
+		                                    NULL };                                        \
+	__attribute__((constructor)) static void tpc_reg_##name_(void)                             \
+	{                                                                                          \
+		tpc_case_add(&tpc_case_##name_);                                                   \
+	}                                                                                          \
 	static void tpc_body_##name_(const struct ragg_tp_ops *tp)
 
 #define TPC_CASE(name_) TPC_CASE_T(name_, 30, NULL)
@@ -104,8 +118,8 @@ int tpc_pump(struct tpc_world *w);
 struct tpc_ev tpc_expect(struct tpc_world *w, int dev, enum ragg_tp_event_type type,
                          struct ragg_tp_ep *ep, int timeout_ms);
 /* Like tpc_expect without failing: true when found. */
-bool tpc_wait_for(struct tpc_world *w, int dev, enum ragg_tp_event_type type,
-                  struct ragg_tp_ep *ep, int timeout_ms, struct tpc_ev *out);
+bool tpc_wait_for(struct tpc_world *w, int dev, enum ragg_tp_event_type type, struct ragg_tp_ep *ep,
+                  int timeout_ms, struct tpc_ev *out);
 /* Remove a matching event already queued. */
 bool tpc_take(struct tpc_world *w, int dev, enum ragg_tp_event_type type, struct ragg_tp_ep *ep,
               struct tpc_ev *out);
@@ -115,13 +129,13 @@ size_t tpc_count(const struct tpc_world *w, int dev, enum ragg_tp_event_type typ
 
 /* Connect device c to device s (which listens if it does not yet), passing
  * private data both ways and checking it arrives intact. */
-void tpc_pair(struct tpc_world *w, int s, int c, const void *cpriv, size_t clen,
-              const void *spriv, size_t slen, struct ragg_tp_ep **sep, struct ragg_tp_ep **cep);
+void tpc_pair(struct tpc_world *w, int s, int c, const void *cpriv, size_t clen, const void *spriv,
+              size_t slen, struct ragg_tp_ep **sep, struct ragg_tp_ep **cep);
 
 /* Post a write, polling both sides on -EAGAIN until it is taken. */
 void tpc_write(struct tpc_world *w, struct ragg_tp_ep *ep, const void *laddr,
-               struct ragg_tp_mr *lmr, const struct ragg_tp_rdesc *rd, uint64_t roff,
-               size_t len, uint32_t imm, unsigned flags, uint64_t cookie);
+               struct ragg_tp_mr *lmr, const struct ragg_tp_rdesc *rd, uint64_t roff, size_t len,
+               uint32_t imm, unsigned flags, uint64_t cookie);
 
 /* ---- memory ---- */
 

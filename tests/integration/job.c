@@ -31,7 +31,7 @@ static int fail(const char *what, int rc)
 
 static void report_rss(ragg_ctx_t *ctx)
 {
-	static const char *const names[] = {"none", "worker", "agent", "server"};
+	static const char *const names[] = { "none", "worker", "agent", "server" };
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
 	printf("maxrss %s %d %ld\n", names[ragg_role(ctx)], ragg_rank(ctx), ru.ru_maxrss);
@@ -46,9 +46,9 @@ static float grad_value(int i, size_t j, int r)
 
 static int exact(ragg_ctx_t *ctx, int rounds)
 {
-	const size_t sizes[2] = {1031 * 3 + 5, 4096 + 1}; /* chunk tails, several servers */
+	const size_t sizes[2] = { 1031 * 3 + 5, 4096 + 1 }; /* chunk tails, several servers */
 	int m = 0, me = ragg_rank(ctx), rc;
-	struct ragg_stats st = {.size = sizeof(st)};
+	struct ragg_stats st = { .size = sizeof(st) };
 	const char *w = getenv("RAGG_WORKERS");
 	m = w ? atoi(w) : 1;
 	for (int k = 0; k < 2; k++) {
@@ -68,7 +68,8 @@ static int exact(ragg_ctx_t *ctx, int rounds)
 		for (size_t j = 0; j < n; j++) {
 			expect[j] = (double)(j % 5);
 			if (params[j] != (float)expect[j]) {
-				fprintf(stderr, "job: initial parameter %zu is %g, expected %g\n", j, params[j], expect[j]);
+				fprintf(stderr, "job: initial parameter %zu is %g, expected %g\n",
+				        j, params[j], expect[j]);
 				return 1;
 			}
 		}
@@ -89,8 +90,10 @@ static int exact(ragg_ctx_t *ctx, int rounds)
 				expect[j] -= lr * (g / total_w);
 				double tol = 1e-5 * fmax(1.0, fabs(expect[j]));
 				if (fabs(params[j] - expect[j]) > tol) {
-					fprintf(stderr, "job: tensor %d round %d element %zu: %.9g, expected %.9g\n", k, r, j,
-					        params[j], expect[j]);
+					fprintf(stderr,
+					        "job: tensor %d round %d element %zu: %.9g, "
+					        "expected %.9g\n",
+					        k, r, j, params[j], expect[j]);
 					return 1;
 				}
 			}
@@ -100,8 +103,8 @@ static int exact(ragg_ctx_t *ctx, int rounds)
 		free(expect);
 	}
 	ragg_stats(ctx, &st);
-	printf("exact: worker %d ok, %llu rounds, %llu bytes sent\n", me, (unsigned long long)st.rounds,
-	       (unsigned long long)st.bytes_sent);
+	printf("exact: worker %d ok, %llu rounds, %llu bytes sent\n", me,
+	       (unsigned long long)st.rounds, (unsigned long long)st.bytes_sent);
 	return 0;
 }
 
@@ -121,7 +124,8 @@ static int run_rounds(ragg_ctx_t *ctx, int rounds, int pause_ms)
 		if ((rc = ragg_pushpull(t, grad, 1.0, params)))
 			return fail("pushpull", rc);
 		if (pause_ms) {
-			struct timespec ts = {.tv_sec = pause_ms / 1000, .tv_nsec = (pause_ms % 1000) * 1000000L};
+			struct timespec ts = { .tv_sec = pause_ms / 1000,
+				               .tv_nsec = (pause_ms % 1000) * 1000000L };
 			nanosleep(&ts, NULL);
 		}
 	}
@@ -138,7 +142,8 @@ static int mismatch(ragg_ctx_t *ctx)
 	int rc = ragg_tensor_declare(ctx, "model", params, n, &t);
 	free(params);
 	if (rc != RAGG_ERR_MISMATCH) {
-		fprintf(stderr, "job: declare returned %s, expected RAGG_ERR_MISMATCH\n", ragg_strerror_name(rc));
+		fprintf(stderr, "job: declare returned %s, expected RAGG_ERR_MISMATCH\n",
+		        ragg_strerror_name(rc));
 		return 1;
 	}
 	printf("mismatch: refused as expected\n");

@@ -25,14 +25,14 @@
 #include "engine/kernels.h"
 #include "harness.h"
 
-#define U (1.0 / 16777216.0) /* 2^-24: fp32 unit roundoff */
-#define MAXK 17 /* past two register groups: exercises the blocked path */
+#define U         (1.0 / 16777216.0) /* 2^-24: fp32 unit roundoff */
+#define MAXK      17 /* past two register groups: exercises the blocked path */
 #define SMALL_MAX 67
-#define LARGE_N 100003 /* odd, ~49 accumulator blocks */
-#define GUARD 16 /* floats checked on each side of every written array */
-#define CANARY 12345.678f
+#define LARGE_N   100003 /* odd, ~49 accumulator blocks */
+#define GUARD     16 /* floats checked on each side of every written array */
+#define CANARY    12345.678f
 
-static const char *const names[] = {"scalar", "avx2", "avx512", "openblas"};
+static const char *const names[] = { "scalar", "avx2", "avx512", "openblas" };
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
@@ -65,8 +65,10 @@ static void poison(float *base, size_t off, size_t n)
 static void check_guards(const float *base, size_t off, size_t n, const char *what)
 {
 	for (size_t i = 0; i < GUARD; i++) {
-		RAGG_CHECKF(base[off - GUARD + i] == CANARY, "%s wrote before the array (n=%zu)", what, n);
-		RAGG_CHECKF(base[off + n + i] == CANARY, "%s wrote past the array (n=%zu)", what, n);
+		RAGG_CHECKF(base[off - GUARD + i] == CANARY, "%s wrote before the array (n=%zu)",
+		            what, n);
+		RAGG_CHECKF(base[off + n + i] == CANARY, "%s wrote past the array (n=%zu)", what,
+		            n);
 	}
 }
 
@@ -78,7 +80,8 @@ static int nkernels(const struct ragg__kernels **out)
 		if (k)
 			out[n++] = k;
 		else
-			fprintf(stderr, "note: kernels %s not supported by this CPU, not tested\n", names[i]);
+			fprintf(stderr, "note: kernels %s not supported by this CPU, not tested\n",
+			        names[i]);
 	}
 	RAGG_CHECK(n >= 2);
 	return n;
@@ -132,12 +135,12 @@ static void check_sum(const struct ragg__kernels *ks, struct sum_bufs *b, int k,
 		}
 		double tol = 2.0 * (k + 1) * U * mag + FLT_MIN;
 		RAGG_CHECKF(fabs(out[i] - ref) <= tol,
-		            "%s k=%d n=%zu out+%zu in+%zu: [%zu] = %.9g, want %.9g +- %.3g", ks->name, k,
-		            n, oa, ia[0], i, out[i], ref, tol);
+		            "%s k=%d n=%zu out+%zu in+%zu: [%zu] = %.9g, want %.9g +- %.3g",
+		            ks->name, k, n, oa, ia[0], i, out[i], ref, tol);
 	}
 }
 
-static const int ks_to_test[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 16, 17};
+static const int ks_to_test[] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 16, 17 };
 
 static void sum_small_all(void)
 {
@@ -210,7 +213,7 @@ RAGG_TEST(sum_weighted_in_place)
 	}
 	for (int t = 0; t < nk; t++)
 		for (int k = 1; k <= MAXK; k += 4)
-			for (int which = 0; which < k; which += k > 1 ? k - 1 : 1) {
+			for (int which = 0; which<k; which += k> 1 ? k - 1 : 1) {
 				const float *in[MAXK];
 				for (int j = 0; j < k; j++) {
 					in[j] = x[j] + 3;
@@ -224,9 +227,10 @@ RAGG_TEST(sum_weighted_in_place)
 						mag += fabs((double)w[j] * keep[j][i]);
 					}
 					double got = x[which][3 + i];
-					RAGG_CHECKF(fabs(got - ref) <= 2.0 * (k + 1) * U * mag + FLT_MIN,
-					            "%s k=%d out=in[%d] [%zu] = %.9g, want %.9g", kt[t]->name, k,
-					            which, i, got, ref);
+					RAGG_CHECKF(fabs(got - ref) <=
+					                2.0 * (k + 1) * U * mag + FLT_MIN,
+					            "%s k=%d out=in[%d] [%zu] = %.9g, want %.9g",
+					            kt[t]->name, k, which, i, got, ref);
 				}
 			}
 	for (int j = 0; j < MAXK; j++) {
@@ -316,7 +320,8 @@ RAGG_TEST(scale)
 				for (size_t i = 0; i < n; i++) {
 					double ref = (double)a * keep[off + i];
 					/* One rounding of the product. */
-					RAGG_CHECKF(fabs(x[off + i] - ref) <= U * fabs(ref) + FLT_MIN,
+					RAGG_CHECKF(fabs(x[off + i] - ref) <=
+					                U * fabs(ref) + FLT_MIN,
 					            "%s n=%zu +%zu [%zu]", kt[t]->name, n, oa, i);
 				}
 			}
@@ -354,8 +359,11 @@ RAGG_TEST(sgd)
 					double ref = w0[off + i] - step;
 					/* lr * scale rounded once, then a product and a
 					 * difference (or one FMA): three roundings. */
-					double tol = 3 * U * (fabs((double)w0[off + i]) + fabs(step)) + FLT_MIN;
-					RAGG_CHECKF(fabs(w[off + i] - ref) <= tol, "%s n=%zu +%zu [%zu]: %.9g want %.9g",
+					double tol =
+					    3 * U * (fabs((double)w0[off + i]) + fabs(step)) +
+					    FLT_MIN;
+					RAGG_CHECKF(fabs(w[off + i] - ref) <= tol,
+					            "%s n=%zu +%zu [%zu]: %.9g want %.9g",
 					            kt[t]->name, n, oa, i, w[off + i], ref);
 				}
 			}
@@ -384,7 +392,8 @@ RAGG_TEST(momentum)
 						break;
 					n = LARGE_N;
 				}
-				size_t off = GUARD + oa, voff = GUARD + (oa + 9) % 16, goff = GUARD + (oa * 3) % 16;
+				size_t off = GUARD + oa, voff = GUARD + (oa + 9) % 16,
+				       goff = GUARD + (oa * 3) % 16;
 				memcpy(w, w0, cap * sizeof(float));
 				memcpy(v, v0, cap * sizeof(float));
 				for (size_t i = 0; i < GUARD; i++) {
@@ -395,19 +404,22 @@ RAGG_TEST(momentum)
 				check_guards(w, off, n, kt[t]->name);
 				check_guards(v, voff, n, kt[t]->name);
 				for (size_t i = 0; i < n; i++) {
-					double mv = (double)mu * v0[voff + i], sg = (double)scale * g[goff + i];
+					double mv = (double)mu * v0[voff + i],
+					       sg = (double)scale * g[goff + i];
 					double vref = mv + sg;
 					/* Two products and a sum: three roundings. */
 					double vtol = 3 * U * (fabs(mv) + fabs(sg)) + FLT_MIN;
-					RAGG_CHECKF(fabs(v[voff + i] - vref) <= vtol, "%s v n=%zu +%zu [%zu]",
-					            kt[t]->name, n, oa, i);
+					RAGG_CHECKF(fabs(v[voff + i] - vref) <= vtol,
+					            "%s v n=%zu +%zu [%zu]", kt[t]->name, n, oa, i);
 					/* w inherits v's error times lr, plus its own product
 					 * and difference. */
 					double wref = w0[off + i] - (double)lr * vref;
-					double wtol = lr * vtol + 3 * U * (fabs((double)w0[off + i]) + fabs(lr * vref)) +
-					              FLT_MIN;
-					RAGG_CHECKF(fabs(w[off + i] - wref) <= wtol, "%s w n=%zu +%zu [%zu]",
-					            kt[t]->name, n, oa, i);
+					double wtol =
+					    lr * vtol +
+					    3 * U * (fabs((double)w0[off + i]) + fabs(lr * vref)) +
+					    FLT_MIN;
+					RAGG_CHECKF(fabs(w[off + i] - wref) <= wtol,
+					            "%s w n=%zu +%zu [%zu]", kt[t]->name, n, oa, i);
 				}
 			}
 	free(w);
@@ -450,7 +462,7 @@ RAGG_TEST(engine_kernels_choice)
 {
 	struct ragg__engine *e;
 	char d[512];
-	struct ragg__engine_conf conf = {.threads = 0, .kernels = "openblas"};
+	struct ragg__engine_conf conf = { .threads = 0, .kernels = "openblas" };
 	RAGG_CHECK_OK(ragg__engine_start(&conf, &e));
 	RAGG_CHECK(strcmp(ragg__engine_kernels(e)->name, "openblas") == 0);
 	RAGG_CHECK_OK(ragg__engine_describe(e, d, sizeof(d)));

@@ -29,7 +29,8 @@ static struct ragg__engine *start(int threads, const char *device, const char *c
 {
 	struct ragg__engine *e = NULL;
 	struct ragg__engine_conf conf = {
-		.threads = threads, .device = device, .cpus = cpus, .topology_xml = topo};
+		.threads = threads, .device = device, .cpus = cpus, .topology_xml = topo
+	};
 	RAGG_CHECK_OK(ragg__engine_start(&conf, &e));
 	return e;
 }
@@ -39,8 +40,10 @@ static void check_threads(struct ragg__engine *e, const char *const *want, int n
 	char asked[256], got[256];
 	RAGG_CHECK(ragg__engine_threads(e) == n);
 	for (int i = 0; i < n; i++) {
-		RAGG_CHECK_OK(ragg__engine_thread_binding(e, i, asked, sizeof(asked), got, sizeof(got)));
-		RAGG_CHECKF(strcmp(asked, want[i]) == 0, "thread %d asked %s, want %s", i, asked, want[i]);
+		RAGG_CHECK_OK(
+		    ragg__engine_thread_binding(e, i, asked, sizeof(asked), got, sizeof(got)));
+		RAGG_CHECKF(strcmp(asked, want[i]) == 0, "thread %d asked %s, want %s", i, asked,
+		            want[i]);
 	}
 	RAGG_CHECK(ragg__engine_thread_binding(e, n, asked, sizeof(asked), got, sizeof(got)) ==
 	           -EINVAL);
@@ -68,17 +71,17 @@ RAGG_TEST(rdma_device_on_second_node)
 	RAGG_CHECKF(strcmp(p.cpus, "2-3") == 0, "cpus %s", p.cpus);
 	RAGG_CHECKF(strcmp(p.mem_nodes, "1") == 0, "memory nodes %s", p.mem_nodes);
 	RAGG_CHECK(p.membind_policy == HWLOC_MEMBIND_BIND);
-	check_threads(e, (const char *const[]){"2-3", "2-3"}, 2);
-	check_describe(e, (const char *const[]){"node=1 ", "device=mlx5_0 ", "cpus=2-3 ", "threads=2 ",
-	                                        "binding=node", "memory=bind:1 ", "topology=loaded",
-	                                        NULL});
+	check_threads(e, (const char *const[]){ "2-3", "2-3" }, 2);
+	check_describe(e, (const char *const[]){ "node=1 ", "device=mlx5_0 ", "cpus=2-3 ",
+	                                         "threads=2 ", "binding=node", "memory=bind:1 ",
+	                                         "topology=loaded", NULL });
 	ragg__engine_stop(e);
 }
 
 /* Every way the core may name the device finds the same node. */
 RAGG_TEST(device_names)
 {
-	static const char *const names[] = {"mlx5_0", "mlx5_0:1", "ib0", "0000:3b:00.0"};
+	static const char *const names[] = { "mlx5_0", "mlx5_0:1", "ib0", "0000:3b:00.0" };
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		struct ragg__engine *e = start(1, names[i], NULL, XML);
 		struct ragg__engine_placement p;
@@ -97,7 +100,7 @@ RAGG_TEST(nic_on_first_node)
 	RAGG_CHECK(p.node == 0 && p.device_node == 0);
 	RAGG_CHECKF(strcmp(p.cpus, "0-1") == 0, "cpus %s", p.cpus);
 	RAGG_CHECKF(strcmp(p.mem_nodes, "0") == 0, "memory nodes %s", p.mem_nodes);
-	check_threads(e, (const char *const[]){"0-1", "0-1"}, 2);
+	check_threads(e, (const char *const[]){ "0-1", "0-1" }, 2);
 	ragg__engine_stop(e);
 }
 
@@ -109,14 +112,14 @@ RAGG_TEST(fallback_node0)
 	RAGG_CHECK_OK(ragg__engine_get_placement(e, &p));
 	RAGG_CHECK(p.node == 0 && p.device_node == -1);
 	RAGG_CHECKF(strcmp(p.cpus, "0-1") == 0, "cpus %s", p.cpus);
-	check_describe(e, (const char *const[]){"node=0 ", "device=none ", NULL});
+	check_describe(e, (const char *const[]){ "node=0 ", "device=none ", NULL });
 	ragg__engine_stop(e);
 
 	e = start(1, "mlx5_9", NULL, XML);
 	RAGG_CHECK_OK(ragg__engine_get_placement(e, &p));
 	RAGG_CHECK(p.node == 0 && p.device_node == -1);
 	RAGG_CHECKF(strcmp(p.mem_nodes, "0") == 0, "memory nodes %s", p.mem_nodes);
-	check_describe(e, (const char *const[]){"device=mlx5_9(not-found) ", NULL});
+	check_describe(e, (const char *const[]){ "device=mlx5_9(not-found) ", NULL });
 	ragg__engine_stop(e);
 }
 
@@ -124,7 +127,7 @@ RAGG_TEST(fallback_node0)
 RAGG_TEST(auto_thread_count)
 {
 	struct ragg__engine *e = start(-1, "mlx5_0", NULL, XML);
-	check_threads(e, (const char *const[]){"2-3", "2-3"}, 2);
+	check_threads(e, (const char *const[]){ "2-3", "2-3" }, 2);
 	ragg__engine_stop(e);
 }
 
@@ -138,23 +141,24 @@ RAGG_TEST(explicit_cpus)
 	RAGG_CHECK(p.per_cpu == 1);
 	RAGG_CHECKF(strcmp(p.cpus, "1,3") == 0, "cpus %s", p.cpus);
 	RAGG_CHECKF(strcmp(p.mem_nodes, "0-1") == 0, "memory nodes %s", p.mem_nodes);
-	check_threads(e, (const char *const[]){"1", "3", "1"}, 3);
+	check_threads(e, (const char *const[]){ "1", "3", "1" }, 3);
 	RAGG_CHECK(p.device_node == 1); /* still reported */
-	check_describe(e, (const char *const[]){"device=mlx5_0 ", "binding=cpu", "memory=bind:0-1 ", NULL});
+	check_describe(
+	    e, (const char *const[]){ "device=mlx5_0 ", "binding=cpu", "memory=bind:0-1 ", NULL });
 	ragg__engine_stop(e);
 
 	e = start(2, NULL, "2-3", XML);
 	RAGG_CHECK_OK(ragg__engine_get_placement(e, &p));
 	RAGG_CHECK(p.node == 1);
 	RAGG_CHECKF(strcmp(p.mem_nodes, "1") == 0, "memory nodes %s", p.mem_nodes);
-	check_threads(e, (const char *const[]){"2", "3"}, 2);
+	check_threads(e, (const char *const[]){ "2", "3" }, 2);
 	ragg__engine_stop(e);
 }
 
 RAGG_TEST(bad_configuration)
 {
 	struct ragg__engine *e = NULL;
-	struct ragg__engine_conf conf = {.threads = 1, .cpus = "7", .topology_xml = XML};
+	struct ragg__engine_conf conf = { .threads = 1, .cpus = "7", .topology_xml = XML };
 	RAGG_CHECK(ragg__engine_start(&conf, &e) == RAGG_ERR_CONFIG);
 	conf.cpus = "two";
 	RAGG_CHECK(ragg__engine_start(&conf, &e) == RAGG_ERR_CONFIG);
@@ -191,7 +195,7 @@ RAGG_TEST(synthetic_and_buffer_topologies)
  * touched, whatever the chunk size and thread count. */
 RAGG_TEST(alloc_pieces)
 {
-	static const size_t chunks[] = {0, 1, 4096, 5000, 1 << 20};
+	static const size_t chunks[] = { 0, 1, 4096, 5000, 1 << 20 };
 	for (int threads = 0; threads <= 3; threads++) {
 		struct ragg__engine *e = start(threads, "mlx5_0", NULL, XML);
 		for (size_t c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++) {
@@ -200,7 +204,8 @@ RAGG_TEST(alloc_pieces)
 			RAGG_CHECK(p != NULL);
 			RAGG_CHECK(((uintptr_t)p & 4095) == 0);
 			for (size_t i = 0; i < bytes; i += 511)
-				RAGG_CHECKF(p[i] == 0, "threads=%d chunk=%zu byte %zu", threads, chunks[c], i);
+				RAGG_CHECKF(p[i] == 0, "threads=%d chunk=%zu byte %zu", threads,
+				            chunks[c], i);
 			RAGG_CHECK(p[bytes - 1] == 0);
 			memset(p, 0xa5, bytes);
 			ragg__engine_free(e, p, bytes);
@@ -229,7 +234,8 @@ RAGG_TEST(real_binding_explicit)
 	RAGG_CHECK_OK(ragg__engine_get_placement(e, &p));
 	RAGG_CHECK(p.this_system == 1);
 	for (int i = 0; i < 2; i++) {
-		RAGG_CHECK_OK(ragg__engine_thread_binding(e, i, asked, sizeof(asked), got, sizeof(got)));
+		RAGG_CHECK_OK(
+		    ragg__engine_thread_binding(e, i, asked, sizeof(asked), got, sizeof(got)));
 		RAGG_CHECKF(strcmp(asked, cpu) == 0 && strcmp(got, cpu) == 0,
 		            "thread %d asked %s got %s, want %s", i, asked, got, cpu);
 	}
@@ -257,7 +263,8 @@ RAGG_TEST(real_binding_auto)
 	char wants[256];
 	hwloc_bitmap_list_snprintf(wants, sizeof(wants), want);
 	for (int i = 0; i < 2; i++) {
-		RAGG_CHECK_OK(ragg__engine_thread_binding(e, i, asked, sizeof(asked), got, sizeof(got)));
+		RAGG_CHECK_OK(
+		    ragg__engine_thread_binding(e, i, asked, sizeof(asked), got, sizeof(got)));
 		RAGG_CHECKF(strcmp(asked, wants) == 0 && strcmp(got, wants) == 0,
 		            "thread %d asked %s got %s, want %s", i, asked, got, wants);
 	}
@@ -267,9 +274,11 @@ RAGG_TEST(real_binding_auto)
 	RAGG_CHECK(mem != NULL);
 	hwloc_membind_policy_t policy;
 	if (hwloc_get_area_membind(topo, mem, bytes, set, &policy, HWLOC_MEMBIND_BYNODESET) == 0) {
-		RAGG_CHECKF(hwloc_bitmap_isequal(set, node->nodeset), "memory not on node %d", p.node);
+		RAGG_CHECKF(hwloc_bitmap_isequal(set, node->nodeset), "memory not on node %d",
+		            p.node);
 		/* A single-node machine reports its default policy either way. */
-		RAGG_CHECKF(policy == HWLOC_MEMBIND_BIND || hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_NUMANODE) == 1,
+		RAGG_CHECKF(policy == HWLOC_MEMBIND_BIND ||
+		                hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_NUMANODE) == 1,
 		            "policy %d", (int)policy);
 	} else {
 		fprintf(stderr, "note: hwloc_get_area_membind: %s; memory binding not checked\n",

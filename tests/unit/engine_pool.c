@@ -51,7 +51,7 @@ static void count_fn(struct ragg__job *job)
 static struct ragg__engine *start(int threads)
 {
 	struct ragg__engine *e = NULL;
-	struct ragg__engine_conf conf = {.threads = threads};
+	struct ragg__engine_conf conf = { .threads = threads };
 	RAGG_CHECK_OK(ragg__engine_start(&conf, &e));
 	RAGG_CHECK(ragg__engine_threads(e) == threads);
 	return e;
@@ -59,7 +59,7 @@ static struct ragg__engine *start(int threads)
 
 static int readable(struct ragg__engine *e, int timeout_ms)
 {
-	struct pollfd p = {.fd = ragg__engine_wake_fd(e), .events = POLLIN};
+	struct pollfd p = { .fd = ragg__engine_wake_fd(e), .events = POLLIN };
 	int n = poll(&p, 1, timeout_ms);
 	RAGG_CHECK(n >= 0);
 	return n > 0 && (p.revents & POLLIN);
@@ -84,7 +84,8 @@ static int reap_all(struct ragg__engine *e, int want)
 	while (got < want) {
 		struct ragg__job *j = ragg__engine_reap(e);
 		if (!j) {
-			RAGG_CHECKF(readable(e, 10000), "no wake-up with %d of %d jobs reaped", got, want);
+			RAGG_CHECKF(readable(e, 10000), "no wake-up with %d of %d jobs reaped", got,
+			            want);
 			continue;
 		}
 		for (; j; j = j->next) {
@@ -120,8 +121,8 @@ RAGG_TEST(many_jobs_each_reaped_once)
 		for (int i = 0; i < N; i++) {
 			if (jobs[i].job.thread_hint >= 0)
 				RAGG_CHECKF(jobs[i].thread == jobs[i].job.thread_hint % THREADS,
-				            "job %d (hint %d) ran on thread %d", i, jobs[i].job.thread_hint,
-				            jobs[i].thread);
+				            "job %d (hint %d) ran on thread %d", i,
+				            jobs[i].job.thread_hint, jobs[i].thread);
 			else
 				RAGG_CHECK(jobs[i].thread >= 0 && jobs[i].thread < THREADS);
 		}
@@ -147,7 +148,8 @@ RAGG_TEST(hinted_jobs_keep_order)
 	}
 	reap_all(e, N);
 	for (int i = 0; i < N; i++)
-		RAGG_CHECKF(jobs[i].prev_seq == (unsigned)i, "job %d ran after %u", i, jobs[i].prev_seq);
+		RAGG_CHECKF(jobs[i].prev_seq == (unsigned)i, "job %d ran after %u", i,
+		            jobs[i].prev_seq);
 	ragg__engine_stop(e);
 	free(jobs);
 }
@@ -173,7 +175,7 @@ RAGG_TEST(wake_fd_semantics)
 	RAGG_CHECK(!readable(e, 0));
 	RAGG_CHECK(ragg__engine_reap(e) == NULL);
 
-	struct gate_job g = {.job = {.fn = gate_fn, .thread_hint = 0}};
+	struct gate_job g = { .job = { .fn = gate_fn, .thread_hint = 0 } };
 	RAGG_CHECK_OK(ragg__engine_submit(e, &g.job));
 	while (!atomic_load(&g.entered))
 		usleep(1000);
@@ -217,7 +219,7 @@ RAGG_TEST(wake_fd_semantics)
 RAGG_TEST(inline_mode)
 {
 	struct ragg__engine *e = start(0);
-	struct tjob t = {.job = {.fn = count_fn, .thread_hint = 3}};
+	struct tjob t = { .job = { .fn = count_fn, .thread_hint = 3 } };
 	RAGG_CHECK(!readable(e, 0));
 	RAGG_CHECK_OK(ragg__engine_submit(e, &t.job));
 	RAGG_CHECK(atomic_load(&t.runs) == 1);
@@ -289,7 +291,7 @@ RAGG_TEST(concurrent_submitters)
 	struct ragg__engine *e = start(2);
 	struct submitter s[SUBMITTERS];
 	for (int i = 0; i < SUBMITTERS; i++) {
-		s[i] = (struct submitter){.e = e, .n = PER};
+		s[i] = (struct submitter){ .e = e, .n = PER };
 		s[i].jobs = calloc(PER, sizeof(struct tjob));
 		RAGG_CHECK(s[i].jobs != NULL);
 		RAGG_CHECK(pthread_create(&s[i].tid, NULL, submit_main, &s[i]) == 0);
@@ -327,14 +329,14 @@ RAGG_TEST(arrival_counter)
 {
 	enum { K = 6, ROUNDS = 200 };
 	struct ragg__engine *e = start(2);
-	struct tjob t = {.job = {.fn = count_fn, .thread_hint = 0}};
+	struct tjob t = { .job = { .fn = count_fn, .thread_hint = 0 } };
 	for (int r = 0; r < ROUNDS; r++) {
 		unsigned pending = K;
 		struct arrival a[K];
 		atomic_store(&t.runs, 0);
 		t.reaped = 0;
 		for (int i = 0; i < K; i++) {
-			a[i] = (struct arrival){.e = e, .pending = &pending, .job = &t.job};
+			a[i] = (struct arrival){ .e = e, .pending = &pending, .job = &t.job };
 			RAGG_CHECK(pthread_create(&a[i].tid, NULL, arrive_main, &a[i]) == 0);
 		}
 		int submitted = 0;
@@ -353,19 +355,19 @@ static double cpu_seconds(void)
 {
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
-	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec +
-	       ru.ru_stime.tv_usec * 1e-6;
+	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
+	       (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
 }
 
 /* Idle threads sleep: a quarter second idle costs next to no CPU. */
 RAGG_TEST(idle_threads_sleep)
 {
 	struct ragg__engine *e = start(4);
-	struct tjob t = {.job = {.fn = count_fn, .thread_hint = -1}};
+	struct tjob t = { .job = { .fn = count_fn, .thread_hint = -1 } };
 	RAGG_CHECK_OK(ragg__engine_submit(e, &t.job));
 	reap_all(e, 1);
 	double before = cpu_seconds();
-	struct timespec ts = {0, 250 * 1000 * 1000};
+	struct timespec ts = { 0, 250 * 1000 * 1000 };
 	nanosleep(&ts, NULL);
 	double used = cpu_seconds() - before;
 	RAGG_CHECKF(used < 0.02, "idle engine used %.3f s of CPU in 0.25 s", used);

@@ -6,9 +6,9 @@
 
 RAGG_TEST(imm_roundtrip)
 {
-	int parities[] = {0, 1};
-	int tensors[] = {0, 1, 77, 127};
-	uint32_t chunks[] = {0, 1, 4095, RAGG_IMM_MAX_CHUNKS - 1};
+	int parities[] = { 0, 1 };
+	int tensors[] = { 0, 1, 77, 127 };
+	uint32_t chunks[] = { 0, 1, 4095, RAGG_IMM_MAX_CHUNKS - 1 };
 	for (int a = 0; a < 2; a++)
 		for (int b = 0; b < 4; b++)
 			for (int c = 0; c < 4; c++) {
@@ -43,7 +43,8 @@ RAGG_TEST(hello_roundtrip_and_auth)
 	RAGG_CHECK(n == RAGG_HELLO_WIRE_BYTES);
 	RAGG_CHECK(n <= RAGG_TP_PRIV_MAX);
 	RAGG_CHECK_OK(ragg__hello_decode(buf, n, "secret", &d));
-	RAGG_CHECK(d.role == RAGG_ROLE_WORKER && d.rank == 5 && d.workers == 8 && d.agents == 2 && d.servers == 2);
+	RAGG_CHECK(d.role == RAGG_ROLE_WORKER && d.rank == 5 && d.workers == 8 && d.agents == 2 &&
+	           d.servers == 2);
 	/* A wrong key, a missing key, or any flipped byte fails the proof. */
 	RAGG_CHECK(ragg__hello_decode(buf, n, "other", &d) == RAGG_ERR_AUTH);
 	RAGG_CHECK(ragg__hello_decode(buf, n, "", &d) == RAGG_ERR_AUTH);
@@ -76,8 +77,12 @@ RAGG_TEST(hello_rejects_malformed)
 
 RAGG_TEST(msg_roundtrip_and_rejects)
 {
-	struct ragg__msg m = {.type = RAGG_MSG_DECLARE, .tensor = 3, .status = -5, .count = 123456789ull,
-	                      .chunk_bytes = 4 << 20, .name_hash = 0x0123456789abcdefull};
+	struct ragg__msg m = { .type = RAGG_MSG_DECLARE,
+		               .tensor = 3,
+		               .status = -5,
+		               .count = 123456789ull,
+		               .chunk_bytes = 4 << 20,
+		               .name_hash = 0x0123456789abcdefull };
 	m.rdesc.len = 20;
 	for (int i = 0; i < 20; i++)
 		m.rdesc.blob[i] = (uint8_t)(i * 7);
@@ -86,8 +91,8 @@ RAGG_TEST(msg_roundtrip_and_rejects)
 	struct ragg__msg d;
 	RAGG_CHECK_OK(ragg__msg_decode(buf, n, &d));
 	RAGG_CHECK(d.type == m.type && d.tensor == 3 && d.status == -5 && d.count == m.count &&
-	           d.chunk_bytes == m.chunk_bytes && d.name_hash == m.name_hash && d.rdesc.len == 20 &&
-	           memcmp(d.rdesc.blob, m.rdesc.blob, 20) == 0);
+	           d.chunk_bytes == m.chunk_bytes && d.name_hash == m.name_hash &&
+	           d.rdesc.len == 20 && memcmp(d.rdesc.blob, m.rdesc.blob, 20) == 0);
 	RAGG_CHECK(ragg__msg_decode(buf, n - 1, &d) == RAGG_ERR_PROTO);
 	RAGG_CHECK(ragg__msg_decode(buf, 5, &d) == RAGG_ERR_PROTO);
 	uint8_t bad[RAGG_MSG_WIRE_MAX];

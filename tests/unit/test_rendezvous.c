@@ -12,7 +12,7 @@
 
 static int free_port(void)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t len = sizeof(a);
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	RAGG_CHECK(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
@@ -84,13 +84,14 @@ RAGG_TEST(garbage_client_dropped_others_served)
 	RAGG_CHECK_OK(ragg__kv_put(a, "x", "1"));
 	/* A raw client sending nonsense is dropped ... */
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+		                  .sin_port = htons((uint16_t)port),
+		                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	RAGG_CHECK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
 	const char junk[] = "\x01\x02\xffHELLO?\n";
 	RAGG_CHECK(write(fd, junk, sizeof(junk) - 1) == (ssize_t)sizeof(junk) - 1);
 	char c;
-	struct timeval tv = {.tv_sec = 2};
+	struct timeval tv = { .tv_sec = 2 };
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	RAGG_CHECK(read(fd, &c, 1) == 0); /* closed by the server */
 	close(fd);

@@ -8,8 +8,14 @@
 
 static void clear_env(void)
 {
-	static const char *const launcher[] = {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK",
-	                                       "PMIX_SIZE", "PMI_RANK", "PMI_SIZE", "SLURM_PROCID", "SLURM_NTASKS"};
+	static const char *const launcher[] = { "OMPI_COMM_WORLD_RANK",
+		                                "OMPI_COMM_WORLD_SIZE",
+		                                "PMIX_RANK",
+		                                "PMIX_SIZE",
+		                                "PMI_RANK",
+		                                "PMI_SIZE",
+		                                "SLURM_PROCID",
+		                                "SLURM_NTASKS" };
 	for (const struct ragg__setting *s = ragg__settings; s->name; s++)
 		unsetenv(s->name);
 	for (size_t i = 0; i < sizeof(launcher) / sizeof(launcher[0]); i++)
@@ -29,10 +35,13 @@ RAGG_TEST(sizes)
 	RAGG_CHECK(v == 1u << 30);
 	RAGG_CHECK_OK(ragg__parse_size("X", "2mb", &v));
 	RAGG_CHECK(v == 2u << 20);
-	const char *bad[] = {"", "-1", "4X", "M", "1.5M", "99999999999999999999", "18446744073709551615G"};
+	const char *bad[] = {
+		"", "-1", "4X", "M", "1.5M", "99999999999999999999", "18446744073709551615G"
+	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		v = 7;
-		RAGG_CHECKF(ragg__parse_size("X", bad[i], &v) == RAGG_ERR_CONFIG, "\"%s\" accepted", bad[i]);
+		RAGG_CHECKF(ragg__parse_size("X", bad[i], &v) == RAGG_ERR_CONFIG, "\"%s\" accepted",
+		            bad[i]);
 		RAGG_CHECK(v == 7); /* outputs written only on success */
 	}
 }
@@ -73,7 +82,8 @@ RAGG_TEST(defaults_and_environment)
 	setenv("RAGG_LR", "0.125", 1);
 	RAGG_CHECK_OK(ragg_opts_default(&o));
 	RAGG_CHECK(o.role == RAGG_ROLE_AGENT && o.rank == 1 && o.workers == 8 && o.agents == 2);
-	RAGG_CHECK(o.chunk_bytes == 65536 && o.poll == RAGG_POLL_BUSY && o.optimizer == RAGG_OPT_MOMENTUM);
+	RAGG_CHECK(o.chunk_bytes == 65536 && o.poll == RAGG_POLL_BUSY &&
+	           o.optimizer == RAGG_OPT_MOMENTUM);
 	RAGG_CHECK(o.lr == 0.125f);
 	RAGG_CHECK_OK(ragg__opts_validate(&o));
 }
@@ -82,15 +92,17 @@ RAGG_TEST(bad_settings_refused)
 {
 	struct ragg_opts o;
 	const char *cases[][2] = {
-		{"RAGG_ROLE", "boss"},       {"RAGG_POLL", "sometimes"}, {"RAGG_CHUNK_BYTES", "lots"},
-		{"RAGG_TIMEOUT_MS", "0"},    {"RAGG_WORKERS", "0"},      {"RAGG_OPTIMIZER", "adamw"},
-		{"RAGG_LR", "fast"},
+		{ "RAGG_ROLE", "boss" },        { "RAGG_POLL", "sometimes" },
+		{ "RAGG_CHUNK_BYTES", "lots" }, { "RAGG_TIMEOUT_MS", "0" },
+		{ "RAGG_WORKERS", "0" },        { "RAGG_OPTIMIZER", "adamw" },
+		{ "RAGG_LR", "fast" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		clear_env();
 		setenv(cases[i][0], cases[i][1], 1);
 		memset(&o, 0x5a, sizeof(o));
-		RAGG_CHECKF(ragg_opts_default(&o) == RAGG_ERR_CONFIG, "%s=%s accepted", cases[i][0], cases[i][1]);
+		RAGG_CHECKF(ragg_opts_default(&o) == RAGG_ERR_CONFIG, "%s=%s accepted", cases[i][0],
+		            cases[i][1]);
 		RAGG_CHECK(o.size == 0x5a5a5a5a5a5a5a5aull); /* untouched */
 	}
 }
@@ -124,9 +136,10 @@ RAGG_TEST(role_from_launcher_rank)
 	setenv("RAGG_AGENTS", "2", 1);
 	setenv("RAGG_SERVERS", "3", 1);
 	setenv("OMPI_COMM_WORLD_SIZE", "13", 1);
-	const int expect[][2] = {{RAGG_ROLE_SERVER, 0}, {RAGG_ROLE_SERVER, 2}, {RAGG_ROLE_AGENT, 0},
-	                         {RAGG_ROLE_AGENT, 1}, {RAGG_ROLE_WORKER, 0}, {RAGG_ROLE_WORKER, 7}};
-	const char *ranks[] = {"0", "2", "3", "4", "5", "12"};
+	const int expect[][2] = { { RAGG_ROLE_SERVER, 0 }, { RAGG_ROLE_SERVER, 2 },
+		                  { RAGG_ROLE_AGENT, 0 },  { RAGG_ROLE_AGENT, 1 },
+		                  { RAGG_ROLE_WORKER, 0 }, { RAGG_ROLE_WORKER, 7 } };
+	const char *ranks[] = { "0", "2", "3", "4", "5", "12" };
 	for (int i = 0; i < 6; i++) {
 		setenv("OMPI_COMM_WORLD_RANK", ranks[i], 1);
 		RAGG_CHECK_OK(ragg_opts_default(&o));
@@ -163,7 +176,8 @@ RAGG_TEST(error_names)
 		RAGG_CHECK(strcmp(ragg_strerror(codes[i]), "unknown error") != 0);
 		RAGG_CHECK(codes[i] <= -256);
 		for (size_t j = 0; j < i; j++)
-			RAGG_CHECK(strcmp(ragg_strerror_name(codes[i]), ragg_strerror_name(codes[j])) != 0);
+			RAGG_CHECK(strcmp(ragg_strerror_name(codes[i]),
+			                  ragg_strerror_name(codes[j])) != 0);
 	}
 }
 

@@ -18,11 +18,11 @@ struct conf {
 #define F(m) RAGG__TP_FIELD(struct conf, m)
 
 static const struct ragg__tp_setting rows[] = {
-	{"BYTES", "4K", RAGG__TP_SIZE, F(bytes), 16, 1 << 20, "a size"},
-	{"LEVEL", "-1", RAGG__TP_INT, F(level), -1, 9, "an int"},
-	{"ON", "yes", RAGG__TP_BOOL, F(on), 0, 0, "a boolean"},
-	{"NAME", "abc", RAGG__TP_STRING, F(name), 0, 0, "a string"},
-	{NULL, NULL, 0, 0, 0, 0, 0, NULL},
+	{ "BYTES", "4K", RAGG__TP_SIZE, F(bytes), 16, 1 << 20, "a size" },
+	{ "LEVEL", "-1", RAGG__TP_INT, F(level), -1, 9, "an int" },
+	{ "ON", "yes", RAGG__TP_BOOL, F(on), 0, 0, "a boolean" },
+	{ "NAME", "abc", RAGG__TP_STRING, F(name), 0, 0, "a string" },
+	{ NULL, NULL, 0, 0, 0, 0, 0, NULL },
 };
 
 static char last[512];
@@ -36,7 +36,8 @@ static void keep(void *arg, const char *msg)
 
 static void clear_env(void)
 {
-	static const char *const vars[] = {"RAGG_UT_BYTES", "RAGG_UT_LEVEL", "RAGG_UT_ON", "RAGG_UT_NAME"};
+	static const char *const vars[] = { "RAGG_UT_BYTES", "RAGG_UT_LEVEL", "RAGG_UT_ON",
+		                            "RAGG_UT_NAME" };
 	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
 		unsetenv(vars[i]);
 }
@@ -47,10 +48,11 @@ RAGG_TEST(size_grammar)
 	RAGG_CHECK(ragg__tp_parse_size("512B", &v) == 0 && v == 512);
 	RAGG_CHECK(ragg__tp_parse_size("3kib", &v) == 0 && v == 3072);
 	RAGG_CHECK(ragg__tp_parse_size("1g", &v) == 0 && v == 1u << 30);
-	const char *bad[] = {"", " 4", "+4", "-1", "0x10", "4i", "4KB7", "K"};
+	const char *bad[] = { "", " 4", "+4", "-1", "0x10", "4i", "4KB7", "K" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		v = 7;
-		RAGG_CHECKF(ragg__tp_parse_size(bad[i], &v) == -EINVAL && v == 7, "\"%s\" accepted", bad[i]);
+		RAGG_CHECKF(ragg__tp_parse_size(bad[i], &v) == -EINVAL && v == 7, "\"%s\" accepted",
+		            bad[i]);
 	}
 	RAGG_CHECK(ragg__tp_parse_size("99999999999999999999", &v) == -ERANGE);
 	RAGG_CHECK(ragg__tp_parse_size("18446744073709551615G", &v) == -ERANGE);
@@ -72,21 +74,22 @@ RAGG_TEST(defaults_environment_and_errors)
 	RAGG_CHECK(n == 0);
 
 	const char *cases[][3] = {
-		{"RAGG_UT_BYTES", "8", "expected a size in [16, 1048576]"},
-		{"RAGG_UT_BYTES", "2M", "expected a size in [16, 1048576]"},
-		{"RAGG_UT_LEVEL", "10", "expected an integer in [-1, 9]"},
-		{"RAGG_UT_ON", "maybe", "expected a boolean"},
-		{"RAGG_UT_NAME", "12345678", "expected at most 7 characters"},
+		{ "RAGG_UT_BYTES", "8", "expected a size in [16, 1048576]" },
+		{ "RAGG_UT_BYTES", "2M", "expected a size in [16, 1048576]" },
+		{ "RAGG_UT_LEVEL", "10", "expected an integer in [-1, 9]" },
+		{ "RAGG_UT_ON", "maybe", "expected a boolean" },
+		{ "RAGG_UT_NAME", "12345678", "expected at most 7 characters" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		clear_env();
 		setenv(cases[i][0], cases[i][1], 1);
 		memset(&c, 0x5a, sizeof(c));
 		n = 0;
-		RAGG_CHECK(ragg__tp_settings_load("UT", rows, &c, sizeof(c), keep, &n) == RAGG_ERR_CONFIG);
+		RAGG_CHECK(ragg__tp_settings_load("UT", rows, &c, sizeof(c), keep, &n) ==
+		           RAGG_ERR_CONFIG);
 		RAGG_CHECK(c.bytes == (size_t)0x5a5a5a5a5a5a5a5aull); /* untouched */
 		RAGG_CHECKF(n == 1 && strstr(last, cases[i][0]) && strstr(last, cases[i][1]) &&
-		                    strstr(last, cases[i][2]),
+		                strstr(last, cases[i][2]),
 		            "message \"%s\"", last);
 	}
 	clear_env();
@@ -97,20 +100,22 @@ RAGG_TEST(row_not_matching_its_field)
 	struct conf c;
 	int n = 0;
 	const struct ragg__tp_setting bad[] = {
-		{"LEVEL", "1", RAGG__TP_SIZE, F(on), 0, 9, "size into a bool"},
-		{NULL, NULL, 0, 0, 0, 0, 0, NULL},
+		{ "LEVEL", "1", RAGG__TP_SIZE, F(on), 0, 9, "size into a bool" },
+		{ NULL, NULL, 0, 0, 0, 0, 0, NULL },
 	};
 	RAGG_CHECK(ragg__tp_settings_load("UT", bad, &c, sizeof(c), keep, &n) == -EINVAL && n == 1);
 }
 
 RAGG_TEST(builtin_tables_load_their_defaults)
 {
-	for (const struct ragg__tp_settings_table *t = ragg__tp_settings_tables; t->transport; t++) {
+	for (const struct ragg__tp_settings_table *t = ragg__tp_settings_tables; t->transport;
+	     t++) {
 		char var[RAGG__TP_VAR_MAX];
 		for (const struct ragg__tp_setting *s = t->rows; s->field; s++) {
 			int n = 0;
 			RAGG_CHECKF(ragg__tp_setting_parse(var, s, s->def, NULL, keep, &n) == 0,
-			            "%s %s: default \"%s\": %s", t->transport, s->field, s->def, last);
+			            "%s %s: default \"%s\": %s", t->transport, s->field, s->def,
+			            last);
 			ragg__tp_setting_value(t->prefix, s, var);
 			RAGG_CHECK(strncmp(var, "RAGG_", 5) == 0);
 		}

@@ -27,7 +27,7 @@
 
 #include "shm.h"
 
-#define PREFIX "shm:"
+#define PREFIX       "shm:"
 #define NAME_MAX_LEN 64
 
 int ragg__shm_host_id(char id[17], char *why, size_t why_len)
@@ -150,7 +150,7 @@ static bool is_loopback(const struct sockaddr *sa)
 /* Every address host resolves to is loopback or one of our interfaces'. */
 static bool host_is_local(const char *host)
 {
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
 	struct addrinfo *res, *ai;
 	struct ifaddrs *ifa = NULL, *i;
 	bool local = true;
@@ -184,17 +184,16 @@ int ragg__shm_addr_resolve(struct ragg__shm_dev *dev, const char *addr, struct s
 		const char *id = addr + strlen(PREFIX);
 		const char *colon = strchr(id, ':');
 		if (!colon || colon - id != 16 || !name_ok(colon + 1, strlen(colon + 1))) {
-			ragg__shm_error(dev,
-			                "connect: bad address \"%s\" (want shm:<host-id>:<name>)",
-			                addr);
+			ragg__shm_error(
+			    dev, "connect: bad address \"%s\" (want shm:<host-id>:<name>)", addr);
 			return -EINVAL;
 		}
 		if (strncmp(id, dev->host_id, 16) != 0) {
 			ragg__shm_error(
-			        dev,
-			        "connect %s: another host or network namespace (ours is %s); "
-			        "shm reaches only peers that share both",
-			        addr, dev->host_id);
+			    dev,
+			    "connect %s: another host or network namespace (ours is %s); "
+			    "shm reaches only peers that share both",
+			    addr, dev->host_id);
 			return -EHOSTUNREACH;
 		}
 		ragg__shm_addr_abstract(colon + 1, sa, len);

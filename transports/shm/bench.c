@@ -138,8 +138,8 @@ static void writer(const char *addr, size_t min, size_t max, int repeats)
 {
 	struct ragg_tp_dev *dev = open_dev();
 	struct ragg_tp_ep *ep;
-	struct target t[2] = {{"mem_alloc (mapped, memcpy)", {0}},
-	                      {"malloc (process_vm_writev)", {0}}};
+	struct target t[2] = { { "mem_alloc (mapped, memcpy)", { 0 } },
+		               { "malloc (process_vm_writev)", { 0 } } };
 	int rc = tp->connect(dev, addr, NULL, 0, NULL, &ep);
 	if (rc)
 		die("connect", rc);
@@ -157,7 +157,7 @@ static void writer(const char *addr, size_t min, size_t max, int repeats)
 	for (size_t len = min; len <= max; len *= 2) {
 		unsigned iters = (unsigned)(((size_t)4 << 30) / len);
 		iters = iters < 8 ? 8 : iters > 4096 ? 4096 : iters;
-		double best[3] = {0, 0, 0};
+		double best[3] = { 0, 0, 0 };
 		for (int r = 0; r < repeats; r++) {
 			double t0 = now_s();
 			for (unsigned i = 0; i < iters; i++) {

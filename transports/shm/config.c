@@ -11,16 +11,16 @@
 #define FIELD(f) RAGG__TP_FIELD(struct ragg__shm_config, f)
 
 const struct ragg__tp_setting ragg__tp_shm_settings[] = {
-	{"QUEUE_DEPTH", "256", RAGG__TP_SIZE, FIELD(queue_depth), 32, 65536,
-	 "16-byte slots of each endpoint's completion ring: writes with an immediate in flight "
-	 "before -EAGAIN (a message takes 1 + length/16); rounded up to a power of two"},
-	{"CMA", "1", RAGG__TP_BOOL, FIELD(cma), 0, 0,
-	 "let peers write with process_vm_writev(2) into registered memory that did not come "
-	 "from mem_alloc (needs ptrace permission; see ragg-shm(7))"},
-	{"MAX_REGIONS", "65536", RAGG__TP_SIZE, FIELD(max_regions), 16, 1 << 24,
-	 "regions registered at once per device"},
-	{"BACKLOG", "512", RAGG__TP_SIZE, FIELD(backlog), 1, 65535, "listen(2) backlog"},
-	{NULL, NULL, 0, 0, 0, 0, 0, NULL},
+	{ "QUEUE_DEPTH", "256", RAGG__TP_SIZE, FIELD(queue_depth), 32, 65536,
+	  "16-byte slots of each endpoint's completion ring: writes with an immediate in flight "
+	  "before -EAGAIN (a message takes 1 + length/16); rounded up to a power of two" },
+	{ "CMA", "1", RAGG__TP_BOOL, FIELD(cma), 0, 0,
+	  "let peers write with process_vm_writev(2) into registered memory that did not come "
+	  "from mem_alloc (needs ptrace permission; see ragg-shm(7))" },
+	{ "MAX_REGIONS", "65536", RAGG__TP_SIZE, FIELD(max_regions), 16, 1 << 24,
+	  "regions registered at once per device" },
+	{ "BACKLOG", "512", RAGG__TP_SIZE, FIELD(backlog), 1, 65535, "listen(2) backlog" },
+	{ NULL, NULL, 0, 0, 0, 0, 0, NULL },
 };
 
 static void log_error(void *dev, const char *msg)
@@ -31,7 +31,8 @@ static void log_error(void *dev, const char *msg)
 int ragg__shm_config_read(struct ragg__shm_dev *dev, struct ragg__shm_config *cfg)
 {
 	struct ragg__shm_config c;
-	int rc = ragg__tp_settings_load("SHM", ragg__tp_shm_settings, &c, sizeof(c), log_error, dev);
+	int rc =
+	    ragg__tp_settings_load("SHM", ragg__tp_shm_settings, &c, sizeof(c), log_error, dev);
 	if (rc)
 		return rc;
 	size_t depth = 32;

@@ -25,8 +25,8 @@
 
 static const char *type_name(uint8_t type)
 {
-	static const char *const names[] = {"?", "hello", "accept", "map request", "map reply",
-	                                    "error"};
+	static const char *const names[] = { "?",           "hello",     "accept",
+		                             "map request", "map reply", "error" };
 	return type < RAGG_ARRAY_SIZE(names) ? names[type] : "?";
 }
 
@@ -44,8 +44,8 @@ static ssize_t pkt_sendmsg(int fd, const struct ragg__shm_pkt *p, const int *fds
 		char buf[CMSG_SPACE(sizeof(int) * RAGG__SHM_PKT_FDS_MAX)];
 		struct cmsghdr align;
 	} u;
-	struct iovec iov = {.iov_base = (void *)p, .iov_len = sizeof(*p)};
-	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	struct iovec iov = { .iov_base = (void *)p, .iov_len = sizeof(*p) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 
 	if (nfds) {
 		memset(&u, 0, sizeof(u));
@@ -63,7 +63,7 @@ static ssize_t pkt_sendmsg(int fd, const struct ragg__shm_pkt *p, const int *fds
 static int send_failed(struct ragg__shm_ep *ep)
 {
 	int rc = errno == EPIPE || errno == ECONNRESET || errno == ENOTCONN ? RAGG_ERR_PEER_LOST
-	                                                                     : -errno;
+	                                                                    : -errno;
 	ragg__shm_info(ep->dev, "%s: send: %s", ep->base.peer, strerror(errno));
 	ragg__shm_ep_fail(ep, rc);
 	return rc;
@@ -227,10 +227,12 @@ void ragg__shm_ctl_rx(struct ragg__shm_ep *ep)
 			struct cmsghdr align;
 		} u;
 		struct ragg__shm_pkt p;
-		struct iovec iov = {.iov_base = &p, .iov_len = sizeof(p)};
-		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-		                    .msg_controllen = sizeof(u.buf)};
-		int fds[RAGG__SHM_PKT_FDS_MAX] = {-1, -1, -1}, nfds = 0;
+		struct iovec iov = { .iov_base = &p, .iov_len = sizeof(p) };
+		struct msghdr mh = { .msg_iov = &iov,
+			             .msg_iovlen = 1,
+			             .msg_control = u.buf,
+			             .msg_controllen = sizeof(u.buf) };
+		int fds[RAGG__SHM_PKT_FDS_MAX] = { -1, -1, -1 }, nfds = 0;
 
 		ssize_t n = recvmsg(ep->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 		if (n < 0) {

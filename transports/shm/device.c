@@ -45,7 +45,7 @@ int ragg__shm_ep_set_mask(struct ragg__shm_ep *ep, uint32_t mask)
 {
 	if (ep->fd < 0 || ep->epoll_mask == mask)
 		return 0;
-	struct epoll_event ev = {.events = mask, .data.ptr = ep};
+	struct epoll_event ev = { .events = mask, .data.ptr = ep };
 	int op = ep->epoll_mask ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
 	if (epoll_ctl(ep->dev->epfd, op, ep->fd, &ev) < 0) {
 		int rc = -errno;
@@ -59,7 +59,7 @@ int ragg__shm_ep_set_mask(struct ragg__shm_ep *ep, uint32_t mask)
 int ragg__shm_wake_sync(struct ragg__shm_dev *dev)
 {
 	int want = dev->base.params.wake_fd;
-	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = RAGG__SHM_TAG_WAKE};
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = RAGG__SHM_TAG_WAKE };
 
 	if (want == dev->wake_fd)
 		return 0;
@@ -164,7 +164,7 @@ static int yama_scope(void)
 static int cma_check(char *why, size_t why_len)
 {
 	uint8_t a = 1, b = 0;
-	struct iovec l = {.iov_base = &a, .iov_len = 1}, r = {.iov_base = &b, .iov_len = 1};
+	struct iovec l = { .iov_base = &a, .iov_len = 1 }, r = { .iov_base = &b, .iov_len = 1 };
 	if (process_vm_writev(getpid(), &l, 1, &r, 1, 0) != 1 || b != 1) {
 		int rc = -errno;
 		if (why && why_len)
@@ -297,7 +297,7 @@ static int dev_open(const struct ragg_tp_params *params, struct ragg_tp_dev **ou
 		ragg__shm_error(dev, "eventfd: %s", strerror(-rc));
 		goto err_epoll;
 	}
-	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = RAGG__SHM_TAG_EVENT};
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = RAGG__SHM_TAG_EVENT };
 	if (epoll_ctl(dev->epfd, EPOLL_CTL_ADD, dev->efd, &ev) < 0) {
 		rc = -errno;
 		ragg__shm_error(dev, "epoll_ctl(eventfd): %s", strerror(-rc));

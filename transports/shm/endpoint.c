@@ -179,7 +179,7 @@ int ragg__shm_listen(struct ragg_tp_dev *d, const char *host_port, char *addr, s
 		ragg__shm_error(dev, "listen on %s: %s", out, strerror(-rc));
 		goto err_close;
 	}
-	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = RAGG__SHM_TAG_LISTEN};
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = RAGG__SHM_TAG_LISTEN };
 	if (epoll_ctl(dev->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		rc = -errno;
 		ragg__shm_error(dev, "listen: epoll_ctl: %s", strerror(-rc));
@@ -248,7 +248,7 @@ int ragg__shm_connect(struct ragg_tp_dev *d, const char *addr, const void *priv,
 	p.priv_len = (uint32_t)priv_len;
 	if (priv_len)
 		memcpy(p.priv, priv, priv_len);
-	int fds[] = {ring_fd, dev->efd, dev->gens_fd};
+	int fds[] = { ring_fd, dev->efd, dev->gens_fd };
 	rc = ragg__shm_ctl_send(ep, &p, fds, 3);
 	close(ring_fd);
 	if (rc)
@@ -403,7 +403,7 @@ int ragg__shm_accept(struct ragg_tp_ep *e, const void *priv, size_t priv_len)
 	p.priv_len = (uint32_t)priv_len;
 	if (priv_len)
 		memcpy(p.priv, priv, priv_len);
-	int fds[] = {ring_fd, dev->efd, dev->gens_fd};
+	int fds[] = { ring_fd, dev->efd, dev->gens_fd };
 	rc = ragg__shm_ctl_send(ep, &p, fds, 3);
 	close(ring_fd);
 	if (rc) {

@@ -34,9 +34,9 @@
  * looked at. */
 #define SWEEP_MS 100
 
-#define for_each_ep(dev, ep, l, next)                                               \
-	for (l = (dev)->eps.next; l != &(dev)->eps && ((next = l->next), 1) &&      \
-	                          ((ep = ragg__container_of(l, struct ragg__shm_ep, link)), 1); \
+#define for_each_ep(dev, ep, l, next)                                                              \
+	for (l = (dev)->eps.next; l != &(dev)->eps && ((next = l->next), 1) &&                     \
+	                          ((ep = ragg__container_of(l, struct ragg__shm_ep, link)), 1);    \
 	     l = next)
 
 static void disarm(struct ragg__shm_dev *dev)
@@ -46,9 +46,7 @@ static void disarm(struct ragg__shm_dev *dev)
 
 	if (!dev->armed)
 		return;
-	for_each_ep(dev, ep, l, next)
-		if (ep->rx_on)
-			ragg__shm_ring_awake(&ep->rx);
+	for_each_ep(dev, ep, l, next) if (ep->rx_on) ragg__shm_ring_awake(&ep->rx);
 	dev->armed = false;
 }
 
@@ -172,7 +170,7 @@ static void ep_ready(struct ragg__shm_ep *ep, uint32_t events)
 int ragg__shm_poll(struct ragg_tp_dev *d, struct ragg_tp_event *events, int max)
 {
 	struct ragg__shm_dev *dev = ragg__shm_dev(d);
-	struct ragg__shm_out out = {.ev = events, .max = max};
+	struct ragg__shm_out out = { .ev = events, .max = max };
 	struct epoll_event evs[POLL_BATCH];
 	struct ragg__shm_link *l, *next, *last = NULL;
 	struct ragg__shm_ep *ep;
@@ -202,10 +200,9 @@ int ragg__shm_poll(struct ragg_tp_dev *d, struct ragg_tp_event *events, int max)
 		}
 	}
 	/* Ops the answers just read let run, before anything is reported. */
+	for_each_ep(dev, ep, l, next) if (ep->op_head != ep->op_tail) ragg__shm_ops_run(ep);
 	for_each_ep(dev, ep, l, next)
-		if (ep->op_head != ep->op_tail)
-			ragg__shm_ops_run(ep);
-	for_each_ep(dev, ep, l, next) {
+	{
 		if (ragg__shm_out_full(&out))
 			break;
 		int before = out.n;
@@ -244,7 +241,8 @@ int ragg__shm_arm(struct ragg_tp_dev *d)
 	if (rc)
 		return rc;
 	dev->armed = true;
-	for_each_ep(dev, ep, l, next) {
+	for_each_ep(dev, ep, l, next)
+	{
 		if (has_work(ep)) {
 			disarm(dev);
 			return -EAGAIN;

@@ -67,9 +67,11 @@ int ragg__shm_remote_get(struct ragg__shm_ep *ep, const struct ragg__shm_rdesc *
 
 	if (rd->region >= ep->peer_max_regions) {
 		/* Not a region the owner could have: no need to ask. */
-		ragg__shm_error(ep->dev, "%s: write to region %" PRIu32 " refused: past the peer's "
-		                "region table: %s (%s)", ep->base.peer, rd->region,
-		                ragg_strerror(RAGG_ERR_KEY), ragg_strerror_name(RAGG_ERR_KEY));
+		ragg__shm_error(ep->dev,
+		                "%s: write to region %" PRIu32 " refused: past the peer's "
+		                "region table: %s (%s)",
+		                ep->base.peer, rd->region, ragg_strerror(RAGG_ERR_KEY),
+		                ragg_strerror_name(RAGG_ERR_KEY));
 		return RAGG_ERR_KEY;
 	}
 	if (ep->nremotes == ep->remotes_cap) {
@@ -106,8 +108,7 @@ int ragg__shm_remote_get(struct ragg__shm_ep *ep, const struct ragg__shm_rdesc *
 }
 
 /* Map just the pages of [where, where + length) of the owner's memfd. */
-static int map_shared(struct ragg__shm_ep *ep, struct ragg__shm_remote *r, int fd,
-                      uint64_t where)
+static int map_shared(struct ragg__shm_ep *ep, struct ragg__shm_remote *r, int fd, uint64_t where)
 {
 	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
 	if (!r->length)
@@ -127,8 +128,8 @@ static int map_shared(struct ragg__shm_ep *ep, struct ragg__shm_remote *r, int f
 		ragg__shm_refuse(ep, rc, "bad memfd in a map reply");
 		return rc;
 	}
-	void *m = mmap(NULL, (size_t)(end - start), PROT_READ | PROT_WRITE, MAP_SHARED, fd,
-	               (off_t)start);
+	void *m =
+	    mmap(NULL, (size_t)(end - start), PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)start);
 	if (m == MAP_FAILED) {
 		rc = -errno;
 		ragg__shm_error(ep->dev, "%s: mapping region %" PRIu32 " (%" PRIu64 " bytes): %s",
@@ -181,8 +182,8 @@ void ragg__shm_on_map_req(struct ragg__shm_ep *ep, const struct ragg__shm_pkt *p
 	struct ragg__shm_dev *dev = ep->dev;
 	const char *why = NULL;
 	int status = 0;
-	struct ragg__shm_mr *mr = ragg__shm_region_check(dev, p->region, p->key, p->length,
-	                                                 &status, &why);
+	struct ragg__shm_mr *mr =
+	    ragg__shm_region_check(dev, p->region, p->key, p->length, &status, &why);
 	if (!mr) {
 		char msg[400];
 		snprintf(msg, sizeof(msg),

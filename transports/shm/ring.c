@@ -121,13 +121,13 @@ bool ragg__shm_ring_room(struct ragg__shm_ring *r, uint32_t n)
 void ragg__shm_ring_put_write(struct ragg__shm_ring *r, uint32_t imm, uint64_t len)
 {
 	struct ragg__shm_rec *rec = &r->hdr->recs[r->pos++ & r->mask];
-	*rec = (struct ragg__shm_rec){.type = RAGG__SHM_REC_WRITE, .imm = imm, .len = len};
+	*rec = (struct ragg__shm_rec){ .type = RAGG__SHM_REC_WRITE, .imm = imm, .len = len };
 }
 
 void ragg__shm_ring_put_msg(struct ragg__shm_ring *r, const void *buf, size_t len)
 {
 	struct ragg__shm_rec *rec = &r->hdr->recs[r->pos++ & r->mask];
-	*rec = (struct ragg__shm_rec){.type = RAGG__SHM_REC_MSG, .len = len};
+	*rec = (struct ragg__shm_rec){ .type = RAGG__SHM_REC_MSG, .len = len };
 	const uint8_t *src = buf;
 	while (len) {
 		/* Up to the end of the slot array, then from its start. */

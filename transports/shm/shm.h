@@ -160,8 +160,8 @@ enum ragg__shm_ep_state {
 };
 
 /* Reports an endpoint owes the core, given in this order. */
-#define RAGG__SHM_REPORT_REQUEST (1u << 0)
-#define RAGG__SHM_REPORT_CONNECTED (1u << 1)
+#define RAGG__SHM_REPORT_REQUEST      (1u << 0)
+#define RAGG__SHM_REPORT_CONNECTED    (1u << 1)
 #define RAGG__SHM_REPORT_DISCONNECTED (1u << 2)
 
 /* A peer region the writer knows of, by (region, key). */
@@ -264,8 +264,8 @@ struct ragg__shm_ep {
 /* epoll data for what is not an endpoint; endpoints use their pointer,
  * which is never this small. */
 #define RAGG__SHM_TAG_LISTEN 1
-#define RAGG__SHM_TAG_WAKE 2
-#define RAGG__SHM_TAG_EVENT 3
+#define RAGG__SHM_TAG_WAKE   2
+#define RAGG__SHM_TAG_EVENT  3
 
 struct ragg__shm_dev {
 	struct ragg_tp_dev base;
@@ -324,15 +324,15 @@ static inline bool ragg__shm_out_full(const struct ragg__shm_out *out)
 struct ragg_tp_event *ragg__shm_out_next(struct ragg__shm_out *out, struct ragg__shm_ep *ep,
                                          enum ragg_tp_event_type type);
 
-#define ragg__shm_log(dev, lvl, ...)                                                \
-	do {                                                                        \
-		const struct ragg_tp_params *p_ = &(dev)->base.params;              \
-		if (p_->log_level >= (lvl))                                         \
-			p_->log((lvl), "shm: " __VA_ARGS__);                        \
+#define ragg__shm_log(dev, lvl, ...)                                                               \
+	do {                                                                                       \
+		const struct ragg_tp_params *p_ = &(dev)->base.params;                             \
+		if (p_->log_level >= (lvl))                                                        \
+			p_->log((lvl), "shm: " __VA_ARGS__);                                       \
 	} while (0)
 #define ragg__shm_error(dev, ...) ragg__shm_log(dev, RAGG_LOG_ERROR, __VA_ARGS__)
-#define ragg__shm_warn(dev, ...) ragg__shm_log(dev, RAGG_LOG_WARN, __VA_ARGS__)
-#define ragg__shm_info(dev, ...) ragg__shm_log(dev, RAGG_LOG_INFO, __VA_ARGS__)
+#define ragg__shm_warn(dev, ...)  ragg__shm_log(dev, RAGG_LOG_WARN, __VA_ARGS__)
+#define ragg__shm_info(dev, ...)  ragg__shm_log(dev, RAGG_LOG_INFO, __VA_ARGS__)
 #define ragg__shm_debug(dev, ...) ragg__shm_log(dev, RAGG_LOG_DEBUG, __VA_ARGS__)
 
 /* ---- device.c ---- */
@@ -421,8 +421,8 @@ static inline bool ragg__shm_remote_live(const struct ragg__shm_ep *ep,
 
 /* ---- write.c ---- */
 int ragg__shm_write_imm(struct ragg_tp_ep *e, const void *laddr, struct ragg_tp_mr *lmr,
-                        const struct ragg_tp_rdesc *remote, uint64_t roff, size_t len,
-                        uint32_t imm, unsigned flags, uint64_t cookie);
+                        const struct ragg_tp_rdesc *remote, uint64_t roff, size_t len, uint32_t imm,
+                        unsigned flags, uint64_t cookie);
 int ragg__shm_send(struct ragg_tp_ep *e, const void *buf, size_t len);
 int ragg__shm_queues_alloc(struct ragg__shm_ep *ep);
 /* Run queued ops whose regions are known, in order, while the ring has

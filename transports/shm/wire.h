@@ -29,7 +29,7 @@
 
 #include <ragg/transport.h>
 
-#define RAGG__SHM_MAGIC 0x4d534752u /* "RGSM" read as a little-endian u32 */
+#define RAGG__SHM_MAGIC   0x4d534752u /* "RGSM" read as a little-endian u32 */
 #define RAGG__SHM_VERSION 1
 
 enum ragg__shm_pkt_type {
@@ -41,7 +41,7 @@ enum ragg__shm_pkt_type {
 };
 
 /* Region kinds, in descriptors and MAP_REP. */
-#define RAGG__SHM_KIND_SHARED 1 /* inside a mem_alloc() memfd: the writer maps it */
+#define RAGG__SHM_KIND_SHARED  1 /* inside a mem_alloc() memfd: the writer maps it */
 #define RAGG__SHM_KIND_PRIVATE 2 /* ordinary memory: process_vm_writev(2) */
 
 struct ragg__shm_pkt {
@@ -87,7 +87,7 @@ struct ragg__shm_pkt {
  * reads from it (counts, types, lengths) before use.
  */
 #define RAGG__SHM_RING_MAGIC 0x474e4952u /* "RING" */
-#define RAGG__SHM_REC_SIZE 16
+#define RAGG__SHM_REC_SIZE   16
 
 enum ragg__shm_rec_type {
 	RAGG__SHM_REC_WRITE = 1,
@@ -129,7 +129,7 @@ static inline uint32_t ragg__shm_rec_slots(size_t msg_len)
  * refuse an out-of-bounds write before it asks.
  */
 #define RAGG__SHM_RDESC_FORMAT 0x53 /* 'S' */
-#define RAGG__SHM_RDESC_LEN 22
+#define RAGG__SHM_RDESC_LEN    22
 
 struct ragg__shm_rdesc {
 	uint8_t kind;

@@ -78,26 +78,26 @@ static int cma_write(struct ragg__shm_ep *ep, uint64_t raddr, const uint8_t *src
 	/* The pid could have been reused since the peer died: write only
 	 * while the process we connected to still runs. */
 	if (ep->pidfd >= 0) {
-		struct pollfd pfd = {.fd = ep->pidfd, .events = POLLIN};
+		struct pollfd pfd = { .fd = ep->pidfd, .events = POLLIN };
 		if (poll(&pfd, 1, 0) > 0) {
 			ragg__shm_info(ep->dev, "%s: peer process exited", ep->base.peer);
 			return RAGG_ERR_PEER_LOST;
 		}
 	}
 	while (len) {
-		struct iovec l = {.iov_base = (void *)src, .iov_len = len};
-		struct iovec r = {.iov_base = (void *)(uintptr_t)raddr, .iov_len = len};
+		struct iovec l = { .iov_base = (void *)src, .iov_len = len };
+		struct iovec r = { .iov_base = (void *)(uintptr_t)raddr, .iov_len = len };
 		ssize_t n = process_vm_writev(ep->peer_pid, &l, 1, &r, 1, 0);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
 			int rc = n == 0 ? -EFAULT : errno == ESRCH ? RAGG_ERR_PEER_LOST : -errno;
 			ragg__shm_error(
-			        ep->dev, "%s: process_vm_writev of %zu bytes: %s%s", ep->base.peer,
-			        len, n == 0 ? "no progress" : strerror(errno),
-			        rc == -EPERM ? " (no ptrace access to the peer: see ragg-shm(7), "
-			                       "or allocate its regions with mem_alloc)"
-			                     : "");
+			    ep->dev, "%s: process_vm_writev of %zu bytes: %s%s", ep->base.peer, len,
+			    n == 0 ? "no progress" : strerror(errno),
+			    rc == -EPERM ? " (no ptrace access to the peer: see ragg-shm(7), "
+			                   "or allocate its regions with mem_alloc)"
+			                 : "");
 			return rc;
 		}
 		src += n;
@@ -185,8 +185,8 @@ static int op_queue(struct ragg__shm_ep *ep, const struct ragg__shm_op *op)
 }
 
 int ragg__shm_write_imm(struct ragg_tp_ep *e, const void *laddr, struct ragg_tp_mr *lmr,
-                        const struct ragg_tp_rdesc *remote, uint64_t roff, size_t len,
-                        uint32_t imm, unsigned flags, uint64_t cookie)
+                        const struct ragg_tp_rdesc *remote, uint64_t roff, size_t len, uint32_t imm,
+                        unsigned flags, uint64_t cookie)
 {
 	struct ragg__shm_ep *ep = ragg__shm_ep(e);
 	struct ragg__shm_rdesc rd;
@@ -244,7 +244,7 @@ int ragg__shm_send(struct ragg_tp_ep *e, const void *buf, size_t len)
 	if (len && !buf)
 		return -EINVAL;
 	if (ep->op_head != ep->op_tail) {
-		struct ragg__shm_op op = {.is_msg = 1, .len = len};
+		struct ragg__shm_op op = { .is_msg = 1, .len = len };
 		memcpy(op.msg, buf, len);
 		return op_queue(ep, &op);
 	}

@@ -25,8 +25,7 @@ static int copy(char *dst, size_t dst_len, const char *src, size_t n)
 	return 0;
 }
 
-int ragg__tcp_addr_split(const char *addr, char *host, size_t host_len, char *port,
-                         size_t port_len)
+int ragg__tcp_addr_split(const char *addr, char *host, size_t host_len, char *port, size_t port_len)
 {
 	const char *colon, *p;
 	int rc;
@@ -85,7 +84,8 @@ static bool is_wildcard(const struct sockaddr *sa)
 		return ((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr ==
 		       htonl(INADDR_ANY);
 	if (sa->sa_family == AF_INET6)
-		return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr);
+		return IN6_IS_ADDR_UNSPECIFIED(
+		    &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr);
 	return false;
 }
 
@@ -121,8 +121,8 @@ int ragg__tcp_addr_advertise(struct ragg__tcp_dev *dev, int family, char *buf, s
 		if (family == AF_INET6 &&
 		    IN6_IS_ADDR_LINKLOCAL(&((struct sockaddr_in6 *)(void *)i->ifa_addr)->sin6_addr))
 			continue;
-		socklen_t sl = family == AF_INET ? sizeof(struct sockaddr_in)
-		                                 : sizeof(struct sockaddr_in6);
+		socklen_t sl =
+		    family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
 		char host[NI_MAXHOST];
 		if (getnameinfo(i->ifa_addr, sl, host, sizeof(host), NULL, 0, NI_NUMERICHOST))
 			continue;
@@ -170,8 +170,8 @@ static int set_buf(struct ragg__tcp_dev *dev, int fd, int opt, int force, size_t
 	if (!rc && !dev->buf_warned && getsockopt(fd, SOL_SOCKET, opt, &got, &len) == 0 &&
 	    (size_t)got < want) {
 		/* The kernel reports twice what it was given. */
-		ragg__tcp_warn(dev, "%s of %zu capped to %d by net.core.%s_max", what, want, got / 2,
-		               opt == SO_SNDBUF ? "wmem" : "rmem");
+		ragg__tcp_warn(dev, "%s of %zu capped to %d by net.core.%s_max", what, want,
+		               got / 2, opt == SO_SNDBUF ? "wmem" : "rmem");
 		dev->buf_warned = true;
 	}
 	return rc;
@@ -197,10 +197,11 @@ int ragg__tcp_sock_setup(struct ragg__tcp_dev *dev, int fd, bool data)
 static bool is_loopback(const struct sockaddr_storage *ss)
 {
 	if (ss->ss_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)(const void *)ss)->sin_addr.s_addr) >> 24) ==
-		       127;
+		return (ntohl(((const struct sockaddr_in *)(const void *)ss)->sin_addr.s_addr) >>
+		        24) == 127;
 	if (ss->ss_family == AF_INET6) {
-		const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr;
+		const struct in6_addr *a =
+		    &((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr;
 		return IN6_IS_ADDR_LOOPBACK(a) ||
 		       (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
 	}

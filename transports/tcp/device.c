@@ -29,7 +29,7 @@ int ragg__tcp_ep_set_mask(struct ragg__tcp_ep *ep, uint32_t mask)
 {
 	if (ep->fd < 0 || ep->epoll_mask == mask)
 		return 0;
-	struct epoll_event ev = {.events = mask, .data.ptr = ep};
+	struct epoll_event ev = { .events = mask, .data.ptr = ep };
 	int op = ep->epoll_mask ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
 	if (epoll_ctl(ep->dev->epfd, op, ep->fd, &ev) < 0) {
 		int rc = -errno;
@@ -43,7 +43,7 @@ int ragg__tcp_ep_set_mask(struct ragg__tcp_ep *ep, uint32_t mask)
 int ragg__tcp_wake_sync(struct ragg__tcp_dev *dev)
 {
 	int want = dev->base.params.wake_fd;
-	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = RAGG__TCP_TAG_WAKE};
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = RAGG__TCP_TAG_WAKE };
 
 	if (want == dev->wake_fd)
 		return 0;
@@ -171,7 +171,8 @@ static int tcp_query(struct ragg_tp_dev *d, struct ragg_tp_attr *attr)
 		return -EINVAL;
 	struct ragg_tp_attr a = {
 		.size = sizeof(a),
-		.max_write = RAGG__TCP_MAX_WRITE < SIZE_MAX ? (size_t)RAGG__TCP_MAX_WRITE : SIZE_MAX,
+		.max_write =
+		    RAGG__TCP_MAX_WRITE < SIZE_MAX ? (size_t)RAGG__TCP_MAX_WRITE : SIZE_MAX,
 		.max_inline = 0,
 		.max_priv = RAGG_TP_PRIV_MAX,
 		.queue_depth = (int)dev->cfg.queue_depth,

@@ -103,7 +103,7 @@ int ragg__tcp_listen(struct ragg_tp_dev *d, const char *host_port, char *addr, s
 {
 	struct ragg__tcp_dev *dev = ragg__tcp_dev(d);
 	char host[NI_MAXHOST], port[NI_MAXSERV], out[RAGG_TP_ADDR_MAX];
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
 	struct addrinfo *res = NULL, *ai;
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
@@ -135,7 +135,8 @@ int ragg__tcp_listen(struct ragg_tp_dev *d, const char *host_port, char *addr, s
 		int one = 1;
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 		if (ragg__tcp_sock_setup(dev, fd, false) == 0 &&
-		    bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, (int)dev->cfg.backlog) == 0)
+		    bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+		    listen(fd, (int)dev->cfg.backlog) == 0)
 			break;
 		rc = -errno;
 		close(fd);
@@ -174,7 +175,7 @@ int ragg__tcp_listen(struct ragg_tp_dev *d, const char *host_port, char *addr, s
 		rc = -ENAMETOOLONG;
 		goto err_close;
 	}
-	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = RAGG__TCP_TAG_LISTEN};
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = RAGG__TCP_TAG_LISTEN };
 	if (epoll_ctl(dev->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		rc = -errno;
 		goto err_close;
@@ -260,7 +261,7 @@ static int resolve(struct ragg__tcp_ep *ep, const char *addr)
 {
 	struct ragg__tcp_dev *dev = ep->dev;
 	char host[NI_MAXHOST], port[NI_MAXSERV];
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
 	struct addrinfo *res, *ai;
 	int rc;
 
@@ -378,10 +379,12 @@ void ragg__tcp_listener_ready(struct ragg__tcp_dev *dev)
 	for (int i = 0; i < 64; i++) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
-		int fd = accept4(dev->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd =
+		    accept4(dev->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-				ragg__tcp_warn(dev, "accept on %s: %s", dev->laddr, strerror(errno));
+				ragg__tcp_warn(dev, "accept on %s: %s", dev->laddr,
+				               strerror(errno));
 			return;
 		}
 		struct ragg__tcp_ep *ep = ep_new(dev, fd);

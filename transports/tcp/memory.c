@@ -62,7 +62,7 @@ int ragg__tcp_mr_reg(struct ragg_tp_dev *d, void *addr, size_t len, struct ragg_
 	randombytes_buf(&mr->key, sizeof(mr->key));
 	dev->regions[id] = mr;
 	if (rdesc) {
-		struct ragg__tcp_rdesc desc = {.region = id, .key = mr->key, .length = len};
+		struct ragg__tcp_rdesc desc = { .region = id, .key = mr->key, .length = len };
 		ragg__tcp_rdesc_pack(&desc, rdesc);
 	}
 	*out = &mr->base;

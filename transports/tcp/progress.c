@@ -29,12 +29,12 @@
 /* How often handshake deadlines are checked. */
 #define SWEEP_MS 100
 /* What one endpoint may read in one go before the others get a turn. */
-#define RX_BUDGET_BYTES ((size_t)16 << 20)
+#define RX_BUDGET_BYTES  ((size_t)16 << 20)
 #define RX_BUDGET_FRAMES 1024
 
 static const char *type_name(uint8_t type)
 {
-	static const char *const names[] = {"?", "hello", "accept", "write", "message", "error"};
+	static const char *const names[] = { "?", "hello", "accept", "write", "message", "error" };
 	return type < RAGG_ARRAY_SIZE(names) ? names[type] : "?";
 }
 
@@ -49,7 +49,8 @@ static void refuse(struct ragg__tcp_ep *ep, int status, const char *why, bool de
 	if (decoded && f->type == RAGG__TCP_WRITE)
 		ragg__tcp_error(dev,
 		                "%s: write of %" PRIu64 " bytes at offset %" PRIu64
-		                " into region %" PRIu32 " refused: %s: %s (%s); dropping the connection",
+		                " into region %" PRIu32
+		                " refused: %s: %s (%s); dropping the connection",
 		                ep->base.peer, f->length, f->offset, f->region, why,
 		                ragg_strerror(status), ragg_strerror_name(status));
 	else
@@ -57,7 +58,7 @@ static void refuse(struct ragg__tcp_ep *ep, int status, const char *why, bool de
 		                ragg_strerror(status), ragg_strerror_name(status));
 	if (ep->fd >= 0 && ep->tx_off == 0) {
 		uint8_t hdr[RAGG__TCP_HDR_SIZE];
-		struct ragg__tcp_frame err = {.type = RAGG__TCP_ERR, .imm = (uint32_t)status};
+		struct ragg__tcp_frame err = { .type = RAGG__TCP_ERR, .imm = (uint32_t)status };
 		ragg__tcp_frame_encode(&err, hdr);
 		ssize_t w = send(ep->fd, hdr, sizeof(hdr), MSG_NOSIGNAL | MSG_DONTWAIT);
 		(void)w;
@@ -241,8 +242,9 @@ void ragg__tcp_rx(struct ragg__tcp_ep *ep, struct ragg__tcp_out *out)
 						         "peer speaks version %u, we speak %u",
 						         ep->rx_hdr[4], RAGG__TCP_VERSION);
 						refuse(ep, rc,
-						       rc == RAGG_ERR_VERSION ? why
-						                              : "malformed frame header",
+						       rc == RAGG_ERR_VERSION
+						           ? why
+						           : "malformed frame header",
 						       false);
 						return;
 					}
@@ -261,8 +263,8 @@ void ragg__tcp_rx(struct ragg__tcp_ep *ep, struct ragg__tcp_out *out)
 		}
 		/* The payload, and the next header behind it. */
 		struct iovec iov[2] = {
-			{.iov_base = ep->rx_dst, .iov_len = ep->rx_left},
-			{.iov_base = ep->rx_hdr, .iov_len = RAGG__TCP_HDR_SIZE},
+			{ .iov_base = ep->rx_dst, .iov_len = ep->rx_left },
+			{ .iov_base = ep->rx_hdr, .iov_len = RAGG__TCP_HDR_SIZE },
 		};
 		ssize_t n = readv(ep->fd, iov, 2);
 		if (n <= 0) {
@@ -293,8 +295,9 @@ void ragg__tcp_rx_region_gone(struct ragg__tcp_dev *dev, uint32_t id)
 		struct ragg__tcp_ep *ep = ragg__container_of(l, struct ragg__tcp_ep, link);
 		if (ep->rx_in_payload && ep->rx_frame.type == RAGG__TCP_WRITE &&
 		    ep->rx_frame.region == id) {
-			ragg__tcp_error(dev, "%s: region %" PRIu32 " deregistered under an incoming write",
-			                ep->base.peer, id);
+			ragg__tcp_error(
+			    dev, "%s: region %" PRIu32 " deregistered under an incoming write",
+			    ep->base.peer, id);
 			ragg__tcp_ep_fail(ep, RAGG_ERR_KEY);
 		}
 	}
@@ -356,7 +359,7 @@ static void ep_ready(struct ragg__tcp_ep *ep, uint32_t events, struct ragg__tcp_
 int ragg__tcp_poll(struct ragg_tp_dev *d, struct ragg_tp_event *events, int max)
 {
 	struct ragg__tcp_dev *dev = ragg__tcp_dev(d);
-	struct ragg__tcp_out out = {.ev = events, .max = max};
+	struct ragg__tcp_out out = { .ev = events, .max = max };
 	struct epoll_event evs[POLL_BATCH];
 
 	if (max <= 0 || !events)

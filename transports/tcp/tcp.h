@@ -101,10 +101,10 @@ enum ragg__tcp_ep_state {
 };
 
 /* Reports an endpoint owes the core, in the order they are given. */
-#define RAGG__TCP_REPORT_REQUEST (1u << 0)
-#define RAGG__TCP_REPORT_CONNECTED (1u << 1)
+#define RAGG__TCP_REPORT_REQUEST      (1u << 0)
+#define RAGG__TCP_REPORT_CONNECTED    (1u << 1)
 #define RAGG__TCP_REPORT_DISCONNECTED (1u << 2)
-#define RAGG__TCP_REPORT_RX (1u << 3) /* receive stopped early, resume */
+#define RAGG__TCP_REPORT_RX           (1u << 3) /* receive stopped early, resume */
 
 /* One pending send. Frames leave in ring order; [head, send) are written to
  * the kernel and wait only to be reported, [send, tail) are still to go and
@@ -161,7 +161,7 @@ struct ragg__tcp_ep {
 /* epoll data for the objects that are not endpoints; endpoints use their
  * pointer, which is never this small. */
 #define RAGG__TCP_TAG_LISTEN 1
-#define RAGG__TCP_TAG_WAKE 2
+#define RAGG__TCP_TAG_WAKE   2
 
 struct ragg__tcp_dev {
 	struct ragg_tp_dev base;
@@ -207,15 +207,15 @@ static inline bool ragg__tcp_out_full(const struct ragg__tcp_out *out)
 struct ragg_tp_event *ragg__tcp_out_next(struct ragg__tcp_out *out, struct ragg__tcp_ep *ep,
                                          enum ragg_tp_event_type type);
 
-#define ragg__tcp_log(dev, lvl, ...)                                                \
-	do {                                                                        \
-		const struct ragg_tp_params *p_ = &(dev)->base.params;              \
-		if (p_->log_level >= (lvl))                                         \
-			p_->log((lvl), "tcp: " __VA_ARGS__);                        \
+#define ragg__tcp_log(dev, lvl, ...)                                                               \
+	do {                                                                                       \
+		const struct ragg_tp_params *p_ = &(dev)->base.params;                             \
+		if (p_->log_level >= (lvl))                                                        \
+			p_->log((lvl), "tcp: " __VA_ARGS__);                                       \
 	} while (0)
 #define ragg__tcp_error(dev, ...) ragg__tcp_log(dev, RAGG_LOG_ERROR, __VA_ARGS__)
-#define ragg__tcp_warn(dev, ...) ragg__tcp_log(dev, RAGG_LOG_WARN, __VA_ARGS__)
-#define ragg__tcp_info(dev, ...) ragg__tcp_log(dev, RAGG_LOG_INFO, __VA_ARGS__)
+#define ragg__tcp_warn(dev, ...)  ragg__tcp_log(dev, RAGG_LOG_WARN, __VA_ARGS__)
+#define ragg__tcp_info(dev, ...)  ragg__tcp_log(dev, RAGG_LOG_INFO, __VA_ARGS__)
 #define ragg__tcp_debug(dev, ...) ragg__tcp_log(dev, RAGG_LOG_DEBUG, __VA_ARGS__)
 
 /* ---- device.c ---- */
@@ -273,8 +273,8 @@ void ragg__tcp_sweep(struct ragg__tcp_dev *dev, int64_t now);
 
 /* ---- write.c ---- */
 int ragg__tcp_write_imm(struct ragg_tp_ep *e, const void *laddr, struct ragg_tp_mr *lmr,
-                        const struct ragg_tp_rdesc *remote, uint64_t roff, size_t len,
-                        uint32_t imm, unsigned flags, uint64_t cookie);
+                        const struct ragg_tp_rdesc *remote, uint64_t roff, size_t len, uint32_t imm,
+                        unsigned flags, uint64_t cookie);
 int ragg__tcp_send(struct ragg_tp_ep *e, const void *buf, size_t len);
 /* Queue a handshake or error frame with an optional payload (copied). */
 int ragg__tcp_queue_ctrl(struct ragg__tcp_ep *ep, uint8_t type, uint32_t imm, const void *buf,

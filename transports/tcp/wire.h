@@ -28,8 +28,8 @@
 
 #include <ragg/transport.h>
 
-#define RAGG__TCP_MAGIC 0x50544752u /* "RGTP" read as a little-endian u32 */
-#define RAGG__TCP_VERSION 1
+#define RAGG__TCP_MAGIC    0x50544752u /* "RGTP" read as a little-endian u32 */
+#define RAGG__TCP_VERSION  1
 #define RAGG__TCP_HDR_SIZE 40
 /* Largest single write: fits size_t, ssize_t and an off_t with room. */
 #define RAGG__TCP_MAX_WRITE (UINT64_C(1) << 48)
@@ -58,7 +58,7 @@ struct ragg__tcp_frame {
 /* The packed region descriptor: format byte, region id, key, length. The
  * length lets a sender refuse an out-of-bounds write before it travels. */
 #define RAGG__TCP_RDESC_FORMAT 1
-#define RAGG__TCP_RDESC_LEN 21
+#define RAGG__TCP_RDESC_LEN    21
 
 struct ragg__tcp_rdesc {
 	uint32_t region;

@@ -80,7 +80,7 @@ int ragg__tcp_queue_ctrl(struct ragg__tcp_ep *ep, uint8_t type, uint32_t imm, co
 	uint8_t *slot = ep->msgs[ep->msg_tail++ & ep->msg_mask];
 	if (len)
 		memcpy(slot, buf, len);
-	struct ragg__tcp_frame f = {.type = type, .imm = imm, .length = len};
+	struct ragg__tcp_frame f = { .type = type, .imm = imm, .length = len };
 	tx_push(ep, &f, slot, false, true, 0);
 	return 0;
 }
@@ -93,8 +93,8 @@ static int not_connected(const struct ragg__tcp_ep *ep)
 }
 
 int ragg__tcp_write_imm(struct ragg_tp_ep *e, const void *laddr, struct ragg_tp_mr *lmr,
-                        const struct ragg_tp_rdesc *remote, uint64_t roff, size_t len,
-                        uint32_t imm, unsigned flags, uint64_t cookie)
+                        const struct ragg_tp_rdesc *remote, uint64_t roff, size_t len, uint32_t imm,
+                        unsigned flags, uint64_t cookie)
 {
 	struct ragg__tcp_ep *ep = ragg__tcp_ep(e);
 	struct ragg__tcp_rdesc rd;
@@ -191,14 +191,15 @@ void ragg__tcp_flush(struct ragg__tcp_ep *ep)
 			if (total > SSIZE_MAX / 2)
 				break;
 		}
-		struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)n };
 		ssize_t w = sendmsg(ep->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				break;
-			int rc = errno == EPIPE || errno == ECONNRESET ? RAGG_ERR_PEER_LOST : -errno;
+			int rc =
+			    errno == EPIPE || errno == ECONNRESET ? RAGG_ERR_PEER_LOST : -errno;
 			ragg__tcp_info(ep->dev, "%s: send: %s", ep->base.peer, strerror(errno));
 			ragg__tcp_ep_fail(ep, rc);
 			return;
@@ -245,7 +246,8 @@ void ragg__tcp_tx_report(struct ragg__tcp_ep *ep, struct ragg__tcp_out *out)
 			if (ragg__tcp_out_full(out))
 				return;
 			bool sent = (int32_t)(ep->tx_send - ep->tx_head) > 0;
-			struct ragg_tp_event *ev = ragg__tcp_out_next(out, ep, RAGG_TP_EV_WRITE_DONE);
+			struct ragg_tp_event *ev =
+			    ragg__tcp_out_next(out, ep, RAGG_TP_EV_WRITE_DONE);
 			ev->cookie = e->cookie;
 			ev->len = e->len;
 			ev->status = sent ? 0 : -ECANCELED;

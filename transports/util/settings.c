@@ -24,12 +24,12 @@
 #include <ragg/ragg.h>
 
 const struct ragg__tp_settings_table ragg__tp_settings_tables[] = {
-	{"tcp", "TCP", ragg__tp_tcp_settings},
-	{"shm", "SHM", ragg__tp_shm_settings},
+	{ "tcp", "TCP", ragg__tp_tcp_settings },
+	{ "shm", "SHM", ragg__tp_shm_settings },
 #ifdef RAGG_HAVE_VERBS
-	{"verbs", "VERBS", ragg__tp_verbs_settings},
+	{ "verbs", "VERBS", ragg__tp_verbs_settings },
 #endif
-	{NULL, NULL, NULL},
+	{ NULL, NULL, NULL },
 };
 
 int ragg__tp_parse_size(const char *text, size_t *out)
@@ -86,8 +86,8 @@ int ragg__tp_parse_int(const char *text, long *out)
 
 int ragg__tp_parse_bool(const char *text, bool *out)
 {
-	static const char *const yes[] = {"1", "y", "yes", "on", "true"};
-	static const char *const no[] = {"0", "n", "no", "off", "false"};
+	static const char *const yes[] = { "1", "y", "yes", "on", "true" };
+	static const char *const no[] = { "0", "n", "no", "off", "false" };
 	for (size_t i = 0; i < RAGG_ARRAY_SIZE(yes); i++) {
 		if (strcasecmp(text, yes[i]) == 0) {
 			*out = true;
@@ -163,17 +163,18 @@ int ragg__tp_setting_parse(const char *var, const struct ragg__tp_setting *row, 
 	case RAGG__TP_INT:
 		if (ragg__tp_parse_int(text, &l) || l < row->min || l > row->max)
 			return fail(log, log_arg, RAGG_ERR_CONFIG,
-			            "%s=\"%s\": expected an integer in [%lld, %lld]", var, text, row->min,
-			            row->max);
+			            "%s=\"%s\": expected an integer in [%lld, %lld]", var, text,
+			            row->min, row->max);
 		if (field)
 			memcpy(field, &l, sizeof(l));
 		return 0;
 	case RAGG__TP_BOOL:
 		if (ragg__tp_parse_bool(text, &b))
-			return fail(log, log_arg, RAGG_ERR_CONFIG,
-			            "%s=\"%s\": expected a boolean (1, y, yes, on, true or 0, n, no, "
-			            "off, false)",
-			            var, text);
+			return fail(
+			    log, log_arg, RAGG_ERR_CONFIG,
+			    "%s=\"%s\": expected a boolean (1, y, yes, on, true or 0, n, no, "
+			    "off, false)",
+			    var, text);
 		if (field)
 			memcpy(field, &b, sizeof(b));
 		return 0;
@@ -198,9 +199,10 @@ err_size:
 		            "%s=\"%s\": expected a size (bytes, or with a K, M or G suffix) of at "
 		            "least %lld",
 		            var, text, row->min);
-	return fail(log, log_arg, RAGG_ERR_CONFIG,
-	            "%s=\"%s\": expected a size in [%lld, %lld] (bytes, or with a K, M or G suffix)",
-	            var, text, row->min, row->max);
+	return fail(
+	    log, log_arg, RAGG_ERR_CONFIG,
+	    "%s=\"%s\": expected a size in [%lld, %lld] (bytes, or with a K, M or G suffix)", var,
+	    text, row->min, row->max);
 }
 
 const char *ragg__tp_setting_value(const char *prefix, const struct ragg__tp_setting *row,
