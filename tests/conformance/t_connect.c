@@ -51,8 +51,12 @@ TPC_CASE(connect_private_data)
 	tpc_fill(cpriv, sizeof(cpriv), 1);
 	tpc_fill(spriv, sizeof(spriv), 2);
 	struct ragg_tp_ep *s1, *c1, *s2, *c2;
-	/* The largest private data both ways, then none at all. */
-	tpc_pair(&w, 0, 1, cpriv, sizeof(cpriv), spriv, sizeof(spriv), &s1, &c1);
+	/* The largest private data the transport says it carries (verbs:
+	 * rdma_cm's field less a length byte), both ways, then none at all. */
+	struct ragg_tp_attr attr = { .size = sizeof(attr) };
+	RAGG_CHECK_OK(tp->query(w.dev[0], &attr));
+	RAGG_CHECK(attr.max_priv >= 32 && attr.max_priv <= RAGG_TP_PRIV_MAX);
+	tpc_pair(&w, 0, 1, cpriv, attr.max_priv, spriv, attr.max_priv, &s1, &c1);
 	tpc_pair(&w, 0, 1, NULL, 0, NULL, 0, &s2, &c2);
 	RAGG_CHECK(s1 != s2 && c1 != c2);
 	RAGG_CHECK(s1->peer[0] && c1->peer[0]);
@@ -61,8 +65,8 @@ TPC_CASE(connect_private_data)
 	/* Too much private data is refused up front. */
 	uint8_t big[RAGG_TP_PRIV_MAX + 1] = { 0 };
 	struct ragg_tp_ep *bad = NULL;
-	int rc = tp->connect(w.dev[1], w.addr[0], big, sizeof(big), NULL, &bad);
-	RAGG_CHECKF(rc < 0 && bad == NULL, "connect with %zu bytes: %d", sizeof(big), rc);
+	int rc = tp->connect(w.dev[1], w.addr[0], big, attr.max_priv + 1, NULL, &bad);
+	RAGG_CHECKF(rc < 0 && bad == NULL, "connect with %zu bytes: %d", attr.max_priv + 1, rc);
 
 	tp->ep_close(c1);
 	tp->ep_close(c2);
