@@ -30,7 +30,9 @@ extern "C" {
 #define RAGG_TP_ABI_VERSION 1
 
 /* Largest packed memory descriptor and connection private data. The private
- * data limit is rdma_cm's for an RC connect request. */
+ * data bound is rdma_cm's field for an RC connect request; a transport's
+ * ragg_tp_attr.max_priv says what it really carries (verbs: one byte less,
+ * for the length). */
 #define RAGG_TP_RDESC_MAX 32
 #define RAGG_TP_PRIV_MAX  56
 /* Largest control message for send(). */
