@@ -15,20 +15,6 @@
 #include "log.h"
 #include "settings.h"
 
-static const char *role_name(int role)
-{
-	switch (role) {
-	case RAGG_ROLE_WORKER:
-		return "worker";
-	case RAGG_ROLE_AGENT:
-		return "agent";
-	case RAGG_ROLE_SERVER:
-		return "server";
-	default:
-		return "?";
-	}
-}
-
 static size_t my_hello(const struct ragg_ctx *ctx, uint8_t *buf)
 {
 	struct ragg__hello h;
@@ -73,13 +59,13 @@ void ragg__on_connect_request(struct ragg_ctx *ctx, const struct ragg_tp_event *
 		p = ragg__peer_of(ctx, RAGG_ROLE_AGENT, (int)h.rank);
 	if (!p) {
 		ragg__error("connection from %s refused: %s %u does not connect to %s %d",
-		            ev->ep->peer, role_name(h.role), h.rank, role_name(ctx->opts.role),
-		            ctx->opts.rank);
+		            ev->ep->peer, ragg__role_name(h.role), h.rank,
+		            ragg__role_name(ctx->opts.role), ctx->opts.rank);
 		goto refuse;
 	}
 	if (p->ep) {
 		ragg__error("connection from %s refused: %s %u is connected already", ev->ep->peer,
-		            role_name(h.role), h.rank);
+		            ragg__role_name(h.role), h.rank);
 		goto refuse;
 	}
 	p->ep = ev->ep;
@@ -112,12 +98,13 @@ void ragg__on_connected(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
 			goto bad;
 		if ((int)h.role != (int)p->role || (int)h.rank != p->rank) {
 			ragg__error("%s answered as %s %u, expected %s %d", ev->ep->peer,
-			            role_name(h.role), h.rank, role_name(p->role), p->rank);
+			            ragg__role_name(h.role), h.rank, ragg__role_name(p->role),
+			            p->rank);
 			goto bad;
 		}
 	}
 	p->connected = true;
-	ragg__debug("connected to %s %d at %s", role_name(p->role), p->rank, ev->ep->peer);
+	ragg__debug("connected to %s %d at %s", ragg__role_name(p->role), p->rank, ev->ep->peer);
 	return;
 bad:
 	ragg__fail(ctx, RAGG_ERR_AUTH);
@@ -136,7 +123,7 @@ static int publish(struct ragg_ctx *ctx, struct ragg__kv *kv)
 		snprintf(host, sizeof(host), "%s", env);
 	else if ((rc = ragg__kv_local_host(kv, host, sizeof(host))))
 		return rc;
-	snprintf(key, sizeof(key), "%s/%d", role_name(ctx->opts.role), ctx->opts.rank);
+	snprintf(key, sizeof(key), "%s/%d", ragg__role_name(ctx->opts.role), ctx->opts.rank);
 	value[0] = 0;
 	for (int i = 0; i < ctx->ntp; i++) {
 		struct ragg__tp *tp = &ctx->tps[i];
@@ -177,7 +164,7 @@ static int connect_to(struct ragg_ctx *ctx, struct ragg__kv *kv, struct ragg__pe
 	    p->role == RAGG_ROLE_AGENT ? &ctx->hop_workers : &ctx->hop_servers;
 	int rc;
 
-	snprintf(key, sizeof(key), "%s/%d", role_name(p->role), p->rank);
+	snprintf(key, sizeof(key), "%s/%d", ragg__role_name(p->role), p->rank);
 	if ((rc = ragg__kv_get(kv, key, value, sizeof(value), ctx->opts.timeout_ms)))
 		return rc;
 	for (int i = 0; i < hop->n; i++) {
@@ -217,8 +204,9 @@ static void report_missing(struct ragg_ctx *ctx)
 	for (int i = 0; i < ctx->npeers && n < sizeof(buf) - 32; i++)
 		if (!ctx->peers[i].connected)
 			n += (size_t)snprintf(buf + n, sizeof(buf) - n, " %s %d",
-			                      role_name(ctx->peers[i].role), ctx->peers[i].rank);
-	ragg__error("%s %d: no connection with%s within %d ms", role_name(ctx->opts.role),
+			                      ragg__role_name(ctx->peers[i].role),
+			                      ctx->peers[i].rank);
+	ragg__error("%s %d: no connection with%s within %d ms", ragg__role_name(ctx->opts.role),
 	            ctx->opts.rank, buf, ctx->opts.timeout_ms);
 }
 

@@ -35,6 +35,20 @@ void ragg__agent_workers(const struct ragg_opts *o, int agent, int *first, int *
 	*count = n;
 }
 
+const char *ragg__role_name(int role)
+{
+	switch (role) {
+	case RAGG_ROLE_WORKER:
+		return "worker";
+	case RAGG_ROLE_AGENT:
+		return "agent";
+	case RAGG_ROLE_SERVER:
+		return "server";
+	default:
+		return "?";
+	}
+}
+
 struct ragg__peer *ragg__peer_of(struct ragg_ctx *ctx, enum ragg_role role, int rank)
 {
 	for (int i = 0; i < ctx->npeers; i++)
@@ -208,15 +222,6 @@ err:
 	return rc;
 }
 
-static bool queues_drained(void *arg)
-{
-	struct ragg_ctx *ctx = arg;
-	for (int i = 0; i < ctx->npeers; i++)
-		if (ctx->peers[i].qlen && !ctx->peers[i].gone)
-			return false;
-	return true;
-}
-
 RAGG_EXPORT int ragg_finalize(ragg_ctx_t *ctx)
 {
 	int rc = 0;
@@ -229,7 +234,7 @@ RAGG_EXPORT int ragg_finalize(ragg_ctx_t *ctx)
 		rc = ragg__post_msg(&ctx->peers[0], &bye);
 		ctx->leaving = true;
 		if (!rc)
-			rc = ragg__wait(ctx, queues_drained, ctx, "sending goodbye");
+			rc = ragg__wait(ctx, ragg__queues_drained, ctx, "sending goodbye");
 	}
 	if (!rc)
 		rc = ctx->failed;

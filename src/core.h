@@ -162,6 +162,7 @@ struct ragg_ctx {
 };
 
 /* context.c */
+const char *ragg__role_name(int role);
 struct ragg__peer *ragg__peer_of(struct ragg_ctx *ctx, enum ragg_role role, int rank);
 void ragg__fail(struct ragg_ctx *ctx, int status);
 int ragg__agent_of_worker(const struct ragg_opts *o, int worker);
@@ -178,6 +179,8 @@ void ragg__on_connected(struct ragg_ctx *ctx, const struct ragg_tp_event *ev);
 int ragg__progress(struct ragg_ctx *ctx);
 /* Drive progress until done(arg) or RAGG_TIMEOUT_MS without any progress. */
 int ragg__wait(struct ragg_ctx *ctx, bool (*done)(void *arg), void *arg, const char *what);
+/* A wait condition: every queued operation handed to the transport. */
+bool ragg__queues_drained(void *arg);
 int ragg__wait_for(struct ragg_ctx *ctx, bool (*done)(void *arg), void *arg, const char *what,
                    int timeout_ms);
 int ragg__post_write(struct ragg__peer *p, const void *laddr, struct ragg_tp_mr *lmr,

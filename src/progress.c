@@ -127,11 +127,6 @@ static void flush_queues(struct ragg_ctx *ctx)
 	}
 }
 
-static const char *role_word(enum ragg_role r)
-{
-	return r == RAGG_ROLE_WORKER ? "worker" : r == RAGG_ROLE_AGENT ? "agent" : "server";
-}
-
 static void on_disconnected(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
 {
 	struct ragg__peer *p = ev->ep->user;
@@ -149,14 +144,14 @@ static void on_disconnected(struct ragg_ctx *ctx, const struct ragg_tp_event *ev
 		return;
 	ctx->stats.peers_dropped++;
 	if (!p->connected)
-		ragg__error("connection to %s %d (%s) failed: %s%s", role_word(p->role), p->rank,
-		            ev->ep->peer, ragg_strerror(ev->status),
+		ragg__error("connection to %s %d (%s) failed: %s%s", ragg__role_name(p->role),
+		            p->rank, ev->ep->peer, ragg_strerror(ev->status),
 		            ev->status == -ECONNREFUSED
 		                ? " (refused: is it running, with the same RAGG_JOB_KEY "
 		                  "and job shape? its log says why)"
 		                : "");
 	else
-		ragg__error("%s %d (%s) lost: %s", role_word(p->role), p->rank, ev->ep->peer,
+		ragg__error("%s %d (%s) lost: %s", ragg__role_name(p->role), p->rank, ev->ep->peer,
 		            ragg_strerror(ev->status));
 	/* A refusal of a malformed or out-of-slot write keeps its reason;
 	 * everything else is the peer's loss. */
@@ -298,6 +293,15 @@ static void dispatch(struct ragg_ctx *ctx, const struct ragg_tp_event *ev, int n
 			break;
 		}
 	}
+}
+
+bool ragg__queues_drained(void *arg)
+{
+	struct ragg_ctx *ctx = arg;
+	for (int i = 0; i < ctx->npeers; i++)
+		if (ctx->peers[i].qlen && !ctx->peers[i].gone)
+			return false;
+	return true;
 }
 
 int ragg__wait(struct ragg_ctx *ctx, bool (*done)(void *arg), void *arg, const char *what)

@@ -19,15 +19,6 @@ static bool all_below_done(void *arg)
 	return true;
 }
 
-static bool queues_empty(void *arg)
-{
-	struct ragg_ctx *ctx = arg;
-	for (int i = 0; i < ctx->npeers; i++)
-		if (ctx->peers[i].qlen && !ctx->peers[i].gone)
-			return false;
-	return true;
-}
-
 RAGG_EXPORT int ragg_serve(ragg_ctx_t *ctx)
 {
 	int rc;
@@ -49,5 +40,5 @@ RAGG_EXPORT int ragg_serve(ragg_ctx_t *ctx)
 				return rc;
 	}
 	ctx->leaving = true;
-	return ragg__wait(ctx, queues_empty, ctx, "finishing");
+	return ragg__wait(ctx, ragg__queues_drained, ctx, "finishing");
 }
