@@ -25,6 +25,7 @@
 
 #include <sodium.h>
 
+#include "../util/sockaddr.h"
 #include "shm.h"
 
 #define PREFIX       "shm:"
@@ -122,31 +123,6 @@ static int split_host_port(const char *addr, char *host, size_t host_len, char *
 	return 0;
 }
 
-static bool same_ip(const struct sockaddr *a, const struct sockaddr *b)
-{
-	if (a->sa_family != b->sa_family)
-		return false;
-	if (a->sa_family == AF_INET)
-		return ((const struct sockaddr_in *)(const void *)a)->sin_addr.s_addr ==
-		       ((const struct sockaddr_in *)(const void *)b)->sin_addr.s_addr;
-	if (a->sa_family == AF_INET6)
-		return memcmp(&((const struct sockaddr_in6 *)(const void *)a)->sin6_addr,
-		              &((const struct sockaddr_in6 *)(const void *)b)->sin6_addr,
-		              sizeof(struct in6_addr)) == 0;
-	return false;
-}
-
-static bool is_loopback(const struct sockaddr *sa)
-{
-	const struct sockaddr_in *in = (const void *)sa;
-	const struct sockaddr_in6 *in6 = (const void *)sa;
-	if (sa->sa_family == AF_INET)
-		return ntohl(in->sin_addr.s_addr) >> 24 == 127;
-	if (sa->sa_family == AF_INET6)
-		return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
-	return false;
-}
-
 /* Every address host resolves to is loopback or one of our interfaces'. */
 static bool host_is_local(const char *host)
 {
@@ -158,7 +134,7 @@ static bool host_is_local(const char *host)
 	if (!*host || getaddrinfo(host, NULL, &hints, &res))
 		return false;
 	for (ai = res; ai && local; ai = ai->ai_next) {
-		if (is_loopback(ai->ai_addr))
+		if (ragg__tp_sa_is_loopback(ai->ai_addr))
 			continue;
 		if (!ifa && getifaddrs(&ifa) < 0) {
 			local = false;
@@ -166,7 +142,7 @@ static bool host_is_local(const char *host)
 		}
 		bool found = false;
 		for (i = ifa; i && !found; i = i->ifa_next)
-			found = i->ifa_addr && same_ip(i->ifa_addr, ai->ai_addr);
+			found = i->ifa_addr && ragg__tp_sa_same_ip(i->ifa_addr, ai->ai_addr);
 		local = found;
 	}
 	if (ifa)

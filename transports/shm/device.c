@@ -17,11 +17,11 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
 
+#include "../util/params.h"
 #include "shm.h"
 
 #ifndef F_SEAL_FUTURE_WRITE
@@ -33,47 +33,6 @@
 #ifndef PR_SET_PTRACER_ANY
 #define PR_SET_PTRACER_ANY ((unsigned long)-1)
 #endif
-
-int64_t ragg__shm_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int ragg__shm_ep_set_mask(struct ragg__shm_ep *ep, uint32_t mask)
-{
-	if (ep->fd < 0 || ep->epoll_mask == mask)
-		return 0;
-	struct epoll_event ev = { .events = mask, .data.ptr = ep };
-	int op = ep->epoll_mask ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-	if (epoll_ctl(ep->dev->epfd, op, ep->fd, &ev) < 0) {
-		int rc = -errno;
-		ragg__shm_error(ep->dev, "%s: epoll_ctl: %s", ep->base.peer, strerror(-rc));
-		return rc;
-	}
-	ep->epoll_mask = mask;
-	return 0;
-}
-
-int ragg__shm_wake_sync(struct ragg__shm_dev *dev)
-{
-	int want = dev->base.params.wake_fd;
-	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = RAGG__SHM_TAG_WAKE };
-
-	if (want == dev->wake_fd)
-		return 0;
-	if (dev->wake_fd >= 0)
-		epoll_ctl(dev->epfd, EPOLL_CTL_DEL, dev->wake_fd, NULL);
-	dev->wake_fd = -1;
-	if (want >= 0 && epoll_ctl(dev->epfd, EPOLL_CTL_ADD, want, &ev) < 0) {
-		int rc = -errno;
-		ragg__shm_error(dev, "wake fd %d: epoll_ctl: %s", want, strerror(-rc));
-		return rc;
-	}
-	dev->wake_fd = want;
-	return 0;
-}
 
 struct ragg_tp_event *ragg__shm_out_next(struct ragg__shm_out *out, struct ragg__shm_ep *ep,
                                          enum ragg_tp_event_type type)
@@ -248,12 +207,6 @@ static void cma_decide(struct ragg__shm_dev *dev)
 	dev->cma = true;
 }
 
-static void log_nothing(int level, const char *fmt, ...)
-{
-	(void)level;
-	(void)fmt;
-}
-
 static int dev_open(const struct ragg_tp_params *params, struct ragg_tp_dev **out)
 {
 	struct ragg__shm_dev *dev;
@@ -267,13 +220,7 @@ static int dev_open(const struct ragg_tp_params *params, struct ragg_tp_dev **ou
 	dev = calloc(1, sizeof(*dev));
 	if (!dev)
 		return -ENOMEM;
-	/* A caller built against an older header has no wake_fd. */
-	dev->base.params.wake_fd = -1;
-	memcpy(&dev->base.params, params,
-	       params->size < sizeof(*params) ? params->size : sizeof(*params));
-	dev->base.params.size = sizeof(dev->base.params);
-	if (!dev->base.params.log)
-		dev->base.params.log = log_nothing;
+	ragg__tp_params_copy(&dev->base.params, params);
 	dev->base.ops = &ragg__tp_shm_ops;
 	dev->lfd = dev->efd = dev->gens_fd = dev->wake_fd = -1;
 	ragg__shm_list_init(&dev->eps);

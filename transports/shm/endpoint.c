@@ -57,7 +57,7 @@ static struct ragg__shm_ep *ep_new(struct ragg__shm_dev *dev, int fd)
 static void set_deadline(struct ragg__shm_ep *ep)
 {
 	int t = ep->dev->base.params.timeout_ms;
-	ep->deadline_ms = t > 0 ? ragg__shm_now_ms() + t : INT64_MAX;
+	ep->deadline_ms = t > 0 ? ragg__tp_now_ms() + t : INT64_MAX;
 	ep->dev->handshakes++;
 }
 

@@ -180,7 +180,7 @@ int ragg__shm_poll(struct ragg_tp_dev *d, struct ragg_tp_event *events, int max)
 	dev->poll_gen++;
 	disarm(dev);
 	if (dev->handshakes) {
-		int64_t now = ragg__shm_now_ms();
+		int64_t now = ragg__tp_now_ms();
 		if (now >= dev->next_sweep_ms) {
 			ragg__shm_sweep(dev, now);
 			dev->next_sweep_ms = now + SWEEP_MS;

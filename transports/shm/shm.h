@@ -32,6 +32,7 @@
 #include <sys/types.h>
 #include <sys/un.h>
 
+#include "../util/epoll.h"
 #include "compiler.h"
 #include "wire.h"
 
@@ -335,11 +336,21 @@ struct ragg_tp_event *ragg__shm_out_next(struct ragg__shm_out *out, struct ragg_
 #define ragg__shm_info(dev, ...)  ragg__shm_log(dev, RAGG_LOG_INFO, __VA_ARGS__)
 #define ragg__shm_debug(dev, ...) ragg__shm_log(dev, RAGG_LOG_DEBUG, __VA_ARGS__)
 
-/* ---- device.c ---- */
-int64_t ragg__shm_now_ms(void);
-int ragg__shm_ep_set_mask(struct ragg__shm_ep *ep, uint32_t mask);
+/* Register ep's fd for exactly `mask` (EPOLLIN/EPOLLOUT). */
+static inline int ragg__shm_ep_set_mask(struct ragg__shm_ep *ep, uint32_t mask)
+{
+	return ragg__tp_epoll_set_mask(ep->dev->epfd, ep->fd, &ep->epoll_mask, mask, ep,
+	                               &ep->dev->base.params, "shm", ep->base.peer);
+}
+
 /* Put params.wake_fd in the epoll set: the core may set it after open(). */
-int ragg__shm_wake_sync(struct ragg__shm_dev *dev);
+static inline int ragg__shm_wake_sync(struct ragg__shm_dev *dev)
+{
+	return ragg__tp_epoll_wake_sync(dev->epfd, &dev->wake_fd, RAGG__SHM_TAG_WAKE,
+	                                &dev->base.params, "shm");
+}
+
+/* ---- device.c ---- */
 /* A sealed memfd of len bytes; the seals keep a peer holding it from
  * shrinking it under our mapping (SIGBUS). */
 int ragg__shm_memfd(struct ragg__shm_dev *dev, const char *name, size_t len, bool seal_writes,

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "../util/sockaddr.h"
 #include "tcp.h"
 
 static int copy(char *dst, size_t dst_len, const char *src, size_t n)
@@ -64,40 +65,15 @@ int ragg__tcp_addr_format(const struct sockaddr *sa, socklen_t len, char *buf, s
 	return n < 0 || (size_t)n >= buf_len ? -ENAMETOOLONG : 0;
 }
 
-static bool same_addr(const struct sockaddr *a, const struct sockaddr *b)
-{
-	if (a->sa_family != b->sa_family)
-		return false;
-	if (a->sa_family == AF_INET)
-		return ((const struct sockaddr_in *)(const void *)a)->sin_addr.s_addr ==
-		       ((const struct sockaddr_in *)(const void *)b)->sin_addr.s_addr;
-	if (a->sa_family == AF_INET6)
-		return memcmp(&((const struct sockaddr_in6 *)(const void *)a)->sin6_addr,
-		              &((const struct sockaddr_in6 *)(const void *)b)->sin6_addr,
-		              sizeof(struct in6_addr)) == 0;
-	return false;
-}
-
-static bool is_wildcard(const struct sockaddr *sa)
-{
-	if (sa->sa_family == AF_INET)
-		return ((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr ==
-		       htonl(INADDR_ANY);
-	if (sa->sa_family == AF_INET6)
-		return IN6_IS_ADDR_UNSPECIFIED(
-		    &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr);
-	return false;
-}
-
 void ragg__tcp_addr_iface(const struct sockaddr *sa, char *buf, size_t len)
 {
 	struct ifaddrs *ifa, *i;
 
-	snprintf(buf, len, is_wildcard(sa) ? "any" : "tcp");
-	if (is_wildcard(sa) || getifaddrs(&ifa) < 0)
+	snprintf(buf, len, ragg__tp_sa_is_wildcard(sa) ? "any" : "tcp");
+	if (ragg__tp_sa_is_wildcard(sa) || getifaddrs(&ifa) < 0)
 		return;
 	for (i = ifa; i; i = i->ifa_next) {
-		if (i->ifa_addr && same_addr(i->ifa_addr, sa)) {
+		if (i->ifa_addr && ragg__tp_sa_same_ip(i->ifa_addr, sa)) {
 			snprintf(buf, len, "%s", i->ifa_name);
 			break;
 		}
@@ -194,20 +170,6 @@ int ragg__tcp_sock_setup(struct ragg__tcp_dev *dev, int fd, bool data)
 	return rc;
 }
 
-static bool is_loopback(const struct sockaddr_storage *ss)
-{
-	if (ss->ss_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)(const void *)ss)->sin_addr.s_addr) >>
-		        24) == 127;
-	if (ss->ss_family == AF_INET6) {
-		const struct in6_addr *a =
-		    &((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr;
-		return IN6_IS_ADDR_LOOPBACK(a) ||
-		       (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
-	}
-	return false;
-}
-
 /* A peer on this host reaches us from one of our own addresses: Linux
  * sends local traffic from the address it goes to, or over 127/8. */
 static bool peer_is_local(int fd)
@@ -217,7 +179,9 @@ static bool peer_is_local(int fd)
 	if (getsockname(fd, (struct sockaddr *)&me, &ml) < 0 ||
 	    getpeername(fd, (struct sockaddr *)&peer, &pl) < 0)
 		return false;
-	return is_loopback(&peer) || same_addr((struct sockaddr *)&me, (struct sockaddr *)&peer);
+	const struct sockaddr *p = (struct sockaddr *)&peer;
+	return ragg__tp_sa_is_loopback(p) || ragg__tp_sa_is_mapped_loopback(p) ||
+	       ragg__tp_sa_same_ip((struct sockaddr *)&me, p);
 }
 
 /* Between processes of one host the bytes in flight are copied twice by

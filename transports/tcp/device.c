@@ -6,58 +6,16 @@
 #include "config.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
 
+#include "../util/params.h"
 #include "tcp.h"
-
-int64_t ragg__tcp_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int ragg__tcp_ep_set_mask(struct ragg__tcp_ep *ep, uint32_t mask)
-{
-	if (ep->fd < 0 || ep->epoll_mask == mask)
-		return 0;
-	struct epoll_event ev = { .events = mask, .data.ptr = ep };
-	int op = ep->epoll_mask ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-	if (epoll_ctl(ep->dev->epfd, op, ep->fd, &ev) < 0) {
-		int rc = -errno;
-		ragg__tcp_error(ep->dev, "%s: epoll_ctl: %s", ep->base.peer, strerror(-rc));
-		return rc;
-	}
-	ep->epoll_mask = mask;
-	return 0;
-}
-
-int ragg__tcp_wake_sync(struct ragg__tcp_dev *dev)
-{
-	int want = dev->base.params.wake_fd;
-	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = RAGG__TCP_TAG_WAKE };
-
-	if (want == dev->wake_fd)
-		return 0;
-	if (dev->wake_fd >= 0)
-		epoll_ctl(dev->epfd, EPOLL_CTL_DEL, dev->wake_fd, NULL);
-	dev->wake_fd = -1;
-	if (want >= 0 && epoll_ctl(dev->epfd, EPOLL_CTL_ADD, want, &ev) < 0) {
-		int rc = -errno;
-		ragg__tcp_error(dev, "wake fd %d: epoll_ctl: %s", want, strerror(-rc));
-		return rc;
-	}
-	dev->wake_fd = want;
-	return 0;
-}
 
 void ragg__tcp_pending_add(struct ragg__tcp_ep *ep, unsigned report)
 {
@@ -90,12 +48,6 @@ static int tcp_probe(char *why, size_t why_len)
 	return 0;
 }
 
-static void log_nothing(int level, const char *fmt, ...)
-{
-	(void)level;
-	(void)fmt;
-}
-
 static int tcp_open(const struct ragg_tp_params *params, struct ragg_tp_dev **out)
 {
 	struct ragg__tcp_dev *dev;
@@ -108,13 +60,7 @@ static int tcp_open(const struct ragg_tp_params *params, struct ragg_tp_dev **ou
 	dev = calloc(1, sizeof(*dev));
 	if (!dev)
 		return -ENOMEM;
-	/* A caller built against an older header has no wake_fd. */
-	dev->base.params.wake_fd = -1;
-	memcpy(&dev->base.params, params,
-	       params->size < sizeof(*params) ? params->size : sizeof(*params));
-	dev->base.params.size = sizeof(dev->base.params);
-	if (!dev->base.params.log)
-		dev->base.params.log = log_nothing;
+	ragg__tp_params_copy(&dev->base.params, params);
 	dev->base.ops = &ragg__tp_tcp_ops;
 	dev->lfd = -1;
 	dev->wake_fd = dev->base.params.wake_fd;

@@ -49,7 +49,7 @@ static void set_deadline(struct ragg__tcp_ep *ep)
 {
 	if (ep->dev->base.params.timeout_ms <= 0)
 		return;
-	ep->deadline_ms = ragg__tcp_now_ms() + ep->dev->base.params.timeout_ms;
+	ep->deadline_ms = ragg__tp_now_ms() + ep->dev->base.params.timeout_ms;
 	ep->dev->handshakes++;
 }
 

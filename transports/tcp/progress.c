@@ -366,7 +366,7 @@ int ragg__tcp_poll(struct ragg_tp_dev *d, struct ragg_tp_event *events, int max)
 		return max < 0 || (max && !events) ? -EINVAL : 0;
 	dev->poll_gen++;
 	if (dev->handshakes) {
-		int64_t now = ragg__tcp_now_ms();
+		int64_t now = ragg__tp_now_ms();
 		if (now >= dev->next_sweep_ms) {
 			ragg__tcp_sweep(dev, now);
 			dev->next_sweep_ms = now + SWEEP_MS;

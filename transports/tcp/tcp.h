@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "../util/epoll.h"
 #include "compiler.h"
 #include "wire.h"
 
@@ -218,13 +219,22 @@ struct ragg_tp_event *ragg__tcp_out_next(struct ragg__tcp_out *out, struct ragg_
 #define ragg__tcp_info(dev, ...)  ragg__tcp_log(dev, RAGG_LOG_INFO, __VA_ARGS__)
 #define ragg__tcp_debug(dev, ...) ragg__tcp_log(dev, RAGG_LOG_DEBUG, __VA_ARGS__)
 
-/* ---- device.c ---- */
-int64_t ragg__tcp_now_ms(void);
-/* Register fd's interest in exactly `mask` (EPOLLIN/EPOLLOUT). */
-int ragg__tcp_ep_set_mask(struct ragg__tcp_ep *ep, uint32_t mask);
-void ragg__tcp_pending_add(struct ragg__tcp_ep *ep, unsigned report);
+/* Register ep's fd for exactly `mask` (EPOLLIN/EPOLLOUT). */
+static inline int ragg__tcp_ep_set_mask(struct ragg__tcp_ep *ep, uint32_t mask)
+{
+	return ragg__tp_epoll_set_mask(ep->dev->epfd, ep->fd, &ep->epoll_mask, mask, ep,
+	                               &ep->dev->base.params, "tcp", ep->base.peer);
+}
+
 /* Put params.wake_fd in the epoll set: the core may set it after open(). */
-int ragg__tcp_wake_sync(struct ragg__tcp_dev *dev);
+static inline int ragg__tcp_wake_sync(struct ragg__tcp_dev *dev)
+{
+	return ragg__tp_epoll_wake_sync(dev->epfd, &dev->wake_fd, RAGG__TCP_TAG_WAKE,
+	                                &dev->base.params, "tcp");
+}
+
+/* ---- device.c ---- */
+void ragg__tcp_pending_add(struct ragg__tcp_ep *ep, unsigned report);
 
 /* ---- address.c ---- */
 /* Split "host:port", "[v6]:port", "[v6]", "host" or ":port"; port may come

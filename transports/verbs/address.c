@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../util/sockaddr.h"
 #include "verbs.h"
 
 int ragg__verbs_addr_split(const char *addr, char *host, size_t host_len, char *port,
@@ -198,17 +199,9 @@ int ragg__verbs_addr_local(struct ragg__verbs_dev *dev, struct sockaddr_storage 
 	return 0;
 }
 
-static bool is_loopback(const struct sockaddr_storage *ss)
-{
-	if (ss->ss_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
-	return ss->ss_family == AF_INET6 &&
-	       IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)ss)->sin6_addr);
-}
-
 int ragg__verbs_addr_unloop(struct ragg__verbs_dev *dev, struct sockaddr_storage *ss)
 {
-	if (!is_loopback(ss))
+	if (!ragg__tp_sa_is_loopback((const struct sockaddr *)ss))
 		return 0;
 	uint16_t port = ss->ss_family == AF_INET ? ((struct sockaddr_in *)ss)->sin_port
 	                                         : ((struct sockaddr_in6 *)ss)->sin6_port;
