@@ -1,0 +1,105 @@
+/* The transports' shared helpers (transports/util): the socket address
+ * predicates and the epoll registration of endpoints and the wake fd. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "../transports/util/epoll.h"
+#include "../transports/util/sockaddr.h"
+
+static struct sockaddr_storage v4(const char *ip)
+{
+	struct sockaddr_storage ss = { 0 };
+	struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+	in->sin_family = AF_INET;
+	inet_pton(AF_INET, ip, &in->sin_addr);
+	return ss;
+}
+
+static struct sockaddr_storage v6(const char *ip)
+{
+	struct sockaddr_storage ss = { 0 };
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+	in6->sin6_family = AF_INET6;
+	inet_pton(AF_INET6, ip, &in6->sin6_addr);
+	return ss;
+}
+
+#define SA(ss) ((const struct sockaddr *)&(ss))
+
+RAGG_TEST(sockaddr_predicates)
+{
+	struct sockaddr_storage lo = v4("127.3.2.1"), any = v4("0.0.0.0"), a = v4("10.0.0.1");
+	struct sockaddr_storage lo6 = v6("::1"), any6 = v6("::"), m = v6("::ffff:127.0.0.1");
+	struct sockaddr_storage a2 = v4("10.0.0.1"), b6 = v6("fe80::1"), unix_ss = { 0 };
+	unix_ss.ss_family = AF_UNIX;
+
+	RAGG_CHECK(ragg__tp_sa_is_loopback(SA(lo)) && ragg__tp_sa_is_loopback(SA(lo6)));
+	RAGG_CHECK(!ragg__tp_sa_is_loopback(SA(a)) && !ragg__tp_sa_is_loopback(SA(m)));
+	RAGG_CHECK(ragg__tp_sa_is_mapped_loopback(SA(m)) &&
+	           !ragg__tp_sa_is_mapped_loopback(SA(lo)));
+	RAGG_CHECK(ragg__tp_sa_is_wildcard(SA(any)) && ragg__tp_sa_is_wildcard(SA(any6)));
+	RAGG_CHECK(!ragg__tp_sa_is_wildcard(SA(lo)) && !ragg__tp_sa_is_wildcard(SA(unix_ss)));
+	RAGG_CHECK(ragg__tp_sa_same_ip(SA(a), SA(a2)) && !ragg__tp_sa_same_ip(SA(a), SA(lo)));
+	RAGG_CHECK(ragg__tp_sa_same_ip(SA(b6), SA(b6)) && !ragg__tp_sa_same_ip(SA(b6), SA(lo6)));
+	RAGG_CHECK(!ragg__tp_sa_same_ip(SA(unix_ss), SA(unix_ss)));
+}
+
+static char last[256];
+
+static void keep(int level, const char *fmt, ...)
+{
+	va_list ap;
+	(void)level;
+	va_start(ap, fmt);
+	vsnprintf(last, sizeof(last), fmt, ap);
+	va_end(ap);
+}
+
+RAGG_TEST(epoll_set_mask_and_wake_sync)
+{
+	struct ragg_tp_params p = { .size = sizeof(p), .log = keep, .log_level = RAGG_LOG_ERROR };
+	int ep = epoll_create1(EPOLL_CLOEXEC), efd = eventfd(1, EFD_CLOEXEC), wake = -1;
+	uint32_t mask = 0;
+	struct epoll_event ev;
+
+	RAGG_CHECK(ep >= 0 && efd >= 0);
+	RAGG_CHECK(ragg__tp_epoll_set_mask(ep, efd, &mask, EPOLLIN, &mask, &p, "ut", "x") == 0);
+	RAGG_CHECK(mask == EPOLLIN);
+	RAGG_CHECK(epoll_wait(ep, &ev, 1, 0) == 1 && ev.data.ptr == &mask);
+	RAGG_CHECK(ragg__tp_epoll_set_mask(ep, efd, &mask, EPOLLOUT, &mask, &p, "ut", "x") == 0);
+	RAGG_CHECK(epoll_wait(ep, &ev, 1, 0) == 1 && ev.events == EPOLLOUT);
+	RAGG_CHECK(ragg__tp_epoll_set_mask(ep, -1, &mask, EPOLLIN, NULL, &p, "ut", "x") == 0);
+	RAGG_CHECK(mask == EPOLLOUT);
+	/* A failing epoll_ctl leaves the mask as it was and says why. */
+	RAGG_CHECK(ragg__tp_epoll_set_mask(ep, 999, &mask, EPOLLIN, NULL, &p, "ut", "x") == -EBADF);
+	RAGG_CHECK(mask == EPOLLOUT && strstr(last, "ut: x: epoll_ctl: "));
+	RAGG_CHECK(epoll_ctl(ep, EPOLL_CTL_DEL, efd, NULL) == 0);
+
+	p.wake_fd = efd;
+	RAGG_CHECK(ragg__tp_epoll_wake_sync(ep, &wake, 7, &p, "ut") == 0 && wake == efd);
+	RAGG_CHECK(epoll_wait(ep, &ev, 1, 0) == 1 && ev.data.u64 == 7);
+	p.wake_fd = -1;
+	RAGG_CHECK(ragg__tp_epoll_wake_sync(ep, &wake, 7, &p, "ut") == 0 && wake == -1);
+	RAGG_CHECK(epoll_wait(ep, &ev, 1, 0) == 0);
+	p.wake_fd = 999;
+	RAGG_CHECK(ragg__tp_epoll_wake_sync(ep, &wake, 7, &p, "ut") == -EBADF && wake == -1);
+	RAGG_CHECK(strstr(last, "ut: wake fd 999: epoll_ctl: "));
+
+	int64_t t = ragg__tp_now_ms();
+	RAGG_CHECK(t > 0 && ragg__tp_now_ms() >= t);
+	close(efd);
+	close(ep);
+}
+
+int main(int argc, char **argv)
+{
+	return ragg_test_main(argc, argv);
+}
