@@ -586,6 +586,9 @@ TPC_CASE_T(shm_wakeups, 120, "shm")
 	}
 	uint64_t t1 = tpc_now_ms();
 	unsigned ping_sleeps = slept;
+	/* A pause before draining, so the writer surely meets a full ring
+	 * and has to be woken, however fast this side is. */
+	usleep(50 * 1000);
 	for (uint32_t i = 0; i < FLOOD; i++) {
 		struct ragg_tp_event ev = sleep_for(tp, w.dev[0], RAGG_TP_EV_WRITE_LANDED);
 		RAGG_CHECKF(ev.imm == i, "flood: imm %u, want %u", ev.imm, i);
