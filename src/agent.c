@@ -27,6 +27,7 @@ struct ragg__agent_tensor {
 	struct ragg__region params; /* what servers write into */
 	struct ragg__region acc; /* META (N by parity), then the sums */
 	struct ragg_tp_rdesc *sslot; /* per server: our slot there */
+	bool *answered_by; /* per server: its answer to our declaration arrived */
 	uint32_t *arrived[2]; /* per chunk: workers landed */
 	uint32_t params_landed;
 	uint64_t *meta_sent; /* per server: round + 1 whose N was written */
@@ -64,6 +65,7 @@ void ragg__agent_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t)
 	free(at->wslot);
 	free(at->wparams);
 	free(at->sslot);
+	free(at->answered_by);
 	free(at->arrived[0]);
 	free(at->arrived[1]);
 	free(at->meta_sent);
@@ -168,6 +170,7 @@ static int new_tensor(struct ragg_ctx *ctx, const struct ragg__msg *m, ragg_tens
 	if (!at || !(at->wslot = calloc((size_t)ctx->nworkers, sizeof(*at->wslot))) ||
 	    !(at->wparams = calloc((size_t)ctx->nworkers, sizeof(*at->wparams))) ||
 	    !(at->sslot = calloc((size_t)ctx->opts.servers, sizeof(*at->sslot))) ||
+	    !(at->answered_by = calloc((size_t)ctx->opts.servers, sizeof(bool))) ||
 	    !(at->meta_sent = calloc((size_t)ctx->opts.servers, sizeof(*at->meta_sent)))) {
 		ragg__tensor_free(t);
 		return -ENOMEM;
@@ -233,7 +236,7 @@ static void on_worker_declare(struct ragg_ctx *ctx, struct ragg__peer *p, const 
 static void on_server_ack(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m)
 {
 	ragg_tensor_t *t = m->tensor < ctx->ntensors ? ctx->tensors[m->tensor] : NULL;
-	if (!t || t->agent->declared < ctx->nworkers || t->agent->sslot[p->index].len ||
+	if (!t || t->agent->declared < ctx->nworkers || t->agent->answered_by[p->index] ||
 	    t->agent->server_acks == ctx->opts.servers) {
 		ragg__error("unexpected declaration answer from server %d", p->rank);
 		ragg__fail(ctx, RAGG_ERR_PROTO);
@@ -243,7 +246,7 @@ static void on_server_ack(struct ragg_ctx *ctx, struct ragg__peer *p, const stru
 	if (m->status && !at->status)
 		at->status = m->status;
 	at->sslot[p->index] = m->rdesc;
-	at->sslot[p->index].len |= !m->rdesc.len; /* answered, even without a slot */
+	at->answered_by[p->index] = true;
 	if (++at->server_acks < ctx->opts.servers)
 		return;
 	at->ready = at->status == 0;

@@ -23,6 +23,7 @@ struct ragg__server_tensor {
 	size_t nowned, owned_bytes;
 	struct ragg__region *aslot; /* per agent: what it writes into */
 	struct ragg_tp_rdesc *aparams; /* per agent: its parameter region */
+	bool *declared_by; /* per agent: its declaration arrived */
 	struct ragg__region w; /* the owned parameters */
 	float *g, *v; /* gradient scratch and momentum, owned layout */
 	uint32_t *arrived[2]; /* per owned chunk */
@@ -52,6 +53,7 @@ void ragg__server_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t)
 	free(st->jobs);
 	free(st->aslot);
 	free(st->aparams);
+	free(st->declared_by);
 	free(st->arrived[0]);
 	free(st->arrived[1]);
 	free(st->rounds);
@@ -217,7 +219,8 @@ static void on_agent_declare(struct ragg_ctx *ctx, struct ragg__peer *p, const s
 			if (!st ||
 			    !(st->aslot = calloc((size_t)ctx->opts.agents, sizeof(*st->aslot))) ||
 			    !(st->aparams =
-			          calloc((size_t)ctx->opts.agents, sizeof(*st->aparams)))) {
+			          calloc((size_t)ctx->opts.agents, sizeof(*st->aparams))) ||
+			    !(st->declared_by = calloc((size_t)ctx->opts.agents, sizeof(bool)))) {
 				ragg__tensor_free(t);
 				rc = -ENOMEM;
 			}
@@ -237,7 +240,7 @@ static void on_agent_declare(struct ragg_ctx *ctx, struct ragg__peer *p, const s
 		return;
 	}
 	struct ragg__server_tensor *st = t->server;
-	if (st->aparams[p->index].len) {
+	if (st->declared_by[p->index]) {
 		ragg__error("agent %d declared tensor %d twice", p->rank, t->id);
 		ragg__fail(ctx, RAGG_ERR_PROTO);
 		return;
@@ -247,12 +250,10 @@ static void on_agent_declare(struct ragg_ctx *ctx, struct ragg__peer *p, const s
 		st->mismatch = true;
 	if (m->status && !st->status)
 		st->status = m->status;
-	if (++st->declared < ctx->opts.agents) {
-		st->aparams[p->index] = m->rdesc;
-		st->aparams[p->index].len |= !m->rdesc.len; /* declared, even without a region */
-		return;
-	}
+	st->declared_by[p->index] = true;
 	st->aparams[p->index] = m->rdesc;
+	if (++st->declared < ctx->opts.agents)
+		return;
 	if (st->mismatch || st->status) {
 		ack_agents(ctx, t, st->status ? st->status : RAGG_ERR_MISMATCH);
 		return;
