@@ -156,6 +156,7 @@ static void destroy(struct ragg_ctx *ctx)
 	}
 	for (int i = 0; i < ctx->ntensors; i++)
 		ragg__tensor_free(ctx->tensors[i]);
+	ragg__allocs_free(ctx);
 	free(ctx->peers);
 	if (ctx->engine)
 		ragg__engine_stop(ctx->engine);

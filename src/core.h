@@ -79,14 +79,25 @@ struct ragg__region {
 };
 
 /* Per-chunk work handed to the engine. */
+enum ragg__job_kind {
+	RAGG_JOB_REDUCE, /* agent: sum the workers'; server: the optimizer step */
+	RAGG_JOB_FANOUT, /* agent: copy parameters into workers' mapped buffers */
+};
+
 struct ragg__chunk_job {
 	struct ragg__job job;
 	struct ragg_tensor *t;
+	enum ragg__job_kind kind;
 	uint32_t chunk;
 	int parity;
 	double total_weight; /* out: sum of the contributions' weights */
-	const float **inputs; /* scratch, one per contributor */
+	const float **inputs; /* one per contributor, set as each lands */
 	float *weights;
+	float *out; /* agent's sum: its own memory or the server's slot */
+	/* Per peer: where the result is copied in place (a peer region
+	 * mapped here), NULL: sent with a write afterwards. Set at submit. */
+	void **copy_to;
+	int ncopy;
 };
 
 struct ragg__agent_tensor;
@@ -102,6 +113,11 @@ struct ragg_tensor {
 
 	/* worker */
 	float *params;
+	/* A gradient buffer in ragg_mem_alloc() memory is announced to the
+	 * agent; once it answers that it maps it, pushes leave it in place. */
+	uint32_t grad_seq; /* announcements sent */
+	uint32_t grad_mapped; /* the announcement the agent maps */
+	struct ragg_tp_rdesc grad_rdesc;
 	struct ragg_tp_mr *params_mr;
 	struct ragg_tp_rdesc params_rdesc;
 	struct ragg_tp_rdesc agent_slot;
@@ -149,6 +165,9 @@ struct ragg_ctx {
 	int npeers;
 	int first_worker, nworkers; /* agent: its workers' global ranks */
 
+	struct ragg__alloc *allocs; /* ragg_mem_alloc() blocks */
+	int nallocs, allocs_cap;
+
 	ragg_tensor_t *tensors[RAGG_MAX_TENSORS];
 	int ntensors;
 	struct ragg_req req; /* ragg_ipush's single outstanding request */
@@ -160,6 +179,29 @@ struct ragg_ctx {
 	int byes; /* peers that said goodbye */
 	struct ragg_stats stats;
 };
+
+/* A block from ragg_mem_alloc(). */
+struct ragg__alloc {
+	void *mem;
+	size_t len;
+	struct ragg__tp *owner; /* its mem_alloc gave it; NULL: plain memory */
+};
+
+/* memory.c */
+/* The ragg_mem_alloc() block holding [p, p + len) if it is shared memory
+ * a same-host peer can map, else NULL. */
+const struct ragg__alloc *ragg__alloc_shared(const struct ragg_ctx *ctx, const void *p,
+                                             size_t len);
+void ragg__allocs_free(struct ragg_ctx *ctx);
+/* Load/store access to at least `need` bytes of a peer's region through
+ * its transport: 0 and *ptr; -EINPROGRESS (ask again later); another
+ * negative code: never (not mappable, or shorter than need). */
+int ragg__peer_map(struct ragg__peer *p, const struct ragg_tp_rdesc *remote, size_t need,
+                   void **ptr);
+/* A peer region we write into, mapped here: *at once it is; NULL while it
+ * is not yet, or (then *never is set) never will be. */
+uint8_t *ragg__peer_mapped(struct ragg__peer *p, const struct ragg_tp_rdesc *remote, size_t need,
+                          uint8_t **at, bool *never);
 
 /* context.c */
 const char *ragg__role_name(int role);

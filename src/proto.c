@@ -152,7 +152,7 @@ int ragg__msg_decode(const void *buf, size_t len, struct ragg__msg *out)
 	p = get64(p, &m.chunk_bytes);
 	p = get64(p, &m.name_hash);
 	m.rdesc.len = *p++;
-	if (m.type < RAGG_MSG_DECLARE || m.type > RAGG_MSG_BYE || m.rdesc.len > RAGG_TP_RDESC_MAX ||
+	if (m.type < RAGG_MSG_DECLARE || m.type > RAGG_MSG_LAST || m.rdesc.len > RAGG_TP_RDESC_MAX ||
 	    len != (size_t)(p - (const uint8_t *)buf) + m.rdesc.len || m.tensor >= 128)
 		return RAGG_ERR_PROTO;
 	memcpy(m.rdesc.blob, p, m.rdesc.len);

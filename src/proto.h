@@ -58,7 +58,13 @@ enum ragg__msg_type {
 	RAGG_MSG_DECLARE = 1, /* tensor layout + the sender's receive region */
 	RAGG_MSG_DECLARE_ACK, /* status + the slot region for the sender */
 	RAGG_MSG_BYE, /* the sender is done; its connection may close */
+	/* worker -> agent: its gradient buffer (rdesc), announcement `count`;
+	 * the agent may map it and read pushes in place. */
+	RAGG_MSG_GRAD_AT,
+	/* agent -> worker: announcement `count` is mapped: push in place. */
+	RAGG_MSG_GRAD_MAPPED,
 };
+#define RAGG_MSG_LAST RAGG_MSG_GRAD_MAPPED
 
 struct ragg__msg {
 	uint8_t type;

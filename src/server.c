@@ -5,6 +5,10 @@
  * workers' data, applies the optimizer, and the shard writes the chunk's new
  * parameters into every agent's parameter region.
  *
+ * Where an agent's parameter region is mapped here (shm), the engine
+ * thread copies the new parameters into it right after the step, while
+ * they are in cache, and a write of length 0 carries the immediate.
+ *
  * Round 0 is the initial broadcast: the parameters become g itself (worker 0
  * pushed its parameters with weight 1, every other worker weight 0).
  */
@@ -24,6 +28,8 @@ struct ragg__server_tensor {
 	struct ragg__region *aslot; /* per agent: what it writes into */
 	struct ragg_tp_rdesc *aparams; /* per agent: its parameter region */
 	bool *declared_by; /* per agent: its declaration arrived */
+	uint8_t **aparams_at; /* per agent: its parameter region mapped, or NULL */
+	bool *aparams_never;
 	struct ragg__region w; /* the owned parameters */
 	float *g, *v; /* gradient scratch and momentum, owned layout */
 	uint32_t *arrived[2]; /* per owned chunk */
@@ -49,11 +55,14 @@ void ragg__server_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t)
 		for (size_t i = 0; i < st->nowned; i++) {
 			free(st->jobs[i].inputs);
 			free(st->jobs[i].weights);
+			free(st->jobs[i].copy_to);
 		}
 	free(st->jobs);
 	free(st->aslot);
 	free(st->aparams);
 	free(st->declared_by);
+	free(st->aparams_at);
+	free(st->aparams_never);
 	free(st->arrived[0]);
 	free(st->arrived[1]);
 	free(st->rounds);
@@ -76,6 +85,11 @@ static void server_update(struct ragg__job *job)
 	cj->total_weight = total;
 	if (total > 0)
 		server_step(cj, total);
+	size_t chunk_bytes = cj->t->chunk_elems * sizeof(float);
+	ragg__copy_fanout(cj->copy_to, cj->ncopy, cj->chunk * chunk_bytes,
+	                  (const uint8_t *)st->w.mem +
+	                      cj->chunk / (uint32_t)ctx->opts.servers * chunk_bytes,
+	                  ragg__chunk_len(cj->t, cj->chunk));
 	ragg__job_finished(ctx);
 }
 
@@ -134,10 +148,12 @@ void ragg__server_on_job(struct ragg_ctx *ctx, struct ragg__chunk_job *cj)
 	st->rounds[lc]++;
 	if (lc == 0)
 		ctx->stats.rounds++;
+	/* Length 0 where the job copied them in place already. */
 	for (int j = 0; j < ctx->opts.agents; j++)
 		ragg__post_write(&ctx->peers[j], (char *)st->w.mem + lc * chunk_bytes,
 		                 ragg__region_mr(&st->w, &ctx->peers[j]), &st->aparams[j],
-		                 cj->chunk * chunk_bytes, ragg__chunk_len(t, cj->chunk),
+		                 cj->chunk * chunk_bytes,
+		                 cj->copy_to[j] ? 0 : ragg__chunk_len(t, cj->chunk),
 		                 ragg__imm_encode(cj->parity, t->id, cj->chunk), RAGG_TP_WRITE_IMM,
 		                 0);
 }
@@ -193,7 +209,9 @@ static int setup_memory(struct ragg_ctx *ctx, ragg_tensor_t *t)
 		/* One more input than agents: the parameters, in the fused SGD step. */
 		j->inputs = calloc((size_t)ctx->opts.agents + 1, sizeof(*j->inputs));
 		j->weights = calloc((size_t)ctx->opts.agents + 1, sizeof(*j->weights));
-		if (!j->inputs || !j->weights)
+		j->ncopy = ctx->opts.agents;
+		j->copy_to = calloc((size_t)ctx->opts.agents, sizeof(*j->copy_to));
+		if (!j->inputs || !j->weights || !j->copy_to)
 			return -ENOMEM;
 	}
 	for (int j = 0; j < ctx->opts.agents; j++)
@@ -220,7 +238,10 @@ static void on_agent_declare(struct ragg_ctx *ctx, struct ragg__peer *p, const s
 			    !(st->aslot = calloc((size_t)ctx->opts.agents, sizeof(*st->aslot))) ||
 			    !(st->aparams =
 			          calloc((size_t)ctx->opts.agents, sizeof(*st->aparams))) ||
-			    !(st->declared_by = calloc((size_t)ctx->opts.agents, sizeof(bool)))) {
+			    !(st->declared_by = calloc((size_t)ctx->opts.agents, sizeof(bool))) ||
+			    !(st->aparams_at =
+			          calloc((size_t)ctx->opts.agents, sizeof(*st->aparams_at))) ||
+			    !(st->aparams_never = calloc((size_t)ctx->opts.agents, sizeof(bool)))) {
 				ragg__tensor_free(t);
 				rc = -ENOMEM;
 			}
@@ -279,8 +300,9 @@ void ragg__server_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t
 	uint32_t c = ragg__imm_chunk(imm);
 	int n = ctx->opts.servers;
 	ragg_tensor_t *t = id < ctx->ntensors ? ctx->tensors[id] : NULL;
+	/* Length 0: the agent summed into our slot in place. */
 	if (!t || !t->server->ready || c >= t->nchunks ||
-	    (int)(c % (uint32_t)n) != ctx->opts.rank || len != ragg__chunk_len(t, c) ||
+	    (int)(c % (uint32_t)n) != ctx->opts.rank || (len && len != ragg__chunk_len(t, c)) ||
 	    parity != (int)(t->server->rounds[c / (uint32_t)n] & 1)) {
 		ragg__error("unexpected write from %s (tensor %d chunk %u parity %d length %zu)",
 		            p->ep->peer, id, c, parity, len);
@@ -294,6 +316,10 @@ void ragg__server_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t
 		return;
 	st->arrived[parity][lc] = 0;
 	st->jobs[lc].parity = parity;
+	for (int j = 0; j < ctx->opts.agents; j++)
+		st->jobs[lc].copy_to[j] =
+		    ragg__peer_mapped(&ctx->peers[j], &st->aparams[j], t->bytes, &st->aparams_at[j],
+		                      &st->aparams_never[j]);
 	int rc = ragg__engine_submit(ctx->engine, &st->jobs[lc].job);
 	if (rc)
 		ragg__fail(ctx, rc);

@@ -25,11 +25,12 @@ static int check_tensor(ragg_tensor_t *t)
 }
 
 /* The gradient buffer is registered on first use and kept while the caller
- * passes the same one, which is the normal case. */
+ * passes the same one, which is the normal case. One in shared memory is
+ * announced to the agent, ahead of the push's writes, so it can map it. */
 static int grad_mr(ragg_tensor_t *t, const float *grad, struct ragg_tp_mr **mr)
 {
-	const struct ragg__tp *tp = t->ctx->peers[0].tp;
-	struct ragg_tp_rdesc unused;
+	struct ragg__peer *agent = &t->ctx->peers[0];
+	const struct ragg__tp *tp = agent->tp;
 	if (grad == t->params) {
 		*mr = t->params_mr;
 		return 0;
@@ -40,16 +41,31 @@ static int grad_mr(ragg_tensor_t *t, const float *grad, struct ragg_tp_mr **mr)
 		t->grad_mr = NULL;
 		t->grad = NULL;
 		int rc = tp->ops->mr_reg(tp->dev, (void *)(uintptr_t)grad, t->bytes, &t->grad_mr,
-		                         &unused);
+		                         &t->grad_rdesc);
 		if (rc) {
 			ragg__error("registering the gradient buffer (%zu bytes): %s", t->bytes,
 			            ragg_strerror(rc));
 			return rc;
 		}
 		t->grad = grad;
+		if (ragg__alloc_shared(t->ctx, grad, t->bytes)) {
+			struct ragg__msg m = { .type = RAGG_MSG_GRAD_AT,
+				               .tensor = (uint8_t)t->id,
+				               .count = ++t->grad_seq,
+				               .rdesc = t->grad_rdesc };
+			if ((rc = ragg__post_msg(agent, &m)))
+				return rc;
+		}
 	}
 	*mr = t->grad_mr;
 	return 0;
+}
+
+/* The agent maps the buffer: each chunk's write carries no data, only
+ * the immediate that says the chunk is ready in place. */
+static bool push_in_place(const ragg_tensor_t *t, const float *grad)
+{
+	return grad == t->grad && t->grad_seq && t->grad_mapped == t->grad_seq;
 }
 
 static int post_push(ragg_tensor_t *t, const float *grad, double weight)
@@ -72,6 +88,7 @@ static int post_push(ragg_tensor_t *t, const float *grad, double weight)
 	}
 	if ((rc = grad_mr(t, grad, &mr)))
 		return rc;
+	bool in_place = push_in_place(t, grad);
 	t->weight_src[parity] = weight;
 	rc = ragg__post_write(agent, &t->weight_src[parity], t->weight_mr, &t->agent_slot,
 	                      (uint64_t)parity * sizeof(double), sizeof(double), 0, 0, 0);
@@ -80,7 +97,7 @@ static int post_push(ragg_tensor_t *t, const float *grad, double weight)
 		bool last = c + 1 == t->nchunks;
 		rc = ragg__post_write(
 		    agent, (const char *)grad + off, mr, &t->agent_slot,
-		    ragg__slot_offset(parity, t->bytes, off), ragg__chunk_len(t, c),
+		    ragg__slot_offset(parity, t->bytes, off), in_place ? 0 : ragg__chunk_len(t, c),
 		    ragg__imm_encode(parity, t->id, (uint32_t)c),
 		    RAGG_TP_WRITE_IMM | (last ? RAGG_TP_WRITE_SIGNAL : 0), (uint64_t)t->id);
 	}
@@ -113,7 +130,8 @@ void ragg__worker_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t
 	int id = ragg__imm_tensor(imm), parity = ragg__imm_parity(imm);
 	uint32_t c = ragg__imm_chunk(imm);
 	ragg_tensor_t *t = id < ctx->ntensors ? ctx->tensors[id] : NULL;
-	if (!t || c >= t->nchunks || len != ragg__chunk_len(t, c) ||
+	/* Length 0: the agent copied the chunk into our mapped buffer. */
+	if (!t || c >= t->nchunks || (len && len != ragg__chunk_len(t, c)) ||
 	    parity != (int)(t->round & 1) || t->landed[parity] >= t->nchunks) {
 		ragg__error(
 		    "unexpected parameter write from agent %d (tensor %d chunk %u parity %d)",
@@ -128,6 +146,12 @@ void ragg__worker_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t
 void ragg__worker_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m)
 {
 	ragg_tensor_t *t = m->tensor < ctx->ntensors ? ctx->tensors[m->tensor] : NULL;
+	if (m->type == RAGG_MSG_GRAD_MAPPED && t && m->count && m->count <= t->grad_seq) {
+		/* An answer to an older announcement is stale: ignored. */
+		if (m->count == t->grad_seq)
+			t->grad_mapped = t->grad_seq;
+		return;
+	}
 	if (m->type != RAGG_MSG_DECLARE_ACK || !t || t->acked) {
 		ragg__error("unexpected control message %d from agent %d", m->type, p->rank);
 		ragg__fail(ctx, RAGG_ERR_PROTO);

@@ -3,7 +3,9 @@
  * an fp32 model, the figure to set beside an allreduce of the same size.
  * Start it with ragg-run; worker 0 prints
  *   round: transport=T workers=W bytes=B rounds=R median_ms=M min_ms=N
- * Usage: ragg-round [-b BYTES] [-r ROUNDS] [-w WARMUP]
+ * Usage: ragg-round [-b BYTES] [-r ROUNDS] [-w WARMUP] [-M]
+ * Parameters and gradients live in ragg_mem_alloc() memory, which same-host
+ * agents read and write in place; -M puts them in malloc() memory instead.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,8 +31,8 @@ static int cmp(const void *a, const void *b)
 int main(int argc, char **argv)
 {
 	size_t bytes = 16u << 20;
-	int rounds = 20, warmup = 3, c, rc;
-	while ((c = getopt(argc, argv, "b:r:w:")) != -1) {
+	int rounds = 20, warmup = 3, plain = 0, c, rc;
+	while ((c = getopt(argc, argv, "b:r:w:M")) != -1) {
 		switch (c) {
 		case 'b':
 			bytes = strtoull(optarg, NULL, 0);
@@ -41,8 +43,11 @@ int main(int argc, char **argv)
 		case 'w':
 			warmup = atoi(optarg);
 			break;
+		case 'M':
+			plain = 1;
+			break;
 		default:
-			fprintf(stderr, "usage: ragg-round [-b BYTES] [-r ROUNDS] [-w WARMUP]\n");
+			fprintf(stderr, "usage: ragg-round [-b BYTES] [-r ROUNDS] [-w WARMUP] [-M]\n");
 			return 2;
 		}
 	}
@@ -60,7 +65,14 @@ int main(int argc, char **argv)
 			fprintf(stderr, "ragg-round: serve: %s\n", ragg_strerror(rc));
 		return ragg_finalize(ctx) || rc ? 1 : 0;
 	}
-	float *params = calloc(n, sizeof(float)), *grad = malloc(n * sizeof(float));
+	float *params, *grad;
+	if (plain) {
+		params = calloc(n, sizeof(float));
+		grad = malloc(n * sizeof(float));
+	} else {
+		params = ragg_mem_alloc(ctx, n * sizeof(float));
+		grad = ragg_mem_alloc(ctx, n * sizeof(float));
+	}
 	double *t = calloc((size_t)rounds, sizeof(double));
 	ragg_tensor_t *tensor;
 	if (!params || !grad || !t)
@@ -83,12 +95,15 @@ int main(int argc, char **argv)
 	qsort(t, (size_t)rounds, sizeof(double), cmp);
 	if (ragg_rank(ctx) == 0) {
 		const char *w = getenv("RAGG_WORKERS");
-		printf("round: transport=%s workers=%s bytes=%zu rounds=%d median_ms=%.3f "
-		       "min_ms=%.3f\n",
-		       ragg_transport_name(ctx), w ? w : "1", bytes, rounds, t[rounds / 2], t[0]);
+		printf("round: transport=%s workers=%s memory=%s bytes=%zu rounds=%d "
+		       "median_ms=%.3f min_ms=%.3f\n",
+		       ragg_transport_name(ctx), w ? w : "1", plain ? "malloc" : "ragg", bytes,
+		       rounds, t[rounds / 2], t[0]);
 	}
-	free(params);
-	free(grad);
+	if (plain) {
+		free(params);
+		free(grad);
+	}
 	free(t);
 	return ragg_finalize(ctx) ? 1 : 0;
 }

@@ -129,6 +129,19 @@ RAGG_API const char *ragg_transport_name(const ragg_ctx_t *ctx);
 RAGG_API int ragg_tensor_declare(ragg_ctx_t *ctx, const char *name, float *params, size_t count,
                                  ragg_tensor_t **tensor);
 
+/*
+ * Memory (page aligned, zeroed) that the transport to this worker's agent
+ * shares with it when they are on one host (shm). Parameters declared in
+ * it are written by the agent in place, and gradients pushed from it are
+ * read by the agent in place: no copy on either side. Such a gradient must
+ * then stay unchanged until the round's ragg_pull() returns. Elsewhere it is
+ * ordinary memory. NULL when out of memory.
+ */
+RAGG_API void *ragg_mem_alloc(ragg_ctx_t *ctx, size_t bytes);
+/* -EBUSY while a tensor's parameters are in it or a push from it is in
+ * flight. Every block is released by ragg_finalize() anyway. */
+RAGG_API int ragg_mem_free(ragg_ctx_t *ctx, void *p);
+
 /* Push this round's gradient with weight (usually the sample count). */
 RAGG_API int ragg_push(ragg_tensor_t *t, const float *grad, double weight);
 

@@ -201,6 +201,20 @@ struct ragg_tp_ops {
 	 * every device. */
 	int (*arm)(struct ragg_tp_dev *dev);
 	int (*wait_fd)(struct ragg_tp_dev *dev);
+
+	/* Optional (NULL: never possible). Load/store access to a peer's
+	 * region, for transports whose peers share memory, so that a sum or
+	 * copy can read or write it in place instead of through a write. 0:
+	 * *ptr is the region's first byte as mapped here, valid until
+	 * ep_close(). -EINPROGRESS: the owner is being asked; poll(), then
+	 * call again. -EOPNOTSUPP: this region cannot be mapped (e.g. it is
+	 * the peer's private memory); writes still reach it. *len is the
+	 * region's length as its owner registered it, whatever the
+	 * descriptor claims. Stores through the pointer carry no
+	 * notification: a write_imm of length 0 posted after them delivers
+	 * the immediate, and the peer then sees them. */
+	int (*peer_map)(struct ragg_tp_ep *ep, const struct ragg_tp_rdesc *remote, void **ptr,
+	                size_t *len);
 };
 
 /* Whether ops (of a transport built against an older header) has op. */

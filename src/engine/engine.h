@@ -44,6 +44,10 @@ struct ragg__kernels {
  * with streaming stores, fenced before the call returns. */
 const struct ragg__kernels *ragg__kernels_get(const char *name);
 
+/* dst[i] + dst_off gets the len bytes at src, for each non-NULL dst[i] of
+ * k, reading src from memory once. */
+void ragg__copy_fanout(void *const *dst, int k, size_t dst_off, const void *src, size_t len);
+
 /* A unit of work for the pool: fn(job) runs on an engine thread. */
 struct ragg__job {
 	void (*fn)(struct ragg__job *job);

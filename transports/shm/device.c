@@ -338,4 +338,5 @@ const struct ragg_tp_ops ragg__tp_shm_ops = {
 	.reachable = ragg__shm_reachable,
 	.arm = ragg__shm_arm,
 	.wait_fd = ragg__shm_wait_fd,
+	.peer_map = ragg__shm_peer_map,
 };

@@ -214,6 +214,34 @@ void ragg__shm_on_map_req(struct ragg__shm_ep *ep, const struct ragg__shm_pkt *p
 		ragg__shm_debug(dev, "%s: told where region %" PRIu32 " is", ep->base.peer, mr->id);
 }
 
+int ragg__shm_peer_map(struct ragg_tp_ep *e, const struct ragg_tp_rdesc *remote, void **ptr,
+                       size_t *len)
+{
+	struct ragg__shm_ep *ep = ragg__shm_ep(e);
+	struct ragg__shm_rdesc rd;
+
+	if (ep->state != RAGG__SHM_EP_CONNECTED)
+		return ep->state == RAGG__SHM_EP_FAILED && ep->status ? ep->status : -ENOTCONN;
+	if (ragg__shm_rdesc_unpack(remote, &rd))
+		return -EINVAL;
+	if (rd.kind != RAGG__SHM_KIND_SHARED)
+		return -EOPNOTSUPP;
+	int i = ragg__shm_remote_get(ep, &rd);
+	if (i < 0)
+		return i;
+	const struct ragg__shm_remote *r = &ep->remotes[i];
+	if (r->state != RAGG__SHM_REMOTE_READY)
+		return -EINPROGRESS;
+	/* What the owner said wins over the descriptor's claim. */
+	if (r->kind != RAGG__SHM_KIND_SHARED || !r->base)
+		return -EOPNOTSUPP;
+	if (!ragg__shm_remote_live(ep, r))
+		return RAGG_ERR_KEY;
+	*ptr = r->base;
+	*len = (size_t)r->length;
+	return 0;
+}
+
 void ragg__shm_remotes_free(struct ragg__shm_ep *ep)
 {
 	for (uint32_t i = 0; i < ep->nremotes; i++)

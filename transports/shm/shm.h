@@ -422,6 +422,9 @@ int ragg__shm_remote_get(struct ragg__shm_ep *ep, const struct ragg__shm_rdesc *
 void ragg__shm_on_map_rep(struct ragg__shm_ep *ep, const struct ragg__shm_pkt *p, int *fds);
 void ragg__shm_on_map_req(struct ragg__shm_ep *ep, const struct ragg__shm_pkt *p);
 void ragg__shm_remotes_free(struct ragg__shm_ep *ep);
+/* The peer_map op: our mapping of a peer's shared region. */
+int ragg__shm_peer_map(struct ragg_tp_ep *e, const struct ragg_tp_rdesc *remote, void **ptr,
+                       size_t *len);
 /* The owner still has the region under the generation we mapped. */
 static inline bool ragg__shm_remote_live(const struct ragg__shm_ep *ep,
                                          const struct ragg__shm_remote *r)
