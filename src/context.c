@@ -76,8 +76,7 @@ static int start_engine(struct ragg_ctx *ctx)
 		            kname);
 		return RAGG_ERR_CONFIG;
 	}
-	if ((rc = ragg__parse_int("RAGG_AGG_THREADS", ragg__setting_value("RAGG_AGG_THREADS"), 0,
-	                          1024, &threads)))
+	if ((rc = ragg__agg_threads(&threads)))
 		return rc;
 	/* Placement follows the network device: the first transport that
 	 * reaches beyond this host. */

@@ -173,6 +173,8 @@ struct ragg_ctx {
 	struct ragg_req req; /* ragg_ipush's single outstanding request */
 
 	uint32_t jobs_out; /* submitted to the engine, not yet reaped */
+	uint64_t spin_off_until_us; /* adaptive polling blocks at once until then */
+	long nivcsw; /* this thread's preemptions when last looked */
 	int wake_fd; /* eventfd: a job finished (the transport's wait wakes on it) */
 	int failed; /* sticky: first fatal error of the job */
 	bool leaving; /* our goodbye is sent: peers closing is expected */

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -304,6 +305,21 @@ bool ragg__queues_drained(void *arg)
 	return true;
 }
 
+/* Spinning only pays while this thread has a core to itself. Preemptions
+ * since the last look mean other threads wanted ours (an oversubscribed
+ * host: more processes than cores), and each spin then delays the very
+ * peer we wait for; so adaptive polling blocks at once for a while. */
+#define RAGG_SPIN_OFF_US 500000u
+static void check_contention(struct ragg_ctx *ctx, uint64_t now)
+{
+	struct rusage ru;
+	if (getrusage(RUSAGE_THREAD, &ru))
+		return;
+	if (ru.ru_nivcsw != ctx->nivcsw)
+		ctx->spin_off_until_us = now + RAGG_SPIN_OFF_US;
+	ctx->nivcsw = ru.ru_nivcsw;
+}
+
 int ragg__wait(struct ragg_ctx *ctx, bool (*done)(void *arg), void *arg, const char *what)
 {
 	return ragg__wait_for(ctx, done, arg, what, ctx->opts.timeout_ms);
@@ -335,8 +351,11 @@ int ragg__wait_for(struct ragg_ctx *ctx, bool (*done)(void *arg), void *arg, con
 			return RAGG_ERR_TIMEOUT;
 		}
 		if (o->poll == RAGG_POLL_BUSY ||
-		    (o->poll == RAGG_POLL_ADAPTIVE && idle_us < (uint64_t)o->spin_us))
+		    (o->poll == RAGG_POLL_ADAPTIVE && idle_us < (uint64_t)o->spin_us &&
+		     now >= ctx->spin_off_until_us))
 			continue;
+		if (o->poll == RAGG_POLL_ADAPTIVE)
+			check_contention(ctx, now);
 		uint64_t left_ms = ((uint64_t)timeout_ms * 1000u - idle_us + 999u) / 1000u;
 		ctx->stats.wait_blocks++;
 		int cap_ms = ctx->jobs_out ? 1 : 1000;

@@ -39,7 +39,9 @@ const struct ragg__setting ragg__settings[] = {
 	{ "RAGG_JOB_KEY", "", "shared secret every connection proves knowledge of" },
 	{ "RAGG_LOG", "none", "none, error, warn, info or debug (to standard error)" },
 	{ "RAGG_KERNELS", "auto", "summing kernels: auto, avx512, avx2, scalar or openblas" },
-	{ "RAGG_AGG_THREADS", "1", "aggregation threads per agent or server (0: inline)" },
+	{ "RAGG_AGG_THREADS", "auto",
+	  "aggregation threads per agent or server (0: inline; auto: one per core of the node, "
+	  "at most 8)" },
 	{ "RAGG_CPUS", "",
 	  "cpus for aggregation threads (hwloc list, e.g. 0-3); default: the device's NUMA node" },
 	{ NULL, NULL, NULL },
@@ -299,4 +301,14 @@ int ragg__opts_validate(const struct ragg_opts *o)
 		return RAGG_ERR_CONFIG;
 	}
 	return 0;
+}
+
+int ragg__agg_threads(long *out)
+{
+	const char *v = ragg__setting_value("RAGG_AGG_THREADS");
+	if (strcmp(v, "auto") == 0) {
+		*out = -1;
+		return 0;
+	}
+	return ragg__parse_int("RAGG_AGG_THREADS", v, 0, 1024, out);
 }

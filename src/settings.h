@@ -27,6 +27,9 @@ int ragg__parse_size(const char *name, const char *text, size_t *out);
 int ragg__parse_int(const char *name, const char *text, long min, long max, long *out);
 int ragg__parse_float(const char *name, const char *text, float *out);
 
+/* RAGG_AGG_THREADS as the engine takes it: "auto" is -1. */
+int ragg__agg_threads(long *out);
+
 /* Set the logging level from RAGG_LOG. */
 void ragg__logging_setup(void);
 

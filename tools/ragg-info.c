@@ -64,8 +64,7 @@ int main(int argc, char **argv)
 	struct ragg__engine *e;
 	struct ragg__engine_conf conf = { .threads = 0 };
 	long threads = 1;
-	ragg__parse_int("RAGG_AGG_THREADS", ragg__setting_value("RAGG_AGG_THREADS"), 0, 1024,
-	                &threads);
+	ragg__agg_threads(&threads);
 	conf.threads = (int)threads;
 	const char *cpus = ragg__setting_value("RAGG_CPUS");
 	conf.cpus = *cpus ? cpus : NULL;

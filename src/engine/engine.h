@@ -56,8 +56,12 @@ struct ragg__job {
 	struct ragg__job *next; /* owned by the engine while queued */
 };
 
+#define RAGG_ENGINE_AUTO_THREADS_MAX 8
+
 struct ragg__engine_conf {
-	int threads; /* 0: run jobs inline in submit(); < 0: one per core of the node */
+	/* 0: run jobs inline in submit(); < 0: one per core of the node, at
+	 * most RAGG_ENGINE_AUTO_THREADS_MAX */
+	int threads;
 	const char *cpus; /* hwloc cpuset list string, or NULL for automatic */
 	const char *device; /* device whose NUMA node to use, or NULL */
 	const char *topology_xml; /* tests: load this topology instead of the machine's */

@@ -189,6 +189,10 @@ static int count_threads(const struct ragg__placement *pl, int asked)
 	int cores = hwloc_get_nbobjs_inside_cpuset_by_type(pl->topo, pl->cpuset, HWLOC_OBJ_CORE);
 	if (cores <= 0)
 		cores = hwloc_bitmap_weight(pl->cpuset);
+	/* Chunks are the unit of parallel work; beyond this many threads a
+	 * round rarely has the chunks in flight to keep them busy. */
+	if (cores > RAGG_ENGINE_AUTO_THREADS_MAX)
+		cores = RAGG_ENGINE_AUTO_THREADS_MAX;
 	return cores > 0 ? cores : 1;
 }
 
