@@ -41,6 +41,7 @@ struct ragg__agent_tensor {
 	struct ragg__wgrad *wgrad; /* per worker */
 	uint8_t **wparams_at; /* per worker: mapped parameter buffer, or NULL */
 	bool *wparams_never; /* per worker: its buffer cannot be mapped */
+	bool *wpulls; /* per worker: copies parameters out of our region itself */
 	uint8_t **sslot_at; /* per server: mapped slot, or NULL */
 	bool *sslot_never;
 	struct ragg__region params; /* what servers write into */
@@ -91,6 +92,7 @@ void ragg__agent_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t)
 	free(at->wgrad);
 	free(at->wparams_at);
 	free(at->wparams_never);
+	free(at->wpulls);
 	free(at->sslot_at);
 	free(at->sslot_never);
 	free(at->sslot);
@@ -140,12 +142,25 @@ static void ack_workers(struct ragg_ctx *ctx, ragg_tensor_t *t, int status)
 {
 	struct ragg__agent_tensor *at = t->agent;
 	for (int i = 0; i < ctx->nworkers; i++) {
+		struct ragg__peer *p = &ctx->peers[i];
 		struct ragg__msg m = { .type = RAGG_MSG_DECLARE_ACK,
 			               .tensor = (uint8_t)t->id,
 			               .status = status };
 		if (!status)
-			m.rdesc = *ragg__region_rdesc(&at->wslot[i], &ctx->peers[i]);
-		ragg__post_msg(&ctx->peers[i], &m);
+			m.rdesc = *ragg__region_rdesc(&at->wslot[i], p);
+		ragg__post_msg(p, &m);
+		/* A worker buffer we cannot map, on a transport that maps ours:
+		 * the worker copies out of our region, in parallel with the
+		 * others, instead of our writing into each in turn. */
+		if (!status && at->params.owner == p->tp &&
+		    !ragg__peer_mapped(p, &at->wparams[i], t->bytes, &at->wparams_at[i],
+		                       &at->wparams_never[i]) &&
+		    at->wparams_never[i]) {
+			struct ragg__msg pa = { .type = RAGG_MSG_PARAMS_AT,
+				                .tensor = (uint8_t)t->id,
+				                .rdesc = *ragg__region_rdesc(&at->params, p) };
+			ragg__post_msg(p, &pa);
+		}
 	}
 	if (status)
 		ragg__error("tensor %d: declaration failed: %s", t->id, ragg_strerror(status));
@@ -220,6 +235,7 @@ static int new_tensor(struct ragg_ctx *ctx, const struct ragg__msg *m, ragg_tens
 	    !(at->wgrad = calloc((size_t)ctx->nworkers, sizeof(*at->wgrad))) ||
 	    !(at->wparams_at = calloc((size_t)ctx->nworkers, sizeof(*at->wparams_at))) ||
 	    !(at->wparams_never = calloc((size_t)ctx->nworkers, sizeof(bool))) ||
+	    !(at->wpulls = calloc((size_t)ctx->nworkers, sizeof(bool))) ||
 	    !(at->sslot_at = calloc((size_t)ctx->opts.servers, sizeof(*at->sslot_at))) ||
 	    !(at->sslot_never = calloc((size_t)ctx->opts.servers, sizeof(bool))) ||
 	    !(at->sslot = calloc((size_t)ctx->opts.servers, sizeof(*at->sslot))) ||
@@ -347,6 +363,9 @@ void ragg__agent_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct
 		on_worker_declare(ctx, p, m);
 	else if (p->role == RAGG_ROLE_WORKER && m->type == RAGG_MSG_GRAD_AT)
 		on_grad_at(ctx, p, m);
+	else if (p->role == RAGG_ROLE_WORKER && m->type == RAGG_MSG_PARAMS_MAPPED &&
+	         m->tensor < ctx->ntensors && ctx->tensors[m->tensor]->agent->wparams_never[p->index])
+		ctx->tensors[m->tensor]->agent->wpulls[p->index] = true;
 	else if (p->role == RAGG_ROLE_SERVER && m->type == RAGG_MSG_DECLARE_ACK)
 		on_server_ack(ctx, p, m);
 	else {
@@ -419,7 +438,7 @@ static void on_parameters(struct ragg_ctx *ctx, ragg_tensor_t *t, int parity, ui
 		if (f->copy_to[i])
 			copies++;
 		else
-			forward(ctx, t, i, parity, c, ragg__chunk_len(t, c));
+			forward(ctx, t, i, parity, c, at->wpulls[i] ? 0 : ragg__chunk_len(t, c));
 	}
 	if (copies) {
 		f->parity = parity;

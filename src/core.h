@@ -117,7 +117,13 @@ struct ragg_tensor {
 	 * agent; once it answers that it maps it, pushes leave it in place. */
 	uint32_t grad_seq; /* announcements sent */
 	uint32_t grad_mapped; /* the announcement the agent maps */
+	bool grad_announced; /* the registered gradient buffer was announced */
 	struct ragg_tp_rdesc grad_rdesc;
+	/* The agent's parameter region, when it cannot map ours: once mapped
+	 * here, we copy each chunk out of it as it is announced. */
+	struct ragg_tp_rdesc agent_params;
+	const uint8_t *agent_params_at;
+	bool agent_params_pending;
 	struct ragg_tp_mr *params_mr;
 	struct ragg_tp_rdesc params_rdesc;
 	struct ragg_tp_rdesc agent_slot;

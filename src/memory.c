@@ -87,6 +87,7 @@ RAGG_EXPORT int ragg_mem_free(ragg_ctx_t *ctx, void *p)
 				t->ctx->peers[0].tp->ops->mr_dereg(t->grad_mr);
 				t->grad_mr = NULL;
 				t->grad = NULL;
+				t->grad_announced = false;
 			}
 		}
 		release(a);

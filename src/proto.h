@@ -63,8 +63,14 @@ enum ragg__msg_type {
 	RAGG_MSG_GRAD_AT,
 	/* agent -> worker: announcement `count` is mapped: push in place. */
 	RAGG_MSG_GRAD_MAPPED,
+	/* agent -> worker whose parameter buffer it cannot map: its own
+	 * parameter region (rdesc), for the worker to copy from. */
+	RAGG_MSG_PARAMS_AT,
+	/* worker -> agent: it maps that region; parameters then arrive as
+	 * writes of length 0 and the worker copies them itself. */
+	RAGG_MSG_PARAMS_MAPPED,
 };
-#define RAGG_MSG_LAST RAGG_MSG_GRAD_MAPPED
+#define RAGG_MSG_LAST RAGG_MSG_PARAMS_MAPPED
 
 struct ragg__msg {
 	uint8_t type;

@@ -48,6 +48,9 @@ static int grad_mr(ragg_tensor_t *t, const float *grad, struct ragg_tp_mr **mr)
 			return rc;
 		}
 		t->grad = grad;
+		/* Whatever the agent maps now, it is not this registration. */
+		t->grad_mapped = 0;
+		t->grad_announced = false;
 		if (ragg__alloc_shared(t->ctx, grad, t->bytes)) {
 			struct ragg__msg m = { .type = RAGG_MSG_GRAD_AT,
 				               .tensor = (uint8_t)t->id,
@@ -55,6 +58,7 @@ static int grad_mr(ragg_tensor_t *t, const float *grad, struct ragg_tp_mr **mr)
 				               .rdesc = t->grad_rdesc };
 			if ((rc = ragg__post_msg(agent, &m)))
 				return rc;
+			t->grad_announced = true;
 		}
 	}
 	*mr = t->grad_mr;
@@ -65,7 +69,7 @@ static int grad_mr(ragg_tensor_t *t, const float *grad, struct ragg_tp_mr **mr)
  * the immediate that says the chunk is ready in place. */
 static bool push_in_place(const ragg_tensor_t *t, const float *grad)
 {
-	return grad == t->grad && t->grad_seq && t->grad_mapped == t->grad_seq;
+	return grad == t->grad && t->grad_announced && t->grad_mapped == t->grad_seq;
 }
 
 static int post_push(ragg_tensor_t *t, const float *grad, double weight)
@@ -125,6 +129,25 @@ void ragg__worker_on_write_done(struct ragg_ctx *ctx, uint64_t cookie)
 		ctx->tensors[cookie]->push_inflight = 0;
 }
 
+/* Map the agent's parameter region; tell it once it is. */
+static void map_agent_params(ragg_tensor_t *t)
+{
+	struct ragg__peer *agent = &t->ctx->peers[0];
+	void *m;
+	int rc = ragg__peer_map(agent, &t->agent_params, t->bytes, &m);
+	if (rc == -EINPROGRESS)
+		return;
+	t->agent_params_pending = false;
+	if (rc) {
+		ragg__debug("tensor \"%s\": parameters keep arriving as writes: %s", t->name,
+		            ragg_strerror(rc));
+		return;
+	}
+	t->agent_params_at = m;
+	struct ragg__msg a = { .type = RAGG_MSG_PARAMS_MAPPED, .tensor = (uint8_t)t->id };
+	ragg__post_msg(agent, &a);
+}
+
 void ragg__worker_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t imm, size_t len)
 {
 	int id = ragg__imm_tensor(imm), parity = ragg__imm_parity(imm);
@@ -140,7 +163,14 @@ void ragg__worker_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t
 		ragg__fail(ctx, RAGG_ERR_PROTO);
 		return;
 	}
+	/* Length 0 with the agent's region mapped: the chunk is there. */
+	if (!len && t->agent_params_at) {
+		size_t off = c * t->chunk_elems * sizeof(float);
+		memcpy((char *)t->params + off, t->agent_params_at + off, ragg__chunk_len(t, c));
+	}
 	t->landed[parity]++;
+	if (t->agent_params_pending)
+		map_agent_params(t);
 }
 
 void ragg__worker_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m)
@@ -148,8 +178,15 @@ void ragg__worker_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struc
 	ragg_tensor_t *t = m->tensor < ctx->ntensors ? ctx->tensors[m->tensor] : NULL;
 	if (m->type == RAGG_MSG_GRAD_MAPPED && t && m->count && m->count <= t->grad_seq) {
 		/* An answer to an older announcement is stale: ignored. */
-		if (m->count == t->grad_seq)
+		if (m->count == t->grad_seq && t->grad_announced)
 			t->grad_mapped = t->grad_seq;
+		return;
+	}
+	if (m->type == RAGG_MSG_PARAMS_AT && t && t->acked && !t->agent_params.len &&
+	    m->rdesc.len) {
+		t->agent_params = m->rdesc;
+		t->agent_params_pending = true;
+		map_agent_params(t);
 		return;
 	}
 	if (m->type != RAGG_MSG_DECLARE_ACK || !t || t->acked) {
