@@ -2,7 +2,8 @@
  * Conformance, shm only: what the generic cases cannot see. Writes between
  * real processes into private memory (cross-memory attach) and into
  * mem_alloc() memory; descriptors forged in the shm format; stale
- * descriptors refused without a word to the owner; a peer killed with
+ * descriptors refused without a word to the owner; peer_map between
+ * processes and with forged or stale descriptors; a peer killed with
  * SIGKILL; wakeups of sleeping processes, none lost; nothing left behind.
  *
  * Peers in other processes are forked after the parent listens and run the
@@ -408,6 +409,236 @@ SHM_CASE(shm_stale_known_region)
 	tp->mem_free(sc.w.dev[0], blk, 4096);
 	expect_refused(&sc, &rd, 0, 64, false, RAGG_ERR_KEY, 0, "memory freed");
 	RAGG_CHECK_OK(tp->mr_dereg(mr));
+	scene_fini(&sc);
+}
+
+/* ---- peer_map: a peer's region mapped here ---- */
+
+#define PM_OFF   100
+#define PM_LEN   8000
+#define PM_BLOCK (3 * 4096)
+/* Output sentinels: peer_map writes *ptr and *len only on success. */
+#define PM_NO_PTR ((void *)(uintptr_t)0x5eed)
+#define PM_NO_LEN ((size_t)0x5eed)
+
+/* peer_map until the owner's answer is in; the outputs stay untouched
+ * while it is not. */
+static int map_wait(struct tpc_world *w, struct ragg_tp_ep *ep, const struct ragg_tp_rdesc *rd,
+                    void **ptr, size_t *len)
+{
+	uint64_t deadline = tpc_now_ms() + TPC_DEADLINE_MS;
+	for (;;) {
+		*ptr = PM_NO_PTR;
+		*len = PM_NO_LEN;
+		int rc = w->tp->peer_map(ep, rd, ptr, len);
+		if (rc)
+			RAGG_CHECK(*ptr == PM_NO_PTR && *len == PM_NO_LEN);
+		if (rc != -EINPROGRESS)
+			return rc;
+		RAGG_CHECKF(tpc_now_ms() < deadline, "peer_map in progress for %d ms",
+		            TPC_DEADLINE_MS);
+		tpc_pump(w);
+	}
+}
+
+static void mapper(const struct ragg_tp_ops *tp, const char *addr)
+{
+	struct tpc_world w;
+	struct ragg_tp_rdesc shared, priv;
+	static uint8_t want[PM_LEN];
+	tpc_world_init(&w, tp, 1);
+	struct ragg_tp_ep *ep = connect_one(&w, addr, NULL, 0, &shared);
+	RAGG_CHECK(kind_of(&shared) == RAGG__SHM_KIND_SHARED);
+	struct tpc_ev m = tpc_expect(&w, 0, RAGG_TP_EV_RECV, ep, TPC_DEADLINE_MS);
+	RAGG_CHECK(m.ev.len == sizeof(priv));
+	memcpy(&priv, m.ev.data, sizeof(priv));
+
+	/* Never seen in this process: the owner is asked first. */
+	void *p = PM_NO_PTR, *q;
+	size_t len = PM_NO_LEN, qlen;
+	RAGG_CHECK(tp->peer_map(ep, &shared, &p, &len) == -EINPROGRESS);
+	RAGG_CHECK(p == PM_NO_PTR && len == PM_NO_LEN);
+	RAGG_CHECK_OK(map_wait(&w, ep, &shared, &p, &len));
+	RAGG_CHECKF(len == PM_LEN, "mapped length %zu", len);
+	tpc_fill(want, PM_LEN, 21);
+	RAGG_CHECK(memcmp(p, want, PM_LEN) == 0);
+	/* Known now: what a descriptor claims about the length does not
+	 * change the answer, the owner's registration does. */
+	const struct ragg_tp_rdesc claims[] = { forge(&shared, 4096, 0, 0),
+		                                forge(&shared, -8, 0, 0) };
+	for (size_t i = 0; i < RAGG_ARRAY_SIZE(claims); i++) {
+		RAGG_CHECK_OK(tp->peer_map(ep, &claims[i], &q, &qlen));
+		RAGG_CHECK(q == p && qlen == PM_LEN);
+	}
+
+	/* Stores, then a write of length 0 for the immediate. */
+	tpc_fill(want, PM_LEN, 22);
+	memcpy(p, want, PM_LEN);
+	tpc_write(&w, ep, want, NULL, &shared, 0, 0, 0x51, RAGG_TP_WRITE_IMM, 0);
+
+	/* Private memory: the descriptor says so, nothing is asked. */
+	q = PM_NO_PTR;
+	RAGG_CHECK(tp->peer_map(ep, &priv, &q, &qlen) == -EOPNOTSUPP && q == PM_NO_PTR);
+	/* A descriptor that claims it shared: the owner's answer wins. */
+	struct ragg_tp_rdesc claim = priv;
+	claim.blob[1] = RAGG__SHM_KIND_SHARED;
+	RAGG_CHECK(map_wait(&w, ep, &claim, &q, &qlen) == -EOPNOTSUPP);
+	/* Writes still reach it. */
+	tpc_write(&w, ep, want, NULL, &priv, 0, 64, 0x52, RAGG_TP_WRITE_IMM, 0);
+	RAGG_CHECK_OK(tp->send(ep, "mapped", 6));
+
+	/* Deregistered by its owner: refused from then on, here, without a
+	 * word to the owner (the connection stays). */
+	m = tpc_expect(&w, 0, RAGG_TP_EV_RECV, ep, TPC_DEADLINE_MS);
+	RAGG_CHECK(m.ev.len == 5 && memcmp(m.ev.data, "dereg", 5) == 0);
+	q = PM_NO_PTR;
+	int rc = tp->peer_map(ep, &shared, &q, &qlen);
+	RAGG_CHECKF(rc == RAGG_ERR_KEY && q == PM_NO_PTR, "peer_map of a deregistered region: %s",
+	            ragg_strerror_name(rc));
+	rc = tp->write_imm(ep, want, NULL, &shared, 0, 0, 0x53, RAGG_TP_WRITE_IMM, 0);
+	RAGG_CHECKF(rc == RAGG_ERR_KEY, "write of length 0 into a deregistered region: %s",
+	            ragg_strerror_name(rc));
+	RAGG_CHECK_OK(tp->send(ep, "done", 4));
+
+	/* The owner hangs up: nothing is mapped for a gone peer. */
+	tpc_expect(&w, 0, RAGG_TP_EV_DISCONNECTED, ep, TPC_DEADLINE_MS);
+	rc = tp->peer_map(ep, &priv, &q, &qlen);
+	RAGG_CHECK(rc < 0 && rc != -EINPROGRESS);
+	rc = tp->peer_map(ep, &shared, &q, &qlen);
+	RAGG_CHECK(rc < 0 && rc != -EINPROGRESS && q == PM_NO_PTR);
+	tp->ep_close(ep);
+	tpc_world_fini(&w);
+}
+
+SHM_CASE(shm_peer_map_processes)
+{
+	/* A child process maps our mem_alloc region, stores into it and
+	 * tells us with a write of length 0; our private memory it cannot
+	 * map, but writes there still land. */
+	struct tpc_world w;
+	struct tpc_slot slot;
+	struct ragg_tp_mr *mr;
+	struct ragg_tp_rdesc rd;
+	static uint8_t want[PM_LEN];
+	tpc_world_init(&w, tp, 1);
+	uint8_t *block = tp->mem_alloc(w.dev[0], PM_BLOCK), *region = block + PM_OFF;
+	RAGG_CHECK(block != NULL);
+	memset(block, TPC_GUARD_BYTE, PM_BLOCK);
+	tpc_fill(region, PM_LEN, 21);
+	RAGG_CHECK_OK(tp->mr_reg(w.dev[0], region, PM_LEN, &mr, &rd));
+	tpc_slot_init(&w, 0, &slot, 4096);
+	RAGG_CHECK(kind_of(&slot.rd) == RAGG__SHM_KIND_PRIVATE);
+	pid_t pid = spawn(mapper, tp, tpc_listen(&w, 0));
+	struct ragg_tp_ep *ep = accept_one(&w, &rd, sizeof(rd));
+	RAGG_CHECK_OK(tp->send(ep, &slot.rd, sizeof(slot.rd)));
+
+	struct tpc_ev l = tpc_expect(&w, 0, RAGG_TP_EV_WRITE_LANDED, ep, TPC_DEADLINE_MS);
+	RAGG_CHECKF(l.ev.imm == 0x51 && l.ev.len == 0, "landed imm %#x len %zu", l.ev.imm,
+	            l.ev.len);
+	tpc_fill(want, PM_LEN, 22);
+	RAGG_CHECK(memcmp(region, want, PM_LEN) == 0);
+	for (size_t i = 0; i < PM_BLOCK; i++)
+		if (i < PM_OFF || i >= PM_OFF + PM_LEN)
+			RAGG_CHECKF(block[i] == TPC_GUARD_BYTE,
+			            "byte %zu outside the region changed", i);
+	l = tpc_expect(&w, 0, RAGG_TP_EV_WRITE_LANDED, ep, TPC_DEADLINE_MS);
+	RAGG_CHECK(l.ev.imm == 0x52 && l.ev.len == 64);
+	RAGG_CHECK(memcmp(slot.addr, want, 64) == 0);
+	tpc_slot_check_untouched(&slot, -1);
+	struct tpc_ev m = tpc_expect(&w, 0, RAGG_TP_EV_RECV, ep, TPC_DEADLINE_MS);
+	RAGG_CHECK(m.ev.len == 6 && memcmp(m.ev.data, "mapped", 6) == 0);
+
+	RAGG_CHECK_OK(tp->mr_dereg(mr));
+	RAGG_CHECK_OK(tp->send(ep, "dereg", 5));
+	m = tpc_expect(&w, 0, RAGG_TP_EV_RECV, ep, TPC_DEADLINE_MS);
+	RAGG_CHECK(m.ev.len == 4 && memcmp(m.ev.data, "done", 4) == 0);
+	RAGG_CHECK(tpc_count(&w, 0, RAGG_TP_EV_WRITE_LANDED, NULL) == 0);
+	tp->ep_close(ep);
+	reap(pid);
+	tp->mem_free(w.dev[0], block, PM_BLOCK);
+	tpc_slot_fini(&w, &slot);
+	tpc_world_fini(&w);
+}
+
+/* Mapping a descriptor the owner does not know, on a connection of its
+ * own: asked, refused by the owner, which drops the connection as it does
+ * for such a write; the mapper then reports the owner's reason. */
+static void map_refused(struct scene *sc, struct ragg_tp_rdesc rd, int want, const char *what)
+{
+	const struct ragg_tp_ops *tp = sc->w.tp;
+	struct ragg_tp_ep *s, *c;
+	tpc_pair(&sc->w, 0, 1, NULL, 0, NULL, 0, &s, &c);
+	void *p = PM_NO_PTR;
+	size_t len = PM_NO_LEN;
+	int rc = tp->peer_map(c, &rd, &p, &len);
+	RAGG_CHECKF(rc == -EINPROGRESS, "%s: first peer_map %s", what, ragg_strerror_name(rc));
+	struct tpc_ev d = tpc_expect(&sc->w, 0, RAGG_TP_EV_DISCONNECTED, s, TPC_DEADLINE_MS);
+	RAGG_CHECKF(d.ev.status == want, "%s: owner's status %s, want %s", what,
+	            ragg_strerror_name(d.ev.status), ragg_strerror_name(want));
+	d = tpc_expect(&sc->w, 1, RAGG_TP_EV_DISCONNECTED, c, TPC_DEADLINE_MS);
+	RAGG_CHECK(d.ev.status == want);
+	rc = tp->peer_map(c, &rd, &p, &len);
+	RAGG_CHECKF(rc == want, "%s: peer_map after the refusal %s, want %s", what,
+	            ragg_strerror_name(rc), ragg_strerror_name(want));
+	RAGG_CHECK(p == PM_NO_PTR && len == PM_NO_LEN);
+	RAGG_CHECK(tpc_count(&sc->w, 0, RAGG_TP_EV_WRITE_LANDED, NULL) == 0);
+	tpc_slot_check_untouched(&sc->slot, 0);
+	block_untouched(sc);
+	tp->ep_close(c);
+	tp->ep_close(s);
+	bystander_ok(sc);
+}
+
+SHM_CASE(shm_peer_map_refused)
+{
+	struct scene sc;
+	void *p;
+	size_t len;
+	scene_init(&sc, tp);
+	bystander_ok(&sc);
+
+	/* Refused by the mapper itself: no question, no harm. */
+	struct ragg_tp_rdesc bad = forge(&sc.brd, 0, 0, 0x7fff0000);
+	p = PM_NO_PTR;
+	RAGG_CHECK(tp->peer_map(sc.byc, &bad, &p, &len) == RAGG_ERR_KEY && p == PM_NO_PTR);
+	bad = sc.brd;
+	bad.blob[0] ^= 0xff; /* format */
+	RAGG_CHECK(tp->peer_map(sc.byc, &bad, &p, &len) == -EINVAL && p == PM_NO_PTR);
+	bad = sc.brd;
+	bad.blob[1] = 9; /* kind */
+	RAGG_CHECK(tp->peer_map(sc.byc, &bad, &p, &len) == -EINVAL && p == PM_NO_PTR);
+	bystander_ok(&sc);
+
+	map_refused(&sc, forge(&sc.brd, 0, 1, 0), RAGG_ERR_KEY, "one key bit flipped");
+	map_refused(&sc, forge(&sc.brd, 0, 0, 1000), RAGG_ERR_KEY, "no such region");
+	map_refused(&sc, forge(&sc.brd, 4096, 0, 0), RAGG_ERR_BOUNDS, "longer");
+	map_refused(&sc, forge(&sc.brd, -1, 0, 0), RAGG_ERR_BOUNDS, "shorter");
+
+	/* Mapped, then deregistered: RAGG_ERR_KEY from then on; registered
+	 * again (new key), the new descriptor maps, the old one does not. */
+	RAGG_CHECK_OK(map_wait(&sc.w, sc.byc, &sc.brd, &p, &len));
+	RAGG_CHECK(len == BLK_REG);
+	struct ragg_tp_rdesc old = sc.brd;
+	RAGG_CHECK_OK(tp->mr_dereg(sc.bmr));
+	RAGG_CHECK(tp->peer_map(sc.byc, &old, &p, &len) == RAGG_ERR_KEY);
+	RAGG_CHECK_OK(tp->mr_reg(sc.w.dev[0], sc.block + BLK_OFF, BLK_REG, &sc.bmr, &sc.brd));
+	void *p2;
+	RAGG_CHECK_OK(map_wait(&sc.w, sc.byc, &sc.brd, &p2, &len));
+	RAGG_CHECK(len == BLK_REG);
+	RAGG_CHECK(tp->peer_map(sc.byc, &old, &p, &len) == RAGG_ERR_KEY);
+	block_untouched(&sc);
+
+	/* mem_free under a mapped region: refused too. */
+	uint8_t *blk = tp->mem_alloc(sc.w.dev[0], 4096);
+	struct ragg_tp_mr *mr;
+	struct ragg_tp_rdesc rd;
+	RAGG_CHECK(blk != NULL);
+	RAGG_CHECK_OK(tp->mr_reg(sc.w.dev[0], blk, 4096, &mr, &rd));
+	RAGG_CHECK_OK(map_wait(&sc.w, sc.byc, &rd, &p, &len));
+	tp->mem_free(sc.w.dev[0], blk, 4096);
+	RAGG_CHECK(tp->peer_map(sc.byc, &rd, &p, &len) == RAGG_ERR_KEY);
+	RAGG_CHECK_OK(tp->mr_dereg(mr));
+	bystander_ok(&sc);
 	scene_fini(&sc);
 }
 

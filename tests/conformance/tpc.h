@@ -33,12 +33,17 @@ struct tpc_case {
 	const char *only; /* transport name, or NULL: every transport */
 	void (*slot[TPC_SLOTS])(void);
 	struct tpc_case *next;
+	/* NULL, or: instantiated only for transports where it holds (an
+	 * optional op the case is about); `needs` names it for the note
+	 * the runner prints about the others. */
+	bool (*when)(const struct ragg_tp_ops *tp);
+	const char *needs;
 };
 
 void tpc_case_add(struct tpc_case *c);
 void tpc_run(int slot, void (*body)(const struct ragg_tp_ops *tp));
 
-#define TPC_CASE_T(name_, timeout_, only_)                                                         \
+#define TPC_CASE_X(name_, timeout_, only_, when_, needs_)                                          \
 	static void tpc_body_##name_(const struct ragg_tp_ops *tp);                                \
 	static void tpc_##name_##_0(void)                                                          \
 	{                                                                                          \
@@ -56,21 +61,27 @@ void tpc_run(int slot, void (*body)(const struct ragg_tp_ops *tp));
 	{                                                                                          \
 		tpc_run(3, tpc_body_##name_);                                                      \
 	}                                                                                          \
-	static struct tpc_case tpc_case_##name_ = { #name_,                                        \
-		                                    timeout_,                                      \
-		                                    only_,                                         \
-		                                    { tpc_##name_##_0, tpc_##name_##_1,            \
-		                                      tpc_##name_##_2, tpc_##name_##_3 },          \
-		                                    NULL };                                        \
+	static struct tpc_case tpc_case_##name_ = {                                                \
+		.name = #name_,                                                                    \
+		.timeout_s = timeout_,                                                             \
+		.only = only_,                                                                     \
+		.slot = { tpc_##name_##_0, tpc_##name_##_1, tpc_##name_##_2, tpc_##name_##_3 },    \
+		.when = when_,                                                                     \
+		.needs = needs_,                                                                   \
+	};                                                                                         \
 	__attribute__((constructor)) static void tpc_reg_##name_(void)                             \
 	{                                                                                          \
 		tpc_case_add(&tpc_case_##name_);                                                   \
 	}                                                                                          \
 	static void tpc_body_##name_(const struct ragg_tp_ops *tp)
 
-#define TPC_CASE(name_) TPC_CASE_T(name_, 30, NULL)
+#define TPC_CASE_T(name_, timeout_, only_) TPC_CASE_X(name_, timeout_, only_, NULL, NULL)
+#define TPC_CASE(name_)                    TPC_CASE_T(name_, 30, NULL)
 /* Cases that speak one transport's wire format. */
 #define TPC_CASE_ONLY(name_, transport_) TPC_CASE_T(name_, 30, transport_)
+/* Cases about an optional op: a transport without it gets no instance (and
+ * a note on stderr), not a failure or a skip. */
+#define TPC_CASE_WHEN(name_, when_, needs_) TPC_CASE_X(name_, 30, NULL, when_, needs_)
 
 uint64_t tpc_now_ms(void);
 bool tpc_is(const struct ragg_tp_ops *tp, const char *name);

@@ -7,6 +7,12 @@
  *                   and the test both know, with weight i+1; after every
  *                   round each parameter must match the closed-form SGD
  *                   result on the sample-weighted mean (to float rounding)
+ *   inplace ROUNDS  as exact, with the parameters and gradients in
+ *                   ragg_mem_alloc() memory, switching gradient buffers
+ *                   mid-run (another mem_alloc one, a malloc'd one) and
+ *                   checking ragg_mem_free's answers; on shm the rounds
+ *                   after a buffer's first two must move (almost) no
+ *                   tensor bytes through writes: the agent works in place
  *   rounds N        N rounds of a small model (for memory and soak tests)
  *   mismatch        worker 1 declares a different size: declaring must fail
  *                   with RAGG_ERR_MISMATCH everywhere
@@ -14,7 +20,10 @@
  *
  * Every process prints "maxrss ROLE RANK KB" before it exits.
  */
+#include <errno.h>
 #include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,67 +53,297 @@ static float grad_value(int i, size_t j, int r)
 	return (float)((int)((j * 7 + (size_t)i * 3 + (size_t)r) % 16) - 8);
 }
 
+/* The closed-form SGD trajectory every worker checks its parameters
+ * against: the mean of the workers' gradients weighted by i + 1. */
+struct closed_form {
+	int workers, me;
+	double lr, total_w;
+	size_t n;
+	double *expect;
+};
+
+static int cf_init(struct closed_form *cf, ragg_ctx_t *ctx, size_t n)
+{
+	const char *w = getenv("RAGG_WORKERS"), *lr = getenv("RAGG_LR");
+	cf->workers = w ? atoi(w) : 1;
+	cf->me = ragg_rank(ctx);
+	cf->lr = lr ? atof(lr) : 0.01;
+	cf->total_w = 0;
+	for (int i = 0; i < cf->workers; i++)
+		cf->total_w += i + 1;
+	cf->n = n;
+	cf->expect = malloc(n * sizeof(double));
+	if (!cf->expect)
+		return -1;
+	for (size_t j = 0; j < n; j++)
+		cf->expect[j] = (double)(j % 5);
+	return 0;
+}
+
+/* Worker 0's initial values must win; the others hold junk. */
+static void cf_initial(const struct closed_form *cf, float *params)
+{
+	for (size_t j = 0; j < cf->n; j++)
+		params[j] = cf->me == 0 ? (float)(j % 5) : 1e6f;
+}
+
+static void cf_grad(const struct closed_form *cf, float *grad, int r)
+{
+	for (size_t j = 0; j < cf->n; j++)
+		grad[j] = grad_value(cf->me, j, r);
+}
+
+/* The parameters after round r (0: as declared), to float rounding. */
+static int cf_check(struct closed_form *cf, const float *params, int k, int r)
+{
+	for (size_t j = 0; j < cf->n; j++) {
+		if (r > 0) {
+			double g = 0;
+			for (int i = 0; i < cf->workers; i++)
+				g += (i + 1) * (double)grad_value(i, j, r);
+			cf->expect[j] -= cf->lr * (g / cf->total_w);
+		}
+		double tol = r ? 1e-5 * fmax(1.0, fabs(cf->expect[j])) : 0;
+		if (fabs(params[j] - cf->expect[j]) > tol) {
+			fprintf(stderr,
+			        "job: tensor %d round %d element %zu: %.9g, expected %.9g\n", k, r,
+			        j, params[j], cf->expect[j]);
+			return 1;
+		}
+	}
+	return 0;
+}
+
 static int exact(ragg_ctx_t *ctx, int rounds)
 {
 	const size_t sizes[2] = { 1031 * 3 + 5, 4096 + 1 }; /* chunk tails, several servers */
-	int m = 0, me = ragg_rank(ctx), rc;
+	int me = ragg_rank(ctx), rc;
 	struct ragg_stats st = { .size = sizeof(st) };
-	const char *w = getenv("RAGG_WORKERS");
-	m = w ? atoi(w) : 1;
 	for (int k = 0; k < 2; k++) {
 		size_t n = sizes[k];
+		struct closed_form cf;
 		float *params = malloc(n * sizeof(float)), *grad = malloc(n * sizeof(float));
-		double *expect = malloc(n * sizeof(double));
 		ragg_tensor_t *t;
 		char name[32];
-		if (!params || !grad || !expect)
+		if (!params || !grad || cf_init(&cf, ctx, n))
 			return fail("memory", -12);
-		/* Worker 0's initial values must win; the others hold junk. */
-		for (size_t j = 0; j < n; j++)
-			params[j] = me == 0 ? (float)(j % 5) : 1e6f;
+		cf_initial(&cf, params);
 		snprintf(name, sizeof(name), "exact.%d", k);
 		if ((rc = ragg_tensor_declare(ctx, name, params, n, &t)))
 			return fail("declare", rc);
-		for (size_t j = 0; j < n; j++) {
-			expect[j] = (double)(j % 5);
-			if (params[j] != (float)expect[j]) {
-				fprintf(stderr, "job: initial parameter %zu is %g, expected %g\n",
-				        j, params[j], expect[j]);
-				return 1;
-			}
-		}
-		const char *lr_s = getenv("RAGG_LR");
-		double lr = lr_s ? atof(lr_s) : 0.01;
-		double total_w = 0;
-		for (int i = 0; i < m; i++)
-			total_w += i + 1;
+		if (cf_check(&cf, params, k, 0))
+			return 1;
 		for (int r = 1; r <= rounds; r++) {
-			for (size_t j = 0; j < n; j++)
-				grad[j] = grad_value(me, j, r);
+			cf_grad(&cf, grad, r);
 			if ((rc = ragg_pushpull(t, grad, me + 1, params)))
 				return fail("pushpull", rc);
-			for (size_t j = 0; j < n; j++) {
-				double g = 0;
-				for (int i = 0; i < m; i++)
-					g += (i + 1) * (double)grad_value(i, j, r);
-				expect[j] -= lr * (g / total_w);
-				double tol = 1e-5 * fmax(1.0, fabs(expect[j]));
-				if (fabs(params[j] - expect[j]) > tol) {
-					fprintf(stderr,
-					        "job: tensor %d round %d element %zu: %.9g, "
-					        "expected %.9g\n",
-					        k, r, j, params[j], expect[j]);
-					return 1;
-				}
-			}
+			if (cf_check(&cf, params, k, r))
+				return 1;
 		}
 		free(params);
 		free(grad);
-		free(expect);
+		free(cf.expect);
 	}
 	ragg_stats(ctx, &st);
 	printf("exact: worker %d ok, %llu rounds, %llu bytes sent\n", me,
 	       (unsigned long long)st.rounds, (unsigned long long)st.bytes_sent);
+	return 0;
+}
+
+/* ---- inplace ---- */
+
+struct inplace_run {
+	ragg_ctx_t *ctx;
+	ragg_tensor_t *t;
+	struct closed_form cf;
+	float *params;
+	int k, r; /* tensor, rounds done */
+	bool shm; /* the agent is reached over shm: in place must happen */
+	struct ragg_stats mark; /* stats when the current window opened */
+};
+
+static int check_rc(const char *what, int rc, int want)
+{
+	if (rc == want)
+		return 0;
+	fprintf(stderr, "job: %s returned %s, expected %s\n", what, ragg_strerror_name(rc),
+	        ragg_strerror_name(want));
+	return 1;
+}
+
+/* One exact round, its gradient pushed from grad. */
+static int ip_round(struct inplace_run *ip, float *grad)
+{
+	int rc;
+	cf_grad(&ip->cf, grad, ++ip->r);
+	if ((rc = ragg_pushpull(ip->t, grad, ip->cf.me + 1, ip->params)))
+		return fail("pushpull", rc);
+	return cf_check(&ip->cf, ip->params, ip->k, ip->r);
+}
+
+static void ip_mark(struct inplace_run *ip)
+{
+	ip->mark.size = sizeof(ip->mark);
+	ragg_stats(ip->ctx, &ip->mark);
+}
+
+/* Since ip_mark(), `rounds` rounds from one mapped gradient buffer into
+ * mapped parameters: on shm every chunk's write carries no data either
+ * way, only the weight (8 bytes) goes; well under a quarter of the tensor
+ * per round, whatever the layout, is proof enough that nothing is copied. */
+static int ip_window(struct inplace_run *ip, const char *what, int rounds)
+{
+	struct ragg_stats now = { .size = sizeof(now) };
+	ragg_stats(ip->ctx, &now);
+	unsigned long long sent = now.bytes_sent - ip->mark.bytes_sent,
+	                   recv = now.bytes_received - ip->mark.bytes_received,
+	                   tensor = (unsigned long long)rounds * ip->cf.n * sizeof(float);
+	printf("inplace: worker %d tensor %d %s: %llu bytes sent, %llu received over %d "
+	       "rounds of %zu-byte tensors\n",
+	       ip->cf.me, ip->k, what, sent, recv, rounds, ip->cf.n * sizeof(float));
+	if (!ip->shm)
+		return 0;
+	if (sent * 4 >= tensor || recv * 4 >= tensor) {
+		fprintf(stderr,
+		        "job: tensor %d %s: %llu bytes sent and %llu received over %d rounds "
+		        "(%llu tensor bytes): not in place\n",
+		        ip->k, what, sent, recv, rounds, tensor);
+		return 1;
+	}
+	return 0;
+}
+
+/* Since ip_mark(), one round whose gradient could not be read in place:
+ * on shm at least the tensor's bytes went out. */
+static int ip_copied(struct inplace_run *ip, const char *what)
+{
+	struct ragg_stats now = { .size = sizeof(now) };
+	ragg_stats(ip->ctx, &now);
+	unsigned long long sent = now.bytes_sent - ip->mark.bytes_sent,
+	                   tensor = (unsigned long long)ip->cf.n * sizeof(float);
+	if (ip->shm && sent < tensor) {
+		fprintf(stderr, "job: tensor %d %s: %llu bytes sent for a %llu-byte gradient\n",
+		        ip->k, what, sent, tensor);
+		return 1;
+	}
+	return 0;
+}
+
+static int inplace(ragg_ctx_t *ctx, int rounds)
+{
+	const size_t sizes[2] = { 1031 * 3 + 5, 4096 + 1 };
+	struct inplace_run ip = { .ctx = ctx, .shm = !strcmp(ragg_transport_name(ctx), "shm") };
+	int rc;
+	if (rounds < 3) {
+		fprintf(stderr, "job: inplace needs at least 3 rounds\n");
+		return 2;
+	}
+	for (ip.k = 0; ip.k < 2; ip.k++) {
+		size_t n = sizes[ip.k], bytes = n * sizeof(float);
+		float *ga = ragg_mem_alloc(ctx, bytes), *gb = ragg_mem_alloc(ctx, bytes);
+		float *gm = malloc(bytes);
+		char name[32];
+		ip.r = 0;
+		ip.params = ragg_mem_alloc(ctx, bytes);
+		if (!ip.params || !ga || !gb || !gm || cf_init(&ip.cf, ctx, n))
+			return fail("memory", -12);
+		if (((uintptr_t)ip.params | (uintptr_t)ga | (uintptr_t)gb) & 4095) {
+			fprintf(stderr, "job: ragg_mem_alloc memory not page aligned\n");
+			return 1;
+		}
+		for (size_t j = 0; j < n; j++)
+			if (ip.params[j] != 0 || ga[j] != 0 || gb[j] != 0) {
+				fprintf(stderr, "job: ragg_mem_alloc memory not zeroed at %zu\n",
+				        j);
+				return 1;
+			}
+		cf_initial(&ip.cf, ip.params);
+		snprintf(name, sizeof(name), "inplace.%d", ip.k);
+		if ((rc = ragg_tensor_declare(ctx, name, ip.params, n, &ip.t)))
+			return fail("declare", rc);
+		if (cf_check(&ip.cf, ip.params, ip.k, 0))
+			return 1;
+
+		/* Buffer A: the first push announces it and copies, the
+		 * agent's answer may take another round; from then on in
+		 * place. */
+		for (int i = 0; i < rounds; i++) {
+			if (i == 2)
+				ip_mark(&ip);
+			if (ip_round(&ip, ga))
+				return 1;
+		}
+		if (ip_window(&ip, "buffer A", rounds - 2) ||
+		    check_rc("ragg_mem_free(params)", ragg_mem_free(ctx, ip.params), -EBUSY))
+			return 1;
+
+		/* Buffer B: announced afresh. Freed while its push is out:
+		 * refused, and the round still comes out right. */
+		cf_grad(&ip.cf, gb, ++ip.r);
+		if ((rc = ragg_push(ip.t, gb, ip.cf.me + 1)))
+			return fail("push", rc);
+		if (check_rc("ragg_mem_free(pushed gradient)", ragg_mem_free(ctx, gb), -EBUSY))
+			return 1;
+		if ((rc = ragg_pull(ip.t, ip.params)))
+			return fail("pull", rc);
+		if (cf_check(&ip.cf, ip.params, ip.k, ip.r) || ip_round(&ip, gb))
+			return 1;
+		ip_mark(&ip);
+		if (ip_round(&ip, gb) || ip_round(&ip, gb) || ip_window(&ip, "buffer B", 2))
+			return 1;
+		/* A is no one's gradient any more (the agent may still map
+		 * it: its mapping is its own). */
+		if (check_rc("ragg_mem_free(old gradient)", ragg_mem_free(ctx, ga), 0))
+			return 1;
+
+		/* A malloc'd gradient for one round: copied, never read in
+		 * place, whatever the agent still maps (B). On shm its bytes
+		 * must travel; the values alone would show a stale B only
+		 * because B holds another round's gradient. */
+		ip_mark(&ip);
+		if (ip_round(&ip, gm) || ip_copied(&ip, "malloc'd buffer"))
+			return 1;
+
+		/* Back to B: announced again, in place again by its third
+		 * round. */
+		if (ip_round(&ip, gb) || ip_round(&ip, gb))
+			return 1;
+		ip_mark(&ip);
+		if (ip_round(&ip, gb) || ip_window(&ip, "buffer B again", 1))
+			return 1;
+
+		/* Freeing the registered gradient between rounds is allowed;
+		 * the next buffer starts over. */
+		if (check_rc("ragg_mem_free(current gradient)", ragg_mem_free(ctx, gb), 0))
+			return 1;
+		float *gc = ragg_mem_alloc(ctx, bytes);
+		if (!gc)
+			return fail("memory", -12);
+		for (int i = 0; i < 3; i++)
+			if (ip_round(&ip, gc))
+				return 1;
+
+		/* Not ours: refused. The parameters stay in use. */
+		if (check_rc("ragg_mem_free(params)", ragg_mem_free(ctx, ip.params), -EBUSY) ||
+		    check_rc("ragg_mem_free(malloc'd)", ragg_mem_free(ctx, gm), -EINVAL) ||
+		    check_rc("ragg_mem_free(inside a block)", ragg_mem_free(ctx, ip.params + 1),
+		             -EINVAL) ||
+		    check_rc("ragg_mem_free(NULL)", ragg_mem_free(ctx, NULL), -EINVAL) ||
+		    check_rc("ragg_mem_free(ctx NULL)", ragg_mem_free(NULL, gc), -EINVAL))
+			return 1;
+		if (ragg_mem_alloc(ctx, 0) || ragg_mem_alloc(NULL, 4096)) {
+			fprintf(stderr, "job: ragg_mem_alloc of nothing returned memory\n");
+			return 1;
+		}
+		/* params and gc are left to ragg_finalize. */
+		free(gm);
+		free(ip.cf.expect);
+	}
+	struct ragg_stats st = { .size = sizeof(st) };
+	ragg_stats(ctx, &st);
+	printf("inplace: worker %d ok%s, %llu rounds, %llu bytes sent\n", ip.cf.me,
+	       ip.shm ? ", in place checked" : "", (unsigned long long)st.rounds,
+	       (unsigned long long)st.bytes_sent);
 	return 0;
 }
 
@@ -155,7 +394,9 @@ int main(int argc, char **argv)
 	ragg_ctx_t *ctx;
 	int rc, status;
 	if (argc < 2) {
-		fprintf(stderr, "usage: job exact ROUNDS | rounds N | mismatch | slow N MS\n");
+		fprintf(
+		    stderr,
+		    "usage: job exact ROUNDS | inplace ROUNDS | rounds N | mismatch | slow N MS\n");
 		return 2;
 	}
 	if ((rc = ragg_init(NULL, &ctx)))
@@ -172,6 +413,8 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "exact") == 0 && argc == 3)
 		status = exact(ctx, atoi(argv[2]));
+	else if (strcmp(argv[1], "inplace") == 0 && argc == 3)
+		status = inplace(ctx, atoi(argv[2]));
 	else if (strcmp(argv[1], "rounds") == 0 && argc == 3)
 		status = run_rounds(ctx, atoi(argv[2]), 0);
 	else if (strcmp(argv[1], "slow") == 0 && argc == 4)

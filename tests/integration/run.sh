@@ -54,6 +54,22 @@ exact_weighted_mean() {
 	echo OK
 }
 
+# As exact_weighted_mean, with parameters and gradients in ragg_mem_alloc()
+# memory and the gradient buffer switched mid-run. Over shm every worker
+# must also have seen its rounds go in place (it checks its own byte
+# counts); over tcp the memory is ordinary and only the values count.
+in_place_exact() {
+	out=$(RAGG_TRANSPORT=$transport RAGG_LR=0.25 RAGG_CHUNK_BYTES=4096 RAGG_TIMEOUT_MS=30000 "$run" -w 5 -a 2 -s 3 -- "$job" inplace 8 2>&1) || { echo "$out" | tail -n 30; echo "WHY: job failed"; return; }
+	echo "$out" | grep '^\[w0\] inplace:'
+	n=$(echo "$out" | grep -c 'inplace: worker .* ok')
+	[ "$n" = 5 ] || { echo "$out"; echo "WHY: $n of 5 workers verified"; return; }
+	if [ "$transport" = shm ]; then
+		n=$(echo "$out" | grep -c 'inplace: worker .* ok, in place checked')
+		[ "$n" = 5 ] || { echo "$out"; echo "WHY: $n of 5 workers checked in-place rounds over shm"; return; }
+	fi
+	echo OK
+}
+
 declare_mismatch_refused() {
 	# Worker 1 differs; the workers of the other agent must learn of it too.
 	out=$(RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=20000 "$run" -w 4 -a 2 -s 2 -- "$job" mismatch 2>&1) || { echo "$out"; echo "WHY: job failed"; return; }
@@ -179,12 +195,13 @@ garbage_and_wrong_key_dropped() {
 	echo OK
 }
 
-export -f linreg_8_2_2 exact_weighted_mean declare_mismatch_refused rounds_1000_no_memory_growth mixed_shm_workers_tcp_servers \
+export -f linreg_8_2_2 exact_weighted_mean in_place_exact declare_mismatch_refused rounds_1000_no_memory_growth mixed_shm_workers_tcp_servers \
 	root_never_starts agent_never_starts agent_killed_mid_job garbage_and_wrong_key_dropped
 export logdir
 
 t linreg_8_2_2 120
 t exact_weighted_mean 120
+t in_place_exact 120
 t declare_mismatch_refused 60
 t rounds_1000_no_memory_growth 240
 t mixed_shm_workers_tcp_servers 90

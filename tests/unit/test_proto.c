@@ -110,6 +110,60 @@ RAGG_TEST(msg_roundtrip_and_rejects)
 	RAGG_CHECK(ragg__msg_decode(bad, n, &d) == RAGG_ERR_PROTO);
 }
 
+/* The in-place messages: GRAD_AT carries the gradient buffer's descriptor
+ * and the announcement number, GRAD_MAPPED the number it answers;
+ * PARAMS_AT the agent's parameter region, PARAMS_MAPPED nothing more. */
+RAGG_TEST(inplace_msgs_roundtrip)
+{
+	struct ragg__msg ms[4] = {
+		{ .type = RAGG_MSG_GRAD_AT, .tensor = 127, .count = UINT64_MAX - 1 },
+		{ .type = RAGG_MSG_GRAD_MAPPED, .tensor = 5, .count = 3 },
+		{ .type = RAGG_MSG_PARAMS_AT, .tensor = 0 },
+		{ .type = RAGG_MSG_PARAMS_MAPPED, .tensor = 126 },
+	};
+	ms[0].rdesc.len = RAGG_TP_RDESC_MAX;
+	for (int i = 0; i < RAGG_TP_RDESC_MAX; i++)
+		ms[0].rdesc.blob[i] = (uint8_t)(0xff - i);
+	ms[2].rdesc.len = 22;
+	for (int i = 0; i < 22; i++)
+		ms[2].rdesc.blob[i] = (uint8_t)(i * 11 + 1);
+	for (size_t k = 0; k < 4; k++) {
+		const struct ragg__msg *m = &ms[k];
+		uint8_t buf[RAGG_MSG_WIRE_MAX];
+		size_t n = ragg__msg_encode(m, buf);
+		RAGG_CHECK(n <= RAGG_MSG_WIRE_MAX && n <= RAGG_TP_MSG_MAX);
+		struct ragg__msg d;
+		memset(&d, 0xcc, sizeof(d));
+		RAGG_CHECK_OK(ragg__msg_decode(buf, n, &d));
+		RAGG_CHECKF(d.type == m->type && d.tensor == m->tensor && d.status == 0 &&
+		                d.count == m->count && d.chunk_bytes == 0 && d.name_hash == 0 &&
+		                d.rdesc.len == m->rdesc.len &&
+		                memcmp(d.rdesc.blob, m->rdesc.blob, m->rdesc.len) == 0,
+		            "message type %d", m->type);
+		RAGG_CHECK(ragg__msg_decode(buf, n - 1, &d) == RAGG_ERR_PROTO);
+	}
+	/* All inside the accepted range (later types may follow them). */
+	RAGG_CHECK(RAGG_MSG_GRAD_AT > RAGG_MSG_BYE && RAGG_MSG_LAST >= RAGG_MSG_PARAMS_MAPPED);
+}
+
+RAGG_TEST(msg_type_past_last_refused)
+{
+	struct ragg__msg m = { .type = RAGG_MSG_GRAD_MAPPED, .tensor = 1, .count = 1 };
+	uint8_t buf[RAGG_MSG_WIRE_MAX];
+	size_t n = ragg__msg_encode(&m, buf);
+	struct ragg__msg d = { .type = 0 };
+	RAGG_CHECK_OK(ragg__msg_decode(buf, n, &d));
+	const int past[] = { RAGG_MSG_LAST + 1, RAGG_MSG_LAST + 2, 0x7f, 0xff };
+	for (size_t i = 0; i < sizeof(past) / sizeof(past[0]); i++) {
+		buf[0] = (uint8_t)past[i];
+		memset(&d, 0, sizeof(d));
+		RAGG_CHECKF(ragg__msg_decode(buf, n, &d) == RAGG_ERR_PROTO, "type %d accepted",
+		            past[i]);
+		/* Refused means the output is left alone. */
+		RAGG_CHECK(d.type == 0 && d.count == 0);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	return ragg_test_main(argc, argv);
