@@ -328,7 +328,7 @@ static void map_grad(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tensor_t *
 	struct ragg__wgrad *g = &t->agent->wgrad[p->index];
 	void *m;
 	int rc = ragg__peer_map(p, &g->rdesc, t->bytes, &m);
-	if (rc == -EINPROGRESS)
+	if (rc && !ragg__peer_map_final(rc))
 		return;
 	g->pending = false;
 	if (rc) {

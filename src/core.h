@@ -208,6 +208,8 @@ int ragg__peer_map(struct ragg__peer *p, const struct ragg_tp_rdesc *remote, siz
                    void **ptr);
 /* A peer region we write into, mapped here: *at once it is; NULL while it
  * is not yet, or (then *never is set) never will be. */
+/* Whether a ragg__peer_map() failure is for good (else: try later). */
+bool ragg__peer_map_final(int rc);
 uint8_t *ragg__peer_mapped(struct ragg__peer *p, const struct ragg_tp_rdesc *remote, size_t need,
                           uint8_t **at, bool *never);
 

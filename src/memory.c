@@ -145,7 +145,15 @@ uint8_t *ragg__peer_mapped(struct ragg__peer *p, const struct ragg_tp_rdesc *rem
 	int rc = ragg__peer_map(p, remote, need, &m);
 	if (!rc)
 		*at = m;
-	else if (rc != -EINPROGRESS)
+	else if (ragg__peer_map_final(rc))
 		*never = true;
 	return *at;
+}
+
+bool ragg__peer_map_final(int rc)
+{
+	/* The region is not shared or too short, or the descriptor is not
+	 * one: asking again gives the same answer. Anything else (a full
+	 * control queue, memory) may pass: writes carry on meanwhile. */
+	return rc == -EOPNOTSUPP || rc == RAGG_ERR_BOUNDS || rc == -EINVAL || rc == RAGG_ERR_KEY;
 }

@@ -135,7 +135,7 @@ static void map_agent_params(ragg_tensor_t *t)
 	struct ragg__peer *agent = &t->ctx->peers[0];
 	void *m;
 	int rc = ragg__peer_map(agent, &t->agent_params, t->bytes, &m);
-	if (rc == -EINPROGRESS)
+	if (rc && !ragg__peer_map_final(rc))
 		return;
 	t->agent_params_pending = false;
 	if (rc) {

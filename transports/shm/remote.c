@@ -187,7 +187,7 @@ void ragg__shm_on_map_req(struct ragg__shm_ep *ep, const struct ragg__shm_pkt *p
 	if (!mr) {
 		char msg[400];
 		snprintf(msg, sizeof(msg),
-		         "write of up to %" PRIu64 " bytes into region %" PRIu32 " refused: %s%s%s",
+		         "access to %" PRIu64 " bytes of region %" PRIu32 " refused: %s%s%s",
 		         p->length, p->region, why, status == -EPERM ? ": " : "",
 		         status == -EPERM ? dev->cma_why : "");
 		ragg__shm_refuse(ep, status, msg);
