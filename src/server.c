@@ -70,7 +70,11 @@ void ragg__server_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t)
 	t->server = NULL;
 }
 
-static void server_step(struct ragg__chunk_job *cj, double total);
+static void server_step(struct ragg__chunk_job *cj, double total, size_t from, size_t n);
+
+/* The step and the copies to agents go a block at a time, so each copy
+ * reads what the step just wrote from the cache, not from memory. */
+#define SERVER_BLOCK_ELEMS ((size_t)16384)
 
 /* Runs on an engine thread. */
 static void server_update(struct ragg__job *job)
@@ -83,27 +87,31 @@ static void server_update(struct ragg__job *job)
 	for (int j = 0; j < ctx->opts.agents; j++)
 		total += ((const double *)st->aslot[j].mem)[cj->parity];
 	cj->total_weight = total;
-	if (total > 0)
-		server_step(cj, total);
 	size_t chunk_bytes = cj->t->chunk_elems * sizeof(float);
-	ragg__copy_fanout(cj->copy_to, cj->ncopy, cj->chunk * chunk_bytes,
-	                  (const uint8_t *)st->w.mem +
-	                      cj->chunk / (uint32_t)ctx->opts.servers * chunk_bytes,
-	                  ragg__chunk_len(cj->t, cj->chunk));
+	size_t n = ragg__chunk_len(cj->t, cj->chunk) / sizeof(float);
+	const uint8_t *w =
+	    (const uint8_t *)st->w.mem + cj->chunk / (uint32_t)ctx->opts.servers * chunk_bytes;
+	for (size_t from = 0; from < n; from += SERVER_BLOCK_ELEMS) {
+		size_t m = n - from < SERVER_BLOCK_ELEMS ? n - from : SERVER_BLOCK_ELEMS;
+		if (total > 0)
+			server_step(cj, total, from, m);
+		ragg__copy_fanout(cj->copy_to, cj->ncopy,
+		                  cj->chunk * chunk_bytes + from * sizeof(float),
+		                  w + from * sizeof(float), m * sizeof(float));
+	}
 	ragg__job_finished(ctx);
 }
 
 /* g = sum_j s_j / sum_j N_j, then the optimizer (or, in round 0, the
- * initial parameters). */
-static void server_step(struct ragg__chunk_job *cj, double total)
+ * initial parameters), for elements [from, from + n) of the chunk. */
+static void server_step(struct ragg__chunk_job *cj, double total, size_t from, size_t n)
 {
 	ragg_tensor_t *t = cj->t;
 	struct ragg_ctx *ctx = t->ctx;
 	struct ragg__server_tensor *st = t->server;
 	const struct ragg__kernels *k = ctx->kernels;
 	size_t lc = cj->chunk / (uint32_t)ctx->opts.servers;
-	size_t off = lc * t->chunk_elems * sizeof(float);
-	size_t n = ragg__chunk_len(t, cj->chunk) / sizeof(float);
+	size_t off = (lc * t->chunk_elems + from) * sizeof(float);
 	float inv = (float)(1.0 / total);
 	for (int j = 0; j < ctx->opts.agents; j++) {
 		cj->weights[j] = inv;
