@@ -163,7 +163,10 @@ int main(int argc, char **argv)
 	int me = ragg_rank(ctx), m = o.workers;
 	double *w_true = malloc(d * sizeof(double));
 	double *wd = calloc(d, sizeof(double)), *gd = calloc(d, sizeof(double));
-	float *params = malloc(d * sizeof(float)), *grad = malloc(d * sizeof(float));
+	/* Memory the agent reads and writes in place when it is on this host
+	 * (shm); ordinary memory otherwise. Released by ragg_finalize. */
+	float *params = ragg_mem_alloc(ctx, d * sizeof(float));
+	float *grad = ragg_mem_alloc(ctx, d * sizeof(float));
 	struct shard *shards = calloc((size_t)m, sizeof(*shards));
 	if (!w_true || !wd || !gd || !params || !grad || !shards)
 		die("memory", -12);
@@ -251,8 +254,6 @@ int main(int argc, char **argv)
 	free(w_true);
 	free(wd);
 	free(gd);
-	free(params);
-	free(grad);
 	free(pw);
 	free(g);
 	return status;
