@@ -3,10 +3,14 @@
  * servers serve; workers run one of these modes and exit non-zero on any
  * wrong value:
  *
- *   exact ROUNDS    two tensors of awkward sizes; worker i pushes values it
- *                   and the test both know, with weight i+1; after every
- *                   round each parameter must match the closed-form SGD
- *                   result on the sample-weighted mean (to float rounding)
+ *   exact ROUNDS [COUNT...]
+ *                   tensors of awkward sizes (COUNT floats each; default
+ *                   two, of 3098 and 4097); worker i pushes values it and
+ *                   the test both know, with weight i+1; after every round
+ *                   each parameter must match the closed-form result of
+ *                   the servers' optimizer (RAGG_OPTIMIZER: SGD or
+ *                   momentum) on the sample-weighted mean, to float
+ *                   rounding
  *   inplace ROUNDS  as exact, with the parameters and gradients in
  *                   ragg_mem_alloc() memory, switching gradient buffers
  *                   mid-run (another mem_alloc one, a malloc'd one) and
@@ -53,31 +57,63 @@ static float grad_value(int i, size_t j, int r)
 	return (float)((int)((j * 7 + (size_t)i * 3 + (size_t)r) % 16) - 8);
 }
 
-/* The closed-form SGD trajectory every worker checks its parameters
- * against: the mean of the workers' gradients weighted by i + 1. */
+/* The closed-form trajectory every worker checks its parameters against:
+ * the servers' optimizer, read from RAGG_* as the library reads it, on the
+ * mean of the workers' gradients weighted by i + 1. */
 struct closed_form {
-	int workers, me;
-	double lr, total_w;
+	int workers, agents, me;
+	enum ragg_optimizer opt;
+	double lr, mu, total_w;
 	size_t n;
-	double *expect;
+	double *expect; /* w, in exact arithmetic */
+	double *v, *ev, *ew; /* momentum: v; bounds on the servers' float error in v, w */
+	double max_err, max_tol, max_ratio; /* largest |error|, tolerance, error / tolerance */
 };
 
 static int cf_init(struct closed_form *cf, ragg_ctx_t *ctx, size_t n)
 {
-	const char *w = getenv("RAGG_WORKERS"), *lr = getenv("RAGG_LR");
-	cf->workers = w ? atoi(w) : 1;
+	struct ragg_opts o = { .size = sizeof(o) };
+	int rc = ragg_opts_default(&o);
+	if (rc)
+		return rc;
+	memset(cf, 0, sizeof(*cf));
+	cf->workers = o.workers;
+	cf->agents = o.agents;
 	cf->me = ragg_rank(ctx);
-	cf->lr = lr ? atof(lr) : 0.01;
-	cf->total_w = 0;
+	cf->opt = o.optimizer;
+	/* The servers compute with these floats: so does the closed form. */
+	cf->lr = o.lr;
+	cf->mu = o.momentum;
 	for (int i = 0; i < cf->workers; i++)
 		cf->total_w += i + 1;
 	cf->n = n;
 	cf->expect = malloc(n * sizeof(double));
-	if (!cf->expect)
-		return -1;
+	cf->v = calloc(n, sizeof(double));
+	cf->ev = calloc(n, sizeof(double));
+	cf->ew = calloc(n, sizeof(double));
+	if (!cf->expect || !cf->v || !cf->ev || !cf->ew)
+		return -ENOMEM;
 	for (size_t j = 0; j < n; j++)
 		cf->expect[j] = (double)(j % 5);
 	return 0;
+}
+
+static void cf_free(struct closed_form *cf)
+{
+	free(cf->expect);
+	free(cf->v);
+	free(cf->ev);
+	free(cf->ew);
+}
+
+/* "sgd lr=0.25" or "momentum mu=0.5 lr=0.25": what was checked. */
+static const char *cf_describe(const struct closed_form *cf, char *buf, size_t len)
+{
+	if (cf->opt == RAGG_OPT_MOMENTUM)
+		snprintf(buf, len, "momentum mu=%g lr=%g", cf->mu, cf->lr);
+	else
+		snprintf(buf, len, "sgd lr=%g", cf->lr);
+	return buf;
 }
 
 /* Worker 0's initial values must win; the others hold junk. */
@@ -93,40 +129,105 @@ static void cf_grad(const struct closed_form *cf, float *grad, int r)
 		grad[j] = grad_value(cf->me, j, r);
 }
 
+/*
+ * One momentum round for element j: v <- mu*v + g, w <- w - lr*v in exact
+ * arithmetic, and bounds on how far the servers' floats may have drifted
+ * from it (the tolerance). With u = 2^-24 and a the number of agents:
+ * the agents' sums s_j are of small integers, exact; the server's
+ * g = fl(1/T) * sum_j s_j is within (a+1)u * sum_i N_i|g_i| / T of the
+ * mean, in any summation order; the update of v and then of w rounds
+ * twice each (once with FMA). Here g counts (a+2)u and each rounding 2u,
+ * not u(1+u), which leaves room for the second-order terms (and the
+ * reference's own double rounding, ~2^-53). The bound stays near 1e-5
+ * over a few rounds (run.sh's jobs print it, and how much of it the
+ * error used): a wrong mu, a v not kept or not per element, a skipped
+ * block are off by 0.01 or much more.
+ */
+static double cf_momentum(struct closed_form *cf, size_t j, double g, double abs_sum)
+{
+	const double u = 0x1p-24;
+	double mu = cf->mu, lr = cf->lr;
+	double eg = (cf->agents + 2) * u * abs_sum;
+	double v = cf->v[j], ev = cf->ev[j], w = cf->expect[j], ew = cf->ew[j];
+	double v1 = mu * v + g;
+	double ev1 = fabs(mu) * ev + eg + 2 * u * (fabs(mu) * (fabs(v) + ev) + fabs(g) + eg);
+	double w1 = w - lr * v1;
+	double ew1 = ew + fabs(lr) * ev1 + 2 * u * (fabs(w) + ew + fabs(lr) * (fabs(v1) + ev1));
+	cf->v[j] = v1;
+	cf->ev[j] = ev1;
+	cf->expect[j] = w1;
+	cf->ew[j] = ew1;
+	return ew1;
+}
+
 /* The parameters after round r (0: as declared), to float rounding. */
 static int cf_check(struct closed_form *cf, const float *params, int k, int r)
 {
 	for (size_t j = 0; j < cf->n; j++) {
+		double tol = 0;
 		if (r > 0) {
-			double g = 0;
-			for (int i = 0; i < cf->workers; i++)
-				g += (i + 1) * (double)grad_value(i, j, r);
-			cf->expect[j] -= cf->lr * (g / cf->total_w);
+			double g = 0, abs_sum = 0;
+			for (int i = 0; i < cf->workers; i++) {
+				double x = (i + 1) * (double)grad_value(i, j, r);
+				g += x;
+				abs_sum += fabs(x);
+			}
+			g /= cf->total_w;
+			abs_sum /= cf->total_w;
+			if (cf->opt == RAGG_OPT_MOMENTUM) {
+				tol = cf_momentum(cf, j, g, abs_sum);
+			} else {
+				cf->expect[j] -= cf->lr * g;
+				tol = 1e-5 * fmax(1.0, fabs(cf->expect[j]));
+			}
 		}
-		double tol = r ? 1e-5 * fmax(1.0, fabs(cf->expect[j])) : 0;
-		if (fabs(params[j] - cf->expect[j]) > tol) {
+		double err = fabs(params[j] - cf->expect[j]);
+		if (err > tol) {
 			fprintf(stderr,
-			        "job: tensor %d round %d element %zu: %.9g, expected %.9g\n", k, r,
-			        j, params[j], cf->expect[j]);
+			        "job: tensor %d round %d element %zu: %.9g, expected %.9g "
+			        "(error %.3g, tolerance %.3g)\n",
+			        k, r, j, params[j], cf->expect[j], err, tol);
 			return 1;
 		}
+		cf->max_err = fmax(cf->max_err, err);
+		cf->max_tol = fmax(cf->max_tol, tol);
+		if (tol > 0)
+			cf->max_ratio = fmax(cf->max_ratio, err / tol);
 	}
 	return 0;
 }
 
-static int exact(ragg_ctx_t *ctx, int rounds)
+/* counts: the tensors' sizes from the command line, none for the default. */
+static int exact(ragg_ctx_t *ctx, int rounds, int ncounts, char **counts)
 {
-	const size_t sizes[2] = { 1031 * 3 + 5, 4096 + 1 }; /* chunk tails, several servers */
-	int me = ragg_rank(ctx), rc;
+	size_t sizes[8] = { 1031 * 3 + 5, 4096 + 1 }; /* chunk tails, several servers */
+	int ntensors = ncounts ? ncounts : 2, me = ragg_rank(ctx), rc;
+	if (ncounts > (int)(sizeof(sizes) / sizeof(sizes[0]))) {
+		fprintf(stderr, "job: exact: at most %zu tensors\n",
+		        sizeof(sizes) / sizeof(sizes[0]));
+		return 2;
+	}
+	for (int k = 0; k < ncounts; k++) {
+		char *end;
+		sizes[k] = strtoul(counts[k], &end, 10);
+		if (end == counts[k] || *end || sizes[k] == 0) {
+			fprintf(stderr, "job: exact: bad tensor size \"%s\"\n", counts[k]);
+			return 2;
+		}
+	}
+	double max_err = 0, max_tol = 0, max_ratio = 0;
+	char what[64] = "";
 	struct ragg_stats st = { .size = sizeof(st) };
-	for (int k = 0; k < 2; k++) {
+	for (int k = 0; k < ntensors; k++) {
 		size_t n = sizes[k];
 		struct closed_form cf;
 		float *params = malloc(n * sizeof(float)), *grad = malloc(n * sizeof(float));
 		ragg_tensor_t *t;
 		char name[32];
-		if (!params || !grad || cf_init(&cf, ctx, n))
-			return fail("memory", -12);
+		if (!params || !grad)
+			return fail("memory", -ENOMEM);
+		if ((rc = cf_init(&cf, ctx, n)))
+			return fail("closed form", rc);
 		cf_initial(&cf, params);
 		snprintf(name, sizeof(name), "exact.%d", k);
 		if ((rc = ragg_tensor_declare(ctx, name, params, n, &t)))
@@ -140,13 +241,19 @@ static int exact(ragg_ctx_t *ctx, int rounds)
 			if (cf_check(&cf, params, k, r))
 				return 1;
 		}
+		cf_describe(&cf, what, sizeof(what));
+		max_err = fmax(max_err, cf.max_err);
+		max_tol = fmax(max_tol, cf.max_tol);
+		max_ratio = fmax(max_ratio, cf.max_ratio);
 		free(params);
 		free(grad);
-		free(cf.expect);
+		cf_free(&cf);
 	}
 	ragg_stats(ctx, &st);
-	printf("exact: worker %d ok, %llu rounds, %llu bytes sent\n", me,
-	       (unsigned long long)st.rounds, (unsigned long long)st.bytes_sent);
+	printf("exact: worker %d ok, %s, %llu rounds, %llu bytes sent, largest error %.3g, "
+	       "largest tolerance %.3g, at worst %.0f%% of the tolerance used\n",
+	       me, what, (unsigned long long)st.rounds, (unsigned long long)st.bytes_sent, max_err,
+	       max_tol, 100 * max_ratio);
 	return 0;
 }
 
@@ -245,8 +352,10 @@ static int inplace(ragg_ctx_t *ctx, int rounds)
 		char name[32];
 		ip.r = 0;
 		ip.params = ragg_mem_alloc(ctx, bytes);
-		if (!ip.params || !ga || !gb || !gm || cf_init(&ip.cf, ctx, n))
-			return fail("memory", -12);
+		if (!ip.params || !ga || !gb || !gm)
+			return fail("memory", -ENOMEM);
+		if ((rc = cf_init(&ip.cf, ctx, n)))
+			return fail("closed form", rc);
 		if (((uintptr_t)ip.params | (uintptr_t)ga | (uintptr_t)gb) & 4095) {
 			fprintf(stderr, "job: ragg_mem_alloc memory not page aligned\n");
 			return 1;
@@ -337,7 +446,7 @@ static int inplace(ragg_ctx_t *ctx, int rounds)
 		}
 		/* params and gc are left to ragg_finalize. */
 		free(gm);
-		free(ip.cf.expect);
+		cf_free(&ip.cf);
 	}
 	struct ragg_stats st = { .size = sizeof(st) };
 	ragg_stats(ctx, &st);
@@ -394,9 +503,8 @@ int main(int argc, char **argv)
 	ragg_ctx_t *ctx;
 	int rc, status;
 	if (argc < 2) {
-		fprintf(
-		    stderr,
-		    "usage: job exact ROUNDS | inplace ROUNDS | rounds N | mismatch | slow N MS\n");
+		fprintf(stderr, "usage: job exact ROUNDS [COUNT...] | inplace ROUNDS | rounds N | "
+		                "mismatch | slow N MS\n");
 		return 2;
 	}
 	if ((rc = ragg_init(NULL, &ctx)))
@@ -411,8 +519,8 @@ int main(int argc, char **argv)
 			return fail("serve", rc);
 		return rc2 ? fail("finalize", rc2) : 0;
 	}
-	if (strcmp(argv[1], "exact") == 0 && argc == 3)
-		status = exact(ctx, atoi(argv[2]));
+	if (strcmp(argv[1], "exact") == 0 && argc >= 3)
+		status = exact(ctx, atoi(argv[2]), argc - 3, argv + 3);
 	else if (strcmp(argv[1], "inplace") == 0 && argc == 3)
 		status = inplace(ctx, atoi(argv[2]));
 	else if (strcmp(argv[1], "rounds") == 0 && argc == 3)

@@ -54,6 +54,29 @@ exact_weighted_mean() {
 	echo OK
 }
 
+# As exact_weighted_mean with RAGG_OPTIMIZER=momentum: every worker checks
+# v <- mu*v + g, w <- w - lr*v on the weighted mean after every round, to a
+# bound on float rounding the job derives (at most 1.2e-5 here; the
+# wrong steps tried were off by 0.06 or more). mu = 0.5 and lr = 0.25 are
+# exact in float. Run twice: 4 KiB chunks, where the tensors end in short
+# chunks on every server; then 256 KiB chunks, larger than the server's
+# 64 KiB step block, with tensors whose chunks end in a partial block and
+# where one server owns two chunks (100003 = 65536 + 2 * 16384 + 1699
+# floats; 294917 = 4 * 65536 + 2 * 16384 + 5).
+momentum_exact() {
+	for cfg in "4096 exact 8" "262144 exact 8 100003 294917"; do
+		set -- $cfg
+		chunk=$1
+		shift
+		out=$(RAGG_TRANSPORT=$transport RAGG_OPTIMIZER=momentum RAGG_MOMENTUM=0.5 RAGG_LR=0.25 RAGG_CHUNK_BYTES=$chunk \
+			RAGG_TIMEOUT_MS=30000 "$run" -w 5 -a 2 -s 3 -- "$job" "$@" 2>&1) || { echo "$out" | tail -n 30; echo "WHY: job failed with $chunk-byte chunks"; return; }
+		echo "$out" | grep '^\[w0\] exact:'
+		n=$(echo "$out" | grep -c 'exact: worker .* ok, momentum mu=0.5 lr=0.25,')
+		[ "$n" = 5 ] || { echo "$out" | tail -n 30; echo "WHY: $n of 5 workers verified momentum with $chunk-byte chunks"; return; }
+	done
+	echo OK
+}
+
 # As exact_weighted_mean, with parameters and gradients in ragg_mem_alloc()
 # memory and the gradient buffer switched mid-run. Over shm every worker
 # must also have seen its rounds go in place (it checks its own byte
@@ -195,12 +218,13 @@ garbage_and_wrong_key_dropped() {
 	echo OK
 }
 
-export -f linreg_8_2_2 exact_weighted_mean in_place_exact declare_mismatch_refused rounds_1000_no_memory_growth mixed_shm_workers_tcp_servers \
+export -f linreg_8_2_2 exact_weighted_mean momentum_exact in_place_exact declare_mismatch_refused rounds_1000_no_memory_growth mixed_shm_workers_tcp_servers \
 	root_never_starts agent_never_starts agent_killed_mid_job garbage_and_wrong_key_dropped
 export logdir
 
 t linreg_8_2_2 120
 t exact_weighted_mean 120
+t momentum_exact 120
 t in_place_exact 120
 t declare_mismatch_refused 60
 t rounds_1000_no_memory_growth 240
