@@ -22,6 +22,9 @@
  *                   with RAGG_ERR_MISMATCH everywhere
  *   slow N MS       N rounds with a pause of MS between them
  *
+ * rounds and slow take their buffers from ragg_mem_alloc() when
+ * JOB_MEMORY=ragg (read and written in place over shm), else from calloc.
+ *
  * Every process prints "maxrss ROLE RANK KB" before it exits.
  */
 #include <errno.h>
@@ -459,7 +462,10 @@ static int inplace(ragg_ctx_t *ctx, int rounds)
 static int run_rounds(ragg_ctx_t *ctx, int rounds, int pause_ms)
 {
 	size_t n = 20000;
-	float *params = calloc(n, sizeof(float)), *grad = calloc(n, sizeof(float));
+	const char *mem = getenv("JOB_MEMORY");
+	bool own = mem && strcmp(mem, "ragg") == 0;
+	float *params = own ? ragg_mem_alloc(ctx, n * sizeof(float)) : calloc(n, sizeof(float));
+	float *grad = own ? ragg_mem_alloc(ctx, n * sizeof(float)) : calloc(n, sizeof(float));
 	ragg_tensor_t *t;
 	int rc;
 	if (!params || !grad)
@@ -477,8 +483,10 @@ static int run_rounds(ragg_ctx_t *ctx, int rounds, int pause_ms)
 			nanosleep(&ts, NULL);
 		}
 	}
-	free(params);
-	free(grad);
+	if (!own) {
+		free(params);
+		free(grad);
+	}
 	return 0;
 }
 

@@ -185,6 +185,24 @@ agent_killed_mid_job() {
 
 # Connections that are not ragg (garbage) or fail the job key are dropped
 # with a logged error; the job's own connections carry on to the end.
+# A worker dies mid-job while its agent reads its gradient in place (over
+# shm; elsewhere, as copies): everybody else ends with a clear error, fast.
+worker_killed_mid_job() {
+	start=$(date +%s)
+	out=$(JOB_MEMORY=ragg RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=20000 RAGG_LOG=error "$run" -w 4 -a 2 -s 1 -- bash -c '
+		if [ "$RAGG_ROLE" = worker ] && [ "$RAGG_RANK" = 2 ]; then
+			"$0" slow 100000 10 & p=$!; sleep "${RAGG_TEST_TIMEOUT_SCALE:-1}"; kill -9 $p; exec sleep 300
+		fi
+		exec "$0" slow 100000 10' "$job" 2>&1)
+	rc=$?
+	end=$(date +%s)
+	echo "$out" | tail -n 20
+	[ $rc -ne 0 ] || { echo "WHY: ragg-run reported success"; return; }
+	echo "$out" | grep -q 'lost\|PEER_LOST' || { echo "WHY: no peer-lost error"; return; }
+	[ $((end - start)) -le $((15 * scale)) ] || { echo "WHY: took $((end - start)) s"; return; }
+	echo OK
+}
+
 garbage_and_wrong_key_dropped() {
 	port=$(( (RANDOM % 20000) + 30000 ))
 	log="$logdir/garbage.job"
@@ -219,7 +237,7 @@ garbage_and_wrong_key_dropped() {
 }
 
 export -f linreg_8_2_2 exact_weighted_mean momentum_exact in_place_exact declare_mismatch_refused rounds_1000_no_memory_growth mixed_shm_workers_tcp_servers \
-	root_never_starts agent_never_starts agent_killed_mid_job garbage_and_wrong_key_dropped
+	root_never_starts agent_never_starts agent_killed_mid_job worker_killed_mid_job garbage_and_wrong_key_dropped
 export logdir
 
 t linreg_8_2_2 120
@@ -232,6 +250,7 @@ t mixed_shm_workers_tcp_servers 90
 t root_never_starts 30
 t agent_never_starts 30
 t agent_killed_mid_job 60
+t worker_killed_mid_job 60
 t garbage_and_wrong_key_dropped 90
 
 rm -rf "$logdir"
