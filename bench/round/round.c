@@ -83,7 +83,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ragg-round: declare: %s\n", ragg_strerror(rc));
 		return 1;
 	}
+	struct ragg_stats s0 = { .size = sizeof(s0) }, s1 = { .size = sizeof(s1) };
 	for (int r = -warmup; r < rounds; r++) {
+		if (r == 0)
+			ragg_stats(ctx, &s0);
 		double t0 = now_ms();
 		if ((rc = ragg_pushpull(tensor, grad, 1.0, params))) {
 			fprintf(stderr, "ragg-round: round: %s\n", ragg_strerror(rc));
@@ -92,13 +95,17 @@ int main(int argc, char **argv)
 		if (r >= 0)
 			t[r] = now_ms() - t0;
 	}
+	ragg_stats(ctx, &s1);
 	qsort(t, (size_t)rounds, sizeof(double), cmp);
 	if (ragg_rank(ctx) == 0) {
 		const char *w = getenv("RAGG_WORKERS");
+		/* What a worker's pushes carried: the tensor when copied, only
+		 * the weight when the agent read the gradient in place. */
 		printf("round: transport=%s workers=%s memory=%s bytes=%zu rounds=%d "
-		       "median_ms=%.3f min_ms=%.3f\n",
+		       "median_ms=%.3f min_ms=%.3f sent_per_round=%.0f\n",
 		       ragg_transport_name(ctx), w ? w : "1", plain ? "malloc" : "ragg", bytes,
-		       rounds, t[rounds / 2], t[0]);
+		       rounds, t[rounds / 2], t[0],
+		       (double)(s1.bytes_sent - s0.bytes_sent) / rounds);
 	}
 	if (plain) {
 		free(params);
