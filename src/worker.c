@@ -166,7 +166,8 @@ void ragg__worker_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t
 	/* Length 0 with the agent's region mapped: the chunk is there. */
 	if (!len && t->agent_params_at) {
 		size_t off = c * t->chunk_elems * sizeof(float);
-		memcpy((char *)t->params + off, t->agent_params_at + off, ragg__chunk_len(t, c));
+		void *dst = t->params;
+		ragg__copy_fanout(&dst, 1, off, t->agent_params_at + off, ragg__chunk_len(t, c));
 	}
 	t->landed[parity]++;
 	if (t->agent_params_pending)

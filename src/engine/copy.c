@@ -44,6 +44,15 @@ __attribute__((target("avx2"))) static void copy_stream(void *const *dst, int k,
 void ragg__copy_fanout(void *const *dst, int k, size_t dst_off, const void *src, size_t len)
 {
 	const unsigned char *s = src;
+	/* One destination: a plain head brings it to the vectors' alignment
+	 * (a malloc'd buffer rarely starts on one). */
+	size_t head = k == 1 && dst[0] ? (32 - ((uintptr_t)dst[0] + dst_off) % 32) % 32 : 0;
+	if (head && len >= head + FANOUT_BLOCK) {
+		memcpy((unsigned char *)dst[0] + dst_off, s, head);
+		dst_off += head;
+		s += head;
+		len -= head;
+	}
 	bool aligned = true;
 	for (int i = 0; i < k; i++)
 		if (dst[i] && ((uintptr_t)dst[i] + dst_off) % 32)
