@@ -1,0 +1,66 @@
+/*
+ * The agent's per-tensor state, shared by its two halves: agent.c (a
+ * tensor's declaration and the control messages about its buffers) and
+ * agent_round.c (a round's data: sums up, parameters down).
+ */
+#ifndef RAGG_AGENT_H
+#define RAGG_AGENT_H
+
+#include "core.h"
+
+/* One of the agent's workers, for one tensor. */
+struct ragg__agent_worker {
+	struct ragg__region slot; /* what it writes its gradient into */
+	struct ragg_tp_rdesc params; /* its parameter buffer */
+	uint8_t *params_at; /* that buffer mapped here, or NULL */
+	bool params_never; /* it cannot be mapped */
+	bool pulls; /* it copies parameters out of our region itself */
+	/* Its announced gradient buffer (RAGG_MSG_GRAD_AT). */
+	uint64_t grad_seq;
+	bool grad_pending; /* mapping asked for, answer not in yet */
+	struct ragg_tp_rdesc grad;
+	const uint8_t *grad_at; /* mapped here; NULL: its pushes copy */
+};
+
+/* One of the servers, for one tensor. */
+struct ragg__agent_server {
+	struct ragg_tp_rdesc slot; /* our slot there */
+	uint8_t *slot_at; /* mapped here, or NULL */
+	bool slot_never;
+	bool answered; /* its answer to our declaration arrived */
+	uint64_t meta_sent; /* round + 1 whose N was written */
+};
+
+struct ragg__agent_tensor {
+	int declared, server_acks;
+	bool mismatch, ready;
+	int status; /* the declaration's failure, 0 when it succeeded */
+	struct ragg__agent_worker *w; /* per worker */
+	struct ragg__agent_server *s; /* per server */
+	struct ragg__region params; /* what servers write into */
+	struct ragg__region acc; /* META (N by parity), then the sums */
+	uint32_t *arrived[2]; /* per chunk: workers landed */
+	uint32_t params_landed;
+	struct ragg__chunk_job *jobs; /* per chunk: the sum */
+	struct ragg__chunk_job *fanout; /* per chunk: copies to workers */
+};
+
+static inline size_t ragg__owned_chunks(size_t nchunks, int servers, int s)
+{
+	return (size_t)s < nchunks ? (nchunks - (size_t)s + (size_t)servers - 1) / (size_t)servers
+	                           : 0;
+}
+
+static inline struct ragg__peer *ragg__server_peer(struct ragg_ctx *ctx, int s)
+{
+	return &ctx->peers[ctx->nworkers + s];
+}
+
+/* agent_round.c: the engine's two jobs. */
+void ragg__agent_sum(struct ragg__job *job);
+void ragg__agent_fanout(struct ragg__job *job);
+
+/* agent.c: map worker p's announced gradient buffer; tell it once it is. */
+void ragg__agent_map_grad(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tensor_t *t);
+
+#endif
