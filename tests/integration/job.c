@@ -23,7 +23,9 @@
  *   slow N MS       N rounds with a pause of MS between them
  *
  * rounds and slow take their buffers from ragg_mem_alloc() when
- * JOB_MEMORY=ragg (read and written in place over shm), else from calloc.
+ * JOB_MEMORY=ragg (read and written in place over shm), else from calloc;
+ * with JOB_READY_FILE, worker 0 creates that file after its second round,
+ * so a test can hurt the job once it is surely running.
  *
  * Every process prints "maxrss ROLE RANK KB" before it exits.
  */
@@ -477,6 +479,12 @@ static int run_rounds(ragg_ctx_t *ctx, int rounds, int pause_ms)
 			grad[j] = (float)((j + (size_t)r) % 3);
 		if ((rc = ragg_pushpull(t, grad, 1.0, params)))
 			return fail("pushpull", rc);
+		const char *ready = getenv("JOB_READY_FILE");
+		if (r == 1 && ready && ragg_rank(ctx) == 0) {
+			FILE *f = fopen(ready, "w");
+			if (f)
+				fclose(f);
+		}
 		if (pause_ms) {
 			struct timespec ts = { .tv_sec = pause_ms / 1000,
 				               .tv_nsec = (pause_ms % 1000) * 1000000L };

@@ -169,9 +169,12 @@ agent_never_starts() {
 # ragg-run exits non-zero.
 agent_killed_mid_job() {
 	start=$(date +%s)
-	out=$(RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=20000 RAGG_LOG=error "$run" -w 4 -a 2 -s 1 -- bash -c '
+	out=$(JOB_READY_FILE="$logdir/$FUNCNAME.ready" RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=20000 RAGG_LOG=error "$run" -w 4 -a 2 -s 1 -- bash -c '
 		if [ "$RAGG_ROLE" = agent ] && [ "$RAGG_RANK" = 1 ]; then
-			"$0" slow 100000 10 & p=$!; sleep "${RAGG_TEST_TIMEOUT_SCALE:-1}"; kill -9 $p; exec sleep 300
+			"$0" slow 100000 10 & p=$!
+			# Once the job is surely running: its first rounds are done.
+			for _ in $(seq $((600 * ${RAGG_TEST_TIMEOUT_SCALE:-1}))); do [ -e "$JOB_READY_FILE" ] && break; sleep 0.05; done
+			kill -9 $p; exec sleep 300
 		fi
 		exec "$0" slow 100000 10' "$job" 2>&1)
 	rc=$?
@@ -189,9 +192,12 @@ agent_killed_mid_job() {
 # shm; elsewhere, as copies): everybody else ends with a clear error, fast.
 worker_killed_mid_job() {
 	start=$(date +%s)
-	out=$(JOB_MEMORY=ragg RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=20000 RAGG_LOG=error "$run" -w 4 -a 2 -s 1 -- bash -c '
+	out=$(JOB_READY_FILE="$logdir/$FUNCNAME.ready" JOB_MEMORY=ragg RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=20000 RAGG_LOG=error "$run" -w 4 -a 2 -s 1 -- bash -c '
 		if [ "$RAGG_ROLE" = worker ] && [ "$RAGG_RANK" = 2 ]; then
-			"$0" slow 100000 10 & p=$!; sleep "${RAGG_TEST_TIMEOUT_SCALE:-1}"; kill -9 $p; exec sleep 300
+			"$0" slow 100000 10 & p=$!
+			# Once the job is surely running: its first rounds are done.
+			for _ in $(seq $((600 * ${RAGG_TEST_TIMEOUT_SCALE:-1}))); do [ -e "$JOB_READY_FILE" ] && break; sleep 0.05; done
+			kill -9 $p; exec sleep 300
 		fi
 		exec "$0" slow 100000 10' "$job" 2>&1)
 	rc=$?

@@ -15,5 +15,5 @@ echo "== vm-verbs: integration tests, RAGG_TRANSPORT=verbs on ${RAGG_VM_DEV:-rxe
 # Emulation makes everything slower: more time for each test and wait.
 RAGG_TRANSPORT=verbs RAGG_VERBS_DEVICE="${RAGG_VM_DEV:-rxe0}" RAGG_TEST_TIMEOUT_SCALE=4 \
 	"$checkout/tests/integration/run.sh" "$build" linreg_8_2_2 exact_weighted_mean declare_mismatch_refused \
-	agent_killed_mid_job | sed -u 's#^\(PASS\|FAIL\): integration/#\1: verbs-integration/#' || status=1
+	agent_killed_mid_job worker_killed_mid_job | sed -u 's#^\(PASS\|FAIL\): integration/#\1: verbs-integration/#' || status=1
 exit $status
