@@ -59,7 +59,8 @@ static void ack_workers(struct ragg_ctx *ctx, ragg_tensor_t *t, int status)
 		ragg__post_msg(p, &m);
 		/* A worker buffer we cannot map, on a transport that maps ours:
 		 * the worker copies out of our region, in parallel with the
-		 * others, instead of our writing into each in turn. */
+		 * others, instead of our writing into each in turn (and into
+		 * private memory, which needs ptrace permission). */
 		if (!status && at->params.owner == p->tp &&
 		    !ragg__peer_mapped(p, &at->w[i].params, t->bytes, &at->w[i].params_at,
 		                       &at->w[i].params_never) &&
@@ -68,6 +69,7 @@ static void ack_workers(struct ragg_ctx *ctx, ragg_tensor_t *t, int status)
 				                .tensor = (uint8_t)t->id,
 				                .rdesc = *ragg__region_rdesc(&at->params, p) };
 			ragg__post_msg(p, &pa);
+			at->w[i].pulls = true;
 		}
 	}
 	if (status)
@@ -230,6 +232,7 @@ void ragg__agent_map_grad(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tenso
 	if (rc && !ragg__peer_map_final(rc))
 		return;
 	w->grad_pending = false;
+	ctx->maps_pending--;
 	if (rc) {
 		ragg__debug("worker %d's gradient buffer stays remote: %s", p->rank,
 		            ragg_strerror(rc));
@@ -253,10 +256,20 @@ static void on_grad_at(struct ragg_ctx *ctx, struct ragg__peer *p, const struct 
 	/* Its pushes copy until we answer, so the old mapping is done with. */
 	struct ragg__agent_worker *w = &t->agent->w[p->index];
 	w->grad_seq = m->count;
+	if (!w->grad_pending)
+		ctx->maps_pending++;
 	w->grad_pending = true;
 	w->grad = m->rdesc;
 	w->grad_at = NULL;
 	ragg__agent_map_grad(ctx, p, t);
+}
+
+void ragg__agent_map_pending(struct ragg_ctx *ctx)
+{
+	for (int k = 0; k < ctx->ntensors && ctx->maps_pending; k++)
+		for (int i = 0; i < ctx->nworkers; i++)
+			if (ctx->tensors[k]->agent->w[i].grad_pending)
+				ragg__agent_map_grad(ctx, &ctx->peers[i], ctx->tensors[k]);
 }
 
 void ragg__agent_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m)
@@ -265,10 +278,6 @@ void ragg__agent_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct
 		on_worker_declare(ctx, p, m);
 	else if (p->role == RAGG_ROLE_WORKER && m->type == RAGG_MSG_GRAD_AT)
 		on_grad_at(ctx, p, m);
-	else if (p->role == RAGG_ROLE_WORKER && m->type == RAGG_MSG_PARAMS_MAPPED &&
-	         m->tensor < ctx->ntensors &&
-	         ctx->tensors[m->tensor]->agent->w[p->index].params_never)
-		ctx->tensors[m->tensor]->agent->w[p->index].pulls = true;
 	else if (p->role == RAGG_ROLE_SERVER && m->type == RAGG_MSG_DECLARE_ACK)
 		on_server_ack(ctx, p, m);
 	else {

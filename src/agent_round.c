@@ -99,6 +99,13 @@ static void forward(struct ragg_ctx *ctx, ragg_tensor_t *t, int i, int parity, u
 {
 	struct ragg__agent_tensor *at = t->agent;
 	size_t off = c * t->chunk_elems * sizeof(float);
+	if (at->w[i].pulls) {
+		struct ragg__msg m = { .type = RAGG_MSG_PARAMS_READY,
+			               .tensor = (uint8_t)t->id,
+			               .count = ragg__imm_encode(parity, t->id, c) };
+		ragg__post_msg(&ctx->peers[i], &m);
+		return;
+	}
 	ragg__post_write(&ctx->peers[i], (char *)at->params.mem + off,
 	                 ragg__region_mr(&at->params, &ctx->peers[i]), &at->w[i].params, off, len,
 	                 ragg__imm_encode(parity, t->id, c), RAGG_TP_WRITE_IMM, 0);
@@ -115,7 +122,7 @@ static void on_parameters(struct ragg_ctx *ctx, ragg_tensor_t *t, int parity, ui
 		if (f->copy_to[i])
 			copies++;
 		else
-			forward(ctx, t, i, parity, c, at->w[i].pulls ? 0 : ragg__chunk_len(t, c));
+			forward(ctx, t, i, parity, c, ragg__chunk_len(t, c));
 	}
 	if (copies) {
 		f->parity = parity;

@@ -119,11 +119,14 @@ struct ragg_tensor {
 	uint32_t grad_mapped; /* the announcement the agent maps */
 	bool grad_announced; /* the registered gradient buffer was announced */
 	struct ragg_tp_rdesc grad_rdesc;
-	/* The agent's parameter region, when it cannot map ours: once mapped
-	 * here, we copy each chunk out of it as it is announced. */
+	/* The agent's parameter region, when it cannot map ours: we copy
+	 * each chunk out of it as it is announced, or, while our mapping of
+	 * it is still being set up, once it is (copy_pending). */
 	struct ragg_tp_rdesc agent_params;
 	const uint8_t *agent_params_at;
 	bool agent_params_pending;
+	uint32_t *copy_pending; /* chunks announced before the mapping */
+	uint32_t ncopy_pending;
 	struct ragg_tp_mr *params_mr;
 	struct ragg_tp_rdesc params_rdesc;
 	struct ragg_tp_rdesc agent_slot;
@@ -179,6 +182,7 @@ struct ragg_ctx {
 	struct ragg_req req; /* ragg_ipush's single outstanding request */
 
 	uint32_t jobs_out; /* submitted to the engine, not yet reaped */
+	int maps_pending; /* agent: gradient buffers being mapped */
 	uint64_t spin_off_until_us; /* adaptive polling blocks at once until then */
 	long nivcsw; /* this thread's preemptions when last looked */
 	int wake_fd; /* eventfd: a job finished (the transport's wait wakes on it) */
@@ -274,6 +278,9 @@ void ragg__agent_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t 
 void ragg__agent_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m);
 void ragg__agent_on_job(struct ragg_ctx *ctx, struct ragg__chunk_job *job);
 void ragg__agent_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t);
+/* Finish mappings whose answer came in: a worker then pushes in place from
+ * its next round on, not one later. */
+void ragg__agent_map_pending(struct ragg_ctx *ctx);
 void ragg__server_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t imm, size_t len);
 void ragg__server_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m);
 void ragg__server_on_job(struct ragg_ctx *ctx, struct ragg__chunk_job *job);

@@ -64,13 +64,15 @@ enum ragg__msg_type {
 	/* agent -> worker: announcement `count` is mapped: push in place. */
 	RAGG_MSG_GRAD_MAPPED,
 	/* agent -> worker whose parameter buffer it cannot map: its own
-	 * parameter region (rdesc), for the worker to copy from. */
+	 * parameter region (rdesc), which the worker copies chunks out of. */
 	RAGG_MSG_PARAMS_AT,
-	/* worker -> agent: it maps that region; parameters then arrive as
-	 * writes of length 0 and the worker copies them itself. */
-	RAGG_MSG_PARAMS_MAPPED,
+	/* agent -> that worker: a chunk is ready there; `count` is the
+	 * immediate a write of it would carry. A message, not a write of
+	 * length 0: the worker's buffer is private memory, which a write,
+	 * even an empty one, must be allowed to reach. */
+	RAGG_MSG_PARAMS_READY,
 };
-#define RAGG_MSG_LAST RAGG_MSG_PARAMS_MAPPED
+#define RAGG_MSG_LAST RAGG_MSG_PARAMS_READY
 
 struct ragg__msg {
 	uint8_t type;

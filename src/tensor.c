@@ -53,6 +53,7 @@ void ragg__tensor_free(ragg_tensor_t *t)
 	if (t->weight_mr)
 		tp->ops->mr_dereg(t->weight_mr);
 	free(t->weight_src);
+	free(t->copy_pending);
 	free(t);
 }
 

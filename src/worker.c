@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "compiler.h"
@@ -117,9 +118,15 @@ static bool push_done(void *arg)
 	return ((ragg_tensor_t *)arg)->push_inflight == 0;
 }
 
+static void map_agent_params(ragg_tensor_t *t);
+
 static bool pull_done(void *arg)
 {
 	ragg_tensor_t *t = arg;
+	/* Chunks wait for our mapping of the agent's region: the answer
+	 * that completes it comes in with progress, not as an event. */
+	if (t->agent_params_pending)
+		map_agent_params(t);
 	return t->landed[t->round & 1] == t->nchunks;
 }
 
@@ -129,7 +136,15 @@ void ragg__worker_on_write_done(struct ragg_ctx *ctx, uint64_t cookie)
 		ctx->tensors[cookie]->push_inflight = 0;
 }
 
-/* Map the agent's parameter region; tell it once it is. */
+static void copy_chunk(ragg_tensor_t *t, uint32_t c)
+{
+	size_t off = c * t->chunk_elems * sizeof(float);
+	void *dst = t->params;
+	ragg__copy_fanout(&dst, 1, off, t->agent_params_at + off, ragg__chunk_len(t, c));
+	t->landed[t->round & 1]++;
+}
+
+/* Map the agent's parameter region, then copy what was announced so far. */
 static void map_agent_params(ragg_tensor_t *t)
 {
 	struct ragg__peer *agent = &t->ctx->peers[0];
@@ -139,39 +154,51 @@ static void map_agent_params(ragg_tensor_t *t)
 		return;
 	t->agent_params_pending = false;
 	if (rc) {
-		ragg__debug("tensor \"%s\": parameters keep arriving as writes: %s", t->name,
+		ragg__error("tensor \"%s\": cannot map the agent's parameter region: %s", t->name,
 		            ragg_strerror(rc));
+		ragg__fail(t->ctx, rc);
 		return;
 	}
 	t->agent_params_at = m;
-	struct ragg__msg a = { .type = RAGG_MSG_PARAMS_MAPPED, .tensor = (uint8_t)t->id };
-	ragg__post_msg(agent, &a);
+	for (uint32_t i = 0; i < t->ncopy_pending; i++)
+		copy_chunk(t, t->copy_pending[i]);
+	t->ncopy_pending = 0;
 }
 
-void ragg__worker_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t imm, size_t len)
+/* Chunk `imm` of a round's parameters is ready: written into our buffer
+ * (len bytes, or 0 where the agent copied it in place), or, with `pull`,
+ * in the agent's region for us to copy. */
+static void params_ready(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t imm, size_t len,
+                         bool pull)
 {
 	int id = ragg__imm_tensor(imm), parity = ragg__imm_parity(imm);
 	uint32_t c = ragg__imm_chunk(imm);
 	ragg_tensor_t *t = id < ctx->ntensors ? ctx->tensors[id] : NULL;
-	/* Length 0: the agent copied the chunk into our mapped buffer. */
 	if (!t || c >= t->nchunks || (len && len != ragg__chunk_len(t, c)) ||
-	    parity != (int)(t->round & 1) || t->landed[parity] >= t->nchunks) {
-		ragg__error(
-		    "unexpected parameter write from agent %d (tensor %d chunk %u parity %d)",
-		    p->rank, id, c, parity);
+	    (pull && !t->agent_params.len) || parity != (int)(t->round & 1) ||
+	    t->landed[parity] + t->ncopy_pending >= t->nchunks) {
+		ragg__error("unexpected parameters from agent %d (tensor %d chunk %u parity %d%s)",
+		            p->rank, id, c, parity, pull ? ", to copy" : "");
 		ctx->stats.frames_rejected++;
 		ragg__fail(ctx, RAGG_ERR_PROTO);
 		return;
 	}
-	/* Length 0 with the agent's region mapped: the chunk is there. */
-	if (!len && t->agent_params_at) {
-		size_t off = c * t->chunk_elems * sizeof(float);
-		void *dst = t->params;
-		ragg__copy_fanout(&dst, 1, off, t->agent_params_at + off, ragg__chunk_len(t, c));
+	if (!pull) {
+		t->landed[parity]++;
+		return;
 	}
-	t->landed[parity]++;
+	if (t->agent_params_at) {
+		copy_chunk(t, c);
+		return;
+	}
+	t->copy_pending[t->ncopy_pending++] = c;
 	if (t->agent_params_pending)
 		map_agent_params(t);
+}
+
+void ragg__worker_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t imm, size_t len)
+{
+	params_ready(ctx, p, imm, len, false);
 }
 
 void ragg__worker_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m)
@@ -183,8 +210,16 @@ void ragg__worker_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struc
 			t->grad_mapped = t->grad_seq;
 		return;
 	}
+	if (m->type == RAGG_MSG_PARAMS_READY && m->count <= UINT32_MAX) {
+		params_ready(ctx, p, (uint32_t)m->count, 0, true);
+		return;
+	}
 	if (m->type == RAGG_MSG_PARAMS_AT && t && t->acked && !t->agent_params.len &&
 	    m->rdesc.len) {
+		if (!(t->copy_pending = calloc(t->nchunks, sizeof(*t->copy_pending)))) {
+			ragg__fail(ctx, -ENOMEM);
+			return;
+		}
 		t->agent_params = m->rdesc;
 		t->agent_params_pending = true;
 		map_agent_params(t);

@@ -112,14 +112,14 @@ RAGG_TEST(msg_roundtrip_and_rejects)
 
 /* The in-place messages: GRAD_AT carries the gradient buffer's descriptor
  * and the announcement number, GRAD_MAPPED the number it answers;
- * PARAMS_AT the agent's parameter region, PARAMS_MAPPED nothing more. */
+ * PARAMS_AT the agent's parameter region, PARAMS_READY a chunk's immediate. */
 RAGG_TEST(inplace_msgs_roundtrip)
 {
 	struct ragg__msg ms[4] = {
 		{ .type = RAGG_MSG_GRAD_AT, .tensor = 127, .count = UINT64_MAX - 1 },
 		{ .type = RAGG_MSG_GRAD_MAPPED, .tensor = 5, .count = 3 },
 		{ .type = RAGG_MSG_PARAMS_AT, .tensor = 0 },
-		{ .type = RAGG_MSG_PARAMS_MAPPED, .tensor = 126 },
+		{ .type = RAGG_MSG_PARAMS_READY, .tensor = 9, .count = 0x89000002u },
 	};
 	ms[0].rdesc.len = RAGG_TP_RDESC_MAX;
 	for (int i = 0; i < RAGG_TP_RDESC_MAX; i++)
@@ -143,7 +143,7 @@ RAGG_TEST(inplace_msgs_roundtrip)
 		RAGG_CHECK(ragg__msg_decode(buf, n - 1, &d) == RAGG_ERR_PROTO);
 	}
 	/* All inside the accepted range (later types may follow them). */
-	RAGG_CHECK(RAGG_MSG_GRAD_AT > RAGG_MSG_BYE && RAGG_MSG_LAST >= RAGG_MSG_PARAMS_MAPPED);
+	RAGG_CHECK(RAGG_MSG_GRAD_AT > RAGG_MSG_BYE && RAGG_MSG_LAST >= RAGG_MSG_PARAMS_READY);
 }
 
 RAGG_TEST(msg_type_past_last_refused)
