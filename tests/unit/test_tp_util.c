@@ -1,5 +1,6 @@
 /* The transports' shared helpers (transports/util): the socket address
- * predicates and the epoll registration of endpoints and the wake fd. */
+ * predicates, the epoll registration of endpoints and the wake fd, and the
+ * region id table. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -12,6 +13,7 @@
 
 #include "harness.h"
 #include "../transports/util/epoll.h"
+#include "../transports/util/idtab.h"
 #include "../transports/util/sockaddr.h"
 
 static struct sockaddr_storage v4(const char *ip)
@@ -97,6 +99,55 @@ RAGG_TEST(epoll_set_mask_and_wake_sync)
 	RAGG_CHECK(t > 0 && ragg__tp_now_ms() >= t);
 	close(efd);
 	close(ep);
+}
+
+static int released;
+static void count_release(void *obj)
+{
+	(void)obj;
+	released++;
+}
+
+/* Lowest free id first, so ids stay small; growth by doubling up to the
+ * limit, then -ENOSPC; lookups past the table are NULL, not a read past it;
+ * destroy hands every object to the release function once. */
+RAGG_TEST(idtab_ids_growth_and_limit)
+{
+	struct ragg__tp_idtab t = { 0 };
+	int objs[40];
+	uint32_t id;
+	RAGG_CHECK(ragg__tp_idtab_get(&t, 0) == NULL);
+	for (uint32_t i = 0; i < 20; i++) {
+		RAGG_CHECK_OK(ragg__tp_idtab_free_id(&t, 20, &id));
+		RAGG_CHECKF(id == i, "id %u, expected %u", id, i);
+		ragg__tp_idtab_set(&t, id, &objs[i]);
+	}
+	RAGG_CHECKF(t.n == 20, "table of %u entries for a limit of 20", t.n);
+	RAGG_CHECK(ragg__tp_idtab_free_id(&t, 20, &id) == -ENOSPC);
+	RAGG_CHECK(ragg__tp_idtab_get(&t, 7) == &objs[7]);
+	RAGG_CHECK(ragg__tp_idtab_get(&t, 20) == NULL &&
+	           ragg__tp_idtab_get(&t, UINT32_MAX) == NULL);
+	/* A freed id is the next one handed out, and stays free until set. */
+	ragg__tp_idtab_set(&t, 7, NULL);
+	ragg__tp_idtab_set(&t, 3, NULL);
+	RAGG_CHECK_OK(ragg__tp_idtab_free_id(&t, 20, &id));
+	RAGG_CHECK(id == 3);
+	RAGG_CHECK_OK(ragg__tp_idtab_free_id(&t, 20, &id));
+	RAGG_CHECK(id == 3);
+	ragg__tp_idtab_set(&t, 3, &objs[3]);
+	RAGG_CHECK_OK(ragg__tp_idtab_free_id(&t, 20, &id));
+	RAGG_CHECK(id == 7);
+	released = 0;
+	ragg__tp_idtab_destroy(&t, count_release);
+	RAGG_CHECKF(released == 19, "%d objects released, 19 held", released);
+	RAGG_CHECK(t.slot == NULL && t.n == 0);
+	/* A limit below the first growth step is honoured too. */
+	for (int i = 0; i < 3; i++) {
+		RAGG_CHECK_OK(ragg__tp_idtab_free_id(&t, 3, &id));
+		ragg__tp_idtab_set(&t, id, &objs[i]);
+	}
+	RAGG_CHECK(ragg__tp_idtab_free_id(&t, 3, &id) == -ENOSPC && t.n == 3);
+	ragg__tp_idtab_destroy(&t, NULL);
 }
 
 int main(int argc, char **argv)

@@ -57,11 +57,7 @@ int ragg__shm_regions_init(struct ragg__shm_dev *dev)
 
 void ragg__shm_regions_free(struct ragg__shm_dev *dev)
 {
-	for (uint32_t i = 0; i < dev->nregions; i++)
-		free(dev->regions[i]);
-	free(dev->regions);
-	dev->regions = NULL;
-	dev->nregions = 0;
+	ragg__tp_idtab_destroy(&dev->regions, free);
 	for (uint32_t i = 0; i < dev->nblocks; i++) {
 		munmap(dev->blocks[i]->addr, dev->blocks[i]->len);
 		close(dev->blocks[i]->fd);
@@ -135,8 +131,8 @@ void ragg__shm_mem_free(struct ragg_tp_dev *d, void *p, size_t len)
 	struct ragg__shm_block *b = dev->blocks[i];
 	/* Regions still registered in it stop admitting writes: writers
 	 * that mapped it would otherwise write into memory we reuse. */
-	for (uint32_t k = 0; k < dev->nregions; k++) {
-		struct ragg__shm_mr *mr = dev->regions[k];
+	for (uint32_t k = 0; k < dev->regions.n; k++) {
+		struct ragg__shm_mr *mr = ragg__tp_idtab_get(&dev->regions, k);
 		if (mr && mr->block == b) {
 			ragg__shm_warn(dev, "mem_free: region %" PRIu32 " still registered in it",
 			               mr->id);
@@ -163,30 +159,6 @@ static struct ragg__shm_block *block_of(struct ragg__shm_dev *dev, const void *a
 	return NULL;
 }
 
-/* Lowest free id, growing the table up to max_regions. */
-static int region_slot(struct ragg__shm_dev *dev, uint32_t *id)
-{
-	for (uint32_t i = 0; i < dev->nregions; i++) {
-		if (!dev->regions[i]) {
-			*id = i;
-			return 0;
-		}
-	}
-	if (dev->nregions >= dev->cfg.max_regions)
-		return -ENOSPC;
-	uint32_t n = dev->nregions ? dev->nregions * 2 : 16;
-	if (n > dev->cfg.max_regions)
-		n = (uint32_t)dev->cfg.max_regions;
-	struct ragg__shm_mr **r = realloc(dev->regions, n * sizeof(*r));
-	if (!r)
-		return -ENOMEM;
-	memset(r + dev->nregions, 0, (n - dev->nregions) * sizeof(*r));
-	*id = dev->nregions;
-	dev->regions = r;
-	dev->nregions = n;
-	return 0;
-}
-
 int ragg__shm_mr_reg(struct ragg_tp_dev *d, void *addr, size_t len, struct ragg_tp_mr **out,
                      struct ragg_tp_rdesc *rdesc)
 {
@@ -200,7 +172,7 @@ int ragg__shm_mr_reg(struct ragg_tp_dev *d, void *addr, size_t len, struct ragg_
 	mr = calloc(1, sizeof(*mr));
 	if (!mr)
 		return -ENOMEM;
-	rc = region_slot(dev, &id);
+	rc = ragg__tp_idtab_free_id(&dev->regions, (uint32_t)dev->cfg.max_regions, &id);
 	if (rc) {
 		ragg__shm_error(dev, "mr_reg: region table: %s%s", strerror(-rc),
 		                rc == -ENOSPC ? " (raise RAGG_SHM_MAX_REGIONS)" : "");
@@ -213,7 +185,7 @@ int ragg__shm_mr_reg(struct ragg_tp_dev *d, void *addr, size_t len, struct ragg_
 	mr->block = block_of(dev, addr, len);
 	mr->gen = dev->next_gen++;
 	randombytes_buf(&mr->key, sizeof(mr->key));
-	dev->regions[id] = mr;
+	ragg__tp_idtab_set(&dev->regions, id, mr);
 	atomic_store_explicit(&dev->gens[id], mr->gen, memory_order_release);
 	if (rdesc) {
 		struct ragg__shm_rdesc desc = {
@@ -241,7 +213,7 @@ int ragg__shm_mr_dereg(struct ragg_tp_mr *m)
 	struct ragg__shm_mr *mr = ragg__container_of(m, struct ragg__shm_mr, base);
 	struct ragg__shm_dev *dev = mr->dev;
 	atomic_store_explicit(&dev->gens[mr->id], 0, memory_order_release);
-	dev->regions[mr->id] = NULL;
+	ragg__tp_idtab_set(&dev->regions, mr->id, NULL);
 	sodium_memzero(&mr->key, sizeof(mr->key));
 	free(mr);
 	return 0;
@@ -250,7 +222,7 @@ int ragg__shm_mr_dereg(struct ragg_tp_mr *m)
 struct ragg__shm_mr *ragg__shm_region_check(struct ragg__shm_dev *dev, uint32_t id, uint64_t key,
                                             uint64_t length, int *status, const char **why)
 {
-	struct ragg__shm_mr *mr = id < dev->nregions ? dev->regions[id] : NULL;
+	struct ragg__shm_mr *mr = ragg__tp_idtab_get(&dev->regions, id);
 
 	if (!mr) {
 		*status = RAGG_ERR_KEY;

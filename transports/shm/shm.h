@@ -33,6 +33,7 @@
 #include <sys/un.h>
 
 #include "../util/epoll.h"
+#include "../util/idtab.h"
 #include "compiler.h"
 #include "wire.h"
 
@@ -286,8 +287,7 @@ struct ragg__shm_dev {
 	int64_t next_sweep_ms;
 	uint64_t poll_gen;
 
-	struct ragg__shm_mr **regions; /* by id; NULL where free */
-	uint32_t nregions;
+	struct ragg__tp_idtab regions; /* struct ragg__shm_mr, by id */
 	uint64_t next_gen;
 	/* Region table in a sealed memfd, peers map it read-only: entry id
 	 * holds the generation of the region registered under id, 0 when

@@ -15,28 +15,6 @@
 
 #include "tcp.h"
 
-/* Lowest free id, growing the table when full. */
-static int region_slot(struct ragg__tcp_dev *dev, uint32_t *id)
-{
-	for (uint32_t i = 0; i < dev->nregions; i++) {
-		if (!dev->regions[i]) {
-			*id = i;
-			return 0;
-		}
-	}
-	if (dev->nregions >= UINT32_MAX / 2)
-		return -ENOSPC;
-	uint32_t n = dev->nregions ? dev->nregions * 2 : 16;
-	struct ragg__tcp_mr **r = realloc(dev->regions, n * sizeof(*r));
-	if (!r)
-		return -ENOMEM;
-	memset(r + dev->nregions, 0, (n - dev->nregions) * sizeof(*r));
-	*id = dev->nregions;
-	dev->regions = r;
-	dev->nregions = n;
-	return 0;
-}
-
 int ragg__tcp_mr_reg(struct ragg_tp_dev *d, void *addr, size_t len, struct ragg_tp_mr **out,
                      struct ragg_tp_rdesc *rdesc)
 {
@@ -50,7 +28,7 @@ int ragg__tcp_mr_reg(struct ragg_tp_dev *d, void *addr, size_t len, struct ragg_
 	mr = calloc(1, sizeof(*mr));
 	if (!mr)
 		return -ENOMEM;
-	rc = region_slot(dev, &id);
+	rc = ragg__tp_idtab_free_id(&dev->regions, UINT32_MAX / 2, &id);
 	if (rc) {
 		ragg__tcp_error(dev, "mr_reg: region table: %s", strerror(-rc));
 		goto err_free;
@@ -60,7 +38,7 @@ int ragg__tcp_mr_reg(struct ragg_tp_dev *d, void *addr, size_t len, struct ragg_
 	mr->dev = dev;
 	mr->id = id;
 	randombytes_buf(&mr->key, sizeof(mr->key));
-	dev->regions[id] = mr;
+	ragg__tp_idtab_set(&dev->regions, id, mr);
 	if (rdesc) {
 		struct ragg__tcp_rdesc desc = { .region = id, .key = mr->key, .length = len };
 		ragg__tcp_rdesc_pack(&desc, rdesc);
@@ -80,7 +58,7 @@ int ragg__tcp_mr_dereg(struct ragg_tp_mr *m)
 	struct ragg__tcp_mr *mr = ragg__container_of(m, struct ragg__tcp_mr, base);
 	struct ragg__tcp_dev *dev = mr->dev;
 	ragg__tcp_rx_region_gone(dev, mr->id);
-	dev->regions[mr->id] = NULL;
+	ragg__tp_idtab_set(&dev->regions, mr->id, NULL);
 	sodium_memzero(&mr->key, sizeof(mr->key));
 	free(mr);
 	return 0;
@@ -88,9 +66,5 @@ int ragg__tcp_mr_dereg(struct ragg_tp_mr *m)
 
 void ragg__tcp_regions_free(struct ragg__tcp_dev *dev)
 {
-	for (uint32_t i = 0; i < dev->nregions; i++)
-		free(dev->regions[i]);
-	free(dev->regions);
-	dev->regions = NULL;
-	dev->nregions = 0;
+	ragg__tp_idtab_destroy(&dev->regions, free);
 }

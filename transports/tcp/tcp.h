@@ -28,6 +28,7 @@
 #include <sys/socket.h>
 
 #include "../util/epoll.h"
+#include "../util/idtab.h"
 #include "compiler.h"
 #include "wire.h"
 
@@ -179,8 +180,7 @@ struct ragg__tcp_dev {
 	int64_t next_sweep_ms;
 	uint64_t poll_gen;
 	bool buf_warned;
-	struct ragg__tcp_mr **regions; /* by id; NULL where free */
-	uint32_t nregions;
+	struct ragg__tp_idtab regions; /* struct ragg__tcp_mr, by id */
 };
 
 /* Where poll() puts events. */
@@ -257,7 +257,7 @@ int ragg__tcp_mr_dereg(struct ragg_tp_mr *m);
 /* The region a frame targets, or NULL. */
 static inline struct ragg__tcp_mr *ragg__tcp_region(struct ragg__tcp_dev *dev, uint32_t id)
 {
-	return id < dev->nregions ? dev->regions[id] : NULL;
+	return ragg__tp_idtab_get(&dev->regions, id);
 }
 void ragg__tcp_regions_free(struct ragg__tcp_dev *dev);
 
