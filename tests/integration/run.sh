@@ -165,14 +165,16 @@ agent_never_starts() {
 	echo OK
 }
 
-# A process dies mid-job: the others end with an error, not a hang, and
-# ragg-run exits non-zero.
-agent_killed_mid_job() {
+# A process (ROLE RANK) dies mid-job: the others end with a clear error,
+# not a hang, and ragg-run exits non-zero. It is killed once worker 0 has
+# done two rounds (its ready file), so even a slow guest is mid-job then.
+killed_mid_job() {
+	local role=$1 rank=$2 start end rc out
 	start=$(date +%s)
-	out=$(JOB_READY_FILE="$logdir/$FUNCNAME.ready" RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=20000 RAGG_LOG=error "$run" -w 4 -a 2 -s 1 -- bash -c '
-		if [ "$RAGG_ROLE" = agent ] && [ "$RAGG_RANK" = 1 ]; then
+	out=$(KILL_ROLE=$role KILL_RANK=$rank JOB_READY_FILE="$logdir/killed-$role-$rank.ready" \
+		RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=20000 RAGG_LOG=error "$run" -w 4 -a 2 -s 1 -- bash -c '
+		if [ "$RAGG_ROLE" = "$KILL_ROLE" ] && [ "$RAGG_RANK" = "$KILL_RANK" ]; then
 			"$0" slow 100000 10 & p=$!
-			# Once the job is surely running: its first rounds are done.
 			for _ in $(seq $((600 * ${RAGG_TEST_TIMEOUT_SCALE:-1}))); do [ -e "$JOB_READY_FILE" ] && break; sleep 0.05; done
 			kill -9 $p; exec sleep 300
 		fi
@@ -184,31 +186,19 @@ agent_killed_mid_job() {
 	echo "$out" | grep -q 'lost\|PEER_LOST' || { echo "WHY: no peer-lost error"; return; }
 	[ $((end - start)) -le $((15 * scale)) ] || { echo "WHY: took $((end - start)) s"; return; }
 	echo OK
+}
+
+agent_killed_mid_job() {
+	killed_mid_job agent 1
+}
+
+# Its agent reads its gradient in place (over shm; elsewhere, as copies).
+worker_killed_mid_job() {
+	JOB_MEMORY=ragg killed_mid_job worker 2
 }
 
 # Connections that are not ragg (garbage) or fail the job key are dropped
 # with a logged error; the job's own connections carry on to the end.
-# A worker dies mid-job while its agent reads its gradient in place (over
-# shm; elsewhere, as copies): everybody else ends with a clear error, fast.
-worker_killed_mid_job() {
-	start=$(date +%s)
-	out=$(JOB_READY_FILE="$logdir/$FUNCNAME.ready" JOB_MEMORY=ragg RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=20000 RAGG_LOG=error "$run" -w 4 -a 2 -s 1 -- bash -c '
-		if [ "$RAGG_ROLE" = worker ] && [ "$RAGG_RANK" = 2 ]; then
-			"$0" slow 100000 10 & p=$!
-			# Once the job is surely running: its first rounds are done.
-			for _ in $(seq $((600 * ${RAGG_TEST_TIMEOUT_SCALE:-1}))); do [ -e "$JOB_READY_FILE" ] && break; sleep 0.05; done
-			kill -9 $p; exec sleep 300
-		fi
-		exec "$0" slow 100000 10' "$job" 2>&1)
-	rc=$?
-	end=$(date +%s)
-	echo "$out" | tail -n 20
-	[ $rc -ne 0 ] || { echo "WHY: ragg-run reported success"; return; }
-	echo "$out" | grep -q 'lost\|PEER_LOST' || { echo "WHY: no peer-lost error"; return; }
-	[ $((end - start)) -le $((15 * scale)) ] || { echo "WHY: took $((end - start)) s"; return; }
-	echo OK
-}
-
 garbage_and_wrong_key_dropped() {
 	port=$(( (RANDOM % 20000) + 30000 ))
 	log="$logdir/garbage.job"
@@ -243,7 +233,7 @@ garbage_and_wrong_key_dropped() {
 }
 
 export -f linreg_8_2_2 exact_weighted_mean momentum_exact in_place_exact declare_mismatch_refused rounds_1000_no_memory_growth mixed_shm_workers_tcp_servers \
-	root_never_starts agent_never_starts agent_killed_mid_job worker_killed_mid_job garbage_and_wrong_key_dropped
+	root_never_starts agent_never_starts killed_mid_job agent_killed_mid_job worker_killed_mid_job garbage_and_wrong_key_dropped
 export logdir
 
 t linreg_8_2_2 120
