@@ -76,7 +76,7 @@ static void on_gradient(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tensor_
 	size_t off = c * t->chunk_elems * sizeof(float);
 	const struct ragg__agent_worker *w = &at->w[p->index];
 	if (len)
-		j->inputs[p->index] = (const float *)((const char *)at->w[p->index].slot.mem +
+		j->inputs[p->index] = (const float *)((const char *)w->slot.mem +
 		                                      ragg__slot_offset(parity, t->bytes, off));
 	else
 		j->inputs[p->index] = (const float *)(w->grad_at + off);

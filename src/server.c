@@ -20,16 +20,21 @@
 #include "core.h"
 #include "log.h"
 
+/* One of the agents, for one tensor. */
+struct ragg__server_agent {
+	struct ragg__region slot; /* what it writes its sums into */
+	struct ragg_tp_rdesc params; /* its parameter region */
+	uint8_t *params_at; /* that region mapped here, or NULL */
+	bool params_never; /* it cannot be mapped */
+	bool declared; /* its declaration arrived */
+};
+
 struct ragg__server_tensor {
 	int declared;
 	bool mismatch, ready;
 	int status; /* a failure an agent reported in its declaration */
 	size_t nowned, owned_bytes;
-	struct ragg__region *aslot; /* per agent: what it writes into */
-	struct ragg_tp_rdesc *aparams; /* per agent: its parameter region */
-	bool *declared_by; /* per agent: its declaration arrived */
-	uint8_t **aparams_at; /* per agent: its parameter region mapped, or NULL */
-	bool *aparams_never;
+	struct ragg__server_agent *a; /* per agent */
 	struct ragg__region w; /* the owned parameters */
 	float *g, *v; /* gradient scratch and momentum, owned layout */
 	uint32_t *arrived[2]; /* per owned chunk */
@@ -41,10 +46,10 @@ struct ragg__server_tensor {
 void ragg__server_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t)
 {
 	struct ragg__server_tensor *st = t->server;
-	if (st->aslot)
+	if (st->a)
 		for (int j = 0; j < ctx->opts.agents; j++)
-			if (st->aslot[j].mem)
-				ragg__region_free(ctx, &st->aslot[j]);
+			if (st->a[j].slot.mem)
+				ragg__region_free(ctx, &st->a[j].slot);
 	if (st->w.mem)
 		ragg__region_free(ctx, &st->w);
 	if (st->g)
@@ -58,11 +63,7 @@ void ragg__server_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t)
 			free(st->jobs[i].copy_to);
 		}
 	free(st->jobs);
-	free(st->aslot);
-	free(st->aparams);
-	free(st->declared_by);
-	free(st->aparams_at);
-	free(st->aparams_never);
+	free(st->a);
 	free(st->arrived[0]);
 	free(st->arrived[1]);
 	free(st->rounds);
@@ -85,7 +86,7 @@ static void server_update(struct ragg__job *job)
 	double total = 0;
 
 	for (int j = 0; j < ctx->opts.agents; j++)
-		total += ((const double *)st->aslot[j].mem)[cj->parity];
+		total += ((const double *)st->a[j].slot.mem)[cj->parity];
 	cj->total_weight = total;
 	size_t chunk_bytes = cj->t->chunk_elems * sizeof(float);
 	size_t n = ragg__chunk_len(cj->t, cj->chunk) / sizeof(float);
@@ -116,7 +117,7 @@ static void server_step(struct ragg__chunk_job *cj, double total, size_t from, s
 	for (int j = 0; j < ctx->opts.agents; j++) {
 		cj->weights[j] = inv;
 		cj->inputs[j] =
-		    (const float *)((const char *)st->aslot[j].mem +
+		    (const float *)((const char *)st->a[j].slot.mem +
 		                    ragg__slot_offset(cj->parity, st->owned_bytes, off));
 	}
 	float *w = (float *)((char *)st->w.mem + off);
@@ -158,12 +159,11 @@ void ragg__server_on_job(struct ragg_ctx *ctx, struct ragg__chunk_job *cj)
 		ctx->stats.rounds++;
 	/* Length 0 where the job copied them in place already. */
 	for (int j = 0; j < ctx->opts.agents; j++)
-		ragg__post_write(&ctx->peers[j], (char *)st->w.mem + lc * chunk_bytes,
-		                 ragg__region_mr(&st->w, &ctx->peers[j]), &st->aparams[j],
-		                 cj->chunk * chunk_bytes,
-		                 cj->copy_to[j] ? 0 : ragg__chunk_len(t, cj->chunk),
-		                 ragg__imm_encode(cj->parity, t->id, cj->chunk), RAGG_TP_WRITE_IMM,
-		                 0);
+		ragg__post_write(
+		    &ctx->peers[j], (char *)st->w.mem + lc * chunk_bytes,
+		    ragg__region_mr(&st->w, &ctx->peers[j]), &st->a[j].params,
+		    cj->chunk * chunk_bytes, cj->copy_to[j] ? 0 : ragg__chunk_len(t, cj->chunk),
+		    ragg__imm_encode(cj->parity, t->id, cj->chunk), RAGG_TP_WRITE_IMM, 0);
 }
 
 static void ack_agents(struct ragg_ctx *ctx, ragg_tensor_t *t, int status)
@@ -173,7 +173,7 @@ static void ack_agents(struct ragg_ctx *ctx, ragg_tensor_t *t, int status)
 			               .tensor = (uint8_t)t->id,
 			               .status = status };
 		if (!status)
-			m.rdesc = *ragg__region_rdesc(&t->server->aslot[j], &ctx->peers[j]);
+			m.rdesc = *ragg__region_rdesc(&t->server->a[j].slot, &ctx->peers[j]);
 		ragg__post_msg(&ctx->peers[j], &m);
 	}
 	if (status)
@@ -192,7 +192,7 @@ static int setup_memory(struct ragg_ctx *ctx, ragg_tensor_t *t)
 	st->owned_bytes = st->nowned * chunk_bytes;
 	for (int j = 0; j < ctx->opts.agents; j++)
 		if ((rc = ragg__region_alloc(ctx, RAGG_SLOT_META_BYTES + 2 * st->owned_bytes,
-		                             chunk_bytes, &st->aslot[j])))
+		                             chunk_bytes, &st->a[j].slot)))
 			return rc;
 	if ((rc = ragg__region_alloc(ctx, st->owned_bytes ? st->owned_bytes : 64, chunk_bytes,
 	                             &st->w)))
@@ -242,14 +242,7 @@ static void on_agent_declare(struct ragg_ctx *ctx, struct ragg__peer *p, const s
 		if (!rc) {
 			struct ragg__server_tensor *st = calloc(1, sizeof(*st));
 			t->server = st;
-			if (!st ||
-			    !(st->aslot = calloc((size_t)ctx->opts.agents, sizeof(*st->aslot))) ||
-			    !(st->aparams =
-			          calloc((size_t)ctx->opts.agents, sizeof(*st->aparams))) ||
-			    !(st->declared_by = calloc((size_t)ctx->opts.agents, sizeof(bool))) ||
-			    !(st->aparams_at =
-			          calloc((size_t)ctx->opts.agents, sizeof(*st->aparams_at))) ||
-			    !(st->aparams_never = calloc((size_t)ctx->opts.agents, sizeof(bool)))) {
+			if (!st || !(st->a = calloc((size_t)ctx->opts.agents, sizeof(*st->a)))) {
 				ragg__tensor_free(t);
 				rc = -ENOMEM;
 			}
@@ -269,7 +262,7 @@ static void on_agent_declare(struct ragg_ctx *ctx, struct ragg__peer *p, const s
 		return;
 	}
 	struct ragg__server_tensor *st = t->server;
-	if (st->declared_by[p->index]) {
+	if (st->a[p->index].declared) {
 		ragg__error("agent %d declared tensor %d twice", p->rank, t->id);
 		ragg__fail(ctx, RAGG_ERR_PROTO);
 		return;
@@ -279,8 +272,8 @@ static void on_agent_declare(struct ragg_ctx *ctx, struct ragg__peer *p, const s
 		st->mismatch = true;
 	if (m->status && !st->status)
 		st->status = m->status;
-	st->declared_by[p->index] = true;
-	st->aparams[p->index] = m->rdesc;
+	st->a[p->index].declared = true;
+	st->a[p->index].params = m->rdesc;
 	if (++st->declared < ctx->opts.agents)
 		return;
 	if (st->mismatch || st->status) {
@@ -326,8 +319,8 @@ void ragg__server_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t
 	st->jobs[lc].parity = parity;
 	for (int j = 0; j < ctx->opts.agents; j++)
 		st->jobs[lc].copy_to[j] =
-		    ragg__peer_mapped(&ctx->peers[j], &st->aparams[j], t->bytes, &st->aparams_at[j],
-		                      &st->aparams_never[j]);
+		    ragg__peer_mapped(&ctx->peers[j], &st->a[j].params, t->bytes,
+		                      &st->a[j].params_at, &st->a[j].params_never);
 	int rc = ragg__engine_submit(ctx->engine, &st->jobs[lc].job);
 	if (rc)
 		ragg__fail(ctx, rc);
