@@ -22,6 +22,11 @@
 #ifndef RAGG_TEST_DATA
 #define RAGG_TEST_DATA "tests/unit/data"
 #endif
+/* Two packages, one NUMA node and two cores each; an RDMA NIC (mlx5_0,
+ * netdev ib0) behind a PCI bridge local to the second package, and an
+ * Ethernet NIC (eth0) local to the first. No comment inside the file:
+ * hwloc's built-in XML parser (used when libhwloc-plugins' libxml2 one is
+ * not installed) refuses them. */
 #define XML RAGG_TEST_DATA "/engine-2numa.xml"
 
 static struct ragg__engine *start(int threads, const char *device, const char *cpus,

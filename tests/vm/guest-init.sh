@@ -11,7 +11,7 @@
 /bin/busybox --install -s /bin
 export PATH=/bin
 R=/newroot
-NET_ADDR=10.99.0.1/24
+NET_ADDR=198.18.0.1/24
 RXE_DEV=rxe0
 
 mount -t proc proc /proc
@@ -73,7 +73,7 @@ rm -f "$R$RESULTS/guest-error"
 host() { chroot "$R" /bin/sh -c 'PATH=/usr/sbin:/usr/bin:/sbin:/bin; exec "$@"' sh "$@"; }
 
 # Soft-RoCE on a veth pair: one rxe device carries both ends of a connection
-# (traffic to 10.99.0.1 from inside the guest is looped back by rxe).
+# (traffic to 198.18.0.1 from inside the guest is looped back by rxe).
 host ip link set lo up || die "ip link set lo up"
 host ip link add va type veth peer name vb || die "cannot create veth va/vb"
 host ip addr add "$NET_ADDR" dev va || die "ip addr add"

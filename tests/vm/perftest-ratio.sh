@@ -19,7 +19,7 @@
 # measurement fails; they never print a number they did not parse.
 #
 # Environment (defaults in brackets):
-#   RAGG_VM_DEV [rxe0]  RAGG_VM_ADDR [10.99.0.1]  PERFTEST_GID_INDEX [1]
+#   RAGG_VM_DEV [rxe0]  RAGG_VM_ADDR [198.18.0.1]  PERFTEST_GID_INDEX [1]
 #   PERFTEST_BW_ITERS [200]  PERFTEST_LAT_ITERS [1000]
 #   PERFTEST_TIMEOUT [120] seconds per server/client process
 #   RAGG_VM_RESULTS: when set, raw perftest outputs are kept there.
@@ -32,7 +32,7 @@
 # prints the client's output on stdout.
 _perftest_run() {
     local tool="$1" size="$2" iters="$3"
-    local dev="${RAGG_VM_DEV:-rxe0}" addr="${RAGG_VM_ADDR:-10.99.0.1}"
+    local dev="${RAGG_VM_DEV:-rxe0}" addr="${RAGG_VM_ADDR:-198.18.0.1}"
     local gid="${PERFTEST_GID_INDEX:-1}" tmo="${PERFTEST_TIMEOUT:-120}"
     local port tmp spid i rc=0 src=0
     command -v "$tool" >/dev/null 2>&1 || { echo "perftest: $tool not found (install perftest)" >&2; return 1; }

@@ -17,7 +17,7 @@
 #
 # SCRIPT runs as root in the guest, with the host's root file system
 # (read-only), the checkout (read-write, same absolute path, also the working
-# directory), tmpfs /tmp, and RAGG_VM=1 RAGG_VM_ADDR=10.99.0.1
+# directory), tmpfs /tmp, and RAGG_VM=1 RAGG_VM_ADDR=198.18.0.1
 # RAGG_VM_DEV=rxe0 RAGG_VM_RESULTS=<results folder> in its environment.
 #
 # Its combined stdout+stderr is printed on stdout when the guest is done and
@@ -136,7 +136,7 @@ fi
     printf '#!/bin/bash\n'
     printf 'export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n'
     printf 'export HOME=/tmp LANG=C.UTF-8 TERM=dumb\n'
-    printf 'export RAGG_VM=1 RAGG_VM_ADDR=10.99.0.1 RAGG_VM_DEV=rxe0 RAGG_VM_RESULTS=%q\n' "$results"
+    printf 'export RAGG_VM=1 RAGG_VM_ADDR=198.18.0.1 RAGG_VM_DEV=rxe0 RAGG_VM_RESULTS=%q\n' "$results"
     for kv in "${extra_env[@]}"; do
         printf 'export %s=%q\n' "${kv%%=*}" "${kv#*=}"
     done

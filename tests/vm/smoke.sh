@@ -11,7 +11,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 . "$here/perftest-ratio.sh"
 
 dev="${RAGG_VM_DEV:-rxe0}"
-addr="${RAGG_VM_ADDR:-10.99.0.1}"
+addr="${RAGG_VM_ADDR:-198.18.0.1}"
 step() { printf 'smoke: %s\n' "$*"; }
 fail() { printf 'smoke: FAIL: %s\n' "$*" >&2; exit 1; }
 

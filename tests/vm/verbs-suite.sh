@@ -15,7 +15,7 @@
 # 0 when nothing failed.
 #
 # Environment (defaults in brackets):
-#   RAGG_VM_DEV [rxe0]  RAGG_VM_ADDR [10.99.0.1]  PERFTEST_GID_INDEX [1]
+#   RAGG_VM_DEV [rxe0]  RAGG_VM_ADDR [198.18.0.1]  PERFTEST_GID_INDEX [1]
 #   VM_VERBS_ROUNDS [3]       measurement rounds; each series' median counts
 #   VM_VERBS_MIN_BW_RATIO [0.9]   aim for ragg/perftest bandwidth
 #   VM_VERBS_MAX_LAT_RATIO [1.2]  aim for ragg/perftest latency
@@ -36,7 +36,7 @@ build="$(cd "${1:-$checkout/build}" 2>/dev/null && pwd -P)" || {
 . "$here/perftest-ratio.sh"
 
 dev="${RAGG_VM_DEV:-rxe0}"
-addr="${RAGG_VM_ADDR:-10.99.0.1}"
+addr="${RAGG_VM_ADDR:-198.18.0.1}"
 gid="${PERFTEST_GID_INDEX:-1}"
 rounds="${VM_VERBS_ROUNDS:-3}"
 bw_iters="${PERFTEST_BW_ITERS:-200}"
