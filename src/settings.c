@@ -137,11 +137,11 @@ void ragg__logging_setup(void)
 	const char *v = ragg__setting_value("RAGG_LOG");
 	int level = ragg__log_parse(v);
 	if (level < 0) {
-		ragg__log_level = RAGG_LOG_ERROR;
+		ragg__log_set(RAGG_LOG_ERROR);
 		ragg__error("RAGG_LOG=\"%s\": expected none, error, warn, info or debug", v);
 		return;
 	}
-	ragg__log_level = level;
+	ragg__log_set(level);
 }
 
 /*

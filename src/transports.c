@@ -22,7 +22,7 @@ static const char *const auto_order[] = { "shm", "verbs", "tcp" };
 
 static void tp_log(int level, const char *fmt, ...)
 {
-	if (ragg__log_level < level)
+	if (ragg__log_get() < level)
 		return;
 	char buf[900];
 	va_list ap;
@@ -57,7 +57,7 @@ static int open_one(struct ragg_ctx *ctx, const struct ragg_tp_ops *ops, struct 
 		.timeout_ms = ctx->opts.timeout_ms,
 		.max_peers = ctx->npeers,
 		.log = tp_log,
-		.log_level = ragg__log_level,
+		.log_level = ragg__log_get(),
 		.wake_fd = ctx->wake_fd,
 	};
 	int rc = ops->open(&params, &tp->dev);

@@ -58,7 +58,7 @@ int ragg__engine_start(const struct ragg__engine_conf *conf, struct ragg__engine
 	}
 	if ((rc = ragg__pool_start(e)))
 		goto err_efd;
-	if (ragg__log_level >= RAGG_LOG_INFO) {
+	if (ragg__log_get() >= RAGG_LOG_INFO) {
 		char d[512];
 		ragg__engine_describe(e, d, sizeof(d));
 		ragg__info("engine: %s", d);

@@ -19,6 +19,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,8 @@
 
 #include "engine/internal.h"
 #include "log.h"
+
+static pthread_mutex_t topology_load_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int load_topology(struct ragg__placement *pl, const struct ragg__engine_conf *conf)
 {
@@ -50,7 +53,13 @@ static int load_topology(struct ragg__placement *pl, const struct ragg__engine_c
 		rc = RAGG_ERR_CONFIG;
 		goto err;
 	}
-	if (hwloc_topology_load(pl->topo) < 0) {
+	/* hwloc's Linux discovery goes through libudev, whose global state is
+	 * not safe to initialise from two threads at once (several contexts
+	 * in one process start their engines concurrently). */
+	pthread_mutex_lock(&topology_load_lock);
+	int loaded = hwloc_topology_load(pl->topo);
+	pthread_mutex_unlock(&topology_load_lock);
+	if (loaded < 0) {
 		ragg__error("engine: hwloc topology load failed: %s", strerror(errno));
 		rc = xml ? RAGG_ERR_CONFIG : -errno;
 		goto err;
