@@ -73,7 +73,7 @@ RAGG_EXPORT int ragg_mem_free(ragg_ctx_t *ctx, void *p)
 			ragg_tensor_t *t = ctx->tensors[k];
 			if (t->params && inside(a, t->params, t->bytes)) {
 				ragg__error("ragg_mem_free: tensor \"%s\" has its parameters "
-				            "there; free it after ragg_finalize",
+				            "there; ragg_finalize releases it with the context",
 				            t->name);
 				return -EBUSY;
 			}

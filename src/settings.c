@@ -137,8 +137,13 @@ void ragg__logging_setup(void)
 	const char *v = ragg__setting_value("RAGG_LOG");
 	int level = ragg__log_parse(v);
 	if (level < 0) {
+		/* Said once per process, though every ragg_opts_default() and
+		 * ragg_init() reads it. */
+		static int said;
 		ragg__log_set(RAGG_LOG_ERROR);
-		ragg__error("RAGG_LOG=\"%s\": expected none, error, warn, info or debug", v);
+		if (!__atomic_exchange_n(&said, 1, __ATOMIC_RELAXED))
+			ragg__error("RAGG_LOG=\"%s\": expected none, error, warn, info or debug",
+			            v);
 		return;
 	}
 	ragg__log_set(level);
