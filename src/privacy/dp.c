@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <immintrin.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -260,17 +261,28 @@ int ragg__dp_sigma_analytic(double eps, double delta, double sens, double *sigma
 }
 
 /*
- * Ziggurat (Marsaglia and Tsang, 2000), 256 layers of equal area V under
+ * Ziggurat (Marsaglia and Tsang, 2000), 128 layers of equal area V under
  * f(x) = exp(-x^2 / 2). Layer 0 is the base: a rectangle of width r and
  * height f(r) plus the tail beyond r; layer i >= 1 spans heights
  * [f(x[i]), f(x[i+1])] with width x[i]. x[0] = V / f(r) is the width a
  * base of area V would have as a rectangle.
+ *
+ * One 32-bit word of the stream per deviate on the fast path: bits 0-6 the
+ * layer i, bit 7 the sign, bits 8-31 a 24-bit uniform u; x = u 2^-24 x[i]
+ * is accepted when u < k[i] = x[i+1] / x[i] 2^24 (98.8% of words). The
+ * rest (wedges and the tail) take their uniforms from a second stream of
+ * the same key and position, in the order the rejected words come; the
+ * vector path resolves its rejected lanes in lane order, so both paths
+ * give the same deviates from the same key. The 24-bit resolution is that
+ * of the float the noise is added to.
  */
-#define ZIG_LAYERS 256
-#define ZIG_R      3.6541528853610088
-#define ZIG_V      4.92867323399e-3
+#define ZIG_LAYERS 128
+#define ZIG_R      3.442619855899
+#define ZIG_V      9.91256303526217e-3
 
 static double zig_x[ZIG_LAYERS + 1], zig_f[ZIG_LAYERS + 1];
+static int32_t zig_k[ZIG_LAYERS];
+static float zig_xs[ZIG_LAYERS]; /* x[i] 2^-24 */
 static pthread_once_t zig_once = PTHREAD_ONCE_INIT;
 
 static void zig_setup(void)
@@ -285,21 +297,26 @@ static void zig_setup(void)
 	zig_x[ZIG_LAYERS] = 0;
 	for (int i = 0; i <= ZIG_LAYERS; i++)
 		zig_f[i] = exp(-0.5 * zig_x[i] * zig_x[i]);
+	for (int i = 0; i < ZIG_LAYERS; i++) {
+		zig_k[i] = (int32_t)floor(zig_x[i + 1] / zig_x[i] * 0x1p24);
+		zig_xs[i] = (float)(zig_x[i] * 0x1p-24);
+	}
 }
 
-/* A ChaCha20 keystream read 64 bits at a time. */
+/* A ChaCha20 keystream read 32 bits at a time. */
 struct zig_stream {
 	const uint8_t *key;
 	uint8_t nonce[crypto_stream_xchacha20_NONCEBYTES];
 	uint64_t block; /* next 64-byte block of the stream */
-	uint64_t buf[512];
-	unsigned pos;
+	unsigned pos, len;
+	uint32_t buf[1024];
 };
 
 static const uint8_t zero_block[sizeof(((struct zig_stream *)0)->buf)];
 
+/* Stream `which` (0: the fast words, 1: the rejections' uniforms). */
 static void stream_init(struct zig_stream *s, const struct ragg__dp_noise *nz, uint32_t tensor,
-                        uint32_t chunk, uint64_t round)
+                        uint32_t chunk, uint64_t round, uint8_t which)
 {
 	memset(s->nonce, 0, sizeof(s->nonce));
 	for (int i = 0; i < 4; i++) {
@@ -308,51 +325,148 @@ static void stream_init(struct zig_stream *s, const struct ragg__dp_noise *nz, u
 	}
 	for (int i = 0; i < 8; i++)
 		s->nonce[8 + i] = (uint8_t)(round >> (8 * i));
+	s->nonce[16] = which;
 	s->key = nz->key;
 	s->block = 0;
-	s->pos = sizeof(s->buf) / sizeof(s->buf[0]);
+	s->pos = s->len = 0;
 }
 
-
-static uint64_t stream_u64(struct zig_stream *s)
+static void stream_refill(struct zig_stream *s)
 {
-	if (s->pos == sizeof(s->buf) / sizeof(s->buf[0])) {
-		crypto_stream_xchacha20_xor_ic((uint8_t *)s->buf, zero_block, sizeof(s->buf),
-		                               s->nonce, s->block, s->key);
-		s->block += sizeof(s->buf) / 64;
-		s->pos = 0;
-	}
+	crypto_stream_xchacha20_xor_ic((uint8_t *)s->buf, zero_block, sizeof(s->buf), s->nonce,
+	                               s->block, s->key);
+	s->block += sizeof(s->buf) / 64;
+	s->pos = 0;
+	s->len = sizeof(s->buf) / sizeof(s->buf[0]);
+}
+
+static uint32_t stream_u32(struct zig_stream *s)
+{
+	if (s->pos == s->len)
+		stream_refill(s);
 	return s->buf[s->pos++];
 }
 
-/* A uniform in (0, 1): 53 random bits, never 0. */
+/* A uniform in (0, 1) from 53 bits of the stream, never 0. */
 static double stream_unit(struct zig_stream *s)
 {
-	return ((double)(stream_u64(s) >> 11) + 0.5) * 0x1p-53;
+	uint64_t hi = stream_u32(s), lo = stream_u32(s);
+	return ((double)(((hi << 32) | lo) >> 11) + 0.5) * 0x1p-53;
 }
 
-static double zig_normal(struct zig_stream *s)
+/* The deviate of fast word w, going to the slow stream when w is
+ * rejected. */
+static double zig_resolve(uint32_t w, struct zig_stream *slow)
 {
 	for (;;) {
-		uint64_t w = stream_u64(s);
-		int i = (int)(w & 0xff);
-		double sign = (w & 0x100) ? -1.0 : 1.0;
-		double x = (double)(w >> 11) * 0x1p-53 * zig_x[i];
-		if (x < zig_x[i + 1])
+		int i = (int)(w & 127);
+		double sign = (w & 128) ? -1.0 : 1.0;
+		int32_t u = (int32_t)(w >> 8);
+		double x = u * 0x1p-24 * zig_x[i];
+		if (u < zig_k[i])
 			return sign * x;
 		if (i == 0) {
 			/* The tail beyond r (Marsaglia, 1964). */
 			double xx, yy;
 			do {
-				xx = -log(stream_unit(s)) / ZIG_R;
-				yy = -log(stream_unit(s));
+				xx = -log(stream_unit(slow)) / ZIG_R;
+				yy = -log(stream_unit(slow));
 			} while (2 * yy < xx * xx);
 			return sign * (ZIG_R + xx);
 		}
-		double y = zig_f[i] + stream_unit(s) * (zig_f[i + 1] - zig_f[i]);
+		double y = zig_f[i] + stream_unit(slow) * (zig_f[i + 1] - zig_f[i]);
 		if (y < exp(-0.5 * x * x))
 			return sign * x;
+		w = stream_u32(slow);
 	}
+}
+
+/* The fast path's value of w as the vector path computes it, in float. */
+static inline float zig_fast(uint32_t w)
+{
+	float x = (float)(w >> 8) * zig_xs[w & 127];
+	return (w & 128) ? -x : x;
+}
+
+__attribute__((target("avx2,fma"))) static size_t add_avx2(float *out, size_t n,
+                                                              const uint32_t *w, float sigma,
+                                                              struct zig_stream *slow)
+{
+	const __m256i m127 = _mm256_set1_epi32(127), sbit = _mm256_set1_epi32((int)0x80000000u);
+	const __m256 vs = _mm256_set1_ps(sigma);
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256i ww = _mm256_loadu_si256((const __m256i *)(w + i));
+		__m256i idx = _mm256_and_si256(ww, m127);
+		__m256i u = _mm256_srli_epi32(ww, 8);
+		__m256i k = _mm256_i32gather_epi32(zig_k, idx, 4);
+		__m256 xs = _mm256_i32gather_ps(zig_xs, idx, 4);
+		__m256 x = _mm256_mul_ps(_mm256_cvtepi32_ps(u), xs);
+		x = _mm256_xor_ps(x, _mm256_castsi256_ps(
+		                         _mm256_and_si256(_mm256_slli_epi32(ww, 24), sbit)));
+		__m256 o = _mm256_fmadd_ps(vs, x, _mm256_loadu_ps(out + i));
+		int reject = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(k, u))) ^ 0xff;
+		if (!reject) {
+			_mm256_storeu_ps(out + i, o);
+			continue;
+		}
+		float tmp[8];
+		_mm256_storeu_ps(tmp, o);
+		for (int l = 0; l < 8; l++)
+			if (reject >> l & 1)
+				tmp[l] = fmaf(sigma, (float)zig_resolve(w[i + l], slow), out[i + l]);
+		memcpy(out + i, tmp, sizeof(tmp));
+	}
+	return i;
+}
+
+static bool have_avx2(void)
+{
+	static int have = -1;
+	int h = __atomic_load_n(&have, __ATOMIC_RELAXED);
+	if (h < 0) {
+		__builtin_cpu_init();
+		h = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+		__atomic_store_n(&have, h, __ATOMIC_RELAXED);
+	}
+	return h;
+}
+
+/* out[i] += sigma * N(0, 1), in float, or (dout) the deviates in double. */
+static void noise(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chunk,
+                  uint64_t round, float *out, double *dout, size_t n, float sigma, bool vector)
+{
+	struct zig_stream fast, slow;
+	pthread_once(&zig_once, zig_setup);
+	stream_init(&fast, nz, tensor, chunk, round, 0);
+	stream_init(&slow, nz, tensor, chunk, round, 1);
+	bool vec = out && vector && have_avx2();
+	size_t done = 0;
+	while (done < n) {
+		stream_refill(&fast);
+		size_t m = n - done < fast.len ? n - done : fast.len, i = 0;
+		if (vec)
+			i = add_avx2(out + done, m, fast.buf, sigma, &slow);
+		for (; i < m; i++) {
+			uint32_t w = fast.buf[i];
+			if ((int32_t)(w >> 8) < zig_k[w & 127]) {
+				if (out)
+					out[done + i] = fmaf(sigma, zig_fast(w), out[done + i]);
+				else
+					dout[done + i] = (w & 128 ? -1.0 : 1.0) * (double)(w >> 8) *
+					                 0x1p-24 * zig_x[w & 127];
+			} else {
+				double d = zig_resolve(w, &slow);
+				if (out)
+					out[done + i] = fmaf(sigma, (float)d, out[done + i]);
+				else
+					dout[done + i] = d;
+			}
+		}
+		done += m;
+	}
+	sodium_memzero(fast.buf, sizeof(fast.buf));
+	sodium_memzero(slow.buf, sizeof(slow.buf));
 }
 
 void ragg__dp_noise_init(struct ragg__dp_noise *nz)
@@ -363,23 +477,19 @@ void ragg__dp_noise_init(struct ragg__dp_noise *nz)
 void ragg__dp_noise_draw(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chunk,
                          uint64_t round, double *out, size_t n)
 {
-	struct zig_stream s;
-	pthread_once(&zig_once, zig_setup);
-	stream_init(&s, nz, tensor, chunk, round);
-	for (size_t i = 0; i < n; i++)
-		out[i] = zig_normal(&s);
-	sodium_memzero(s.buf, sizeof(s.buf));
+	noise(nz, tensor, chunk, round, NULL, out, n, 0, false);
 }
 
 void ragg__dp_noise_add(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chunk,
                         uint64_t round, float *out, size_t n, double sigma)
 {
-	struct zig_stream s;
-	pthread_once(&zig_once, zig_setup);
-	stream_init(&s, nz, tensor, chunk, round);
-	for (size_t i = 0; i < n; i++)
-		out[i] = (float)((double)out[i] + sigma * zig_normal(&s));
-	sodium_memzero(s.buf, sizeof(s.buf));
+	noise(nz, tensor, chunk, round, out, NULL, n, (float)sigma, true);
+}
+
+void ragg__dp_noise_add_scalar(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chunk,
+                               uint64_t round, float *out, size_t n, double sigma)
+{
+	noise(nz, tensor, chunk, round, out, NULL, n, (float)sigma, false);
 }
 
 RAGG_EXPORT int ragg_dp_epsilon(double q, double z, uint64_t steps, double delta, double *eps,

@@ -17,10 +17,12 @@
  * minimised over the orders.
  *
  * Noise. One ChaCha20 stream (libsodium) per (agent key, tensor, chunk,
- * round); its 64-bit words become normal deviates by the ziggurat method
- * of Marsaglia and Tsang (2000) with 256 layers, exact up to the 2^-52
- * resolution of the uniforms it uses (the tail beyond r = 3.6542 by
- * Marsaglia's exponential rejection).
+ * round); its 32-bit words become normal deviates by the ziggurat method
+ * of Marsaglia and Tsang (2000) with 128 layers (the tail beyond
+ * r = 3.4426 by Marsaglia's exponential rejection), exact up to the 2^-24
+ * resolution of the uniform in each word, which is that of the float the
+ * noise is added to. Vectorised (AVX2) where the CPU has it, with the
+ * same deviates as the scalar code.
  */
 #ifndef RAGG_PRIVACY_DP_H
 #define RAGG_PRIVACY_DP_H
@@ -86,6 +88,9 @@ struct ragg__dp_noise {
 void ragg__dp_noise_init(struct ragg__dp_noise *nz); /* a fresh random key */
 void ragg__dp_noise_add(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chunk,
                         uint64_t round, float *out, size_t n, double sigma);
+/* The same with the scalar code only (tests: both give the same floats). */
+void ragg__dp_noise_add_scalar(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chunk,
+                               uint64_t round, float *out, size_t n, double sigma);
 /* The same deviates into a double buffer (tests, without float rounding). */
 void ragg__dp_noise_draw(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chunk,
                          uint64_t round, double *out, size_t n);

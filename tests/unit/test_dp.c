@@ -230,7 +230,8 @@ static double correlation(const double *a, const double *b, size_t n)
 
 /* Streams of other chunks, rounds, tensors and keys are uncorrelated
  * (|rho| < 5 / sqrt(n)); the same key and position give the same noise;
- * noise_add adds sigma times those deviates. */
+ * noise_add adds sigma times those deviates, vector and scalar code the
+ * same floats. */
 RAGG_TEST(noise_streams_independent_and_reproducible)
 {
 	size_t n = 1 << 20;
@@ -256,11 +257,19 @@ RAGG_TEST(noise_streams_independent_and_reproducible)
 	}
 	ragg__dp_noise_draw(&k1, 0, 0, 0, b, n);
 	RAGG_CHECK(memcmp(a, b, n * sizeof(double)) == 0);
+	float *g = malloc(n * sizeof(float));
+	RAGG_CHECK(g);
 	for (size_t i = 0; i < n; i++)
-		f[i] = 1.5f;
+		f[i] = g[i] = 1.5f + (float)(i % 5);
 	ragg__dp_noise_add(&k1, 0, 0, 0, f, n, 0.25);
-	for (size_t i = 0; i < n; i++)
-		RAGG_CHECK(f[i] == (float)(1.5 + 0.25 * a[i]));
+	ragg__dp_noise_add_scalar(&k1, 0, 0, 0, g, n, 0.25);
+	RAGG_CHECK(memcmp(f, g, n * sizeof(float)) == 0);
+	for (size_t i = 0; i < n; i++) {
+		double want = 1.5 + (double)(i % 5) + 0.25 * a[i];
+		RAGG_CHECKF(fabs(f[i] - want) <= 1e-6 * fabs(want), "%zu: %.9g vs %.9g", i, f[i],
+		            want);
+	}
+	free(g);
 	free(a);
 	free(b);
 	free(f);
