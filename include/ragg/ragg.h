@@ -164,6 +164,14 @@ RAGG_API int ragg_serve(ragg_ctx_t *ctx);
 
 RAGG_API int ragg_stats(const ragg_ctx_t *ctx, struct ragg_stats *stats);
 
+/* Differential privacy: the eps spent after `steps` rounds of the
+ * Gaussian mechanism with noise multiplier z (noise sigma = z times the
+ * clipping norm) and Poisson sampling rate q in [0, 1], at delta in (0, 1),
+ * by ragg's RDP accountant; *order (may be NULL) is the Renyi order that
+ * gave it. 0, or -EINVAL. Needs no context. */
+RAGG_API int ragg_dp_epsilon(double q, double z, uint64_t steps, double delta, double *eps,
+                             double *order);
+
 /* Static text for any return code of ragg or a negative errno. */
 RAGG_API const char *ragg_strerror(int status);
 /* The symbolic name ("RAGG_ERR_TIMEOUT", "ECONNREFUSED", ...). */

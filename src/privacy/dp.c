@@ -1,0 +1,513 @@
+#include <errno.h>
+#include <immintrin.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include <ragg/ragg.h>
+
+#include "compiler.h"
+#include "privacy/dp.h"
+
+/* Opacus's default orders, then larger ones for small q and large T. */
+const double ragg__dp_orders[RAGG_DP_NORDERS] = {
+#define O10(a) a + 0.1, a + 0.2, a + 0.3, a + 0.4, a + 0.5, a + 0.6, a + 0.7, a + 0.8, a + 0.9
+	O10(1.0), 2.0, O10(2.0), 3.0, O10(3.0), 4.0, O10(4.0), 5.0, O10(5.0), 6.0, O10(6.0), 7.0,
+	O10(7.0), 8.0, O10(8.0), 9.0, O10(9.0), 10.0, O10(10.0),
+#undef O10
+	12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34,
+	35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57,
+	58, 59, 60, 61, 62, 63, 64, 80, 96, 128, 160, 192, 256,
+};
+
+/* log(exp(x) + exp(y)) */
+static double log_add(double x, double y)
+{
+	double a = fmin(x, y), b = fmax(x, y);
+	if (a == -INFINITY)
+		return b;
+	return log1p(exp(a - b)) + b;
+}
+
+/* log(erfc(x)), accurate where erfc underflows. */
+static double log_erfc(double x)
+{
+	if (x < 26.0)
+		return log(erfc(x));
+	/* erfc(x) = exp(-x^2) / (x sqrt(pi)) * (1 - 1/(2x^2) + 3/(4x^4) - 15/(8x^6) ...) */
+	double r = 1.0 / (x * x);
+	return -x * x - log(x) - 0.5 * log(M_PI) +
+	       log1p(-0.5 * r + 0.75 * r * r - 1.875 * r * r * r);
+}
+
+static double log_a_int(double q, double z, int a)
+{
+	double log_a = -INFINITY;
+	for (int i = 0; i <= a; i++) {
+		double log_coef = lgamma(a + 1.0) - lgamma(i + 1.0) - lgamma(a - i + 1.0) +
+		                  i * log(q) + (a - i) * log1p(-q);
+		log_a = log_add(log_a, log_coef + (i * (double)i - i) / (2 * z * z));
+	}
+	return log_a;
+}
+
+/* For fractional a the binomial series has terms of both signs; their
+ * absolute values are summed, which bounds A_a from above (so the RDP
+ * reported is never below the true one), as Google's dp_accounting does
+ * since 2023. The series stops once both halves' terms fall and are below
+ * e^-30, or after 1000 terms. */
+static double log_a_frac(double q, double z, double a)
+{
+	double log_a0 = -INFINITY, log_a1 = -INFINITY, last_s0 = -INFINITY, last_s1 = -INFINITY;
+	double z0 = z * z * log(1 / q - 1) + 0.5;
+	for (int i = 0; i < 1000; i++) {
+		double j = a - i;
+		/* log |binom(a, i)|: lgamma is log |Gamma| at negative non-integers. */
+		double log_coef = lgamma(a + 1) - lgamma(i + 1.0) - lgamma(j + 1);
+		double log_t0 = log_coef + i * log(q) + j * log1p(-q);
+		double log_t1 = log_coef + j * log(q) + i * log1p(-q);
+		double log_e0 = log(0.5) + log_erfc((i - z0) / (M_SQRT2 * z));
+		double log_e1 = log(0.5) + log_erfc((z0 - j) / (M_SQRT2 * z));
+		double log_s0 = log_t0 + (i * (double)i - i) / (2 * z * z) + log_e0;
+		double log_s1 = log_t1 + (j * j - j) / (2 * z * z) + log_e1;
+		log_a0 = log_add(log_a0, log_s0);
+		log_a1 = log_add(log_a1, log_s1);
+		if (log_s0 < last_s0 && log_s1 < last_s1 && fmax(log_s0, log_s1) < -30)
+			break;
+		last_s0 = log_s0;
+		last_s1 = log_s1;
+	}
+	return log_add(log_a0, log_a1);
+}
+
+/* log(exp(x) - exp(y)), x >= y; -inf when they are equal (or x < y from
+ * rounding in the alternating series). */
+static double log_sub(double x, double y)
+{
+	if (y == -INFINITY)
+		return x;
+	if (x <= y)
+		return -INFINITY;
+	return log(expm1(x - y)) + y;
+}
+
+/* The same series with the terms' signs (Mironov et al.'s exact value, as
+ * Opacus computes it): for comparison with published values only. */
+static double log_a_frac_signed(double q, double z, double a)
+{
+	double log_a0 = -INFINITY, log_a1 = -INFINITY;
+	double z0 = z * z * log(1 / q - 1) + 0.5;
+	double log_coef = 0; /* log |binom(a, i)| */
+	int sign = 1; /* sign of binom(a, i) */
+	for (int i = 0; i < 1000; i++) {
+		double j = a - i;
+		double log_t0 = log_coef + i * log(q) + j * log1p(-q);
+		double log_t1 = log_coef + j * log(q) + i * log1p(-q);
+		double log_e0 = log(0.5) + log_erfc((i - z0) / (M_SQRT2 * z));
+		double log_e1 = log(0.5) + log_erfc((z0 - j) / (M_SQRT2 * z));
+		double log_s0 = log_t0 + (i * (double)i - i) / (2 * z * z) + log_e0;
+		double log_s1 = log_t1 + (j * j - j) / (2 * z * z) + log_e1;
+		if (sign > 0) {
+			log_a0 = log_add(log_a0, log_s0);
+			log_a1 = log_add(log_a1, log_s1);
+		} else {
+			log_a0 = log_sub(log_a0, log_s0);
+			log_a1 = log_sub(log_a1, log_s1);
+		}
+		if (fmax(log_s0, log_s1) < -30 || j == 0)
+			break;
+		log_coef += log(fabs(j)) - log(i + 1.0);
+		if (j < 0)
+			sign = -sign;
+	}
+	return log_add(log_a0, log_a1);
+}
+
+static double rdp(double q, double z, double a, bool exact)
+{
+	if (q <= 0)
+		return 0;
+	if (!(z > 0) || isinf(a))
+		return INFINITY;
+	if (q >= 1)
+		return a / (2 * z * z);
+	double log_a = a == floor(a) && a < 1e6 ? log_a_int(q, z, (int)a)
+	               : exact                  ? log_a_frac_signed(q, z, a)
+	                                        : log_a_frac(q, z, a);
+	return log_a / (a - 1);
+}
+
+double ragg__dp_rdp(double q, double z, double a)
+{
+	return rdp(q, z, a, false);
+}
+
+double ragg__dp_rdp_exact(double q, double z, double a)
+{
+	return rdp(q, z, a, true);
+}
+
+double ragg__dp_rdp_to_eps(const double *orders, const double *rdp, int n, double delta,
+                           double *order)
+{
+	double best = INFINITY, best_order = NAN;
+	bool none = true; /* no privacy loss at any order (q = 0) */
+	for (int k = 0; k < n; k++)
+		none = none && rdp[k] == 0;
+	if (none) {
+		if (order)
+			*order = NAN;
+		return 0;
+	}
+	for (int k = 0; k < n; k++) {
+		double a = orders[k];
+		if (!(a > 1) || isinf(rdp[k]) || isnan(rdp[k]))
+			continue;
+		double eps = rdp[k] - (log(delta) + log(a)) / (a - 1) + log((a - 1) / a);
+		if (eps < best) {
+			best = eps;
+			best_order = a;
+		}
+	}
+	if (order)
+		*order = best_order;
+	return best < 0 ? 0 : best;
+}
+
+void ragg__dp_accountant_init(struct ragg__dp_accountant *acc)
+{
+	memset(acc, 0, sizeof(*acc));
+}
+
+void ragg__dp_accountant_step(struct ragg__dp_accountant *acc, double q, double z)
+{
+	for (int k = 0; k < RAGG_DP_NORDERS; k++)
+		acc->rdp[k] += ragg__dp_rdp(q, z, ragg__dp_orders[k]);
+	acc->steps++;
+}
+
+double ragg__dp_accountant_eps(const struct ragg__dp_accountant *acc, double delta,
+                               double *order)
+{
+	if (!acc->steps) {
+		if (order)
+			*order = NAN;
+		return 0;
+	}
+	return ragg__dp_rdp_to_eps(ragg__dp_orders, acc->rdp, RAGG_DP_NORDERS, delta, order);
+}
+
+double ragg__dp_accountant_eps_after(const struct ragg__dp_accountant *acc, double q, double z,
+                                     uint64_t steps, double delta)
+{
+	double rdp[RAGG_DP_NORDERS];
+	for (int k = 0; k < RAGG_DP_NORDERS; k++)
+		rdp[k] = acc->rdp[k] + (double)steps * ragg__dp_rdp(q, z, ragg__dp_orders[k]);
+	if (!acc->steps && !steps)
+		return 0;
+	return ragg__dp_rdp_to_eps(ragg__dp_orders, rdp, RAGG_DP_NORDERS, delta, NULL);
+}
+
+int ragg__dp_sigma_classic(double eps, double delta, double sens, double *sigma)
+{
+	if (!(delta > 0 && delta < 1) || !(sens > 0) || !(eps > 0) || !isfinite(sens))
+		return -EINVAL;
+	if (!(eps < 1))
+		return -EDOM;
+	*sigma = sens * sqrt(2 * log(1.25 / delta)) / eps;
+	return 0;
+}
+
+/* log Phi(x), the standard normal cdf. */
+static double log_phi(double x)
+{
+	return log(0.5) + log_erfc(-x / M_SQRT2);
+}
+
+double ragg__dp_gaussian_delta(double eps, double sigma, double sens)
+{
+	/* Balle and Wang (2018), Theorem 8: the mechanism is (eps, delta)-DP
+	 * iff delta >= Phi(D/(2s) - e s/D) - exp(e) Phi(-D/(2s) - e s/D). */
+	double a = sens / (2 * sigma), b = eps * sigma / sens;
+	double d = exp(log_phi(a - b)) - exp(eps + log_phi(-a - b));
+	return d < 0 ? 0 : d;
+}
+
+int ragg__dp_sigma_analytic(double eps, double delta, double sens, double *sigma)
+{
+	if (!(delta > 0 && delta < 1) || !(sens > 0) || !(eps > 0) || !isfinite(eps) ||
+	    !isfinite(sens))
+		return -EINVAL;
+	/* delta(sigma) falls as sigma grows: bracket, then bisect. */
+	double lo = sens * 1e-6, hi = sens;
+	while (ragg__dp_gaussian_delta(eps, hi, sens) > delta) {
+		lo = hi;
+		hi *= 2;
+		if (hi > sens * 1e12)
+			return -EDOM;
+	}
+	while (hi - lo > 1e-12 * hi) {
+		double mid = 0.5 * (lo + hi);
+		if (ragg__dp_gaussian_delta(eps, mid, sens) > delta)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	*sigma = hi;
+	return 0;
+}
+
+/*
+ * Ziggurat (Marsaglia and Tsang, 2000), 128 layers of equal area V under
+ * f(x) = exp(-x^2 / 2). Layer 0 is the base: a rectangle of width r and
+ * height f(r) plus the tail beyond r; layer i >= 1 spans heights
+ * [f(x[i]), f(x[i+1])] with width x[i]. x[0] = V / f(r) is the width a
+ * base of area V would have as a rectangle.
+ *
+ * One 32-bit word of the stream per deviate on the fast path: bits 0-6 the
+ * layer i, bit 7 the sign, bits 8-31 a 24-bit uniform u; x = u 2^-24 x[i]
+ * is accepted when u < k[i] = x[i+1] / x[i] 2^24 (98.8% of words). The
+ * rest (wedges and the tail) take their uniforms from a second stream of
+ * the same key and position, in the order the rejected words come; the
+ * vector path resolves its rejected lanes in lane order, so both paths
+ * give the same deviates from the same key. The 24-bit resolution is that
+ * of the float the noise is added to.
+ */
+#define ZIG_LAYERS 128
+#define ZIG_R      3.442619855899
+#define ZIG_V      9.91256303526217e-3
+
+static double zig_x[ZIG_LAYERS + 1], zig_f[ZIG_LAYERS + 1];
+static int32_t zig_k[ZIG_LAYERS];
+static float zig_xs[ZIG_LAYERS]; /* x[i] 2^-24 */
+static pthread_once_t zig_once = PTHREAD_ONCE_INIT;
+
+static void zig_setup(void)
+{
+	double f_r = exp(-0.5 * ZIG_R * ZIG_R);
+	zig_x[0] = ZIG_V / f_r;
+	zig_x[1] = ZIG_R;
+	for (int i = 1; i < ZIG_LAYERS; i++) {
+		double y = exp(-0.5 * zig_x[i] * zig_x[i]) + ZIG_V / zig_x[i];
+		zig_x[i + 1] = y >= 1 ? 0 : sqrt(-2 * log(y));
+	}
+	zig_x[ZIG_LAYERS] = 0;
+	for (int i = 0; i <= ZIG_LAYERS; i++)
+		zig_f[i] = exp(-0.5 * zig_x[i] * zig_x[i]);
+	for (int i = 0; i < ZIG_LAYERS; i++) {
+		zig_k[i] = (int32_t)floor(zig_x[i + 1] / zig_x[i] * 0x1p24);
+		zig_xs[i] = (float)(zig_x[i] * 0x1p-24);
+	}
+}
+
+/* A ChaCha20 keystream read 32 bits at a time. */
+struct zig_stream {
+	const uint8_t *key;
+	uint8_t nonce[crypto_stream_xchacha20_NONCEBYTES];
+	uint64_t block; /* next 64-byte block of the stream */
+	unsigned pos, len;
+	uint32_t buf[1024];
+};
+
+static const uint8_t zero_block[sizeof(((struct zig_stream *)0)->buf)];
+
+/* Stream `which` (0: the fast words, 1: the rejections' uniforms). */
+static void stream_init(struct zig_stream *s, const struct ragg__dp_noise *nz, uint32_t tensor,
+                        uint32_t chunk, uint64_t round, uint8_t which)
+{
+	memset(s->nonce, 0, sizeof(s->nonce));
+	for (int i = 0; i < 4; i++) {
+		s->nonce[i] = (uint8_t)(tensor >> (8 * i));
+		s->nonce[4 + i] = (uint8_t)(chunk >> (8 * i));
+	}
+	for (int i = 0; i < 8; i++)
+		s->nonce[8 + i] = (uint8_t)(round >> (8 * i));
+	s->nonce[16] = which;
+	s->key = nz->key;
+	s->block = 0;
+	s->pos = s->len = 0;
+}
+
+static void stream_refill(struct zig_stream *s)
+{
+	crypto_stream_xchacha20_xor_ic((uint8_t *)s->buf, zero_block, sizeof(s->buf), s->nonce,
+	                               s->block, s->key);
+	s->block += sizeof(s->buf) / 64;
+	s->pos = 0;
+	s->len = sizeof(s->buf) / sizeof(s->buf[0]);
+}
+
+static uint32_t stream_u32(struct zig_stream *s)
+{
+	if (s->pos == s->len)
+		stream_refill(s);
+	return s->buf[s->pos++];
+}
+
+/* A uniform in (0, 1) from 53 bits of the stream, never 0. */
+static double stream_unit(struct zig_stream *s)
+{
+	uint64_t hi = stream_u32(s), lo = stream_u32(s);
+	return ((double)(((hi << 32) | lo) >> 11) + 0.5) * 0x1p-53;
+}
+
+/* The deviate of fast word w, going to the slow stream when w is
+ * rejected. */
+static double zig_resolve(uint32_t w, struct zig_stream *slow)
+{
+	for (;;) {
+		int i = (int)(w & 127);
+		double sign = (w & 128) ? -1.0 : 1.0;
+		int32_t u = (int32_t)(w >> 8);
+		double x = u * 0x1p-24 * zig_x[i];
+		if (u < zig_k[i])
+			return sign * x;
+		if (i == 0) {
+			/* The tail beyond r (Marsaglia, 1964). */
+			double xx, yy;
+			do {
+				xx = -log(stream_unit(slow)) / ZIG_R;
+				yy = -log(stream_unit(slow));
+			} while (2 * yy < xx * xx);
+			return sign * (ZIG_R + xx);
+		}
+		double y = zig_f[i] + stream_unit(slow) * (zig_f[i + 1] - zig_f[i]);
+		if (y < exp(-0.5 * x * x))
+			return sign * x;
+		w = stream_u32(slow);
+	}
+}
+
+/* The fast path's value of w as the vector path computes it, in float. */
+static inline float zig_fast(uint32_t w)
+{
+	float x = (float)(w >> 8) * zig_xs[w & 127];
+	return (w & 128) ? -x : x;
+}
+
+__attribute__((target("avx2,fma"))) static size_t add_avx2(float *out, size_t n,
+                                                              const uint32_t *w, float sigma,
+                                                              struct zig_stream *slow)
+{
+	const __m256i m127 = _mm256_set1_epi32(127), sbit = _mm256_set1_epi32((int)0x80000000u);
+	const __m256 vs = _mm256_set1_ps(sigma);
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256i ww = _mm256_loadu_si256((const __m256i *)(w + i));
+		__m256i idx = _mm256_and_si256(ww, m127);
+		__m256i u = _mm256_srli_epi32(ww, 8);
+		__m256i k = _mm256_i32gather_epi32(zig_k, idx, 4);
+		__m256 xs = _mm256_i32gather_ps(zig_xs, idx, 4);
+		__m256 x = _mm256_mul_ps(_mm256_cvtepi32_ps(u), xs);
+		x = _mm256_xor_ps(x, _mm256_castsi256_ps(
+		                         _mm256_and_si256(_mm256_slli_epi32(ww, 24), sbit)));
+		__m256 o = _mm256_fmadd_ps(vs, x, _mm256_loadu_ps(out + i));
+		int reject = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(k, u))) ^ 0xff;
+		if (!reject) {
+			_mm256_storeu_ps(out + i, o);
+			continue;
+		}
+		float tmp[8];
+		_mm256_storeu_ps(tmp, o);
+		for (int l = 0; l < 8; l++)
+			if (reject >> l & 1)
+				tmp[l] = fmaf(sigma, (float)zig_resolve(w[i + l], slow), out[i + l]);
+		memcpy(out + i, tmp, sizeof(tmp));
+	}
+	return i;
+}
+
+static bool have_avx2(void)
+{
+	static int have = -1;
+	int h = __atomic_load_n(&have, __ATOMIC_RELAXED);
+	if (h < 0) {
+		__builtin_cpu_init();
+		h = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+		__atomic_store_n(&have, h, __ATOMIC_RELAXED);
+	}
+	return h;
+}
+
+/* out[i] += sigma * N(0, 1), in float, or (dout) the deviates in double. */
+static void noise(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chunk,
+                  uint64_t round, float *out, double *dout, size_t n, float sigma, bool vector)
+{
+	struct zig_stream fast, slow;
+	pthread_once(&zig_once, zig_setup);
+	stream_init(&fast, nz, tensor, chunk, round, 0);
+	stream_init(&slow, nz, tensor, chunk, round, 1);
+	bool vec = out && vector && have_avx2();
+	size_t done = 0;
+	while (done < n) {
+		stream_refill(&fast);
+		size_t m = n - done < fast.len ? n - done : fast.len, i = 0;
+		if (vec)
+			i = add_avx2(out + done, m, fast.buf, sigma, &slow);
+		for (; i < m; i++) {
+			uint32_t w = fast.buf[i];
+			if ((int32_t)(w >> 8) < zig_k[w & 127]) {
+				if (out)
+					out[done + i] = fmaf(sigma, zig_fast(w), out[done + i]);
+				else
+					dout[done + i] = (w & 128 ? -1.0 : 1.0) * (double)(w >> 8) *
+					                 0x1p-24 * zig_x[w & 127];
+			} else {
+				double d = zig_resolve(w, &slow);
+				if (out)
+					out[done + i] = fmaf(sigma, (float)d, out[done + i]);
+				else
+					dout[done + i] = d;
+			}
+		}
+		done += m;
+	}
+	sodium_memzero(fast.buf, sizeof(fast.buf));
+	sodium_memzero(slow.buf, sizeof(slow.buf));
+}
+
+void ragg__dp_noise_init(struct ragg__dp_noise *nz)
+{
+	randombytes_buf(nz->key, sizeof(nz->key));
+}
+
+void ragg__dp_noise_draw(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chunk,
+                         uint64_t round, double *out, size_t n)
+{
+	noise(nz, tensor, chunk, round, NULL, out, n, 0, false);
+}
+
+void ragg__dp_noise_add(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chunk,
+                        uint64_t round, float *out, size_t n, double sigma)
+{
+	noise(nz, tensor, chunk, round, out, NULL, n, (float)sigma, true);
+}
+
+void ragg__dp_noise_add_scalar(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chunk,
+                               uint64_t round, float *out, size_t n, double sigma)
+{
+	noise(nz, tensor, chunk, round, out, NULL, n, (float)sigma, false);
+}
+
+RAGG_EXPORT int ragg_dp_epsilon(double q, double z, uint64_t steps, double delta, double *eps,
+                                double *order)
+{
+	struct ragg__dp_accountant acc;
+	double o = NAN, e;
+	if (!eps || !(q >= 0 && q <= 1) || !(z >= 0) || isinf(z) || !(delta > 0 && delta < 1))
+		return -EINVAL;
+	ragg__dp_accountant_init(&acc);
+	if (steps) {
+		for (int k = 0; k < RAGG_DP_NORDERS; k++)
+			acc.rdp[k] = (double)steps * ragg__dp_rdp(q, z, ragg__dp_orders[k]);
+		acc.steps = steps;
+	}
+	e = ragg__dp_accountant_eps(&acc, delta, &o);
+	*eps = e;
+	if (order)
+		*order = o;
+	return 0;
+}

@@ -1,0 +1,281 @@
+/*
+ * The privacy math: the RDP accountant against the published values of
+ * Opacus's and Google's dp_accounting (TF-Privacy's successor) own tests,
+ * the Gaussian mechanism's calibration, and the noise's distribution.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "privacy/dp.h"
+
+/* Opacus's default orders: [1 + x / 10 for x in 1..99] + range(12, 64). */
+static int opacus_orders(double *o)
+{
+	int n = 0;
+	for (int x = 1; x < 100; x++)
+		o[n++] = 1 + x / 10.0;
+	for (int a = 12; a < 64; a++)
+		o[n++] = a;
+	return n;
+}
+
+/* opacus/tests/accountants_test.py, AccountingTest.test_rdp_accountant:
+ * noise 1.5, sample rate 0.04, int(90 / 0.04) steps, delta 1e-5 ->
+ * epsilon 7.32911117143 (assertAlmostEqual: 7 places). */
+RAGG_TEST(opacus_test_rdp_accountant)
+{
+	double o[160], rdp[160];
+	int n = opacus_orders(o);
+	for (int k = 0; k < n; k++)
+		rdp[k] = 2250 * ragg__dp_rdp_exact(0.04, 1.5, o[k]);
+	double eps = ragg__dp_rdp_to_eps(o, rdp, n, 1e-5, NULL);
+	RAGG_CHECKF(fabs(eps - 7.32911117143) < 5e-8, "eps %.11f", eps);
+	/* The accountant's bound is above the exact value, by little. */
+	for (int k = 0; k < n; k++)
+		rdp[k] = 2250 * ragg__dp_rdp(0.04, 1.5, o[k]);
+	double bound = ragg__dp_rdp_to_eps(o, rdp, n, 1e-5, NULL);
+	RAGG_CHECKF(bound >= eps && bound < eps * (1 + 1e-4), "bound %.11f", bound);
+	/* ragg's orders include Opacus's: never a larger eps. */
+	double mine;
+	RAGG_CHECK_OK(ragg_dp_epsilon(0.04, 1.5, 2250, 1e-5, &mine, NULL));
+	RAGG_CHECKF(mine <= bound + 1e-12 && mine > eps - 0.05, "eps %.11f vs %.11f", mine, eps);
+}
+
+/* dp_accounting/rdp/rdp_privacy_accountant_test.py,
+ * test_compute_rdp_poisson_sampled_gaussian: orders 1.5, 2.5, 5, 50, 100,
+ * noise 2.5, q 0.01, 50 steps (np.allclose, rtol 1e-4). Fractional and
+ * integer orders, the latter up to the large-order regime. */
+RAGG_TEST(dp_accounting_test_compute_rdp_poisson_sampled_gaussian)
+{
+	const double orders[] = { 1.5, 2.5, 5, 50, 100 };
+	const double want[] = { 6.70579741e-04, 1.08548710e-03, 2.18075656e-03, 2.38460375e-02,
+		                1.67416308e02 };
+	for (int k = 0; k < 5; k++) {
+		double got = 50 * ragg__dp_rdp(0.01, 2.5, orders[k]);
+		RAGG_CHECKF(fabs(got - want[k]) <= 1e-4 * fabs(want[k]) + 1e-8,
+		            "order %g: %.9g, expected %.9g", orders[k], got, want[k]);
+	}
+	RAGG_CHECK(isinf(ragg__dp_rdp(0.01, 2.5, INFINITY)));
+}
+
+/* Same file, test_compute_epsilon_delta_pure_dp: orders 2..32, rdp 1.1 at
+ * each, delta 1e-5 -> epsilon 1.32783806176 at order 32. */
+RAGG_TEST(dp_accounting_test_compute_epsilon_delta_pure_dp)
+{
+	double o[31], rdp[31], order;
+	for (int k = 0; k < 31; k++) {
+		o[k] = k + 2;
+		rdp[k] = 1.1;
+	}
+	double eps = ragg__dp_rdp_to_eps(o, rdp, 31, 1e-5, &order);
+	RAGG_CHECKF(fabs(eps - 1.32783806176) < 5e-8, "eps %.11f", eps);
+	RAGG_CHECK(order == 32);
+}
+
+/* Same file, test_compute_epsilon_delta_gaussian: orders 0.001 * i for i
+ * in [1000, 100000), q 1, noise 4.530877117 is exactly (1, 1e-6)-DP. */
+RAGG_TEST(dp_accounting_test_compute_epsilon_delta_gaussian)
+{
+	int n = 99000;
+	double *o = malloc(n * sizeof(double)), *rdp = malloc(n * sizeof(double));
+	RAGG_CHECK(o && rdp);
+	for (int i = 0; i < n; i++) {
+		o[i] = 0.001 * (i + 1000);
+		rdp[i] = ragg__dp_rdp(1, 4.530877117, o[i]);
+	}
+	double eps = ragg__dp_rdp_to_eps(o, rdp, n, 1e-6, NULL);
+	RAGG_CHECKF(fabs(eps - 1) < 5e-8, "eps %.11f", eps);
+	free(o);
+	free(rdp);
+}
+
+/* Same file, test_compute_rdp_gaussian: q = 1 is the plain Gaussian
+ * mechanism, RDP a / (2 z^2); and test_zero_poisson_sample. */
+RAGG_TEST(plain_gaussian_and_zero_sampling)
+{
+	double a = 3.14159, z = 2.71828;
+	RAGG_CHECK(fabs(ragg__dp_rdp(1, z, a) - a / (2 * z * z)) < 1e-12);
+	RAGG_CHECK(ragg__dp_rdp(0, 1, a) == 0);
+	RAGG_CHECK(ragg__dp_rdp(0, 0, a) == 0);
+	RAGG_CHECK(isinf(ragg__dp_rdp(0.1, 0, a)));
+	double eps;
+	RAGG_CHECK_OK(ragg_dp_epsilon(0, 1, 100, 1e-10, &eps, NULL));
+	RAGG_CHECK(eps == 0);
+	RAGG_CHECK_OK(ragg_dp_epsilon(0.1, 0, 1, 1e-5, &eps, NULL));
+	RAGG_CHECK(isinf(eps));
+	RAGG_CHECK_OK(ragg_dp_epsilon(0.1, 1, 0, 1e-5, &eps, NULL));
+	RAGG_CHECK(eps == 0);
+	RAGG_CHECK(ragg_dp_epsilon(NAN, 1, 1, 1e-5, &eps, NULL) == -EINVAL);
+	RAGG_CHECK(ragg_dp_epsilon(0.1, 1, 1, 0, &eps, NULL) == -EINVAL);
+	RAGG_CHECK(ragg_dp_epsilon(1.5, 1, 1, 1e-5, &eps, NULL) == -EINVAL);
+}
+
+/* The accountant composes: T steps one by one equal T times one step, and
+ * eps grows with T and falls with z. */
+RAGG_TEST(accountant_composes)
+{
+	struct ragg__dp_accountant acc;
+	ragg__dp_accountant_init(&acc);
+	RAGG_CHECK(ragg__dp_accountant_eps(&acc, 1e-5, NULL) == 0);
+	double prev = 0;
+	for (int t = 1; t <= 50; t++) {
+		ragg__dp_accountant_step(&acc, 0.01, 1.1);
+		double e = ragg__dp_accountant_eps(&acc, 1e-5, NULL);
+		RAGG_CHECKF(e > prev, "round %d: %g after %g", t, e, prev);
+		prev = e;
+	}
+	double once;
+	RAGG_CHECK_OK(ragg_dp_epsilon(0.01, 1.1, 50, 1e-5, &once, NULL));
+	RAGG_CHECKF(fabs(once - prev) < 1e-9 * prev, "%.12g vs %.12g", once, prev);
+	double more;
+	RAGG_CHECK_OK(ragg_dp_epsilon(0.01, 2.2, 50, 1e-5, &more, NULL));
+	RAGG_CHECK(more < once);
+	RAGG_CHECK(fabs(ragg__dp_accountant_eps_after(&acc, 0.01, 1.1, 50, 1e-5) -
+	                ragg__dp_accountant_eps(&(struct ragg__dp_accountant){ 0 }, 1e-5, NULL) -
+	                ragg__dp_accountant_eps_after(&(struct ragg__dp_accountant){ 0 }, 0.01, 1.1,
+	                                              100, 1e-5)) < 1e-9);
+}
+
+/* Classic: sigma = D sqrt(2 ln(1.25 / delta)) / eps, for eps < 1 only.
+ * Analytic: the exact curve, delta(sigma) = delta, and never above the
+ * classic sigma where both apply. */
+RAGG_TEST(gaussian_mechanism_calibration)
+{
+	double s, a;
+	RAGG_CHECK_OK(ragg__dp_sigma_classic(0.5, 1e-5, 1, &s));
+	RAGG_CHECK(fabs(s - sqrt(2 * log(125000.0)) / 0.5) < 1e-12);
+	RAGG_CHECK_OK(ragg__dp_sigma_classic(0.5, 1e-5, 3, &a));
+	RAGG_CHECK(fabs(a - 3 * s) < 1e-9);
+	RAGG_CHECK(ragg__dp_sigma_classic(1.0, 1e-5, 1, &s) == -EDOM);
+	RAGG_CHECK(ragg__dp_sigma_classic(2.0, 1e-5, 1, &s) == -EDOM);
+	RAGG_CHECK(ragg__dp_sigma_classic(0.5, 0, 1, &s) == -EINVAL);
+	RAGG_CHECK(ragg__dp_sigma_analytic(0.5, 1e-5, 0, &s) == -EINVAL);
+	const double epss[] = { 0.05, 0.1, 0.5, 0.9, 0.99 }, deltas[] = { 1e-3, 1e-5, 1e-9 };
+	for (int i = 0; i < 5; i++)
+		for (int j = 0; j < 3; j++) {
+			double c;
+			RAGG_CHECK_OK(ragg__dp_sigma_classic(epss[i], deltas[j], 1, &c));
+			RAGG_CHECK_OK(ragg__dp_sigma_analytic(epss[i], deltas[j], 1, &a));
+			RAGG_CHECKF(a <= c, "eps %g delta %g: analytic %g > classic %g", epss[i],
+			            deltas[j], a, c);
+			double d = ragg__dp_gaussian_delta(epss[i], a, 1);
+			RAGG_CHECKF(fabs(d - deltas[j]) <= 1e-6 * deltas[j], "delta %g at %g", d, a);
+			RAGG_CHECK(ragg__dp_gaussian_delta(epss[i], a * 0.99, 1) > deltas[j]);
+		}
+	/* Large eps: the analytic mechanism still answers. */
+	RAGG_CHECK_OK(ragg__dp_sigma_analytic(8, 1e-5, 1, &a));
+	RAGG_CHECK(a > 0 && a < 1);
+	/* The exact curve at the dp_accounting test's point: sigma 4.530877117
+	 * is (1, 1e-6) by RDP, which is not tight, so the exact delta there
+	 * is smaller. */
+	RAGG_CHECK(ragg__dp_gaussian_delta(1, 4.530877117, 1) < 1e-6);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+/* 10^7 deviates: mean and standard deviation within 1% of (0, 1), and a
+ * Kolmogorov-Smirnov test against N(0, 1) at the 1% level (critical value
+ * 1.628 / sqrt(n)). */
+RAGG_TEST_T(noise_is_standard_normal, 120)
+{
+	size_t n = 10000000;
+	double *x = malloc(n * sizeof(double));
+	struct ragg__dp_noise nz;
+	RAGG_CHECK(x);
+	/* A fixed key: the statistical test then has one outcome, not a 1%
+	 * chance of failing. */
+	for (int i = 0; i < RAGG_DP_KEY_BYTES; i++)
+		nz.key[i] = (uint8_t)(i * 37 + 11);
+	ragg__dp_noise_draw(&nz, 1, 2, 3, x, n);
+	double sum = 0, sq = 0;
+	for (size_t i = 0; i < n; i++) {
+		RAGG_CHECK(isfinite(x[i]));
+		sum += x[i];
+		sq += x[i] * x[i];
+	}
+	double mean = sum / n, sd = sqrt(sq / n - mean * mean);
+	RAGG_CHECKF(fabs(mean) < 0.01 && fabs(sd - 1) < 0.01, "mean %g sd %g", mean, sd);
+	qsort(x, n, sizeof(double), cmp_double);
+	double d = 0;
+	for (size_t i = 0; i < n; i++) {
+		double cdf = 0.5 * erfc(-x[i] / M_SQRT2);
+		d = fmax(d, fmax(fabs(cdf - (double)i / n), fabs((double)(i + 1) / n - cdf)));
+	}
+	fprintf(stderr, "noise: n=%zu mean=%.2e sd=%.6f ks_D=%.2e (1%% critical %.2e)\n", n, mean,
+	        sd, d, 1.628 / sqrt((double)n));
+	RAGG_CHECKF(d < 1.628 / sqrt((double)n), "KS statistic %g", d);
+	free(x);
+}
+
+static double correlation(const double *a, const double *b, size_t n)
+{
+	double sa = 0, sb = 0, sab = 0, saa = 0, sbb = 0;
+	for (size_t i = 0; i < n; i++) {
+		sa += a[i];
+		sb += b[i];
+		sab += a[i] * b[i];
+		saa += a[i] * a[i];
+		sbb += b[i] * b[i];
+	}
+	double cov = sab / n - sa / n * sb / n;
+	return cov / sqrt((saa / n - sa / n * sa / n) * (sbb / n - sb / n * sb / n));
+}
+
+/* Streams of other chunks, rounds, tensors and keys are uncorrelated
+ * (|rho| < 5 / sqrt(n)); the same key and position give the same noise;
+ * noise_add adds sigma times those deviates, vector and scalar code the
+ * same floats. */
+RAGG_TEST(noise_streams_independent_and_reproducible)
+{
+	size_t n = 1 << 20;
+	double *a = malloc(n * sizeof(double)), *b = malloc(n * sizeof(double));
+	float *f = malloc(n * sizeof(float));
+	struct ragg__dp_noise k1, k2;
+	RAGG_CHECK(a && b && f);
+	ragg__dp_noise_init(&k1);
+	ragg__dp_noise_init(&k2);
+	RAGG_CHECK(memcmp(k1.key, k2.key, sizeof(k1.key)) != 0);
+	ragg__dp_noise_draw(&k1, 0, 0, 0, a, n);
+	struct {
+		const struct ragg__dp_noise *k;
+		uint32_t tensor, chunk;
+		uint64_t round;
+	} other[] = { { &k1, 0, 1, 0 }, { &k1, 0, 0, 1 }, { &k1, 1, 0, 0 }, { &k2, 0, 0, 0 },
+		      { &k1, 0, 0, 1ull << 32 } };
+	for (size_t s = 0; s < sizeof(other) / sizeof(other[0]); s++) {
+		ragg__dp_noise_draw(other[s].k, other[s].tensor, other[s].chunk, other[s].round, b,
+		                    n);
+		double rho = correlation(a, b, n);
+		RAGG_CHECKF(fabs(rho) < 5 / sqrt((double)n), "stream %zu: rho %g", s, rho);
+	}
+	ragg__dp_noise_draw(&k1, 0, 0, 0, b, n);
+	RAGG_CHECK(memcmp(a, b, n * sizeof(double)) == 0);
+	float *g = malloc(n * sizeof(float));
+	RAGG_CHECK(g);
+	for (size_t i = 0; i < n; i++)
+		f[i] = g[i] = 1.5f + (float)(i % 5);
+	ragg__dp_noise_add(&k1, 0, 0, 0, f, n, 0.25);
+	ragg__dp_noise_add_scalar(&k1, 0, 0, 0, g, n, 0.25);
+	RAGG_CHECK(memcmp(f, g, n * sizeof(float)) == 0);
+	for (size_t i = 0; i < n; i++) {
+		double want = 1.5 + (double)(i % 5) + 0.25 * a[i];
+		RAGG_CHECKF(fabs(f[i] - want) <= 1e-6 * fabs(want), "%zu: %.9g vs %.9g", i, f[i],
+		            want);
+	}
+	free(g);
+	free(a);
+	free(b);
+	free(f);
+}
+
+int main(int argc, char **argv)
+{
+	return ragg_test_main(argc, argv);
+}

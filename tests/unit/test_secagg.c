@@ -1,0 +1,351 @@
+/*
+ * Secure aggregation's building blocks: a whole masked round on plain
+ * buffers (encode, pairwise and self masks, the integer sum, unmasking,
+ * decoding), dropouts recovered through Shamir shares, and each piece.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "harness.h"
+#include "privacy/secagg.h"
+
+#define MAXW 8
+
+struct worker {
+	uint8_t pk[RAGG_SA_PK_BYTES], sk[RAGG_SA_SK_BYTES];
+	uint8_t self[RAGG_SA_SEED_BYTES], rnd[RAGG_SA_SEED_BYTES];
+	float *g;
+	double weight;
+	uint32_t *masked;
+};
+
+static float frand(void)
+{
+	return (float)randombytes_uniform(2000001) / 1e6f - 1.0f; /* [-1, 1] */
+}
+
+static void setup(struct worker *w, int m, size_t n)
+{
+	RAGG_CHECK(sodium_init() >= 0);
+	for (int i = 0; i < m; i++) {
+		ragg__sa_keypair(w[i].pk, w[i].sk);
+		randombytes_buf(w[i].self, sizeof(w[i].self));
+		randombytes_buf(w[i].rnd, sizeof(w[i].rnd));
+		w[i].g = malloc(n * sizeof(float));
+		w[i].masked = malloc(n * sizeof(uint32_t));
+		RAGG_CHECK(w[i].g && w[i].masked);
+		w[i].weight = i + 1;
+		for (size_t e = 0; e < n; e++)
+			w[i].g[e] = frand() * (e % 17 == 0 ? 3.0f : 0.5f); /* some clipped */
+	}
+}
+
+/* Worker i's masked input for the round at pos, masking with the workers
+ * in nb (their ranks). */
+static void worker_input(struct worker *w, int i, const int *nb, int nnb, size_t n, double range,
+                         double scale, const struct ragg__sa_pos *pos)
+{
+	ragg__sa_encode(w[i].masked, w[i].g, n, w[i].weight, range, scale, w[i].rnd, pos);
+	for (int q = 0; q < nnb; q++) {
+		int j = nb[q];
+		uint8_t seed[RAGG_SA_SEED_BYTES];
+		RAGG_CHECK_OK(ragg__sa_pair_seed(seed, w[i].sk, w[i].pk, i, w[j].pk, j));
+		ragg__sa_mask(w[i].masked, n, seed, pos, i < j ? 1 : -1);
+	}
+	ragg__sa_mask(w[i].masked, n, w[i].self, pos, 1);
+}
+
+static double clamp(double v, double r)
+{
+	return v < -r ? -r : v > r ? r : v;
+}
+
+/* The decoded sum of the workers in `alive` against their clipped plain
+ * sum: within one rounding unit per worker (plus float rounding). */
+static void check_sum(const float *got, struct worker *w, const int *alive, int nalive, size_t n,
+                      double range, double scale)
+{
+	for (size_t e = 0; e < n; e++) {
+		double want = 0;
+		for (int q = 0; q < nalive; q++)
+			want += clamp(w[alive[q]].weight * w[alive[q]].g[e], range);
+		double bound = nalive / scale + 1e-6 * fabs(want);
+		RAGG_CHECKF(fabs(got[e] - want) <= bound, "element %zu: %.9g, expected %.9g", e,
+		            got[e], want);
+	}
+}
+
+RAGG_TEST(masked_round_sums_exactly)
+{
+	enum { M = 5 };
+	size_t n = 3 * 1024 + 13;
+	struct worker w[M];
+	struct ragg__sa_pos pos = { .tensor = 2, .chunk = 7, .round = 11 };
+	double range = 4, scale = ragg__sa_scale(M, range);
+	RAGG_CHECK(scale > 0 && M * (range * scale + 1) < 0x1p31);
+	setup(w, M, n);
+	for (int i = 0; i < M; i++) {
+		int nb[M], nnb = ragg__sa_neighbours(M, M, i, nb);
+		worker_input(w, i, nb, nnb, n, range, scale, &pos);
+	}
+	/* The agent: integer sum, then the self masks off. */
+	const uint32_t *in[M];
+	uint32_t *sum = malloc(n * sizeof(uint32_t));
+	float *out = malloc(n * sizeof(float));
+	RAGG_CHECK(sum && out);
+	for (int i = 0; i < M; i++)
+		in[i] = w[i].masked;
+	ragg__sa_sum(sum, in, M, n);
+	for (int i = 0; i < M; i++)
+		ragg__sa_mask(sum, n, w[i].self, &pos, -1);
+	ragg__sa_decode(out, sum, n, scale);
+	int all[M] = { 0, 1, 2, 3, 4 };
+	check_sum(out, w, all, M, n, range, scale);
+
+	/* Without removing one self mask, the result is garbage. */
+	ragg__sa_mask(sum, n, w[0].self, &pos, 1);
+	ragg__sa_decode(out, sum, n, scale);
+	size_t off = 0;
+	for (size_t e = 0; e < n; e++) {
+		double want = 0;
+		for (int i = 0; i < M; i++)
+			want += clamp(w[i].weight * w[i].g[e], range);
+		off += fabs(out[e] - want) > 1;
+	}
+	RAGG_CHECKF(off > n * 9 / 10, "%zu of %zu elements off", off, n);
+	free(sum);
+	free(out);
+}
+
+/* A masked input says nothing of the plaintext: its correlation with the
+ * worker's encoded values is at noise level, while the unmasked encoding
+ * correlates perfectly. */
+RAGG_TEST(masked_input_uncorrelated_with_plaintext)
+{
+	enum { M = 3 };
+	size_t n = 1 << 16;
+	struct worker w[M];
+	struct ragg__sa_pos pos = { 0, 0, 0 };
+	double range = 1, scale = ragg__sa_scale(M, range);
+	setup(w, M, n);
+	uint32_t *plain = malloc(n * sizeof(uint32_t));
+	RAGG_CHECK(plain);
+	ragg__sa_encode(plain, w[0].g, n, w[0].weight, range, scale, w[0].rnd, &pos);
+	int nb[M], nnb = ragg__sa_neighbours(M, M, 0, nb);
+	worker_input(w, 0, nb, nnb, n, range, scale, &pos);
+	double rho[2];
+	for (int v = 0; v < 2; v++) {
+		const uint32_t *x = v ? w[0].masked : plain;
+		double sa = 0, sb = 0, sab = 0, saa = 0, sbb = 0;
+		for (size_t e = 0; e < n; e++) {
+			double a = (int32_t)x[e], b = w[0].g[e];
+			sa += a;
+			sb += b;
+			sab += a * b;
+			saa += a * a;
+			sbb += b * b;
+		}
+		double cov = sab / n - sa / n * sb / n;
+		rho[v] = cov / sqrt((saa / n - sa / n * sa / n) * (sbb / n - sb / n * sb / n));
+	}
+	RAGG_CHECKF(rho[0] > 0.9, "plain encoding correlation %g", rho[0]);
+	RAGG_CHECKF(fabs(rho[1]) < 5 / sqrt((double)n), "masked correlation %g", rho[1]);
+	free(plain);
+}
+
+/* Worker 2 of 5 drops before its input lands: the agent rebuilds its
+ * secret key from t = 3 shares held by survivors, recomputes the pairwise
+ * seeds it had with them and removes those masks; the survivors' self
+ * masks come from their shares too. The result is the survivors' sum. */
+RAGG_TEST(dropout_unmasked_from_shares)
+{
+	enum { M = 5, T = 3, DROP = 2 };
+	size_t n = 2048 + 5;
+	struct worker w[M];
+	struct ragg__sa_pos pos = { 1, 3, 5 };
+	double range = 2, scale = ragg__sa_scale(M, range);
+	setup(w, M, n);
+	/* Every worker shares its secret key and self seed, t of m. */
+	uint8_t sk_shares[M][M][RAGG_SA_SK_BYTES], self_shares[M][M][RAGG_SA_SEED_BYTES];
+	for (int i = 0; i < M; i++) {
+		RAGG_CHECK_OK(ragg__shamir_split(&sk_shares[i][0][0], w[i].sk, RAGG_SA_SK_BYTES, T, M));
+		RAGG_CHECK_OK(
+		    ragg__shamir_split(&self_shares[i][0][0], w[i].self, RAGG_SA_SEED_BYTES, T, M));
+	}
+	int alive[M - 1], na = 0;
+	for (int i = 0; i < M; i++) {
+		int nb[M], nnb = ragg__sa_neighbours(M, M, i, nb);
+		if (i != DROP) {
+			worker_input(w, i, nb, nnb, n, range, scale, &pos);
+			alive[na++] = i;
+		}
+	}
+	const uint32_t *in[M];
+	for (int q = 0; q < na; q++)
+		in[q] = w[alive[q]].masked;
+	uint32_t *sum = malloc(n * sizeof(uint32_t));
+	float *out = malloc(n * sizeof(float));
+	RAGG_CHECK(sum && out);
+	ragg__sa_sum(sum, in, na, n);
+
+	/* Shares from survivors 0, 3, 4 (x = rank + 1). */
+	const int from[T] = { 0, 3, 4 };
+	uint8_t xs[T];
+	const uint8_t *sh[T];
+	uint8_t sk[RAGG_SA_SK_BYTES], pk[RAGG_SA_PK_BYTES];
+	for (int k = 0; k < T; k++) {
+		xs[k] = (uint8_t)(from[k] + 1);
+		sh[k] = sk_shares[DROP][from[k]];
+	}
+	RAGG_CHECK_OK(ragg__shamir_combine(sk, sh, xs, T, RAGG_SA_SK_BYTES));
+	RAGG_CHECK(sodium_memcmp(sk, w[DROP].sk, sizeof(sk)) == 0);
+	crypto_scalarmult_base(pk, sk);
+	for (int q = 0; q < na; q++) {
+		int j = alive[q];
+		uint8_t seed[RAGG_SA_SEED_BYTES];
+		RAGG_CHECK_OK(ragg__sa_pair_seed(seed, sk, pk, DROP, w[j].pk, j));
+		/* j added sign(j < DROP) * PRG(seed): take it away. */
+		ragg__sa_mask(sum, n, seed, &pos, j < DROP ? -1 : 1);
+	}
+	for (int q = 0; q < na; q++) {
+		int i = alive[q];
+		uint8_t self[RAGG_SA_SEED_BYTES];
+		for (int k = 0; k < T; k++)
+			sh[k] = self_shares[i][from[k]];
+		RAGG_CHECK_OK(ragg__shamir_combine(self, sh, xs, T, RAGG_SA_SEED_BYTES));
+		ragg__sa_mask(sum, n, self, &pos, -1);
+	}
+	ragg__sa_decode(out, sum, n, scale);
+	check_sum(out, w, alive, na, n, range, scale);
+	free(sum);
+	free(out);
+}
+
+RAGG_TEST(shamir_threshold)
+{
+	RAGG_CHECK(sodium_init() >= 0);
+	uint8_t secret[32], shares[6][32], got[32];
+	randombytes_buf(secret, sizeof(secret));
+	RAGG_CHECK_OK(ragg__shamir_split(&shares[0][0], secret, 32, 4, 6));
+	/* Every 4 of the 6 give the secret back. */
+	int subsets = 0;
+	for (int mask = 0; mask < 64; mask++) {
+		if (__builtin_popcount(mask) != 4)
+			continue;
+		const uint8_t *sh[4];
+		uint8_t xs[4];
+		int k = 0;
+		for (int i = 0; i < 6; i++)
+			if (mask >> i & 1) {
+				sh[k] = shares[i];
+				xs[k++] = (uint8_t)(i + 1);
+			}
+		RAGG_CHECK_OK(ragg__shamir_combine(got, sh, xs, 4, 32));
+		RAGG_CHECK(memcmp(got, secret, 32) == 0);
+		subsets++;
+	}
+	RAGG_CHECK(subsets == 15);
+	/* Three are not enough. */
+	const uint8_t *sh3[3] = { shares[0], shares[2], shares[5] };
+	uint8_t xs3[3] = { 1, 3, 6 };
+	RAGG_CHECK_OK(ragg__shamir_combine(got, sh3, xs3, 3, 32));
+	RAGG_CHECK(memcmp(got, secret, 32) != 0);
+	/* Bad arguments. */
+	uint8_t xs_dup[4] = { 1, 2, 2, 3 }, xs_zero[4] = { 0, 1, 2, 3 };
+	const uint8_t *sh4[4] = { shares[0], shares[1], shares[1], shares[2] };
+	RAGG_CHECK(ragg__shamir_combine(got, sh4, xs_dup, 4, 32) == -EINVAL);
+	RAGG_CHECK(ragg__shamir_combine(got, sh4, xs_zero, 4, 32) == -EINVAL);
+	RAGG_CHECK(ragg__shamir_split(&shares[0][0], secret, 32, 0, 6) == -EINVAL);
+	RAGG_CHECK(ragg__shamir_split(&shares[0][0], secret, 32, 7, 6) == -EINVAL);
+	/* t = 1: every share is the secret. */
+	RAGG_CHECK_OK(ragg__shamir_split(&shares[0][0], secret, 32, 1, 3));
+	RAGG_CHECK(memcmp(shares[2], secret, 32) == 0);
+}
+
+RAGG_TEST(pair_seeds_agree_and_low_order_refused)
+{
+	RAGG_CHECK(sodium_init() >= 0);
+	uint8_t pa[32], sa[32], pb[32], sb[32], s1[32], s2[32], s3[32];
+	ragg__sa_keypair(pa, sa);
+	ragg__sa_keypair(pb, sb);
+	RAGG_CHECK_OK(ragg__sa_pair_seed(s1, sa, pa, 0, pb, 1));
+	RAGG_CHECK_OK(ragg__sa_pair_seed(s2, sb, pb, 1, pa, 0));
+	RAGG_CHECK(memcmp(s1, s2, 32) == 0);
+	/* A substituted key gives another seed. */
+	uint8_t pc[32], sc[32];
+	ragg__sa_keypair(pc, sc);
+	RAGG_CHECK_OK(ragg__sa_pair_seed(s3, sa, pa, 0, pc, 1));
+	RAGG_CHECK(memcmp(s1, s3, 32) != 0);
+	uint8_t zero[32] = { 0 };
+	RAGG_CHECK(ragg__sa_pair_seed(s3, sa, pa, 0, zero, 1) == -EINVAL);
+}
+
+RAGG_TEST(neighbour_graph_symmetric)
+{
+	for (int m = 2; m <= 40; m++)
+		for (int k = 2; k <= m + 1; k += 2) {
+			int nb[64], in[64][64] = { { 0 } };
+			for (int i = 0; i < m; i++) {
+				int c = ragg__sa_neighbours(m, k, i, nb);
+				int want = k >= m - 1 ? m - 1 : k;
+				RAGG_CHECKF(c == want, "m %d k %d i %d: %d neighbours", m, k, i, c);
+				for (int q = 0; q < c; q++) {
+					RAGG_CHECK(nb[q] != i && nb[q] >= 0 && nb[q] < m);
+					RAGG_CHECK(q == 0 || nb[q] > nb[q - 1]);
+					in[i][nb[q]] = 1;
+				}
+			}
+			for (int i = 0; i < m; i++)
+				for (int j = 0; j < m; j++)
+					RAGG_CHECK(in[i][j] == in[j][i]);
+		}
+}
+
+/* Stochastic rounding is unbiased: 0.3 encoded over many positions
+ * averages 0.3 * scale within 4 standard errors; clipping and NaN are
+ * counted and bounded. */
+RAGG_TEST(encoding_unbiased_and_clipped)
+{
+	RAGG_CHECK(sodium_init() >= 0);
+	uint8_t key[32];
+	randombytes_buf(key, sizeof(key));
+	size_t n = 1 << 16;
+	float *g = malloc(n * sizeof(float));
+	uint32_t *q = malloc(n * sizeof(uint32_t));
+	RAGG_CHECK(g && q);
+	double scale = 1.0; /* one unit = 1: the rounding is visible */
+	for (size_t e = 0; e < n; e++)
+		g[e] = 0.3f;
+	struct ragg__sa_pos pos = { 0, 0, 0 };
+	RAGG_CHECK(ragg__sa_encode(q, g, n, 1, 10, scale, key, &pos) == 0);
+	double s = 0;
+	for (size_t e = 0; e < n; e++) {
+		int32_t v = (int32_t)q[e];
+		RAGG_CHECK(v == 0 || v == 1);
+		s += v;
+	}
+	double mean = s / n, se = sqrt(0.3 * 0.7 / n);
+	RAGG_CHECKF(fabs(mean - (double)0.3f) < 4 * se, "mean %g", mean);
+	g[0] = 100;
+	g[1] = -100;
+	g[2] = NAN;
+	g[3] = INFINITY;
+	RAGG_CHECK(ragg__sa_encode(q, g, 8, 1, 10, 4, key, &pos) == 4);
+	RAGG_CHECK((int32_t)q[0] == 40 && (int32_t)q[1] == -40 && (int32_t)q[2] == 0 &&
+	           (int32_t)q[3] == 40);
+	/* The scale keeps m sums of clipped values inside int32. */
+	RAGG_CHECK(ragg__sa_scale(1000, 1) > 0 && 1000 * (1 * ragg__sa_scale(1000, 1) + 1) < 0x1p31);
+	RAGG_CHECK(ragg__sa_scale(0, 1) == 0 && ragg__sa_scale(4, 0) == 0 &&
+	           ragg__sa_scale(4, INFINITY) == 0 && ragg__sa_scale(4, 1e30) == 0);
+	free(g);
+	free(q);
+}
+
+int main(int argc, char **argv)
+{
+	return ragg_test_main(argc, argv);
+}
