@@ -257,6 +257,41 @@ RAGG_EXPORT const char *ragg_transport_name(const ragg_ctx_t *ctx)
 	return ctx ? ctx->tp_names : "";
 }
 
+RAGG_EXPORT int ragg_job_size(const ragg_ctx_t *ctx, enum ragg_role role)
+{
+	if (!ctx)
+		return -EINVAL;
+	switch (role) {
+	case RAGG_ROLE_WORKER:
+		return ctx->opts.workers;
+	case RAGG_ROLE_AGENT:
+		return ctx->opts.agents;
+	case RAGG_ROLE_SERVER:
+		return ctx->opts.servers;
+	default:
+		return -EINVAL;
+	}
+}
+
+/* The size of struct ragg_opts in ragg 1.0: a caller built against it gets
+ * that prefix when the structure has grown since. */
+#define RAGG_OPTS_SIZE_1_0 (offsetof(struct ragg_opts, serve_timeout_ms) + sizeof(int))
+
+RAGG_EXPORT int ragg_ctx_opts(const ragg_ctx_t *ctx, struct ragg_opts *out)
+{
+	struct ragg_opts o;
+
+	if (!ctx || !out || out->size < RAGG_OPTS_SIZE_1_0)
+		return -EINVAL;
+	o = ctx->opts;
+	/* The job key is a secret the caller handed in; it is not handed back. */
+	sodium_memzero(o.job_key, sizeof(o.job_key));
+	o.size = out->size < sizeof(o) ? out->size : sizeof(o);
+	memcpy(out, &o, o.size);
+	sodium_memzero(&o, sizeof(o));
+	return 0;
+}
+
 RAGG_EXPORT int ragg_stats(const ragg_ctx_t *ctx, struct ragg_stats *stats)
 {
 	if (!ctx || !stats || stats->size < sizeof(*stats))

@@ -118,6 +118,13 @@ RAGG_API enum ragg_role ragg_role(const ragg_ctx_t *ctx);
 RAGG_API int ragg_rank(const ragg_ctx_t *ctx);
 /* The transport this process uses ("tcp", "verbs", ...). */
 RAGG_API const char *ragg_transport_name(const ragg_ctx_t *ctx);
+/* The number of processes of `role` in the job; -EINVAL for a NULL ctx or
+ * RAGG_ROLE_NONE. */
+RAGG_API int ragg_job_size(const ragg_ctx_t *ctx, enum ragg_role role);
+/* The options the context runs with, after ragg_init() filled and checked
+ * them (job_key comes back empty). Set out->size first; *out is written
+ * only on success. */
+RAGG_API int ragg_ctx_opts(const ragg_ctx_t *ctx, struct ragg_opts *out);
 
 /*
  * Declare a model tensor of `count` floats; collective over the workers, in

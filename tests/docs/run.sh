@@ -20,7 +20,7 @@ result() { # name, list of what is missing
 lib=$build/.libs/libragg.so
 if [ -e "$lib" ]; then
 	missing=
-	for f in $(nm -D --defined-only "$lib" | awk '$2 == "T" { print $3 }'); do
+	for f in $(nm -D --defined-only "$lib" | awk '$2 == "T" { sub(/@.*/, "", $3); print $3 }'); do
 		[ -e "$man/man3/$f.3" ] || missing+=" $f"
 	done
 	result function_pages "$missing"
