@@ -1,8 +1,10 @@
 /* The transports' shared helpers (transports/util): the socket address
  * predicates, the epoll registration of endpoints and the wake fd, the
- * region id table, and the software memory registration with the check
- * that admits a peer's write. */
+ * region id table, the software memory registration with the check that
+ * admits a peer's write; and the registry, the one list of transports,
+ * with the check of a transport's table. */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -13,6 +15,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "../transports/registry.h"
 #include "../transports/util/epoll.h"
 #include "../transports/util/idtab.h"
 #include "../transports/util/softmr.h"
@@ -278,6 +281,96 @@ RAGG_TEST(in_bounds_and_mr_holds)
 	RAGG_CHECK(!ragg__tp_mr_holds(&mr, buf + 9, 1) && !ragg__tp_mr_holds(&mr, buf + 59, 2));
 	RAGG_CHECK(!ragg__tp_mr_holds(&mr, buf + 61, 0) && !ragg__tp_mr_holds(&mr, buf + 10, 51));
 	RAGG_CHECK(!ragg__tp_mr_holds(&mr, buf + 11, SIZE_MAX));
+}
+
+/* The registry is the list: ragg_transport_list() and the settings tables
+ * come from it, in auto's order, and every built-in table passes the
+ * library's check. */
+RAGG_TEST(registry_is_the_one_list)
+{
+	const struct ragg_tp_ops *const *list = ragg_transport_list();
+	const struct ragg__tp_entry *e = ragg__tp_registry;
+	int n = 0;
+	for (; e->ops; e++, n++) {
+		char why[256], prefix[16];
+		RAGG_CHECK(list[n] == e->ops);
+		RAGG_CHECKF(ragg_transport_check(e->ops, why, sizeof(why)) == 0, "%s: %s",
+		            e->ops->name, why);
+		RAGG_CHECK(ragg_transport_find(e->ops->name) == e->ops);
+		RAGG_CHECK(e->settings != NULL && e->settings[0].field != NULL);
+		size_t i = 0;
+		for (; e->ops->name[i] && i + 1 < sizeof(prefix); i++)
+			prefix[i] = (char)toupper((unsigned char)e->ops->name[i]);
+		prefix[i] = 0;
+		RAGG_CHECKF(strcmp(e->prefix, prefix) == 0, "%s: prefix %s", e->ops->name,
+		            e->prefix);
+		/* describe is set; a transport with nothing to say answers so. */
+		char buf[8192];
+		RAGG_CHECK(RAGG_TP_HAS_OP(e->ops, describe));
+		int rc = e->ops->describe(buf, sizeof(buf));
+		RAGG_CHECKF(rc == 0 || rc == -EOPNOTSUPP, "%s: describe: %d", e->ops->name, rc);
+		RAGG_CHECK(memchr(buf, 0, sizeof(buf)) != NULL);
+	}
+	RAGG_CHECK(list[n] == NULL && n >= 2);
+	RAGG_CHECK(ragg_transport_find("nosuch") == NULL && ragg_transport_find(NULL) == NULL);
+	/* auto's order: shared memory first, tcp (runs anywhere) last. */
+	RAGG_CHECK(strcmp(list[0]->name, "shm") == 0 && strcmp(list[n - 1]->name, "tcp") == 0);
+}
+
+RAGG_TEST(transport_check_refuses_tables_it_does_not_understand)
+{
+	const struct ragg_tp_ops *tcp = ragg_transport_find("tcp");
+	struct ragg_tp_ops t;
+	char why[256];
+	RAGG_CHECK(tcp != NULL);
+
+	RAGG_CHECK(ragg_transport_check(NULL, why, sizeof(why)) == -EINVAL);
+	t = *tcp;
+	t.abi = RAGG_TP_ABI_VERSION + 1;
+	RAGG_CHECK(ragg_transport_check(&t, why, sizeof(why)) == RAGG_ERR_VERSION);
+	RAGG_CHECKF(strstr(why, "ABI") != NULL, "why: %s", why);
+	t.abi = 0;
+	RAGG_CHECK(ragg_transport_check(&t, NULL, 0) == RAGG_ERR_VERSION);
+	t = *tcp;
+	t.size = offsetof(struct ragg_tp_ops, wait);
+	RAGG_CHECK(ragg_transport_check(&t, why, sizeof(why)) == RAGG_ERR_VERSION);
+	t.size = 0;
+	RAGG_CHECK(ragg_transport_check(&t, why, sizeof(why)) == RAGG_ERR_VERSION);
+	/* A table from an older header, without describe, is understood. */
+	t = *tcp;
+	t.size = offsetof(struct ragg_tp_ops, describe);
+	t.describe = NULL;
+	RAGG_CHECK(ragg_transport_check(&t, why, sizeof(why)) == 0);
+	RAGG_CHECK(!RAGG_TP_HAS_OP(&t, describe));
+	/* Required operations are never NULL. */
+	t = *tcp;
+	t.write_imm = NULL;
+	RAGG_CHECK(ragg_transport_check(&t, why, sizeof(why)) == -EINVAL);
+	RAGG_CHECKF(strstr(why, "write_imm") != NULL, "why: %s", why);
+	t = *tcp;
+	t.probe = NULL;
+	RAGG_CHECK(ragg_transport_check(&t, why, sizeof(why)) == -EINVAL);
+	t = *tcp;
+	t.describe = NULL;
+	RAGG_CHECK(ragg_transport_check(&t, why, sizeof(why)) == -EINVAL);
+	t = *tcp;
+	t.name = "";
+	RAGG_CHECK(ragg_transport_check(&t, why, sizeof(why)) == -EINVAL);
+	/* Pairs go together. */
+	t = *tcp;
+	t.wait_fd = NULL;
+	RAGG_CHECK(t.arm == NULL || ragg_transport_check(&t, why, sizeof(why)) == -EINVAL);
+	t = *tcp;
+	t.mem_alloc = NULL;
+	t.mem_free = ragg_transport_find("shm")->mem_free;
+	RAGG_CHECK(ragg_transport_check(&t, why, sizeof(why)) == -EINVAL);
+	/* A short why is cut, not overrun. */
+	t = *tcp;
+	t.abi = 99;
+	char tiny[8];
+	memset(tiny, 'x', sizeof(tiny));
+	RAGG_CHECK(ragg_transport_check(&t, tiny, sizeof(tiny)) == RAGG_ERR_VERSION);
+	RAGG_CHECK(memchr(tiny, 0, sizeof(tiny)) != NULL);
 }
 
 int main(int argc, char **argv)
