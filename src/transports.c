@@ -3,10 +3,14 @@
  *
  * Each hop (workers <-> agents, agents <-> servers) has a list of transports
  * in order of preference: RAGG_TRANSPORT_WORKERS / RAGG_TRANSPORT_SERVERS,
- * else RAGG_TRANSPORT. "auto" is shm, verbs, tcp, each where usable here, so
- * a same-host peer is reached through shared memory and the others by RDMA
+ * else RAGG_TRANSPORT. "auto" is every built-in transport usable here, in
+ * the registry's order (ragg_transport_list(): shm, verbs, tcp), so a
+ * same-host peer is reached through shared memory and the others by RDMA
  * or tcp. The connecting side takes, per peer, the first transport of the
  * list that the peer published and can reach.
+ *
+ * A transport's table is checked (ragg_transport_check) before it is
+ * probed or opened: a table of another ABI is refused, named, with why.
  */
 #include <errno.h>
 #include <poll.h>
@@ -17,8 +21,6 @@
 #include "core.h"
 #include "log.h"
 #include "settings.h"
-
-static const char *const auto_order[] = { "shm", "verbs", "tcp" };
 
 static void tp_log(int level, const char *fmt, ...)
 {
@@ -80,8 +82,17 @@ static int open_hop(struct ragg_ctx *ctx, const char *setting, const char *spec,
 	int rc;
 
 	if (is_auto) {
-		snprintf(list, sizeof(list), "%s,%s,%s", auto_order[0], auto_order[1],
-		         auto_order[2]);
+		size_t off = 0;
+		list[0] = 0;
+		for (const struct ragg_tp_ops *const *t = ragg_transport_list(); *t; t++) {
+			int n = snprintf(list + off, sizeof(list) - off, "%s%s", off ? "," : "",
+			                 (*t)->name);
+			if (n < 0 || (size_t)n >= sizeof(list) - off) {
+				ragg__error("%s=auto: too many transports", setting);
+				return RAGG_ERR_CONFIG;
+			}
+			off += (size_t)n;
+		}
 	} else if (snprintf(list, sizeof(list), "%s", spec) >= (int)sizeof(list)) {
 		ragg__error("%s=\"%s\": too long", setting, spec);
 		return RAGG_ERR_CONFIG;
@@ -95,6 +106,10 @@ static int open_hop(struct ragg_ctx *ctx, const char *setting, const char *spec,
 			ragg__error("%s=\"%s\": no transport \"%s\" in this library", setting, spec,
 			            name);
 			return RAGG_ERR_NO_TRANSPORT;
+		}
+		if ((rc = ragg_transport_check(ops, why, sizeof(why)))) {
+			ragg__error("transport %s: table refused: %s", name, why);
+			return rc;
 		}
 		why[0] = 0;
 		if (ops->probe(why, sizeof(why)) != 0) {

@@ -6,14 +6,10 @@
 
 #include "engine/engine.h"
 #include "settings.h"
-#include "../transports/util/settings.h"
+#include "../transports/registry.h"
 
 #include <ragg/ragg.h>
 #include <ragg/transport.h>
-
-#ifdef RAGG_HAVE_VERBS
-int ragg__verbs_describe(char *buf, size_t len);
-#endif
 
 static void print_invalid(void *arg, const char *msg)
 {
@@ -23,12 +19,12 @@ static void print_invalid(void *arg, const char *msg)
 
 /* One transport's table, as the core's; a value the transport would refuse
  * is shown with the reason under its row. */
-static void print_transport_settings(const struct ragg__tp_settings_table *t)
+static void print_transport_settings(const struct ragg__tp_entry *t)
 {
 	char var[RAGG__TP_VAR_MAX];
-	printf("\nsettings of %s (RAGG_%s_*: value in force, default, meaning):\n", t->transport,
+	printf("\nsettings of %s (RAGG_%s_*: value in force, default, meaning):\n", t->ops->name,
 	       t->prefix);
-	for (const struct ragg__tp_setting *s = t->rows; s->field; s++) {
+	for (const struct ragg__tp_setting *s = t->settings; s->field; s++) {
 		const char *v = ragg__tp_setting_value(t->prefix, s, var);
 		printf("  %-29s = %-8s (default \"%s\") %s\n", var, v, s->def, s->doc);
 		ragg__tp_setting_parse(var, s, v, NULL, print_invalid, NULL);
@@ -48,15 +44,21 @@ int main(int argc, char **argv)
 	printf("transports:\n");
 	for (const struct ragg_tp_ops *const *t = ragg_transport_list(); *t; t++) {
 		why[0] = 0;
-		int rc = (*t)->probe(why, sizeof(why));
+		int rc = ragg_transport_check(*t, why, sizeof(why));
+		if (rc == 0)
+			rc = (*t)->probe(why, sizeof(why));
 		printf("  %-8s %s%s%s\n", (*t)->name, rc ? "not usable" : "usable",
 		       why[0] ? ": " : "", why);
 	}
-#ifdef RAGG_HAVE_VERBS
-	printf("\nRDMA devices:\n");
-	if (ragg__verbs_describe(buf, sizeof(buf)) == 0)
+	/* What each transport can say about its devices (verbs: the RDMA
+	 * devices and ports); the others answer -EOPNOTSUPP. */
+	for (const struct ragg_tp_ops *const *t = ragg_transport_list(); *t; t++) {
+		if (ragg_transport_check(*t, NULL, 0) || !RAGG_TP_HAS_OP(*t, describe) ||
+		    (*t)->describe(buf, sizeof(buf)) != 0)
+			continue;
+		printf("\ndevices of %s:\n", (*t)->name);
 		fputs(buf, stdout);
-#endif
+	}
 	printf("\naggregation engine:\n");
 	const char *kname = ragg__setting_value("RAGG_KERNELS");
 	const struct ragg__kernels *k = ragg__kernels_get(kname);
@@ -82,7 +84,7 @@ int main(int argc, char **argv)
 			v = "(set, not shown)";
 		printf("  %-18s = %-16s (default \"%s\") %s\n", s->name, v, s->def, s->doc);
 	}
-	for (const struct ragg__tp_settings_table *t = ragg__tp_settings_tables; t->transport; t++)
+	for (const struct ragg__tp_entry *t = ragg__tp_registry; t->ops; t++)
 		print_transport_settings(t);
 	return 0;
 }

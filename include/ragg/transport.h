@@ -215,16 +215,33 @@ struct ragg_tp_ops {
 	 * the immediate, and the peer then sees them. */
 	int (*peer_map)(struct ragg_tp_ep *ep, const struct ragg_tp_rdesc *remote, void **ptr,
 	                size_t *len);
+
+	/* Set whenever the table is this large (a stub returning -EOPNOTSUPP
+	 * where the transport has nothing to say; callers still test tables
+	 * from older headers with RAGG_TP_HAS_OP). A readable inventory of
+	 * the devices this transport would use here, for ragg-info: lines of
+	 * text, each indented by two spaces and ending in a newline, written
+	 * to buf (always NUL-terminated, cut at len). Needs no open device.
+	 * 0, or a negative code. */
+	int (*describe)(char *buf, size_t len);
 };
 
 /* Whether ops (of a transport built against an older header) has op. */
 #define RAGG_TP_HAS_OP(ops, op)                                                                    \
 	((ops)->size >= offsetof(struct ragg_tp_ops, op) + sizeof((ops)->op) && (ops)->op)
 
-/* The transports built into this library. */
+/* The transport built into this library under name, or NULL. */
 RAGG_API const struct ragg_tp_ops *ragg_transport_find(const char *name);
-/* NULL-terminated list of every built-in transport. */
+/* NULL-terminated list of every built-in transport, in the order
+ * RAGG_TRANSPORT=auto tries them. */
 RAGG_API const struct ragg_tp_ops *const *ragg_transport_list(void);
+/* Whether this library understands the table ops: its abi is
+ * RAGG_TP_ABI_VERSION, its size holds every required operation, and none
+ * of them is NULL. 0; or RAGG_ERR_VERSION (another ABI, a table too
+ * small) or -EINVAL (a required operation missing), with the reason in
+ * why (NUL-terminated, cut at why_len; why may be NULL). The library
+ * checks every table so before opening it. */
+RAGG_API int ragg_transport_check(const struct ragg_tp_ops *ops, char *why, size_t why_len);
 
 #ifdef __cplusplus
 }

@@ -132,6 +132,45 @@ TPC_CASE(refuse_out_of_bounds)
 	scene_fini(&sc);
 }
 
+/* The other side of the bounds check: everything inside the slot, up to
+ * its last byte, is admitted, and so is an empty write exactly at its end
+ * (which still delivers its immediate); the guards around it stay intact. */
+TPC_CASE(admit_up_to_the_end)
+{
+	struct scene sc;
+	scene_init(&sc, tp);
+	const size_t n = sc.slot.len;
+	struct tpc_ev l;
+
+	for (size_t i = 0; i < 16; i++)
+		sc.src[i] = (uint8_t)(0x40 + i);
+	tpc_write(&sc.w, sc.byc, sc.src, sc.smr, &sc.slot.rd, n - 16, 16, 1, RAGG_TP_WRITE_IMM, 0);
+	l = tpc_expect(&sc.w, 0, RAGG_TP_EV_WRITE_LANDED, sc.bys, TPC_DEADLINE_MS);
+	RAGG_CHECK(l.ev.imm == 1 && l.ev.len == 16);
+	RAGG_CHECK(memcmp(sc.slot.addr + n - 16, sc.src, 16) == 0);
+	tpc_slot_check_untouched(&sc.slot, -1);
+
+	tpc_write(&sc.w, sc.byc, sc.src, sc.smr, &sc.slot.rd, n - 1, 1, 2, RAGG_TP_WRITE_IMM, 0);
+	l = tpc_expect(&sc.w, 0, RAGG_TP_EV_WRITE_LANDED, sc.bys, TPC_DEADLINE_MS);
+	RAGG_CHECK(l.ev.imm == 2 && l.ev.len == 1 && sc.slot.addr[n - 1] == 0x40);
+
+	tpc_write(&sc.w, sc.byc, sc.src, sc.smr, &sc.slot.rd, n, 0, 3, RAGG_TP_WRITE_IMM, 0);
+	l = tpc_expect(&sc.w, 0, RAGG_TP_EV_WRITE_LANDED, sc.bys, TPC_DEADLINE_MS);
+	RAGG_CHECK(l.ev.imm == 3 && l.ev.len == 0);
+
+	memset(sc.src, 0x5A, n);
+	tpc_write(&sc.w, sc.byc, sc.src, sc.smr, &sc.slot.rd, 0, n, 4, RAGG_TP_WRITE_IMM, 0);
+	l = tpc_expect(&sc.w, 0, RAGG_TP_EV_WRITE_LANDED, sc.bys, TPC_DEADLINE_MS);
+	RAGG_CHECK(l.ev.imm == 4 && l.ev.len == n);
+	tpc_slot_check_untouched(&sc.slot, 0x5A);
+
+	/* The connection is still good for anything else. */
+	memset(sc.slot.addr, 0, n);
+	memset(sc.src, 0xEE, SRC_LEN);
+	bystander_ok(&sc);
+	scene_fini(&sc);
+}
+
 TPC_CASE(refuse_stale_descriptor)
 {
 	const bool tcp = tpc_is(tp, "tcp");

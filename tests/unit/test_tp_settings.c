@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "../transports/registry.h"
 #include "../transports/util/settings.h"
 
 struct conf {
@@ -108,13 +109,12 @@ RAGG_TEST(row_not_matching_its_field)
 
 RAGG_TEST(builtin_tables_load_their_defaults)
 {
-	for (const struct ragg__tp_settings_table *t = ragg__tp_settings_tables; t->transport;
-	     t++) {
+	for (const struct ragg__tp_entry *t = ragg__tp_registry; t->ops; t++) {
 		char var[RAGG__TP_VAR_MAX];
-		for (const struct ragg__tp_setting *s = t->rows; s->field; s++) {
+		for (const struct ragg__tp_setting *s = t->settings; s->field; s++) {
 			int n = 0;
 			RAGG_CHECKF(ragg__tp_setting_parse(var, s, s->def, NULL, keep, &n) == 0,
-			            "%s %s: default \"%s\": %s", t->transport, s->field, s->def,
+			            "%s %s: default \"%s\": %s", t->ops->name, s->field, s->def,
 			            last);
 			ragg__tp_setting_value(t->prefix, s, var);
 			RAGG_CHECK(strncmp(var, "RAGG_", 5) == 0);

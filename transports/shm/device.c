@@ -22,6 +22,7 @@
 #include <sodium.h>
 
 #include "../util/params.h"
+#include "../util/stubs.h"
 #include "shm.h"
 
 #ifndef F_SEAL_FUTURE_WRITE
@@ -339,4 +340,5 @@ const struct ragg_tp_ops ragg__tp_shm_ops = {
 	.arm = ragg__shm_arm,
 	.wait_fd = ragg__shm_wait_fd,
 	.peer_map = ragg__shm_peer_map,
+	.describe = ragg__tp_describe_none,
 };

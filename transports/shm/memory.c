@@ -10,9 +10,9 @@
  * Either way the writer learns where a region is only by asking us with
  * the region's id, key and length (MAP_REQ), checked here, so a peer
  * reaches only regions we registered and described to it. The key is
- * drawn from libsodium's CSPRNG at registration; a freed id may be reused,
- * with a new key, so a stale descriptor is refused rather than landing in
- * someone else's memory.
+ * drawn from libsodium's CSPRNG at registration (util/softmr.h, which
+ * also checks the request); a freed id may be reused, with a new key, so a
+ * stale descriptor is refused rather than landing in someone else's memory.
  *
  * After that first answer the writer does not ask again; it checks on every
  * write that our region table (a sealed memfd it maps read-only) still
@@ -28,8 +28,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
-
-#include <sodium.h>
 
 #include "shm.h"
 
@@ -132,11 +130,13 @@ void ragg__shm_mem_free(struct ragg_tp_dev *d, void *p, size_t len)
 	/* Regions still registered in it stop admitting writes: writers
 	 * that mapped it would otherwise write into memory we reuse. */
 	for (uint32_t k = 0; k < dev->regions.n; k++) {
-		struct ragg__shm_mr *mr = ragg__tp_idtab_get(&dev->regions, k);
+		struct ragg__tp_softmr *soft = ragg__tp_idtab_get(&dev->regions, k);
+		struct ragg__shm_mr *mr =
+		    soft ? ragg__container_of(soft, struct ragg__shm_mr, soft) : NULL;
 		if (mr && mr->block == b) {
 			ragg__shm_warn(dev, "mem_free: region %" PRIu32 " still registered in it",
-			               mr->id);
-			atomic_store_explicit(&dev->gens[mr->id], 0, memory_order_release);
+			               mr->soft.id);
+			atomic_store_explicit(&dev->gens[mr->soft.id], 0, memory_order_release);
 			mr->block = NULL;
 			mr->gen = 0;
 		}
@@ -164,41 +164,38 @@ int ragg__shm_mr_reg(struct ragg_tp_dev *d, void *addr, size_t len, struct ragg_
 {
 	struct ragg__shm_dev *dev = ragg__shm_dev(d);
 	struct ragg__shm_mr *mr;
-	uint32_t id;
 	int rc;
 
-	if (!out || (!addr && len) || (uintptr_t)addr > UINTPTR_MAX - len)
+	if (!out)
 		return -EINVAL;
 	mr = calloc(1, sizeof(*mr));
 	if (!mr)
 		return -ENOMEM;
-	rc = ragg__tp_idtab_free_id(&dev->regions, (uint32_t)dev->cfg.max_regions, &id);
+	rc = ragg__tp_softmr_reg(&dev->regions, (uint32_t)dev->cfg.max_regions, &mr->soft, addr,
+	                         len, RAGG__TP_ACCESS_REMOTE_WRITE);
 	if (rc) {
-		ragg__shm_error(dev, "mr_reg: region table: %s%s", strerror(-rc),
-		                rc == -ENOSPC ? " (raise RAGG_SHM_MAX_REGIONS)" : "");
+		if (rc != -EINVAL)
+			ragg__shm_error(dev, "mr_reg: region table: %s%s", strerror(-rc),
+			                rc == -ENOSPC ? " (raise RAGG_SHM_MAX_REGIONS)" : "");
 		goto err_free;
 	}
-	mr->base.addr = addr;
-	mr->base.len = len;
+	uint32_t id = mr->soft.id;
 	mr->dev = dev;
-	mr->id = id;
 	mr->block = block_of(dev, addr, len);
 	mr->gen = dev->next_gen++;
-	randombytes_buf(&mr->key, sizeof(mr->key));
-	ragg__tp_idtab_set(&dev->regions, id, mr);
 	atomic_store_explicit(&dev->gens[id], mr->gen, memory_order_release);
 	if (rdesc) {
 		struct ragg__shm_rdesc desc = {
 			.kind = mr->block ? RAGG__SHM_KIND_SHARED : RAGG__SHM_KIND_PRIVATE,
 			.region = id,
-			.key = mr->key,
+			.key = mr->soft.key,
 			.length = len,
 		};
 		ragg__shm_rdesc_pack(&desc, rdesc);
 	}
 	ragg__shm_debug(dev, "region %" PRIu32 ": %zu bytes at %p, %s", id, len, addr,
 	                mr->block ? "shared" : "private");
-	*out = &mr->base;
+	*out = &mr->soft.base;
 	return 0;
 
 err_free:
@@ -210,11 +207,10 @@ int ragg__shm_mr_dereg(struct ragg_tp_mr *m)
 {
 	if (!m)
 		return -EINVAL;
-	struct ragg__shm_mr *mr = ragg__container_of(m, struct ragg__shm_mr, base);
+	struct ragg__shm_mr *mr = ragg__container_of(m, struct ragg__shm_mr, soft.base);
 	struct ragg__shm_dev *dev = mr->dev;
-	atomic_store_explicit(&dev->gens[mr->id], 0, memory_order_release);
-	ragg__tp_idtab_set(&dev->regions, mr->id, NULL);
-	sodium_memzero(&mr->key, sizeof(mr->key));
+	atomic_store_explicit(&dev->gens[mr->soft.id], 0, memory_order_release);
+	ragg__tp_softmr_dereg(&dev->regions, &mr->soft);
 	free(mr);
 	return 0;
 }
@@ -222,19 +218,17 @@ int ragg__shm_mr_dereg(struct ragg_tp_mr *m)
 struct ragg__shm_mr *ragg__shm_region_check(struct ragg__shm_dev *dev, uint32_t id, uint64_t key,
                                             uint64_t length, int *status, const char **why)
 {
-	struct ragg__shm_mr *mr = ragg__tp_idtab_get(&dev->regions, id);
-
-	if (!mr) {
-		*status = RAGG_ERR_KEY;
-		*why = "no such region";
+	struct ragg__tp_softmr *soft;
+	int rc = ragg__tp_softmr_check(&dev->regions, id, key, 0, length,
+	                               RAGG__TP_ACCESS_REMOTE_WRITE, &soft, why);
+	if (rc) {
+		*status = rc;
 		return NULL;
 	}
-	if (sodium_memcmp(&mr->key, &key, sizeof(key)) != 0) {
-		*status = RAGG_ERR_KEY;
-		*why = "wrong key";
-		return NULL;
-	}
-	if (length != mr->base.len) {
+	struct ragg__shm_mr *mr = ragg__container_of(soft, struct ragg__shm_mr, soft);
+	/* The whole region is mapped or written by address: the writer must
+	 * know it exactly, as its bounds check is against this length. */
+	if (length != mr->soft.base.len) {
 		*status = RAGG_ERR_BOUNDS;
 		*why = "the descriptor's length is not the region's";
 		return NULL;

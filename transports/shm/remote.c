@@ -195,23 +195,23 @@ void ragg__shm_on_map_req(struct ragg__shm_ep *ep, const struct ragg__shm_pkt *p
 	}
 	struct ragg__shm_pkt rep;
 	ragg__shm_pkt_init(&rep, RAGG__SHM_MAP_REP);
-	rep.region = mr->id;
-	rep.key = mr->key;
-	rep.length = mr->base.len;
+	rep.region = mr->soft.id;
+	rep.key = mr->soft.key;
+	rep.length = mr->soft.base.len;
 	rep.gen = mr->gen;
 	if (mr->block) {
 		rep.kind = RAGG__SHM_KIND_SHARED;
-		rep.where = (uint64_t)((uint8_t *)mr->base.addr - mr->block->addr);
+		rep.where = (uint64_t)((uint8_t *)mr->soft.base.addr - mr->block->addr);
 	} else {
 		rep.kind = RAGG__SHM_KIND_PRIVATE;
-		rep.where = (uint64_t)(uintptr_t)mr->base.addr;
+		rep.where = (uint64_t)(uintptr_t)mr->soft.base.addr;
 	}
 	int rc = ragg__shm_ctl_send(ep, &rep, mr->block ? &mr->block->fd : NULL, mr->block ? 1 : 0);
 	if (rc == -EAGAIN)
 		ragg__shm_refuse(ep, -ENOBUFS,
 		                 "peer asks for regions faster than it reads answers");
 	else if (!rc)
-		ragg__shm_debug(dev, "%s: told where region %" PRIu32 " is", ep->base.peer, mr->id);
+		ragg__shm_debug(dev, "%s: told where region %" PRIu32 " is", ep->base.peer, mr->soft.id);
 }
 
 int ragg__shm_peer_map(struct ragg_tp_ep *e, const struct ragg_tp_rdesc *remote, void **ptr,

@@ -34,6 +34,7 @@
 
 #include "../util/epoll.h"
 #include "../util/idtab.h"
+#include "../util/softmr.h"
 #include "compiler.h"
 #include "wire.h"
 
@@ -96,14 +97,15 @@ struct ragg__shm_block {
 	int fd;
 };
 
+/* The region's id, key and access live in soft, checked by
+ * ragg__tp_softmr_check() when a writer asks where the region is. */
 struct ragg__shm_mr {
-	struct ragg_tp_mr base;
+	struct ragg__tp_softmr soft; /* first: the region table frees through it */
 	struct ragg__shm_dev *dev;
 	struct ragg__shm_block *block; /* NULL: private memory */
-	uint32_t id;
-	uint64_t key;
 	uint64_t gen;
 };
+_Static_assert(offsetof(struct ragg__shm_mr, soft) == 0, "soft first");
 
 /* ---- rings (ring.c) ---- */
 

@@ -124,7 +124,7 @@ static int copy_to(struct ragg__shm_ep *ep, const struct ragg__shm_remote *r, ui
 static int past_end(struct ragg__shm_ep *ep, const struct ragg__shm_remote *r, uint64_t roff,
                     size_t len)
 {
-	if (ragg__likely(roff <= r->length && len <= r->length - roff))
+	if (ragg__likely(ragg__tp_in_bounds(r->length, roff, len)))
 		return 0;
 	ragg__shm_error(ep->dev,
 	                "%s: write of %zu bytes at offset %" PRIu64 " past the end of the %" PRIu64
@@ -200,7 +200,7 @@ int ragg__shm_write_imm(struct ragg_tp_ep *e, const void *laddr, struct ragg_tp_
 		                ep->base.peer);
 		return -EINVAL;
 	}
-	if (ragg__unlikely(roff > rd.length || len > rd.length - roff)) {
+	if (ragg__unlikely(!ragg__tp_in_bounds(rd.length, roff, len))) {
 		ragg__shm_error(ep->dev,
 		                "%s: write_imm of %zu bytes at offset %" PRIu64
 		                " past the end of a %" PRIu64 "-byte region: %s (%s)",
@@ -208,10 +208,7 @@ int ragg__shm_write_imm(struct ragg_tp_ep *e, const void *laddr, struct ragg_tp_
 		                ragg_strerror_name(RAGG_ERR_BOUNDS));
 		return RAGG_ERR_BOUNDS;
 	}
-	if (ragg__unlikely(lmr && len &&
-	                   ((uintptr_t)laddr < (uintptr_t)lmr->addr ||
-	                    (uintptr_t)laddr - (uintptr_t)lmr->addr > lmr->len ||
-	                    len > lmr->len - ((uintptr_t)laddr - (uintptr_t)lmr->addr))))
+	if (ragg__unlikely(lmr && len && !ragg__tp_mr_holds(lmr, laddr, len)))
 		return -EINVAL;
 	if ((flags & RAGG_TP_WRITE_SIGNAL) && !done_room(ep))
 		return -EAGAIN;

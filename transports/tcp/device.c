@@ -15,6 +15,7 @@
 #include <sodium.h>
 
 #include "../util/params.h"
+#include "../util/stubs.h"
 #include "tcp.h"
 
 void ragg__tcp_pending_add(struct ragg__tcp_ep *ep, unsigned report)
@@ -155,4 +156,5 @@ const struct ragg_tp_ops ragg__tp_tcp_ops = {
 	.wait = ragg__tcp_wait,
 	.arm = ragg__tcp_arm,
 	.wait_fd = ragg__tcp_wait_fd,
+	.describe = ragg__tp_describe_none,
 };

@@ -1,17 +1,15 @@
 /*
- * Registered regions. A region is found by the id in a frame's header and
- * admitted only with its 64-bit key, drawn from libsodium's CSPRNG at
- * registration, so a peer can write only where it was given a descriptor.
- * A freed id may be reused; the new region gets a new key, so a stale
- * descriptor is refused rather than writing into someone else's memory.
+ * Registered regions: software registrations (util/softmr.h). A region is
+ * found by the id in a frame's header and admitted only with its key,
+ * inside its bounds (progress.c, at the frame's header), so a peer can
+ * write only where it was given a descriptor; a stale descriptor is
+ * refused rather than writing into someone else's memory.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <sodium.h>
 
 #include "tcp.h"
 
@@ -20,30 +18,28 @@ int ragg__tcp_mr_reg(struct ragg_tp_dev *d, void *addr, size_t len, struct ragg_
 {
 	struct ragg__tcp_dev *dev = ragg__tcp_dev(d);
 	struct ragg__tcp_mr *mr;
-	uint32_t id;
 	int rc;
 
-	if (!out || (!addr && len) || (uintptr_t)addr > UINTPTR_MAX - len)
+	if (!out)
 		return -EINVAL;
 	mr = calloc(1, sizeof(*mr));
 	if (!mr)
 		return -ENOMEM;
-	rc = ragg__tp_idtab_free_id(&dev->regions, UINT32_MAX / 2, &id);
+	rc = ragg__tp_softmr_reg(&dev->regions, UINT32_MAX / 2, &mr->soft, addr, len,
+	                         RAGG__TP_ACCESS_REMOTE_WRITE);
 	if (rc) {
-		ragg__tcp_error(dev, "mr_reg: region table: %s", strerror(-rc));
+		if (rc != -EINVAL)
+			ragg__tcp_error(dev, "mr_reg: region table: %s", strerror(-rc));
 		goto err_free;
 	}
-	mr->base.addr = addr;
-	mr->base.len = len;
 	mr->dev = dev;
-	mr->id = id;
-	randombytes_buf(&mr->key, sizeof(mr->key));
-	ragg__tp_idtab_set(&dev->regions, id, mr);
 	if (rdesc) {
-		struct ragg__tcp_rdesc desc = { .region = id, .key = mr->key, .length = len };
+		struct ragg__tcp_rdesc desc = {
+			.region = mr->soft.id, .key = mr->soft.key, .length = len
+		};
 		ragg__tcp_rdesc_pack(&desc, rdesc);
 	}
-	*out = &mr->base;
+	*out = &mr->soft.base;
 	return 0;
 
 err_free:
@@ -55,11 +51,10 @@ int ragg__tcp_mr_dereg(struct ragg_tp_mr *m)
 {
 	if (!m)
 		return -EINVAL;
-	struct ragg__tcp_mr *mr = ragg__container_of(m, struct ragg__tcp_mr, base);
+	struct ragg__tcp_mr *mr = ragg__container_of(m, struct ragg__tcp_mr, soft.base);
 	struct ragg__tcp_dev *dev = mr->dev;
-	ragg__tcp_rx_region_gone(dev, mr->id);
-	ragg__tp_idtab_set(&dev->regions, mr->id, NULL);
-	sodium_memzero(&mr->key, sizeof(mr->key));
+	ragg__tcp_rx_region_gone(dev, mr->soft.id);
+	ragg__tp_softmr_dereg(&dev->regions, &mr->soft);
 	free(mr);
 	return 0;
 }

@@ -90,18 +90,13 @@ static int frame_begin(struct ragg__tcp_ep *ep)
 	case RAGG__TCP_WRITE: {
 		if (st != RAGG__TCP_EP_CONNECTED)
 			break;
-		struct ragg__tcp_mr *mr = ragg__tcp_region(dev, f->region);
-		if (!mr) {
-			refuse(ep, RAGG_ERR_KEY, "no such region", true);
-			return RAGG_ERR_KEY;
-		}
-		if ((mr->key ^ f->key) != 0) {
-			refuse(ep, RAGG_ERR_KEY, "wrong key", true);
-			return RAGG_ERR_KEY;
-		}
-		if (f->offset > mr->base.len || f->length > mr->base.len - f->offset) {
-			refuse(ep, RAGG_ERR_BOUNDS, "past the end of the region", true);
-			return RAGG_ERR_BOUNDS;
+		struct ragg__tp_softmr *mr;
+		const char *why;
+		rc = ragg__tp_softmr_check(&dev->regions, f->region, f->key, f->offset, f->length,
+		                           RAGG__TP_ACCESS_REMOTE_WRITE, &mr, &why);
+		if (rc) {
+			refuse(ep, rc, why, true);
+			return rc;
 		}
 		ep->rx_dst = (uint8_t *)mr->base.addr + f->offset;
 		ep->rx_left = (size_t)f->length;

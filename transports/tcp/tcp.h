@@ -29,6 +29,7 @@
 
 #include "../util/epoll.h"
 #include "../util/idtab.h"
+#include "../util/softmr.h"
 #include "compiler.h"
 #include "wire.h"
 
@@ -85,12 +86,13 @@ static inline void ragg__tcp_list_del(struct ragg__tcp_link *l)
 
 /* ---- objects ---- */
 
+/* The region's id, key and access live in soft, checked by
+ * ragg__tp_softmr_check() when a frame arrives. */
 struct ragg__tcp_mr {
-	struct ragg_tp_mr base;
+	struct ragg__tp_softmr soft; /* first: the region table frees through it */
 	struct ragg__tcp_dev *dev;
-	uint32_t id;
-	uint64_t key;
 };
+_Static_assert(offsetof(struct ragg__tcp_mr, soft) == 0, "soft first");
 
 enum ragg__tcp_ep_state {
 	RAGG__TCP_EP_CONNECTING, /* connector: TCP connect in progress */
@@ -254,11 +256,6 @@ void ragg__tcp_sock_established(struct ragg__tcp_dev *dev, int fd);
 int ragg__tcp_mr_reg(struct ragg_tp_dev *d, void *addr, size_t len, struct ragg_tp_mr **mr,
                      struct ragg_tp_rdesc *rdesc);
 int ragg__tcp_mr_dereg(struct ragg_tp_mr *m);
-/* The region a frame targets, or NULL. */
-static inline struct ragg__tcp_mr *ragg__tcp_region(struct ragg__tcp_dev *dev, uint32_t id)
-{
-	return ragg__tp_idtab_get(&dev->regions, id);
-}
 void ragg__tcp_regions_free(struct ragg__tcp_dev *dev);
 
 /* ---- endpoint.c ---- */

@@ -109,7 +109,7 @@ int ragg__tcp_write_imm(struct ragg_tp_ep *e, const void *laddr, struct ragg_tp_
 		return -EINVAL;
 	}
 	/* The receiver checks again; this only saves a dropped connection. */
-	if (ragg__unlikely(roff > rd.length || len > rd.length - roff)) {
+	if (ragg__unlikely(!ragg__tp_in_bounds(rd.length, roff, len))) {
 		ragg__tcp_error(ep->dev,
 		                "%s: write_imm of %zu bytes at offset %" PRIu64
 		                " past the end of a %" PRIu64 "-byte region",
@@ -118,10 +118,7 @@ int ragg__tcp_write_imm(struct ragg_tp_ep *e, const void *laddr, struct ragg_tp_
 	}
 	if (ragg__unlikely((uint64_t)len > RAGG__TCP_MAX_WRITE))
 		return -EINVAL;
-	if (ragg__unlikely(lmr && len &&
-	                   ((uintptr_t)laddr < (uintptr_t)lmr->addr ||
-	                    (uintptr_t)laddr - (uintptr_t)lmr->addr > lmr->len ||
-	                    len > lmr->len - ((uintptr_t)laddr - (uintptr_t)lmr->addr))))
+	if (ragg__unlikely(lmr && len && !ragg__tp_mr_holds(lmr, laddr, len)))
 		return -EINVAL;
 	if (tx_full(ep))
 		return -EAGAIN;

@@ -23,15 +23,6 @@
 
 #include <ragg/ragg.h>
 
-const struct ragg__tp_settings_table ragg__tp_settings_tables[] = {
-	{ "tcp", "TCP", ragg__tp_tcp_settings },
-	{ "shm", "SHM", ragg__tp_shm_settings },
-#ifdef RAGG_HAVE_VERBS
-	{ "verbs", "VERBS", ragg__tp_verbs_settings },
-#endif
-	{ NULL, NULL, NULL },
-};
-
 int ragg__tp_parse_size(const char *text, size_t *out)
 {
 	/* A digit first: no sign (strtoull would wrap "-1"), no space, not empty. */

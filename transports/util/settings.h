@@ -77,17 +77,8 @@ int ragg__tp_parse_size(const char *text, size_t *out);
 int ragg__tp_parse_int(const char *text, long *out);
 int ragg__tp_parse_bool(const char *text, bool *out);
 
-/* The tables of the transports built in, for ragg-info. */
-struct ragg__tp_settings_table {
-	const char *transport; /* NULL ends the list */
-	const char *prefix; /* the <PREFIX> of its variables */
-	const struct ragg__tp_setting *rows;
-};
-
-/* NULL-terminated, in the order of ragg(7). */
-extern const struct ragg__tp_settings_table ragg__tp_settings_tables[];
-
-/* Each transport's table, defined in its config.c. */
+/* Each transport's table, defined in its config.c; the registry
+ * (transports/registry.h) lists those built in. */
 extern const struct ragg__tp_setting ragg__tp_tcp_settings[];
 extern const struct ragg__tp_setting ragg__tp_shm_settings[];
 extern const struct ragg__tp_setting ragg__tp_verbs_settings[];

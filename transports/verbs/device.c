@@ -585,4 +585,5 @@ const struct ragg_tp_ops ragg__tp_verbs_ops = {
     .reachable = NULL,
     .arm = ragg__verbs_arm,
     .wait_fd = ragg__verbs_wait_fd,
+    .describe = ragg__verbs_describe,
 };

@@ -48,7 +48,7 @@
 
 extern const struct ragg_tp_ops ragg__tp_verbs_ops;
 
-/* ---- helpers for ragg-info and the core (describe.c) ---- */
+/* ---- describe (the table's describe op) and a helper of the core (describe.c) ---- */
 
 /*
  * Describe every RDMA device of this host into buf (NUL-terminated,
