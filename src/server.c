@@ -59,7 +59,8 @@ void ragg__server_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t)
 		ragg__engine_free(ctx->engine, st->g, st->owned_bytes);
 	for (int s = 0; s < RAGG_OPTIM_MAX_STATE; s++)
 		if (st->state[s])
-			ragg__engine_free(ctx->engine, st->state[s], st->owned_bytes ? st->owned_bytes : 64);
+			ragg__engine_free(ctx->engine, st->state[s],
+			                  st->owned_bytes ? st->owned_bytes : 64);
 	if (st->jobs)
 		for (size_t i = 0; i < st->nowned; i++) {
 			free(st->jobs[i].inputs);
@@ -216,8 +217,8 @@ static int setup_memory(struct ragg_ctx *ctx, ragg_tensor_t *t)
 	if ((rc = ragg__optim_conf_read(&ctx->opts, &st->oc)))
 		return rc;
 	for (int s = 0; s < st->oc.optim->nstate; s++) {
-		st->state[s] = ragg__engine_alloc(ctx->engine,
-		                                  st->owned_bytes ? st->owned_bytes : 64, chunk_bytes);
+		st->state[s] = ragg__engine_alloc(
+		    ctx->engine, st->owned_bytes ? st->owned_bytes : 64, chunk_bytes);
 		if (!st->state[s])
 			return -ENOMEM;
 		memset(st->state[s], 0, st->owned_bytes);

@@ -88,7 +88,8 @@ extern "C" void part_run(ragg__job *job)
 	case Op::adam:
 		// w = out, m = in[4], v = in[5] (>= 0), g = in[6]: every value
 		// stays finite and normal over any number of runs.
-		g_fused->adam(g_a.out + b, g_a.in[4] + b, g_a.in[5] + b, g_a.in[6] + b, &g_adam, len);
+		g_fused->adam(g_a.out + b, g_a.in[4] + b, g_a.in[5] + b, g_a.in[6] + b, &g_adam,
+		              len);
 		break;
 	}
 }
@@ -211,8 +212,8 @@ void summary(const Collector &c, int threads)
 	}
 	double a = get(c, key("adam", 0, threads));
 	if (a != 0.0)
-		std::printf("adam%s: GBps=%.1f adam/triad=%.2f\n", threads == 1 ? "" : " (2 threads)", a,
-		            a / triad);
+		std::printf("adam%s: GBps=%.1f adam/triad=%.2f\n",
+		            threads == 1 ? "" : " (2 threads)", a, a / triad);
 }
 
 } // namespace

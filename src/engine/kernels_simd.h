@@ -320,7 +320,7 @@ SIMD_ENTRY void simd_adam(float *w, float *m, float *v, const float *g,
                           const struct ragg__adam_coef *k, size_t n)
 {
 	const struct simd_adam_coef c = {
-		v_set1(k->b1),  v_set1(k->a1),   v_set1(k->b2),    v_set1(k->a2),  v_set1(k->eps),
+		v_set1(k->b1),   v_set1(k->a1),    v_set1(k->b2), v_set1(k->a2),   v_set1(k->eps),
 		v_set1(k->step), v_set1(k->rsbc2), v_set1(k->l2), v_set1(k->keep),
 	};
 	size_t i = 0, h = simd_head(w, n);

@@ -59,7 +59,8 @@ int ragg__optim_conf_read(const struct ragg_opts *o, struct ragg__optim_conf *ou
 	int rc;
 
 	if (!(c.optim = ragg__optim_by_id(o->optimizer))) {
-		ragg__error("optimizer %d: not one of sgd, momentum, adam, adamw", (int)o->optimizer);
+		ragg__error("optimizer %d: not one of sgd, momentum, adam, adamw",
+		            (int)o->optimizer);
 		return RAGG_ERR_CONFIG;
 	}
 	if ((rc = read_float("RAGG_BETA1", 0.0f, 1.0f, 1, &c.beta1)) ||

@@ -69,7 +69,8 @@ struct closed_form {
 	int workers, agents, me;
 	enum ragg_optimizer opt;
 	double lr, mu, total_w;
-	double b1, b2, eps, wd; /* adam, adamw: RAGG_BETA1, RAGG_BETA2, RAGG_EPS, RAGG_WEIGHT_DECAY */
+	/* adam, adamw: RAGG_BETA1, RAGG_BETA2, RAGG_EPS, RAGG_WEIGHT_DECAY */
+	double b1, b2, eps, wd;
 	size_t n;
 	double *expect; /* w, in exact arithmetic */
 	double *v, *ev, *ew; /* momentum, adam: v; bounds on the servers' float error in v, w */

@@ -446,8 +446,7 @@ struct optim_ref {
 };
 
 static void optim_reference(const struct ragg__optim *op, const struct ragg__optim_conf *c,
-                            uint64_t t, double w0, const double *s0, double g,
-                            struct optim_ref *r)
+                            uint64_t t, double w0, const double *s0, double g, struct optim_ref *r)
 {
 	double lr = c->lr;
 	memset(r, 0, sizeof(*r));
@@ -509,8 +508,11 @@ RAGG_TEST(optim_table)
 	}
 	/* Step 3: the bias corrections are neither 1 nor the first step's. */
 	const uint64_t step = 3;
-	const struct ragg__optim_conf base = { .lr = 0.05f, .momentum = 0.9f, .beta1 = 0.9f,
-		                               .beta2 = 0.999f, .eps = 1e-8f,
+	const struct ragg__optim_conf base = { .lr = 0.05f,
+		                               .momentum = 0.9f,
+		                               .beta1 = 0.9f,
+		                               .beta2 = 0.999f,
+		                               .eps = 1e-8f,
 		                               .weight_decay = 0.01f };
 	double max_ratio = 0;
 	for (size_t o = 0; o < nopt; o++) {
@@ -528,12 +530,15 @@ RAGG_TEST(optim_table)
 						n = LARGE_N;
 					}
 					size_t off = GUARD + oa, goff = GUARD + (oa * 3) % 16;
-					size_t soff[RAGG_OPTIM_MAX_STATE] = { GUARD + (oa + 9) % 16,
-						                              GUARD + (oa * 7 + 2) % 16 };
+					size_t soff[RAGG_OPTIM_MAX_STATE] = {
+						GUARD + (oa + 9) % 16, GUARD + (oa * 7 + 2) % 16
+					};
 					memcpy(w, w0, cap * sizeof(float));
 					for (size_t i = 0; i < GUARD; i++)
 						w[off - GUARD + i] = w[off + n + i] = CANARY;
-					struct ragg__optim_block b = { .w = w + off, .g = g + goff, .n = n };
+					struct ragg__optim_block b = { .w = w + off,
+						                       .g = g + goff,
+						                       .n = n };
 					for (int q = 0; q < RAGG_OPTIM_MAX_STATE; q++) {
 						memcpy(s[q], s0[q], cap * sizeof(float));
 						for (size_t i = 0; i < GUARD; i++)
@@ -547,25 +552,28 @@ RAGG_TEST(optim_table)
 						check_guards(s[q], soff[q], n, op->name);
 					for (size_t i = 0; i < n; i++) {
 						struct optim_ref r;
-						double st0[RAGG_OPTIM_MAX_STATE] = { s0[0][soff[0] + i],
-							                             s0[1][soff[1] + i] };
+						double st0[RAGG_OPTIM_MAX_STATE] = {
+							s0[0][soff[0] + i], s0[1][soff[1] + i]
+						};
 						optim_reference(op, &conf, step, w0[off + i], st0,
 						                g[goff + i], &r);
 						double err = fabs(w[off + i] - r.w);
-						RAGG_CHECKF(err <= r.ew + FLT_MIN,
-						            "%s/%s w n=%zu +%zu [%zu]: %.9g want %.9g "
-						            "(tolerance %.3g)",
-						            op->name, kt[t]->name, n, oa, i, w[off + i], r.w,
-						            r.ew);
+						RAGG_CHECKF(
+						    err <= r.ew + FLT_MIN,
+						    "%s/%s w n=%zu +%zu [%zu]: %.9g want %.9g "
+						    "(tolerance %.3g)",
+						    op->name, kt[t]->name, n, oa, i, w[off + i],
+						    r.w, r.ew);
 						if (r.ew > 0)
 							max_ratio = fmax(max_ratio, err / r.ew);
 						for (int q = 0; q < op->nstate; q++) {
 							float got = s[q][soff[q] + i];
-							RAGG_CHECKF(fabs(got - r.s[q]) <= r.es[q] + FLT_MIN,
-							            "%s/%s state %d n=%zu +%zu [%zu]: "
-							            "%.9g want %.9g",
-							            op->name, kt[t]->name, q, n, oa, i, got,
-							            r.s[q]);
+							RAGG_CHECKF(
+							    fabs(got - r.s[q]) <= r.es[q] + FLT_MIN,
+							    "%s/%s state %d n=%zu +%zu [%zu]: "
+							    "%.9g want %.9g",
+							    op->name, kt[t]->name, q, n, oa, i, got,
+							    r.s[q]);
 						}
 					}
 				}

@@ -41,8 +41,7 @@ static float frand(void)
 
 static void need_torch(void)
 {
-	if (access(PYTHON, X_OK) != 0 ||
-	    system(PYTHON " -c 'import torch' >/dev/null 2>&1") != 0)
+	if (access(PYTHON, X_OK) != 0 || system(PYTHON " -c 'import torch' >/dev/null 2>&1") != 0)
 		RAGG_SKIP(PYTHON " has no torch (apt-get install python3-torch)");
 }
 
@@ -59,7 +58,8 @@ static void run_torch(const char *name, const struct ragg__optim_conf *c, const 
 	RAGG_CHECK(fwrite(g, sizeof(float), (size_t)STEPS * N, f) == (size_t)STEPS * N);
 	RAGG_CHECK(fclose(f) == 0);
 	char cmd[1024];
-	snprintf(cmd, sizeof(cmd), PYTHON " %s/optim_torch.py %s %.9g %.9g %.9g %.9g %.9g %d %d %s %s",
+	snprintf(cmd, sizeof(cmd),
+	         PYTHON " %s/optim_torch.py %s %.9g %.9g %.9g %.9g %.9g %d %d %s %s",
 	         RAGG_TEST_SRCDIR, name, (double)c->lr, (double)c->beta1, (double)c->beta2,
 	         (double)c->eps, (double)c->weight_decay, N, STEPS, in, out);
 	RAGG_CHECKF(system(cmd) == 0, "%s", cmd);
@@ -102,8 +102,8 @@ static void compare(const struct ragg__optim *op, const struct ragg__optim_conf 
 			for (size_t i = 0; i < N; i++) {
 				double t = ref[(size_t)s * N + i], err = fabs((double)w[i] - t);
 				double tol = (s + 1) * 4 * U * (fabs(t) + c.lr);
-				RAGG_CHECKF(err <= tol, "%s/%s step %d [%zu]: %.9g, torch %.9g", op->name,
-				            ks->name, s + 1, i, w[i], t);
+				RAGG_CHECKF(err <= tol, "%s/%s step %d [%zu]: %.9g, torch %.9g",
+				            op->name, ks->name, s + 1, i, w[i], t);
 				max_err = fmax(max_err, err);
 			}
 		}
@@ -117,8 +117,9 @@ static void compare(const struct ragg__optim *op, const struct ragg__optim_conf 
 RAGG_TEST_T(adam_vs_torch, 120)
 {
 	need_torch();
-	struct ragg__optim_conf c = { .lr = 0.01f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
-		                      .weight_decay = 0.0f };
+	struct ragg__optim_conf c = {
+		.lr = 0.01f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.0f
+	};
 	compare(&ragg__optim_adam, &c);
 	c.beta1 = 0.8f, c.beta2 = 0.95f, c.eps = 1e-6f, c.weight_decay = 0.05f;
 	compare(&ragg__optim_adam, &c);
@@ -127,8 +128,9 @@ RAGG_TEST_T(adam_vs_torch, 120)
 RAGG_TEST_T(adamw_vs_torch, 120)
 {
 	need_torch();
-	struct ragg__optim_conf c = { .lr = 0.01f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
-		                      .weight_decay = 0.01f };
+	struct ragg__optim_conf c = {
+		.lr = 0.01f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.01f
+	};
 	compare(&ragg__optim_adamw, &c);
 	c.lr = 0.1f, c.beta1 = 0.8f, c.beta2 = 0.95f, c.eps = 1e-6f, c.weight_decay = 0.1f;
 	compare(&ragg__optim_adamw, &c);
