@@ -19,6 +19,7 @@
 #include "compiler.h"
 #include "core.h"
 #include "log.h"
+#include "optim/optim.h"
 
 /* One of the agents, for one tensor. */
 struct ragg__server_agent {
@@ -36,7 +37,9 @@ struct ragg__server_tensor {
 	size_t nowned, owned_bytes;
 	struct ragg__server_agent *a; /* per agent */
 	struct ragg__region w; /* the owned parameters */
-	float *g, *v; /* gradient scratch and momentum, owned layout */
+	float *g; /* gradient scratch, owned layout */
+	struct ragg__optim_conf oc; /* the optimizer and its hyperparameters */
+	float *state[RAGG_OPTIM_MAX_STATE]; /* its state vectors, owned layout */
 	uint32_t *arrived[2]; /* per owned chunk */
 	uint64_t *rounds; /* per owned chunk: updates applied */
 	struct ragg__chunk_job *jobs; /* per owned chunk */
@@ -54,8 +57,10 @@ void ragg__server_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t)
 		ragg__region_free(ctx, &st->w);
 	if (st->g)
 		ragg__engine_free(ctx->engine, st->g, st->owned_bytes);
-	if (st->v)
-		ragg__engine_free(ctx->engine, st->v, st->owned_bytes);
+	for (int s = 0; s < RAGG_OPTIM_MAX_STATE; s++)
+		if (st->state[s])
+			ragg__engine_free(ctx->engine, st->state[s],
+			                  st->owned_bytes ? st->owned_bytes : 64);
 	if (st->jobs)
 		for (size_t i = 0; i < st->nowned; i++) {
 			free(st->jobs[i].inputs);
@@ -126,20 +131,24 @@ static void server_step(struct ragg__chunk_job *cj, double total, size_t from, s
 		k->sum_weighted(w, cj->inputs, cj->weights, ctx->opts.agents, n);
 		return;
 	}
-	if (ctx->opts.optimizer == RAGG_OPT_SGD) {
+	const struct ragg__optim *op = st->oc.optim;
+	if (op->flags & RAGG_OPTIM_FUSED_SUM) {
 		/* w <- w - lr * sum_j s_j / N in one pass over the chunk: the
 		 * parameters are one more input of the weighted sum. */
 		int a = ctx->opts.agents;
 		for (int j = 0; j < a; j++)
-			cj->weights[j] = -ctx->opts.lr * inv;
+			cj->weights[j] = -st->oc.lr * inv;
 		cj->inputs[a] = w;
 		cj->weights[a] = 1.0f;
 		k->sum_weighted(w, cj->inputs, cj->weights, a + 1, n);
 		return;
 	}
 	k->sum_weighted(g, cj->inputs, cj->weights, ctx->opts.agents, n);
-	k->momentum(w, (float *)((char *)st->v + off), g, 1.0f, ctx->opts.lr, ctx->opts.momentum,
-	            n);
+	struct ragg__optim_block b = { .w = w, .g = g, .n = n };
+	for (int s = 0; s < op->nstate; s++)
+		b.state[s] = (float *)((char *)st->state[s] + off);
+	/* rounds[lc] counts round 0's broadcast: the first step is step 1. */
+	op->step(&st->oc, k, &b, st->rounds[lc]);
 }
 
 void ragg__server_on_job(struct ragg_ctx *ctx, struct ragg__chunk_job *cj)
@@ -199,15 +208,21 @@ static int setup_memory(struct ragg_ctx *ctx, ragg_tensor_t *t)
 		return rc;
 	st->g =
 	    ragg__engine_alloc(ctx->engine, st->owned_bytes ? st->owned_bytes : 64, chunk_bytes);
-	st->v =
-	    ragg__engine_alloc(ctx->engine, st->owned_bytes ? st->owned_bytes : 64, chunk_bytes);
 	st->jobs = calloc(st->nowned ? st->nowned : 1, sizeof(*st->jobs));
 	st->arrived[0] = calloc(st->nowned ? st->nowned : 1, sizeof(uint32_t));
 	st->arrived[1] = calloc(st->nowned ? st->nowned : 1, sizeof(uint32_t));
 	st->rounds = calloc(st->nowned ? st->nowned : 1, sizeof(uint64_t));
-	if (!st->g || !st->v || !st->jobs || !st->arrived[0] || !st->arrived[1] || !st->rounds)
+	if (!st->g || !st->jobs || !st->arrived[0] || !st->arrived[1] || !st->rounds)
 		return -ENOMEM;
-	memset(st->v, 0, st->owned_bytes);
+	if ((rc = ragg__optim_conf_read(&ctx->opts, &st->oc)))
+		return rc;
+	for (int s = 0; s < st->oc.optim->nstate; s++) {
+		st->state[s] = ragg__engine_alloc(
+		    ctx->engine, st->owned_bytes ? st->owned_bytes : 64, chunk_bytes);
+		if (!st->state[s])
+			return -ENOMEM;
+		memset(st->state[s], 0, st->owned_bytes);
+	}
 	for (size_t i = 0; i < st->nowned; i++) {
 		struct ragg__chunk_job *j = &st->jobs[i];
 		j->t = t;

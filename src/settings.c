@@ -28,8 +28,13 @@ const struct ragg__setting ragg__settings[] = {
 	  "transports between agents and servers (default: RAGG_TRANSPORT)" },
 	{ "RAGG_CHUNK_BYTES", "4M", "model partition size (suffixes K, M, G)" },
 	{ "RAGG_LR", "0.01", "learning rate of the server's optimizer" },
-	{ "RAGG_OPTIMIZER", "sgd", "sgd or momentum" },
+	{ "RAGG_OPTIMIZER", "sgd", "sgd, momentum, adam or adamw" },
 	{ "RAGG_MOMENTUM", "0.9", "momentum coefficient (RAGG_OPTIMIZER=momentum)" },
+	{ "RAGG_BETA1", "0.9", "Adam's first-moment decay, in [0, 1) (adam, adamw)" },
+	{ "RAGG_BETA2", "0.999", "Adam's second-moment decay, in [0, 1) (adam, adamw)" },
+	{ "RAGG_EPS", "1e-8", "Adam's epsilon, added to the denominator (adam, adamw)" },
+	{ "RAGG_WEIGHT_DECAY", "0",
+	  "weight decay: adam adds wd*w to the gradient, adamw decays w by lr*wd (adam, adamw)" },
 	{ "RAGG_TIMEOUT_MS", "60000",
 	  "longest a wait goes without progress before it fails, in milliseconds" },
 	{ "RAGG_SERVE_TIMEOUT_MS", "3600000",
@@ -242,8 +247,12 @@ RAGG_EXPORT int ragg_opts_default(struct ragg_opts *opts)
 		o.optimizer = RAGG_OPT_SGD;
 	else if (strcasecmp(opt, "momentum") == 0)
 		o.optimizer = RAGG_OPT_MOMENTUM;
+	else if (strcasecmp(opt, "adam") == 0)
+		o.optimizer = RAGG_OPT_ADAM;
+	else if (strcasecmp(opt, "adamw") == 0)
+		o.optimizer = RAGG_OPT_ADAMW;
 	else {
-		ragg__error("RAGG_OPTIMIZER=\"%s\": expected sgd or momentum", opt);
+		ragg__error("RAGG_OPTIMIZER=\"%s\": expected sgd, momentum, adam or adamw", opt);
 		return RAGG_ERR_CONFIG;
 	}
 	if ((rc = ragg__parse_int("RAGG_TIMEOUT_MS", V("RAGG_TIMEOUT_MS"), 1, 86400000L, &v)))

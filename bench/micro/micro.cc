@@ -6,8 +6,11 @@
 //   copy, triad     STREAM's loops; bytes 2x and 3x the array
 //   fused k         ragg's fused weighted sum of k inputs; bytes (k+1)x
 //   openblas k      the same sum as a saxpby + saxpy chain; bytes (k+1)x
-// and a summary line per k:
+//   adam            the server's Adam step (reads w, m, v, g; writes w, m,
+//                   v); bytes 7x
+// and a summary line per k, and one for Adam:
 //   sum k=K: fused=A GB/s openblas=B GB/s fused/triad=R fused/openblas=S
+//   adam: GBps=X adam/triad=Y
 // Rates are the best of the repetitions, as STREAM reports them; GB = 1e9 B.
 //
 // Bytes are what the operation must move at least, not what the hardware
@@ -48,10 +51,12 @@ struct Arrays {
 ragg__engine *g_engine; // 2 threads: the pool the 2-thread runs use
 const ragg__kernels *g_fused, *g_blas;
 Arrays g_a;
+// Step 10 of Adam, lr = 1e-3, PyTorch's betas and eps.
+ragg__adam_coef g_adam = { 0.9f, 0.1f, 0.999f, 0.001f, 1e-8f, 1.535e-3f, 10.02f, 0.0f, 1.0f };
 
 // ---- running a piece of work on each of the pool's threads ----
 
-enum class Op { copy, triad, fused, blas };
+enum class Op { copy, triad, fused, blas, adam };
 
 struct Part {
 	ragg__job job;
@@ -79,6 +84,12 @@ extern "C" void part_run(ragg__job *job)
 		break;
 	case Op::blas:
 		g_blas->sum_weighted(g_a.out + b, in, g_a.w, p->k, len);
+		break;
+	case Op::adam:
+		// w = out, m = in[4], v = in[5] (>= 0), g = in[6]: every value
+		// stays finite and normal over any number of runs.
+		g_fused->adam(g_a.out + b, g_a.in[4] + b, g_a.in[5] + b, g_a.in[6] + b, &g_adam,
+		              len);
 		break;
 	}
 }
@@ -123,6 +134,8 @@ double bytes_of(Op op, int k)
 		return 2.0 * (double)g_a.bytes;
 	case Op::triad:
 		return 3.0 * (double)g_a.bytes;
+	case Op::adam:
+		return 7.0 * (double)g_a.bytes;
 	default:
 		return (k + 1.0) * (double)g_a.bytes;
 	}
@@ -197,6 +210,10 @@ void summary(const Collector &c, int threads)
 		            "fused/openblas=%.2f\n",
 		            k, threads == 1 ? "" : " (2 threads)", f, b, f / triad, f / b);
 	}
+	double a = get(c, key("adam", 0, threads));
+	if (a != 0.0)
+		std::printf("adam%s: GBps=%.1f adam/triad=%.2f\n",
+		            threads == 1 ? "" : " (2 threads)", a, a / triad);
 }
 
 } // namespace
@@ -258,6 +275,7 @@ int main(int argc, char **argv)
 			register_one(key("fused", k, threads), Op::fused, k, threads);
 			register_one(key("openblas", k, threads), Op::blas, k, threads);
 		}
+		register_one(key("adam", 0, threads), Op::adam, 0, threads);
 	}
 
 	Collector c;

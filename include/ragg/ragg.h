@@ -63,6 +63,8 @@ enum ragg_poll {
 enum ragg_optimizer {
 	RAGG_OPT_SGD = 0, /* w <- w - lr*g */
 	RAGG_OPT_MOMENTUM, /* v <- mu*v + g; w <- w - lr*v */
+	RAGG_OPT_ADAM, /* bias-corrected Adam; weight decay added to g (RAGG_BETA1, ...) */
+	RAGG_OPT_ADAMW, /* Adam with decoupled weight decay: w <- w - lr*wd*w */
 };
 
 /*

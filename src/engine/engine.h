@@ -16,6 +16,15 @@
 extern "C" { /* bench/micro's shim */
 #endif
 
+/* One Adam step's scalars, computed once per step in double and rounded:
+ * step = lr / (1 - b1^t) and rsbc2 = 1 / sqrt(1 - b2^t) (bias correction,
+ * as PyTorch), l2 = the weight decay Adam adds to the gradient, keep =
+ * 1 - lr * wd, AdamW's decoupled decay (1 for Adam). */
+struct ragg__adam_coef {
+	float b1, a1, b2, a2; /* a1 = 1 - b1, a2 = 1 - b2 */
+	float eps, step, rsbc2, l2, keep;
+};
+
 struct ragg__kernels {
 	const char *name; /* "avx512", "avx2", "scalar", "openblas" */
 	/* out[i] = sum_j w[j] * in[j][i], j < k: reads each input once, writes
@@ -30,6 +39,11 @@ struct ragg__kernels {
 	/* Momentum: v[i] = mu * v[i] + scale * g[i]; w[i] -= lr * v[i] */
 	void (*momentum)(float *w, float *v, const float *g, float scale, float lr, float mu,
 	                 size_t n);
+	/* Adam / AdamW on one block, with the coefficients of one step (below):
+	 * g' = g + c->l2 * w; m = b1*m + a1*g'; v = b2*v + a2*g'^2;
+	 * w = c->keep * w - c->step * m / (sqrt(v) * c->rsbc2 + c->eps). */
+	void (*adam)(float *w, float *m, float *v, const float *g, const struct ragg__adam_coef *c,
+	             size_t n);
 };
 
 /* The kernels for `name` ("auto", "avx512", "avx2", "scalar", "openblas"),

@@ -14,6 +14,10 @@ extern const struct ragg__kernels ragg__kernels_avx2;
 extern const struct ragg__kernels ragg__kernels_avx512;
 extern const struct ragg__kernels ragg__kernels_openblas;
 
+/* The portable Adam step, shared by the scalar and openblas tables. */
+void ragg__adam_scalar(float *w, float *m, float *v, const float *g,
+                       const struct ragg__adam_coef *c, size_t n);
+
 /* Bytes one sum_weighted call touches, (k + 1) * n * 4, from which it
  * writes with streaming (non-temporal) stores. Read relaxed: it changes
  * only in tests and benchmarks. */

@@ -57,6 +57,14 @@ SIMD_FN vf v_fnmadd(vf a, vf b, vf c)
 {
 	return _mm256_fnmadd_ps(a, b, c);
 }
+SIMD_FN vf v_div(vf a, vf b)
+{
+	return _mm256_div_ps(a, b);
+}
+SIMD_FN vf v_sqrt(vf a)
+{
+	return _mm256_sqrt_ps(a);
+}
 /* The first r lanes, 0 <= r <= 8. */
 SIMD_FN vmask v_mask(size_t r)
 {

@@ -53,6 +53,14 @@ SIMD_FN vf v_fnmadd(vf a, vf b, vf c)
 {
 	return _mm512_fnmadd_ps(a, b, c);
 }
+SIMD_FN vf v_div(vf a, vf b)
+{
+	return _mm512_div_ps(a, b);
+}
+SIMD_FN vf v_sqrt(vf a)
+{
+	return _mm512_sqrt_ps(a);
+}
 /* The first r lanes, 0 <= r <= 16. */
 SIMD_FN vmask v_mask(size_t r)
 {

@@ -85,4 +85,6 @@ const struct ragg__kernels ragg__kernels_openblas = {
 	.scale = blas_scale,
 	.sgd = blas_sgd,
 	.momentum = blas_momentum,
+	/* No BLAS routine divides element-wise: the portable loop. */
+	.adam = ragg__adam_scalar,
 };

@@ -105,6 +105,21 @@ static void scalar_momentum(float *w, float *v, const float *g, float scale, flo
 	}
 }
 
+void ragg__adam_scalar(float *w, float *m, float *v, const float *g,
+                       const struct ragg__adam_coef *c, size_t n)
+{
+	const float b1 = c->b1, a1 = c->a1, b2 = c->b2, a2 = c->a2, eps = c->eps;
+	const float step = c->step, rsbc2 = c->rsbc2, l2 = c->l2, keep = c->keep;
+	for (size_t i = 0; i < n; i++) {
+		float gi = g[i] + l2 * w[i];
+		float mi = b1 * m[i] + a1 * gi;
+		float vi = b2 * v[i] + a2 * gi * gi;
+		m[i] = mi;
+		v[i] = vi;
+		w[i] = keep * w[i] - step * (mi / (sqrtf(vi) * rsbc2 + eps));
+	}
+}
+
 const struct ragg__kernels ragg__kernels_scalar = {
 	.name = "scalar",
 	.sum_weighted = scalar_sum_weighted,
@@ -112,4 +127,5 @@ const struct ragg__kernels ragg__kernels_scalar = {
 	.scale = scalar_scale,
 	.sgd = scalar_sgd,
 	.momentum = scalar_momentum,
+	.adam = ragg__adam_scalar,
 };

@@ -8,7 +8,8 @@
  *   SIMD_NAME   the table's name; SIMD_TABLE the table's symbol
  *   VL          floats per vector
  *   vf, vmask   a float vector and a lane mask, with v_set1 v_loadu v_load
- *               v_store v_storeu v_stream v_mul v_fmadd v_fnmadd v_mask
+ *               v_store v_storeu v_stream v_mul v_fmadd v_fnmadd v_div v_sqrt
+ *               v_mask
  *               v_mload v_mstore v_sfence
  *   vd          a double vector, with vd_zero vd_acc_sq vd_add vd_hsum
  *
@@ -296,6 +297,67 @@ SIMD_ENTRY void simd_momentum(float *w, float *v, const float *g, float scale, f
 	}
 }
 
+/* The scalars of one Adam step, broadcast once per call. */
+struct simd_adam_coef {
+	vf b1, a1, b2, a2, eps, step, rsbc2, l2, keep;
+};
+
+/* One vector of Adam: the same operations, in the same order, as
+ * ragg__adam_scalar, with FMAs where the scalar code rounds twice. */
+SIMD_FN void simd_adam1(vf *w, vf *m, vf *v, vf g, const struct simd_adam_coef *c)
+{
+	vf gi = v_fmadd(c->l2, *w, g);
+	*m = v_fmadd(c->b1, *m, v_mul(c->a1, gi));
+	*v = v_fmadd(c->b2, *v, v_mul(v_mul(c->a2, gi), gi));
+	vf d = v_fmadd(v_sqrt(*v), c->rsbc2, c->eps);
+	*w = v_fnmadd(c->step, v_div(*m, d), v_mul(c->keep, *w));
+}
+
+/* Four inputs, three outputs, one pass: w is aligned by the head, m, v and
+ * g are loaded and stored unaligned (they share w's offset within their
+ * chunk on the server, so in practice they are aligned too). */
+SIMD_ENTRY void simd_adam(float *w, float *m, float *v, const float *g,
+                          const struct ragg__adam_coef *k, size_t n)
+{
+	const struct simd_adam_coef c = {
+		v_set1(k->b1),   v_set1(k->a1),    v_set1(k->b2), v_set1(k->a2),   v_set1(k->eps),
+		v_set1(k->step), v_set1(k->rsbc2), v_set1(k->l2), v_set1(k->keep),
+	};
+	size_t i = 0, h = simd_head(w, n);
+	while (i < h) {
+		size_t r = h - i < VL ? h - i : VL;
+		vmask mk = v_mask(r);
+		vf a = v_mload(mk, w + i), b = v_mload(mk, m + i), d = v_mload(mk, v + i);
+		simd_adam1(&a, &b, &d, v_mload(mk, g + i), &c);
+		v_mstore(m + i, mk, b);
+		v_mstore(v + i, mk, d);
+		v_mstore(w + i, mk, a);
+		i += r;
+	}
+	for (; i + 2 * VL <= n; i += 2 * VL) {
+		vf a0 = v_load(w + i), b0 = v_loadu(m + i), d0 = v_loadu(v + i);
+		vf a1 = v_load(w + i + VL), b1 = v_loadu(m + i + VL), d1 = v_loadu(v + i + VL);
+		simd_adam1(&a0, &b0, &d0, v_loadu(g + i), &c);
+		simd_adam1(&a1, &b1, &d1, v_loadu(g + i + VL), &c);
+		v_storeu(m + i, b0);
+		v_storeu(m + i + VL, b1);
+		v_storeu(v + i, d0);
+		v_storeu(v + i + VL, d1);
+		v_store(w + i, a0);
+		v_store(w + i + VL, a1);
+	}
+	while (i < n) {
+		size_t r = n - i < VL ? n - i : VL;
+		vmask mk = v_mask(r);
+		vf a = v_mload(mk, w + i), b = v_mload(mk, m + i), d = v_mload(mk, v + i);
+		simd_adam1(&a, &b, &d, v_mload(mk, g + i), &c);
+		v_mstore(m + i, mk, b);
+		v_mstore(v + i, mk, d);
+		v_mstore(w + i, mk, a);
+		i += r;
+	}
+}
+
 const struct ragg__kernels SIMD_TABLE = {
 	.name = SIMD_NAME,
 	.sum_weighted = simd_sum_weighted,
@@ -303,4 +365,5 @@ const struct ragg__kernels SIMD_TABLE = {
 	.scale = simd_scale,
 	.sgd = simd_sgd,
 	.momentum = simd_momentum,
+	.adam = simd_adam,
 };

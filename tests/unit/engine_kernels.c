@@ -11,6 +11,11 @@
  * gamma_2k ~ 2k u; we allow 2(k+1) u. Element-wise updates make at most
  * three roundings per element; norm2 accumulates in double (relative error
  * ~ n 2^-53) except openblas, whose snrm2 returns a float.
+ *
+ * Every entry of the optimizer table (src/optim) steps through the same
+ * grid with every kernel set, its state vectors and g at other offsets than
+ * w, against the update computed in double from the same float inputs, with
+ * a bound propagated through each operation.
  */
 #include <errno.h>
 #include <float.h>
@@ -24,6 +29,7 @@
 #include "engine/engine.h"
 #include "engine/kernels.h"
 #include "harness.h"
+#include "optim/optim.h"
 
 #define U         (1.0 / 16777216.0) /* 2^-24: fp32 unit roundoff */
 #define MAXK      17 /* past two register groups: exercises the blocked path */
@@ -429,6 +435,191 @@ RAGG_TEST(momentum)
 	free(g);
 }
 
+/* ---- the optimizer table ---- */
+
+/* One element of one step in double, and bounds on the float kernels'
+ * error in w and in each state vector, propagated operation by operation
+ * (each rounding counted as u relative, an FMA as one or two). */
+struct optim_ref {
+	double w, ew;
+	double s[RAGG_OPTIM_MAX_STATE], es[RAGG_OPTIM_MAX_STATE];
+};
+
+static void optim_reference(const struct ragg__optim *op, const struct ragg__optim_conf *c,
+                            uint64_t t, double w0, const double *s0, double g, struct optim_ref *r)
+{
+	double lr = c->lr;
+	memset(r, 0, sizeof(*r));
+	if (op->id == RAGG_OPT_SGD) {
+		r->w = w0 - lr * g;
+		r->ew = 3 * U * (fabs(w0) + fabs(lr * g));
+	} else if (op->id == RAGG_OPT_MOMENTUM) {
+		double mu = c->momentum, mv = mu * s0[0];
+		r->s[0] = mv + g;
+		r->es[0] = 3 * U * (fabs(mv) + fabs(g));
+		r->w = w0 - lr * r->s[0];
+		r->ew = lr * r->es[0] + 3 * U * (fabs(w0) + fabs(lr * r->s[0]));
+	} else {
+		int decoupled = op->id == RAGG_OPT_ADAMW;
+		double b1 = c->beta1, b2 = c->beta2, wd = c->weight_decay;
+		double l2 = decoupled ? 0 : wd, keep = decoupled ? 1 - lr * wd : 1;
+		double bc1 = 1 - pow(b1, (double)t), bc2 = 1 - pow(b2, (double)t);
+		double gi = g + l2 * w0, eg = 3 * U * (fabs(g) + fabs(l2 * w0));
+		double m = b1 * s0[0] + (1 - b1) * gi;
+		double em = 4 * U * (fabs(b1 * s0[0]) + fabs((1 - b1) * gi)) + (1 - b1) * eg;
+		double v = b2 * s0[1] + (1 - b2) * gi * gi;
+		double ev = 5 * U * (fabs(b2 * s0[1]) + (1 - b2) * gi * gi) +
+		            (1 - b2) * (2 * fabs(gi) + eg) * eg;
+		double sv = sqrt(v);
+		/* |sqrt(v + e) - sqrt(v)| <= min(sqrt(e), e / (2 sqrt(v))). */
+		double esv = sv > 0 ? fmin(sqrt(ev), ev / (2 * sv)) : sqrt(ev);
+		double d = sv / sqrt(bc2) + c->eps;
+		double ed = (esv + 3 * U * sv) / sqrt(bc2) + 2 * U * d;
+		double q = m / d, eq = em / d + fabs(m) * ed / (d * (d - ed)) + U * fabs(q);
+		double st = lr / bc1 * q, est = lr / bc1 * eq + 2 * U * fabs(st);
+		r->s[0] = m;
+		r->es[0] = em;
+		r->s[1] = v;
+		r->es[1] = ev;
+		r->w = keep * w0 - st;
+		r->ew = est + 3 * U * (fabs(keep * w0) + fabs(st)) + 2 * U * fabs(w0);
+	}
+}
+
+RAGG_TEST(optim_table)
+{
+	const struct ragg__kernels *kt[4];
+	int nk = nkernels(kt);
+	size_t nopt;
+	const struct ragg__optim *const *ops = ragg__optim_table(&nopt);
+	RAGG_CHECK(nopt == 4);
+	size_t cap = LARGE_N + 2 * GUARD + 32;
+	float *w = arena(cap), *w0 = arena(cap), *g = arena(cap);
+	float *s[RAGG_OPTIM_MAX_STATE], *s0[RAGG_OPTIM_MAX_STATE];
+	for (int q = 0; q < RAGG_OPTIM_MAX_STATE; q++) {
+		s[q] = arena(cap);
+		s0[q] = arena(cap);
+	}
+	for (size_t i = 0; i < cap; i++) {
+		w0[i] = frand();
+		g[i] = frand() * 10.0f;
+		s0[0][i] = frand(); /* v of momentum, m of Adam */
+		s0[1][i] = fabsf(frand() * frand()) * 4.0f; /* Adam's v: >= 0 */
+	}
+	/* Step 3: the bias corrections are neither 1 nor the first step's. */
+	const uint64_t step = 3;
+	const struct ragg__optim_conf base = { .lr = 0.05f,
+		                               .momentum = 0.9f,
+		                               .beta1 = 0.9f,
+		                               .beta2 = 0.999f,
+		                               .eps = 1e-8f,
+		                               .weight_decay = 0.01f };
+	double max_ratio = 0;
+	for (size_t o = 0; o < nopt; o++) {
+		const struct ragg__optim *op = ops[o];
+		struct ragg__optim_conf conf = base;
+		conf.optim = op;
+		RAGG_CHECK(op->nstate >= 0 && op->nstate <= RAGG_OPTIM_MAX_STATE);
+		RAGG_CHECK(ragg__optim_find(op->name) == op && ragg__optim_by_id(op->id) == op);
+		for (int t = 0; t < nk; t++)
+			for (size_t oa = 0; oa < 16; oa++)
+				for (size_t n = 0; n <= SMALL_MAX + 1; n++) {
+					if (n == SMALL_MAX + 1) {
+						if (oa != 5)
+							break;
+						n = LARGE_N;
+					}
+					size_t off = GUARD + oa, goff = GUARD + (oa * 3) % 16;
+					size_t soff[RAGG_OPTIM_MAX_STATE] = {
+						GUARD + (oa + 9) % 16, GUARD + (oa * 7 + 2) % 16
+					};
+					memcpy(w, w0, cap * sizeof(float));
+					for (size_t i = 0; i < GUARD; i++)
+						w[off - GUARD + i] = w[off + n + i] = CANARY;
+					struct ragg__optim_block b = { .w = w + off,
+						                       .g = g + goff,
+						                       .n = n };
+					for (int q = 0; q < RAGG_OPTIM_MAX_STATE; q++) {
+						memcpy(s[q], s0[q], cap * sizeof(float));
+						for (size_t i = 0; i < GUARD; i++)
+							s[q][soff[q] - GUARD + i] =
+							    s[q][soff[q] + n + i] = CANARY;
+						b.state[q] = q < op->nstate ? s[q] + soff[q] : NULL;
+					}
+					op->step(&conf, kt[t], &b, step);
+					check_guards(w, off, n, op->name);
+					for (int q = 0; q < op->nstate; q++)
+						check_guards(s[q], soff[q], n, op->name);
+					for (size_t i = 0; i < n; i++) {
+						struct optim_ref r;
+						double st0[RAGG_OPTIM_MAX_STATE] = {
+							s0[0][soff[0] + i], s0[1][soff[1] + i]
+						};
+						optim_reference(op, &conf, step, w0[off + i], st0,
+						                g[goff + i], &r);
+						double err = fabs(w[off + i] - r.w);
+						RAGG_CHECKF(
+						    err <= r.ew + FLT_MIN,
+						    "%s/%s w n=%zu +%zu [%zu]: %.9g want %.9g "
+						    "(tolerance %.3g)",
+						    op->name, kt[t]->name, n, oa, i, w[off + i],
+						    r.w, r.ew);
+						if (r.ew > 0)
+							max_ratio = fmax(max_ratio, err / r.ew);
+						for (int q = 0; q < op->nstate; q++) {
+							float got = s[q][soff[q] + i];
+							RAGG_CHECKF(
+							    fabs(got - r.s[q]) <= r.es[q] + FLT_MIN,
+							    "%s/%s state %d n=%zu +%zu [%zu]: "
+							    "%.9g want %.9g",
+							    op->name, kt[t]->name, q, n, oa, i, got,
+							    r.s[q]);
+						}
+					}
+				}
+	}
+	fprintf(stderr, "optim_table: largest error in w used %.2f of its bound\n", max_ratio);
+	free(w);
+	free(w0);
+	free(g);
+	for (int q = 0; q < RAGG_OPTIM_MAX_STATE; q++) {
+		free(s[q]);
+		free(s0[q]);
+	}
+}
+
+/* The hyperparameters come from RAGG_*, with their documented defaults,
+ * and out-of-range values are refused by name. */
+RAGG_TEST(optim_conf)
+{
+	struct ragg_opts o = { .size = sizeof(o), .lr = 0.5f, .optimizer = RAGG_OPT_ADAMW };
+	struct ragg__optim_conf c;
+	unsetenv("RAGG_BETA1");
+	unsetenv("RAGG_BETA2");
+	unsetenv("RAGG_EPS");
+	unsetenv("RAGG_WEIGHT_DECAY");
+	RAGG_CHECK_OK(ragg__optim_conf_read(&o, &c));
+	RAGG_CHECK(c.optim == &ragg__optim_adamw && c.lr == 0.5f);
+	RAGG_CHECK(c.beta1 == 0.9f && c.beta2 == 0.999f && c.eps == 1e-8f && c.weight_decay == 0);
+	RAGG_CHECK(ragg__optim_find("AdamW") == &ragg__optim_adamw);
+	RAGG_CHECK(ragg__optim_find("lion") == NULL);
+	setenv("RAGG_BETA2", "0.95", 1);
+	setenv("RAGG_WEIGHT_DECAY", "0.01", 1);
+	RAGG_CHECK_OK(ragg__optim_conf_read(&o, &c));
+	RAGG_CHECK(c.beta2 == 0.95f && c.weight_decay == 0.01f);
+	setenv("RAGG_BETA1", "1", 1);
+	RAGG_CHECK(ragg__optim_conf_read(&o, &c) == RAGG_ERR_CONFIG);
+	setenv("RAGG_BETA1", "0.9", 1);
+	setenv("RAGG_EPS", "-1e-8", 1);
+	RAGG_CHECK(ragg__optim_conf_read(&o, &c) == RAGG_ERR_CONFIG);
+	unsetenv("RAGG_BETA1");
+	unsetenv("RAGG_BETA2");
+	unsetenv("RAGG_EPS");
+	unsetenv("RAGG_WEIGHT_DECAY");
+	o.optimizer = (enum ragg_optimizer)42;
+	RAGG_CHECK(ragg__optim_conf_read(&o, &c) == RAGG_ERR_CONFIG);
+}
+
 /* ---- selection ---- */
 
 RAGG_TEST(selection)
@@ -453,7 +644,8 @@ RAGG_TEST(selection)
 		const struct ragg__kernels *k = ragg__kernels_get(names[i]);
 		if (!k)
 			continue;
-		RAGG_CHECK(k->sum_weighted && k->norm2 && k->scale && k->sgd && k->momentum);
+		RAGG_CHECK(k->sum_weighted && k->norm2 && k->scale && k->sgd && k->momentum &&
+		           k->adam);
 	}
 }
 

@@ -86,6 +86,12 @@ RAGG_TEST(defaults_and_environment)
 	           o.optimizer == RAGG_OPT_MOMENTUM);
 	RAGG_CHECK(o.lr == 0.125f);
 	RAGG_CHECK_OK(ragg__opts_validate(&o));
+	setenv("RAGG_OPTIMIZER", "adam", 1);
+	RAGG_CHECK_OK(ragg_opts_default(&o));
+	RAGG_CHECK(o.optimizer == RAGG_OPT_ADAM);
+	setenv("RAGG_OPTIMIZER", "AdamW", 1);
+	RAGG_CHECK_OK(ragg_opts_default(&o));
+	RAGG_CHECK(o.optimizer == RAGG_OPT_ADAMW);
 }
 
 RAGG_TEST(bad_settings_refused)
@@ -94,7 +100,7 @@ RAGG_TEST(bad_settings_refused)
 	const char *cases[][2] = {
 		{ "RAGG_ROLE", "boss" },        { "RAGG_POLL", "sometimes" },
 		{ "RAGG_CHUNK_BYTES", "lots" }, { "RAGG_TIMEOUT_MS", "0" },
-		{ "RAGG_WORKERS", "0" },        { "RAGG_OPTIMIZER", "adamw" },
+		{ "RAGG_WORKERS", "0" },        { "RAGG_OPTIMIZER", "lion" },
 		{ "RAGG_LR", "fast" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
