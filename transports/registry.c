@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -73,9 +74,25 @@ __attribute__((format(printf, 4, 5))) static int refuse(char *why, size_t why_le
 
 /* The operations every table has, from probe to wait (the first version's
  * table): each is set, to a stub returning -EOPNOTSUPP if need be. */
-#define REQUIRED(X)                                                                                \
-	X(probe) X(open) X(close) X(query) X(mr_reg) X(mr_dereg) X(listen) X(connect) X(accept)    \
-	    X(reject) X(ep_close) X(write_imm) X(send) X(poll) X(wait)
+#define OP(op) offsetof(struct ragg_tp_ops, op), #op
+static const struct {
+	size_t offset;
+	const char *name;
+} required[] = {
+	{ OP(probe) },    { OP(open) },      { OP(close) },   { OP(query) },  { OP(mr_reg) },
+	{ OP(mr_dereg) }, { OP(listen) },    { OP(connect) }, { OP(accept) }, { OP(reject) },
+	{ OP(ep_close) }, { OP(write_imm) }, { OP(send) },    { OP(poll) },   { OP(wait) },
+};
+#undef OP
+
+/* Whether the function pointer at offset of ops is set (all of the
+ * table's pointers are function pointers, of one representation). */
+static bool op_set(const struct ragg_tp_ops *ops, size_t offset)
+{
+	void (*fn)(void);
+	memcpy(&fn, (const char *)ops + offset, sizeof(fn));
+	return fn != NULL;
+}
 
 RAGG_EXPORT int ragg_transport_check(const struct ragg_tp_ops *ops, char *why, size_t why_len)
 {
@@ -98,14 +115,12 @@ RAGG_EXPORT int ragg_transport_check(const struct ragg_tp_ops *ops, char *why, s
 		              ops->size, min);
 	if (!ops->name || !ops->name[0])
 		return refuse(why, why_len, -EINVAL, "table without a name");
-#define CHECK_OP(op)                                                                               \
-	if (!ops->op)                                                                              \
-		return refuse(why, why_len, -EINVAL,                                               \
-		              "transport %s: operation " #op " is NULL (a transport that "         \
-		              "lacks it sets a stub returning -EOPNOTSUPP)",                       \
-		              ops->name);
-	REQUIRED(CHECK_OP)
-#undef CHECK_OP
+	for (size_t i = 0; i < RAGG_ARRAY_SIZE(required); i++)
+		if (!op_set(ops, required[i].offset))
+			return refuse(why, why_len, -EINVAL,
+			              "transport %s: operation %s is NULL (a transport that lacks "
+			              "it sets a stub returning -EOPNOTSUPP)",
+			              ops->name, required[i].name);
 	/* Operations added since are set whenever the table is large enough to
 	 * hold them: stubs, not NULL, for what the transport lacks. */
 	if (ops->size >= offsetof(struct ragg_tp_ops, describe) + sizeof(ops->describe) &&

@@ -73,6 +73,8 @@ static void open_dev(struct perf_session *s, const struct perf_opts *o)
 		fputc('\n', stderr);
 		exit(1);
 	}
+	if (ragg_transport_check(s->tp, why, sizeof(why)))
+		perf_die("transport %s: table refused: %s", s->tp->name, why);
 	if (s->tp->probe(why, sizeof(why)))
 		perf_die("transport %s unusable here: %s", s->tp->name, why);
 	log_level = o->verbose ? RAGG_LOG_INFO + o->verbose - 1 : RAGG_LOG_ERROR;

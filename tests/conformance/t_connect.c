@@ -21,7 +21,10 @@ TPC_CASE(probe_open_query)
 	/* Every op is present: a transport lacking one fills a stub. */
 	RAGG_CHECK(tp->open && tp->close && tp->query && tp->mr_reg && tp->mr_dereg && tp->listen &&
 	           tp->connect && tp->accept && tp->reject && tp->ep_close && tp->write_imm &&
-	           tp->send && tp->poll && tp->wait);
+	           tp->send && tp->poll && tp->wait && tp->describe);
+	/* The library understands the table: the check it makes before
+	 * opening any. */
+	RAGG_CHECKF(ragg_transport_check(tp, why, sizeof(why)) == 0, "%s", why);
 
 	struct tpc_world w;
 	tpc_world_init(&w, tp, 1);
@@ -41,6 +44,32 @@ TPC_CASE(probe_open_query)
 	RAGG_CHECK_OK(tp->wait(w.dev[0], 50));
 	RAGG_CHECK(tpc_now_ms() - t0 < 5000);
 	tpc_world_fini(&w);
+}
+
+/* describe: text for ragg-info, needing no open device, or -EOPNOTSUPP;
+ * always NUL-terminated, also when cut short. */
+TPC_CASE(describe)
+{
+	static char buf[16384];
+	char small[8];
+	memset(buf, 0x7f, sizeof(buf));
+	int rc = tp->describe(buf, sizeof(buf));
+	RAGG_CHECKF(rc == 0 || rc == -EOPNOTSUPP, "describe: %s", ragg_strerror(rc));
+	RAGG_CHECK(memchr(buf, '\0', sizeof(buf)) != NULL);
+	if (rc == -EOPNOTSUPP)
+		RAGG_CHECK(buf[0] == '\0');
+	/* Lines indented by two spaces, each ending in a newline. */
+	for (const char *line = buf; *line;) {
+		const char *nl = strchr(line, '\n');
+		RAGG_CHECKF(nl != NULL, "unterminated line \"%s\"", line);
+		RAGG_CHECKF(line[0] == ' ' && line[1] == ' ', "line \"%.*s\" not indented",
+		            (int)(nl - line), line);
+		line = nl + 1;
+	}
+	memset(small, 0x7f, sizeof(small));
+	rc = tp->describe(small, sizeof(small));
+	RAGG_CHECK(rc == 0 || rc == -EOPNOTSUPP);
+	RAGG_CHECK(memchr(small, '\0', sizeof(small)) != NULL);
 }
 
 TPC_CASE(connect_private_data)

@@ -416,6 +416,8 @@ int main(int argc, char **argv)
 		if (only && strcmp((*t)->name, only) != 0)
 			continue;
 		RAGG_CHECK((*t)->size >= sizeof(struct ragg_tp_ops));
+		RAGG_CHECKF(ragg_transport_check(*t, why, sizeof(why)) == 0, "%s: %s", (*t)->name,
+		            why);
 		selected[nsel] = *t;
 		if ((*t)->probe(why, sizeof(why)) == 0)
 			usable++;

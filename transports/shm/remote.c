@@ -211,7 +211,8 @@ void ragg__shm_on_map_req(struct ragg__shm_ep *ep, const struct ragg__shm_pkt *p
 		ragg__shm_refuse(ep, -ENOBUFS,
 		                 "peer asks for regions faster than it reads answers");
 	else if (!rc)
-		ragg__shm_debug(dev, "%s: told where region %" PRIu32 " is", ep->base.peer, mr->soft.id);
+		ragg__shm_debug(dev, "%s: told where region %" PRIu32 " is", ep->base.peer,
+		                mr->soft.id);
 }
 
 int ragg__shm_peer_map(struct ragg_tp_ep *e, const struct ragg_tp_rdesc *remote, void **ptr,

@@ -35,7 +35,9 @@ int ragg__tcp_mr_reg(struct ragg_tp_dev *d, void *addr, size_t len, struct ragg_
 	mr->dev = dev;
 	if (rdesc) {
 		struct ragg__tcp_rdesc desc = {
-			.region = mr->soft.id, .key = mr->soft.key, .length = len
+			.region = mr->soft.id,
+			.key = mr->soft.key,
+			.length = len,
 		};
 		ragg__tcp_rdesc_pack(&desc, rdesc);
 	}
