@@ -47,6 +47,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define RAGG_CODEC_HEADER  16
 #define RAGG_CODEC_VERSION 1
 #define RAGG_CODEC_MAX_N   ((size_t)1 << 30) /* floats in one chunk */
@@ -118,5 +122,9 @@ int ragg__codec_have_avx2(void);
 
 extern const struct ragg__codec ragg__codec_none, ragg__codec_fp16, ragg__codec_bf16,
     ragg__codec_topk, ragg__codec_randk, ragg__codec_onebit, ragg__codec_qsgd;
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
