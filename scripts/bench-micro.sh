@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds and runs bench/micro/ragg-micro: the fused summing kernel and the
 # OpenBLAS chain for k = 2, 4, 8 against STREAM copy/triad, 64 MiB arrays,
-# 1 and 2 threads; ends with one "sum k=K: ..." line per k.
+# 1 and 2 threads; ends with one "sum k=K: ..." line per k, then one
+# "codec: name=X encode_GBps=A decode_GBps=B encode/copy=C ..." line per
+# gradient codec (one thread, beside STREAM copy in GB/s of fp32 input).
 # Builds in build/ (or $RAGG_BUILD_DIR); arguments go to Google Benchmark
 # (e.g. --benchmark_filter=fused). RAGG_MICRO_MIB changes the array size,
 # RAGG_KERNELS the fused kernels measured, RAGG_CPUS the pool's cpus.
