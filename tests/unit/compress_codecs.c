@@ -30,9 +30,9 @@ uint16_t ragg__fp16_from_float(float f);
 size_t ragg__randk_index(uint64_t seed, size_t n, size_t j);
 
 /* Every table entry, some twice with parameters taking other paths. */
-static const char *const specs[] = { "none",     "fp16",   "bf16",       "topk:0.01",
-	                             "topk:0.3", "topk:1", "randk:0.05", "randk:1",
-	                             "onebit",   "qsgd:1", "qsgd:15",    "qsgd:127" };
+static const char *const specs[] = { "none",   "fp16",       "bf16",    "topk:0.01", "topk:0.3",
+	                             "topk:1", "randk:0.05", "randk:1", "onebit",    "qsgd:1",
+	                             "qsgd:4", "qsgd:15",    "qsgd:127" };
 #define NSPECS (sizeof(specs) / sizeof(specs[0]))
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -377,7 +377,7 @@ RAGG_TEST(compress_random_payloads)
 	/* codecs with structure in their payload notice random bytes */
 	for (size_t c = 0; c < NSPECS; c++)
 		if (!strncmp(specs[c], "topk:0", 6) || !strcmp(specs[c], "onebit") ||
-		    !strcmp(specs[c], "qsgd:15"))
+		    !strncmp(specs[c], "qsgd:", 5))
 			RAGG_CHECKF(refusals[c] > 150, "%s refused %zu of 200", specs[c],
 			            refusals[c]);
 	free(ob), free(g);
@@ -404,6 +404,69 @@ RAGG_TEST(compress_encode_errors)
 		RAGG_CHECK(ragg__codec_encode(&s, NULL, 100, out, need, e, 1) == -EINVAL);
 		RAGG_CHECK(ragg__codec_encode(&s, g, RAGG_CODEC_MAX_N + 1, out, sizeof(out), e,
 		                              1) == -EINVAL);
+	}
+}
+
+static void encdec(const char *spec, const float *g, float *d, size_t n, uint64_t seed,
+                   unsigned char **enc_out, size_t *len_out);
+
+/* Each structural check of a payload, one at a time, on a valid encoding. */
+RAGG_TEST(compress_payload_checks)
+{
+	enum { N = 200 };
+	float g[N];
+	unsigned char *enc;
+	size_t len;
+	fill(g, N);
+	{ /* topk: an index out of range, repeated, or out of order */
+		struct ragg__codec_spec s = spec_of("topk:0.1");
+		uint32_t bad[][2] = { { 0, N }, { 1, 0 } }; /* (slot, value) */
+		s.error_feedback = 0;
+		for (int b = 0; b < 3; b++) {
+			float d[N];
+			encdec("topk:0.1", g, d, N, 0, &enc, &len);
+			unsigned char *idx = enc + RAGG_CODEC_HEADER;
+			if (b < 2) {
+				memcpy(idx + 4 * bad[b][0], &bad[b][1], 4);
+				if (b == 1) /* slot 1 = slot 0's index: a repeat */
+					memcpy(idx + 4, idx, 4);
+			} else { /* swap two indices */
+				unsigned char t[4];
+				memcpy(t, idx, 4), memcpy(idx, idx + 4, 4), memcpy(idx + 4, t, 4);
+			}
+			refused(&s, enc, len, N, 0, "a malformed topk index list");
+			free(enc);
+		}
+	}
+	{ /* onebit: a negative scale; a padding bit set */
+		struct ragg__codec_spec s = spec_of("onebit");
+		float d[N], neg = -1.0f;
+		s.error_feedback = 0;
+		encdec("onebit", g, d, N, 0, &enc, &len);
+		memcpy(enc + RAGG_CODEC_HEADER, &neg, 4);
+		refused(&s, enc, len, N, 0, "a negative onebit scale");
+		free(enc);
+		encdec("onebit", g, d, N, 0, &enc, &len);
+		enc[len - 1] |= 0x80;
+		refused(&s, enc, len, N, 0, "a onebit padding bit");
+		free(enc);
+	}
+	{ /* qsgd: a negative norm; a level above s; a padding bit */
+		struct ragg__codec_spec s = spec_of("qsgd:4");
+		float d[N], neg = -1.0f;
+		s.error_feedback = 0;
+		encdec("qsgd:4", g, d, N, 0, &enc, &len);
+		memcpy(enc + RAGG_CODEC_HEADER, &neg, 4);
+		refused(&s, enc, len, N, 0, "a negative qsgd norm");
+		free(enc);
+		encdec("qsgd:4", g, d, N, 0, &enc, &len);
+		enc[RAGG_CODEC_HEADER + 4] |= 0x0e; /* element 0: level 7 > 4 */
+		refused(&s, enc, len, N, 0, "a qsgd level above s");
+		free(enc);
+		encdec("qsgd:4", g, d, N, 0, &enc, &len);
+		enc[len - 1] |= 0x80;
+		refused(&s, enc, len, N, 0, "a qsgd padding bit");
+		free(enc);
 	}
 }
 
