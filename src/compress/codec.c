@@ -131,8 +131,12 @@ void ragg__codec_stream(uint64_t seed, uint32_t purpose, uint64_t first, uint32_
 	sodium_memzero(key, sizeof(key));
 }
 
+int ragg__codec_scalar_only;
+
 int ragg__codec_have_f16c(void)
 {
+	if (__atomic_load_n(&ragg__codec_scalar_only, __ATOMIC_RELAXED))
+		return 0;
 	__builtin_cpu_init();
 	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") &&
 	       __builtin_cpu_supports("fma");
@@ -140,6 +144,8 @@ int ragg__codec_have_f16c(void)
 
 int ragg__codec_have_avx2(void)
 {
+	if (__atomic_load_n(&ragg__codec_scalar_only, __ATOMIC_RELAXED))
+		return 0;
 	__builtin_cpu_init();
 	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }

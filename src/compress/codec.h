@@ -116,9 +116,11 @@ size_t ragg__codec_k(double r, size_t n);
 #define RAGG_CODEC_STREAM_WORDS 256
 void ragg__codec_stream(uint64_t seed, uint32_t purpose, uint64_t first, uint32_t *w, size_t count);
 
-/* F16C / AVX2 availability, read once. */
+/* F16C / AVX2 availability; both 0 while ragg__codec_scalar_only is set
+ * (tests and benchmarks, to run the portable paths on any CPU). */
 int ragg__codec_have_f16c(void);
 int ragg__codec_have_avx2(void);
+extern int ragg__codec_scalar_only;
 
 extern const struct ragg__codec ragg__codec_none, ragg__codec_fp16, ragg__codec_bf16,
     ragg__codec_topk, ragg__codec_randk, ragg__codec_onebit, ragg__codec_qsgd;
