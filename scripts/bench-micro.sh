@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds and runs bench/micro/ragg-micro: the fused summing kernel and the
 # OpenBLAS chain for k = 2, 4, 8 against STREAM copy/triad, 64 MiB arrays,
-# 1 and 2 threads, and the server's Adam step; ends with one "sum k=K: ..."
-# line per k and one "adam: GBps=X adam/triad=Y".
+# 1 and 2 threads, the server's Adam step and the gradient codecs; ends with
+# one "sum k=K: ..." line per k, one "adam: GBps=X adam/triad=Y", then one
+# "codec: name=X encode_GBps=A decode_GBps=B encode/copy=C ..." line per
+# gradient codec (one thread, beside STREAM copy in GB/s of fp32 input).
 # Builds in build/ (or $RAGG_BUILD_DIR); arguments go to Google Benchmark
 # (e.g. --benchmark_filter=fused). RAGG_MICRO_MIB changes the array size,
 # RAGG_KERNELS the fused kernels measured, RAGG_CPUS the pool's cpus.

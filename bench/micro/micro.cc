@@ -11,6 +11,14 @@
 // and a summary line per k, and one for Adam:
 //   sum k=K: fused=A GB/s openblas=B GB/s fused/triad=R fused/openblas=S
 //   adam: GBps=X adam/triad=Y
+// and the gradient codecs (src/compress), on the caller's thread:
+//   codec_encode X     C(g) alone (error feedback off); bytes: the fp32 input
+//   codec_encode_ef X  with error feedback (g + e, C, e = g - D(c))
+//   codec_decode X     D(c) into an fp32 array; bytes: the fp32 output
+// summarised as
+//   codec: name=X encode_GBps=A decode_GBps=B encode/copy=C encode_ef_GBps=D
+// where copy is STREAM copy on one thread counted the same way, in GB/s of
+// fp32 input copied (half STREAM's figure, which counts read and write).
 // Rates are the best of the repetitions, as STREAM reports them; GB = 1e9 B.
 //
 // Bytes are what the operation must move at least, not what the hardware
@@ -31,6 +39,7 @@
 #include <string>
 #include <vector>
 
+#include "compress/codec.h"
 #include "engine/engine.h"
 #include "stream.h"
 
@@ -53,6 +62,58 @@ const ragg__kernels *g_fused, *g_blas;
 Arrays g_a;
 // Step 10 of Adam, lr = 1e-3, PyTorch's betas and eps.
 ragg__adam_coef g_adam = { 0.9f, 0.1f, 0.999f, 0.001f, 1e-8f, 1.535e-3f, 10.02f, 0.0f, 1.0f };
+
+// ---- codecs ----
+
+const char *const kCodecs[] = { "none",      "fp16",       "bf16",   "onebit",
+	                        "topk:0.01", "randk:0.01", "qsgd:15" };
+
+struct Codec {
+	ragg__codec_spec spec, ef;
+	unsigned char *enc = nullptr;
+	size_t cap = 0;
+};
+
+Codec g_codec[sizeof(kCodecs) / sizeof(kCodecs[0])];
+float *g_grad, *g_resid; // a gradient-like input, and a residual
+
+enum class CodecOp { encode, encode_ef, decode };
+
+void register_codec(size_t c, CodecOp op)
+{
+	static const char *const what[] = { "codec_encode/", "codec_encode_ef/", "codec_decode/" };
+	benchmark::RegisterBenchmark(
+	    (std::string(what[(int)op]) + kCodecs[c]).c_str(),
+	    [=](benchmark::State &st) {
+		    Codec &k = g_codec[c];
+		    uint64_t seed = 1;
+		    for (auto _ : st) {
+			    long rc = 0;
+			    switch (op) {
+			    case CodecOp::encode:
+				    rc = ragg__codec_encode(&k.spec, g_grad, g_a.n, k.enc, k.cap,
+				                            nullptr, seed++);
+				    break;
+			    case CodecOp::encode_ef:
+				    rc = ragg__codec_encode(&k.ef, g_grad, g_a.n, k.enc, k.cap,
+				                            g_resid, seed++);
+				    break;
+			    case CodecOp::decode:
+				    rc = ragg__codec_decode(&k.spec, k.enc, k.cap, g_a.out, g_a.n,
+				                            1);
+				    break;
+			    }
+			    if (rc < 0) {
+				    st.SkipWithError("codec call failed");
+				    break;
+			    }
+			    benchmark::ClobberMemory();
+		    }
+		    st.SetBytesProcessed((int64_t)((double)g_a.bytes * (double)st.iterations()));
+	    })
+	    ->UseRealTime()
+	    ->Unit(benchmark::kMillisecond);
+}
 
 // ---- running a piece of work on each of the pool's threads ----
 
@@ -216,6 +277,24 @@ void summary(const Collector &c, int threads)
 		            threads == 1 ? "" : " (2 threads)", a, a / triad);
 }
 
+void codec_summary(const Collector &c)
+{
+	double copy = get(c, key("copy", 0, 1)) / 2;
+	if (copy == 0.0)
+		return;
+	std::printf("codec copy: copy_GBps=%.2f (1 thread, fp32 input copied per second)\n", copy);
+	for (const char *name : kCodecs) {
+		double e = get(c, std::string("codec_encode/") + name),
+		       d = get(c, std::string("codec_decode/") + name),
+		       f = get(c, std::string("codec_encode_ef/") + name);
+		if (e == 0.0 || d == 0.0)
+			continue;
+		std::printf("codec: name=%s encode_GBps=%.2f decode_GBps=%.2f encode/copy=%.2f "
+		            "encode_ef_GBps=%.2f\n",
+		            name, e, d, e / copy, f);
+	}
+}
+
 } // namespace
 
 int main(int argc, char **argv)
@@ -268,6 +347,34 @@ int main(int argc, char **argv)
 	if (!g_a.out)
 		return 1;
 
+	// A gradient-like input: magnitudes spread over a few binades, signs
+	// mixed, no two neighbours alike.
+	g_grad = static_cast<float *>(ragg__engine_alloc(g_engine, g_a.bytes, g_a.bytes));
+	g_resid = static_cast<float *>(ragg__engine_alloc(g_engine, g_a.bytes, g_a.bytes));
+	if (!g_grad || !g_resid)
+		return 1;
+	for (size_t i = 0; i < g_a.n; i++) {
+		uint32_t h = (uint32_t)i * 2654435761u;
+		g_grad[i] = ((float)(h >> 8) / 8388608.0f - 1.0f) * (float)(1u << (h & 7)) * 1e-3f;
+		g_resid[i] = 0;
+	}
+	for (size_t c = 0; c < sizeof(kCodecs) / sizeof(kCodecs[0]); c++) {
+		Codec &k = g_codec[c];
+		if (ragg__codec_parse(kCodecs[c], &k.spec))
+			return 1;
+		k.ef = k.spec;
+		k.spec.error_feedback = 0;
+		k.cap = ragg__codec_max_encoded_size(&k.spec, g_a.n);
+		k.enc = static_cast<unsigned char *>(ragg__engine_alloc(g_engine, k.cap, k.cap));
+		if (!k.enc ||
+		    ragg__codec_encode(&k.spec, g_grad, g_a.n, k.enc, k.cap, nullptr, 1) < 0)
+			return 1;
+		register_codec(c, CodecOp::encode);
+		if (k.ef.error_feedback)
+			register_codec(c, CodecOp::encode_ef);
+		register_codec(c, CodecOp::decode);
+	}
+
 	for (int threads = 1; threads <= 2; threads++) {
 		register_one(key("copy", 0, threads), Op::copy, 0, threads);
 		register_one(key("triad", 0, threads), Op::triad, 0, threads);
@@ -283,11 +390,16 @@ int main(int argc, char **argv)
 	std::printf("\n");
 	summary(c, 1);
 	summary(c, 2);
+	codec_summary(c);
 
 	benchmark::Shutdown();
 	for (int j = 0; j < kMaxK; j++)
 		ragg__engine_free(g_engine, g_a.in[j], g_a.bytes);
 	ragg__engine_free(g_engine, g_a.out, g_a.bytes);
+	for (Codec &k : g_codec)
+		ragg__engine_free(g_engine, k.enc, k.cap);
+	ragg__engine_free(g_engine, g_grad, g_a.bytes);
+	ragg__engine_free(g_engine, g_resid, g_a.bytes);
 	ragg__engine_stop(g_engine);
 	return 0;
 }
