@@ -115,7 +115,7 @@ bad:
 static int publish(struct ragg_ctx *ctx, struct ragg__kv *kv)
 {
 	char host[RAGG_TP_ADDR_MAX], key[64], value[RAGG_KV_VALUE_MAX];
-	const char *env = ragg__setting_value("RAGG_LISTEN_HOST");
+	const char *env = ragg__opt_get(&ctx->opts, "RAGG_LISTEN_HOST");
 	size_t n = 0;
 	int rc;
 
