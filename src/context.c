@@ -133,8 +133,9 @@ static int alloc_peers(struct ragg_ctx *ctx)
 			p->rank = p->index = i;
 			break;
 		}
-		/* Room for the control messages of set-up and shutdown. */
-		int rc = ragg__queue_reserve(p, 8);
+		/* Room for the control messages of set-up (the settings
+		 * agreement's among them) and shutdown. */
+		int rc = ragg__queue_reserve(p, 8 + ragg__agreement_msgs());
 		if (rc)
 			return rc;
 	}
