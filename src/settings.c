@@ -480,9 +480,16 @@ RAGG_EXPORT int ragg_opts_default(struct ragg_opts *opts)
 	ragg__logging_setup(NULL);
 	memset(&o, 0, sizeof(o));
 	o.size = sizeof(o);
-	for (const struct ragg__setting *s = ragg__settings; s->name; s++)
-		if ((rc = set_row(&o, s, ragg__setting_env(s))))
+	for (const struct ragg__setting *s = ragg__settings; s->name; s++) {
+		const char *text = ragg__setting_env(s);
+		/* A bad logging level is no reason to stop a job: it was
+		 * reported above and selects errors only. */
+		if (strcmp(s->name, "RAGG_LOG") == 0 &&
+		    ragg__tp_value_parse(s->name, &s->spec, text, NULL, NULL, NULL))
+			text = "error";
+		if ((rc = set_row(&o, s, text)))
 			return rc;
+	}
 	if (o.role == RAGG_ROLE_NONE && (rc = role_from_launcher(&o)))
 		return rc;
 	*opts = o;

@@ -125,6 +125,12 @@ RAGG_TEST(validation)
 	o.chunk_bytes = 1000;
 	RAGG_CHECK(ragg__opts_validate(&o) == RAGG_ERR_CONFIG);
 	o.chunk_bytes = 4096;
+	/* Named for the optimizer table, refused until it implements them. */
+	RAGG_CHECK_OK(ragg_opts_set(&o, "RAGG_OPTIMIZER", "adamw"));
+	RAGG_CHECK(o.optimizer == RAGG_OPT_ADAMW);
+	RAGG_CHECK(ragg__opts_validate(&o) == RAGG_ERR_CONFIG);
+	RAGG_CHECK_OK(ragg_opts_set(&o, "RAGG_OPTIMIZER", NULL));
+	RAGG_CHECK_OK(ragg__opts_validate(&o));
 	strcpy(o.root, "nohostport");
 	RAGG_CHECK(ragg__opts_validate(&o) == RAGG_ERR_CONFIG);
 }
@@ -284,6 +290,13 @@ RAGG_TEST(env_then_set)
 	RAGG_CHECK(o.lr == 0.03f);
 	RAGG_CHECK(strcmp(ragg__opt_get(&o, "RAGG_KERNELS"), "avx2") == 0);
 	RAGG_CHECK(ragg__opt_double(&o, "RAGG_BETA1") == 0.7);
+	/* A bad logging level is reported and selects errors, as documented. */
+	setenv("RAGG_LOG", "loud", 1);
+	RAGG_CHECK_OK(ragg_opts_default(&o));
+	RAGG_CHECK(strcmp(ragg__opt_get(&o, "RAGG_LOG"), "error") == 0);
+	unsetenv("RAGG_LOG");
+	RAGG_CHECK_OK(ragg_opts_set(&o, "RAGG_LR", "0.03"));
+	RAGG_CHECK_OK(ragg_opts_set(&o, "RAGG_KERNELS", "avx2"));
 	/* The environment is read once, by ragg_opts_default. */
 	setenv("RAGG_KERNELS", "openblas", 1);
 	RAGG_CHECK(strcmp(ragg__opt_get(&o, "RAGG_KERNELS"), "avx2") == 0);
