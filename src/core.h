@@ -234,8 +234,7 @@ void ragg__on_connected(struct ragg_ctx *ctx, const struct ragg_tp_event *ev);
 /* Settings agreement: the messages each peer is sent (reserve queue room
  * for them), and one received from p. */
 uint32_t ragg__agreement_msgs(void);
-void ragg__agreement_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p,
-                            const struct ragg__msg *m);
+void ragg__agreement_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m);
 
 /* progress.c */
 int ragg__progress(struct ragg_ctx *ctx);

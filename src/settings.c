@@ -11,13 +11,27 @@
 #include "../transports/util/settings.h"
 
 #define SPEC_SIZE(lo, hi)                                                                          \
-	{ .kind = RAGG__TP_SIZE, .width = sizeof(size_t), .min = (lo), .max = (hi) }
+	{                                                                                          \
+		.kind = RAGG__TP_SIZE, .width = sizeof(size_t), .min = (lo), .max = (hi)           \
+	}
 #define SPEC_INT(lo, hi, fl)                                                                       \
-	{ .kind = RAGG__TP_INT, .width = sizeof(long), .min = (lo), .max = (hi), .flags = (fl) }
+	{                                                                                          \
+		.kind = RAGG__TP_INT, .width = sizeof(long), .min = (lo), .max = (hi),             \
+		.flags = (fl)                                                                      \
+	}
 #define SPEC_DOUBLE(lo, hi, fl)                                                                    \
-	{ .kind = RAGG__TP_DOUBLE, .width = sizeof(double), .dmin = (lo), .dmax = (hi), .flags = (fl) }
-#define SPEC_CHOICE(list) { .kind = RAGG__TP_CHOICE, .width = sizeof(long), .choices = (list) }
-#define SPEC_TEXT(cap)    { .kind = RAGG__TP_STRING, .width = (cap) }
+	{                                                                                          \
+		.kind = RAGG__TP_DOUBLE, .width = sizeof(double), .dmin = (lo), .dmax = (hi),      \
+		.flags = (fl)                                                                      \
+	}
+#define SPEC_CHOICE(list)                                                                          \
+	{                                                                                          \
+		.kind = RAGG__TP_CHOICE, .width = sizeof(long), .choices = (list)                  \
+	}
+#define SPEC_TEXT(cap)                                                                             \
+	{                                                                                          \
+		.kind = RAGG__TP_STRING, .width = (cap)                                            \
+	}
 #define FIELD(kind, member) RAGG__OPT_##kind, offsetof(struct ragg_opts, member)
 #define EXT                 RAGG__OPT_EXT, 0
 #define JOB                 RAGG__SETTING_JOB_WIDE
@@ -268,8 +282,7 @@ const char *ragg__opt_get(const struct ragg_opts *o, const char *name)
 }
 
 /* A row's value parsed into v (the row's kind); false for no such row. */
-static bool opt_value(const struct ragg_opts *o, const char *name, enum ragg__tp_kind kind,
-                      void *v)
+static bool opt_value(const struct ragg_opts *o, const char *name, enum ragg__tp_kind kind, void *v)
 {
 	const struct ragg__setting *s = ragg__setting_find(name);
 	if (!s || s->spec.kind != kind)
@@ -409,8 +422,8 @@ int ragg__parse_float(const char *name, const char *text, float *out)
  * other settings are reported. */
 void ragg__logging_setup(const struct ragg_opts *o)
 {
-	const char *v = o ? ragg__opt_get(o, "RAGG_LOG")
-	                  : ragg__setting_env(ragg__setting_find("RAGG_LOG"));
+	const char *v =
+	    o ? ragg__opt_get(o, "RAGG_LOG") : ragg__setting_env(ragg__setting_find("RAGG_LOG"));
 	int level = ragg__log_parse(v);
 	if (level < 0) {
 		ragg__log_level = RAGG_LOG_ERROR;

@@ -38,7 +38,7 @@ extern "C" {
 	X(RAGG_ERR_NO_TRANSPORT, -263, "no usable transport")                                      \
 	X(RAGG_ERR_BOUNDS, -264, "remote write outside its slot refused")                          \
 	X(RAGG_ERR_KEY, -265, "remote write with a wrong memory key refused")                      \
-	X(RAGG_ERR_MISMATCH, -266, "settings or tensor declarations differ between processes")                 \
+	X(RAGG_ERR_MISMATCH, -266, "settings or tensor declarations differ between processes")     \
 	X(RAGG_ERR_MEMLOCK, -267, "memory registration failed: locked-memory limit (ulimit -l)")
 
 enum ragg_errno {

@@ -189,8 +189,9 @@ RAGG_TEST(table_rows_and_types)
 	RAGG_CHECK(strcmp(ragg__opt_get(&o, "RAGG_LISTEN_HOST"), "") == 0);
 	RAGG_CHECK(ragg__opt_get(&o, "RAGG_NO_SUCH") == NULL);
 	/* Job-wide rows: the chunk size, the optimizer and its parameters. */
-	const char *job[] = { "RAGG_CHUNK_BYTES", "RAGG_LR",    "RAGG_OPTIMIZER", "RAGG_MOMENTUM",
-		              "RAGG_BETA1",       "RAGG_BETA2", "RAGG_EPS",       "RAGG_WEIGHT_DECAY" };
+	const char *job[] = { "RAGG_CHUNK_BYTES", "RAGG_LR",          "RAGG_OPTIMIZER",
+		              "RAGG_MOMENTUM",    "RAGG_BETA1",       "RAGG_BETA2",
+		              "RAGG_EPS",         "RAGG_WEIGHT_DECAY" };
 	for (size_t i = 0; i < sizeof(job) / sizeof(job[0]); i++)
 		RAGG_CHECK(ragg__setting_find(job[i])->flags & RAGG__SETTING_JOB_WIDE);
 	RAGG_CHECK(!(ragg__setting_find("RAGG_RANK")->flags & RAGG__SETTING_JOB_WIDE));
@@ -232,12 +233,18 @@ RAGG_TEST(set_by_name)
 
 	/* Refusals leave opts as it was. */
 	const char *bad[][2] = {
-		{ "RAGG_LR", "fast" },         { "RAGG_LR", "-1" },
-		{ "RAGG_LR", "inf" },          { "RAGG_BETA1", "1" },
-		{ "RAGG_EPS", "0" },           { "RAGG_OPTIMIZER", "adagrad" },
-		{ "RAGG_CHUNK_BYTES", "100" }, { "RAGG_AGG_THREADS", "many" },
-		{ "RAGG_AGG_THREADS", "2000" }, { "RAGG_RANK", "-1" },
-		{ "RAGG_LOG", "loud" },        { "RAGG_POLL", "sometimes" },
+		{ "RAGG_LR", "fast" },
+		{ "RAGG_LR", "-1" },
+		{ "RAGG_LR", "inf" },
+		{ "RAGG_BETA1", "1" },
+		{ "RAGG_EPS", "0" },
+		{ "RAGG_OPTIMIZER", "adagrad" },
+		{ "RAGG_CHUNK_BYTES", "100" },
+		{ "RAGG_AGG_THREADS", "many" },
+		{ "RAGG_AGG_THREADS", "2000" },
+		{ "RAGG_RANK", "-1" },
+		{ "RAGG_LOG", "loud" },
+		{ "RAGG_POLL", "sometimes" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		before = o;
