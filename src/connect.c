@@ -198,7 +198,9 @@ static int connect_to(struct ragg_ctx *ctx, struct ragg__kv *kv, struct ragg__pe
  * before its settings are. One message per setting keeps each far below the
  * transports' message limit and lets a difference be reported with both
  * values. The exchange is symmetric, so both processes of a connection that
- * differ log the difference and fail with RAGG_ERR_MISMATCH; their other
+ * differ log the difference and fail with RAGG_ERR_MISMATCH (each lingers
+ * up to half a second, taking on no work, until the other has closed, so
+ * that its own settings are not lost in a transport's queue); their other
  * peers lose them and fail with RAGG_ERR_PEER_LOST, at once rather than at
  * a timeout. ragg_init returns only once every peer's settings agreed.
  */
@@ -268,7 +270,30 @@ void ragg__agreement_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const st
 	p->settings_seen++;
 	return;
 mismatch:
+	/* Failed at once, so no more work is taken on; connect_job lingers
+	 * until this peer has our settings too and names the difference
+	 * itself, rather than just losing us. */
+	p->settings_differ = true;
 	ragg__fail(ctx, RAGG_ERR_MISMATCH);
+}
+
+/* How long a process that found a difference keeps making progress before
+ * it closes: our settings, handed to a transport, may still sit in its
+ * queue, and the peer, which differs too, closes first once it has them. */
+#define DIFFER_LINGER_US 500000u
+
+static void linger_for_differing_peers(struct ragg_ctx *ctx)
+{
+	uint64_t until = ragg__now_us() + DIFFER_LINGER_US;
+	while (ragg__now_us() < until) {
+		bool waiting = false;
+		for (int i = 0; i < ctx->npeers; i++)
+			waiting |= ctx->peers[i].settings_differ && !ctx->peers[i].gone;
+		if (!waiting)
+			return;
+		ragg__progress(ctx);
+		ragg__transports_wait(ctx, 10);
+	}
 }
 
 static bool all_connected(void *arg)
@@ -320,6 +345,8 @@ int ragg__connect_job(struct ragg_ctx *ctx, struct ragg__kv *kv)
 	rc = ragg__wait(ctx, all_connected, ctx, "connecting");
 	if (rc == RAGG_ERR_TIMEOUT)
 		report_missing(ctx);
+	if (rc == RAGG_ERR_MISMATCH)
+		linger_for_differing_peers(ctx);
 	if (rc)
 		return rc;
 	/* Name the transports in use, e.g. "shm+tcp" for an agent whose

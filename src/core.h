@@ -56,6 +56,7 @@ struct ragg__peer {
 	int index; /* position among this process's peers of that role */
 	bool connected, said_bye, gone;
 	uint32_t settings_seen; /* job-wide settings received and agreed */
+	bool settings_differ; /* one differed: linger until ours have left */
 	struct ragg__op *queue;
 	uint32_t qcap, qhead, qlen;
 };
