@@ -3,7 +3,8 @@
  * their address at the rendezvous; workers connect to their agent, agents to
  * every server. Each side proves knowledge of the job key in the hello of
  * the connection's private data before anything else is exchanged, and an
- * acceptor takes only the peers its role expects, once each.
+ * acceptor takes only the peers its role expects, once each. Then both
+ * sides of every connection agree on the job-wide settings (below).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -115,7 +116,7 @@ bad:
 static int publish(struct ragg_ctx *ctx, struct ragg__kv *kv)
 {
 	char host[RAGG_TP_ADDR_MAX], key[64], value[RAGG_KV_VALUE_MAX];
-	const char *env = ragg__setting_value("RAGG_LISTEN_HOST");
+	const char *env = ragg__opt_get(&ctx->opts, "RAGG_LISTEN_HOST");
 	size_t n = 0;
 	int rc;
 
@@ -187,11 +188,120 @@ static int connect_to(struct ragg_ctx *ctx, struct ragg__kv *kv, struct ragg__pe
 	return RAGG_ERR_NO_TRANSPORT;
 }
 
+/*
+ * Settings agreement. The job-wide settings (the rows of the table flagged
+ * so: chunk size, optimizer and its hyperparameters) must be the same in
+ * every process. Each side of a connection sends every job-wide setting of
+ * its own as one message (name hash, canonical value) before anything else
+ * it sends there, and compares each one it receives with its own value:
+ * the transports deliver in order, so no declaration from a peer is handled
+ * before its settings are. One message per setting keeps each far below the
+ * transports' message limit and lets a difference be reported with both
+ * values. The exchange is symmetric, so both processes of a connection that
+ * differ log the difference and fail with RAGG_ERR_MISMATCH (each lingers
+ * up to half a second, taking on no work, until the other has closed, so
+ * that its own settings are not lost in a transport's queue); their other
+ * peers lose them and fail with RAGG_ERR_PEER_LOST, at once rather than at
+ * a timeout. ragg_init returns only once every peer's settings agreed.
+ */
+static uint32_t job_wide_count(void)
+{
+	uint32_t n = 0;
+	for (const struct ragg__setting *s = ragg__settings; s->name; s++)
+		n += !!(s->flags & RAGG__SETTING_JOB_WIDE);
+	return n;
+}
+
+uint32_t ragg__agreement_msgs(void)
+{
+	return job_wide_count();
+}
+
+static int agreement_send(struct ragg_ctx *ctx, struct ragg__peer *p)
+{
+	uint32_t n = job_wide_count();
+	for (const struct ragg__setting *s = ragg__settings; s->name; s++) {
+		if (!(s->flags & RAGG__SETTING_JOB_WIDE))
+			continue;
+		struct ragg__msg m = {
+			.type = RAGG_MSG_SETTING,
+			.count = ragg__setting_canon(&ctx->opts, s),
+			.chunk_bytes = n,
+			.name_hash = ragg__name_hash(s->name),
+		};
+		int rc = ragg__post_msg(p, &m);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+void ragg__agreement_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m)
+{
+	const struct ragg_opts *o = &ctx->opts;
+	const char *me = ragg__role_name(o->role), *peer = ragg__role_name(p->role);
+	uint32_t n = job_wide_count();
+	const struct ragg__setting *s;
+
+	if (m->chunk_bytes != n) {
+		ragg__error("job-wide settings differ: %s %d has %llu, %s %d has %u (another "
+		            "version of ragg?)",
+		            peer, p->rank, (unsigned long long)m->chunk_bytes, me, o->rank, n);
+		goto mismatch;
+	}
+	for (s = ragg__settings; s->name; s++)
+		if ((s->flags & RAGG__SETTING_JOB_WIDE) && ragg__name_hash(s->name) == m->name_hash)
+			break;
+	if (!s->name) {
+		ragg__error("%s %d has a job-wide setting unknown to %s %d (another version of "
+		            "ragg?)",
+		            peer, p->rank, me, o->rank);
+		goto mismatch;
+	}
+	uint64_t mine = ragg__setting_canon(o, s);
+	if (m->count != mine) {
+		char here[64], there[64];
+		ragg__setting_canon_text(s, mine, here, sizeof(here));
+		ragg__setting_canon_text(s, m->count, there, sizeof(there));
+		ragg__error("%s differs: %s here (%s %d), %s at %s %d", s->name, here, me, o->rank,
+		            there, peer, p->rank);
+		goto mismatch;
+	}
+	p->settings_seen++;
+	return;
+mismatch:
+	/* Failed at once, so no more work is taken on; connect_job lingers
+	 * until this peer has our settings too and names the difference
+	 * itself, rather than just losing us. */
+	p->settings_differ = true;
+	ragg__fail(ctx, RAGG_ERR_MISMATCH);
+}
+
+/* How long a process that found a difference keeps making progress before
+ * it closes: our settings, handed to a transport, may still sit in its
+ * queue, and the peer, which differs too, closes first once it has them. */
+#define DIFFER_LINGER_US 500000u
+
+static void linger_for_differing_peers(struct ragg_ctx *ctx)
+{
+	uint64_t until = ragg__now_us() + DIFFER_LINGER_US;
+	while (ragg__now_us() < until) {
+		bool waiting = false;
+		for (int i = 0; i < ctx->npeers; i++)
+			waiting |= ctx->peers[i].settings_differ && !ctx->peers[i].gone;
+		if (!waiting)
+			return;
+		ragg__progress(ctx);
+		ragg__transports_wait(ctx, 10);
+	}
+}
+
 static bool all_connected(void *arg)
 {
 	struct ragg_ctx *ctx = arg;
+	uint32_t n = job_wide_count();
 	for (int i = 0; i < ctx->npeers; i++)
-		if (!ctx->peers[i].connected)
+		if (!ctx->peers[i].connected || ctx->peers[i].settings_seen < n)
 			return false;
 	return true;
 }
@@ -218,6 +328,10 @@ int ragg__listen_job(struct ragg_ctx *ctx, struct ragg__kv *kv)
 int ragg__connect_job(struct ragg_ctx *ctx, struct ragg__kv *kv)
 {
 	int rc;
+	/* Queued until each connection is up, ahead of everything else. */
+	for (int i = 0; i < ctx->npeers; i++)
+		if ((rc = agreement_send(ctx, &ctx->peers[i])))
+			return rc;
 	for (int i = 0; i < ctx->npeers; i++) {
 		struct ragg__peer *p = &ctx->peers[i];
 		/* Connections go down the tree: workers to agents, agents to
@@ -231,6 +345,8 @@ int ragg__connect_job(struct ragg_ctx *ctx, struct ragg__kv *kv)
 	rc = ragg__wait(ctx, all_connected, ctx, "connecting");
 	if (rc == RAGG_ERR_TIMEOUT)
 		report_missing(ctx);
+	if (rc == RAGG_ERR_MISMATCH)
+		linger_for_differing_peers(ctx);
 	if (rc)
 		return rc;
 	/* Name the transports in use, e.g. "shm+tcp" for an agent whose

@@ -65,9 +65,9 @@ void ragg__fail(struct ragg_ctx *ctx, int status)
 
 static int start_engine(struct ragg_ctx *ctx)
 {
-	const char *kname = ragg__setting_value("RAGG_KERNELS");
-	long threads;
-	int rc;
+	const struct ragg_opts *o = &ctx->opts;
+	const char *kname = ragg__opt_get(o, "RAGG_KERNELS");
+	long threads = ragg__opt_long(o, "RAGG_AGG_THREADS"); /* auto: -1 */
 
 	ctx->kernels = ragg__kernels_get(kname);
 	if (!ctx->kernels) {
@@ -76,8 +76,6 @@ static int start_engine(struct ragg_ctx *ctx)
 		            kname);
 		return RAGG_ERR_CONFIG;
 	}
-	if ((rc = ragg__agg_threads(&threads)))
-		return rc;
 	/* Placement follows the network device: the first transport that
 	 * reaches beyond this host. */
 	struct ragg_tp_attr attr = { .size = sizeof(attr) };
@@ -86,7 +84,7 @@ static int start_engine(struct ragg_ctx *ctx)
 			ctx->tps[i].ops->query(ctx->tps[i].dev, &attr);
 			break;
 		}
-	const char *cpus = ragg__setting_value("RAGG_CPUS");
+	const char *cpus = ragg__opt_get(o, "RAGG_CPUS");
 	struct ragg__engine_conf conf = {
 		.threads = (int)threads,
 		.cpus = *cpus ? cpus : NULL,
@@ -135,8 +133,9 @@ static int alloc_peers(struct ragg_ctx *ctx)
 			p->rank = p->index = i;
 			break;
 		}
-		/* Room for the control messages of set-up and shutdown. */
-		int rc = ragg__queue_reserve(p, 8);
+		/* Room for the control messages of set-up (the settings
+		 * agreement's among them) and shutdown. */
+		int rc = ragg__queue_reserve(p, 8 + ragg__agreement_msgs());
 		if (rc)
 			return rc;
 	}
@@ -182,9 +181,9 @@ RAGG_EXPORT int ragg_init(const struct ragg_opts *opts, ragg_ctx_t **out)
 	ctx->stats.size = sizeof(ctx->stats);
 	ctx->wake_fd = -1;
 	if (opts) {
-		ragg__logging_setup();
 		memcpy(&ctx->opts, opts,
 		       opts->size < sizeof(ctx->opts) ? opts->size : sizeof(ctx->opts));
+		ragg__logging_setup(&ctx->opts);
 	} else if ((rc = ragg_opts_default(&ctx->opts)))
 		goto err;
 	if ((rc = ragg__opts_validate(&ctx->opts)))

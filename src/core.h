@@ -55,6 +55,8 @@ struct ragg__peer {
 	int rank;
 	int index; /* position among this process's peers of that role */
 	bool connected, said_bye, gone;
+	uint32_t settings_seen; /* job-wide settings received and agreed */
+	bool settings_differ; /* one differed: linger until ours have left */
 	struct ragg__op *queue;
 	uint32_t qcap, qhead, qlen;
 };
@@ -230,6 +232,10 @@ int ragg__listen_job(struct ragg_ctx *ctx, struct ragg__kv *kv);
 int ragg__connect_job(struct ragg_ctx *ctx, struct ragg__kv *kv);
 void ragg__on_connect_request(struct ragg_ctx *ctx, const struct ragg_tp_event *ev);
 void ragg__on_connected(struct ragg_ctx *ctx, const struct ragg_tp_event *ev);
+/* Settings agreement: the messages each peer is sent (reserve queue room
+ * for them), and one received from p. */
+uint32_t ragg__agreement_msgs(void);
+void ragg__agreement_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m);
 
 /* progress.c */
 int ragg__progress(struct ragg_ctx *ctx);

@@ -178,6 +178,12 @@ static void on_recv(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
 		p->said_bye = true;
 		return;
 	}
+	if (m.type == RAGG_MSG_SETTING) {
+		ragg__agreement_on_msg(ctx, p, &m);
+		return;
+	}
+	if (ctx->failed)
+		return; /* a failed process takes on no more work while it lingers */
 	switch (ctx->opts.role) {
 	case RAGG_ROLE_WORKER:
 		ragg__worker_on_msg(ctx, p, &m);

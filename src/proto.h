@@ -71,8 +71,13 @@ enum ragg__msg_type {
 	 * length 0: the worker's buffer is private memory, which a write,
 	 * even an empty one, must be allowed to reach. */
 	RAGG_MSG_PARAMS_READY,
+	/* Both ways, right after connecting and before anything else: one
+	 * job-wide setting of the sender. name_hash is ragg__name_hash of the
+	 * variable's name, count its canonical value (ragg__setting_canon),
+	 * chunk_bytes the number of job-wide settings the sender has. */
+	RAGG_MSG_SETTING,
 };
-#define RAGG_MSG_LAST RAGG_MSG_PARAMS_READY
+#define RAGG_MSG_LAST RAGG_MSG_SETTING
 
 struct ragg__msg {
 	uint8_t type;

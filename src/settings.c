@@ -8,59 +8,380 @@
 #include "compiler.h"
 #include "settings.h"
 #include "log.h"
+#include "optim/optim.h"
 #include "../transports/util/settings.h"
 
+#define SPEC_SIZE(lo, hi)                                                                          \
+	{                                                                                          \
+		.kind = RAGG__TP_SIZE, .width = sizeof(size_t), .min = (lo), .max = (hi)           \
+	}
+#define SPEC_INT(lo, hi, fl)                                                                       \
+	{                                                                                          \
+		.kind = RAGG__TP_INT, .width = sizeof(long), .min = (lo), .max = (hi),             \
+		.flags = (fl)                                                                      \
+	}
+#define SPEC_DOUBLE(lo, hi, fl)                                                                    \
+	{                                                                                          \
+		.kind = RAGG__TP_DOUBLE, .width = sizeof(double), .dmin = (lo), .dmax = (hi),      \
+		.flags = (fl)                                                                      \
+	}
+#define SPEC_CHOICE(list)                                                                          \
+	{                                                                                          \
+		.kind = RAGG__TP_CHOICE, .width = sizeof(long), .choices = (list)                  \
+	}
+#define SPEC_TEXT(cap)                                                                             \
+	{                                                                                          \
+		.kind = RAGG__TP_STRING, .width = (cap)                                            \
+	}
+#define FIELD(kind, member) RAGG__OPT_##kind, offsetof(struct ragg_opts, member)
+#define EXT                 RAGG__OPT_EXT, 0
+#define JOB                 RAGG__SETTING_JOB_WIDE
+
+/* Text rows kept in ext hold at most this much (with the NUL). */
+#define TEXT_MAX 256
+
 const struct ragg__setting ragg__settings[] = {
-	{ "RAGG_ROLE", "", "worker, agent or server" },
-	{ "RAGG_RANK", "0", "rank within the role" },
-	{ "RAGG_WORKERS", "1", "number of workers in the job" },
-	{ "RAGG_AGENTS", "1", "number of agents in the job" },
-	{ "RAGG_SERVERS", "1", "number of server shards in the job" },
-	{ "RAGG_ROOT", "127.0.0.1:29500", "rendezvous host:port, served by server 0" },
-	{ "RAGG_LISTEN_HOST", "",
+	{ "RAGG_ROLE", "none", SPEC_CHOICE("none|worker|agent|server"), 0, FIELD(INT, role),
+	  "worker, agent or server (none: from the launcher's rank, see below)" },
+	{ "RAGG_RANK", "0", SPEC_INT(0, 65534, 0), 0, FIELD(INT, rank), "rank within the role" },
+	/* The hello carries the job's shape in 16 bits each. */
+	{ "RAGG_WORKERS", "1", SPEC_INT(1, 65535, 0), 0, FIELD(INT, workers),
+	  "number of workers in the job" },
+	{ "RAGG_AGENTS", "1", SPEC_INT(1, 1 << 12, 0), 0, FIELD(INT, agents),
+	  "number of agents in the job" },
+	{ "RAGG_SERVERS", "1", SPEC_INT(1, 1 << 12, 0), 0, FIELD(INT, servers),
+	  "number of server shards in the job" },
+	{ "RAGG_ROOT", "127.0.0.1:29500", SPEC_TEXT(sizeof(((struct ragg_opts *)0)->root)), 0,
+	  FIELD(TEXT, root), "rendezvous host:port, served by server 0" },
+	{ "RAGG_LISTEN_HOST", "", SPEC_TEXT(TEXT_MAX), 0, EXT,
 	  "address agents and servers listen on (default: the one that reaches RAGG_ROOT)" },
-	{ "RAGG_TRANSPORT", "auto",
+	{ "RAGG_TRANSPORT", "auto", SPEC_TEXT(sizeof(((struct ragg_opts *)0)->transport)), 0,
+	  FIELD(TEXT, transport),
 	  "tcp, verbs, shm, a list in order of preference (\"shm,tcp\"), or auto (shm to same-host "
 	  "peers, then verbs where an RDMA port is active, then tcp)" },
-	{ "RAGG_TRANSPORT_WORKERS", "",
-	  "transports between workers and agents (default: RAGG_TRANSPORT)" },
-	{ "RAGG_TRANSPORT_SERVERS", "",
-	  "transports between agents and servers (default: RAGG_TRANSPORT)" },
-	{ "RAGG_CHUNK_BYTES", "4M", "model partition size (suffixes K, M, G)" },
-	{ "RAGG_LR", "0.01", "learning rate of the server's optimizer" },
-	{ "RAGG_OPTIMIZER", "sgd", "sgd, momentum, adam or adamw" },
-	{ "RAGG_MOMENTUM", "0.9", "momentum coefficient (RAGG_OPTIMIZER=momentum)" },
-	{ "RAGG_BETA1", "0.9", "Adam's first-moment decay, in [0, 1) (adam, adamw)" },
-	{ "RAGG_BETA2", "0.999", "Adam's second-moment decay, in [0, 1) (adam, adamw)" },
-	{ "RAGG_EPS", "1e-8", "Adam's epsilon, added to the denominator (adam, adamw)" },
-	{ "RAGG_WEIGHT_DECAY", "0",
+	{ "RAGG_TRANSPORT_WORKERS", "", SPEC_TEXT(sizeof(((struct ragg_opts *)0)->transport)), 0,
+	  EXT, "transports between workers and agents (default: RAGG_TRANSPORT)" },
+	{ "RAGG_TRANSPORT_SERVERS", "", SPEC_TEXT(sizeof(((struct ragg_opts *)0)->transport)), 0,
+	  EXT, "transports between agents and servers (default: RAGG_TRANSPORT)" },
+	{ "RAGG_CHUNK_BYTES", "4M", SPEC_SIZE(4096, 1LL << 40), JOB, FIELD(SIZE, chunk_bytes),
+	  "model partition size (suffixes K, M, G; a multiple of 4)" },
+	{ "RAGG_LR", "0.01", SPEC_DOUBLE(0, 1e9, 0), JOB, FIELD(FLOAT, lr),
+	  "learning rate of the server's optimizer" },
+	{ "RAGG_OPTIMIZER", "sgd", SPEC_CHOICE("sgd|momentum|adam|adamw"), JOB,
+	  FIELD(INT, optimizer), "sgd, momentum, adam or adamw" },
+	{ "RAGG_MOMENTUM", "0.9", SPEC_DOUBLE(0, 1, 0), JOB, FIELD(FLOAT, momentum),
+	  "momentum coefficient (RAGG_OPTIMIZER=momentum)" },
+	{ "RAGG_BETA1", "0.9", SPEC_DOUBLE(0, 1, RAGG__TP_OPEN_MAX), JOB, EXT,
+	  "decay of Adam's first moment (adam, adamw)" },
+	{ "RAGG_BETA2", "0.999", SPEC_DOUBLE(0, 1, RAGG__TP_OPEN_MAX), JOB, EXT,
+	  "decay of Adam's second moment (adam, adamw)" },
+	{ "RAGG_EPS", "1e-8", SPEC_DOUBLE(1e-30, 1, 0), JOB, EXT,
+	  "term added to Adam's denominator (adam, adamw)" },
+	{ "RAGG_WEIGHT_DECAY", "0", SPEC_DOUBLE(0, 1e9, 0), JOB, EXT,
 	  "weight decay: adam adds wd*w to the gradient, adamw decays w by lr*wd (adam, adamw)" },
-	{ "RAGG_TIMEOUT_MS", "60000",
+	{ "RAGG_TIMEOUT_MS", "60000", SPEC_INT(1, 86400000L, 0), 0, FIELD(INT, timeout_ms),
 	  "longest a wait goes without progress before it fails, in milliseconds" },
-	{ "RAGG_SERVE_TIMEOUT_MS", "3600000",
+	{ "RAGG_SERVE_TIMEOUT_MS", "3600000", SPEC_INT(1, 2147483647L, 0), 0,
+	  FIELD(INT, serve_timeout_ms),
 	  "longest an agent or server waits without any traffic (workers may pause to evaluate)" },
-	{ "RAGG_POLL", "adaptive", "busy, block or adaptive (spin RAGG_SPIN_US, then block)" },
-	{ "RAGG_SPIN_US", "50", "adaptive polling: spin this long before blocking" },
-	{ "RAGG_JOB_KEY", "", "shared secret every connection proves knowledge of" },
-	{ "RAGG_LOG", "none", "none, error, warn, info or debug (to standard error)" },
-	{ "RAGG_KERNELS", "auto", "summing kernels: auto, avx512, avx2, scalar or openblas" },
-	{ "RAGG_AGG_THREADS", "auto",
+	{ "RAGG_POLL", "adaptive", SPEC_CHOICE("adaptive|busy|block"), 0, FIELD(INT, poll),
+	  "busy, block or adaptive (spin RAGG_SPIN_US, then block)" },
+	{ "RAGG_SPIN_US", "50", SPEC_INT(0, 1000000, 0), 0, FIELD(INT, spin_us),
+	  "adaptive polling: spin this long before blocking" },
+	{ "RAGG_JOB_KEY", "", SPEC_TEXT(sizeof(((struct ragg_opts *)0)->job_key)),
+	  RAGG__SETTING_SECRET, FIELD(TEXT, job_key),
+	  "shared secret every connection proves knowledge of" },
+	{ "RAGG_LOG", "none", SPEC_CHOICE("none|error|warn|info|debug"), 0, EXT,
+	  "none, error, warn, info or debug (to standard error)" },
+	{ "RAGG_KERNELS", "auto", SPEC_TEXT(32), 0, EXT,
+	  "summing kernels: auto, avx512, avx2, scalar or openblas" },
+	{ "RAGG_AGG_THREADS", "auto", SPEC_INT(0, 1024, RAGG__TP_AUTO), 0, EXT,
 	  "aggregation threads per agent or server (0: inline; auto: one per core of the node, "
 	  "at most 8)" },
-	{ "RAGG_CPUS", "",
+	{ "RAGG_CPUS", "", SPEC_TEXT(TEXT_MAX), 0, EXT,
 	  "cpus for aggregation threads (hwloc list, e.g. 0-3); default: the device's NUMA node" },
-	{ NULL, NULL, NULL },
+	{ NULL, NULL, { 0 }, 0, 0, 0, NULL },
 };
 
-const char *ragg__setting_value(const char *name)
+const struct ragg__setting *ragg__setting_find(const char *name)
 {
-	const char *env = getenv(name);
-	if (env)
-		return env;
+	if (!name)
+		return NULL;
 	for (const struct ragg__setting *s = ragg__settings; s->name; s++)
 		if (strcmp(s->name, name) == 0)
-			return s->def;
-	return "";
+			return s;
+	return NULL;
+}
+
+const char *ragg__setting_env(const struct ragg__setting *s)
+{
+	return ragg__tp_value_or_default(getenv(s->name), s->def);
+}
+
+static void log_error(void *arg, const char *msg)
+{
+	(void)arg;
+	ragg__error("%s", msg);
+}
+
+/*
+ * The opaque area: entries "RAGG_<FIELD>=value\0" one after another, ended
+ * by an empty one, so all zero is the empty list. Only rows without a
+ * public field are kept there, and only when not at their default.
+ */
+static const char *ext_find(const struct ragg_opts *o, const char *name)
+{
+	const char *e = (const char *)o->ext, *end = e + sizeof(o->ext);
+	size_t n = strlen(name);
+	while (e < end && *e) {
+		size_t len = strnlen(e, (size_t)(end - e));
+		if (len == (size_t)(end - e))
+			return NULL; /* not terminated: not filled by the library */
+		if (len > n && e[n] == '=' && strncmp(e, name, n) == 0)
+			return e + n + 1;
+		e += len + 1;
+	}
+	return NULL;
+}
+
+static size_t ext_used(const struct ragg_opts *o)
+{
+	const char *e = (const char *)o->ext, *end = e + sizeof(o->ext);
+	while (e < end && *e)
+		e += strnlen(e, (size_t)(end - e)) + 1;
+	return e < end ? (size_t)(e - (const char *)o->ext) : sizeof(o->ext);
+}
+
+static int ext_put(struct ragg_opts *o, const struct ragg__setting *s, const char *text)
+{
+	unsigned char tmp[sizeof(o->ext)];
+	size_t n = 0, nlen = strlen(s->name);
+	const char *e = (const char *)o->ext, *end = e + ext_used(o);
+
+	/* Rebuilt aside so that o is untouched when it does not fit. */
+	memset(tmp, 0, sizeof(tmp));
+	while (e < end && *e) {
+		size_t len = strlen(e);
+		if (!(len > nlen && e[nlen] == '=' && strncmp(e, s->name, nlen) == 0)) {
+			memcpy(tmp + n, e, len + 1);
+			n += len + 1;
+		}
+		e += len + 1;
+	}
+	if (strcmp(text, s->def) != 0) {
+		size_t len = nlen + 1 + strlen(text) + 1;
+		/* One byte stays for the empty entry that ends the list. */
+		if (n + len >= sizeof(tmp)) {
+			ragg__error("%s: no room left for it in struct ragg_opts", s->name);
+			return -ENOSPC;
+		}
+		snprintf((char *)tmp + n, len, "%s=%s", s->name, text);
+	}
+	memcpy(o->ext, tmp, sizeof(tmp));
+	return 0;
+}
+
+/* Check text against the row, and store it in o. */
+static int set_row(struct ragg_opts *o, const struct ragg__setting *s, const char *text)
+{
+	union {
+		size_t z;
+		long l;
+		double d;
+		char text[TEXT_MAX];
+	} v;
+	int rc = ragg__tp_value_parse(s->name, &s->spec, text, &v, log_error, NULL);
+	if (rc)
+		return rc;
+	char *field = (char *)o + s->offset;
+	switch (s->field) {
+	case RAGG__OPT_EXT:
+		return ext_put(o, s, text);
+	case RAGG__OPT_INT: {
+		int i = (int)v.l; /* the bounds keep it in an int */
+		memcpy(field, &i, sizeof(i));
+		return 0;
+	}
+	case RAGG__OPT_SIZE:
+		memcpy(field, &v.z, sizeof(v.z));
+		return 0;
+	case RAGG__OPT_FLOAT: {
+		float f = (float)v.d;
+		memcpy(field, &f, sizeof(f));
+		return 0;
+	}
+	case RAGG__OPT_TEXT:
+	default:
+		memcpy(field, v.text, strlen(v.text) + 1);
+		return 0;
+	}
+}
+
+RAGG_EXPORT int ragg_opts_set(struct ragg_opts *opts, const char *name, const char *value)
+{
+	if (!opts || !name || opts->size < sizeof(*opts))
+		return -EINVAL;
+	const struct ragg__setting *s = ragg__setting_find(name);
+	if (!s) {
+		ragg__error("%s: no such setting (ragg-info lists them)", name);
+		return -ENOENT;
+	}
+	return set_row(opts, s, value && *value ? value : s->def);
+}
+
+/* The n-th name of a choice. */
+static void choice_name(const char *choices, long n, char *buf, size_t len)
+{
+	const char *c = choices;
+	for (long i = 0; i < n && c; i++) {
+		c = strchr(c, '|');
+		if (c)
+			c++;
+	}
+	if (!c || n < 0) {
+		snprintf(buf, len, "%ld", n);
+		return;
+	}
+	const char *bar = strchr(c, '|');
+	snprintf(buf, len, "%.*s", (int)(bar ? (size_t)(bar - c) : strlen(c)), c);
+}
+
+const char *ragg__opt_get(const struct ragg_opts *o, const char *name)
+{
+	static __thread char buf[64];
+	const struct ragg__setting *s = ragg__setting_find(name);
+	if (!s)
+		return NULL;
+	const char *field = (const char *)o + s->offset;
+	int i;
+	size_t z;
+	float f;
+	switch (s->field) {
+	case RAGG__OPT_EXT: {
+		const char *v = ext_find(o, s->name);
+		return v ? v : s->def;
+	}
+	case RAGG__OPT_INT:
+		memcpy(&i, field, sizeof(i));
+		if (s->spec.kind == RAGG__TP_CHOICE)
+			choice_name(s->spec.choices, i, buf, sizeof(buf));
+		else
+			snprintf(buf, sizeof(buf), "%d", i);
+		return buf;
+	case RAGG__OPT_SIZE:
+		memcpy(&z, field, sizeof(z));
+		snprintf(buf, sizeof(buf), "%zu", z);
+		return buf;
+	case RAGG__OPT_FLOAT:
+		memcpy(&f, field, sizeof(f));
+		snprintf(buf, sizeof(buf), "%g", (double)f);
+		return buf;
+	case RAGG__OPT_TEXT:
+	default:
+		return field;
+	}
+}
+
+/* A row's value parsed into v (the row's kind); false for no such row. */
+static bool opt_value(const struct ragg_opts *o, const char *name, enum ragg__tp_kind kind, void *v)
+{
+	const struct ragg__setting *s = ragg__setting_find(name);
+	if (!s || s->spec.kind != kind)
+		return false;
+	const char *field = (const char *)o + s->offset;
+	if (s->field == RAGG__OPT_INT) {
+		int i;
+		memcpy(&i, field, sizeof(i));
+		long l = i;
+		memcpy(v, &l, sizeof(l));
+		return true;
+	}
+	if (s->field == RAGG__OPT_SIZE) {
+		memcpy(v, field, sizeof(size_t));
+		return true;
+	}
+	if (s->field == RAGG__OPT_FLOAT) {
+		float f;
+		memcpy(&f, field, sizeof(f));
+		double d = f;
+		memcpy(v, &d, sizeof(d));
+		return true;
+	}
+	/* Text that set_row checked, or the default: it parses. */
+	return ragg__tp_value_parse(s->name, &s->spec, ragg__opt_get(o, name), v, log_error,
+	                            NULL) == 0;
+}
+
+long ragg__opt_long(const struct ragg_opts *o, const char *name)
+{
+	long l = 0;
+	if (!opt_value(o, name, RAGG__TP_INT, &l))
+		opt_value(o, name, RAGG__TP_CHOICE, &l);
+	return l;
+}
+
+double ragg__opt_double(const struct ragg_opts *o, const char *name)
+{
+	double d = 0;
+	opt_value(o, name, RAGG__TP_DOUBLE, &d);
+	return d;
+}
+
+size_t ragg__opt_size(const struct ragg_opts *o, const char *name)
+{
+	size_t z = 0;
+	opt_value(o, name, RAGG__TP_SIZE, &z);
+	return z;
+}
+
+uint64_t ragg__setting_canon(const struct ragg_opts *o, const struct ragg__setting *s)
+{
+	double d;
+	uint64_t u;
+	switch (s->spec.kind) {
+	case RAGG__TP_SIZE:
+		return (uint64_t)ragg__opt_size(o, s->name);
+	case RAGG__TP_INT:
+	case RAGG__TP_CHOICE:
+	case RAGG__TP_BOOL:
+		return (uint64_t)ragg__opt_long(o, s->name);
+	case RAGG__TP_DOUBLE:
+		d = ragg__opt_double(o, s->name);
+		memcpy(&u, &d, sizeof(u));
+		return u;
+	case RAGG__TP_STRING:
+	default:
+		/* FNV-1a: a text travels as its hash. */
+		u = 0xcbf29ce484222325ull;
+		for (const char *c = ragg__opt_get(o, s->name); *c; c++)
+			u = (u ^ (unsigned char)*c) * 0x100000001b3ull;
+		return u;
+	}
+}
+
+void ragg__setting_canon_text(const struct ragg__setting *s, uint64_t v, char *buf, size_t len)
+{
+	double d;
+	switch (s->spec.kind) {
+	case RAGG__TP_SIZE:
+		snprintf(buf, len, "%llu", (unsigned long long)v);
+		return;
+	case RAGG__TP_INT:
+	case RAGG__TP_BOOL:
+		snprintf(buf, len, "%lld", (long long)v);
+		return;
+	case RAGG__TP_CHOICE:
+		choice_name(s->spec.choices, (long)v, buf, len);
+		return;
+	case RAGG__TP_DOUBLE:
+		memcpy(&d, &v, sizeof(d));
+		snprintf(buf, len, "%g", d);
+		return;
+	case RAGG__TP_STRING:
+	default:
+		snprintf(buf, len, "(text hashed %016llx)", (unsigned long long)v);
+		return;
+	}
 }
 
 /* One grammar for sizes and integers in the library: the transports' (see
@@ -98,48 +419,12 @@ int ragg__parse_float(const char *name, const char *text, float *out)
 	return 0;
 }
 
-static int parse_role(const char *text, enum ragg_role *out)
-{
-	static const char *const names[] = { "", "worker", "agent", "server" };
-	for (int i = 0; i < (int)RAGG_ARRAY_SIZE(names); i++)
-		if (strcasecmp(text, names[i]) == 0) {
-			*out = (enum ragg_role)i;
-			return 0;
-		}
-	ragg__error("RAGG_ROLE=\"%s\": expected worker, agent or server", text);
-	return RAGG_ERR_CONFIG;
-}
-
-static int parse_poll(const char *text, enum ragg_poll *out)
-{
-	if (strcasecmp(text, "adaptive") == 0)
-		*out = RAGG_POLL_ADAPTIVE;
-	else if (strcasecmp(text, "busy") == 0)
-		*out = RAGG_POLL_BUSY;
-	else if (strcasecmp(text, "block") == 0)
-		*out = RAGG_POLL_BLOCK;
-	else {
-		ragg__error("RAGG_POLL=\"%s\": expected busy, block or adaptive", text);
-		return RAGG_ERR_CONFIG;
-	}
-	return 0;
-}
-
-static int copy_text(const char *name, const char *text, char *dst, size_t cap)
-{
-	if (strlen(text) >= cap) {
-		ragg__error("%s: value longer than %zu characters", name, cap - 1);
-		return RAGG_ERR_CONFIG;
-	}
-	memcpy(dst, text, strlen(text) + 1);
-	return 0;
-}
-
 /* The logging level is process-wide and read first, so that errors in the
  * other settings are reported. */
-void ragg__logging_setup(void)
+void ragg__logging_setup(const struct ragg_opts *o)
 {
-	const char *v = ragg__setting_value("RAGG_LOG");
+	const char *v =
+	    o ? ragg__opt_get(o, "RAGG_LOG") : ragg__setting_env(ragg__setting_find("RAGG_LOG"));
 	int level = ragg__log_parse(v);
 	if (level < 0) {
 		/* Said once per process, though every ragg_opts_default() and
@@ -207,71 +492,25 @@ static int role_from_launcher(struct ragg_opts *o)
 RAGG_EXPORT int ragg_opts_default(struct ragg_opts *opts)
 {
 	struct ragg_opts o;
-	long v;
 	int rc;
 
 	if (!opts)
 		return -EINVAL;
-	ragg__logging_setup();
+	ragg__logging_setup(NULL);
 	memset(&o, 0, sizeof(o));
 	o.size = sizeof(o);
-#define V(n) ragg__setting_value(n)
-	if ((rc = parse_role(V("RAGG_ROLE"), &o.role)))
-		return rc;
-	if ((rc = ragg__parse_int("RAGG_RANK", V("RAGG_RANK"), 0, 65534, &v)))
-		return rc;
-	o.rank = (int)v;
-	/* The hello carries the job's shape in 16 bits each. */
-	if ((rc = ragg__parse_int("RAGG_WORKERS", V("RAGG_WORKERS"), 1, 65535, &v)))
-		return rc;
-	o.workers = (int)v;
-	if ((rc = ragg__parse_int("RAGG_AGENTS", V("RAGG_AGENTS"), 1, 1 << 12, &v)))
-		return rc;
-	o.agents = (int)v;
-	if ((rc = ragg__parse_int("RAGG_SERVERS", V("RAGG_SERVERS"), 1, 1 << 12, &v)))
-		return rc;
-	o.servers = (int)v;
-	if ((rc = copy_text("RAGG_ROOT", V("RAGG_ROOT"), o.root, sizeof(o.root))))
-		return rc;
-	if ((rc = copy_text("RAGG_TRANSPORT", V("RAGG_TRANSPORT"), o.transport,
-	                    sizeof(o.transport))))
-		return rc;
-	if ((rc = ragg__parse_size("RAGG_CHUNK_BYTES", V("RAGG_CHUNK_BYTES"), &o.chunk_bytes)))
-		return rc;
-	if ((rc = ragg__parse_float("RAGG_LR", V("RAGG_LR"), &o.lr)))
-		return rc;
-	if ((rc = ragg__parse_float("RAGG_MOMENTUM", V("RAGG_MOMENTUM"), &o.momentum)))
-		return rc;
-	const char *opt = V("RAGG_OPTIMIZER");
-	if (strcasecmp(opt, "sgd") == 0)
-		o.optimizer = RAGG_OPT_SGD;
-	else if (strcasecmp(opt, "momentum") == 0)
-		o.optimizer = RAGG_OPT_MOMENTUM;
-	else if (strcasecmp(opt, "adam") == 0)
-		o.optimizer = RAGG_OPT_ADAM;
-	else if (strcasecmp(opt, "adamw") == 0)
-		o.optimizer = RAGG_OPT_ADAMW;
-	else {
-		ragg__error("RAGG_OPTIMIZER=\"%s\": expected sgd, momentum, adam or adamw", opt);
-		return RAGG_ERR_CONFIG;
+	for (const struct ragg__setting *s = ragg__settings; s->name; s++) {
+		const char *text = ragg__setting_env(s);
+		/* A bad logging level is no reason to stop a job: it was
+		 * reported above and selects errors only. */
+		if (strcmp(s->name, "RAGG_LOG") == 0 &&
+		    ragg__tp_value_parse(s->name, &s->spec, text, NULL, NULL, NULL))
+			text = "error";
+		if ((rc = set_row(&o, s, text)))
+			return rc;
 	}
-	if ((rc = ragg__parse_int("RAGG_TIMEOUT_MS", V("RAGG_TIMEOUT_MS"), 1, 86400000L, &v)))
-		return rc;
-	o.timeout_ms = (int)v;
-	if ((rc = ragg__parse_int("RAGG_SERVE_TIMEOUT_MS", V("RAGG_SERVE_TIMEOUT_MS"), 1,
-	                          2147483647L, &v)))
-		return rc;
-	o.serve_timeout_ms = (int)v;
-	if ((rc = parse_poll(V("RAGG_POLL"), &o.poll)))
-		return rc;
-	if ((rc = ragg__parse_int("RAGG_SPIN_US", V("RAGG_SPIN_US"), 0, 1000000, &v)))
-		return rc;
-	o.spin_us = (int)v;
-	if ((rc = copy_text("RAGG_JOB_KEY", V("RAGG_JOB_KEY"), o.job_key, sizeof(o.job_key))))
-		return rc;
 	if (o.role == RAGG_ROLE_NONE && (rc = role_from_launcher(&o)))
 		return rc;
-#undef V
 	*opts = o;
 	return 0;
 }
@@ -301,6 +540,10 @@ int ragg__opts_validate(const struct ragg_opts *o)
 		ragg__error("rank %d out of range for %d process(es) of this role", o->rank, n);
 		return RAGG_ERR_CONFIG;
 	}
+	if (!ragg__optim_by_id(o->optimizer)) {
+		ragg__error("optimizer %d: not one of sgd, momentum, adam, adamw", (int)o->optimizer);
+		return RAGG_ERR_CONFIG;
+	}
 	if (o->chunk_bytes < 4096 || o->chunk_bytes % sizeof(float)) {
 		ragg__error("chunk size %zu: need a multiple of 4 and at least 4096 bytes",
 		            o->chunk_bytes);
@@ -315,14 +558,4 @@ int ragg__opts_validate(const struct ragg_opts *o)
 		return RAGG_ERR_CONFIG;
 	}
 	return 0;
-}
-
-int ragg__agg_threads(long *out)
-{
-	const char *v = ragg__setting_value("RAGG_AGG_THREADS");
-	if (strcmp(v, "auto") == 0) {
-		*out = -1;
-		return 0;
-	}
-	return ragg__parse_int("RAGG_AGG_THREADS", v, 0, 1024, out);
 }

@@ -139,8 +139,8 @@ static int open_hop(struct ragg_ctx *ctx, const char *setting, const char *spec,
 
 int ragg__transports_open(struct ragg_ctx *ctx)
 {
-	const char *w = ragg__setting_value("RAGG_TRANSPORT_WORKERS");
-	const char *s = ragg__setting_value("RAGG_TRANSPORT_SERVERS");
+	const char *w = ragg__opt_get(&ctx->opts, "RAGG_TRANSPORT_WORKERS");
+	const char *s = ragg__opt_get(&ctx->opts, "RAGG_TRANSPORT_SERVERS");
 	enum ragg_role role = ctx->opts.role;
 	int rc;
 

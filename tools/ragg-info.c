@@ -1,6 +1,7 @@
 /* ragg-info: what this library can use here and the settings in force. */
 #include "config.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -15,6 +16,12 @@ static void print_invalid(void *arg, const char *msg)
 {
 	(void)arg;
 	printf("    ^ invalid: %s\n", msg);
+}
+
+static void quiet(void *arg, const char *msg)
+{
+	(void)arg;
+	(void)msg;
 }
 
 /* One transport's table, as the core's; a value the transport would refuse
@@ -59,16 +66,21 @@ int main(int argc, char **argv)
 		printf("\ndevices of %s:\n", (*t)->name);
 		fputs(buf, stdout);
 	}
+	/* The library's view of the environment; when a value is bad (shown
+	 * below with the reason) the defaults stand in for the engine. */
+	struct ragg_opts o;
+	if (ragg_opts_default(&o)) {
+		memset(&o, 0, sizeof(o));
+		o.size = sizeof(o);
+	}
 	printf("\naggregation engine:\n");
-	const char *kname = ragg__setting_value("RAGG_KERNELS");
+	const char *kname = ragg__opt_get(&o, "RAGG_KERNELS");
 	const struct ragg__kernels *k = ragg__kernels_get(kname);
 	printf("  kernels: %s\n", k ? k->name : "(RAGG_KERNELS names none usable here)");
 	struct ragg__engine *e;
 	struct ragg__engine_conf conf = { .threads = 0 };
-	long threads = 1;
-	ragg__agg_threads(&threads);
-	conf.threads = (int)threads;
-	const char *cpus = ragg__setting_value("RAGG_CPUS");
+	conf.threads = (int)ragg__opt_long(&o, "RAGG_AGG_THREADS");
+	const char *cpus = ragg__opt_get(&o, "RAGG_CPUS");
 	conf.cpus = *cpus ? cpus : NULL;
 	if (ragg__engine_start(&conf, &e) == 0) {
 		if (ragg__engine_describe(e, buf, sizeof(buf)) == 0)
@@ -77,12 +89,18 @@ int main(int argc, char **argv)
 	} else {
 		printf("  placement: cannot start with these settings\n");
 	}
-	printf("\nsettings (RAGG_*: value in force, default, meaning):\n");
+	printf("\nsettings (RAGG_*: value in force, default, meaning; job-wide: every process "
+	       "of the job must agree):\n");
 	for (const struct ragg__setting *s = ragg__settings; s->name; s++) {
-		const char *v = ragg__setting_value(s->name);
-		if (strcmp(s->name, "RAGG_JOB_KEY") == 0 && *v)
+		const char *v = ragg__setting_env(s);
+		bool secret = (s->flags & RAGG__SETTING_SECRET) && *v;
+		int bad = ragg__tp_value_parse(s->name, &s->spec, v, NULL, quiet, NULL);
+		if (secret)
 			v = "(set, not shown)";
-		printf("  %-18s = %-16s (default \"%s\") %s\n", s->name, v, s->def, s->doc);
+		printf("  %-22s = %-16s (default \"%s\") %s%s\n", s->name, v, s->def,
+		       s->flags & RAGG__SETTING_JOB_WIDE ? "[job-wide] " : "", s->doc);
+		if (bad && !secret)
+			ragg__tp_value_parse(s->name, &s->spec, v, NULL, print_invalid, NULL);
 	}
 	for (const struct ragg__tp_entry *t = ragg__tp_registry; t->ops; t++)
 		print_transport_settings(t);

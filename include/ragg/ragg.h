@@ -38,7 +38,7 @@ extern "C" {
 	X(RAGG_ERR_NO_TRANSPORT, -263, "no usable transport")                                      \
 	X(RAGG_ERR_BOUNDS, -264, "remote write outside its slot refused")                          \
 	X(RAGG_ERR_KEY, -265, "remote write with a wrong memory key refused")                      \
-	X(RAGG_ERR_MISMATCH, -266, "tensor declarations differ between processes")                 \
+	X(RAGG_ERR_MISMATCH, -266, "settings or tensor declarations differ between processes")     \
 	X(RAGG_ERR_MEMLOCK, -267, "memory registration failed: locked-memory limit (ulimit -l)")
 
 enum ragg_errno {
@@ -67,10 +67,16 @@ enum ragg_optimizer {
 	RAGG_OPT_ADAMW, /* Adam with decoupled weight decay: w <- w - lr*wd*w */
 };
 
+/* Bytes of struct ragg_opts's opaque area; see ragg_opts_set(3). */
+#define RAGG_OPTS_EXT_BYTES 1024
+
 /*
  * Options for ragg_init(). Fill with ragg_opts_default() (which reads every
- * RAGG_* variable), then override fields. `size` must be sizeof(struct
- * ragg_opts) so the struct can grow.
+ * RAGG_* variable), then override fields, or any setting by name with
+ * ragg_opts_set(). `size` must be sizeof(struct ragg_opts) so the struct can
+ * grow. Settings without a field of their own are kept in `ext`, which
+ * belongs to the library: all zero means every such setting at its default,
+ * and the struct may be copied with its value.
  */
 struct ragg_opts {
 	size_t size;
@@ -88,6 +94,7 @@ struct ragg_opts {
 	int spin_us; /* adaptive: spin this long before blocking */
 	char job_key[128]; /* shared secret; empty: none */
 	int serve_timeout_ms; /* agents, servers: longest without any traffic */
+	unsigned char ext[RAGG_OPTS_EXT_BYTES]; /* opaque: use ragg_opts_set() */
 };
 
 struct ragg_stats {
@@ -108,6 +115,15 @@ typedef struct ragg_req ragg_req_t;
 
 /* Defaults overridden by RAGG_* environment variables. */
 RAGG_API int ragg_opts_default(struct ragg_opts *opts);
+
+/*
+ * Set one setting by its variable's name ("RAGG_LR", "RAGG_OPTIMIZER", ...)
+ * from text, checked as the environment's value would be; NULL or "" puts
+ * it back to its default. 0, -ENOENT for a name that is no setting,
+ * RAGG_ERR_CONFIG for a value it does not take, -EINVAL for bad arguments,
+ * -ENOSPC when `ext` is full. opts is unchanged on failure.
+ */
+RAGG_API int ragg_opts_set(struct ragg_opts *opts, const char *name, const char *value);
 
 /* Join the job: rendezvous, connect to peers. opts NULL: all from RAGG_*. */
 RAGG_API int ragg_init(const struct ragg_opts *opts, ragg_ctx_t **ctx);

@@ -21,6 +21,12 @@
  *   mismatch        worker 1 declares a different size: declaring must fail
  *                   with RAGG_ERR_MISMATCH everywhere
  *   slow N MS       N rounds with a pause of MS between them
+ *   settings NAME VALUE
+ *                   server 1 sets NAME to VALUE with ragg_opts_set, the
+ *                   others keep the environment's: every process must fail
+ *                   by itself (SIGTERM from ragg-run is ignored), workers
+ *                   when joining or at their first round; each prints
+ *                   "settings: ROLE RANK failed with CODE after MS ms"
  *
  * rounds and slow take their buffers from ragg_mem_alloc() when
  * JOB_MEMORY=ragg (read and written in place over shm), else from calloc;
@@ -30,6 +36,7 @@
  * Every process prints "maxrss ROLE RANK KB" before it exits.
  */
 #include <errno.h>
+#include <signal.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -603,15 +610,57 @@ static int mismatch(ragg_ctx_t *ctx)
 	return 0;
 }
 
+static double ms_since(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static int settings_refused(const char *name, const char *value)
+{
+	static const char *const roles[] = { "none", "worker", "agent", "server" };
+	struct timespec t0;
+	struct ragg_opts o;
+	ragg_ctx_t *ctx = NULL;
+	ragg_tensor_t *t;
+	float params[1024] = { 0 };
+	int rc;
+
+	/* Each process must fail by itself, not be stopped by ragg-run. */
+	signal(SIGTERM, SIG_IGN);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if ((rc = ragg_opts_default(&o)))
+		return fail("opts", rc);
+	if (o.role == RAGG_ROLE_SERVER && o.rank == 1 && (rc = ragg_opts_set(&o, name, value)))
+		return fail("ragg_opts_set", rc);
+	rc = ragg_init(&o, &ctx);
+	if (!rc && o.role != RAGG_ROLE_WORKER)
+		rc = ragg_serve(ctx);
+	else if (!rc && !(rc = ragg_tensor_declare(ctx, "model", params, 1024, &t)))
+		rc = ragg_pushpull(t, params, 1.0, params);
+	if (ctx)
+		ragg_finalize(ctx);
+	if (!rc) {
+		printf("settings: %s %d was not refused\n", roles[o.role], o.rank);
+		return 1;
+	}
+	printf("settings: %s %d failed with %s after %.0f ms\n", roles[o.role], o.rank,
+	       ragg_strerror_name(rc), ms_since(&t0));
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
 	ragg_ctx_t *ctx;
 	int rc, status;
 	if (argc < 2) {
 		fprintf(stderr, "usage: job exact ROUNDS [COUNT...] | inplace ROUNDS | rounds N | "
-		                "mismatch | slow N MS\n");
+		                "mismatch | slow N MS | settings NAME VALUE\n");
 		return 2;
 	}
+	if (strcmp(argv[1], "settings") == 0 && argc == 4)
+		return settings_refused(argv[2], argv[3]);
 	if ((rc = ragg_init(NULL, &ctx)))
 		return fail("init", rc);
 	if (ragg_role(ctx) != RAGG_ROLE_WORKER) {

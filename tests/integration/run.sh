@@ -136,6 +136,27 @@ declare_mismatch_refused() {
 	echo OK
 }
 
+# One server runs with another job-wide setting: every process fails by
+# itself within a few seconds, and the log names the setting with both values.
+settings_refused() {
+	local name=$1 value=$2 start out n slow
+	start=$(date +%s%N)
+	out=$(RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=30000 RAGG_LOG=error \
+		"$run" -w 4 -a 2 -s 2 -- "$job" settings "$name" "$value" 2>&1) && { echo "$out"; echo "WHY: job succeeded"; return; }
+	echo "$out" | grep -E "differs|settings:" | head -n 12
+	[ $(( ($(date +%s%N) - start) / 1000000 )) -lt 10000 ] || { echo "WHY: took more than 10 s"; return; }
+	n=$(echo "$out" | grep -c 'settings: .* failed with [A-Z]')
+	[ "$n" = 8 ] || { echo "$out"; echo "WHY: $n of 8 processes failed by themselves"; return; }
+	slow=$(echo "$out" | awk '/settings: .* failed with/ && $(NF-1) > 3000' | head -n 1)
+	[ -z "$slow" ] || { echo "WHY: a process failed late: $slow"; return; }
+	echo "$out" | grep -q "\[s1\] .*$name differs: $value here (server 1), .* at agent [0-9]" || { echo "WHY: server 1 did not name the setting"; return; }
+	echo "$out" | grep -q "\[a[0-9]\] .*$name differs: .* here (agent [0-9]), $value at server 1" || { echo "WHY: no agent named the setting"; return; }
+	[ "$(echo "$out" | grep -c 'failed with RAGG_ERR_MISMATCH')" -ge 2 ] || { echo "WHY: fewer than 2 processes report RAGG_ERR_MISMATCH"; return; }
+	echo OK
+}
+lr_differs_refused() { settings_refused RAGG_LR 0.02; }
+chunk_bytes_differs_refused() { settings_refused RAGG_CHUNK_BYTES 65536; }
+
 # A mixed job: shared memory between workers and agents, tcp to the servers.
 # The agents then wait on two devices at once.
 mixed_shm_workers_tcp_servers() {
@@ -267,8 +288,8 @@ garbage_and_wrong_key_dropped() {
 	echo OK
 }
 
-export -f linreg_8_2_2 exact_weighted_mean momentum_exact adam_exact_one adam_exact adamw_exact in_place_exact declare_mismatch_refused rounds_1000_no_memory_growth mixed_shm_workers_tcp_servers \
-	root_never_starts agent_never_starts killed_mid_job agent_killed_mid_job worker_killed_mid_job garbage_and_wrong_key_dropped
+# Every test function, for the shells that timeout(1) starts.
+export -f $(declare -F | awk '{ print $3 }')
 export logdir
 
 t linreg_8_2_2 120
@@ -278,6 +299,8 @@ t adam_exact 120
 t adamw_exact 120
 t in_place_exact 120
 t declare_mismatch_refused 60
+t lr_differs_refused 60
+t chunk_bytes_differs_refused 60
 t rounds_1000_no_memory_growth 240
 t mixed_shm_workers_tcp_servers 90
 t root_never_starts 30

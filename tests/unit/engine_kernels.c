@@ -588,34 +588,38 @@ RAGG_TEST(optim_table)
 	}
 }
 
-/* The hyperparameters come from RAGG_*, with their documented defaults,
- * and out-of-range values are refused by name. */
+/* The hyperparameters come from the options (RAGG_* or ragg_opts_set),
+ * with their documented defaults; out-of-range values are refused by name
+ * when they are set. */
 RAGG_TEST(optim_conf)
 {
-	struct ragg_opts o = { .size = sizeof(o), .lr = 0.5f, .optimizer = RAGG_OPT_ADAMW };
+	struct ragg_opts o;
 	struct ragg__optim_conf c;
 	unsetenv("RAGG_BETA1");
 	unsetenv("RAGG_BETA2");
 	unsetenv("RAGG_EPS");
 	unsetenv("RAGG_WEIGHT_DECAY");
+	RAGG_CHECK_OK(ragg_opts_default(&o));
+	o.lr = 0.5f;
+	o.optimizer = RAGG_OPT_ADAMW;
 	RAGG_CHECK_OK(ragg__optim_conf_read(&o, &c));
 	RAGG_CHECK(c.optim == &ragg__optim_adamw && c.lr == 0.5f);
 	RAGG_CHECK(c.beta1 == 0.9f && c.beta2 == 0.999f && c.eps == 1e-8f && c.weight_decay == 0);
 	RAGG_CHECK(ragg__optim_find("AdamW") == &ragg__optim_adamw);
 	RAGG_CHECK(ragg__optim_find("lion") == NULL);
 	setenv("RAGG_BETA2", "0.95", 1);
-	setenv("RAGG_WEIGHT_DECAY", "0.01", 1);
+	RAGG_CHECK_OK(ragg_opts_default(&o));
+	o.optimizer = RAGG_OPT_ADAMW;
+	RAGG_CHECK_OK(ragg_opts_set(&o, "RAGG_WEIGHT_DECAY", "0.01"));
 	RAGG_CHECK_OK(ragg__optim_conf_read(&o, &c));
 	RAGG_CHECK(c.beta2 == 0.95f && c.weight_decay == 0.01f);
+	RAGG_CHECK(ragg_opts_set(&o, "RAGG_BETA1", "1") == RAGG_ERR_CONFIG);
+	RAGG_CHECK(ragg_opts_set(&o, "RAGG_EPS", "-1e-8") == RAGG_ERR_CONFIG);
 	setenv("RAGG_BETA1", "1", 1);
-	RAGG_CHECK(ragg__optim_conf_read(&o, &c) == RAGG_ERR_CONFIG);
-	setenv("RAGG_BETA1", "0.9", 1);
-	setenv("RAGG_EPS", "-1e-8", 1);
-	RAGG_CHECK(ragg__optim_conf_read(&o, &c) == RAGG_ERR_CONFIG);
+	RAGG_CHECK(ragg_opts_default(&o) == RAGG_ERR_CONFIG);
 	unsetenv("RAGG_BETA1");
 	unsetenv("RAGG_BETA2");
-	unsetenv("RAGG_EPS");
-	unsetenv("RAGG_WEIGHT_DECAY");
+	RAGG_CHECK_OK(ragg_opts_default(&o));
 	o.optimizer = (enum ragg_optimizer)42;
 	RAGG_CHECK(ragg__optim_conf_read(&o, &c) == RAGG_ERR_CONFIG);
 }

@@ -146,6 +146,24 @@ RAGG_TEST(inplace_msgs_roundtrip)
 	RAGG_CHECK(RAGG_MSG_GRAD_AT > RAGG_MSG_BYE && RAGG_MSG_LAST >= RAGG_MSG_PARAMS_READY);
 }
 
+/* A job-wide setting travels as a name hash and a 64-bit value. */
+RAGG_TEST(setting_msg_roundtrip)
+{
+	struct ragg__msg m = { .type = RAGG_MSG_SETTING,
+		               .count = 0x3f847ae147ae147bull, /* 0.01 as a double */
+		               .chunk_bytes = 8,
+		               .name_hash = ragg__name_hash("RAGG_LR") };
+	uint8_t buf[RAGG_MSG_WIRE_MAX];
+	size_t n = ragg__msg_encode(&m, buf);
+	RAGG_CHECK(n <= RAGG_TP_MSG_MAX);
+	struct ragg__msg d;
+	RAGG_CHECK_OK(ragg__msg_decode(buf, n, &d));
+	RAGG_CHECK(d.type == RAGG_MSG_SETTING && d.count == m.count && d.chunk_bytes == 8 &&
+	           d.name_hash == m.name_hash);
+	RAGG_CHECK(ragg__name_hash("RAGG_LR") != ragg__name_hash("RAGG_EPS"));
+	RAGG_CHECK(ragg__msg_decode(buf, n - 1, &d) == RAGG_ERR_PROTO);
+}
+
 RAGG_TEST(msg_type_past_last_refused)
 {
 	struct ragg__msg m = { .type = RAGG_MSG_GRAD_MAPPED, .tensor = 1, .count = 1 };

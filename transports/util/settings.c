@@ -11,6 +11,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -92,6 +93,42 @@ int ragg__tp_parse_bool(const char *text, bool *out)
 	return -EINVAL;
 }
 
+int ragg__tp_parse_double(const char *text, double *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(text, &end);
+	if (end == text || *end || isspace((unsigned char)text[0]))
+		return -EINVAL;
+	if (errno || !isfinite(v))
+		return -ERANGE;
+	*out = v;
+	return 0;
+}
+
+int ragg__tp_parse_choice(const char *text, const char *choices, long *out)
+{
+	size_t n = strlen(text);
+	long i = 0;
+	for (const char *c = choices; c && *c; i++) {
+		const char *bar = strchr(c, '|');
+		size_t len = bar ? (size_t)(bar - c) : strlen(c);
+		if (len == n && n && strncasecmp(c, text, n) == 0) {
+			*out = i;
+			return 0;
+		}
+		if (!bar)
+			break;
+		c = bar + 1;
+	}
+	return -EINVAL;
+}
+
+const char *ragg__tp_value_or_default(const char *env, const char *def)
+{
+	return env && *env ? env : def;
+}
+
 __attribute__((format(printf, 4, 5))) static int fail(ragg__tp_log_fn *log, void *log_arg, int rc,
                                                       const char *fmt, ...)
 {
@@ -100,64 +137,96 @@ __attribute__((format(printf, 4, 5))) static int fail(ragg__tp_log_fn *log, void
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	log(log_arg, msg);
+	if (log)
+		log(log_arg, msg);
 	return rc;
 }
 
-static size_t kind_width(const struct ragg__tp_setting *row)
+static size_t kind_width(const struct ragg__tp_spec *spec)
 {
-	switch (row->kind) {
+	switch (spec->kind) {
 	case RAGG__TP_SIZE:
 		return sizeof(size_t);
 	case RAGG__TP_INT:
+	case RAGG__TP_CHOICE:
 		return sizeof(long);
 	case RAGG__TP_BOOL:
 		return sizeof(bool);
+	case RAGG__TP_DOUBLE:
+		return sizeof(double);
 	case RAGG__TP_STRING:
-		return row->width ? row->width : 1; /* any capacity of at least one */
+		return spec->width ? spec->width : 1; /* any capacity of at least one */
 	default:
 		return SIZE_MAX; /* no field is this wide */
 	}
 }
 
-static bool row_is_sane(const struct ragg__tp_setting *row)
+static bool spec_is_sane(const struct ragg__tp_spec *spec)
 {
-	if (row->width != kind_width(row) || row->min > row->max)
+	if (spec->width != kind_width(spec))
 		return false;
-	if (row->kind == RAGG__TP_SIZE && row->min < 0)
-		return false;
-	if (row->kind == RAGG__TP_INT && (row->min < LONG_MIN || row->max > LONG_MAX))
-		return false;
-	return true;
+	switch (spec->kind) {
+	case RAGG__TP_SIZE:
+		return spec->min >= 0 && spec->min <= spec->max;
+	case RAGG__TP_INT:
+		return spec->min <= spec->max && spec->min >= LONG_MIN && spec->max <= LONG_MAX;
+	case RAGG__TP_DOUBLE:
+		return spec->dmin <= spec->dmax;
+	case RAGG__TP_CHOICE:
+		return spec->choices && *spec->choices;
+	default:
+		return true;
+	}
 }
 
-int ragg__tp_setting_parse(const char *var, const struct ragg__tp_setting *row, const char *text,
-                           void *cfg, ragg__tp_log_fn *log, void *log_arg)
+static int size_error(const char *var, const struct ragg__tp_spec *spec, const char *text,
+                      ragg__tp_log_fn *log, void *log_arg)
 {
-	char *field = cfg ? (char *)cfg + row->offset : NULL;
+	if (spec->max == LLONG_MAX && spec->min == 0)
+		return fail(log, log_arg, RAGG_ERR_CONFIG,
+		            "%s=\"%s\": expected a size (bytes, or with a K, M or G suffix)", var,
+		            text);
+	if (spec->max == LLONG_MAX)
+		return fail(log, log_arg, RAGG_ERR_CONFIG,
+		            "%s=\"%s\": expected a size (bytes, or with a K, M or G suffix) of at "
+		            "least %lld",
+		            var, text, spec->min);
+	return fail(
+	    log, log_arg, RAGG_ERR_CONFIG,
+	    "%s=\"%s\": expected a size in [%lld, %lld] (bytes, or with a K, M or G suffix)", var,
+	    text, spec->min, spec->max);
+}
+
+int ragg__tp_value_parse(const char *var, const struct ragg__tp_spec *spec, const char *text,
+                         void *out, ragg__tp_log_fn *log, void *log_arg)
+{
 	size_t size;
 	long l;
 	bool b;
+	double d;
 
-	if (!row_is_sane(row))
+	if (!spec_is_sane(spec))
 		return fail(log, log_arg, -EINVAL,
 		            "%s: the settings table's row does not match its field", var);
-	switch (row->kind) {
+	switch (spec->kind) {
 	case RAGG__TP_SIZE:
-		/* min and max are >= 0 here (row_is_sane). */
-		if (ragg__tp_parse_size(text, &size) || size < (unsigned long long)row->min ||
-		    size > (unsigned long long)row->max)
-			goto err_size;
-		if (field)
-			memcpy(field, &size, sizeof(size));
+		/* min and max are >= 0 here (spec_is_sane). */
+		if (ragg__tp_parse_size(text, &size) || size < (unsigned long long)spec->min ||
+		    size > (unsigned long long)spec->max)
+			return size_error(var, spec, text, log, log_arg);
+		if (out)
+			memcpy(out, &size, sizeof(size));
 		return 0;
 	case RAGG__TP_INT:
-		if (ragg__tp_parse_int(text, &l) || l < row->min || l > row->max)
+		if ((spec->flags & RAGG__TP_AUTO) && strcasecmp(text, "auto") == 0)
+			l = -1;
+		else if (ragg__tp_parse_int(text, &l) || l < spec->min || l > spec->max)
 			return fail(log, log_arg, RAGG_ERR_CONFIG,
-			            "%s=\"%s\": expected an integer in [%lld, %lld]", var, text,
-			            row->min, row->max);
-		if (field)
-			memcpy(field, &l, sizeof(l));
+			            "%s=\"%s\": expected %san integer in [%lld, %lld]", var, text,
+			            spec->flags & RAGG__TP_AUTO ? "auto or " : "", spec->min,
+			            spec->max);
+		if (out)
+			memcpy(out, &l, sizeof(l));
 		return 0;
 	case RAGG__TP_BOOL:
 		if (ragg__tp_parse_bool(text, &b))
@@ -166,42 +235,60 @@ int ragg__tp_setting_parse(const char *var, const struct ragg__tp_setting *row, 
 			    "%s=\"%s\": expected a boolean (1, y, yes, on, true or 0, n, no, "
 			    "off, false)",
 			    var, text);
-		if (field)
-			memcpy(field, &b, sizeof(b));
+		if (out)
+			memcpy(out, &b, sizeof(b));
+		return 0;
+	case RAGG__TP_DOUBLE:
+		if (ragg__tp_parse_double(text, &d) || d < spec->dmin || d > spec->dmax ||
+		    ((spec->flags & RAGG__TP_OPEN_MAX) && d >= spec->dmax))
+			return fail(log, log_arg, RAGG_ERR_CONFIG,
+			            "%s=\"%s\": expected a number in [%g, %g%c", var, text,
+			            spec->dmin, spec->dmax,
+			            spec->flags & RAGG__TP_OPEN_MAX ? ')' : ']');
+		if (out)
+			memcpy(out, &d, sizeof(d));
+		return 0;
+	case RAGG__TP_CHOICE:
+		if (ragg__tp_parse_choice(text, spec->choices, &l))
+			return fail(log, log_arg, RAGG_ERR_CONFIG, "%s=\"%s\": expected one of %s",
+			            var, text, spec->choices);
+		if (out)
+			memcpy(out, &l, sizeof(l));
 		return 0;
 	case RAGG__TP_STRING:
 	default:
-		if (strlen(text) >= row->width)
+		if (strlen(text) >= spec->width)
 			return fail(log, log_arg, RAGG_ERR_CONFIG,
 			            "%s=\"%s\": expected at most %zu characters", var, text,
-			            row->width - 1);
-		if (field)
-			memcpy(field, text, strlen(text) + 1);
+			            spec->width - 1);
+		if (out)
+			memcpy(out, text, strlen(text) + 1);
 		return 0;
 	}
+}
 
-err_size:
-	if (row->max == LLONG_MAX && row->min == 0)
-		return fail(log, log_arg, RAGG_ERR_CONFIG,
-		            "%s=\"%s\": expected a size (bytes, or with a K, M or G suffix)", var,
-		            text);
-	if (row->max == LLONG_MAX)
-		return fail(log, log_arg, RAGG_ERR_CONFIG,
-		            "%s=\"%s\": expected a size (bytes, or with a K, M or G suffix) of at "
-		            "least %lld",
-		            var, text, row->min);
-	return fail(
-	    log, log_arg, RAGG_ERR_CONFIG,
-	    "%s=\"%s\": expected a size in [%lld, %lld] (bytes, or with a K, M or G suffix)", var,
-	    text, row->min, row->max);
+int ragg__tp_setting_parse(const char *var, const struct ragg__tp_setting *row, const char *text,
+                           void *cfg, ragg__tp_log_fn *log, void *log_arg)
+{
+	/* A transport's row is a spec with integer bounds only. */
+	const struct ragg__tp_spec spec = {
+		.kind = row->kind,
+		.width = row->width,
+		.min = row->min,
+		.max = row->max,
+	};
+	if (row->kind == RAGG__TP_DOUBLE || row->kind == RAGG__TP_CHOICE)
+		return fail(log, log_arg, -EINVAL,
+		            "%s: the settings table's row does not match its field", var);
+	return ragg__tp_value_parse(var, &spec, text, cfg ? (char *)cfg + row->offset : NULL, log,
+	                            log_arg);
 }
 
 const char *ragg__tp_setting_value(const char *prefix, const struct ragg__tp_setting *row,
                                    char var[RAGG__TP_VAR_MAX])
 {
 	snprintf(var, RAGG__TP_VAR_MAX, "RAGG_%s_%s", prefix, row->field);
-	const char *env = getenv(var);
-	return env && *env ? env : row->def;
+	return ragg__tp_value_or_default(getenv(var), row->def);
 }
 
 int ragg__tp_settings_load(const char *prefix, const struct ragg__tp_setting *rows, void *cfg,

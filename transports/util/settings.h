@@ -20,6 +20,26 @@ enum ragg__tp_kind {
 	RAGG__TP_INT, /* long: decimal integer */
 	RAGG__TP_BOOL, /* bool: 1 y yes on true / 0 n no off false */
 	RAGG__TP_STRING, /* char[width]: text shorter than the field */
+	RAGG__TP_DOUBLE, /* double: finite decimal number (the core's rows) */
+	RAGG__TP_CHOICE, /* long: index of the value in a list of names (the core's rows) */
+};
+
+/* Flags of a value's spec. */
+#define RAGG__TP_AUTO     0x1u /* "auto" is accepted, stored as -1 (an INT) */
+#define RAGG__TP_OPEN_MAX 0x2u /* a DOUBLE must stay below dmax, not reach it */
+
+/*
+ * What a value may be, for the one parser below: a transport row gives kind,
+ * width and the integer bounds; the core's rows (src/settings.c) also use
+ * the floating-point bounds, the list of a choice and the flags.
+ */
+struct ragg__tp_spec {
+	enum ragg__tp_kind kind;
+	size_t width; /* of the field it is stored in */
+	long long min, max; /* SIZE, INT */
+	double dmin, dmax; /* DOUBLE */
+	const char *choices; /* CHOICE: "sgd|momentum|adam", case-insensitive */
+	unsigned flags;
 };
 
 struct ragg__tp_setting {
@@ -52,6 +72,21 @@ int ragg__tp_settings_load(const char *prefix, const struct ragg__tp_setting *ro
                            size_t cfg_size, ragg__tp_log_fn *log, void *log_arg);
 
 /*
+ * One meaning for an empty value, everywhere in the library: a variable
+ * that is unset or set to the empty string leaves the setting at its
+ * default. The value in force of env (getenv's result) and def.
+ */
+const char *ragg__tp_value_or_default(const char *env, const char *def);
+
+/*
+ * Check text against spec and store it at out (spec->width bytes) when out
+ * is not NULL. 0, or RAGG_ERR_CONFIG (-EINVAL for a spec that is not sane)
+ * with the message, naming var, given to log.
+ */
+int ragg__tp_value_parse(const char *var, const struct ragg__tp_spec *spec, const char *text,
+                         void *out, ragg__tp_log_fn *log, void *log_arg);
+
+/*
  * The value in force of one row: the environment's if set and not empty,
  * else the default. Its variable name is written to var.
  */
@@ -76,6 +111,10 @@ int ragg__tp_setting_parse(const char *var, const struct ragg__tp_setting *row, 
 int ragg__tp_parse_size(const char *text, size_t *out);
 int ragg__tp_parse_int(const char *text, long *out);
 int ragg__tp_parse_bool(const char *text, bool *out);
+/* A finite number (strtod's grammar, no inf or nan). */
+int ragg__tp_parse_double(const char *text, double *out);
+/* The index of text in choices ("a|b|c"), case-insensitive. */
+int ragg__tp_parse_choice(const char *text, const char *choices, long *out);
 
 /* Each transport's table, defined in its config.c; the registry
  * (transports/registry.h) lists those built in. */
