@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "engine/engine.h"
+#include "plan.h"
 #include "proto.h"
 
 #include <ragg/ragg.h>
@@ -59,15 +60,6 @@ struct ragg__peer {
 	uint32_t qcap, qhead, qlen;
 };
 
-/* Sender layout of every slot region: weights by parity, then the data of
- * parity 0, then of parity 1. */
-#define RAGG_SLOT_META_BYTES 64u
-
-static inline uint64_t ragg__slot_offset(int parity, size_t data_bytes, size_t off)
-{
-	return RAGG_SLOT_META_BYTES + (uint64_t)parity * data_bytes + off;
-}
-
 /* A registered region of this process, registered with every transport
  * the process has open, since peers of either may write into it. */
 struct ragg__region {
@@ -78,28 +70,6 @@ struct ragg__region {
 	struct ragg_tp_rdesc rdesc[RAGG_MAX_TP];
 };
 
-/* Per-chunk work handed to the engine. */
-enum ragg__job_kind {
-	RAGG_JOB_REDUCE, /* agent: sum the workers'; server: the optimizer step */
-	RAGG_JOB_FANOUT, /* agent: copy parameters into workers' mapped buffers */
-};
-
-struct ragg__chunk_job {
-	struct ragg__job job;
-	struct ragg_tensor *t;
-	enum ragg__job_kind kind;
-	uint32_t chunk;
-	int parity;
-	double total_weight; /* out: sum of the contributions' weights */
-	const float **inputs; /* one per contributor, set as each lands */
-	float *weights;
-	float *out; /* agent's sum: its own memory or the server's slot */
-	/* Per peer: where the result is copied in place (a peer region
-	 * mapped here), NULL: sent with a write afterwards. Set at submit. */
-	void **copy_to;
-	int ncopy;
-};
-
 struct ragg__agent_tensor;
 struct ragg__server_tensor;
 
@@ -108,7 +78,7 @@ struct ragg_tensor {
 	int id;
 	char name[64];
 	uint64_t name_hash;
-	size_t count, chunk_elems, nchunks, bytes;
+	struct ragg__plan plan; /* fixed at declaration */
 	uint64_t round; /* rounds completed */
 
 	/* worker */
@@ -202,8 +172,7 @@ struct ragg__alloc {
 /* memory.c */
 /* The ragg_mem_alloc() block holding [p, p + len) if it is shared memory
  * a same-host peer can map, else NULL. */
-const struct ragg__alloc *ragg__alloc_shared(const struct ragg_ctx *ctx, const void *p,
-                                             size_t len);
+const struct ragg__alloc *ragg__alloc_shared(const struct ragg_ctx *ctx, const void *p, size_t len);
 void ragg__allocs_free(struct ragg_ctx *ctx);
 /* Load/store access to at least `need` bytes of a peer's region through
  * its transport: 0 and *ptr; -EINPROGRESS (ask again later); another
@@ -215,7 +184,7 @@ int ragg__peer_map(struct ragg__peer *p, const struct ragg_tp_rdesc *remote, siz
 /* Whether a ragg__peer_map() failure is for good (else: try later). */
 bool ragg__peer_map_final(int rc);
 uint8_t *ragg__peer_mapped(struct ragg__peer *p, const struct ragg_tp_rdesc *remote, size_t need,
-                          uint8_t **at, bool *never);
+                           uint8_t **at, bool *never);
 
 /* context.c */
 const char *ragg__role_name(int role);
@@ -245,6 +214,11 @@ int ragg__post_write(struct ragg__peer *p, const void *laddr, struct ragg_tp_mr 
 int ragg__post_msg(struct ragg__peer *p, const struct ragg__msg *msg);
 /* Make room for `more` queued operations on p (called at declare time). */
 int ragg__queue_reserve(struct ragg__peer *p, uint32_t more);
+
+/* A landed write that ragg__plan_check_write refused (`why`): logged,
+ * counted, and the job fails with RAGG_ERR_PROTO. */
+void ragg__write_rejected(struct ragg_ctx *ctx, const struct ragg__peer *p, uint32_t imm,
+                          size_t len, const char *why);
 
 /* Engine jobs call this last: it wakes the progress loop's wait. */
 void ragg__job_finished(struct ragg_ctx *ctx);
@@ -276,25 +250,18 @@ void ragg__worker_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struc
 void ragg__worker_on_write_done(struct ragg_ctx *ctx, uint64_t cookie);
 void ragg__agent_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t imm, size_t len);
 void ragg__agent_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m);
-void ragg__agent_on_job(struct ragg_ctx *ctx, struct ragg__chunk_job *job);
+void ragg__agent_on_job(struct ragg_ctx *ctx, struct ragg__job *job);
 void ragg__agent_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t);
 /* Finish mappings whose answer came in: a worker then pushes in place from
  * its next round on, not one later. */
 void ragg__agent_map_pending(struct ragg_ctx *ctx);
 void ragg__server_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t imm, size_t len);
 void ragg__server_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m);
-void ragg__server_on_job(struct ragg_ctx *ctx, struct ragg__chunk_job *job);
+void ragg__server_on_job(struct ragg_ctx *ctx, struct ragg__job *job);
 void ragg__server_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t);
 
 /* tensor.c: shared layout for every role. */
 int ragg__tensor_new(struct ragg_ctx *ctx, int id, const char *name, uint64_t name_hash,
                      size_t count, size_t chunk_bytes, ragg_tensor_t **out);
 void ragg__tensor_free(ragg_tensor_t *t);
-static inline size_t ragg__chunk_len(const ragg_tensor_t *t, size_t c)
-{
-	size_t first = c * t->chunk_elems;
-	size_t n = t->count - first;
-	return (n < t->chunk_elems ? n : t->chunk_elems) * sizeof(float);
-}
-
 #endif

@@ -71,13 +71,13 @@ RAGG_EXPORT int ragg_mem_free(ragg_ctx_t *ctx, void *p)
 			continue;
 		for (int k = 0; k < ctx->ntensors; k++) {
 			ragg_tensor_t *t = ctx->tensors[k];
-			if (t->params && inside(a, t->params, t->bytes)) {
+			if (t->params && inside(a, t->params, t->plan.bytes)) {
 				ragg__error("ragg_mem_free: tensor \"%s\" has its parameters "
 				            "there; free it after ragg_finalize",
 				            t->name);
 				return -EBUSY;
 			}
-			if (t->grad && inside(a, t->grad, t->bytes)) {
+			if (t->grad && inside(a, t->grad, t->plan.bytes)) {
 				if (t->pushed) {
 					ragg__error("ragg_mem_free: tensor \"%s\" is being "
 					            "pushed from there; pull first",
@@ -137,7 +137,7 @@ int ragg__peer_map(struct ragg__peer *p, const struct ragg_tp_rdesc *remote, siz
 }
 
 uint8_t *ragg__peer_mapped(struct ragg__peer *p, const struct ragg_tp_rdesc *remote, size_t need,
-                          uint8_t **at, bool *never)
+                           uint8_t **at, bool *never)
 {
 	void *m;
 	if (*at || *never)

@@ -128,6 +128,17 @@ static void flush_queues(struct ragg_ctx *ctx)
 	}
 }
 
+void ragg__write_rejected(struct ragg_ctx *ctx, const struct ragg__peer *p, uint32_t imm,
+                          size_t len, const char *why)
+{
+	ragg__error("unexpected write from %s %d (%s): tensor %d chunk %u parity %d length %zu: "
+	            "bad %s",
+	            ragg__role_name(p->role), p->rank, p->ep->peer, ragg__imm_tensor(imm),
+	            ragg__imm_chunk(imm), ragg__imm_parity(imm), len, why);
+	ctx->stats.frames_rejected++;
+	ragg__fail(ctx, RAGG_ERR_PROTO);
+}
+
 static void on_disconnected(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
 {
 	struct ragg__peer *p = ev->ep->user;
@@ -235,11 +246,10 @@ static int reap_jobs(struct ragg_ctx *ctx)
 	struct ragg__job *j = ragg__engine_reap(ctx->engine);
 	while (j) {
 		struct ragg__job *next = j->next;
-		struct ragg__chunk_job *cj = ragg__container_of(j, struct ragg__chunk_job, job);
 		if (ctx->opts.role == RAGG_ROLE_AGENT)
-			ragg__agent_on_job(ctx, cj);
+			ragg__agent_on_job(ctx, j);
 		else
-			ragg__server_on_job(ctx, cj);
+			ragg__server_on_job(ctx, j);
 		j = next;
 		ctx->jobs_out--;
 		n++;

@@ -41,18 +41,18 @@ static int grad_mr(ragg_tensor_t *t, const float *grad, struct ragg_tp_mr **mr)
 			tp->ops->mr_dereg(t->grad_mr);
 		t->grad_mr = NULL;
 		t->grad = NULL;
-		int rc = tp->ops->mr_reg(tp->dev, (void *)(uintptr_t)grad, t->bytes, &t->grad_mr,
-		                         &t->grad_rdesc);
+		int rc = tp->ops->mr_reg(tp->dev, (void *)(uintptr_t)grad, t->plan.bytes,
+		                         &t->grad_mr, &t->grad_rdesc);
 		if (rc) {
-			ragg__error("registering the gradient buffer (%zu bytes): %s", t->bytes,
-			            ragg_strerror(rc));
+			ragg__error("registering the gradient buffer (%zu bytes): %s",
+			            t->plan.bytes, ragg_strerror(rc));
 			return rc;
 		}
 		t->grad = grad;
 		/* Whatever the agent maps now, it is not this registration. */
 		t->grad_mapped = 0;
 		t->grad_announced = false;
-		if (ragg__alloc_shared(t->ctx, grad, t->bytes)) {
+		if (ragg__alloc_shared(t->ctx, grad, t->plan.bytes)) {
 			struct ragg__msg m = { .type = RAGG_MSG_GRAD_AT,
 				               .tensor = (uint8_t)t->id,
 				               .count = ++t->grad_seq,
@@ -97,14 +97,15 @@ static int post_push(ragg_tensor_t *t, const float *grad, double weight)
 	t->weight_src[parity] = weight;
 	rc = ragg__post_write(agent, &t->weight_src[parity], t->weight_mr, &t->agent_slot,
 	                      (uint64_t)parity * sizeof(double), sizeof(double), 0, 0, 0);
-	for (size_t c = 0; !rc && c < t->nchunks; c++) {
-		size_t off = c * t->chunk_elems * sizeof(float);
-		bool last = c + 1 == t->nchunks;
-		rc = ragg__post_write(
-		    agent, (const char *)grad + off, mr, &t->agent_slot,
-		    ragg__slot_offset(parity, t->bytes, off), in_place ? 0 : ragg__chunk_len(t, c),
-		    ragg__imm_encode(parity, t->id, (uint32_t)c),
-		    RAGG_TP_WRITE_IMM | (last ? RAGG_TP_WRITE_SIGNAL : 0), (uint64_t)t->id);
+	const struct ragg__plan *pl = &t->plan;
+	for (size_t c = 0; !rc && c < pl->nchunks; c++) {
+		bool last = c + 1 == pl->nchunks;
+		rc = ragg__post_write(agent, (const char *)grad + ragg__plan_chunk_off(pl, c), mr,
+		                      &t->agent_slot, ragg__plan_worker_slot_off(pl, parity, c),
+		                      in_place ? 0 : ragg__plan_contrib_len(pl, c),
+		                      ragg__imm_encode(parity, t->id, (uint32_t)c),
+		                      RAGG_TP_WRITE_IMM | (last ? RAGG_TP_WRITE_SIGNAL : 0),
+		                      (uint64_t)t->id);
 	}
 	if (rc)
 		return rc;
@@ -127,7 +128,7 @@ static bool pull_done(void *arg)
 	 * that completes it comes in with progress, not as an event. */
 	if (t->agent_params_pending)
 		map_agent_params(t);
-	return t->landed[t->round & 1] == t->nchunks;
+	return t->landed[t->round & 1] == t->plan.nchunks;
 }
 
 void ragg__worker_on_write_done(struct ragg_ctx *ctx, uint64_t cookie)
@@ -138,9 +139,10 @@ void ragg__worker_on_write_done(struct ragg_ctx *ctx, uint64_t cookie)
 
 static void copy_chunk(ragg_tensor_t *t, uint32_t c)
 {
-	size_t off = c * t->chunk_elems * sizeof(float);
+	size_t off = ragg__plan_chunk_off(&t->plan, c);
 	void *dst = t->params;
-	ragg__copy_fanout(&dst, 1, off, t->agent_params_at + off, ragg__chunk_len(t, c));
+	ragg__copy_fanout(&dst, 1, off, t->agent_params_at + off,
+	                  ragg__plan_chunk_len(&t->plan, c));
 	t->landed[t->round & 1]++;
 }
 
@@ -149,7 +151,7 @@ static void map_agent_params(ragg_tensor_t *t)
 {
 	struct ragg__peer *agent = &t->ctx->peers[0];
 	void *m;
-	int rc = ragg__peer_map(agent, &t->agent_params, t->bytes, &m);
+	int rc = ragg__peer_map(agent, &t->agent_params, t->plan.bytes, &m);
 	if (rc && !ragg__peer_map_final(rc))
 		return;
 	t->agent_params_pending = false;
@@ -174,13 +176,19 @@ static void params_ready(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t im
 	int id = ragg__imm_tensor(imm), parity = ragg__imm_parity(imm);
 	uint32_t c = ragg__imm_chunk(imm);
 	ragg_tensor_t *t = id < ctx->ntensors ? ctx->tensors[id] : NULL;
-	if (!t || c >= t->nchunks || (len && len != ragg__chunk_len(t, c)) ||
-	    (pull && !t->agent_params.len) || parity != (int)(t->round & 1) ||
-	    t->landed[parity] + t->ncopy_pending >= t->nchunks) {
-		ragg__error("unexpected parameters from agent %d (tensor %d chunk %u parity %d%s)",
-		            p->rank, id, c, parity, pull ? ", to copy" : "");
-		ctx->stats.frames_rejected++;
-		ragg__fail(ctx, RAGG_ERR_PROTO);
+	/* Length 0: the agent copied them into our buffer in place; a chunk
+	 * to copy ourselves needs the agent's region announced first. */
+	struct ragg__expect e = {
+		.plan = t ? &t->plan : NULL,
+		.parity = t ? (int)(t->round & 1) : 0,
+		.owner = -1,
+		.sender_ok = !pull || (t && t->agent_params.len),
+		.room = t && t->landed[parity] + t->ncopy_pending < t->plan.nchunks,
+		.in_place_ok = true,
+	};
+	const char *why;
+	if (ragg__plan_check_write(&e, c, parity, len, &why)) {
+		ragg__write_rejected(ctx, p, imm, len, why);
 		return;
 	}
 	if (!pull) {
@@ -216,7 +224,7 @@ void ragg__worker_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struc
 	}
 	if (m->type == RAGG_MSG_PARAMS_AT && t && t->acked && !t->agent_params.len &&
 	    m->rdesc.len) {
-		if (!(t->copy_pending = calloc(t->nchunks, sizeof(*t->copy_pending)))) {
+		if (!(t->copy_pending = calloc(t->plan.nchunks, sizeof(*t->copy_pending)))) {
 			ragg__fail(ctx, -ENOMEM);
 			return;
 		}
@@ -261,7 +269,7 @@ RAGG_EXPORT int ragg_pull(ragg_tensor_t *t, float *params)
 		t->ctx->req.done = true;
 	t->ctx->stats.rounds++;
 	if (params && params != t->params)
-		memcpy(params, t->params, t->bytes);
+		memcpy(params, t->params, t->plan.bytes);
 	return 0;
 }
 
