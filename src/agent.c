@@ -249,7 +249,6 @@ void ragg__agent_map_grad(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tenso
 	if (rc && !ragg__peer_map_final(rc))
 		return;
 	w->grad_pending = false;
-	ctx->maps_pending--;
 	if (rc) {
 		ragg__debug("worker %d's gradient buffer stays remote: %s", p->rank,
 		            ragg_strerror(rc));
@@ -273,20 +272,21 @@ static void on_grad_at(struct ragg_ctx *ctx, struct ragg__peer *p, const struct 
 	/* Its pushes copy until we answer, so the old mapping is done with. */
 	struct ragg__agent_worker *w = &t->agent->w[p->index];
 	w->grad_seq = m->count;
-	if (!w->grad_pending)
-		ctx->maps_pending++;
 	w->grad_pending = true;
 	w->grad = m->rdesc;
 	w->grad_at = NULL;
 	ragg__agent_map_grad(ctx, p, t);
 }
 
-void ragg__agent_map_pending(struct ragg_ctx *ctx)
+/* The transport answered our mapping questions to worker p: finish the
+ * gradient mappings that waited, so its next push is in place. */
+void ragg__agent_on_peer_mapped(struct ragg_ctx *ctx, struct ragg__peer *p)
 {
-	for (int k = 0; k < ctx->ntensors && ctx->maps_pending; k++)
-		for (int i = 0; i < ctx->nworkers; i++)
-			if (ctx->tensors[k]->agent->w[i].grad_pending)
-				ragg__agent_map_grad(ctx, &ctx->peers[i], ctx->tensors[k]);
+	if (p->role != RAGG_ROLE_WORKER)
+		return;
+	for (int k = 0; k < ctx->ntensors; k++)
+		if (ctx->tensors[k]->agent->w[p->index].grad_pending)
+			ragg__agent_map_grad(ctx, p, ctx->tensors[k]);
 }
 
 void ragg__agent_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m)

@@ -43,7 +43,6 @@ void ragg__agent_sum(struct ragg__job *job)
 	};
 	ragg__stages_run(pl, &sc, &at->chunk_state[(size_t)sj->chunk * (size_t)pl->nstages]);
 	sj->total_weight = total;
-	ragg__job_finished(ctx);
 }
 
 /* Runs on an engine thread: the chunk's parameters into every mapped
@@ -57,7 +56,6 @@ void ragg__agent_fanout(struct ragg__job *job)
 	const uint8_t *src = (const uint8_t *)t->agent->params.mem + off;
 	ragg__copy_fanout(fj->copy_to, t->ctx->nworkers, off, src,
 	                  ragg__plan_chunk_len(&t->plan, fj->chunk));
-	ragg__job_finished(t->ctx);
 }
 
 /* Our accumulator's chunk c. */
@@ -177,11 +175,9 @@ void ragg__agent_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t 
 		ragg__write_rejected(ctx, p, imm, len, why);
 		return;
 	}
-	if (from_worker) {
-		if (t->agent->w[p->index].grad_pending)
-			ragg__agent_map_grad(ctx, p, t);
+	if (from_worker)
 		on_gradient(ctx, p, t, parity, c, len);
-	} else
+	else
 		on_parameters(ctx, t, parity, c);
 }
 

@@ -92,6 +92,9 @@ static int start_engine(struct ragg_ctx *ctx)
 		.cpus = *cpus ? cpus : NULL,
 		.device = attr.device[0] ? attr.device : NULL,
 		.kernels = kname,
+		/* The fd the transports' wait already watches: finished jobs
+		 * wake the progress loop with no call back into the core. */
+		.wake_fd = &ctx->wake_fd,
 	};
 	return ragg__engine_start(&conf, &ctx->engine);
 }

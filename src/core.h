@@ -152,10 +152,11 @@ struct ragg_ctx {
 	struct ragg_req req; /* ragg_ipush's single outstanding request */
 
 	uint32_t jobs_out; /* submitted to the engine, not yet reaped */
-	int maps_pending; /* agent: gradient buffers being mapped */
 	uint64_t spin_off_until_us; /* adaptive polling blocks at once until then */
 	long nivcsw; /* this thread's preemptions when last looked */
-	int wake_fd; /* eventfd: a job finished (the transport's wait wakes on it) */
+	/* eventfd: the engine's completion fd (ragg__engine_wake_fd), which
+	 * the transports' wait watches; readable while finished jobs wait. */
+	int wake_fd;
 	int failed; /* sticky: first fatal error of the job */
 	bool leaving; /* our goodbye is sent: peers closing is expected */
 	int byes; /* peers that said goodbye */
@@ -220,9 +221,6 @@ int ragg__queue_reserve(struct ragg__peer *p, uint32_t more);
 void ragg__write_rejected(struct ragg_ctx *ctx, const struct ragg__peer *p, uint32_t imm,
                           size_t len, const char *why);
 
-/* Engine jobs call this last: it wakes the progress loop's wait. */
-void ragg__job_finished(struct ragg_ctx *ctx);
-
 /* regions (region.c) */
 int ragg__region_alloc(struct ragg_ctx *ctx, size_t len, size_t chunk, struct ragg__region *r);
 void ragg__region_free(struct ragg_ctx *ctx, struct ragg__region *r);
@@ -252,9 +250,10 @@ void ragg__agent_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t 
 void ragg__agent_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m);
 void ragg__agent_on_job(struct ragg_ctx *ctx, struct ragg__job *job);
 void ragg__agent_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t);
-/* Finish mappings whose answer came in: a worker then pushes in place from
- * its next round on, not one later. */
-void ragg__agent_map_pending(struct ragg_ctx *ctx);
+/* Mappings of peer p's regions that were in progress are answered
+ * (RAGG_TP_EV_PEER_MAPPED). */
+void ragg__agent_on_peer_mapped(struct ragg_ctx *ctx, struct ragg__peer *p);
+void ragg__worker_on_peer_mapped(struct ragg_ctx *ctx, struct ragg__peer *p);
 void ragg__server_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t imm, size_t len);
 void ragg__server_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m);
 void ragg__server_on_job(struct ragg_ctx *ctx, struct ragg__job *job);

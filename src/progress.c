@@ -202,6 +202,17 @@ static void on_recv(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
 	}
 }
 
+static void on_peer_mapped(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
+{
+	struct ragg__peer *p = ev->ep->user;
+	if (!p)
+		return;
+	if (ctx->opts.role == RAGG_ROLE_WORKER)
+		ragg__worker_on_peer_mapped(ctx, p);
+	else if (ctx->opts.role == RAGG_ROLE_AGENT)
+		ragg__agent_on_peer_mapped(ctx, p);
+}
+
 static void on_landed(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
 {
 	struct ragg__peer *p = ev->ep->user;
@@ -223,26 +234,16 @@ static void on_landed(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
 }
 
 /*
- * Finished jobs wake the loop through ctx->wake_fd, which the transport's
- * wait() watches. A job signals at the end of its function, a moment before
- * the engine lists it as finished; so the loop clears the signal before
- * reaping, and while jobs are out it never sleeps long (see ragg__wait).
+ * Finished jobs wake the loop through the engine's completion fd, which is
+ * ctx->wake_fd, the fd the transports' wait watches: the engine makes it
+ * readable once a finished job waits and reap drains it (see pool.c), so
+ * a job ends without calling back into the core and no wake-up is lost.
  */
-void ragg__job_finished(struct ragg_ctx *ctx)
-{
-	uint64_t one = 1;
-	ssize_t w = write(ctx->wake_fd, &one, sizeof(one));
-	(void)w;
-}
-
 static int reap_jobs(struct ragg_ctx *ctx)
 {
 	int n = 0;
-	uint64_t count;
 	if (!ctx->engine || !ctx->jobs_out)
 		return 0;
-	ssize_t r = read(ctx->wake_fd, &count, sizeof(count));
-	(void)r;
 	struct ragg__job *j = ragg__engine_reap(ctx->engine);
 	while (j) {
 		struct ragg__job *next = j->next;
@@ -301,6 +302,9 @@ static void dispatch(struct ragg_ctx *ctx, const struct ragg_tp_event *ev, int n
 			break;
 		case RAGG_TP_EV_DISCONNECTED:
 			on_disconnected(ctx, &ev[i]);
+			break;
+		case RAGG_TP_EV_PEER_MAPPED:
+			on_peer_mapped(ctx, &ev[i]);
 			break;
 		}
 	}
@@ -368,7 +372,6 @@ int ragg__wait_for(struct ragg_ctx *ctx, bool (*done)(void *arg), void *arg, con
 			check_contention(ctx, now);
 		uint64_t left_ms = ((uint64_t)timeout_ms * 1000u - idle_us + 999u) / 1000u;
 		ctx->stats.wait_blocks++;
-		int cap_ms = ctx->jobs_out ? 1 : 1000;
-		ragg__transports_wait(ctx, left_ms > (uint64_t)cap_ms ? cap_ms : (int)left_ms);
+		ragg__transports_wait(ctx, left_ms > 1000u ? 1000 : (int)left_ms);
 	}
 }

@@ -113,7 +113,6 @@ static void server_update(struct ragg__job *job)
 		ragg__copy_fanout(cj->copy_to, ctx->opts.agents, off + from * sizeof(float),
 		                  w + from * sizeof(float), m * sizeof(float));
 	}
-	ragg__job_finished(ctx);
 }
 
 /* g = sum_j s_j / sum_j N_j, then the optimizer (or, in round 0, the

@@ -119,15 +119,9 @@ static bool push_done(void *arg)
 	return ((ragg_tensor_t *)arg)->push_inflight == 0;
 }
 
-static void map_agent_params(ragg_tensor_t *t);
-
 static bool pull_done(void *arg)
 {
 	ragg_tensor_t *t = arg;
-	/* Chunks wait for our mapping of the agent's region: the answer
-	 * that completes it comes in with progress, not as an event. */
-	if (t->agent_params_pending)
-		map_agent_params(t);
 	return t->landed[t->round & 1] == t->plan.nchunks;
 }
 
@@ -199,9 +193,16 @@ static void params_ready(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t im
 		copy_chunk(t, c);
 		return;
 	}
+	/* Copied once the mapping is answered (ragg__worker_on_peer_mapped). */
 	t->copy_pending[t->ncopy_pending++] = c;
-	if (t->agent_params_pending)
-		map_agent_params(t);
+}
+
+void ragg__worker_on_peer_mapped(struct ragg_ctx *ctx, struct ragg__peer *p)
+{
+	(void)p;
+	for (int k = 0; k < ctx->ntensors; k++)
+		if (ctx->tensors[k]->agent_params_pending)
+			map_agent_params(ctx->tensors[k]);
 }
 
 void ragg__worker_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t imm, size_t len)
