@@ -16,6 +16,7 @@
 #include "agent.h"
 #include "compiler.h"
 #include "log.h"
+#include "role.h"
 #include "stages/stage.h"
 
 /* Runs on an engine thread: the plan's stages on the chunk. */
@@ -213,3 +214,11 @@ void ragg__agent_on_job(struct ragg_ctx *ctx, struct ragg__job *job)
 	                 sj->out == acc ? ragg__plan_contrib_len(pl, sj->chunk) : 0,
 	                 ragg__imm_encode(parity, t->id, sj->chunk), RAGG_TP_WRITE_IMM, 0);
 }
+
+const struct ragg__role_ops ragg__agent_role = {
+	.name = "agent",
+	.on_msg = ragg__agent_on_msg,
+	.on_landed = ragg__agent_on_landed,
+	.on_job = ragg__agent_on_job,
+	.on_peer_mapped = ragg__agent_on_peer_mapped,
+};

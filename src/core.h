@@ -21,6 +21,7 @@
 #include <ragg/transport.h>
 
 struct ragg__kv;
+struct ragg__role_ops;
 struct ragg__kv_server;
 
 /* A transport this process has open: at most one device each. */
@@ -129,6 +130,7 @@ struct ragg__hop {
 
 struct ragg_ctx {
 	struct ragg_opts opts;
+	const struct ragg__role_ops *role; /* what this process's role does */
 	struct ragg__tp tps[RAGG_MAX_TP];
 	int ntp;
 	struct ragg__hop hop_workers; /* workers <-> agents */

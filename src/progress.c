@@ -17,6 +17,7 @@
 #include "compiler.h"
 #include "core.h"
 #include "log.h"
+#include "role.h"
 
 #define EVENTS_PER_POLL 64
 
@@ -189,17 +190,7 @@ static void on_recv(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
 		p->said_bye = true;
 		return;
 	}
-	switch (ctx->opts.role) {
-	case RAGG_ROLE_WORKER:
-		ragg__worker_on_msg(ctx, p, &m);
-		break;
-	case RAGG_ROLE_AGENT:
-		ragg__agent_on_msg(ctx, p, &m);
-		break;
-	default:
-		ragg__server_on_msg(ctx, p, &m);
-		break;
-	}
+	ctx->role->on_msg(ctx, p, &m);
 }
 
 static void on_peer_mapped(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
@@ -207,10 +198,8 @@ static void on_peer_mapped(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
 	struct ragg__peer *p = ev->ep->user;
 	if (!p)
 		return;
-	if (ctx->opts.role == RAGG_ROLE_WORKER)
-		ragg__worker_on_peer_mapped(ctx, p);
-	else if (ctx->opts.role == RAGG_ROLE_AGENT)
-		ragg__agent_on_peer_mapped(ctx, p);
+	if (ctx->role->on_peer_mapped)
+		ctx->role->on_peer_mapped(ctx, p);
 }
 
 static void on_landed(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
@@ -220,17 +209,7 @@ static void on_landed(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
 		return;
 	ctx->stats.writes_landed++;
 	ctx->stats.bytes_received += ev->len;
-	switch (ctx->opts.role) {
-	case RAGG_ROLE_WORKER:
-		ragg__worker_on_landed(ctx, p, ev->imm, ev->len);
-		break;
-	case RAGG_ROLE_AGENT:
-		ragg__agent_on_landed(ctx, p, ev->imm, ev->len);
-		break;
-	default:
-		ragg__server_on_landed(ctx, p, ev->imm, ev->len);
-		break;
-	}
+	ctx->role->on_landed(ctx, p, ev->imm, ev->len);
 }
 
 /*
@@ -247,10 +226,7 @@ static int reap_jobs(struct ragg_ctx *ctx)
 	struct ragg__job *j = ragg__engine_reap(ctx->engine);
 	while (j) {
 		struct ragg__job *next = j->next;
-		if (ctx->opts.role == RAGG_ROLE_AGENT)
-			ragg__agent_on_job(ctx, j);
-		else
-			ragg__server_on_job(ctx, j);
+		ctx->role->on_job(ctx, j);
 		j = next;
 		ctx->jobs_out--;
 		n++;
@@ -291,8 +267,8 @@ static void dispatch(struct ragg_ctx *ctx, const struct ragg_tp_event *ev, int n
 			ragg__on_connected(ctx, &ev[i]);
 			break;
 		case RAGG_TP_EV_WRITE_DONE:
-			if (ctx->opts.role == RAGG_ROLE_WORKER)
-				ragg__worker_on_write_done(ctx, ev[i].cookie);
+			if (ctx->role->on_write_done)
+				ctx->role->on_write_done(ctx, ev[i].cookie);
 			break;
 		case RAGG_TP_EV_WRITE_LANDED:
 			on_landed(ctx, &ev[i]);

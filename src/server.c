@@ -19,6 +19,7 @@
 #include "compiler.h"
 #include "core.h"
 #include "log.h"
+#include "role.h"
 
 /* One of the agents, for one tensor. */
 struct ragg__server_agent {
@@ -342,3 +343,10 @@ void ragg__server_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t
 	else
 		ctx->jobs_out++;
 }
+
+const struct ragg__role_ops ragg__server_role = {
+	.name = "server",
+	.on_msg = ragg__server_on_msg,
+	.on_landed = ragg__server_on_landed,
+	.on_job = ragg__server_on_job,
+};

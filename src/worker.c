@@ -15,6 +15,7 @@
 #include "compiler.h"
 #include "core.h"
 #include "log.h"
+#include "role.h"
 
 static int check_tensor(ragg_tensor_t *t)
 {
@@ -243,6 +244,14 @@ void ragg__worker_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struc
 	t->agent_slot = m->rdesc;
 	t->acked = true;
 }
+
+const struct ragg__role_ops ragg__worker_role = {
+	.name = "worker",
+	.on_msg = ragg__worker_on_msg,
+	.on_landed = ragg__worker_on_landed,
+	.on_write_done = ragg__worker_on_write_done,
+	.on_peer_mapped = ragg__worker_on_peer_mapped,
+};
 
 RAGG_EXPORT int ragg_push(ragg_tensor_t *t, const float *grad, double weight)
 {
