@@ -67,9 +67,8 @@ static void ack_workers(struct ragg_ctx *ctx, ragg_tensor_t *t, int status)
 		 * others, instead of our writing into each in turn (and into
 		 * private memory, which needs ptrace permission). */
 		if (!status && at->params.owner == p->tp &&
-		    !ragg__peer_mapped(p, &at->w[i].params, t->plan.bytes, &at->w[i].params_at,
-		                       &at->w[i].params_never) &&
-		    at->w[i].params_never) {
+		    !ragg__peer_region_map(p, &at->w[i].params, t->plan.bytes) &&
+		    at->w[i].params.never) {
 			struct ragg__msg pa = { .type = RAGG_MSG_PARAMS_AT,
 				                .tensor = (uint8_t)t->id,
 				                .rdesc = *ragg__region_rdesc(&at->params, p) };
@@ -187,7 +186,7 @@ static void on_worker_declare(struct ragg_ctx *ctx, struct ragg__peer *p, const 
 		return;
 	}
 	struct ragg__agent_tensor *at = t->agent;
-	if (at->w[p->index].params.len) {
+	if (at->w[p->index].params.rdesc.len) {
 		ragg__error("worker %d declared tensor %d twice", p->rank, t->id);
 		ragg__fail(ctx, RAGG_ERR_PROTO);
 		return;
@@ -200,7 +199,7 @@ static void on_worker_declare(struct ragg_ctx *ctx, struct ragg__peer *p, const 
 		            (unsigned long long)m->chunk_bytes);
 		at->mismatch = true;
 	}
-	at->w[p->index].params = m->rdesc;
+	at->w[p->index].params.rdesc = m->rdesc;
 	if (++at->declared < ctx->nworkers)
 		return;
 	/* A failure here still goes through the servers, which tell every
@@ -232,7 +231,7 @@ static void on_server_ack(struct ragg_ctx *ctx, struct ragg__peer *p, const stru
 	struct ragg__agent_tensor *at = t->agent;
 	if (m->status && !at->status)
 		at->status = m->status;
-	at->s[p->index].slot = m->rdesc;
+	at->s[p->index].slot.rdesc = m->rdesc;
 	at->s[p->index].answered = true;
 	if (++at->server_acks < ctx->opts.servers)
 		return;
@@ -245,16 +244,16 @@ void ragg__agent_map_grad(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tenso
 {
 	struct ragg__agent_worker *w = &t->agent->w[p->index];
 	void *m;
-	int rc = ragg__peer_map(p, &w->grad, t->plan.bytes, &m);
+	int rc = ragg__peer_map(p, &w->grad.rdesc, t->plan.bytes, &m);
 	if (rc && !ragg__peer_map_final(rc))
 		return;
-	w->grad_pending = false;
+	w->grad.pending = false;
 	if (rc) {
 		ragg__debug("worker %d's gradient buffer stays remote: %s", p->rank,
 		            ragg_strerror(rc));
 		return;
 	}
-	w->grad_at = m;
+	w->grad.at = m;
 	struct ragg__msg a = { .type = RAGG_MSG_GRAD_MAPPED,
 		               .tensor = (uint8_t)t->id,
 		               .count = w->grad_seq };
@@ -272,9 +271,9 @@ static void on_grad_at(struct ragg_ctx *ctx, struct ragg__peer *p, const struct 
 	/* Its pushes copy until we answer, so the old mapping is done with. */
 	struct ragg__agent_worker *w = &t->agent->w[p->index];
 	w->grad_seq = m->count;
-	w->grad_pending = true;
-	w->grad = m->rdesc;
-	w->grad_at = NULL;
+	w->grad.pending = true;
+	w->grad.rdesc = m->rdesc;
+	w->grad.at = NULL;
 	ragg__agent_map_grad(ctx, p, t);
 }
 
@@ -285,7 +284,7 @@ void ragg__agent_on_peer_mapped(struct ragg_ctx *ctx, struct ragg__peer *p)
 	if (p->role != RAGG_ROLE_WORKER)
 		return;
 	for (int k = 0; k < ctx->ntensors; k++)
-		if (ctx->tensors[k]->agent->w[p->index].grad_pending)
+		if (ctx->tensors[k]->agent->w[p->index].grad.pending)
 			ragg__agent_map_grad(ctx, p, ctx->tensors[k]);
 }
 

@@ -11,22 +11,16 @@
 /* One of the agent's workers, for one tensor. */
 struct ragg__agent_worker {
 	struct ragg__region slot; /* what it writes its gradient into */
-	struct ragg_tp_rdesc params; /* its parameter buffer */
-	uint8_t *params_at; /* that buffer mapped here, or NULL */
-	bool params_never; /* it cannot be mapped */
+	struct ragg__peer_region params; /* its parameter buffer */
 	bool pulls; /* it copies parameters out of our region itself */
 	/* Its announced gradient buffer (RAGG_MSG_GRAD_AT). */
 	uint64_t grad_seq;
-	bool grad_pending; /* mapping asked for, answer not in yet */
-	struct ragg_tp_rdesc grad;
-	const uint8_t *grad_at; /* mapped here; NULL: its pushes copy */
+	struct ragg__peer_region grad; /* not mapped here: its pushes copy */
 };
 
 /* One of the servers, for one tensor. */
 struct ragg__agent_server {
-	struct ragg_tp_rdesc slot; /* our slot there */
-	uint8_t *slot_at; /* mapped here, or NULL */
-	bool slot_never;
+	struct ragg__peer_region slot; /* our slot there */
 	bool answered; /* its answer to our declaration arrived */
 	uint64_t meta_sent; /* round + 1 whose N was written */
 };

@@ -74,10 +74,10 @@ static float *sum_target(struct ragg_ctx *ctx, ragg_tensor_t *t, int parity, uin
 	const struct ragg__plan *pl = &t->plan;
 	struct ragg__agent_tensor *at = t->agent;
 	int s = ragg__plan_owner(pl, c);
-	uint8_t *slot = pl->in_place ? ragg__peer_mapped(ragg__server_peer(ctx, s), &at->s[s].slot,
-	                                                 ragg__plan_server_slot_bytes(pl, s),
-	                                                 &at->s[s].slot_at, &at->s[s].slot_never)
-	                             : NULL;
+	uint8_t *slot = pl->in_place
+	                    ? ragg__peer_region_map(ragg__server_peer(ctx, s), &at->s[s].slot,
+	                                            ragg__plan_server_slot_bytes(pl, s))
+	                    : NULL;
 	if (slot)
 		return (float *)(slot + ragg__plan_server_slot_off(pl, parity, c));
 	return acc_chunk(t, c);
@@ -95,7 +95,7 @@ static void on_gradient(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tensor_
 		                    ragg__plan_worker_slot_off(&t->plan, parity, c));
 	else
 		j->inputs[p->index] =
-		    (const float *)(w->grad_at + ragg__plan_chunk_off(&t->plan, c));
+		    (const float *)(w->grad.at + ragg__plan_chunk_off(&t->plan, c));
 	if (++at->arrived[parity][c] < (uint32_t)ctx->nworkers)
 		return;
 	at->arrived[parity][c] = 0;
@@ -123,8 +123,8 @@ static void forward(struct ragg_ctx *ctx, ragg_tensor_t *t, int i, int parity, u
 		return;
 	}
 	ragg__post_write(&ctx->peers[i], (char *)at->params.mem + off,
-	                 ragg__region_mr(&at->params, &ctx->peers[i]), &at->w[i].params, off, len,
-	                 ragg__imm_encode(parity, t->id, c), RAGG_TP_WRITE_IMM, 0);
+	                 ragg__region_mr(&at->params, &ctx->peers[i]), &at->w[i].params.rdesc, off,
+	                 len, ragg__imm_encode(parity, t->id, c), RAGG_TP_WRITE_IMM, 0);
 }
 
 static void on_parameters(struct ragg_ctx *ctx, ragg_tensor_t *t, int parity, uint32_t c)
@@ -133,8 +133,8 @@ static void on_parameters(struct ragg_ctx *ctx, ragg_tensor_t *t, int parity, ui
 	struct ragg__fanout_job *f = &at->fanout[c];
 	int copies = 0;
 	for (int i = 0; i < ctx->nworkers; i++) {
-		f->copy_to[i] = ragg__peer_mapped(&ctx->peers[i], &at->w[i].params, t->plan.bytes,
-		                                  &at->w[i].params_at, &at->w[i].params_never);
+		f->copy_to[i] =
+		    ragg__peer_region_map(&ctx->peers[i], &at->w[i].params, t->plan.bytes);
 		if (f->copy_to[i])
 			copies++;
 		else
@@ -169,7 +169,7 @@ void ragg__agent_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t 
 		.owner = -1,
 		.sender_ok = true,
 		.room = true,
-		.in_place_ok = !from_worker || (t && t->agent->w[p->index].grad_at),
+		.in_place_ok = !from_worker || (t && t->agent->w[p->index].grad.at),
 	};
 	const char *why;
 	if (ragg__plan_check_write(&e, c, parity, len, &why)) {
@@ -204,12 +204,13 @@ void ragg__agent_on_job(struct ragg_ctx *ctx, struct ragg__job *job)
 
 	if (at->s[s].meta_sent != t->round + 1) {
 		meta[parity] = sj->total_weight;
-		ragg__post_write(srv, &meta[parity], ragg__region_mr(&at->acc, srv), &at->s[s].slot,
-		                 (uint64_t)parity * sizeof(double), sizeof(double), 0, 0, 0);
+		ragg__post_write(srv, &meta[parity], ragg__region_mr(&at->acc, srv),
+		                 &at->s[s].slot.rdesc, (uint64_t)parity * sizeof(double),
+		                 sizeof(double), 0, 0, 0);
 		at->s[s].meta_sent = t->round + 1;
 	}
 	float *acc = acc_chunk(t, sj->chunk);
-	ragg__post_write(srv, acc, ragg__region_mr(&at->acc, srv), &at->s[s].slot,
+	ragg__post_write(srv, acc, ragg__region_mr(&at->acc, srv), &at->s[s].slot.rdesc,
 	                 ragg__plan_server_slot_off(pl, parity, sj->chunk),
 	                 sj->out == acc ? ragg__plan_contrib_len(pl, sj->chunk) : 0,
 	                 ragg__imm_encode(parity, t->id, sj->chunk), RAGG_TP_WRITE_IMM, 0);

@@ -61,6 +61,15 @@ struct ragg__peer {
 	uint32_t qcap, qhead, qlen;
 };
 
+/* A peer's region this process writes into or reads from, and its
+ * mapping here (RAGG_TP_EV_PEER_MAPPED brings a pending answer). */
+struct ragg__peer_region {
+	struct ragg_tp_rdesc rdesc; /* as the peer described it; len 0: none yet */
+	uint8_t *at; /* mapped here, or NULL */
+	bool never; /* it cannot be mapped: writes reach it */
+	bool pending; /* asked for, the answer not in yet */
+};
+
 /* A registered region of this process, registered with every transport
  * the process has open, since peers of either may write into it. */
 struct ragg__region {
@@ -93,9 +102,7 @@ struct ragg_tensor {
 	/* The agent's parameter region, when it cannot map ours: we copy
 	 * each chunk out of it as it is announced, or, while our mapping of
 	 * it is still being set up, once it is (copy_pending). */
-	struct ragg_tp_rdesc agent_params;
-	const uint8_t *agent_params_at;
-	bool agent_params_pending;
+	struct ragg__peer_region agent_params;
 	uint32_t *copy_pending; /* chunks announced before the mapping */
 	uint32_t ncopy_pending;
 	struct ragg_tp_mr *params_mr;
@@ -182,12 +189,11 @@ void ragg__allocs_free(struct ragg_ctx *ctx);
  * negative code: never (not mappable, or shorter than need). */
 int ragg__peer_map(struct ragg__peer *p, const struct ragg_tp_rdesc *remote, size_t need,
                    void **ptr);
-/* A peer region we write into, mapped here: *at once it is; NULL while it
- * is not yet, or (then *never is set) never will be. */
 /* Whether a ragg__peer_map() failure is for good (else: try later). */
 bool ragg__peer_map_final(int rc);
-uint8_t *ragg__peer_mapped(struct ragg__peer *p, const struct ragg_tp_rdesc *remote, size_t need,
-                           uint8_t **at, bool *never);
+/* r mapped here: r->at once it is; NULL while it is not yet, or (then
+ * r->never is set) never will be. */
+uint8_t *ragg__peer_region_map(struct ragg__peer *p, struct ragg__peer_region *r, size_t need);
 
 /* context.c */
 const char *ragg__role_name(int role);

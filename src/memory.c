@@ -136,18 +136,17 @@ int ragg__peer_map(struct ragg__peer *p, const struct ragg_tp_rdesc *remote, siz
 	return 0;
 }
 
-uint8_t *ragg__peer_mapped(struct ragg__peer *p, const struct ragg_tp_rdesc *remote, size_t need,
-                           uint8_t **at, bool *never)
+uint8_t *ragg__peer_region_map(struct ragg__peer *p, struct ragg__peer_region *r, size_t need)
 {
 	void *m;
-	if (*at || *never)
-		return *at;
-	int rc = ragg__peer_map(p, remote, need, &m);
+	if (r->at || r->never)
+		return r->at;
+	int rc = ragg__peer_map(p, &r->rdesc, need, &m);
 	if (!rc)
-		*at = m;
+		r->at = m;
 	else if (ragg__peer_map_final(rc))
-		*never = true;
-	return *at;
+		r->never = true;
+	return r->at;
 }
 
 bool ragg__peer_map_final(int rc)

@@ -24,9 +24,7 @@
 /* One of the agents, for one tensor. */
 struct ragg__server_agent {
 	struct ragg__region slot; /* what it writes its sums into */
-	struct ragg_tp_rdesc params; /* its parameter region */
-	uint8_t *params_at; /* that region mapped here, or NULL */
-	bool params_never; /* it cannot be mapped */
+	struct ragg__peer_region params; /* its parameter region */
 	bool declared; /* its declaration arrived */
 };
 
@@ -175,7 +173,7 @@ void ragg__server_on_job(struct ragg_ctx *ctx, struct ragg__job *job)
 	for (int j = 0; j < ctx->opts.agents; j++)
 		ragg__post_write(
 		    &ctx->peers[j], (char *)st->w.mem + ragg__plan_owned_off(pl, cj->chunk),
-		    ragg__region_mr(&st->w, &ctx->peers[j]), &st->a[j].params,
+		    ragg__region_mr(&st->w, &ctx->peers[j]), &st->a[j].params.rdesc,
 		    ragg__plan_chunk_off(pl, cj->chunk),
 		    cj->copy_to[j] ? 0 : ragg__plan_chunk_len(pl, cj->chunk),
 		    ragg__imm_encode(cj->parity, t->id, cj->chunk), RAGG_TP_WRITE_IMM, 0);
@@ -283,7 +281,7 @@ static void on_agent_declare(struct ragg_ctx *ctx, struct ragg__peer *p, const s
 	if (m->status && !st->status)
 		st->status = m->status;
 	st->a[p->index].declared = true;
-	st->a[p->index].params = m->rdesc;
+	st->a[p->index].params.rdesc = m->rdesc;
 	if (++st->declared < ctx->opts.agents)
 		return;
 	if (st->mismatch || st->status) {
@@ -335,8 +333,7 @@ void ragg__server_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t
 	st->jobs[lc].parity = parity;
 	for (int j = 0; j < ctx->opts.agents; j++)
 		st->jobs[lc].copy_to[j] =
-		    ragg__peer_mapped(&ctx->peers[j], &st->a[j].params, t->plan.bytes,
-		                      &st->a[j].params_at, &st->a[j].params_never);
+		    ragg__peer_region_map(&ctx->peers[j], &st->a[j].params, t->plan.bytes);
 	int rc = ragg__engine_submit(ctx->engine, &st->jobs[lc].job);
 	if (rc)
 		ragg__fail(ctx, rc);

@@ -136,7 +136,7 @@ static void copy_chunk(ragg_tensor_t *t, uint32_t c)
 {
 	size_t off = ragg__plan_chunk_off(&t->plan, c);
 	void *dst = t->params;
-	ragg__copy_fanout(&dst, 1, off, t->agent_params_at + off,
+	ragg__copy_fanout(&dst, 1, off, t->agent_params.at + off,
 	                  ragg__plan_chunk_len(&t->plan, c));
 	t->landed[t->round & 1]++;
 }
@@ -146,17 +146,17 @@ static void map_agent_params(ragg_tensor_t *t)
 {
 	struct ragg__peer *agent = &t->ctx->peers[0];
 	void *m;
-	int rc = ragg__peer_map(agent, &t->agent_params, t->plan.bytes, &m);
+	int rc = ragg__peer_map(agent, &t->agent_params.rdesc, t->plan.bytes, &m);
 	if (rc && !ragg__peer_map_final(rc))
 		return;
-	t->agent_params_pending = false;
+	t->agent_params.pending = false;
 	if (rc) {
 		ragg__error("tensor \"%s\": cannot map the agent's parameter region: %s", t->name,
 		            ragg_strerror(rc));
 		ragg__fail(t->ctx, rc);
 		return;
 	}
-	t->agent_params_at = m;
+	t->agent_params.at = m;
 	for (uint32_t i = 0; i < t->ncopy_pending; i++)
 		copy_chunk(t, t->copy_pending[i]);
 	t->ncopy_pending = 0;
@@ -177,7 +177,7 @@ static void params_ready(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t im
 		.plan = t ? &t->plan : NULL,
 		.parity = t ? (int)(t->round & 1) : 0,
 		.owner = -1,
-		.sender_ok = !pull || (t && t->agent_params.len),
+		.sender_ok = !pull || (t && t->agent_params.rdesc.len),
 		.room = t && t->landed[parity] + t->ncopy_pending < t->plan.nchunks,
 		.in_place_ok = true,
 	};
@@ -190,7 +190,7 @@ static void params_ready(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t im
 		t->landed[parity]++;
 		return;
 	}
-	if (t->agent_params_at) {
+	if (t->agent_params.at) {
 		copy_chunk(t, c);
 		return;
 	}
@@ -202,7 +202,7 @@ void ragg__worker_on_peer_mapped(struct ragg_ctx *ctx, struct ragg__peer *p)
 {
 	(void)p;
 	for (int k = 0; k < ctx->ntensors; k++)
-		if (ctx->tensors[k]->agent_params_pending)
+		if (ctx->tensors[k]->agent_params.pending)
 			map_agent_params(ctx->tensors[k]);
 }
 
@@ -224,14 +224,14 @@ void ragg__worker_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struc
 		params_ready(ctx, p, (uint32_t)m->count, 0, true);
 		return;
 	}
-	if (m->type == RAGG_MSG_PARAMS_AT && t && t->acked && !t->agent_params.len &&
+	if (m->type == RAGG_MSG_PARAMS_AT && t && t->acked && !t->agent_params.rdesc.len &&
 	    m->rdesc.len) {
 		if (!(t->copy_pending = calloc(t->plan.nchunks, sizeof(*t->copy_pending)))) {
 			ragg__fail(ctx, -ENOMEM);
 			return;
 		}
-		t->agent_params = m->rdesc;
-		t->agent_params_pending = true;
+		t->agent_params.rdesc = m->rdesc;
+		t->agent_params.pending = true;
 		map_agent_params(t);
 		return;
 	}
