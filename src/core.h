@@ -83,15 +83,8 @@ struct ragg__region {
 struct ragg__agent_tensor;
 struct ragg__server_tensor;
 
-struct ragg_tensor {
-	struct ragg_ctx *ctx;
-	int id;
-	char name[64];
-	uint64_t name_hash;
-	struct ragg__plan plan; /* fixed at declaration */
-	uint64_t round; /* rounds completed */
-
-	/* worker */
+/* A worker's state for one tensor. */
+struct ragg__worker_tensor {
 	float *params;
 	/* A gradient buffer in ragg_mem_alloc() memory is announced to the
 	 * agent; once it answers that it maps it, pushes leave it in place. */
@@ -117,7 +110,17 @@ struct ragg_tensor {
 	bool pushed; /* this round's push was posted */
 	bool acked;
 	int ack_status;
+};
 
+struct ragg_tensor {
+	struct ragg_ctx *ctx;
+	int id;
+	char name[64];
+	uint64_t name_hash;
+	struct ragg__plan plan; /* fixed at declaration */
+	uint64_t round; /* rounds completed */
+
+	struct ragg__worker_tensor worker;
 	struct ragg__agent_tensor *agent;
 	struct ragg__server_tensor *server;
 };

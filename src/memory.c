@@ -71,23 +71,23 @@ RAGG_EXPORT int ragg_mem_free(ragg_ctx_t *ctx, void *p)
 			continue;
 		for (int k = 0; k < ctx->ntensors; k++) {
 			ragg_tensor_t *t = ctx->tensors[k];
-			if (t->params && inside(a, t->params, t->plan.bytes)) {
+			if (t->worker.params && inside(a, t->worker.params, t->plan.bytes)) {
 				ragg__error("ragg_mem_free: tensor \"%s\" has its parameters "
 				            "there; free it after ragg_finalize",
 				            t->name);
 				return -EBUSY;
 			}
-			if (t->grad && inside(a, t->grad, t->plan.bytes)) {
-				if (t->pushed) {
+			if (t->worker.grad && inside(a, t->worker.grad, t->plan.bytes)) {
+				if (t->worker.pushed) {
 					ragg__error("ragg_mem_free: tensor \"%s\" is being "
 					            "pushed from there; pull first",
 					            t->name);
 					return -EBUSY;
 				}
-				t->ctx->peers[0].tp->ops->mr_dereg(t->grad_mr);
-				t->grad_mr = NULL;
-				t->grad = NULL;
-				t->grad_announced = false;
+				t->ctx->peers[0].tp->ops->mr_dereg(t->worker.grad_mr);
+				t->worker.grad_mr = NULL;
+				t->worker.grad = NULL;
+				t->worker.grad_announced = false;
 			}
 		}
 		release(a);

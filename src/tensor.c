@@ -41,20 +41,20 @@ void ragg__tensor_free(ragg_tensor_t *t)
 	if (t->server)
 		ragg__server_tensor_free(ctx, t);
 	const struct ragg__tp *tp = ctx->peers[0].tp;
-	if (t->params_mr)
-		tp->ops->mr_dereg(t->params_mr);
-	if (t->grad_mr)
-		tp->ops->mr_dereg(t->grad_mr);
-	if (t->weight_mr)
-		tp->ops->mr_dereg(t->weight_mr);
-	free(t->weight_src);
-	free(t->copy_pending);
+	if (t->worker.params_mr)
+		tp->ops->mr_dereg(t->worker.params_mr);
+	if (t->worker.grad_mr)
+		tp->ops->mr_dereg(t->worker.grad_mr);
+	if (t->worker.weight_mr)
+		tp->ops->mr_dereg(t->worker.weight_mr);
+	free(t->worker.weight_src);
+	free(t->worker.copy_pending);
 	free(t);
 }
 
 static bool acked(void *arg)
 {
-	return ((ragg_tensor_t *)arg)->acked;
+	return ((ragg_tensor_t *)arg)->worker.acked;
 }
 
 RAGG_EXPORT int ragg_tensor_declare(ragg_ctx_t *ctx, const char *name, float *params, size_t count,
@@ -80,16 +80,17 @@ RAGG_EXPORT int ragg_tensor_declare(ragg_ctx_t *ctx, const char *name, float *pa
 	if ((rc = ragg__tensor_new(ctx, ctx->ntensors, name, ragg__name_hash(name), count,
 	                           ctx->opts.chunk_bytes, &t)))
 		return rc;
-	t->params = params;
+	t->worker.params = params;
 	rc = -ENOMEM;
-	if (posix_memalign((void **)&t->weight_src, 64, 2 * sizeof(double)))
+	if (posix_memalign((void **)&t->worker.weight_src, 64, 2 * sizeof(double)))
 		goto err;
 	/* A worker talks to its agent only, over one transport. */
 	const struct ragg__tp *tp = ctx->peers[0].tp;
-	if ((rc = tp->ops->mr_reg(tp->dev, params, t->plan.bytes, &t->params_mr, &t->params_rdesc)))
+	if ((rc = tp->ops->mr_reg(tp->dev, params, t->plan.bytes, &t->worker.params_mr,
+	                          &t->worker.params_rdesc)))
 		goto err_reg;
-	if ((rc = tp->ops->mr_reg(tp->dev, t->weight_src, 2 * sizeof(double), &t->weight_mr,
-	                          &unused)))
+	if ((rc = tp->ops->mr_reg(tp->dev, t->worker.weight_src, 2 * sizeof(double),
+	                          &t->worker.weight_mr, &unused)))
 		goto err_reg;
 	/* A push is one weight plus every chunk; the queue holds a round. */
 	if ((rc = ragg__queue_reserve(&ctx->peers[0], (uint32_t)t->plan.nchunks + 2)))
@@ -102,14 +103,14 @@ RAGG_EXPORT int ragg_tensor_declare(ragg_ctx_t *ctx, const char *name, float *pa
 		.count = t->plan.count,
 		.chunk_bytes = t->plan.chunk_bytes,
 		.name_hash = t->name_hash,
-		.rdesc = t->params_rdesc,
+		.rdesc = t->worker.params_rdesc,
 	};
 	if ((rc = ragg__post_msg(&ctx->peers[0], &m)) ||
 	    (rc = ragg__wait(ctx, acked, t, "declaring a tensor")))
 		return rc;
-	if (t->ack_status) {
-		ragg__error("tensor \"%s\": %s", name, ragg_strerror(t->ack_status));
-		return t->ack_status;
+	if (t->worker.ack_status) {
+		ragg__error("tensor \"%s\": %s", name, ragg_strerror(t->worker.ack_status));
+		return t->worker.ack_status;
 	}
 	/* Round 0 sets the parameters everywhere to worker 0's: its weight is
 	 * 1 and every other worker's 0, so the servers' weighted mean is
