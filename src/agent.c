@@ -16,6 +16,7 @@
 #include "agent.h"
 #include "compiler.h"
 #include "log.h"
+#include "stages/stage.h"
 
 void ragg__agent_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t)
 {
@@ -28,7 +29,7 @@ void ragg__agent_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t)
 		ragg__region_free(ctx, &at->params);
 	if (at->acc.mem)
 		ragg__region_free(ctx, &at->acc);
-	for (size_t c = 0; c < t->nchunks; c++) {
+	for (size_t c = 0; c < t->plan.nchunks; c++) {
 		if (at->jobs) {
 			free(at->jobs[c].inputs);
 			free(at->jobs[c].weights);
@@ -36,6 +37,10 @@ void ragg__agent_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t)
 		if (at->fanout)
 			free(at->fanout[c].copy_to);
 	}
+	for (int i = 0; i < t->plan.nstages; i++)
+		if (at->state[i])
+			ragg__engine_free(ctx->engine, at->state[i], at->state_bytes[i]);
+	free(at->chunk_state);
 	free(at->jobs);
 	free(at->fanout);
 	free(at->w);
@@ -62,9 +67,8 @@ static void ack_workers(struct ragg_ctx *ctx, ragg_tensor_t *t, int status)
 		 * others, instead of our writing into each in turn (and into
 		 * private memory, which needs ptrace permission). */
 		if (!status && at->params.owner == p->tp &&
-		    !ragg__peer_mapped(p, &at->w[i].params, t->bytes, &at->w[i].params_at,
-		                       &at->w[i].params_never) &&
-		    at->w[i].params_never) {
+		    !ragg__peer_region_map(p, &at->w[i].params, t->plan.bytes) &&
+		    at->w[i].params.never) {
 			struct ragg__msg pa = { .type = RAGG_MSG_PARAMS_AT,
 				                .tensor = (uint8_t)t->id,
 				                .rdesc = *ragg__region_rdesc(&at->params, p) };
@@ -79,24 +83,41 @@ static void ack_workers(struct ragg_ctx *ctx, ragg_tensor_t *t, int status)
 static int setup_memory(struct ragg_ctx *ctx, ragg_tensor_t *t)
 {
 	struct ragg__agent_tensor *at = t->agent;
-	size_t chunk_bytes = t->chunk_elems * sizeof(float);
-	size_t slot_bytes = RAGG_SLOT_META_BYTES + 2 * t->bytes;
+	const struct ragg__plan *pl = &t->plan;
 	int rc;
 
 	for (int i = 0; i < ctx->nworkers; i++)
-		if ((rc = ragg__region_alloc(ctx, slot_bytes, chunk_bytes, &at->w[i].slot)))
+		if ((rc = ragg__region_alloc(ctx, ragg__plan_worker_slot_bytes(pl), pl->chunk_bytes,
+		                             &at->w[i].slot)))
 			return rc;
-	if ((rc = ragg__region_alloc(ctx, t->bytes, chunk_bytes, &at->params)) ||
-	    (rc = ragg__region_alloc(ctx, RAGG_SLOT_META_BYTES + t->bytes, chunk_bytes, &at->acc)))
+	/* Our parameter region; the accumulator: META (N by parity), then sums. */
+	if ((rc = ragg__region_alloc(ctx, pl->bytes, pl->chunk_bytes, &at->params)) ||
+	    (rc = ragg__region_alloc(ctx, RAGG_SLOT_META_BYTES + pl->bytes, pl->chunk_bytes,
+	                             &at->acc)))
 		return rc;
-	at->jobs = calloc(t->nchunks, sizeof(*at->jobs));
-	at->fanout = calloc(t->nchunks, sizeof(*at->fanout));
-	at->arrived[0] = calloc(t->nchunks, sizeof(uint32_t));
-	at->arrived[1] = calloc(t->nchunks, sizeof(uint32_t));
-	if (!at->jobs || !at->fanout || !at->arrived[0] || !at->arrived[1])
+	at->jobs = calloc(pl->nchunks, sizeof(*at->jobs));
+	at->fanout = calloc(pl->nchunks, sizeof(*at->fanout));
+	at->arrived[0] = calloc(pl->nchunks, sizeof(uint32_t));
+	at->arrived[1] = calloc(pl->nchunks, sizeof(uint32_t));
+	at->chunk_state = calloc(pl->nchunks * (size_t)pl->nstages, sizeof(void *));
+	if (!at->jobs || !at->fanout || !at->arrived[0] || !at->arrived[1] || !at->chunk_state)
 		return -ENOMEM;
-	for (size_t c = 0; c < t->nchunks; c++) {
-		struct ragg__chunk_job *j = &at->jobs[c];
+	/* Each stage's per-chunk state, first touched by the thread that
+	 * runs the chunk (piece c belongs to thread c, as the jobs' hint). */
+	for (int i = 0; i < pl->nstages; i++) {
+		const struct ragg__stage *st = pl->stages[i].stage;
+		size_t per = st->state_bytes ? st->state_bytes(pl->chunk_bytes) : 0;
+		if (!per)
+			continue;
+		at->state_bytes[i] = per * pl->nchunks;
+		if (!(at->state[i] = ragg__engine_alloc(ctx->engine, at->state_bytes[i], per)))
+			return -ENOMEM;
+		for (size_t c = 0; c < pl->nchunks; c++)
+			at->chunk_state[c * (size_t)pl->nstages + (size_t)i] =
+			    (uint8_t *)at->state[i] + c * per;
+	}
+	for (size_t c = 0; c < pl->nchunks; c++) {
+		struct ragg__sum_job *j = &at->jobs[c];
 		j->t = t;
 		j->chunk = (uint32_t)c;
 		j->job.fn = ragg__agent_sum;
@@ -105,13 +126,11 @@ static int setup_memory(struct ragg_ctx *ctx, ragg_tensor_t *t)
 		j->job.thread_hint = (int)c;
 		j->inputs = calloc((size_t)ctx->nworkers, sizeof(*j->inputs));
 		j->weights = calloc((size_t)ctx->nworkers, sizeof(*j->weights));
-		struct ragg__chunk_job *f = &at->fanout[c];
+		struct ragg__fanout_job *f = &at->fanout[c];
 		f->t = t;
-		f->kind = RAGG_JOB_FANOUT;
 		f->chunk = (uint32_t)c;
 		f->job.fn = ragg__agent_fanout;
 		f->job.thread_hint = (int)c;
-		f->ncopy = ctx->nworkers;
 		f->copy_to = calloc((size_t)ctx->nworkers, sizeof(*f->copy_to));
 		if (!j->inputs || !j->weights || !f->copy_to)
 			return -ENOMEM;
@@ -119,12 +138,11 @@ static int setup_memory(struct ragg_ctx *ctx, ragg_tensor_t *t)
 	/* Queues hold a whole round: a forward of every chunk to each worker,
 	 * every owned chunk plus N to each server. */
 	for (int i = 0; i < ctx->nworkers; i++)
-		if ((rc = ragg__queue_reserve(&ctx->peers[i], (uint32_t)t->nchunks + 2)))
+		if ((rc = ragg__queue_reserve(&ctx->peers[i], (uint32_t)pl->nchunks + 2)))
 			return rc;
 	for (int s = 0; s < ctx->opts.servers; s++)
-		if ((rc = ragg__queue_reserve(
-		         ragg__server_peer(ctx, s),
-		         (uint32_t)ragg__owned_chunks(t->nchunks, ctx->opts.servers, s) + 3)))
+		if ((rc = ragg__queue_reserve(ragg__server_peer(ctx, s),
+		                              (uint32_t)ragg__plan_owned(pl, s) + 3)))
 			return rc;
 	return 0;
 }
@@ -133,8 +151,6 @@ static int new_tensor(struct ragg_ctx *ctx, const struct ragg__msg *m, ragg_tens
 {
 	ragg_tensor_t *t;
 	int rc;
-	if (m->chunk_bytes < 4096 || m->chunk_bytes % sizeof(float))
-		return RAGG_ERR_PROTO;
 	if ((rc = ragg__tensor_new(ctx, m->tensor, NULL, m->name_hash, m->count, m->chunk_bytes,
 	                           &t)))
 		return rc;
@@ -170,12 +186,12 @@ static void on_worker_declare(struct ragg_ctx *ctx, struct ragg__peer *p, const 
 		return;
 	}
 	struct ragg__agent_tensor *at = t->agent;
-	if (at->w[p->index].params.len) {
+	if (at->w[p->index].params.rdesc.len) {
 		ragg__error("worker %d declared tensor %d twice", p->rank, t->id);
 		ragg__fail(ctx, RAGG_ERR_PROTO);
 		return;
 	}
-	if (m->count != t->count || m->chunk_bytes != t->chunk_elems * sizeof(float) ||
+	if (m->count != t->plan.count || m->chunk_bytes != t->plan.chunk_bytes ||
 	    m->name_hash != t->name_hash) {
 		ragg__error("worker %d declared tensor %d with %llu floats in %llu-byte chunks, "
 		            "others differently (name or size)",
@@ -183,7 +199,7 @@ static void on_worker_declare(struct ragg_ctx *ctx, struct ragg__peer *p, const 
 		            (unsigned long long)m->chunk_bytes);
 		at->mismatch = true;
 	}
-	at->w[p->index].params = m->rdesc;
+	at->w[p->index].params.rdesc = m->rdesc;
 	if (++at->declared < ctx->nworkers)
 		return;
 	/* A failure here still goes through the servers, which tell every
@@ -215,7 +231,7 @@ static void on_server_ack(struct ragg_ctx *ctx, struct ragg__peer *p, const stru
 	struct ragg__agent_tensor *at = t->agent;
 	if (m->status && !at->status)
 		at->status = m->status;
-	at->s[p->index].slot = m->rdesc;
+	at->s[p->index].slot.rdesc = m->rdesc;
 	at->s[p->index].answered = true;
 	if (++at->server_acks < ctx->opts.servers)
 		return;
@@ -228,17 +244,16 @@ void ragg__agent_map_grad(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tenso
 {
 	struct ragg__agent_worker *w = &t->agent->w[p->index];
 	void *m;
-	int rc = ragg__peer_map(p, &w->grad, t->bytes, &m);
+	int rc = ragg__peer_map(p, &w->grad.rdesc, t->plan.bytes, &m);
 	if (rc && !ragg__peer_map_final(rc))
 		return;
-	w->grad_pending = false;
-	ctx->maps_pending--;
+	w->grad.pending = false;
 	if (rc) {
 		ragg__debug("worker %d's gradient buffer stays remote: %s", p->rank,
 		            ragg_strerror(rc));
 		return;
 	}
-	w->grad_at = m;
+	w->grad.at = m;
 	struct ragg__msg a = { .type = RAGG_MSG_GRAD_MAPPED,
 		               .tensor = (uint8_t)t->id,
 		               .count = w->grad_seq };
@@ -256,20 +271,21 @@ static void on_grad_at(struct ragg_ctx *ctx, struct ragg__peer *p, const struct 
 	/* Its pushes copy until we answer, so the old mapping is done with. */
 	struct ragg__agent_worker *w = &t->agent->w[p->index];
 	w->grad_seq = m->count;
-	if (!w->grad_pending)
-		ctx->maps_pending++;
-	w->grad_pending = true;
-	w->grad = m->rdesc;
-	w->grad_at = NULL;
+	w->grad.pending = true;
+	w->grad.rdesc = m->rdesc;
+	w->grad.at = NULL;
 	ragg__agent_map_grad(ctx, p, t);
 }
 
-void ragg__agent_map_pending(struct ragg_ctx *ctx)
+/* The transport answered our mapping questions to worker p: finish the
+ * gradient mappings that waited, so its next push is in place. */
+void ragg__agent_on_peer_mapped(struct ragg_ctx *ctx, struct ragg__peer *p)
 {
-	for (int k = 0; k < ctx->ntensors && ctx->maps_pending; k++)
-		for (int i = 0; i < ctx->nworkers; i++)
-			if (ctx->tensors[k]->agent->w[i].grad_pending)
-				ragg__agent_map_grad(ctx, &ctx->peers[i], ctx->tensors[k]);
+	if (p->role != RAGG_ROLE_WORKER)
+		return;
+	for (int k = 0; k < ctx->ntensors; k++)
+		if (ctx->tensors[k]->agent->w[p->index].grad.pending)
+			ragg__agent_map_grad(ctx, p, ctx->tensors[k]);
 }
 
 void ragg__agent_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m)

@@ -11,24 +11,39 @@
 /* One of the agent's workers, for one tensor. */
 struct ragg__agent_worker {
 	struct ragg__region slot; /* what it writes its gradient into */
-	struct ragg_tp_rdesc params; /* its parameter buffer */
-	uint8_t *params_at; /* that buffer mapped here, or NULL */
-	bool params_never; /* it cannot be mapped */
+	struct ragg__peer_region params; /* its parameter buffer */
 	bool pulls; /* it copies parameters out of our region itself */
 	/* Its announced gradient buffer (RAGG_MSG_GRAD_AT). */
 	uint64_t grad_seq;
-	bool grad_pending; /* mapping asked for, answer not in yet */
-	struct ragg_tp_rdesc grad;
-	const uint8_t *grad_at; /* mapped here; NULL: its pushes copy */
+	struct ragg__peer_region grad; /* not mapped here: its pushes copy */
 };
 
 /* One of the servers, for one tensor. */
 struct ragg__agent_server {
-	struct ragg_tp_rdesc slot; /* our slot there */
-	uint8_t *slot_at; /* mapped here, or NULL */
-	bool slot_never;
+	struct ragg__peer_region slot; /* our slot there */
 	bool answered; /* its answer to our declaration arrived */
 	uint64_t meta_sent; /* round + 1 whose N was written */
+};
+
+/* The chunk's job: run the plan's stages on the workers' contributions. */
+struct ragg__sum_job {
+	struct ragg__job job;
+	ragg_tensor_t *t;
+	uint32_t chunk;
+	int parity;
+	double total_weight; /* out: sum of the contributions' weights */
+	const float **inputs; /* one per worker, set as each lands */
+	float *weights;
+	float *out; /* the stages' output: our accumulator or the server's slot */
+};
+
+/* The chunk's parameters into every worker buffer mapped here. */
+struct ragg__fanout_job {
+	struct ragg__job job;
+	ragg_tensor_t *t;
+	uint32_t chunk;
+	int parity;
+	void **copy_to; /* per worker: its mapped buffer, or NULL (sent by write) */
 };
 
 struct ragg__agent_tensor {
@@ -41,15 +56,14 @@ struct ragg__agent_tensor {
 	struct ragg__region acc; /* META (N by parity), then the sums */
 	uint32_t *arrived[2]; /* per chunk: workers landed */
 	uint32_t params_landed;
-	struct ragg__chunk_job *jobs; /* per chunk: the sum */
-	struct ragg__chunk_job *fanout; /* per chunk: copies to workers */
+	struct ragg__sum_job *jobs; /* per chunk: the stages */
+	struct ragg__fanout_job *fanout; /* per chunk: copies to workers */
+	/* Per stage of the plan: its per-chunk states back to back (chunk c's
+	 * at c * state_bytes), first touched by c's thread; NULL: none. */
+	void *state[RAGG_PLAN_MAX_STAGES];
+	size_t state_bytes[RAGG_PLAN_MAX_STAGES];
+	void **chunk_state; /* per chunk: nstages pointers into state[] */
 };
-
-static inline size_t ragg__owned_chunks(size_t nchunks, int servers, int s)
-{
-	return (size_t)s < nchunks ? (nchunks - (size_t)s + (size_t)servers - 1) / (size_t)servers
-	                           : 0;
-}
 
 static inline struct ragg__peer *ragg__server_peer(struct ragg_ctx *ctx, int s)
 {

@@ -16,25 +16,34 @@
 #include "agent.h"
 #include "compiler.h"
 #include "log.h"
+#include "role.h"
+#include "stages/stage.h"
 
-/* Runs on an engine thread. */
+/* Runs on an engine thread: the plan's stages on the chunk. */
 void ragg__agent_sum(struct ragg__job *job)
 {
-	struct ragg__chunk_job *cj = ragg__container_of(job, struct ragg__chunk_job, job);
-	ragg_tensor_t *t = cj->t;
+	struct ragg__sum_job *sj = ragg__container_of(job, struct ragg__sum_job, job);
+	ragg_tensor_t *t = sj->t;
+	const struct ragg__plan *pl = &t->plan;
 	struct ragg_ctx *ctx = t->ctx;
 	struct ragg__agent_tensor *at = t->agent;
 	double total = 0;
 
 	for (int i = 0; i < ctx->nworkers; i++) {
 		const double *meta = at->w[i].slot.mem;
-		total += meta[cj->parity];
-		cj->weights[i] = (float)meta[cj->parity];
+		total += meta[sj->parity];
+		sj->weights[i] = (float)meta[sj->parity];
 	}
-	ctx->kernels->sum_weighted(cj->out, cj->inputs, cj->weights, ctx->nworkers,
-	                           ragg__chunk_len(t, cj->chunk) / sizeof(float));
-	cj->total_weight = total;
-	ragg__job_finished(ctx);
+	struct ragg__stage_ctx sc = {
+		.k = ctx->kernels,
+		.in = sj->inputs,
+		.w = sj->weights,
+		.nin = ctx->nworkers,
+		.out = sj->out,
+		.n = ragg__plan_chunk_elems(pl, sj->chunk),
+	};
+	ragg__stages_run(pl, &sc, &at->chunk_state[(size_t)sj->chunk * (size_t)pl->nstages]);
+	sj->total_weight = total;
 }
 
 /* Runs on an engine thread: the chunk's parameters into every mapped
@@ -42,44 +51,51 @@ void ragg__agent_sum(struct ragg__job *job)
  * for all of them. */
 void ragg__agent_fanout(struct ragg__job *job)
 {
-	struct ragg__chunk_job *cj = ragg__container_of(job, struct ragg__chunk_job, job);
-	ragg_tensor_t *t = cj->t;
-	size_t off = cj->chunk * t->chunk_elems * sizeof(float);
-	size_t len = ragg__chunk_len(t, cj->chunk);
+	struct ragg__fanout_job *fj = ragg__container_of(job, struct ragg__fanout_job, job);
+	ragg_tensor_t *t = fj->t;
+	size_t off = ragg__plan_chunk_off(&t->plan, fj->chunk);
 	const uint8_t *src = (const uint8_t *)t->agent->params.mem + off;
-	ragg__copy_fanout(cj->copy_to, cj->ncopy, off, src, len);
-	ragg__job_finished(t->ctx);
+	ragg__copy_fanout(fj->copy_to, t->ctx->nworkers, off, src,
+	                  ragg__plan_chunk_len(&t->plan, fj->chunk));
 }
 
-/* Where chunk c's sum goes: straight into server s's slot when it is
- * mapped here, else our accumulator, written to the server afterwards. */
+/* Our accumulator's chunk c. */
+static float *acc_chunk(ragg_tensor_t *t, uint32_t c)
+{
+	return (float *)((char *)t->agent->acc.mem + RAGG_SLOT_META_BYTES +
+	                 ragg__plan_chunk_off(&t->plan, c));
+}
+
+/* Where chunk c's stages write: straight into its server's slot when the
+ * plan allows it and the slot is mapped here, else our accumulator,
+ * written to the server afterwards. */
 static float *sum_target(struct ragg_ctx *ctx, ragg_tensor_t *t, int parity, uint32_t c)
 {
+	const struct ragg__plan *pl = &t->plan;
 	struct ragg__agent_tensor *at = t->agent;
-	int n = ctx->opts.servers, s = (int)(c % (uint32_t)n);
-	size_t chunk_bytes = t->chunk_elems * sizeof(float);
-	size_t owned_bytes = ragg__owned_chunks(t->nchunks, n, s) * chunk_bytes;
-	uint8_t *slot = ragg__peer_mapped(ragg__server_peer(ctx, s), &at->s[s].slot,
-	                                  RAGG_SLOT_META_BYTES + 2 * owned_bytes, &at->s[s].slot_at,
-	                                  &at->s[s].slot_never);
+	int s = ragg__plan_owner(pl, c);
+	uint8_t *slot = pl->in_place
+	                    ? ragg__peer_region_map(ragg__server_peer(ctx, s), &at->s[s].slot,
+	                                            ragg__plan_server_slot_bytes(pl, s))
+	                    : NULL;
 	if (slot)
-		return (float *)(slot + ragg__slot_offset(parity, owned_bytes,
-		                                          (c / (uint32_t)n) * chunk_bytes));
-	return (float *)((char *)at->acc.mem + RAGG_SLOT_META_BYTES + c * chunk_bytes);
+		return (float *)(slot + ragg__plan_server_slot_off(pl, parity, c));
+	return acc_chunk(t, c);
 }
 
 static void on_gradient(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tensor_t *t, int parity,
                         uint32_t c, size_t len)
 {
 	struct ragg__agent_tensor *at = t->agent;
-	struct ragg__chunk_job *j = &at->jobs[c];
-	size_t off = c * t->chunk_elems * sizeof(float);
+	struct ragg__sum_job *j = &at->jobs[c];
 	const struct ragg__agent_worker *w = &at->w[p->index];
 	if (len)
-		j->inputs[p->index] = (const float *)((const char *)w->slot.mem +
-		                                      ragg__slot_offset(parity, t->bytes, off));
+		j->inputs[p->index] =
+		    (const float *)((const char *)w->slot.mem +
+		                    ragg__plan_worker_slot_off(&t->plan, parity, c));
 	else
-		j->inputs[p->index] = (const float *)(w->grad_at + off);
+		j->inputs[p->index] =
+		    (const float *)(w->grad.at + ragg__plan_chunk_off(&t->plan, c));
 	if (++at->arrived[parity][c] < (uint32_t)ctx->nworkers)
 		return;
 	at->arrived[parity][c] = 0;
@@ -98,7 +114,7 @@ static void forward(struct ragg_ctx *ctx, ragg_tensor_t *t, int i, int parity, u
                     size_t len)
 {
 	struct ragg__agent_tensor *at = t->agent;
-	size_t off = c * t->chunk_elems * sizeof(float);
+	size_t off = ragg__plan_chunk_off(&t->plan, c);
 	if (at->w[i].pulls) {
 		struct ragg__msg m = { .type = RAGG_MSG_PARAMS_READY,
 			               .tensor = (uint8_t)t->id,
@@ -107,22 +123,22 @@ static void forward(struct ragg_ctx *ctx, ragg_tensor_t *t, int i, int parity, u
 		return;
 	}
 	ragg__post_write(&ctx->peers[i], (char *)at->params.mem + off,
-	                 ragg__region_mr(&at->params, &ctx->peers[i]), &at->w[i].params, off, len,
-	                 ragg__imm_encode(parity, t->id, c), RAGG_TP_WRITE_IMM, 0);
+	                 ragg__region_mr(&at->params, &ctx->peers[i]), &at->w[i].params.rdesc, off,
+	                 len, ragg__imm_encode(parity, t->id, c), RAGG_TP_WRITE_IMM, 0);
 }
 
 static void on_parameters(struct ragg_ctx *ctx, ragg_tensor_t *t, int parity, uint32_t c)
 {
 	struct ragg__agent_tensor *at = t->agent;
-	struct ragg__chunk_job *f = &at->fanout[c];
+	struct ragg__fanout_job *f = &at->fanout[c];
 	int copies = 0;
 	for (int i = 0; i < ctx->nworkers; i++) {
-		f->copy_to[i] = ragg__peer_mapped(&ctx->peers[i], &at->w[i].params, t->bytes,
-		                                  &at->w[i].params_at, &at->w[i].params_never);
+		f->copy_to[i] =
+		    ragg__peer_region_map(&ctx->peers[i], &at->w[i].params, t->plan.bytes);
 		if (f->copy_to[i])
 			copies++;
 		else
-			forward(ctx, t, i, parity, c, ragg__chunk_len(t, c));
+			forward(ctx, t, i, parity, c, ragg__plan_chunk_len(&t->plan, c));
 	}
 	if (copies) {
 		f->parity = parity;
@@ -132,7 +148,7 @@ static void on_parameters(struct ragg_ctx *ctx, ragg_tensor_t *t, int parity, ui
 		else
 			ctx->jobs_out++;
 	}
-	if (++at->params_landed == t->nchunks) {
+	if (++at->params_landed == t->plan.nchunks) {
 		at->params_landed = 0;
 		t->round++;
 		ctx->stats.rounds++;
@@ -144,56 +160,66 @@ void ragg__agent_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t 
 	int id = ragg__imm_tensor(imm), parity = ragg__imm_parity(imm);
 	uint32_t c = ragg__imm_chunk(imm);
 	ragg_tensor_t *t = id < ctx->ntensors ? ctx->tensors[id] : NULL;
+	bool from_worker = p->role == RAGG_ROLE_WORKER;
 	/* Length 0: the data is in place, in the worker's mapped buffer or
 	 * (from a server) in our parameter region. */
-	bool in_place_ok =
-	    t && t->agent->ready && (p->role == RAGG_ROLE_SERVER || t->agent->w[p->index].grad_at);
-	if (!t || !t->agent->ready || c >= t->nchunks ||
-	    (len != ragg__chunk_len(t, c) && !(len == 0 && in_place_ok)) ||
-	    parity != (int)(t->round & 1)) {
-		ragg__error("unexpected write from %s (tensor %d chunk %u parity %d length %zu)",
-		            p->ep->peer, id, c, parity, len);
-		ctx->stats.frames_rejected++;
-		ragg__fail(ctx, RAGG_ERR_PROTO);
+	struct ragg__expect e = {
+		.plan = t && t->agent->ready ? &t->plan : NULL,
+		.parity = t ? (int)(t->round & 1) : 0,
+		.owner = -1,
+		.sender_ok = true,
+		.room = true,
+		.in_place_ok = !from_worker || (t && t->agent->w[p->index].grad.at),
+	};
+	const char *why;
+	if (ragg__plan_check_write(&e, c, parity, len, &why)) {
+		ragg__write_rejected(ctx, p, imm, len, why);
 		return;
 	}
-	if (p->role == RAGG_ROLE_WORKER) {
-		if (t->agent->w[p->index].grad_pending)
-			ragg__agent_map_grad(ctx, p, t);
+	if (from_worker)
 		on_gradient(ctx, p, t, parity, c, len);
-	} else
+	else
 		on_parameters(ctx, t, parity, c);
 }
 
-/* A chunk's sum is ready: send N (once per server and round) and the sum.
- * A fan-out is done: tell the workers it went to. */
-void ragg__agent_on_job(struct ragg_ctx *ctx, struct ragg__chunk_job *cj)
+/* A chunk's sum is ready: send N (once per server and round) and the sum
+ * (length 0 where the stages wrote it into the server's slot). A fan-out
+ * is done: tell the workers it went to. */
+void ragg__agent_on_job(struct ragg_ctx *ctx, struct ragg__job *job)
 {
-	ragg_tensor_t *t = cj->t;
-	if (cj->kind == RAGG_JOB_FANOUT) {
+	if (job->fn == ragg__agent_fanout) {
+		struct ragg__fanout_job *fj = ragg__container_of(job, struct ragg__fanout_job, job);
 		for (int i = 0; i < ctx->nworkers; i++)
-			if (cj->copy_to[i])
-				forward(ctx, t, i, cj->parity, cj->chunk, 0);
+			if (fj->copy_to[i])
+				forward(ctx, fj->t, i, fj->parity, fj->chunk, 0);
 		return;
 	}
+	struct ragg__sum_job *sj = ragg__container_of(job, struct ragg__sum_job, job);
+	ragg_tensor_t *t = sj->t;
+	const struct ragg__plan *pl = &t->plan;
 	struct ragg__agent_tensor *at = t->agent;
-	int n = ctx->opts.servers, s = (int)(cj->chunk % (uint32_t)n), parity = cj->parity;
+	int s = ragg__plan_owner(pl, sj->chunk), parity = sj->parity;
 	struct ragg__peer *srv = ragg__server_peer(ctx, s);
-	size_t chunk_bytes = t->chunk_elems * sizeof(float);
-	size_t owned_bytes = ragg__owned_chunks(t->nchunks, n, s) * chunk_bytes;
-	size_t off = cj->chunk * chunk_bytes;
 	double *meta = at->acc.mem;
 
 	if (at->s[s].meta_sent != t->round + 1) {
-		meta[parity] = cj->total_weight;
-		ragg__post_write(srv, &meta[parity], ragg__region_mr(&at->acc, srv), &at->s[s].slot,
-		                 (uint64_t)parity * sizeof(double), sizeof(double), 0, 0, 0);
+		meta[parity] = sj->total_weight;
+		ragg__post_write(srv, &meta[parity], ragg__region_mr(&at->acc, srv),
+		                 &at->s[s].slot.rdesc, (uint64_t)parity * sizeof(double),
+		                 sizeof(double), 0, 0, 0);
 		at->s[s].meta_sent = t->round + 1;
 	}
-	float *acc = (float *)((char *)at->acc.mem + RAGG_SLOT_META_BYTES + off);
-	ragg__post_write(
-	    srv, acc, ragg__region_mr(&at->acc, srv), &at->s[s].slot,
-	    ragg__slot_offset(parity, owned_bytes, (cj->chunk / (uint32_t)n) * chunk_bytes),
-	    cj->out == acc ? ragg__chunk_len(t, cj->chunk) : 0,
-	    ragg__imm_encode(parity, t->id, cj->chunk), RAGG_TP_WRITE_IMM, 0);
+	float *acc = acc_chunk(t, sj->chunk);
+	ragg__post_write(srv, acc, ragg__region_mr(&at->acc, srv), &at->s[s].slot.rdesc,
+	                 ragg__plan_server_slot_off(pl, parity, sj->chunk),
+	                 sj->out == acc ? ragg__plan_contrib_len(pl, sj->chunk) : 0,
+	                 ragg__imm_encode(parity, t->id, sj->chunk), RAGG_TP_WRITE_IMM, 0);
 }
+
+const struct ragg__role_ops ragg__agent_role = {
+	.name = "agent",
+	.on_msg = ragg__agent_on_msg,
+	.on_landed = ragg__agent_on_landed,
+	.on_job = ragg__agent_on_job,
+	.on_peer_mapped = ragg__agent_on_peer_mapped,
+};

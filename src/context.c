@@ -13,6 +13,7 @@
 #include "bootstrap/kv.h"
 #include "compiler.h"
 #include "core.h"
+#include "role.h"
 #include "log.h"
 #include "settings.h"
 
@@ -90,6 +91,9 @@ static int start_engine(struct ragg_ctx *ctx)
 		.cpus = *cpus ? cpus : NULL,
 		.device = attr.device[0] ? attr.device : NULL,
 		.kernels = kname,
+		/* The fd the transports' wait already watches: finished jobs
+		 * wake the progress loop with no call back into the core. */
+		.wake_fd = &ctx->wake_fd,
 	};
 	return ragg__engine_start(&conf, &ctx->engine);
 }
@@ -188,6 +192,10 @@ RAGG_EXPORT int ragg_init(const struct ragg_opts *opts, ragg_ctx_t **out)
 		goto err;
 	if ((rc = ragg__opts_validate(&ctx->opts)))
 		goto err;
+	if (!(ctx->role = ragg__role_ops_of(ctx->opts.role))) {
+		rc = RAGG_ERR_ROLE;
+		goto err;
+	}
 	if ((rc = alloc_peers(ctx)))
 		goto err;
 	ctx->wake_fd = -1;

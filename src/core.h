@@ -14,12 +14,14 @@
 #include <stdint.h>
 
 #include "engine/engine.h"
+#include "plan.h"
 #include "proto.h"
 
 #include <ragg/ragg.h>
 #include <ragg/transport.h>
 
 struct ragg__kv;
+struct ragg__role_ops;
 struct ragg__kv_server;
 
 /* A transport this process has open: at most one device each. */
@@ -61,14 +63,14 @@ struct ragg__peer {
 	uint32_t qcap, qhead, qlen;
 };
 
-/* Sender layout of every slot region: weights by parity, then the data of
- * parity 0, then of parity 1. */
-#define RAGG_SLOT_META_BYTES 64u
-
-static inline uint64_t ragg__slot_offset(int parity, size_t data_bytes, size_t off)
-{
-	return RAGG_SLOT_META_BYTES + (uint64_t)parity * data_bytes + off;
-}
+/* A peer's region this process writes into or reads from, and its
+ * mapping here (RAGG_TP_EV_PEER_MAPPED brings a pending answer). */
+struct ragg__peer_region {
+	struct ragg_tp_rdesc rdesc; /* as the peer described it; len 0: none yet */
+	uint8_t *at; /* mapped here, or NULL */
+	bool never; /* it cannot be mapped: writes reach it */
+	bool pending; /* asked for, the answer not in yet */
+};
 
 /* A registered region of this process, registered with every transport
  * the process has open, since peers of either may write into it. */
@@ -80,40 +82,11 @@ struct ragg__region {
 	struct ragg_tp_rdesc rdesc[RAGG_MAX_TP];
 };
 
-/* Per-chunk work handed to the engine. */
-enum ragg__job_kind {
-	RAGG_JOB_REDUCE, /* agent: sum the workers'; server: the optimizer step */
-	RAGG_JOB_FANOUT, /* agent: copy parameters into workers' mapped buffers */
-};
-
-struct ragg__chunk_job {
-	struct ragg__job job;
-	struct ragg_tensor *t;
-	enum ragg__job_kind kind;
-	uint32_t chunk;
-	int parity;
-	double total_weight; /* out: sum of the contributions' weights */
-	const float **inputs; /* one per contributor, set as each lands */
-	float *weights;
-	float *out; /* agent's sum: its own memory or the server's slot */
-	/* Per peer: where the result is copied in place (a peer region
-	 * mapped here), NULL: sent with a write afterwards. Set at submit. */
-	void **copy_to;
-	int ncopy;
-};
-
 struct ragg__agent_tensor;
 struct ragg__server_tensor;
 
-struct ragg_tensor {
-	struct ragg_ctx *ctx;
-	int id;
-	char name[64];
-	uint64_t name_hash;
-	size_t count, chunk_elems, nchunks, bytes;
-	uint64_t round; /* rounds completed */
-
-	/* worker */
+/* A worker's state for one tensor. */
+struct ragg__worker_tensor {
 	float *params;
 	/* A gradient buffer in ragg_mem_alloc() memory is announced to the
 	 * agent; once it answers that it maps it, pushes leave it in place. */
@@ -124,9 +97,7 @@ struct ragg_tensor {
 	/* The agent's parameter region, when it cannot map ours: we copy
 	 * each chunk out of it as it is announced, or, while our mapping of
 	 * it is still being set up, once it is (copy_pending). */
-	struct ragg_tp_rdesc agent_params;
-	const uint8_t *agent_params_at;
-	bool agent_params_pending;
+	struct ragg__peer_region agent_params;
 	uint32_t *copy_pending; /* chunks announced before the mapping */
 	uint32_t ncopy_pending;
 	struct ragg_tp_mr *params_mr;
@@ -141,7 +112,17 @@ struct ragg_tensor {
 	bool pushed; /* this round's push was posted */
 	bool acked;
 	int ack_status;
+};
 
+struct ragg_tensor {
+	struct ragg_ctx *ctx;
+	int id;
+	char name[64];
+	uint64_t name_hash;
+	struct ragg__plan plan; /* fixed at declaration */
+	uint64_t round; /* rounds completed */
+
+	struct ragg__worker_tensor worker;
 	struct ragg__agent_tensor *agent;
 	struct ragg__server_tensor *server;
 };
@@ -161,6 +142,7 @@ struct ragg__hop {
 
 struct ragg_ctx {
 	struct ragg_opts opts;
+	const struct ragg__role_ops *role; /* what this process's role does */
 	struct ragg__tp tps[RAGG_MAX_TP];
 	int ntp;
 	struct ragg__hop hop_workers; /* workers <-> agents */
@@ -184,10 +166,11 @@ struct ragg_ctx {
 	struct ragg_req req; /* ragg_ipush's single outstanding request */
 
 	uint32_t jobs_out; /* submitted to the engine, not yet reaped */
-	int maps_pending; /* agent: gradient buffers being mapped */
 	uint64_t spin_off_until_us; /* adaptive polling blocks at once until then */
 	long nivcsw; /* this thread's preemptions when last looked */
-	int wake_fd; /* eventfd: a job finished (the transport's wait wakes on it) */
+	/* eventfd: the engine's completion fd (ragg__engine_wake_fd), which
+	 * the transports' wait watches; readable while finished jobs wait. */
+	int wake_fd;
 	int failed; /* sticky: first fatal error of the job */
 	bool leaving; /* our goodbye is sent: peers closing is expected */
 	int byes; /* peers that said goodbye */
@@ -204,20 +187,18 @@ struct ragg__alloc {
 /* memory.c */
 /* The ragg_mem_alloc() block holding [p, p + len) if it is shared memory
  * a same-host peer can map, else NULL. */
-const struct ragg__alloc *ragg__alloc_shared(const struct ragg_ctx *ctx, const void *p,
-                                             size_t len);
+const struct ragg__alloc *ragg__alloc_shared(const struct ragg_ctx *ctx, const void *p, size_t len);
 void ragg__allocs_free(struct ragg_ctx *ctx);
 /* Load/store access to at least `need` bytes of a peer's region through
  * its transport: 0 and *ptr; -EINPROGRESS (ask again later); another
  * negative code: never (not mappable, or shorter than need). */
 int ragg__peer_map(struct ragg__peer *p, const struct ragg_tp_rdesc *remote, size_t need,
                    void **ptr);
-/* A peer region we write into, mapped here: *at once it is; NULL while it
- * is not yet, or (then *never is set) never will be. */
 /* Whether a ragg__peer_map() failure is for good (else: try later). */
 bool ragg__peer_map_final(int rc);
-uint8_t *ragg__peer_mapped(struct ragg__peer *p, const struct ragg_tp_rdesc *remote, size_t need,
-                          uint8_t **at, bool *never);
+/* r mapped here: r->at once it is; NULL while it is not yet, or (then
+ * r->never is set) never will be. */
+uint8_t *ragg__peer_region_map(struct ragg__peer *p, struct ragg__peer_region *r, size_t need);
 
 /* context.c */
 const char *ragg__role_name(int role);
@@ -252,8 +233,10 @@ int ragg__post_msg(struct ragg__peer *p, const struct ragg__msg *msg);
 /* Make room for `more` queued operations on p (called at declare time). */
 int ragg__queue_reserve(struct ragg__peer *p, uint32_t more);
 
-/* Engine jobs call this last: it wakes the progress loop's wait. */
-void ragg__job_finished(struct ragg_ctx *ctx);
+/* A landed write that ragg__plan_check_write refused (`why`): logged,
+ * counted, and the job fails with RAGG_ERR_PROTO. */
+void ragg__write_rejected(struct ragg_ctx *ctx, const struct ragg__peer *p, uint32_t imm,
+                          size_t len, const char *why);
 
 /* regions (region.c) */
 int ragg__region_alloc(struct ragg_ctx *ctx, size_t len, size_t chunk, struct ragg__region *r);
@@ -282,25 +265,19 @@ void ragg__worker_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struc
 void ragg__worker_on_write_done(struct ragg_ctx *ctx, uint64_t cookie);
 void ragg__agent_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t imm, size_t len);
 void ragg__agent_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m);
-void ragg__agent_on_job(struct ragg_ctx *ctx, struct ragg__chunk_job *job);
+void ragg__agent_on_job(struct ragg_ctx *ctx, struct ragg__job *job);
 void ragg__agent_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t);
-/* Finish mappings whose answer came in: a worker then pushes in place from
- * its next round on, not one later. */
-void ragg__agent_map_pending(struct ragg_ctx *ctx);
+/* Mappings of peer p's regions that were in progress are answered
+ * (RAGG_TP_EV_PEER_MAPPED). */
+void ragg__agent_on_peer_mapped(struct ragg_ctx *ctx, struct ragg__peer *p);
+void ragg__worker_on_peer_mapped(struct ragg_ctx *ctx, struct ragg__peer *p);
 void ragg__server_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t imm, size_t len);
 void ragg__server_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m);
-void ragg__server_on_job(struct ragg_ctx *ctx, struct ragg__chunk_job *job);
+void ragg__server_on_job(struct ragg_ctx *ctx, struct ragg__job *job);
 void ragg__server_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t);
 
 /* tensor.c: shared layout for every role. */
 int ragg__tensor_new(struct ragg_ctx *ctx, int id, const char *name, uint64_t name_hash,
                      size_t count, size_t chunk_bytes, ragg_tensor_t **out);
 void ragg__tensor_free(ragg_tensor_t *t);
-static inline size_t ragg__chunk_len(const ragg_tensor_t *t, size_t c)
-{
-	size_t first = c * t->chunk_elems;
-	size_t n = t->count - first;
-	return (n < t->chunk_elems ? n : t->chunk_elems) * sizeof(float);
-}
-
 #endif

@@ -71,23 +71,23 @@ RAGG_EXPORT int ragg_mem_free(ragg_ctx_t *ctx, void *p)
 			continue;
 		for (int k = 0; k < ctx->ntensors; k++) {
 			ragg_tensor_t *t = ctx->tensors[k];
-			if (t->params && inside(a, t->params, t->bytes)) {
+			if (t->worker.params && inside(a, t->worker.params, t->plan.bytes)) {
 				ragg__error("ragg_mem_free: tensor \"%s\" has its parameters "
 				            "there; ragg_finalize releases it with the context",
 				            t->name);
 				return -EBUSY;
 			}
-			if (t->grad && inside(a, t->grad, t->bytes)) {
-				if (t->pushed) {
+			if (t->worker.grad && inside(a, t->worker.grad, t->plan.bytes)) {
+				if (t->worker.pushed) {
 					ragg__error("ragg_mem_free: tensor \"%s\" is being "
 					            "pushed from there; pull first",
 					            t->name);
 					return -EBUSY;
 				}
-				t->ctx->peers[0].tp->ops->mr_dereg(t->grad_mr);
-				t->grad_mr = NULL;
-				t->grad = NULL;
-				t->grad_announced = false;
+				t->ctx->peers[0].tp->ops->mr_dereg(t->worker.grad_mr);
+				t->worker.grad_mr = NULL;
+				t->worker.grad = NULL;
+				t->worker.grad_announced = false;
 			}
 		}
 		release(a);
@@ -136,18 +136,17 @@ int ragg__peer_map(struct ragg__peer *p, const struct ragg_tp_rdesc *remote, siz
 	return 0;
 }
 
-uint8_t *ragg__peer_mapped(struct ragg__peer *p, const struct ragg_tp_rdesc *remote, size_t need,
-                          uint8_t **at, bool *never)
+uint8_t *ragg__peer_region_map(struct ragg__peer *p, struct ragg__peer_region *r, size_t need)
 {
 	void *m;
-	if (*at || *never)
-		return *at;
-	int rc = ragg__peer_map(p, remote, need, &m);
+	if (r->at || r->never)
+		return r->at;
+	int rc = ragg__peer_map(p, &r->rdesc, need, &m);
 	if (!rc)
-		*at = m;
+		r->at = m;
 	else if (ragg__peer_map_final(rc))
-		*never = true;
-	return *at;
+		r->never = true;
+	return r->at;
 }
 
 bool ragg__peer_map_final(int rc)

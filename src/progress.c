@@ -17,6 +17,7 @@
 #include "compiler.h"
 #include "core.h"
 #include "log.h"
+#include "role.h"
 
 #define EVENTS_PER_POLL 64
 
@@ -128,6 +129,17 @@ static void flush_queues(struct ragg_ctx *ctx)
 	}
 }
 
+void ragg__write_rejected(struct ragg_ctx *ctx, const struct ragg__peer *p, uint32_t imm,
+                          size_t len, const char *why)
+{
+	ragg__error("unexpected write from %s %d (%s): tensor %d chunk %u parity %d length %zu: "
+	            "bad %s",
+	            ragg__role_name(p->role), p->rank, p->ep->peer, ragg__imm_tensor(imm),
+	            ragg__imm_chunk(imm), ragg__imm_parity(imm), len, why);
+	ctx->stats.frames_rejected++;
+	ragg__fail(ctx, RAGG_ERR_PROTO);
+}
+
 static void on_disconnected(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
 {
 	struct ragg__peer *p = ev->ep->user;
@@ -184,17 +196,16 @@ static void on_recv(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
 	}
 	if (ctx->failed)
 		return; /* a failed process takes on no more work while it lingers */
-	switch (ctx->opts.role) {
-	case RAGG_ROLE_WORKER:
-		ragg__worker_on_msg(ctx, p, &m);
-		break;
-	case RAGG_ROLE_AGENT:
-		ragg__agent_on_msg(ctx, p, &m);
-		break;
-	default:
-		ragg__server_on_msg(ctx, p, &m);
-		break;
-	}
+	ctx->role->on_msg(ctx, p, &m);
+}
+
+static void on_peer_mapped(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
+{
+	struct ragg__peer *p = ev->ep->user;
+	if (!p)
+		return;
+	if (ctx->role->on_peer_mapped)
+		ctx->role->on_peer_mapped(ctx, p);
 }
 
 static void on_landed(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
@@ -204,48 +215,24 @@ static void on_landed(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
 		return;
 	ctx->stats.writes_landed++;
 	ctx->stats.bytes_received += ev->len;
-	switch (ctx->opts.role) {
-	case RAGG_ROLE_WORKER:
-		ragg__worker_on_landed(ctx, p, ev->imm, ev->len);
-		break;
-	case RAGG_ROLE_AGENT:
-		ragg__agent_on_landed(ctx, p, ev->imm, ev->len);
-		break;
-	default:
-		ragg__server_on_landed(ctx, p, ev->imm, ev->len);
-		break;
-	}
+	ctx->role->on_landed(ctx, p, ev->imm, ev->len);
 }
 
 /*
- * Finished jobs wake the loop through ctx->wake_fd, which the transport's
- * wait() watches. A job signals at the end of its function, a moment before
- * the engine lists it as finished; so the loop clears the signal before
- * reaping, and while jobs are out it never sleeps long (see ragg__wait).
+ * Finished jobs wake the loop through the engine's completion fd, which is
+ * ctx->wake_fd, the fd the transports' wait watches: the engine makes it
+ * readable once a finished job waits and reap drains it (see pool.c), so
+ * a job ends without calling back into the core and no wake-up is lost.
  */
-void ragg__job_finished(struct ragg_ctx *ctx)
-{
-	uint64_t one = 1;
-	ssize_t w = write(ctx->wake_fd, &one, sizeof(one));
-	(void)w;
-}
-
 static int reap_jobs(struct ragg_ctx *ctx)
 {
 	int n = 0;
-	uint64_t count;
 	if (!ctx->engine || !ctx->jobs_out)
 		return 0;
-	ssize_t r = read(ctx->wake_fd, &count, sizeof(count));
-	(void)r;
 	struct ragg__job *j = ragg__engine_reap(ctx->engine);
 	while (j) {
 		struct ragg__job *next = j->next;
-		struct ragg__chunk_job *cj = ragg__container_of(j, struct ragg__chunk_job, job);
-		if (ctx->opts.role == RAGG_ROLE_AGENT)
-			ragg__agent_on_job(ctx, cj);
-		else
-			ragg__server_on_job(ctx, cj);
+		ctx->role->on_job(ctx, j);
 		j = next;
 		ctx->jobs_out--;
 		n++;
@@ -286,8 +273,8 @@ static void dispatch(struct ragg_ctx *ctx, const struct ragg_tp_event *ev, int n
 			ragg__on_connected(ctx, &ev[i]);
 			break;
 		case RAGG_TP_EV_WRITE_DONE:
-			if (ctx->opts.role == RAGG_ROLE_WORKER)
-				ragg__worker_on_write_done(ctx, ev[i].cookie);
+			if (ctx->role->on_write_done)
+				ctx->role->on_write_done(ctx, ev[i].cookie);
 			break;
 		case RAGG_TP_EV_WRITE_LANDED:
 			on_landed(ctx, &ev[i]);
@@ -297,6 +284,9 @@ static void dispatch(struct ragg_ctx *ctx, const struct ragg_tp_event *ev, int n
 			break;
 		case RAGG_TP_EV_DISCONNECTED:
 			on_disconnected(ctx, &ev[i]);
+			break;
+		case RAGG_TP_EV_PEER_MAPPED:
+			on_peer_mapped(ctx, &ev[i]);
 			break;
 		}
 	}
@@ -364,7 +354,6 @@ int ragg__wait_for(struct ragg_ctx *ctx, bool (*done)(void *arg), void *arg, con
 			check_contention(ctx, now);
 		uint64_t left_ms = ((uint64_t)timeout_ms * 1000u - idle_us + 999u) / 1000u;
 		ctx->stats.wait_blocks++;
-		int cap_ms = ctx->jobs_out ? 1 : 1000;
-		ragg__transports_wait(ctx, left_ms > (uint64_t)cap_ms ? cap_ms : (int)left_ms);
+		ragg__transports_wait(ctx, left_ms > 1000u ? 1000 : (int)left_ms);
 	}
 }

@@ -10,8 +10,6 @@
 static bool all_below_done(void *arg)
 {
 	struct ragg_ctx *ctx = arg;
-	if (ctx->maps_pending)
-		ragg__agent_map_pending(ctx);
 	for (int i = 0; i < ctx->npeers; i++) {
 		const struct ragg__peer *p = &ctx->peers[i];
 		bool below = ctx->opts.role == RAGG_ROLE_AGENT ? p->role == RAGG_ROLE_WORKER : true;

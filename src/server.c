@@ -20,21 +20,34 @@
 #include "core.h"
 #include "log.h"
 #include "optim/optim.h"
+#include "role.h"
 
 /* One of the agents, for one tensor. */
 struct ragg__server_agent {
 	struct ragg__region slot; /* what it writes its sums into */
-	struct ragg_tp_rdesc params; /* its parameter region */
-	uint8_t *params_at; /* that region mapped here, or NULL */
-	bool params_never; /* it cannot be mapped */
+	struct ragg__peer_region params; /* its parameter region */
 	bool declared; /* its declaration arrived */
+};
+
+/* An owned chunk's job: the optimizer step, then the copies into every
+ * agent's parameter region mapped here. */
+struct ragg__update_job {
+	struct ragg__job job;
+	ragg_tensor_t *t;
+	uint32_t chunk;
+	int parity;
+	double total_weight; /* out: sum of the contributions' weights */
+	/* One more than agents: the parameters, in the fused SGD step. */
+	const float **inputs;
+	float *weights;
+	void **copy_to; /* per agent: its mapped region, or NULL (sent by write) */
 };
 
 struct ragg__server_tensor {
 	int declared;
 	bool mismatch, ready;
 	int status; /* a failure an agent reported in its declaration */
-	size_t nowned, owned_bytes;
+	size_t nowned, owned_bytes; /* the plan's, for this server */
 	struct ragg__server_agent *a; /* per agent */
 	struct ragg__region w; /* the owned parameters */
 	float *g; /* gradient scratch, owned layout */
@@ -42,7 +55,7 @@ struct ragg__server_tensor {
 	float *state[RAGG_OPTIM_MAX_STATE]; /* its state vectors, owned layout */
 	uint32_t *arrived[2]; /* per owned chunk */
 	uint64_t *rounds; /* per owned chunk: updates applied */
-	struct ragg__chunk_job *jobs; /* per owned chunk */
+	struct ragg__update_job *jobs; /* per owned chunk */
 	bool warned_zero;
 };
 
@@ -76,7 +89,7 @@ void ragg__server_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t)
 	t->server = NULL;
 }
 
-static void server_step(struct ragg__chunk_job *cj, double total, size_t from, size_t n);
+static void server_step(struct ragg__update_job *cj, double total, size_t from, size_t n);
 
 /* The step and the copies to agents go a block at a time, so each copy
  * reads what the step just wrote from the cache, not from memory. */
@@ -85,7 +98,8 @@ static void server_step(struct ragg__chunk_job *cj, double total, size_t from, s
 /* Runs on an engine thread. */
 static void server_update(struct ragg__job *job)
 {
-	struct ragg__chunk_job *cj = ragg__container_of(job, struct ragg__chunk_job, job);
+	struct ragg__update_job *cj = ragg__container_of(job, struct ragg__update_job, job);
+	const struct ragg__plan *pl = &cj->t->plan;
 	struct ragg_ctx *ctx = cj->t->ctx;
 	struct ragg__server_tensor *st = cj->t->server;
 	double total = 0;
@@ -93,31 +107,28 @@ static void server_update(struct ragg__job *job)
 	for (int j = 0; j < ctx->opts.agents; j++)
 		total += ((const double *)st->a[j].slot.mem)[cj->parity];
 	cj->total_weight = total;
-	size_t chunk_bytes = cj->t->chunk_elems * sizeof(float);
-	size_t n = ragg__chunk_len(cj->t, cj->chunk) / sizeof(float);
-	const uint8_t *w =
-	    (const uint8_t *)st->w.mem + cj->chunk / (uint32_t)ctx->opts.servers * chunk_bytes;
+	size_t n = ragg__plan_chunk_elems(pl, cj->chunk);
+	size_t off = ragg__plan_chunk_off(pl, cj->chunk);
+	const uint8_t *w = (const uint8_t *)st->w.mem + ragg__plan_owned_off(pl, cj->chunk);
 	for (size_t from = 0; from < n; from += SERVER_BLOCK_ELEMS) {
 		size_t m = n - from < SERVER_BLOCK_ELEMS ? n - from : SERVER_BLOCK_ELEMS;
 		if (total > 0)
 			server_step(cj, total, from, m);
-		ragg__copy_fanout(cj->copy_to, cj->ncopy,
-		                  cj->chunk * chunk_bytes + from * sizeof(float),
+		ragg__copy_fanout(cj->copy_to, ctx->opts.agents, off + from * sizeof(float),
 		                  w + from * sizeof(float), m * sizeof(float));
 	}
-	ragg__job_finished(ctx);
 }
 
 /* g = sum_j s_j / sum_j N_j, then the optimizer (or, in round 0, the
  * initial parameters), for elements [from, from + n) of the chunk. */
-static void server_step(struct ragg__chunk_job *cj, double total, size_t from, size_t n)
+static void server_step(struct ragg__update_job *cj, double total, size_t from, size_t n)
 {
 	ragg_tensor_t *t = cj->t;
 	struct ragg_ctx *ctx = t->ctx;
 	struct ragg__server_tensor *st = t->server;
 	const struct ragg__kernels *k = ctx->kernels;
-	size_t lc = cj->chunk / (uint32_t)ctx->opts.servers;
-	size_t off = (lc * t->chunk_elems + from) * sizeof(float);
+	size_t lc = ragg__plan_local(&t->plan, cj->chunk);
+	size_t off = ragg__plan_owned_off(&t->plan, cj->chunk) + from * sizeof(float);
 	float inv = (float)(1.0 / total);
 	for (int j = 0; j < ctx->opts.agents; j++) {
 		cj->weights[j] = inv;
@@ -151,12 +162,13 @@ static void server_step(struct ragg__chunk_job *cj, double total, size_t from, s
 	op->step(&st->oc, k, &b, st->rounds[lc]);
 }
 
-void ragg__server_on_job(struct ragg_ctx *ctx, struct ragg__chunk_job *cj)
+void ragg__server_on_job(struct ragg_ctx *ctx, struct ragg__job *job)
 {
+	struct ragg__update_job *cj = ragg__container_of(job, struct ragg__update_job, job);
 	ragg_tensor_t *t = cj->t;
+	const struct ragg__plan *pl = &t->plan;
 	struct ragg__server_tensor *st = t->server;
-	size_t lc = cj->chunk / (uint32_t)ctx->opts.servers;
-	size_t chunk_bytes = t->chunk_elems * sizeof(float);
+	size_t lc = ragg__plan_local(pl, cj->chunk);
 
 	if (!(cj->total_weight > 0) && !st->warned_zero) {
 		ragg__warn("tensor %d: a round with total weight 0 leaves the parameters unchanged",
@@ -169,9 +181,10 @@ void ragg__server_on_job(struct ragg_ctx *ctx, struct ragg__chunk_job *cj)
 	/* Length 0 where the job copied them in place already. */
 	for (int j = 0; j < ctx->opts.agents; j++)
 		ragg__post_write(
-		    &ctx->peers[j], (char *)st->w.mem + lc * chunk_bytes,
-		    ragg__region_mr(&st->w, &ctx->peers[j]), &st->a[j].params,
-		    cj->chunk * chunk_bytes, cj->copy_to[j] ? 0 : ragg__chunk_len(t, cj->chunk),
+		    &ctx->peers[j], (char *)st->w.mem + ragg__plan_owned_off(pl, cj->chunk),
+		    ragg__region_mr(&st->w, &ctx->peers[j]), &st->a[j].params.rdesc,
+		    ragg__plan_chunk_off(pl, cj->chunk),
+		    cj->copy_to[j] ? 0 : ragg__plan_chunk_len(pl, cj->chunk),
 		    ragg__imm_encode(cj->parity, t->id, cj->chunk), RAGG_TP_WRITE_IMM, 0);
 }
 
@@ -192,15 +205,14 @@ static void ack_agents(struct ragg_ctx *ctx, ragg_tensor_t *t, int status)
 static int setup_memory(struct ragg_ctx *ctx, ragg_tensor_t *t)
 {
 	struct ragg__server_tensor *st = t->server;
-	size_t chunk_bytes = t->chunk_elems * sizeof(float);
-	int n = ctx->opts.servers, rc;
+	const struct ragg__plan *pl = &t->plan;
+	size_t chunk_bytes = pl->chunk_bytes;
+	int rc;
 
-	st->nowned = (size_t)ctx->opts.rank < t->nchunks
-	                 ? (t->nchunks - (size_t)ctx->opts.rank + (size_t)n - 1) / (size_t)n
-	                 : 0;
-	st->owned_bytes = st->nowned * chunk_bytes;
+	st->nowned = ragg__plan_owned(pl, ctx->opts.rank);
+	st->owned_bytes = ragg__plan_owned_bytes(pl, ctx->opts.rank);
 	for (int j = 0; j < ctx->opts.agents; j++)
-		if ((rc = ragg__region_alloc(ctx, RAGG_SLOT_META_BYTES + 2 * st->owned_bytes,
+		if ((rc = ragg__region_alloc(ctx, ragg__plan_server_slot_bytes(pl, ctx->opts.rank),
 		                             chunk_bytes, &st->a[j].slot)))
 			return rc;
 	if ((rc = ragg__region_alloc(ctx, st->owned_bytes ? st->owned_bytes : 64, chunk_bytes,
@@ -224,15 +236,14 @@ static int setup_memory(struct ragg_ctx *ctx, ragg_tensor_t *t)
 		memset(st->state[s], 0, st->owned_bytes);
 	}
 	for (size_t i = 0; i < st->nowned; i++) {
-		struct ragg__chunk_job *j = &st->jobs[i];
+		struct ragg__update_job *j = &st->jobs[i];
 		j->t = t;
-		j->chunk = (uint32_t)(i * (size_t)n + (size_t)ctx->opts.rank);
+		j->chunk = ragg__plan_global(pl, ctx->opts.rank, i);
 		j->job.fn = server_update;
 		j->job.thread_hint = (int)i;
 		/* One more input than agents: the parameters, in the fused SGD step. */
 		j->inputs = calloc((size_t)ctx->opts.agents + 1, sizeof(*j->inputs));
 		j->weights = calloc((size_t)ctx->opts.agents + 1, sizeof(*j->weights));
-		j->ncopy = ctx->opts.agents;
 		j->copy_to = calloc((size_t)ctx->opts.agents, sizeof(*j->copy_to));
 		if (!j->inputs || !j->weights || !j->copy_to)
 			return -ENOMEM;
@@ -249,11 +260,8 @@ static void on_agent_declare(struct ragg_ctx *ctx, struct ragg__peer *p, const s
 	int rc;
 
 	if (m->tensor == ctx->ntensors && ctx->ntensors < RAGG_MAX_TENSORS) {
-		if (m->chunk_bytes < 4096 || m->chunk_bytes % sizeof(float))
-			rc = RAGG_ERR_PROTO;
-		else
-			rc = ragg__tensor_new(ctx, m->tensor, NULL, m->name_hash, m->count,
-			                      m->chunk_bytes, &t);
+		rc = ragg__tensor_new(ctx, m->tensor, NULL, m->name_hash, m->count, m->chunk_bytes,
+		                      &t);
 		if (!rc) {
 			struct ragg__server_tensor *st = calloc(1, sizeof(*st));
 			t->server = st;
@@ -282,13 +290,13 @@ static void on_agent_declare(struct ragg_ctx *ctx, struct ragg__peer *p, const s
 		ragg__fail(ctx, RAGG_ERR_PROTO);
 		return;
 	}
-	if (m->count != t->count || m->chunk_bytes != t->chunk_elems * sizeof(float) ||
+	if (m->count != t->plan.count || m->chunk_bytes != t->plan.chunk_bytes ||
 	    m->name_hash != t->name_hash)
 		st->mismatch = true;
 	if (m->status && !st->status)
 		st->status = m->status;
 	st->a[p->index].declared = true;
-	st->a[p->index].params = m->rdesc;
+	st->a[p->index].params.rdesc = m->rdesc;
 	if (++st->declared < ctx->opts.agents)
 		return;
 	if (st->mismatch || st->status) {
@@ -314,31 +322,43 @@ void ragg__server_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t
 {
 	int id = ragg__imm_tensor(imm), parity = ragg__imm_parity(imm);
 	uint32_t c = ragg__imm_chunk(imm);
-	int n = ctx->opts.servers;
 	ragg_tensor_t *t = id < ctx->ntensors ? ctx->tensors[id] : NULL;
-	/* Length 0: the agent summed into our slot in place. */
-	if (!t || !t->server->ready || c >= t->nchunks ||
-	    (int)(c % (uint32_t)n) != ctx->opts.rank || (len && len != ragg__chunk_len(t, c)) ||
-	    parity != (int)(t->server->rounds[c / (uint32_t)n] & 1)) {
-		ragg__error("unexpected write from %s (tensor %d chunk %u parity %d length %zu)",
-		            p->ep->peer, id, c, parity, len);
-		ctx->stats.frames_rejected++;
-		ragg__fail(ctx, RAGG_ERR_PROTO);
+	const struct ragg__plan *pl = t && t->server->ready ? &t->plan : NULL;
+	/* Length 0: the agent summed into our slot in place. Each owned
+	 * chunk keeps its own round count, hence its own parity. */
+	struct ragg__expect e = {
+		.plan = pl,
+		.owner = ctx->opts.rank,
+		.sender_ok = true,
+		.room = true,
+		.in_place_ok = true,
+	};
+	if (pl && c < pl->nchunks && ragg__plan_owner(pl, c) == ctx->opts.rank)
+		e.parity = (int)(t->server->rounds[ragg__plan_local(pl, c)] & 1);
+	const char *why;
+	if (ragg__plan_check_write(&e, c, parity, len, &why)) {
+		ragg__write_rejected(ctx, p, imm, len, why);
 		return;
 	}
 	struct ragg__server_tensor *st = t->server;
-	size_t lc = c / (uint32_t)n;
+	size_t lc = ragg__plan_local(pl, c);
 	if (++st->arrived[parity][lc] < (uint32_t)ctx->opts.agents)
 		return;
 	st->arrived[parity][lc] = 0;
 	st->jobs[lc].parity = parity;
 	for (int j = 0; j < ctx->opts.agents; j++)
 		st->jobs[lc].copy_to[j] =
-		    ragg__peer_mapped(&ctx->peers[j], &st->a[j].params, t->bytes,
-		                      &st->a[j].params_at, &st->a[j].params_never);
+		    ragg__peer_region_map(&ctx->peers[j], &st->a[j].params, t->plan.bytes);
 	int rc = ragg__engine_submit(ctx->engine, &st->jobs[lc].job);
 	if (rc)
 		ragg__fail(ctx, rc);
 	else
 		ctx->jobs_out++;
 }
+
+const struct ragg__role_ops ragg__server_role = {
+	.name = "server",
+	.on_msg = ragg__server_on_msg,
+	.on_landed = ragg__server_on_landed,
+	.on_job = ragg__server_on_job,
+};

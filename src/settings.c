@@ -9,6 +9,7 @@
 #include "settings.h"
 #include "log.h"
 #include "optim/optim.h"
+#include "plan.h"
 #include "../transports/util/settings.h"
 
 #define SPEC_SIZE(lo, hi)                                                                          \
@@ -544,7 +545,7 @@ int ragg__opts_validate(const struct ragg_opts *o)
 		ragg__error("optimizer %d: not one of sgd, momentum, adam, adamw", (int)o->optimizer);
 		return RAGG_ERR_CONFIG;
 	}
-	if (o->chunk_bytes < 4096 || o->chunk_bytes % sizeof(float)) {
+	if (!ragg__plan_chunk_bytes_ok(o->chunk_bytes)) {
 		ragg__error("chunk size %zu: need a multiple of 4 and at least 4096 bytes",
 		            o->chunk_bytes);
 		return RAGG_ERR_CONFIG;

@@ -12,16 +12,14 @@
 int ragg__tensor_new(struct ragg_ctx *ctx, int id, const char *name, uint64_t name_hash,
                      size_t count, size_t chunk_bytes, ragg_tensor_t **out)
 {
-	if (count == 0 || count > SIZE_MAX / sizeof(float) || chunk_bytes < sizeof(float)) {
-		ragg__error("tensor \"%s\": invalid size %zu", name ? name : "", count);
-		return -EINVAL;
-	}
-	size_t chunk_elems = chunk_bytes / sizeof(float);
-	size_t nchunks = (count + chunk_elems - 1) / chunk_elems;
-	if (nchunks > RAGG_IMM_MAX_CHUNKS) {
-		ragg__error("tensor \"%s\": %zu chunks, at most %u (raise RAGG_CHUNK_BYTES)",
-		            name ? name : "", nchunks, RAGG_IMM_MAX_CHUNKS);
-		return -EINVAL;
+	struct ragg__plan plan;
+	int rc = ragg__plan_init(&plan, count, chunk_bytes, ctx->opts.servers);
+	if (rc) {
+		ragg__error("tensor \"%s\": %zu floats in %zu-byte chunks over %d servers: %s "
+		            "(at most %u chunks; a chunk is a multiple of 4 bytes, at least %u)",
+		            name ? name : "", count, chunk_bytes, ctx->opts.servers,
+		            ragg_strerror(rc), RAGG_IMM_MAX_CHUNKS, RAGG_PLAN_MIN_CHUNK_BYTES);
+		return rc;
 	}
 	ragg_tensor_t *t = calloc(1, sizeof(*t));
 	if (!t)
@@ -30,10 +28,7 @@ int ragg__tensor_new(struct ragg_ctx *ctx, int id, const char *name, uint64_t na
 	t->id = id;
 	snprintf(t->name, sizeof(t->name), "%s", name ? name : "");
 	t->name_hash = name_hash;
-	t->count = count;
-	t->chunk_elems = chunk_elems;
-	t->nchunks = nchunks;
-	t->bytes = count * sizeof(float);
+	t->plan = plan;
 	*out = t;
 	return 0;
 }
@@ -46,20 +41,20 @@ void ragg__tensor_free(ragg_tensor_t *t)
 	if (t->server)
 		ragg__server_tensor_free(ctx, t);
 	const struct ragg__tp *tp = ctx->peers[0].tp;
-	if (t->params_mr)
-		tp->ops->mr_dereg(t->params_mr);
-	if (t->grad_mr)
-		tp->ops->mr_dereg(t->grad_mr);
-	if (t->weight_mr)
-		tp->ops->mr_dereg(t->weight_mr);
-	free(t->weight_src);
-	free(t->copy_pending);
+	if (t->worker.params_mr)
+		tp->ops->mr_dereg(t->worker.params_mr);
+	if (t->worker.grad_mr)
+		tp->ops->mr_dereg(t->worker.grad_mr);
+	if (t->worker.weight_mr)
+		tp->ops->mr_dereg(t->worker.weight_mr);
+	free(t->worker.weight_src);
+	free(t->worker.copy_pending);
 	free(t);
 }
 
 static bool acked(void *arg)
 {
-	return ((ragg_tensor_t *)arg)->acked;
+	return ((ragg_tensor_t *)arg)->worker.acked;
 }
 
 RAGG_EXPORT int ragg_tensor_declare(ragg_ctx_t *ctx, const char *name, float *params, size_t count,
@@ -85,36 +80,37 @@ RAGG_EXPORT int ragg_tensor_declare(ragg_ctx_t *ctx, const char *name, float *pa
 	if ((rc = ragg__tensor_new(ctx, ctx->ntensors, name, ragg__name_hash(name), count,
 	                           ctx->opts.chunk_bytes, &t)))
 		return rc;
-	t->params = params;
+	t->worker.params = params;
 	rc = -ENOMEM;
-	if (posix_memalign((void **)&t->weight_src, 64, 2 * sizeof(double)))
+	if (posix_memalign((void **)&t->worker.weight_src, 64, 2 * sizeof(double)))
 		goto err;
 	/* A worker talks to its agent only, over one transport. */
 	const struct ragg__tp *tp = ctx->peers[0].tp;
-	if ((rc = tp->ops->mr_reg(tp->dev, params, t->bytes, &t->params_mr, &t->params_rdesc)))
+	if ((rc = tp->ops->mr_reg(tp->dev, params, t->plan.bytes, &t->worker.params_mr,
+	                          &t->worker.params_rdesc)))
 		goto err_reg;
-	if ((rc = tp->ops->mr_reg(tp->dev, t->weight_src, 2 * sizeof(double), &t->weight_mr,
-	                          &unused)))
+	if ((rc = tp->ops->mr_reg(tp->dev, t->worker.weight_src, 2 * sizeof(double),
+	                          &t->worker.weight_mr, &unused)))
 		goto err_reg;
 	/* A push is one weight plus every chunk; the queue holds a round. */
-	if ((rc = ragg__queue_reserve(&ctx->peers[0], (uint32_t)t->nchunks + 2)))
+	if ((rc = ragg__queue_reserve(&ctx->peers[0], (uint32_t)t->plan.nchunks + 2)))
 		goto err;
 	ctx->tensors[ctx->ntensors++] = t;
 
 	struct ragg__msg m = {
 		.type = RAGG_MSG_DECLARE,
 		.tensor = (uint8_t)t->id,
-		.count = t->count,
-		.chunk_bytes = t->chunk_elems * sizeof(float),
+		.count = t->plan.count,
+		.chunk_bytes = t->plan.chunk_bytes,
 		.name_hash = t->name_hash,
-		.rdesc = t->params_rdesc,
+		.rdesc = t->worker.params_rdesc,
 	};
 	if ((rc = ragg__post_msg(&ctx->peers[0], &m)) ||
 	    (rc = ragg__wait(ctx, acked, t, "declaring a tensor")))
 		return rc;
-	if (t->ack_status) {
-		ragg__error("tensor \"%s\": %s", name, ragg_strerror(t->ack_status));
-		return t->ack_status;
+	if (t->worker.ack_status) {
+		ragg__error("tensor \"%s\": %s", name, ragg_strerror(t->worker.ack_status));
+		return t->worker.ack_status;
 	}
 	/* Round 0 sets the parameters everywhere to worker 0's: its weight is
 	 * 1 and every other worker's 0, so the servers' weighted mean is
@@ -122,7 +118,7 @@ RAGG_EXPORT int ragg_tensor_declare(ragg_ctx_t *ctx, const char *name, float *pa
 	/* Zero the others' values first: they are about to be replaced, and
 	 * 0 * NaN would poison the sum. */
 	if (ctx->opts.rank != 0)
-		memset(params, 0, t->bytes);
+		memset(params, 0, t->plan.bytes);
 	if ((rc = ragg_pushpull(t, params, ctx->opts.rank == 0 ? 1.0 : 0.0, params)))
 		return rc;
 	*out = t;

@@ -15,6 +15,7 @@
 #include "compiler.h"
 #include "core.h"
 #include "log.h"
+#include "role.h"
 
 static int check_tensor(ragg_tensor_t *t)
 {
@@ -32,37 +33,37 @@ static int grad_mr(ragg_tensor_t *t, const float *grad, struct ragg_tp_mr **mr)
 {
 	struct ragg__peer *agent = &t->ctx->peers[0];
 	const struct ragg__tp *tp = agent->tp;
-	if (grad == t->params) {
-		*mr = t->params_mr;
+	if (grad == t->worker.params) {
+		*mr = t->worker.params_mr;
 		return 0;
 	}
-	if (grad != t->grad || !t->grad_mr) {
-		if (t->grad_mr)
-			tp->ops->mr_dereg(t->grad_mr);
-		t->grad_mr = NULL;
-		t->grad = NULL;
-		int rc = tp->ops->mr_reg(tp->dev, (void *)(uintptr_t)grad, t->bytes, &t->grad_mr,
-		                         &t->grad_rdesc);
+	if (grad != t->worker.grad || !t->worker.grad_mr) {
+		if (t->worker.grad_mr)
+			tp->ops->mr_dereg(t->worker.grad_mr);
+		t->worker.grad_mr = NULL;
+		t->worker.grad = NULL;
+		int rc = tp->ops->mr_reg(tp->dev, (void *)(uintptr_t)grad, t->plan.bytes,
+		                         &t->worker.grad_mr, &t->worker.grad_rdesc);
 		if (rc) {
-			ragg__error("registering the gradient buffer (%zu bytes): %s", t->bytes,
-			            ragg_strerror(rc));
+			ragg__error("registering the gradient buffer (%zu bytes): %s",
+			            t->plan.bytes, ragg_strerror(rc));
 			return rc;
 		}
-		t->grad = grad;
+		t->worker.grad = grad;
 		/* Whatever the agent maps now, it is not this registration. */
-		t->grad_mapped = 0;
-		t->grad_announced = false;
-		if (ragg__alloc_shared(t->ctx, grad, t->bytes)) {
+		t->worker.grad_mapped = 0;
+		t->worker.grad_announced = false;
+		if (ragg__alloc_shared(t->ctx, grad, t->plan.bytes)) {
 			struct ragg__msg m = { .type = RAGG_MSG_GRAD_AT,
 				               .tensor = (uint8_t)t->id,
-				               .count = ++t->grad_seq,
-				               .rdesc = t->grad_rdesc };
+				               .count = ++t->worker.grad_seq,
+				               .rdesc = t->worker.grad_rdesc };
 			if ((rc = ragg__post_msg(agent, &m)))
 				return rc;
-			t->grad_announced = true;
+			t->worker.grad_announced = true;
 		}
 	}
-	*mr = t->grad_mr;
+	*mr = t->worker.grad_mr;
 	return 0;
 }
 
@@ -70,7 +71,8 @@ static int grad_mr(ragg_tensor_t *t, const float *grad, struct ragg_tp_mr **mr)
  * the immediate that says the chunk is ready in place. */
 static bool push_in_place(const ragg_tensor_t *t, const float *grad)
 {
-	return grad == t->grad && t->grad_announced && t->grad_mapped == t->grad_seq;
+	return grad == t->worker.grad && t->worker.grad_announced &&
+	       t->worker.grad_mapped == t->worker.grad_seq;
 }
 
 static int post_push(ragg_tensor_t *t, const float *grad, double weight)
@@ -81,7 +83,7 @@ static int post_push(ragg_tensor_t *t, const float *grad, double weight)
 	int parity = (int)(t->round & 1);
 	int rc;
 
-	if (t->push_inflight || t->pushed) {
+	if (t->worker.push_inflight || t->worker.pushed) {
 		ragg__error("tensor \"%s\": pushed already this round; pull before pushing again",
 		            t->name);
 		return -EBUSY;
@@ -94,54 +96,51 @@ static int post_push(ragg_tensor_t *t, const float *grad, double weight)
 	if ((rc = grad_mr(t, grad, &mr)))
 		return rc;
 	bool in_place = push_in_place(t, grad);
-	t->weight_src[parity] = weight;
-	rc = ragg__post_write(agent, &t->weight_src[parity], t->weight_mr, &t->agent_slot,
-	                      (uint64_t)parity * sizeof(double), sizeof(double), 0, 0, 0);
-	for (size_t c = 0; !rc && c < t->nchunks; c++) {
-		size_t off = c * t->chunk_elems * sizeof(float);
-		bool last = c + 1 == t->nchunks;
+	t->worker.weight_src[parity] = weight;
+	rc = ragg__post_write(agent, &t->worker.weight_src[parity], t->worker.weight_mr,
+	                      &t->worker.agent_slot, (uint64_t)parity * sizeof(double),
+	                      sizeof(double), 0, 0, 0);
+	const struct ragg__plan *pl = &t->plan;
+	for (size_t c = 0; !rc && c < pl->nchunks; c++) {
+		bool last = c + 1 == pl->nchunks;
 		rc = ragg__post_write(
-		    agent, (const char *)grad + off, mr, &t->agent_slot,
-		    ragg__slot_offset(parity, t->bytes, off), in_place ? 0 : ragg__chunk_len(t, c),
+		    agent, (const char *)grad + ragg__plan_chunk_off(pl, c), mr,
+		    &t->worker.agent_slot, ragg__plan_worker_slot_off(pl, parity, c),
+		    in_place ? 0 : ragg__plan_contrib_len(pl, c),
 		    ragg__imm_encode(parity, t->id, (uint32_t)c),
 		    RAGG_TP_WRITE_IMM | (last ? RAGG_TP_WRITE_SIGNAL : 0), (uint64_t)t->id);
 	}
 	if (rc)
 		return rc;
-	t->push_inflight = 1;
-	t->pushed = true;
+	t->worker.push_inflight = 1;
+	t->worker.pushed = true;
 	return 0;
 }
 
 static bool push_done(void *arg)
 {
-	return ((ragg_tensor_t *)arg)->push_inflight == 0;
+	return ((ragg_tensor_t *)arg)->worker.push_inflight == 0;
 }
-
-static void map_agent_params(ragg_tensor_t *t);
 
 static bool pull_done(void *arg)
 {
 	ragg_tensor_t *t = arg;
-	/* Chunks wait for our mapping of the agent's region: the answer
-	 * that completes it comes in with progress, not as an event. */
-	if (t->agent_params_pending)
-		map_agent_params(t);
-	return t->landed[t->round & 1] == t->nchunks;
+	return t->worker.landed[t->round & 1] == t->plan.nchunks;
 }
 
 void ragg__worker_on_write_done(struct ragg_ctx *ctx, uint64_t cookie)
 {
 	if (cookie < (uint64_t)ctx->ntensors)
-		ctx->tensors[cookie]->push_inflight = 0;
+		ctx->tensors[cookie]->worker.push_inflight = 0;
 }
 
 static void copy_chunk(ragg_tensor_t *t, uint32_t c)
 {
-	size_t off = c * t->chunk_elems * sizeof(float);
-	void *dst = t->params;
-	ragg__copy_fanout(&dst, 1, off, t->agent_params_at + off, ragg__chunk_len(t, c));
-	t->landed[t->round & 1]++;
+	size_t off = ragg__plan_chunk_off(&t->plan, c);
+	void *dst = t->worker.params;
+	ragg__copy_fanout(&dst, 1, off, t->worker.agent_params.at + off,
+	                  ragg__plan_chunk_len(&t->plan, c));
+	t->worker.landed[t->round & 1]++;
 }
 
 /* Map the agent's parameter region, then copy what was announced so far. */
@@ -149,20 +148,20 @@ static void map_agent_params(ragg_tensor_t *t)
 {
 	struct ragg__peer *agent = &t->ctx->peers[0];
 	void *m;
-	int rc = ragg__peer_map(agent, &t->agent_params, t->bytes, &m);
+	int rc = ragg__peer_map(agent, &t->worker.agent_params.rdesc, t->plan.bytes, &m);
 	if (rc && !ragg__peer_map_final(rc))
 		return;
-	t->agent_params_pending = false;
+	t->worker.agent_params.pending = false;
 	if (rc) {
 		ragg__error("tensor \"%s\": cannot map the agent's parameter region: %s", t->name,
 		            ragg_strerror(rc));
 		ragg__fail(t->ctx, rc);
 		return;
 	}
-	t->agent_params_at = m;
-	for (uint32_t i = 0; i < t->ncopy_pending; i++)
-		copy_chunk(t, t->copy_pending[i]);
-	t->ncopy_pending = 0;
+	t->worker.agent_params.at = m;
+	for (uint32_t i = 0; i < t->worker.ncopy_pending; i++)
+		copy_chunk(t, t->worker.copy_pending[i]);
+	t->worker.ncopy_pending = 0;
 }
 
 /* Chunk `imm` of a round's parameters is ready: written into our buffer
@@ -174,26 +173,39 @@ static void params_ready(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t im
 	int id = ragg__imm_tensor(imm), parity = ragg__imm_parity(imm);
 	uint32_t c = ragg__imm_chunk(imm);
 	ragg_tensor_t *t = id < ctx->ntensors ? ctx->tensors[id] : NULL;
-	if (!t || c >= t->nchunks || (len && len != ragg__chunk_len(t, c)) ||
-	    (pull && !t->agent_params.len) || parity != (int)(t->round & 1) ||
-	    t->landed[parity] + t->ncopy_pending >= t->nchunks) {
-		ragg__error("unexpected parameters from agent %d (tensor %d chunk %u parity %d%s)",
-		            p->rank, id, c, parity, pull ? ", to copy" : "");
-		ctx->stats.frames_rejected++;
-		ragg__fail(ctx, RAGG_ERR_PROTO);
+	/* Length 0: the agent copied them into our buffer in place; a chunk
+	 * to copy ourselves needs the agent's region announced first. */
+	struct ragg__expect e = {
+		.plan = t ? &t->plan : NULL,
+		.parity = t ? (int)(t->round & 1) : 0,
+		.owner = -1,
+		.sender_ok = !pull || (t && t->worker.agent_params.rdesc.len),
+		.room = t && t->worker.landed[parity] + t->worker.ncopy_pending < t->plan.nchunks,
+		.in_place_ok = true,
+	};
+	const char *why;
+	if (ragg__plan_check_write(&e, c, parity, len, &why)) {
+		ragg__write_rejected(ctx, p, imm, len, why);
 		return;
 	}
 	if (!pull) {
-		t->landed[parity]++;
+		t->worker.landed[parity]++;
 		return;
 	}
-	if (t->agent_params_at) {
+	if (t->worker.agent_params.at) {
 		copy_chunk(t, c);
 		return;
 	}
-	t->copy_pending[t->ncopy_pending++] = c;
-	if (t->agent_params_pending)
-		map_agent_params(t);
+	/* Copied once the mapping is answered (ragg__worker_on_peer_mapped). */
+	t->worker.copy_pending[t->worker.ncopy_pending++] = c;
+}
+
+void ragg__worker_on_peer_mapped(struct ragg_ctx *ctx, struct ragg__peer *p)
+{
+	(void)p;
+	for (int k = 0; k < ctx->ntensors; k++)
+		if (ctx->tensors[k]->worker.agent_params.pending)
+			map_agent_params(ctx->tensors[k]);
 }
 
 void ragg__worker_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t imm, size_t len)
@@ -204,36 +216,45 @@ void ragg__worker_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t
 void ragg__worker_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m)
 {
 	ragg_tensor_t *t = m->tensor < ctx->ntensors ? ctx->tensors[m->tensor] : NULL;
-	if (m->type == RAGG_MSG_GRAD_MAPPED && t && m->count && m->count <= t->grad_seq) {
+	if (m->type == RAGG_MSG_GRAD_MAPPED && t && m->count && m->count <= t->worker.grad_seq) {
 		/* An answer to an older announcement is stale: ignored. */
-		if (m->count == t->grad_seq && t->grad_announced)
-			t->grad_mapped = t->grad_seq;
+		if (m->count == t->worker.grad_seq && t->worker.grad_announced)
+			t->worker.grad_mapped = t->worker.grad_seq;
 		return;
 	}
 	if (m->type == RAGG_MSG_PARAMS_READY && m->count <= UINT32_MAX) {
 		params_ready(ctx, p, (uint32_t)m->count, 0, true);
 		return;
 	}
-	if (m->type == RAGG_MSG_PARAMS_AT && t && t->acked && !t->agent_params.len &&
-	    m->rdesc.len) {
-		if (!(t->copy_pending = calloc(t->nchunks, sizeof(*t->copy_pending)))) {
+	if (m->type == RAGG_MSG_PARAMS_AT && t && t->worker.acked &&
+	    !t->worker.agent_params.rdesc.len && m->rdesc.len) {
+		if (!(t->worker.copy_pending =
+		          calloc(t->plan.nchunks, sizeof(*t->worker.copy_pending)))) {
 			ragg__fail(ctx, -ENOMEM);
 			return;
 		}
-		t->agent_params = m->rdesc;
-		t->agent_params_pending = true;
+		t->worker.agent_params.rdesc = m->rdesc;
+		t->worker.agent_params.pending = true;
 		map_agent_params(t);
 		return;
 	}
-	if (m->type != RAGG_MSG_DECLARE_ACK || !t || t->acked) {
+	if (m->type != RAGG_MSG_DECLARE_ACK || !t || t->worker.acked) {
 		ragg__error("unexpected control message %d from agent %d", m->type, p->rank);
 		ragg__fail(ctx, RAGG_ERR_PROTO);
 		return;
 	}
-	t->ack_status = m->status;
-	t->agent_slot = m->rdesc;
-	t->acked = true;
+	t->worker.ack_status = m->status;
+	t->worker.agent_slot = m->rdesc;
+	t->worker.acked = true;
 }
+
+const struct ragg__role_ops ragg__worker_role = {
+	.name = "worker",
+	.on_msg = ragg__worker_on_msg,
+	.on_landed = ragg__worker_on_landed,
+	.on_write_done = ragg__worker_on_write_done,
+	.on_peer_mapped = ragg__worker_on_peer_mapped,
+};
 
 RAGG_EXPORT int ragg_push(ragg_tensor_t *t, const float *grad, double weight)
 {
@@ -253,15 +274,15 @@ RAGG_EXPORT int ragg_pull(ragg_tensor_t *t, float *params)
 	if ((rc = ragg__wait(t->ctx, push_done, t, "push")) ||
 	    (rc = ragg__wait(t->ctx, pull_done, t, "pull")))
 		return rc;
-	t->landed[t->round & 1] = 0;
-	t->pushed = false;
+	t->worker.landed[t->round & 1] = 0;
+	t->worker.pushed = false;
 	t->round++;
 	/* The round is over, so an ipush of it is complete too. */
 	if (t->ctx->req.t == t)
 		t->ctx->req.done = true;
 	t->ctx->stats.rounds++;
-	if (params && params != t->params)
-		memcpy(params, t->params, t->bytes);
+	if (params && params != t->worker.params)
+		memcpy(params, t->worker.params, t->plan.bytes);
 	return 0;
 }
 
@@ -308,7 +329,7 @@ RAGG_EXPORT int ragg_test(ragg_req_t *req, int *done)
 	int rc = ragg__progress(req->t->ctx);
 	if (rc < 0)
 		return rc;
-	req->done = req->t->push_inflight == 0;
+	req->done = req->t->worker.push_inflight == 0;
 	*done = req->done;
 	return 0;
 }

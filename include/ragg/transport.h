@@ -116,6 +116,10 @@ enum ragg_tp_event_type {
 	/* The endpoint failed or the peer closed; status says why. The core
 	 * must still ep_close() it. */
 	RAGG_TP_EV_DISCONNECTED,
+	/* One or more regions of this endpoint's peer for which peer_map()
+	 * returned -EINPROGRESS got their answer: peer_map() now says 0 or
+	 * a final error. Only transports with peer_map produce it. */
+	RAGG_TP_EV_PEER_MAPPED,
 };
 
 struct ragg_tp_event {
@@ -207,7 +211,8 @@ struct ragg_tp_ops {
 	 * copy can read or write it in place instead of through a write. 0:
 	 * *ptr is the region's first byte as mapped here, valid until
 	 * ep_close(). -EINPROGRESS: the owner is being asked; poll(), then
-	 * call again. -EOPNOTSUPP: this region cannot be mapped (e.g. it is
+	 * call again once poll() reported RAGG_TP_EV_PEER_MAPPED for ep.
+	 * -EOPNOTSUPP: this region cannot be mapped (e.g. it is
 	 * the peer's private memory); writes still reach it. *len is the
 	 * region's length as its owner registered it, whatever the
 	 * descriptor claims. Stores through the pointer carry no

@@ -50,10 +50,11 @@ int ragg__engine_start(const struct ragg__engine_conf *conf, struct ragg__engine
 		}
 		memset(e->threads, 0, (size_t)e->nthreads * sizeof(*e->threads));
 	}
-	e->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	e->own_efd = !conf->wake_fd;
+	e->efd = conf->wake_fd ? *conf->wake_fd : eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (e->efd < 0) {
-		rc = -errno;
-		ragg__error("engine: eventfd: %s", strerror(errno));
+		rc = conf->wake_fd ? -EINVAL : -errno;
+		ragg__error("engine: eventfd: %s", strerror(-rc));
 		goto err_threads;
 	}
 	if ((rc = ragg__pool_start(e)))
@@ -67,7 +68,8 @@ int ragg__engine_start(const struct ragg__engine_conf *conf, struct ragg__engine
 	return 0;
 
 err_efd:
-	close(e->efd);
+	if (e->own_efd)
+		close(e->efd);
 err_threads:
 	free(e->threads);
 err_placement:
@@ -82,7 +84,8 @@ void ragg__engine_stop(struct ragg__engine *e)
 	if (!e)
 		return;
 	ragg__pool_stop(e);
-	close(e->efd);
+	if (e->own_efd)
+		close(e->efd);
 	free(e->threads);
 	ragg__placement_fini(&e->pl);
 	free(e);

@@ -80,6 +80,11 @@ struct ragg__engine_conf {
 	const char *device; /* device whose NUMA node to use, or NULL */
 	const char *topology_xml; /* tests: load this topology instead of the machine's */
 	const char *kernels; /* RAGG_KERNELS: as ragg__kernels_get(); NULL: "auto" */
+	/* The completion fd (ragg__engine_wake_fd): NULL, the engine makes
+	 * its own eventfd; else *wake_fd, a non-blocking eventfd of the
+	 * caller's, which the caller closes after ragg__engine_stop. A caller
+	 * that waits on it already (a transport's wait) then needs no other. */
+	const int *wake_fd;
 };
 
 /*

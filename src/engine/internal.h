@@ -9,6 +9,7 @@
 #include <hwloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 
 #include "engine/engine.h"
 
@@ -56,6 +57,7 @@ struct ragg__engine {
 	int nthreads;
 	struct ragg__engine_thread *threads;
 	int efd;
+	bool own_efd; /* efd is ours to close */
 	atomic_int ready; /* threads that finished binding; futex word */
 	atomic_int stopping;
 	_Alignas(64) atomic_uint rr;

@@ -139,6 +139,11 @@ MAP_CASE(map_shared_region)
 	RAGG_CHECK_OK(map_wait(&w, c, &rd, &p, &len, &first));
 	RAGG_CHECKF(first == 0 || first == -EINPROGRESS, "first peer_map: %s",
 	            ragg_strerror_name(first));
+	/* The answer was reported as an event on the mapping side's endpoint,
+	 * so a caller can wait for it instead of asking at every turn. */
+	if (first == -EINPROGRESS)
+		RAGG_CHECKF(tpc_count(&w, 1, RAGG_TP_EV_PEER_MAPPED, c) >= 1,
+		            "no RAGG_TP_EV_PEER_MAPPED after an answered peer_map");
 	RAGG_CHECKF(len == MAP_LEN, "mapped length %zu, registered %d", len, MAP_LEN);
 	uint8_t *m = p;
 	/* Loads: what the owner put there. */

@@ -3,8 +3,8 @@
  *
  * poll() first serves the sockets (handshakes, questions about regions,
  * peers gone), then visits every endpoint: queued ops that can run now,
- * then what it owes the core in order: CONNECT_REQUEST or CONNECTED, the
- * WRITE_DONEs, the records of its ring (WRITE_LANDED, RECV), and last
+ * then what it owes the core in order: CONNECT_REQUEST or CONNECTED,
+ * PEER_MAPPED, the WRITE_DONEs, the records of its ring (WRITE_LANDED, RECV), and last
  * DISCONNECTED, once everything the peer completed before it went is out.
  * A batch that fills up ends at some endpoint; the next poll() starts
  * after it, so a busy endpoint cannot starve the others.
@@ -124,6 +124,12 @@ static void emit(struct ragg__shm_ep *ep, struct ragg__shm_out *out)
 		ev->len = ep->priv_len;
 		ep->report &= ~RAGG__SHM_REPORT_CONNECTED;
 	}
+	if (ep->report & RAGG__SHM_REPORT_MAPPED) {
+		if (ragg__shm_out_full(out))
+			return;
+		ragg__shm_out_next(out, ep, RAGG_TP_EV_PEER_MAPPED);
+		ep->report &= ~RAGG__SHM_REPORT_MAPPED;
+	}
 	for (; ep->done_head != ep->done_tail; ep->done_head++) {
 		if (ragg__shm_out_full(out))
 			return;
@@ -219,7 +225,8 @@ int ragg__shm_poll(struct ragg_tp_dev *d, struct ragg_tp_event *events, int max)
 
 static bool has_work(struct ragg__shm_ep *ep)
 {
-	if ((ep->report & (RAGG__SHM_REPORT_REQUEST | RAGG__SHM_REPORT_CONNECTED)) ||
+	if ((ep->report &
+	     (RAGG__SHM_REPORT_REQUEST | RAGG__SHM_REPORT_CONNECTED | RAGG__SHM_REPORT_MAPPED)) ||
 	    ep->done_head != ep->done_tail)
 		return true;
 	if (ep->state == RAGG__SHM_EP_FAILED)

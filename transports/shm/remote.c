@@ -172,6 +172,11 @@ void ragg__shm_on_map_rep(struct ragg__shm_ep *ep, const struct ragg__shm_pkt *p
 	r->kind = p->kind;
 	r->gen = p->gen;
 	r->state = RAGG__SHM_REMOTE_READY;
+	/* peer_map() said -EINPROGRESS for it: the core hears it may ask again
+	 * (a region asked for by writes alone is nothing to the core). */
+	if (r->core_waits)
+		ep->report |= RAGG__SHM_REPORT_MAPPED;
+	r->core_waits = 0;
 	ragg__shm_debug(ep->dev, "%s: region %" PRIu32 " (%" PRIu64 " bytes) is %s", ep->base.peer,
 	                r->region, r->length,
 	                r->kind == RAGG__SHM_KIND_SHARED ? "mapped" : "private, written with CMA");
@@ -230,9 +235,11 @@ int ragg__shm_peer_map(struct ragg_tp_ep *e, const struct ragg_tp_rdesc *remote,
 	int i = ragg__shm_remote_get(ep, &rd);
 	if (i < 0)
 		return i;
-	const struct ragg__shm_remote *r = &ep->remotes[i];
-	if (r->state != RAGG__SHM_REMOTE_READY)
+	struct ragg__shm_remote *r = &ep->remotes[i];
+	if (r->state != RAGG__SHM_REMOTE_READY) {
+		r->core_waits = 1;
 		return -EINPROGRESS;
+	}
 	/* What the owner said wins over the descriptor's claim. */
 	if (r->kind != RAGG__SHM_KIND_SHARED || !r->base)
 		return -EOPNOTSUPP;

@@ -167,6 +167,7 @@ enum ragg__shm_ep_state {
 #define RAGG__SHM_REPORT_REQUEST      (1u << 0)
 #define RAGG__SHM_REPORT_CONNECTED    (1u << 1)
 #define RAGG__SHM_REPORT_DISCONNECTED (1u << 2)
+#define RAGG__SHM_REPORT_MAPPED       (1u << 3) /* a region asked for is ready */
 
 /* A peer region the writer knows of, by (region, key). */
 enum ragg__shm_remote_state {
@@ -178,6 +179,7 @@ struct ragg__shm_remote {
 	uint32_t region;
 	uint8_t state;
 	uint8_t kind;
+	uint8_t core_waits; /* peer_map() said -EINPROGRESS: report the answer */
 	uint64_t key;
 	uint64_t length;
 	uint64_t gen;

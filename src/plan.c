@@ -1,0 +1,78 @@
+/* The tensor plan: chunk geometry, the agent's stages and the check of
+ * every landed write, decided once at declaration (see plan.h). */
+#include <errno.h>
+#include <string.h>
+
+#include "plan.h"
+#include "proto.h"
+#include "stages/stage.h"
+
+#include <ragg/ragg.h>
+
+bool ragg__plan_chunk_bytes_ok(size_t chunk_bytes)
+{
+	return chunk_bytes >= RAGG_PLAN_MIN_CHUNK_BYTES && chunk_bytes % sizeof(float) == 0;
+}
+
+int ragg__plan_set_stages(struct ragg__plan *pl, const struct ragg__plan_stage *stages, int n)
+{
+	if (n < 1 || n > RAGG_PLAN_MAX_STAGES)
+		return -EINVAL;
+	bool in_place = true;
+	for (int i = 0; i < n; i++) {
+		if (!stages[i].stage)
+			return -EINVAL;
+		in_place = in_place && (stages[i].stage->flags & RAGG_STAGE_IN_PLACE);
+	}
+	memcpy(pl->stages, stages, (size_t)n * sizeof(*stages));
+	pl->nstages = n;
+	pl->in_place = in_place;
+	return 0;
+}
+
+int ragg__plan_init(struct ragg__plan *pl, size_t count, size_t chunk_bytes, int servers)
+{
+	struct ragg__plan p = { 0 };
+	if (count == 0 || count > SIZE_MAX / sizeof(float) || servers < 1)
+		return -EINVAL;
+	if (!ragg__plan_chunk_bytes_ok(chunk_bytes))
+		return RAGG_ERR_PROTO;
+	p.count = count;
+	p.bytes = count * sizeof(float);
+	p.chunk_elems = chunk_bytes / sizeof(float);
+	p.chunk_bytes = chunk_bytes;
+	p.nchunks = (count + p.chunk_elems - 1) / p.chunk_elems;
+	if (p.nchunks > RAGG_IMM_MAX_CHUNKS)
+		return -EINVAL;
+	p.servers = servers;
+	p.codec = RAGG_CODEC_NONE;
+	const struct ragg__plan_stage sum = { .stage = &ragg__stage_sum };
+	int rc = ragg__plan_set_stages(&p, &sum, 1);
+	if (rc)
+		return rc;
+	*pl = p;
+	return 0;
+}
+
+int ragg__plan_check_write(const struct ragg__expect *e, uint32_t chunk, int parity, size_t len,
+                           const char **why)
+{
+	const struct ragg__plan *pl = e->plan;
+	const char *bad = NULL;
+	if (!pl)
+		bad = "tensor";
+	else if (!e->sender_ok)
+		bad = "sender";
+	else if (chunk >= pl->nchunks || (e->owner >= 0 && ragg__plan_owner(pl, chunk) != e->owner))
+		bad = "chunk";
+	else if (parity != e->parity)
+		bad = "parity";
+	else if (len ? len != ragg__plan_contrib_len(pl, chunk) : !e->in_place_ok)
+		bad = "length";
+	else if (!e->room)
+		bad = "round";
+	if (!bad)
+		return 0;
+	*why = bad;
+	return RAGG_ERR_PROTO;
+}

@@ -1,0 +1,198 @@
+/*
+ * The tensor plan: everything about a tensor that every process of the job
+ * agrees on at declaration and that no round changes.
+ *
+ *   - chunk geometry: chunk c covers elements [c * chunk_elems, ...) of the
+ *     flat tensor, the last one shorter; server c mod n owns it, as its
+ *     local chunk c / n; a server's owned chunks lie back to back.
+ *   - slot layout: a sender's slot region holds RAGG_SLOT_META_BYTES of
+ *     weights (one double per parity), then its data of parity 0, then of
+ *     parity 1. A worker's data is the whole tensor; an agent's data at a
+ *     server is that server's owned chunks.
+ *   - the contribution: how many bytes a sender writes for a chunk, a
+ *     function of the codec (only "none" so far: the chunk's floats).
+ *   - the agent's stage list, and whether the in-place fast path is
+ *     allowed (every stage supports it), decided here once.
+ *   - the check of every landed write (ragg__plan_check_write).
+ *
+ * Nothing outside this file computes an offset from chunk_elems.
+ */
+#ifndef RAGG_PLAN_H
+#define RAGG_PLAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Sender layout of every slot region: weights by parity, then the data of
+ * parity 0, then of parity 1. */
+#define RAGG_SLOT_META_BYTES 64u
+
+/* The smallest chunk; a chunk is also a whole number of floats. */
+#define RAGG_PLAN_MIN_CHUNK_BYTES 4096u
+
+#define RAGG_PLAN_MAX_STAGES 8
+
+enum ragg__codec {
+	RAGG_CODEC_NONE = 0, /* a contribution is the chunk's floats */
+};
+
+struct ragg__stage;
+
+/* A stage of the agent's list, with its configuration. */
+struct ragg__plan_stage {
+	const struct ragg__stage *stage;
+	const void *arg; /* the stage's configuration, or NULL */
+};
+
+struct ragg__plan {
+	size_t count; /* floats */
+	size_t bytes; /* count * sizeof(float) */
+	size_t chunk_elems, chunk_bytes, nchunks;
+	int servers;
+	enum ragg__codec codec;
+	struct ragg__plan_stage stages[RAGG_PLAN_MAX_STAGES];
+	int nstages;
+	/* The agent may run its stages straight into the server's mapped
+	 * slot: every stage can (ragg__plan_set_stages decides it). */
+	bool in_place;
+};
+
+/* Whether chunk_bytes is a valid chunk size: >= 4096 and a multiple of 4. */
+bool ragg__plan_chunk_bytes_ok(size_t chunk_bytes);
+
+/* The plan of a tensor of `count` floats cut into chunk_bytes chunks over
+ * `servers` servers, with the default stage list (the weighted sum).
+ * -EINVAL: count 0 or too large, servers < 1, or more chunks than an
+ * immediate can name; RAGG_ERR_PROTO: a chunk size that breaks the rule.
+ * *pl is written only on success. */
+int ragg__plan_init(struct ragg__plan *pl, size_t count, size_t chunk_bytes, int servers);
+
+/* Replace the stage list; the in-place fast path is allowed when every
+ * stage is in-place capable. -EINVAL: too many stages, or none. */
+int ragg__plan_set_stages(struct ragg__plan *pl, const struct ragg__plan_stage *stages, int n);
+
+/* Chunk c's byte offset in the flat tensor, and its length in bytes. */
+static inline size_t ragg__plan_chunk_off(const struct ragg__plan *pl, size_t c)
+{
+	return c * pl->chunk_bytes;
+}
+
+static inline size_t ragg__plan_chunk_len(const struct ragg__plan *pl, size_t c)
+{
+	size_t first = c * pl->chunk_elems;
+	size_t n = pl->count - first;
+	return (n < pl->chunk_elems ? n : pl->chunk_elems) * sizeof(float);
+}
+
+static inline size_t ragg__plan_chunk_elems(const struct ragg__plan *pl, size_t c)
+{
+	return ragg__plan_chunk_len(pl, c) / sizeof(float);
+}
+
+/* The server that owns chunk c, and c's index among that server's chunks. */
+static inline int ragg__plan_owner(const struct ragg__plan *pl, size_t c)
+{
+	return (int)(c % (size_t)pl->servers);
+}
+
+static inline size_t ragg__plan_local(const struct ragg__plan *pl, size_t c)
+{
+	return c / (size_t)pl->servers;
+}
+
+/* The global chunk of server s's local chunk lc. */
+static inline uint32_t ragg__plan_global(const struct ragg__plan *pl, int s, size_t lc)
+{
+	return (uint32_t)(lc * (size_t)pl->servers + (size_t)s);
+}
+
+/* How many chunks server s owns, and the bytes they take back to back. */
+static inline size_t ragg__plan_owned(const struct ragg__plan *pl, int s)
+{
+	size_t n = (size_t)pl->servers;
+	return (size_t)s < pl->nchunks ? (pl->nchunks - (size_t)s + n - 1) / n : 0;
+}
+
+static inline size_t ragg__plan_owned_bytes(const struct ragg__plan *pl, int s)
+{
+	return ragg__plan_owned(pl, s) * pl->chunk_bytes;
+}
+
+/* Chunk c's byte offset among its owner's chunks (server-side layout). */
+static inline size_t ragg__plan_owned_off(const struct ragg__plan *pl, size_t c)
+{
+	return ragg__plan_local(pl, c) * pl->chunk_bytes;
+}
+
+/* Bytes a sender writes for chunk c: its contribution under the codec. */
+static inline size_t ragg__plan_contrib_len(const struct ragg__plan *pl, size_t c)
+{
+	switch (pl->codec) {
+	case RAGG_CODEC_NONE:
+	default:
+		return ragg__plan_chunk_len(pl, c);
+	}
+}
+
+/* Offset in a slot region, whose data part holds data_bytes per parity, of
+ * byte `off` of the data of `parity`. */
+static inline uint64_t ragg__slot_offset(int parity, size_t data_bytes, size_t off)
+{
+	return RAGG_SLOT_META_BYTES + (uint64_t)parity * data_bytes + off;
+}
+
+/* The size of a slot region holding data_bytes per parity. */
+static inline size_t ragg__slot_bytes(size_t data_bytes)
+{
+	return RAGG_SLOT_META_BYTES + 2 * data_bytes;
+}
+
+/* Where a worker's chunk c of `parity` lands in its slot at the agent. */
+static inline uint64_t ragg__plan_worker_slot_off(const struct ragg__plan *pl, int parity, size_t c)
+{
+	return ragg__slot_offset(parity, pl->bytes, ragg__plan_chunk_off(pl, c));
+}
+
+/* The size of a worker's slot region at its agent. */
+static inline size_t ragg__plan_worker_slot_bytes(const struct ragg__plan *pl)
+{
+	return ragg__slot_bytes(pl->bytes);
+}
+
+/* Where an agent's chunk c of `parity` lands in its slot at c's owner. */
+static inline uint64_t ragg__plan_server_slot_off(const struct ragg__plan *pl, int parity, size_t c)
+{
+	return ragg__slot_offset(parity, ragg__plan_owned_bytes(pl, ragg__plan_owner(pl, c)),
+	                         ragg__plan_owned_off(pl, c));
+}
+
+/* The size of an agent's slot region at server s. */
+static inline size_t ragg__plan_server_slot_bytes(const struct ragg__plan *pl, int s)
+{
+	return ragg__slot_bytes(ragg__plan_owned_bytes(pl, s));
+}
+
+/*
+ * A landed write, and what its receiver expects. Every role checks every
+ * write that lands with ragg__plan_check_write, before it touches anything:
+ * the write names a tensor, a chunk and a round parity in its immediate,
+ * comes from a sender and carries a length.
+ */
+struct ragg__expect {
+	/* The tensor's plan; NULL when the tensor is unknown or its
+	 * declaration has not completed (nothing may land then). */
+	const struct ragg__plan *plan;
+	int parity; /* the parity of the round the receiver is in */
+	int owner; /* only chunks this server owns, or -1: any chunk */
+	bool sender_ok; /* the sender is one that writes this tensor here */
+	bool room; /* a write of this round is still awaited from it */
+	bool in_place_ok; /* a write of length 0 (data in place) is allowed */
+};
+
+/* 0 when the write (chunk, parity, len) is one the receiver expects, else
+ * RAGG_ERR_PROTO and *why names the field at fault. */
+int ragg__plan_check_write(const struct ragg__expect *e, uint32_t chunk, int parity, size_t len,
+                           const char **why);
+
+#endif

@@ -1,0 +1,71 @@
+/*
+ * Stages: what the agent does to a chunk between its workers' writes and
+ * the write to the server, one small table per stage.
+ *
+ * The contract:
+ *   - A tensor's plan lists its stages (plan.h); every stage of the list
+ *     runs, in order, in the chunk's one engine job, on the engine thread
+ *     that owns the chunk, once every contribution of the round landed.
+ *     Stages of one chunk never run concurrently; stages of different
+ *     chunks do, so a stage touches only its chunk's buffers and state.
+ *   - A stage reads ctx->in[0..nin) weighted by ctx->w (a reducing stage,
+ *     RAGG_STAGE_REDUCE: it writes ctx->out) or transforms ctx->out in
+ *     place (every other stage). The first stage of a list reduces.
+ *   - ctx->out holds ctx->n floats. It may be the server's slot, mapped
+ *     here, when the plan allows the in-place fast path, which it does
+ *     only when every stage sets RAGG_STAGE_IN_PLACE: such a stage writes
+ *     nothing but its output there, and its output is as large as its
+ *     input (out_bytes NULL).
+ *   - Per-chunk state (state_bytes(chunk_bytes) bytes, NULL: none) is
+ *     allocated once at declaration, zeroed and first touched by the
+ *     thread that owns the chunk; ctx->state is the chunk's. Nothing is
+ *     allocated per round.
+ *   - run() returns nothing and cannot fail: what can be refused is
+ *     refused when the plan is made.
+ *
+ * Adding a stage: one file in src/stages/ with its table, one line in
+ * stages.c's list, the file in src/Makefile.include.
+ */
+#ifndef RAGG_STAGE_H
+#define RAGG_STAGE_H
+
+#include <stddef.h>
+
+struct ragg__kernels;
+
+#define RAGG_STAGE_IN_PLACE (1u << 0) /* may run into the server's mapped slot */
+#define RAGG_STAGE_REDUCE   (1u << 1) /* reads the contributions, writes out */
+
+struct ragg__stage_ctx {
+	const struct ragg__kernels *k;
+	const float *const *in; /* the contributions, one per sender */
+	const float *w; /* their weights */
+	int nin;
+	float *out; /* the chunk: n floats */
+	size_t n;
+	void *state; /* this stage's state for this chunk, or NULL */
+	const void *arg; /* this stage's configuration from the plan */
+};
+
+struct ragg__stage {
+	const char *name;
+	unsigned flags;
+	size_t (*state_bytes)(size_t chunk_bytes); /* per chunk; NULL: none */
+	size_t (*out_bytes)(size_t in_bytes); /* NULL: as large as its input */
+	void (*run)(struct ragg__stage_ctx *ctx);
+};
+
+/* The stages (one file each). */
+extern const struct ragg__stage ragg__stage_sum; /* out = sum_j w[j] * in[j] */
+extern const struct ragg__stage ragg__stage_scale; /* out *= *(const float *)arg */
+
+/* The stage called `name`, or NULL. */
+const struct ragg__stage *ragg__stage_find(const char *name);
+
+/* Run a plan's stages on one chunk: ctx carries the contributions and the
+ * output; states[i] is stage i's state for this chunk (or NULL). */
+struct ragg__plan;
+void ragg__stages_run(const struct ragg__plan *pl, struct ragg__stage_ctx *ctx,
+                      void *const *states);
+
+#endif
