@@ -25,7 +25,9 @@
  * rounds and slow take their buffers from ragg_mem_alloc() when
  * JOB_MEMORY=ragg (read and written in place over shm), else from calloc;
  * with JOB_READY_FILE, worker 0 creates that file after its second round,
- * so a test can hurt the job once it is surely running.
+ * so a test can hurt the job once it is surely running. JOB_COUNT sets
+ * their model's size in floats (default 20000): a large one keeps engine
+ * jobs in flight for most of a round.
  *
  * Every process prints "maxrss ROLE RANK KB" before it exits.
  */
@@ -463,7 +465,8 @@ static int inplace(ragg_ctx_t *ctx, int rounds)
 
 static int run_rounds(ragg_ctx_t *ctx, int rounds, int pause_ms)
 {
-	size_t n = 20000;
+	const char *count = getenv("JOB_COUNT");
+	size_t n = count && *count ? strtoul(count, NULL, 10) : 20000;
 	const char *mem = getenv("JOB_MEMORY");
 	bool own = mem && strcmp(mem, "ragg") == 0;
 	float *params = own ? ragg_mem_alloc(ctx, n * sizeof(float)) : calloc(n, sizeof(float));

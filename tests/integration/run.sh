@@ -27,6 +27,7 @@ t() {
 
 	if grep -q '^OK$' "$log"; then
 		echo "PASS: integration/$name"
+		sed -n 's/^SUMMARY: /    /p' "$log"
 	else
 		echo "FAIL: integration/$name (${why:-see below})"
 		sed 's/^/    /' "$log" | tail -n 40
@@ -197,6 +198,103 @@ worker_killed_mid_job() {
 	JOB_MEMORY=ragg killed_mid_job worker 2
 }
 
+# Chaos: one process of a running job (2 servers, 2 agents, 4 workers, a
+# model of JOB_COUNT floats, 8 MiB by default in 256 KiB chunks, so that
+# engine jobs are in flight for most of a round) is SIGKILLed at a random
+# moment after worker 0's second round, for each role (a worker, an agent, a server and server 0,
+# which serves the rendezvous), over tcp and shm, CHAOS_RUNS times each.
+# Every survivor must exit on its own within CHAOS_DEADLINE_S seconds of
+# the kill, with an error saying a peer was lost, and none by a signal: a
+# survivor's SIGSEGV or SIGABRT in teardown fails the test. The processes
+# are started here, not by ragg-run, which would stop the survivors itself.
+# The random moments come from CHAOS_SEED (printed).
+chaos_one() {
+	local tp=$1 vrole=$2 vrank=$3 delay=$4 tag=$5 port ready i pids=() tags=() vpid=
+	port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	ready="$logdir/chaos-$tag.ready"
+	rm -f "$ready"
+	for spec in server:0 server:1 agent:0 agent:1 worker:0 worker:1 worker:2 worker:3; do
+		r=${spec%:*} k=${spec#*:}
+		RAGG_TRANSPORT=$tp RAGG_ROOT=127.0.0.1:$port RAGG_WORKERS=4 RAGG_AGENTS=2 RAGG_SERVERS=2 \
+			RAGG_ROLE=$r RAGG_RANK=$k RAGG_TIMEOUT_MS=$((5000 * scale)) RAGG_LOG=error \
+			JOB_READY_FILE=$ready JOB_COUNT=${JOB_COUNT:-2097152} RAGG_CHUNK_BYTES=262144 JOB_MEMORY=${JOB_MEMORY:-} \
+			"$job" slow 1000000 0 >"$logdir/chaos-$tag-$r$k.log" 2>&1 &
+		if [ "$r" = "$vrole" ] && [ "$k" = "$vrank" ]; then
+			vpid=$!
+		else
+			pids+=($!) tags+=("$r$k")
+		fi
+		[ "$r" = server ] && [ "$k" = 0 ] && sleep 0.2
+	done
+	for _ in $(seq $((400 * scale))); do [ -e "$ready" ] && break; sleep 0.05; done
+	if [ ! -e "$ready" ]; then
+		echo "chaos $tag: the job never got going"
+		kill -9 "$vpid" "${pids[@]}" 2>/dev/null
+		wait
+		chaos_bad=$((chaos_bad + 1))
+		return
+	fi
+	sleep "$delay"
+	kill -9 "$vpid"
+	wait "$vpid" 2>/dev/null
+	local t0 now left=${#pids[@]}
+	t0=$(date +%s%N)
+	while :; do
+		left=0
+		for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && left=$((left + 1)); done
+		now=$(date +%s%N)
+		[ $left -eq 0 ] && break
+		[ $(((now - t0) / 1000000)) -ge $((CHAOS_DEADLINE_S * 1000 * scale)) ] && break
+		sleep 0.05
+	done
+	chaos_kills=$((chaos_kills + 1))
+	for i in "${!pids[@]}"; do
+		local p=${pids[$i]} log="$logdir/chaos-$tag-${tags[$i]}.log" rc
+		chaos_survivors=$((chaos_survivors + 1))
+		if kill -0 "$p" 2>/dev/null; then
+			echo "chaos $tag: ${tags[$i]} still running ${CHAOS_DEADLINE_S} s after the kill"
+			chaos_over=$((chaos_over + 1))
+			kill -9 "$p"
+		fi
+		wait "$p"
+		rc=$?
+		if [ $rc -gt 128 ]; then
+			echo "chaos $tag: ${tags[$i]} died by signal $((rc - 128)) ($(kill -l $((rc - 128))))"
+			tail -n 5 "$log" | sed 's/^/    /'
+			chaos_signal=$((chaos_signal + 1))
+		elif [ $rc -eq 0 ]; then
+			echo "chaos $tag: ${tags[$i]} exited 0 after losing a peer"
+			chaos_bad=$((chaos_bad + 1))
+		elif ! grep -q 'lost\|PEER_LOST' "$log"; then
+			echo "chaos $tag: ${tags[$i]} failed without saying a peer was lost:"
+			tail -n 5 "$log" | sed 's/^/    /'
+			chaos_bad=$((chaos_bad + 1))
+		fi
+	done
+	echo "chaos $tag: killed ${vrole} ${vrank} $delay s into the job, ${#pids[@]} survivors out in $(((now - t0) / 1000000)) ms"
+}
+
+chaos_kills() {
+	local seed=${CHAOS_SEED:-$((RANDOM * 32768 + RANDOM))} runs=${CHAOS_RUNS:-3} n=0
+	chaos_kills=0 chaos_survivors=0 chaos_signal=0 chaos_over=0 chaos_bad=0
+	CHAOS_DEADLINE_S=${CHAOS_DEADLINE_S:-10}
+	echo "chaos: seed=$seed runs=$runs per role and transport"
+	RANDOM=$seed
+	for tp in ${CHAOS_TRANSPORTS:-tcp shm}; do
+		for victim in "worker 1" "agent 1" "server 1" "server 0"; do
+			for _ in $(seq "$runs"); do
+				n=$((n + 1))
+				chaos_one "$tp" $victim "0.$(printf '%03d' $((RANDOM % 400)))" "$n-$tp-${victim/ /}"
+			done
+		done
+	done
+	echo "SUMMARY: chaos: kills=$chaos_kills survivors=$chaos_survivors by_signal=$chaos_signal over_deadline=$chaos_over other_failures=$chaos_bad seed=$seed"
+	[ $chaos_signal -eq 0 ] || { echo "WHY: $chaos_signal survivors died by a signal"; return; }
+	[ $chaos_over -eq 0 ] || { echo "WHY: $chaos_over survivors outlived the deadline"; return; }
+	[ $chaos_bad -eq 0 ] || { echo "WHY: $chaos_bad survivors or jobs failed otherwise"; return; }
+	echo OK
+}
+
 # Connections that are not ragg (garbage) or fail the job key are dropped
 # with a logged error; the job's own connections carry on to the end.
 garbage_and_wrong_key_dropped() {
@@ -233,7 +331,8 @@ garbage_and_wrong_key_dropped() {
 }
 
 export -f linreg_8_2_2 exact_weighted_mean momentum_exact in_place_exact declare_mismatch_refused rounds_1000_no_memory_growth mixed_shm_workers_tcp_servers \
-	root_never_starts agent_never_starts killed_mid_job agent_killed_mid_job worker_killed_mid_job garbage_and_wrong_key_dropped
+	root_never_starts agent_never_starts killed_mid_job agent_killed_mid_job worker_killed_mid_job garbage_and_wrong_key_dropped \
+	chaos_one chaos_kills
 export logdir
 
 t linreg_8_2_2 120
@@ -248,6 +347,8 @@ t agent_never_starts 30
 t agent_killed_mid_job 60
 t worker_killed_mid_job 60
 t garbage_and_wrong_key_dropped 90
+# Not part of the default list: scripts/check runs it by name.
+[ ${#selected[@]} -gt 0 ] && t chaos_kills 300
 
 rm -rf "$logdir"
 [ "$failed" -eq 0 ]
