@@ -198,6 +198,22 @@ worker_killed_mid_job() {
 	JOB_MEMORY=ragg killed_mid_job worker 2
 }
 
+# Checkers that cannot fail are no checks: linreg's result check and the
+# job's closed-form check must refuse NaN and infinite parameters. A
+# learning rate of 1e30 makes linreg's parameters overflow to inf and then
+# NaN within a few rounds; the job's checkers are fed poisoned values
+# directly.
+nan_fails_checks() {
+	out=$("$job" checkers 2>&1) || { echo "$out"; echo "WHY: the job's checkers let a poisoned result through"; return; }
+	echo "$out"
+	out=$(RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=30000 "$run" -w 2 -a 1 -s 1 -- "$linreg" -r 20 -l 1e30 2>&1)
+	rc=$?
+	echo "$out" | grep 'linreg' | tail -n 3
+	[ $rc -ne 0 ] || { echo "WHY: linreg exited 0 with diverged parameters"; return; }
+	echo "$out" | grep -q 'NaN or infinite' || { echo "WHY: linreg did not say its parameters are NaN or infinite"; return; }
+	echo OK
+}
+
 # Chaos: one process of a running job (2 servers, 2 agents, 4 workers, a
 # model of JOB_COUNT floats, 8 MiB by default in 256 KiB chunks, so that
 # engine jobs are in flight for most of a round) is SIGKILLed at a random
@@ -332,7 +348,7 @@ garbage_and_wrong_key_dropped() {
 
 export -f linreg_8_2_2 exact_weighted_mean momentum_exact in_place_exact declare_mismatch_refused rounds_1000_no_memory_growth mixed_shm_workers_tcp_servers \
 	root_never_starts agent_never_starts killed_mid_job agent_killed_mid_job worker_killed_mid_job garbage_and_wrong_key_dropped \
-	chaos_one chaos_kills
+	chaos_one chaos_kills nan_fails_checks
 export logdir
 
 t linreg_8_2_2 120
@@ -347,6 +363,7 @@ t agent_never_starts 30
 t agent_killed_mid_job 60
 t worker_killed_mid_job 60
 t garbage_and_wrong_key_dropped 90
+t nan_fails_checks 60
 # Not part of the default list: scripts/check runs it by name.
 [ ${#selected[@]} -gt 0 ] && t chaos_kills 300
 
