@@ -198,6 +198,69 @@ worker_killed_mid_job() {
 	JOB_MEMORY=ragg killed_mid_job worker 2
 }
 
+# Out of descriptors: every process runs under ulimit -n 128 while 600
+# idle connections are opened to agent 0 and 600 to the rendezvous (server
+# 0), held for 3 s and closed. The listeners must back off instead of
+# spinning on EMFILE: each of the two processes uses less than a quarter
+# of a core over those seconds and logs at most two lines about it; the
+# job itself must still complete. (Over shm the agent's listener is not
+# flooded: the connections go to its tcp port only when there is one.)
+emfile_backoff() {
+	local port log="$logdir/emfile.job" addr host aport rpid apid spid
+	port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	(ulimit -n 128 && exec env RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=20000 RAGG_LOG=info \
+		"$run" -p "$port" -w 2 -a 1 -s 1 -- "$job" slow 60 100) >"$log" 2>&1 &
+	rpid=$!
+	for _ in $(seq 200); do
+		grep -q 'agent/0 listening at' "$log" && break
+		sleep 0.05
+	done
+	addr=$(sed -n 's/.*agent\/0 listening at \([0-9.]*:[0-9]*\) .*$/\1/p' "$log" | head -n1)
+	# Log lines carry the process id: "[a0] ragg[PID] ...".
+	apid=$(sed -n 's/^\[a0\] ragg\[\([0-9]*\)\].*/\1/p' "$log" | head -n1)
+	spid=$(sed -n 's/^\[s0\] ragg\[\([0-9]*\)\].*/\1/p' "$log" | head -n1)
+	[ -n "${spid:-}" ] && [ -n "${apid:-}" ] || { cat "$log"; wait $rpid; echo "WHY: agent or server process not found"; return; }
+	targets="127.0.0.1:$port"
+	[ -n "$addr" ] && targets="$targets $addr"
+	cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+	a0=$(cpu "$apid") s0=$(cpu "$spid")
+	python3 - $targets <<'PY'
+import socket, sys, time
+held = []
+for t in sys.argv[1:]:
+    host, port = t.rsplit(":", 1)
+    for _ in range(600):
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect((host, int(port)))
+        except BlockingIOError:
+            pass
+        except OSError:
+            s.close()
+            continue
+        held.append(s)
+time.sleep(3)
+for s in held:
+    s.close()
+PY
+	a1=$(cpu "$apid") s1=$(cpu "$spid")
+	hz=$(getconf CLK_TCK)
+	wait $rpid
+	jrc=$?
+	lines_a=$(grep -c '^\[a0\].*accept' "$log")
+	lines_s=$(grep -c '^\[s0\].*accept' "$log")
+	echo "agent 0: $((a1 - a0)) ticks of CPU in 3 s ($hz per s), $lines_a accept lines; server 0: $((s1 - s0)) ticks, $lines_s accept lines"
+	grep 'accept' "$log" | head -n 6
+	echo "SUMMARY: emfile: agent0_cpu_ticks=$((a1 - a0)) server0_cpu_ticks=$((s1 - s0)) over 3 s at $hz/s, accept_log_lines agent0=$lines_a server0=$lines_s, job_exit=$jrc"
+	[ $jrc -eq 0 ] || { tail -n 20 "$log"; echo "WHY: the job failed"; return; }
+	[ $((a1 - a0)) -lt $((hz * 3 / 4)) ] || { echo "WHY: agent 0 spun"; return; }
+	[ $((s1 - s0)) -lt $((hz * 3 / 4)) ] || { echo "WHY: server 0 spun"; return; }
+	[ "$lines_a" -le 2 ] && [ "$lines_s" -le 2 ] || { echo "WHY: too many accept lines"; return; }
+	grep -q 'Too many open files' "$log" || { echo "WHY: descriptors never ran out: the test proves nothing"; return; }
+	echo OK
+}
+
 # Checkers that cannot fail are no checks: linreg's result check and the
 # job's closed-form check must refuse NaN and infinite parameters. A
 # learning rate of 1e30 makes linreg's parameters overflow to inf and then
@@ -348,7 +411,7 @@ garbage_and_wrong_key_dropped() {
 
 export -f linreg_8_2_2 exact_weighted_mean momentum_exact in_place_exact declare_mismatch_refused rounds_1000_no_memory_growth mixed_shm_workers_tcp_servers \
 	root_never_starts agent_never_starts killed_mid_job agent_killed_mid_job worker_killed_mid_job garbage_and_wrong_key_dropped \
-	chaos_one chaos_kills nan_fails_checks
+	chaos_one chaos_kills nan_fails_checks emfile_backoff
 export logdir
 
 t linreg_8_2_2 120
@@ -364,6 +427,7 @@ t agent_killed_mid_job 60
 t worker_killed_mid_job 60
 t garbage_and_wrong_key_dropped 90
 t nan_fails_checks 60
+t emfile_backoff 90
 # Not part of the default list: scripts/check runs it by name.
 [ ${#selected[@]} -gt 0 ] && t chaos_kills 300
 
