@@ -284,8 +284,9 @@ nan_fails_checks() {
 # which serves the rendezvous), over tcp and shm, CHAOS_RUNS times each.
 # Every survivor must exit on its own within CHAOS_DEADLINE_S seconds of
 # the kill, with an error saying a peer was lost, and none by a signal: a
-# survivor's SIGSEGV or SIGABRT in teardown fails the test. The processes
-# are started here, not by ragg-run, which would stop the survivors itself.
+# survivor's SIGSEGV or SIGABRT in teardown (or a sanitizer's report) fails
+# the test, counted as by_signal. The processes are started here, not by
+# ragg-run, which would stop the survivors itself.
 # The random moments come from CHAOS_SEED (printed).
 chaos_one() {
 	local tp=$1 vrole=$2 vrank=$3 delay=$4 tag=$5 port ready i pids=() tags=() vpid=
@@ -340,6 +341,11 @@ chaos_one() {
 		if [ $rc -gt 128 ]; then
 			echo "chaos $tag: ${tags[$i]} died by signal $((rc - 128)) ($(kill -l $((rc - 128))))"
 			tail -n 5 "$log" | sed 's/^/    /'
+			chaos_signal=$((chaos_signal + 1))
+		elif grep -q 'ERROR: AddressSanitizer\|runtime error:\|ThreadSanitizer' "$log"; then
+			# A sanitizer exits with a status, not a signal: as bad.
+			echo "chaos $tag: ${tags[$i]} failed a sanitizer check"
+			grep -m1 -A8 'ERROR: AddressSanitizer\|runtime error:\|ThreadSanitizer' "$log" | sed 's/^/    /'
 			chaos_signal=$((chaos_signal + 1))
 		elif [ $rc -eq 0 ]; then
 			echo "chaos $tag: ${tags[$i]} exited 0 after losing a peer"
