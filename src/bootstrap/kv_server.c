@@ -203,10 +203,11 @@ static void *kv_thread(void *arg)
 				if (ragg__tp_accept_exhausted(&s->accept_guard, s->listen_fd,
 				                              (int64_t)ragg__now_ms(), &shed,
 				                              &hits))
-					ragg__warn("rendezvous: accept: %s: %lu connection(s) closed "
-					           "unserved, not accepting for %d ms (%lu time(s) "
-					           "since the last such line)",
-					           strerror(err), shed, s->accept_guard.pause_ms, hits);
+					ragg__warn(
+					    "rendezvous: accept: %s: %lu connection(s) closed "
+					    "unserved, not accepting for %d ms (%lu time(s) "
+					    "since the last such line)",
+					    strerror(err), shed, s->accept_guard.pause_ms, hits);
 			}
 		}
 	}

@@ -218,7 +218,8 @@ static int refuse_poisoned_weights(ragg_tensor_t *t, const float *grad, float *p
 		if ((rc = ragg_push(t, grad, bad[i])) != -EINVAL ||
 		    (rc = ragg_ipush(t, grad, bad[i], &req)) != -EINVAL ||
 		    (rc = ragg_pushpull(t, grad, bad[i], params)) != -EINVAL) {
-			fprintf(stderr, "job: a push with weight %g returned %s, expected -EINVAL\n",
+			fprintf(stderr,
+			        "job: a push with weight %g returned %s, expected -EINVAL\n",
 			        bad[i], ragg_strerror_name(rc));
 			return 1;
 		}

@@ -384,9 +384,9 @@ static void accept_exhausted(struct ragg__tcp_dev *dev, int err)
 	if (ragg__tp_accept_exhausted(&dev->accept_guard, dev->lfd, ragg__tp_now_ms(), &shed,
 	                              &hits))
 		ragg__tcp_warn(dev,
-		              "accept on %s: %s: %lu connection(s) closed unserved, not "
-		              "accepting for %d ms (%lu time(s) since the last such line)",
-		              dev->laddr, strerror(err), shed, dev->accept_guard.pause_ms, hits);
+		               "accept on %s: %s: %lu connection(s) closed unserved, not "
+		               "accepting for %d ms (%lu time(s) since the last such line)",
+		               dev->laddr, strerror(err), shed, dev->accept_guard.pause_ms, hits);
 	epoll_ctl(dev->epfd, EPOLL_CTL_MOD, dev->lfd, &ev);
 }
 
