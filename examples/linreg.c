@@ -227,16 +227,29 @@ int main(int argc, char **argv)
 	}
 	int status = 0;
 	if (me == 0) {
+		/* fmax() drops a NaN argument, so a NaN or infinite value is
+		 * counted apart: such a run must fail however the reference
+		 * went, never read as an error of 0. */
 		double num = 0, den = 0;
+		size_t bad = 0;
 		for (size_t j = 0; j < d; j++) {
-			num = fmax(num, fabs((double)params[j] - wd[j]));
+			if (!isfinite(params[j]) || !isfinite(wd[j]))
+				bad++;
+			else
+				num = fmax(num, fabs((double)params[j] - wd[j]));
 			den = fmax(den, fabs(wd[j]));
 		}
-		double err = num / den;
+		double err = bad || !isfinite(loss) ? NAN : num / den;
 		printf("linreg: workers=%d agents=%d servers=%d transport=%s rounds=%d loss=%.6g "
 		       "max_rel_err_vs_reference=%.3g\n",
 		       o.workers, o.agents, o.servers, ragg_transport_name(ctx), rounds, loss, err);
-		if (!(err < 1e-5)) {
+		if (bad) {
+			fprintf(stderr,
+			        "linreg: %zu of %zu parameters (trained or reference) are NaN or "
+			        "infinite\n",
+			        bad, d);
+			status = 1;
+		} else if (!(err < 1e-5)) {
 			fprintf(
 			    stderr,
 			    "linreg: the trained parameters differ from the reference by %.3g\n",

@@ -186,7 +186,10 @@ static void on_worker_declare(struct ragg_ctx *ctx, struct ragg__peer *p, const 
 		return;
 	}
 	struct ragg__agent_tensor *at = t->agent;
-	if (at->w[p->index].params.rdesc.len) {
+	/* A declaration always carries the worker's buffer: an empty one
+	 * would pass the check below again, count twice and redo the set-up
+	 * of a tensor whose jobs may be running. */
+	if (at->w[p->index].params.rdesc.len || !m->rdesc.len || at->declared >= ctx->nworkers) {
 		ragg__error("worker %d declared tensor %d twice", p->rank, t->id);
 		ragg__fail(ctx, RAGG_ERR_PROTO);
 		return;

@@ -146,11 +146,23 @@ static int alloc_peers(struct ragg_ctx *ctx)
 	return 0;
 }
 
+/*
+ * Teardown, in an order that holds at any moment of a job: ragg_serve and
+ * every wait return as soon as the job fails (a peer lost, a refused
+ * declaration, a timeout), with engine jobs still running. Those jobs read
+ * worker slots, write server slots and agent regions that may be a peer's
+ * shared memory mapped through an endpoint, and signal ctx->wake_fd.
+ *
+ * Invariant: the engine is drained (every queued job run, its threads
+ * joined) before any memory a job may touch is freed or unmapped. So:
+ * 1. drain the engine; 2. close the endpoints (a transport may still read
+ * queued writes out of tensor memory, and closing unmaps what peers
+ * shared); 3. free tensors and allocations (the engine object stays valid
+ * for ragg__engine_free); 4. free the engine itself, then the rest.
+ */
 static void destroy(struct ragg_ctx *ctx)
 {
-	/* Endpoints first: a transport may still read queued writes out of
-	 * tensor memory until its endpoint is closed. No job is running: the
-	 * loop reaps every job before a round can end. */
+	ragg__engine_drain(ctx->engine);
 	for (int i = 0; i < ctx->npeers; i++) {
 		if (ctx->peers[i].ep)
 			ctx->peers[i].tp->ops->ep_close(ctx->peers[i].ep);

@@ -19,7 +19,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../../transports/util/accept.h"
 #include "bootstrap/kv.h"
+#include "clock.h"
 #include "log.h"
 
 #include <ragg/ragg.h>
@@ -43,6 +45,7 @@ struct ragg__kv_server {
 	pthread_t thread;
 	struct kv_client *clients;
 	int nclients;
+	struct ragg__tp_accept_guard accept_guard; /* EMFILE/ENFILE on listen_fd */
 	struct kv_entry *entries;
 	size_t nentries, capentries;
 };
@@ -161,12 +164,20 @@ static void *kv_thread(void *arg)
 		return NULL;
 	}
 	for (;;) {
+		/* Out of descriptors, the listener waits out its pause (see
+		 * transports/util/accept.h) rather than wake this loop at once. */
+		int timeout = -1;
+		if (s->accept_guard.paused_until) {
+			int64_t now = (int64_t)ragg__now_ms();
+			if (!ragg__tp_accept_resume(&s->accept_guard, now))
+				timeout = (int)(s->accept_guard.paused_until - now);
+		}
+		bool listening = s->nclients < KV_MAX_CLIENTS && !s->accept_guard.paused_until;
 		pfd[0] = (struct pollfd){ .fd = s->stop_pipe[0], .events = POLLIN };
-		pfd[1] = (struct pollfd){ .fd = s->listen_fd,
-			                  .events = s->nclients < KV_MAX_CLIENTS ? POLLIN : 0 };
+		pfd[1] = (struct pollfd){ .fd = s->listen_fd, .events = listening ? POLLIN : 0 };
 		for (int i = 0; i < s->nclients; i++)
 			pfd[2 + i] = (struct pollfd){ .fd = s->clients[i].fd, .events = POLLIN };
-		int n = poll(pfd, (nfds_t)(2 + s->nclients), -1);
+		int n = poll(pfd, (nfds_t)(2 + s->nclients), timeout);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 || pfd[0].revents)
@@ -182,9 +193,21 @@ static void *kv_thread(void *arg)
 		if (pfd[1].revents & POLLIN) {
 			int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 			if (fd >= 0) {
+				ragg__tp_accept_ok(&s->accept_guard);
 				s->clients[s->nclients].fd = fd;
 				s->clients[s->nclients].len = 0;
 				s->nclients++;
+			} else if (errno == EMFILE || errno == ENFILE) {
+				int err = errno;
+				unsigned long shed, hits;
+				if (ragg__tp_accept_exhausted(&s->accept_guard, s->listen_fd,
+				                              (int64_t)ragg__now_ms(), &shed,
+				                              &hits))
+					ragg__warn(
+					    "rendezvous: accept: %s: %lu connection(s) closed "
+					    "unserved, not accepting for %d ms (%lu time(s) "
+					    "since the last such line)",
+					    strerror(err), shed, s->accept_guard.pause_ms, hits);
 			}
 		}
 	}
@@ -251,8 +274,11 @@ int ragg__kv_server_start(const char *root, struct ragg__kv_server **out)
 		rc = -errno;
 		goto err_sock;
 	}
-	if ((rc = -pthread_create(&s->thread, NULL, kv_thread, s)))
+	ragg__tp_accept_guard_init(&s->accept_guard);
+	if ((rc = -pthread_create(&s->thread, NULL, kv_thread, s))) {
+		ragg__tp_accept_guard_fini(&s->accept_guard);
 		goto err_pipe;
+	}
 	ragg__info("rendezvous serving on port %s", port);
 	*out = s;
 	return 0;
@@ -283,6 +309,7 @@ void ragg__kv_server_stop(struct ragg__kv_server *s)
 	free(s->entries);
 	free(s->clients);
 	close(s->listen_fd);
+	ragg__tp_accept_guard_fini(&s->accept_guard);
 	close(s->stop_pipe[0]);
 	close(s->stop_pipe[1]);
 	free(s);

@@ -79,6 +79,12 @@ err_free:
 	return rc;
 }
 
+void ragg__engine_drain(struct ragg__engine *e)
+{
+	if (e)
+		ragg__pool_stop(e);
+}
+
 void ragg__engine_stop(struct ragg__engine *e)
 {
 	if (!e)

@@ -107,6 +107,12 @@ struct ragg__engine;
 /* 0, -EINVAL (bad conf), RAGG_ERR_CONFIG (unknown kernels or cpus, device
  * topology unreadable), -ENOMEM, or a thread/eventfd creation error. */
 int ragg__engine_start(const struct ragg__engine_conf *conf, struct ragg__engine **engine);
+/* Runs every job still queued and joins the threads; the engine stays
+ * valid for ragg__engine_free (and ragg__engine_alloc, which then touches
+ * memory on the calling thread), and submit returns -ESHUTDOWN. Once it
+ * returns no job runs or will run, so the memory jobs read and write may
+ * be freed or unmapped. Idempotent; ragg__engine_stop drains too. */
+void ragg__engine_drain(struct ragg__engine *engine);
 /* Runs every job still queued, joins the threads, frees the engine. Jobs
  * finished but not reaped are simply dropped (their memory is the
  * caller's). Nothing may be submitted concurrently. */

@@ -27,11 +27,15 @@
  *                   by itself (SIGTERM from ragg-run is ignored), workers
  *                   when joining or at their first round; each prints
  *                   "settings: ROLE RANK failed with CODE after MS ms"
+ *   checkers        no job (nothing is started): the checkers above must
+ *                   refuse parameters that are NaN or infinite
  *
  * rounds and slow take their buffers from ragg_mem_alloc() when
  * JOB_MEMORY=ragg (read and written in place over shm), else from calloc;
  * with JOB_READY_FILE, worker 0 creates that file after its second round,
- * so a test can hurt the job once it is surely running.
+ * so a test can hurt the job once it is surely running. JOB_COUNT sets
+ * their model's size in floats (default 20000): a large one keeps engine
+ * jobs in flight for most of a round.
  *
  * Every process prints "maxrss ROLE RANK KB" before it exits.
  */
@@ -276,7 +280,8 @@ static int cf_check(struct closed_form *cf, const float *params, int k, int r)
 		}
 		cf->checked += r > 0;
 		double err = fabs(params[j] - cf->expect[j]);
-		if (err > tol) {
+		/* Written so that a NaN error fails: NaN > tol is false. */
+		if (!(err <= tol)) {
 			fprintf(stderr,
 			        "job: tensor %d round %d element %zu: %.9g, expected %.9g "
 			        "(error %.3g, tolerance %.3g)\n",
@@ -287,6 +292,30 @@ static int cf_check(struct closed_form *cf, const float *params, int k, int r)
 		cf->max_tol = fmax(cf->max_tol, tol);
 		if (tol > 0)
 			cf->max_ratio = fmax(cf->max_ratio, err / tol);
+	}
+	return 0;
+}
+
+/* Weights that are negative, NaN or infinite are refused by every push
+ * call and change nothing: the round that follows must still be exact. */
+static int refuse_poisoned_weights(ragg_tensor_t *t, const float *grad, float *params)
+{
+	static const double bad[] = { -1.0, NAN, -NAN, INFINITY, -INFINITY };
+	ragg_req_t *req = NULL;
+	int rc;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if ((rc = ragg_push(t, grad, bad[i])) != -EINVAL ||
+		    (rc = ragg_ipush(t, grad, bad[i], &req)) != -EINVAL ||
+		    (rc = ragg_pushpull(t, grad, bad[i], params)) != -EINVAL) {
+			fprintf(stderr,
+			        "job: a push with weight %g returned %s, expected -EINVAL\n",
+			        bad[i], ragg_strerror_name(rc));
+			return 1;
+		}
+	}
+	if (req) {
+		fprintf(stderr, "job: a refused ragg_ipush returned a request\n");
+		return 1;
 	}
 	return 0;
 }
@@ -331,6 +360,8 @@ static int exact(ragg_ctx_t *ctx, int rounds, int ncounts, char **counts)
 			return 1;
 		for (int r = 1; r <= rounds; r++) {
 			cf_grad(&cf, grad, r);
+			if (r == 1 && k == 0 && refuse_poisoned_weights(t, grad, params))
+				return 1;
 			if ((rc = ragg_pushpull(t, grad, me + 1, params)))
 				return fail("pushpull", rc);
 			if (cf_check(&cf, params, k, r))
@@ -559,7 +590,8 @@ static int inplace(ragg_ctx_t *ctx, int rounds)
 
 static int run_rounds(ragg_ctx_t *ctx, int rounds, int pause_ms)
 {
-	size_t n = 20000;
+	const char *count = getenv("JOB_COUNT");
+	size_t n = count && *count ? strtoul(count, NULL, 10) : 20000;
 	const char *mem = getenv("JOB_MEMORY");
 	bool own = mem && strcmp(mem, "ragg") == 0;
 	float *params = own ? ragg_mem_alloc(ctx, n * sizeof(float)) : calloc(n, sizeof(float));
@@ -650,13 +682,57 @@ static int settings_refused(const char *name, const char *value)
 	return 1;
 }
 
+/* The closed-form checker, fed poisoned parameters: each must be refused. */
+static int checkers(void)
+{
+	static const float poison[] = { NAN, -NAN, INFINITY, -INFINITY };
+	static const char *const names[] = { "NaN", "-NaN", "+inf", "-inf" };
+	int caught = 0;
+	for (int p = 0; p < 4; p++)
+		for (int r = 0; r < 2; r++) {
+			struct closed_form cf = { .workers = 3, .agents = 2, .me = 0, .lr = 0.25 };
+			float params[16];
+			cf.n = 16;
+			cf.total_w = 6;
+			cf.expect = calloc(16, sizeof(double));
+			cf.v = calloc(16, sizeof(double));
+			cf.ev = calloc(16, sizeof(double));
+			cf.ew = calloc(16, sizeof(double));
+			if (!cf.expect || !cf.v || !cf.ev || !cf.ew)
+				return fail("memory", -ENOMEM);
+			for (size_t j = 0; j < 16; j++)
+				cf.expect[j] = (double)(j % 5);
+			cf_initial(&cf, params);
+			/* Round 0 compares with the initial values, round 1 with
+			 * a step of SGD; one element is poisoned either way. */
+			if (r == 1)
+				for (size_t j = 0; j < 16; j++) {
+					double g = 0;
+					for (int i = 0; i < cf.workers; i++)
+						g += (i + 1) * (double)grad_value(i, j, 1);
+					params[j] = (float)(cf.expect[j] - cf.lr * g / cf.total_w);
+				}
+			params[7] = poison[p];
+			if (cf_check(&cf, params, 0, r))
+				caught++;
+			else
+				fprintf(stderr, "job: checkers: %s in round %d went through\n",
+				        names[p], r);
+			cf_free(&cf);
+		}
+	printf("checkers: %d of 8 poisoned results refused\n", caught);
+	return caught == 8 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	ragg_ctx_t *ctx;
 	int rc, status;
+	if (argc == 2 && strcmp(argv[1], "checkers") == 0)
+		return checkers();
 	if (argc < 2) {
 		fprintf(stderr, "usage: job exact ROUNDS [COUNT...] | inplace ROUNDS | rounds N | "
-		                "mismatch | slow N MS | settings NAME VALUE\n");
+		                "mismatch | slow N MS | settings NAME VALUE | checkers\n");
 		return 2;
 	}
 	if (strcmp(argv[1], "settings") == 0 && argc == 4)

@@ -27,6 +27,7 @@ t() {
 
 	if grep -q '^OK$' "$log"; then
 		echo "PASS: integration/$name"
+		sed -n 's/^SUMMARY: /    /p' "$log"
 	else
 		echo "FAIL: integration/$name (${why:-see below})"
 		sed 's/^/    /' "$log" | tail -n 40
@@ -253,6 +254,188 @@ worker_killed_mid_job() {
 	JOB_MEMORY=ragg killed_mid_job worker 2
 }
 
+# Out of descriptors: every process runs under ulimit -n 128 while 600
+# idle connections are opened to agent 0 and 600 to the rendezvous (server
+# 0), held for 3 s and closed. The listeners must back off instead of
+# spinning on EMFILE: each of the two processes uses less than a quarter
+# of a core over those seconds and logs at most two lines about it; the
+# job itself must still complete. (Over shm the agent's listener is not
+# flooded: the connections go to its tcp port only when there is one.)
+emfile_backoff() {
+	local port log="$logdir/emfile.job" addr host aport rpid apid spid
+	port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	(ulimit -n 128 && exec env RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=20000 RAGG_LOG=info \
+		"$run" -p "$port" -w 2 -a 1 -s 1 -- "$job" slow 60 100) >"$log" 2>&1 &
+	rpid=$!
+	for _ in $(seq 200); do
+		grep -q 'agent/0 listening at' "$log" && break
+		sleep 0.05
+	done
+	addr=$(sed -n 's/.*agent\/0 listening at \([0-9.]*:[0-9]*\) .*$/\1/p' "$log" | head -n1)
+	# Log lines carry the process id: "[a0] ragg[PID] ...".
+	apid=$(sed -n 's/^\[a0\] ragg\[\([0-9]*\)\].*/\1/p' "$log" | head -n1)
+	spid=$(sed -n 's/^\[s0\] ragg\[\([0-9]*\)\].*/\1/p' "$log" | head -n1)
+	[ -n "${spid:-}" ] && [ -n "${apid:-}" ] || { cat "$log"; wait $rpid; echo "WHY: agent or server process not found"; return; }
+	targets="127.0.0.1:$port"
+	[ -n "$addr" ] && targets="$targets $addr"
+	cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+	a0=$(cpu "$apid") s0=$(cpu "$spid")
+	python3 - $targets <<'PY'
+import socket, sys, time
+held = []
+for t in sys.argv[1:]:
+    host, port = t.rsplit(":", 1)
+    for _ in range(600):
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect((host, int(port)))
+        except BlockingIOError:
+            pass
+        except OSError:
+            s.close()
+            continue
+        held.append(s)
+time.sleep(3)
+for s in held:
+    s.close()
+PY
+	a1=$(cpu "$apid") s1=$(cpu "$spid")
+	hz=$(getconf CLK_TCK)
+	wait $rpid
+	jrc=$?
+	lines_a=$(grep -c '^\[a0\].*accept' "$log")
+	lines_s=$(grep -c '^\[s0\].*accept' "$log")
+	echo "agent 0: $((a1 - a0)) ticks of CPU in 3 s ($hz per s), $lines_a accept lines; server 0: $((s1 - s0)) ticks, $lines_s accept lines"
+	grep 'accept' "$log" | head -n 6
+	echo "SUMMARY: emfile: agent0_cpu_ticks=$((a1 - a0)) server0_cpu_ticks=$((s1 - s0)) over 3 s at $hz/s, accept_log_lines agent0=$lines_a server0=$lines_s, job_exit=$jrc"
+	[ $jrc -eq 0 ] || { tail -n 20 "$log"; echo "WHY: the job failed"; return; }
+	[ $((a1 - a0)) -lt $((hz * 3 / 4)) ] || { echo "WHY: agent 0 spun"; return; }
+	[ $((s1 - s0)) -lt $((hz * 3 / 4)) ] || { echo "WHY: server 0 spun"; return; }
+	[ "$lines_a" -le 2 ] && [ "$lines_s" -le 2 ] || { echo "WHY: too many accept lines"; return; }
+	grep -q 'Too many open files' "$log" || { echo "WHY: descriptors never ran out: the test proves nothing"; return; }
+	echo OK
+}
+
+# Checkers that cannot fail are no checks: linreg's result check and the
+# job's closed-form check must refuse NaN and infinite parameters. A
+# learning rate of 1e30 makes linreg's parameters overflow to inf and then
+# NaN within a few rounds; the job's checkers are fed poisoned values
+# directly.
+nan_fails_checks() {
+	out=$("$job" checkers 2>&1) || { echo "$out"; echo "WHY: the job's checkers let a poisoned result through"; return; }
+	echo "$out"
+	out=$(RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=30000 "$run" -w 2 -a 1 -s 1 -- "$linreg" -r 20 -l 1e30 2>&1)
+	rc=$?
+	echo "$out" | grep 'linreg' | tail -n 3
+	[ $rc -ne 0 ] || { echo "WHY: linreg exited 0 with diverged parameters"; return; }
+	echo "$out" | grep -q 'NaN or infinite' || { echo "WHY: linreg did not say its parameters are NaN or infinite"; return; }
+	echo OK
+}
+
+# Chaos: one process of a running job (2 servers, 2 agents, 4 workers, a
+# model of JOB_COUNT floats, 8 MiB by default in 256 KiB chunks, so that
+# engine jobs are in flight for most of a round) is SIGKILLed at a random
+# moment after worker 0's second round, for each role (a worker, an agent, a server and server 0,
+# which serves the rendezvous), over tcp and shm, CHAOS_RUNS times each.
+# Every survivor must exit on its own within CHAOS_DEADLINE_S seconds of
+# the kill, with an error saying a peer was lost, and none by a signal: a
+# survivor's SIGSEGV or SIGABRT in teardown (or a sanitizer's report) fails
+# the test, counted as by_signal. The processes are started here, not by
+# ragg-run, which would stop the survivors itself.
+# The random moments come from CHAOS_SEED (printed).
+chaos_one() {
+	local tp=$1 vrole=$2 vrank=$3 delay=$4 tag=$5 port ready i pids=() tags=() vpid=
+	port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	ready="$logdir/chaos-$tag.ready"
+	rm -f "$ready"
+	for spec in server:0 server:1 agent:0 agent:1 worker:0 worker:1 worker:2 worker:3; do
+		r=${spec%:*} k=${spec#*:}
+		RAGG_TRANSPORT=$tp RAGG_ROOT=127.0.0.1:$port RAGG_WORKERS=4 RAGG_AGENTS=2 RAGG_SERVERS=2 \
+			RAGG_ROLE=$r RAGG_RANK=$k RAGG_TIMEOUT_MS=$((5000 * scale)) RAGG_LOG=error \
+			JOB_READY_FILE=$ready JOB_COUNT=${JOB_COUNT:-2097152} RAGG_CHUNK_BYTES=262144 JOB_MEMORY=${JOB_MEMORY:-} \
+			"$job" slow 1000000 0 >"$logdir/chaos-$tag-$r$k.log" 2>&1 &
+		if [ "$r" = "$vrole" ] && [ "$k" = "$vrank" ]; then
+			vpid=$!
+		else
+			pids+=($!) tags+=("$r$k")
+		fi
+		[ "$r" = server ] && [ "$k" = 0 ] && sleep 0.2
+	done
+	for _ in $(seq $((400 * scale))); do [ -e "$ready" ] && break; sleep 0.05; done
+	if [ ! -e "$ready" ]; then
+		echo "chaos $tag: the job never got going"
+		kill -9 "$vpid" "${pids[@]}" 2>/dev/null
+		wait
+		chaos_bad=$((chaos_bad + 1))
+		return
+	fi
+	sleep "$delay"
+	kill -9 "$vpid"
+	wait "$vpid" 2>/dev/null
+	local t0 now left=${#pids[@]}
+	t0=$(date +%s%N)
+	while :; do
+		left=0
+		for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && left=$((left + 1)); done
+		now=$(date +%s%N)
+		[ $left -eq 0 ] && break
+		[ $(((now - t0) / 1000000)) -ge $((CHAOS_DEADLINE_S * 1000 * scale)) ] && break
+		sleep 0.05
+	done
+	chaos_kills=$((chaos_kills + 1))
+	for i in "${!pids[@]}"; do
+		local p=${pids[$i]} log="$logdir/chaos-$tag-${tags[$i]}.log" rc
+		chaos_survivors=$((chaos_survivors + 1))
+		if kill -0 "$p" 2>/dev/null; then
+			echo "chaos $tag: ${tags[$i]} still running ${CHAOS_DEADLINE_S} s after the kill"
+			chaos_over=$((chaos_over + 1))
+			kill -9 "$p"
+		fi
+		wait "$p"
+		rc=$?
+		if [ $rc -gt 128 ]; then
+			echo "chaos $tag: ${tags[$i]} died by signal $((rc - 128)) ($(kill -l $((rc - 128))))"
+			tail -n 5 "$log" | sed 's/^/    /'
+			chaos_signal=$((chaos_signal + 1))
+		elif grep -q 'ERROR: AddressSanitizer\|runtime error:\|ThreadSanitizer' "$log"; then
+			# A sanitizer exits with a status, not a signal: as bad.
+			echo "chaos $tag: ${tags[$i]} failed a sanitizer check"
+			grep -m1 -A8 'ERROR: AddressSanitizer\|runtime error:\|ThreadSanitizer' "$log" | sed 's/^/    /'
+			chaos_signal=$((chaos_signal + 1))
+		elif [ $rc -eq 0 ]; then
+			echo "chaos $tag: ${tags[$i]} exited 0 after losing a peer"
+			chaos_bad=$((chaos_bad + 1))
+		elif ! grep -q 'lost\|PEER_LOST' "$log"; then
+			echo "chaos $tag: ${tags[$i]} failed without saying a peer was lost:"
+			tail -n 5 "$log" | sed 's/^/    /'
+			chaos_bad=$((chaos_bad + 1))
+		fi
+	done
+	echo "chaos $tag: killed ${vrole} ${vrank} $delay s into the job, ${#pids[@]} survivors out in $(((now - t0) / 1000000)) ms"
+}
+
+chaos_kills() {
+	local seed=${CHAOS_SEED:-$((RANDOM * 32768 + RANDOM))} runs=${CHAOS_RUNS:-3} n=0
+	chaos_kills=0 chaos_survivors=0 chaos_signal=0 chaos_over=0 chaos_bad=0
+	CHAOS_DEADLINE_S=${CHAOS_DEADLINE_S:-10}
+	echo "chaos: seed=$seed runs=$runs per role and transport"
+	RANDOM=$seed
+	for tp in ${CHAOS_TRANSPORTS:-tcp shm}; do
+		for victim in "worker 1" "agent 1" "server 1" "server 0"; do
+			for _ in $(seq "$runs"); do
+				n=$((n + 1))
+				chaos_one "$tp" $victim "0.$(printf '%03d' $((RANDOM % 400)))" "$n-$tp-${victim/ /}"
+			done
+		done
+	done
+	echo "SUMMARY: chaos: kills=$chaos_kills survivors=$chaos_survivors by_signal=$chaos_signal over_deadline=$chaos_over other_failures=$chaos_bad seed=$seed"
+	[ $chaos_signal -eq 0 ] || { echo "WHY: $chaos_signal survivors died by a signal"; return; }
+	[ $chaos_over -eq 0 ] || { echo "WHY: $chaos_over survivors outlived the deadline"; return; }
+	[ $chaos_bad -eq 0 ] || { echo "WHY: $chaos_bad survivors or jobs failed otherwise"; return; }
+	echo OK
+}
+
 # Connections that are not ragg (garbage) or fail the job key are dropped
 # with a logged error; the job's own connections carry on to the end.
 garbage_and_wrong_key_dropped() {
@@ -308,6 +491,10 @@ t agent_never_starts 30
 t agent_killed_mid_job 60
 t worker_killed_mid_job 60
 t garbage_and_wrong_key_dropped 90
+t nan_fails_checks 60
+t emfile_backoff 90
+# Not part of the default list: scripts/check runs it by name.
+[ ${#selected[@]} -gt 0 ] && t chaos_kills 300
 
 rm -rf "$logdir"
 [ "$failed" -eq 0 ]

@@ -282,8 +282,10 @@ static void dev_close(struct ragg_tp_dev *d)
 		ragg__shm_ep_free(ragg__container_of(dev->eps.next, struct ragg__shm_ep, link));
 	while (!ragg__shm_list_empty(&dev->dead))
 		ragg__shm_ep_free(ragg__container_of(dev->dead.next, struct ragg__shm_ep, link));
-	if (dev->lfd >= 0)
+	if (dev->lfd >= 0) {
 		close(dev->lfd);
+		ragg__tp_accept_guard_fini(&dev->accept_guard);
+	}
 	ragg__shm_regions_free(dev);
 	close(dev->efd);
 	close(dev->epfd);

@@ -185,6 +185,8 @@ int ragg__shm_poll(struct ragg_tp_dev *d, struct ragg_tp_event *events, int max)
 		return max < 0 || (max && !events) ? -EINVAL : 0;
 	dev->poll_gen++;
 	disarm(dev);
+	if (dev->accept_guard.paused_until)
+		ragg__shm_listener_resume(dev, ragg__tp_now_ms());
 	if (dev->handshakes) {
 		int64_t now = ragg__tp_now_ms();
 		if (now >= dev->next_sweep_ms) {

@@ -32,6 +32,7 @@
 #include <sys/types.h>
 #include <sys/un.h>
 
+#include "../util/accept.h"
 #include "../util/epoll.h"
 #include "../util/idtab.h"
 #include "../util/softmr.h"
@@ -278,6 +279,7 @@ struct ragg__shm_dev {
 	struct ragg__shm_config cfg;
 	int epfd;
 	int lfd;
+	struct ragg__tp_accept_guard accept_guard; /* EMFILE/ENFILE on lfd */
 	int efd; /* our eventfd: peers write it to wake us */
 	int wake_fd; /* the core's, as in the epoll set */
 	bool armed; /* ring `sleeping` flags are set */
@@ -402,6 +404,9 @@ void ragg__shm_ep_free(struct ragg__shm_ep *ep);
 void ragg__shm_ep_fail(struct ragg__shm_ep *ep, int status);
 void ragg__shm_ep_handshake_done(struct ragg__shm_ep *ep);
 void ragg__shm_listener_ready(struct ragg__shm_dev *dev);
+/* A pause of the listener after EMFILE/ENFILE is over at `now`: listen
+ * again. */
+void ragg__shm_listener_resume(struct ragg__shm_dev *dev, int64_t now);
 /* Fail handshakes past their deadline; retry connects the backlog refused. */
 void ragg__shm_sweep(struct ragg__shm_dev *dev, int64_t now);
 void ragg__shm_on_hello(struct ragg__shm_ep *ep, const struct ragg__shm_pkt *p, int *fds);

@@ -104,8 +104,10 @@ static void tcp_close(struct ragg_tp_dev *d)
 		ragg__tcp_ep_free(ragg__container_of(dev->eps.next, struct ragg__tcp_ep, link));
 	while (!ragg__tcp_list_empty(&dev->dead))
 		ragg__tcp_ep_free(ragg__container_of(dev->dead.next, struct ragg__tcp_ep, link));
-	if (dev->lfd >= 0)
+	if (dev->lfd >= 0) {
 		close(dev->lfd);
+		ragg__tp_accept_guard_fini(&dev->accept_guard);
+	}
 	ragg__tcp_regions_free(dev);
 	close(dev->epfd);
 	free(dev);

@@ -181,6 +181,7 @@ int ragg__tcp_listen(struct ragg_tp_dev *d, const char *host_port, char *addr, s
 		goto err_close;
 	}
 	dev->lfd = fd;
+	ragg__tp_accept_guard_init(&dev->accept_guard);
 	snprintf(dev->laddr, sizeof(dev->laddr), "%s", out);
 	strcpy(addr, out);
 	ragg__tcp_info(dev, "listening on %s (%s)", out, dev->device);
@@ -373,6 +374,29 @@ void ragg__tcp_ep_close(struct ragg_tp_ep *e)
 	ragg__tcp_ep_free(ep);
 }
 
+/* Out of descriptors: shed what waits, take the listener out of the poll
+ * set for a while (ragg__tcp_listener_resume puts it back) and say so at
+ * most once per 10 s; see transports/util/accept.h. */
+static void accept_exhausted(struct ragg__tcp_dev *dev, int err)
+{
+	unsigned long shed, hits;
+	struct epoll_event ev = { .events = 0, .data.u64 = RAGG__TCP_TAG_LISTEN };
+	if (ragg__tp_accept_exhausted(&dev->accept_guard, dev->lfd, ragg__tp_now_ms(), &shed,
+	                              &hits))
+		ragg__tcp_warn(dev,
+		               "accept on %s: %s: %lu connection(s) closed unserved, not "
+		               "accepting for %d ms (%lu time(s) since the last such line)",
+		               dev->laddr, strerror(err), shed, dev->accept_guard.pause_ms, hits);
+	epoll_ctl(dev->epfd, EPOLL_CTL_MOD, dev->lfd, &ev);
+}
+
+void ragg__tcp_listener_resume(struct ragg__tcp_dev *dev, int64_t now)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = RAGG__TCP_TAG_LISTEN };
+	if (dev->lfd >= 0 && ragg__tp_accept_resume(&dev->accept_guard, now))
+		epoll_ctl(dev->epfd, EPOLL_CTL_MOD, dev->lfd, &ev);
+}
+
 void ragg__tcp_listener_ready(struct ragg__tcp_dev *dev)
 {
 	/* Bounded, so a connection storm cannot starve the data sockets. */
@@ -382,11 +406,14 @@ void ragg__tcp_listener_ready(struct ragg__tcp_dev *dev)
 		int fd =
 		    accept4(dev->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+			if (errno == EMFILE || errno == ENFILE)
+				accept_exhausted(dev, errno);
+			else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
 				ragg__tcp_warn(dev, "accept on %s: %s", dev->laddr,
 				               strerror(errno));
 			return;
 		}
+		ragg__tp_accept_ok(&dev->accept_guard);
 		struct ragg__tcp_ep *ep = ep_new(dev, fd);
 		if (!ep) {
 			ragg__tcp_warn(dev, "accept on %s: out of memory, dropping", dev->laddr);

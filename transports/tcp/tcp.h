@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "../util/accept.h"
 #include "../util/epoll.h"
 #include "../util/idtab.h"
 #include "../util/softmr.h"
@@ -172,6 +173,7 @@ struct ragg__tcp_dev {
 	struct ragg__tcp_config cfg;
 	int epfd;
 	int lfd;
+	struct ragg__tp_accept_guard accept_guard; /* EMFILE/ENFILE on lfd */
 	int wake_fd; /* the one in the epoll set */
 	char laddr[RAGG_TP_ADDR_MAX];
 	char device[64];
@@ -268,6 +270,9 @@ void ragg__tcp_ep_close(struct ragg_tp_ep *e);
 void ragg__tcp_ep_free(struct ragg__tcp_ep *ep);
 /* Take new connections from the listener. */
 void ragg__tcp_listener_ready(struct ragg__tcp_dev *dev);
+/* A pause of the listener after EMFILE/ENFILE is over at `now`: listen
+ * again. */
+void ragg__tcp_listener_resume(struct ragg__tcp_dev *dev, int64_t now);
 /* The connector's socket became writable or failed. */
 void ragg__tcp_connect_ready(struct ragg__tcp_ep *ep);
 /* Close the socket and owe DISCONNECTED(status); internal endpoints go to

@@ -1,12 +1,9 @@
 /* Accept under descriptor exhaustion: see accept.h. */
-#include "config.h"
-
-#include <errno.h>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "transports/util/accept.h"
+#include "accept.h"
 
 static int open_reserve(void)
 {
@@ -29,8 +26,10 @@ bool ragg__tp_accept_exhausted(struct ragg__tp_accept_guard *g, int lfd, int64_t
                                unsigned long *shed, unsigned long *hits)
 {
 	g->hits++;
-	/* Bounded like the accept loops: a storm is shed over several
-	 * turns, each after a pause. */
+	/* Bounded like the accept loops: a storm is shed over several turns,
+	 * each after a pause. Without a reserve (another thread took the
+	 * descriptor) only the pause remains, and the next turn tries to get
+	 * the reserve back first. */
 	if (g->reserve_fd >= 0) {
 		close(g->reserve_fd);
 		for (int i = 0; i < 256; i++) {
@@ -40,17 +39,15 @@ bool ragg__tp_accept_exhausted(struct ragg__tp_accept_guard *g, int lfd, int64_t
 			close(fd);
 			g->shed++;
 		}
-		g->reserve_fd = open_reserve();
-	} else {
-		g->reserve_fd = open_reserve();
 	}
+	g->reserve_fd = open_reserve();
 	g->pause_ms = g->pause_ms ? g->pause_ms * 2 : RAGG_TP_ACCEPT_PAUSE_MIN_MS;
 	if (g->pause_ms > RAGG_TP_ACCEPT_PAUSE_MAX_MS)
 		g->pause_ms = RAGG_TP_ACCEPT_PAUSE_MAX_MS;
 	g->paused_until = now + g->pause_ms;
 	if (g->last_log_ms && now - g->last_log_ms < RAGG_TP_ACCEPT_LOG_EVERY_MS)
 		return false;
-	g->last_log_ms = now;
+	g->last_log_ms = now ? now : 1;
 	*shed = g->shed - g->shed_logged;
 	*hits = g->hits - g->hits_logged;
 	g->shed_logged = g->shed;
