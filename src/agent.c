@@ -47,6 +47,8 @@ void ragg__agent_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t)
 	free(at->s);
 	free(at->arrived[0]);
 	free(at->arrived[1]);
+	ragg__seen_free(&at->seen_grads);
+	ragg__seen_free(&at->seen_params);
 	free(at);
 	t->agent = NULL;
 }
@@ -102,6 +104,9 @@ static int setup_memory(struct ragg_ctx *ctx, ragg_tensor_t *t)
 	at->chunk_state = calloc(pl->nchunks * (size_t)pl->nstages, sizeof(void *));
 	if (!at->jobs || !at->fanout || !at->arrived[0] || !at->arrived[1] || !at->chunk_state)
 		return -ENOMEM;
+	if ((rc = ragg__seen_init(&at->seen_grads, pl->nchunks, ctx->nworkers)) ||
+	    (rc = ragg__seen_init(&at->seen_params, pl->nchunks, ctx->opts.servers)))
+		return rc;
 	/* Each stage's per-chunk state, first touched by the thread that
 	 * runs the chunk (piece c belongs to thread c, as the jobs' hint). */
 	for (int i = 0; i < pl->nstages; i++) {

@@ -55,6 +55,8 @@ struct ragg__agent_tensor {
 	struct ragg__region params; /* what servers write into */
 	struct ragg__region acc; /* META (N by parity), then the sums */
 	uint32_t *arrived[2]; /* per chunk: workers landed */
+	struct ragg__seen seen_grads; /* which workers' chunks landed */
+	struct ragg__seen seen_params; /* which servers' chunks landed */
 	uint32_t params_landed;
 	struct ragg__sum_job *jobs; /* per chunk: the stages */
 	struct ragg__fanout_job *fanout; /* per chunk: copies to workers */

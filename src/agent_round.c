@@ -96,9 +96,11 @@ static void on_gradient(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tensor_
 	else
 		j->inputs[p->index] =
 		    (const float *)(w->grad.at + ragg__plan_chunk_off(&t->plan, c));
+	ragg__seen_mark(&at->seen_grads, parity, c, p->index);
 	if (++at->arrived[parity][c] < (uint32_t)ctx->nworkers)
 		return;
 	at->arrived[parity][c] = 0;
+	ragg__seen_clear(&at->seen_grads, parity, c);
 	j->parity = parity;
 	j->out = sum_target(ctx, t, parity, c);
 	int rc = ragg__engine_submit(ctx->engine, &j->job);
@@ -127,11 +129,13 @@ static void forward(struct ragg_ctx *ctx, ragg_tensor_t *t, int i, int parity, u
 	                 len, ragg__imm_encode(parity, t->id, c), RAGG_TP_WRITE_IMM, 0);
 }
 
-static void on_parameters(struct ragg_ctx *ctx, ragg_tensor_t *t, int parity, uint32_t c)
+static void on_parameters(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tensor_t *t,
+                          int parity, uint32_t c)
 {
 	struct ragg__agent_tensor *at = t->agent;
 	struct ragg__fanout_job *f = &at->fanout[c];
 	int copies = 0;
+	ragg__seen_mark(&at->seen_params, parity, c, p->index);
 	for (int i = 0; i < ctx->nworkers; i++) {
 		f->copy_to[i] =
 		    ragg__peer_region_map(&ctx->peers[i], &at->w[i].params, t->plan.bytes);
@@ -150,6 +154,8 @@ static void on_parameters(struct ragg_ctx *ctx, ragg_tensor_t *t, int parity, ui
 	}
 	if (++at->params_landed == t->plan.nchunks) {
 		at->params_landed = 0;
+		for (size_t k = 0; k < t->plan.nchunks; k++)
+			ragg__seen_clear(&at->seen_params, parity, k);
 		t->round++;
 		ctx->stats.rounds++;
 	}
@@ -163,12 +169,18 @@ void ragg__agent_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t 
 	bool from_worker = p->role == RAGG_ROLE_WORKER;
 	/* Length 0: the data is in place, in the worker's mapped buffer or
 	 * (from a server) in our parameter region. */
+	bool ready = t && t->agent->ready;
 	struct ragg__expect e = {
-		.plan = t && t->agent->ready ? &t->plan : NULL,
+		.plan = ready ? &t->plan : NULL,
 		.parity = t ? (int)(t->round & 1) : 0,
-		.owner = -1,
-		.sender_ok = true,
-		.room = true,
+		/* A server writes only the chunks it owns. */
+		.owner = from_worker ? -1 : p->index,
+		/* Nothing counts after a worker's goodbye. */
+		.sender_ok = !p->said_bye,
+		/* Once per sender, chunk and round. */
+		.room = ready && c < t->plan.nchunks &&
+		        !ragg__seen_has(from_worker ? &t->agent->seen_grads : &t->agent->seen_params,
+		                        parity, c, p->index),
 		.in_place_ok = !from_worker || (t && t->agent->w[p->index].grad.at),
 	};
 	const char *why;
@@ -179,7 +191,7 @@ void ragg__agent_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t 
 	if (from_worker)
 		on_gradient(ctx, p, t, parity, c, len);
 	else
-		on_parameters(ctx, t, parity, c);
+		on_parameters(ctx, p, t, parity, c);
 }
 
 /* A chunk's sum is ready: send N (once per server and round) and the sum

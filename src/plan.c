@@ -1,6 +1,7 @@
 /* The tensor plan: chunk geometry, the agent's stages and the check of
  * every landed write, decided once at declaration (see plan.h). */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "plan.h"
@@ -75,4 +76,26 @@ int ragg__plan_check_write(const struct ragg__expect *e, uint32_t chunk, int par
 		return 0;
 	*why = bad;
 	return RAGG_ERR_PROTO;
+}
+
+int ragg__seen_init(struct ragg__seen *s, size_t nchunks, int senders)
+{
+	struct ragg__seen n = { .words = ((size_t)senders + 63) / 64, .nchunks = nchunks };
+	size_t cells = (nchunks ? nchunks : 1) * (n.words ? n.words : 1);
+	n.bits[0] = calloc(cells, sizeof(uint64_t));
+	n.bits[1] = calloc(cells, sizeof(uint64_t));
+	if (!n.bits[0] || !n.bits[1]) {
+		free(n.bits[0]);
+		free(n.bits[1]);
+		return -ENOMEM;
+	}
+	*s = n;
+	return 0;
+}
+
+void ragg__seen_free(struct ragg__seen *s)
+{
+	free(s->bits[0]);
+	free(s->bits[1]);
+	s->bits[0] = s->bits[1] = NULL;
 }

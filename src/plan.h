@@ -195,4 +195,38 @@ struct ragg__expect {
 int ragg__plan_check_write(const struct ragg__expect *e, uint32_t chunk, int parity, size_t len,
                            const char **why);
 
+/*
+ * Which senders' writes of each chunk have landed in the current round, by
+ * parity: a receiver counts a write only when its sender's bit was clear
+ * (ragg__seen_mark), so a sender that writes a chunk twice in one round is
+ * refused instead of being counted as another sender's arrival. The bits
+ * of a chunk are cleared when the chunk's round completes there.
+ */
+struct ragg__seen {
+	uint64_t *bits[2]; /* [parity][chunk * words + sender / 64] */
+	size_t words; /* per chunk */
+	size_t nchunks;
+};
+
+/* 0 or -ENOMEM; nothing allocated per round afterwards. */
+int ragg__seen_init(struct ragg__seen *s, size_t nchunks, int senders);
+void ragg__seen_free(struct ragg__seen *s);
+
+/* Whether sender's write of chunk c already landed this round. */
+static inline bool ragg__seen_has(const struct ragg__seen *s, int parity, size_t c, int sender)
+{
+	return s->bits[parity & 1][c * s->words + (size_t)sender / 64] >> (sender % 64) & 1;
+}
+
+static inline void ragg__seen_mark(struct ragg__seen *s, int parity, size_t c, int sender)
+{
+	s->bits[parity & 1][c * s->words + (size_t)sender / 64] |= 1ull << (sender % 64);
+}
+
+static inline void ragg__seen_clear(struct ragg__seen *s, int parity, size_t c)
+{
+	for (size_t w = 0; w < s->words; w++)
+		s->bits[parity & 1][c * s->words + w] = 0;
+}
+
 #endif

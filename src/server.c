@@ -54,6 +54,7 @@ struct ragg__server_tensor {
 	struct ragg__optim_conf oc; /* the optimizer and its hyperparameters */
 	float *state[RAGG_OPTIM_MAX_STATE]; /* its state vectors, owned layout */
 	uint32_t *arrived[2]; /* per owned chunk */
+	struct ragg__seen seen; /* which agents' owned chunks landed */
 	uint64_t *rounds; /* per owned chunk: updates applied */
 	struct ragg__update_job *jobs; /* per owned chunk */
 	bool warned_zero;
@@ -84,6 +85,7 @@ void ragg__server_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t)
 	free(st->a);
 	free(st->arrived[0]);
 	free(st->arrived[1]);
+	ragg__seen_free(&st->seen);
 	free(st->rounds);
 	free(st);
 	t->server = NULL;
@@ -226,6 +228,8 @@ static int setup_memory(struct ragg_ctx *ctx, ragg_tensor_t *t)
 	st->rounds = calloc(st->nowned ? st->nowned : 1, sizeof(uint64_t));
 	if (!st->g || !st->jobs || !st->arrived[0] || !st->arrived[1] || !st->rounds)
 		return -ENOMEM;
+	if ((rc = ragg__seen_init(&st->seen, st->nowned, ctx->opts.agents)))
+		return rc;
 	if ((rc = ragg__optim_conf_read(&ctx->opts, &st->oc)))
 		return rc;
 	for (int s = 0; s < st->oc.optim->nstate; s++) {
@@ -329,12 +333,15 @@ void ragg__server_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t
 	struct ragg__expect e = {
 		.plan = pl,
 		.owner = ctx->opts.rank,
-		.sender_ok = true,
-		.room = true,
+		.sender_ok = !p->said_bye,
 		.in_place_ok = true,
 	};
-	if (pl && c < pl->nchunks && ragg__plan_owner(pl, c) == ctx->opts.rank)
-		e.parity = (int)(t->server->rounds[ragg__plan_local(pl, c)] & 1);
+	if (pl && c < pl->nchunks && ragg__plan_owner(pl, c) == ctx->opts.rank) {
+		size_t lc = ragg__plan_local(pl, c);
+		e.parity = (int)(t->server->rounds[lc] & 1);
+		/* Once per agent, chunk and round. */
+		e.room = !ragg__seen_has(&t->server->seen, parity, lc, p->index);
+	}
 	const char *why;
 	if (ragg__plan_check_write(&e, c, parity, len, &why)) {
 		ragg__write_rejected(ctx, p, imm, len, why);
@@ -342,9 +349,11 @@ void ragg__server_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t
 	}
 	struct ragg__server_tensor *st = t->server;
 	size_t lc = ragg__plan_local(pl, c);
+	ragg__seen_mark(&st->seen, parity, lc, p->index);
 	if (++st->arrived[parity][lc] < (uint32_t)ctx->opts.agents)
 		return;
 	st->arrived[parity][lc] = 0;
+	ragg__seen_clear(&st->seen, parity, lc);
 	st->jobs[lc].parity = parity;
 	for (int j = 0; j < ctx->opts.agents; j++)
 		st->jobs[lc].copy_to[j] =

@@ -190,6 +190,38 @@ RAGG_TEST(validator_refuses_each_field)
 	RAGG_CHECK(check(&e, 0, 1, CB, &why) == RAGG_ERR_PROTO && !strcmp(why, "round"));
 }
 
+/* Exactly once: a sender's second write of a chunk in one round is seen
+ * (and the validator, told there is no room, refuses it as "round"); the
+ * bits are per parity and cleared with the chunk's round. */
+RAGG_TEST(seen_once_per_sender_chunk_round)
+{
+	struct ragg__seen s;
+	RAGG_CHECK_OK(ragg__seen_init(&s, 5, 130)); /* three words per chunk */
+	for (int snd = 0; snd < 130; snd += 43) {
+		RAGG_CHECK(!ragg__seen_has(&s, 1, 3, snd));
+		ragg__seen_mark(&s, 1, 3, snd);
+		RAGG_CHECK(ragg__seen_has(&s, 1, 3, snd));
+		RAGG_CHECK(!ragg__seen_has(&s, 0, 3, snd)); /* other parity */
+		RAGG_CHECK(!ragg__seen_has(&s, 1, 2, snd) && !ragg__seen_has(&s, 1, 4, snd));
+	}
+	RAGG_CHECK(!ragg__seen_has(&s, 1, 3, 1) && !ragg__seen_has(&s, 1, 3, 128));
+	ragg__seen_mark(&s, 1, 4, 129);
+	ragg__seen_clear(&s, 1, 3);
+	for (int snd = 0; snd < 130; snd++)
+		RAGG_CHECK(!ragg__seen_has(&s, 1, 3, snd));
+	RAGG_CHECK(ragg__seen_has(&s, 1, 4, 129));
+	ragg__seen_free(&s);
+
+	struct ragg__plan pl;
+	const char *why = NULL;
+	RAGG_CHECK_OK(ragg__plan_init(&pl, 10000, 4096, 2));
+	struct ragg__expect e = { .plan = &pl, .parity = 1, .owner = -1, .sender_ok = true,
+		                  .room = false };
+	RAGG_CHECK(ragg__plan_check_write(&e, 0, 1, ragg__plan_contrib_len(&pl, 0), &why) ==
+	           RAGG_ERR_PROTO);
+	RAGG_CHECK(why && strcmp(why, "round") == 0);
+}
+
 int main(int argc, char **argv)
 {
 	return ragg_test_main(argc, argv);
