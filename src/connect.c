@@ -1,9 +1,10 @@
 /*
  * Establishing the job's connections. Agents and servers listen and publish
  * their address at the rendezvous; workers connect to their agent, agents to
- * every server. Each side proves knowledge of the job key in the hello of
- * the connection's private data before anything else is exchanged, and an
- * acceptor takes only the peers its role expects, once each.
+ * every server. The hello in the connection's private data names the peer
+ * and lets an acceptor take only the peers its role expects, once each;
+ * then the handshake of handshake.h proves the job key on that connection
+ * before the peer counts as connected.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include "bootstrap/kv.h"
 #include "clock.h"
 #include "core.h"
+#include "handshake.h"
 #include "log.h"
 #include "settings.h"
 
@@ -103,8 +105,11 @@ void ragg__on_connected(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
 			goto bad;
 		}
 	}
-	p->connected = true;
-	ragg__debug("connected to %s %d at %s", ragg__role_name(p->role), p->rank, ev->ep->peer);
+	ragg__debug("connected to %s %d at %s; handshake", ragg__role_name(p->role), p->rank,
+	            ev->ep->peer);
+	int rc = ragg__hs_on_connected(ctx, p, we_connected);
+	if (rc)
+		ragg__hs_fail(ctx, p, rc, "sending its first message");
 	return;
 bad:
 	ragg__fail(ctx, RAGG_ERR_AUTH);
@@ -218,6 +223,7 @@ int ragg__listen_job(struct ragg_ctx *ctx, struct ragg__kv *kv)
 int ragg__connect_job(struct ragg_ctx *ctx, struct ragg__kv *kv)
 {
 	int rc;
+	ragg__hs_warn_no_key(ctx);
 	for (int i = 0; i < ctx->npeers; i++) {
 		struct ragg__peer *p = &ctx->peers[i];
 		/* Connections go down the tree: workers to agents, agents to

@@ -13,6 +13,7 @@
 #include "bootstrap/kv.h"
 #include "compiler.h"
 #include "core.h"
+#include "handshake.h"
 #include "log.h"
 #include "settings.h"
 
@@ -151,6 +152,7 @@ static void destroy(struct ragg_ctx *ctx)
 	for (int i = 0; i < ctx->npeers; i++) {
 		if (ctx->peers[i].ep)
 			ctx->peers[i].tp->ops->ep_close(ctx->peers[i].ep);
+		ragg__hs_free(&ctx->peers[i]);
 		free(ctx->peers[i].queue);
 	}
 	for (int i = 0; i < ctx->ntensors; i++)

@@ -54,7 +54,8 @@ struct ragg__peer {
 	enum ragg_role role;
 	int rank;
 	int index; /* position among this process's peers of that role */
-	bool connected, said_bye, gone;
+	bool connected, said_bye, gone; /* connected: handshake done */
+	struct ragg__hs *hs; /* handshake.h */
 	struct ragg__op *queue;
 	uint32_t qcap, qhead, qlen;
 };
@@ -159,6 +160,7 @@ struct ragg__hop {
 
 struct ragg_ctx {
 	struct ragg_opts opts;
+	int hs_dead; /* connections a failed handshake left to close */
 	struct ragg__tp tps[RAGG_MAX_TP];
 	int ntp;
 	struct ragg__hop hop_workers; /* workers <-> agents */
