@@ -232,8 +232,57 @@ garbage_and_wrong_key_dropped() {
 	echo OK
 }
 
+# A worker's real connection is recorded by a tap between it and its agent
+# (the tap's address is published in the agent's place at the rendezvous),
+# then replayed into a new job with the same key before its own worker
+# starts: the agent refuses it at the handshake, logs why, keeps the place,
+# and the job's result is the exact one.
+handshake_replay_refused() {
+	[ "$transport" = tcp ] || { echo "WHY: tcp only (the tap is a tcp relay)"; return; }
+	relay="$build/tests/integration/relay"
+	shape="RAGG_TRANSPORT=tcp RAGG_JOB_KEY=k1 RAGG_WORKERS=1 RAGG_AGENTS=1 RAGG_SERVERS=1 RAGG_TIMEOUT_MS=20000 RAGG_LOG=info"
+	rec="$logdir/replay.rec"
+	for phase in record replay; do
+		port=$(( (RANDOM % 20000) + 30000 ))
+		l="$logdir/replay.$phase"
+		env $shape RAGG_ROOT=127.0.0.1:$port RAGG_ROLE=server RAGG_RANK=0 "$job" exact 3 >"$l.s0" 2>&1 &
+		spid=$!
+		env $shape RAGG_ROOT=127.0.0.1:$port RAGG_ROLE=agent RAGG_RANK=0 "$job" exact 3 >"$l.a0" 2>&1 &
+		apid=$!
+		for _ in $(seq 100); do
+			addr=$(sed -n 's/.*agent\/0 listening at \([^ ]*\).*$/\1/p' "$l.a0" | head -n1)
+			[ -n "$addr" ] && break
+			sleep 0.05
+		done
+		[ -n "$addr" ] || { cat "$l.a0"; echo "WHY: agent address not found"; return; }
+		if [ $phase = record ]; then
+			tport=$(( (RANDOM % 20000) + 30000 ))
+			"$relay" tap $tport "$addr" "$rec" >"$l.tap" 2>&1 &
+			sleep 0.2
+			exec 3<>"/dev/tcp/127.0.0.1/$port" && printf 'PUT agent/0 tcp=127.0.0.1:%s\n' $tport >&3 && read -r -t 2 ans <&3
+			exec 3>&-
+		else
+			"$relay" replay "$addr" "$rec" >"$l.tap" 2>&1
+		fi
+		env $shape RAGG_ROOT=127.0.0.1:$port RAGG_ROLE=worker RAGG_RANK=0 "$job" exact 3 >"$l.w0" 2>&1
+		wrc=$?
+		wait $apid; arc=$?
+		wait $spid; src=$?
+		echo "--- $phase agent:"; tail -n 8 "$l.a0"
+		echo "--- $phase worker:"; tail -n 4 "$l.w0"
+		cat "$l.tap"
+		[ $wrc -eq 0 ] && [ $arc -eq 0 ] && [ $src -eq 0 ] || { echo "WHY: $phase job failed (worker $wrc agent $arc server $src)"; return; }
+		grep -q 'exact: worker .* ok' "$l.w0" || { echo "WHY: $phase result not verified"; return; }
+	done
+	[ -s "$rec" ] || { echo "WHY: nothing recorded"; return; }
+	grep -q 'handshake with worker 0 .*failed: its proof of the job key does not check' "$logdir/replay.replay.a0" ||
+		{ echo "WHY: the replay was not refused at the handshake"; return; }
+	echo OK
+}
+
 export -f linreg_8_2_2 exact_weighted_mean momentum_exact in_place_exact declare_mismatch_refused rounds_1000_no_memory_growth mixed_shm_workers_tcp_servers \
-	root_never_starts agent_never_starts killed_mid_job agent_killed_mid_job worker_killed_mid_job garbage_and_wrong_key_dropped
+	root_never_starts agent_never_starts killed_mid_job agent_killed_mid_job worker_killed_mid_job garbage_and_wrong_key_dropped \
+	handshake_replay_refused
 export logdir
 
 t linreg_8_2_2 120
@@ -248,6 +297,7 @@ t agent_never_starts 30
 t agent_killed_mid_job 60
 t worker_killed_mid_job 60
 t garbage_and_wrong_key_dropped 90
+t handshake_replay_refused 90
 
 rm -rf "$logdir"
 [ "$failed" -eq 0 ]
