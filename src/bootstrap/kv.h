@@ -16,8 +16,9 @@
 struct ragg__kv_server;
 struct ragg__kv;
 
-/* Serve on the port of root ("host:port"), on every local address. */
-int ragg__kv_server_start(const char *root, struct ragg__kv_server **server);
+/* Serve at root ("host:port"), on that address only; a client silent for
+ * idle_ms is dropped. */
+int ragg__kv_server_start(const char *root, int idle_ms, struct ragg__kv_server **server);
 void ragg__kv_server_stop(struct ragg__kv_server *server);
 
 /* Connect to root, retrying until the deadline (the server may start later). */

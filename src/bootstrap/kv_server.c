@@ -5,6 +5,12 @@
  *   GET <key>\n          ->  VAL <value>\n | NONE\n
  * Keys and values are printable without spaces. A client that sends
  * something else is dropped; the others carry on.
+ *
+ * Bounds, each refusal logged: the server listens on the address of
+ * RAGG_ROOT's host only; at most KV_MAX_CLIENTS clients at once, and one
+ * that sends no request for the job's RAGG_TIMEOUT_MS is dropped; keys of at most
+ * KV_KEY_MAX bytes, values shorter than RAGG_KV_VALUE_MAX, at most
+ * KV_MAX_ENTRIES entries.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +19,8 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,11 +28,14 @@
 #include <unistd.h>
 
 #include "bootstrap/kv.h"
+#include "clock.h"
 #include "log.h"
 
 #include <ragg/ragg.h>
 
-#define KV_MAX_CLIENTS 4096
+#define KV_MAX_CLIENTS 1024
+#define KV_MAX_ENTRIES 1024
+#define KV_KEY_MAX     64
 #define KV_LINE_MAX    (RAGG_KV_VALUE_MAX + 128)
 
 struct kv_entry {
@@ -33,6 +44,7 @@ struct kv_entry {
 
 struct kv_client {
 	int fd;
+	uint64_t last_ms; /* its last request, or its arrival */
 	size_t len;
 	char line[KV_LINE_MAX];
 };
@@ -45,6 +57,7 @@ struct ragg__kv_server {
 	int nclients;
 	struct kv_entry *entries;
 	size_t nentries, capentries;
+	int idle_ms;
 };
 
 static const char *kv_lookup(struct ragg__kv_server *s, const char *key)
@@ -66,6 +79,10 @@ static int kv_store(struct ragg__kv_server *s, const char *key, const char *valu
 			s->entries[i].value = v;
 			return 0;
 		}
+	if (s->nentries >= KV_MAX_ENTRIES) {
+		ragg__warn("rendezvous: refusing \"%s\": already %d entries", key, KV_MAX_ENTRIES);
+		return -ENOSPC;
+	}
 	if (s->nentries == s->capentries) {
 		size_t cap = s->capentries ? 2 * s->capentries : 64;
 		struct kv_entry *e = realloc(s->entries, cap * sizeof(*e));
@@ -106,10 +123,21 @@ static int kv_handle_line(struct ragg__kv_server *s, int fd, char *line)
 	char *key = strtok_r(NULL, " ", &save);
 	if (!cmd || !key)
 		return -1;
+	if (strlen(key) > KV_KEY_MAX) {
+		ragg__warn("rendezvous: refusing a key of %zu bytes (at most %d)", strlen(key),
+		           KV_KEY_MAX);
+		return -1;
+	}
 	if (strcmp(cmd, "PUT") == 0) {
 		char *value = strtok_r(NULL, " ", &save);
-		if (!value || strtok_r(NULL, " ", &save) || strlen(value) >= RAGG_KV_VALUE_MAX)
+		if (!value || strtok_r(NULL, " ", &save))
 			return -1;
+		if (strlen(value) >= RAGG_KV_VALUE_MAX) {
+			ragg__warn("rendezvous: refusing a value of %zu bytes for \"%s\" (at most "
+			           "%d)",
+			           strlen(value), key, RAGG_KV_VALUE_MAX - 1);
+			return -1;
+		}
 		if (kv_store(s, key, value))
 			return -1;
 		return send_all(fd, "OK\n", 3);
@@ -131,6 +159,7 @@ static int kv_client_readable(struct ragg__kv_server *s, struct kv_client *c)
 	if (n <= 0)
 		return -1;
 	c->len += (size_t)n;
+	c->last_ms = ragg__now_ms();
 	for (;;) {
 		char *nl = memchr(c->line, '\n', c->len);
 		if (!nl) {
@@ -166,15 +195,20 @@ static void *kv_thread(void *arg)
 			                  .events = s->nclients < KV_MAX_CLIENTS ? POLLIN : 0 };
 		for (int i = 0; i < s->nclients; i++)
 			pfd[2 + i] = (struct pollfd){ .fd = s->clients[i].fd, .events = POLLIN };
-		int n = poll(pfd, (nfds_t)(2 + s->nclients), -1);
+		int n = poll(pfd, (nfds_t)(2 + s->nclients), s->nclients ? 1000 : -1);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 || pfd[0].revents)
 			break;
+		uint64_t now = ragg__now_ms();
 		for (int i = s->nclients - 1; i >= 0; i--) {
-			if (!pfd[2 + i].revents)
+			bool idle = !pfd[2 + i].revents &&
+			            now - s->clients[i].last_ms >= (uint64_t)s->idle_ms;
+			if (idle)
+				ragg__warn("rendezvous: dropping a client idle for %d ms", s->idle_ms);
+			else if (!pfd[2 + i].revents)
 				continue;
-			if (kv_client_readable(s, &s->clients[i])) {
+			if (idle || kv_client_readable(s, &s->clients[i])) {
 				close(s->clients[i].fd);
 				s->clients[i] = s->clients[--s->nclients];
 			}
@@ -184,7 +218,12 @@ static void *kv_thread(void *arg)
 			if (fd >= 0) {
 				s->clients[s->nclients].fd = fd;
 				s->clients[s->nclients].len = 0;
+				s->clients[s->nclients].last_ms = now;
 				s->nclients++;
+				if (s->nclients == KV_MAX_CLIENTS)
+					ragg__warn("rendezvous: %d clients: refusing more until one "
+					           "leaves",
+					           KV_MAX_CLIENTS);
 			}
 		}
 	}
@@ -192,11 +231,11 @@ static void *kv_thread(void *arg)
 	return NULL;
 }
 
-int ragg__kv_server_start(const char *root, struct ragg__kv_server **out)
+int ragg__kv_server_start(const char *root, int idle_ms, struct ragg__kv_server **out)
 {
 	char host[256], port[32];
 	struct ragg__kv_server *s;
-	int one = 1, zero = 0, rc;
+	int one = 1, rc;
 
 	if (ragg__split_hostport(root, host, sizeof(host), port, sizeof(port))) {
 		ragg__error("RAGG_ROOT=\"%s\": expected host:port", root);
@@ -205,55 +244,46 @@ int ragg__kv_server_start(const char *root, struct ragg__kv_server **out)
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
+	s->idle_ms = idle_ms > 0 ? idle_ms : 30000;
 	s->clients = calloc(KV_MAX_CLIENTS, sizeof(*s->clients));
 	if (!s->clients) {
 		rc = -ENOMEM;
 		goto err_free;
 	}
-	/* A dual-stack socket on every address: the root's host name may
-	 * resolve to either family, and peers on other hosts must reach it.
-	 * Hosts without IPv6 get an IPv4 socket. */
-	long p = strtol(port, NULL, 10);
-	if (p <= 0 || p > 65535) {
-		ragg__error("RAGG_ROOT=\"%s\": invalid port", root);
+	/* Only the address of RAGG_ROOT's host: that is where the job's
+	 * processes look for it, and nobody needs it on any other. */
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+		                  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo *ai = NULL;
+	if ((rc = getaddrinfo(host, port, &hints, &ai)) || !ai) {
+		ragg__error("RAGG_ROOT=\"%s\": cannot resolve: %s", root, gai_strerror(rc));
 		rc = RAGG_ERR_CONFIG;
 		goto err_free;
 	}
-	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6,
-		                   .sin6_port = htons((uint16_t)p),
-		                   .sin6_addr = in6addr_any };
-	struct sockaddr_in a4 = { .sin_family = AF_INET,
-		                  .sin_port = htons((uint16_t)p),
-		                  .sin_addr.s_addr = htonl(INADDR_ANY) };
-	struct sockaddr *sa = (struct sockaddr *)&a6;
-	socklen_t salen = sizeof(a6);
-	s->listen_fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (s->listen_fd >= 0) {
-		setsockopt(s->listen_fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-	} else {
-		s->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		sa = (struct sockaddr *)&a4;
-		salen = sizeof(a4);
-	}
+	s->listen_fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (s->listen_fd < 0) {
 		rc = -errno;
+		freeaddrinfo(ai);
 		goto err_free;
 	}
 	setsockopt(s->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(s->listen_fd, sa, salen) || listen(s->listen_fd, 1024)) {
+	if (bind(s->listen_fd, ai->ai_addr, ai->ai_addrlen) || listen(s->listen_fd, 1024)) {
 		rc = -errno;
 		ragg__error(
-		    "rendezvous: cannot listen on port %s: %s (is another job using RAGG_ROOT=%s?)",
-		    port, strerror(errno), root);
+		    "rendezvous: cannot listen on %s: %s (is another job using RAGG_ROOT=%s? is "
+		    "it an address of this host?)",
+		    root, strerror(errno), root);
+		freeaddrinfo(ai);
 		goto err_sock;
 	}
+	freeaddrinfo(ai);
 	if (pipe2(s->stop_pipe, O_CLOEXEC)) {
 		rc = -errno;
 		goto err_sock;
 	}
 	if ((rc = -pthread_create(&s->thread, NULL, kv_thread, s)))
 		goto err_pipe;
-	ragg__info("rendezvous serving on port %s", port);
+	ragg__info("rendezvous serving on %s", root);
 	*out = s;
 	return 0;
 err_pipe:

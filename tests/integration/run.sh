@@ -280,9 +280,44 @@ handshake_replay_refused() {
 	echo OK
 }
 
+# The rendezvous listens on RAGG_ROOT's address only, and refuses an
+# over-long key, an over-long value and a client that stays silent, each
+# with a log line; the job it serves is unaffected.
+rendezvous_bounds_refused() {
+	port=$(( (RANDOM % 20000) + 30000 ))
+	log="$logdir/rdv.job"
+	RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=3000 RAGG_LOG=warn "$run" -p $port -w 2 -a 1 -s 1 -- "$job" slow 60 100 >"$log" 2>&1 &
+	jpid=$!
+	for _ in $(seq 100); do
+		bound=$(ss -ltnH "sport = :$port" 2>/dev/null | awk '{print $4}')
+		[ -n "$bound" ] && break
+		sleep 0.05
+	done
+	[ "$bound" = "127.0.0.1:$port" ] || { kill $jpid; echo "WHY: rendezvous bound to '$bound', not 127.0.0.1:$port"; return; }
+	# A silent client, kept open past the deadline.
+	exec 4<>"/dev/tcp/127.0.0.1/$port"
+	exec 3<>"/dev/tcp/127.0.0.1/$port" && printf 'PUT %s x\n' "$(head -c 100 /dev/zero | tr '\0' k)" >&3
+	exec 3>&-
+	exec 3<>"/dev/tcp/127.0.0.1/$port" && printf 'PUT agent/9 %s\n' "$(head -c 256 /dev/zero | tr '\0' v)" >&3
+	exec 3>&-
+	sleep 4.5
+	printf 'GET agent/0\n' >&4 2>/dev/null
+	read -r -t 1 ans <&4
+	exec 4>&-
+	wait $jpid
+	jrc=$?
+	grep 'rendezvous' "$log"
+	[ $jrc -eq 0 ] || { tail -n 20 "$log"; echo "WHY: the job failed"; return; }
+	[ -z "$ans" ] || { echo "WHY: an idle client was still served ($ans)"; return; }
+	grep -q 'rendezvous: refusing a key of 100 bytes' "$log" || { echo "WHY: long key not refused"; return; }
+	grep -q 'rendezvous: refusing a value of 256 bytes' "$log" || { echo "WHY: long value not refused"; return; }
+	grep -q 'rendezvous: dropping a client idle for 3000 ms' "$log" || { echo "WHY: idle client not dropped"; return; }
+	echo OK
+}
+
 export -f linreg_8_2_2 exact_weighted_mean momentum_exact in_place_exact declare_mismatch_refused rounds_1000_no_memory_growth mixed_shm_workers_tcp_servers \
 	root_never_starts agent_never_starts killed_mid_job agent_killed_mid_job worker_killed_mid_job garbage_and_wrong_key_dropped \
-	handshake_replay_refused
+	handshake_replay_refused rendezvous_bounds_refused
 export logdir
 
 t linreg_8_2_2 120
@@ -298,6 +333,7 @@ t agent_killed_mid_job 60
 t worker_killed_mid_job 60
 t garbage_and_wrong_key_dropped 90
 t handshake_replay_refused 90
+t rendezvous_bounds_refused 60
 
 rm -rf "$logdir"
 [ "$failed" -eq 0 ]

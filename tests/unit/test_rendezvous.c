@@ -27,7 +27,7 @@ RAGG_TEST(put_get)
 	struct ragg__kv_server *s;
 	struct ragg__kv *a, *b;
 	snprintf(root, sizeof(root), "127.0.0.1:%d", free_port());
-	RAGG_CHECK_OK(ragg__kv_server_start(root, &s));
+	RAGG_CHECK_OK(ragg__kv_server_start(root, 2000, &s));
 	RAGG_CHECK_OK(ragg__kv_connect(root, 2000, &a));
 	RAGG_CHECK_OK(ragg__kv_connect(root, 2000, &b));
 	RAGG_CHECK_OK(ragg__kv_put(a, "agent/0", "127.0.0.1:1234"));
@@ -51,7 +51,7 @@ RAGG_TEST(get_times_out)
 	struct ragg__kv_server *s;
 	struct ragg__kv *a;
 	snprintf(root, sizeof(root), "127.0.0.1:%d", free_port());
-	RAGG_CHECK_OK(ragg__kv_server_start(root, &s));
+	RAGG_CHECK_OK(ragg__kv_server_start(root, 2000, &s));
 	RAGG_CHECK_OK(ragg__kv_connect(root, 2000, &a));
 	uint64_t t0 = ragg__now_ms();
 	RAGG_CHECK(ragg__kv_get(a, "never", v, sizeof(v), 300) == RAGG_ERR_TIMEOUT);
@@ -79,7 +79,7 @@ RAGG_TEST(garbage_client_dropped_others_served)
 	struct ragg__kv *a;
 	int port = free_port();
 	snprintf(root, sizeof(root), "127.0.0.1:%d", port);
-	RAGG_CHECK_OK(ragg__kv_server_start(root, &s));
+	RAGG_CHECK_OK(ragg__kv_server_start(root, 2000, &s));
 	RAGG_CHECK_OK(ragg__kv_connect(root, 2000, &a));
 	RAGG_CHECK_OK(ragg__kv_put(a, "x", "1"));
 	/* A raw client sending nonsense is dropped ... */
