@@ -146,7 +146,7 @@ static int publish(struct ragg_ctx *ctx, struct ragg__kv *kv)
 		}
 		n += (size_t)w;
 	}
-	return ragg__kv_put(kv, key, value);
+	return ragg__kv_put(kv, key, key, value);
 }
 
 /* The address peer published for transport name, or NULL. */

@@ -202,9 +202,10 @@ RAGG_EXPORT int ragg_init(const struct ragg_opts *opts, ragg_ctx_t **out)
 	if ((rc = ragg__transports_open(ctx)))
 		goto err;
 	if (ctx->opts.role == RAGG_ROLE_SERVER && ctx->opts.rank == 0 &&
-	    (rc = ragg__kv_server_start(ctx->opts.root, ctx->opts.timeout_ms, &ctx->kv_server)))
+	    (rc = ragg__kv_server_start(ctx->opts.root, ctx->opts.timeout_ms, ctx->opts.job_key,
+	                           &ctx->kv_server)))
 		goto err;
-	if ((rc = ragg__kv_connect(ctx->opts.root, ctx->opts.timeout_ms, &kv)))
+	if ((rc = ragg__kv_connect(ctx->opts.root, ctx->opts.timeout_ms, ctx->opts.job_key, &kv)))
 		goto err;
 	/* The engine places itself next to the device in use, which is
 	 * known once listening; peers may declare tensors as soon as they

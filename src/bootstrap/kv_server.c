@@ -27,6 +27,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "bootstrap/kv.h"
 #include "clock.h"
 #include "log.h"
@@ -39,11 +41,13 @@
 #define KV_LINE_MAX    (RAGG_KV_VALUE_MAX + 128)
 
 struct kv_entry {
-	char *key, *value;
+	char *key, *value, *owner;
 };
 
 struct kv_client {
 	int fd;
+	unsigned long long seq;
+	unsigned char chal[RAGG_KV_CHALLENGE_BYTES];
 	uint64_t last_ms; /* its last request, or its arrival */
 	size_t len;
 	char line[KV_LINE_MAX];
@@ -58,6 +62,7 @@ struct ragg__kv_server {
 	struct kv_entry *entries;
 	size_t nentries, capentries;
 	int idle_ms;
+	char job_key[128];
 };
 
 static const char *kv_lookup(struct ragg__kv_server *s, const char *key)
@@ -68,10 +73,16 @@ static const char *kv_lookup(struct ragg__kv_server *s, const char *key)
 	return NULL;
 }
 
-static int kv_store(struct ragg__kv_server *s, const char *key, const char *value)
+static int kv_store(struct ragg__kv_server *s, const char *owner, const char *key,
+                    const char *value)
 {
 	for (size_t i = 0; i < s->nentries; i++)
 		if (strcmp(s->entries[i].key, key) == 0) {
+			if (strcmp(s->entries[i].owner, owner) != 0) {
+				ragg__warn("rendezvous: refusing \"%s\" from %s: %s published it",
+				           key, owner, s->entries[i].owner);
+				return -EEXIST;
+			}
 			char *v = strdup(value);
 			if (!v)
 				return -ENOMEM;
@@ -91,13 +102,14 @@ static int kv_store(struct ragg__kv_server *s, const char *key, const char *valu
 		s->entries = e;
 		s->capentries = cap;
 	}
-	char *k = strdup(key), *v = strdup(value);
-	if (!k || !v) {
+	char *k = strdup(key), *v = strdup(value), *o = strdup(owner);
+	if (!k || !v || !o) {
 		free(k);
 		free(v);
+		free(o);
 		return -ENOMEM;
 	}
-	s->entries[s->nentries++] = (struct kv_entry){ k, v };
+	s->entries[s->nentries++] = (struct kv_entry){ k, v, o };
 	return 0;
 }
 
@@ -115,11 +127,40 @@ static int send_all(int fd, const char *buf, size_t len)
 	return 0;
 }
 
+/* Check and strip "<seq> <mac>" off line. */
+static int kv_verify(struct ragg__kv_server *s, struct kv_client *c, char *line)
+{
+	char want[2 * crypto_auth_BYTES + 1], seq[32];
+	char *sp = strrchr(line, ' ');
+	if (!sp || strlen(sp + 1) != 2 * crypto_auth_BYTES)
+		goto refuse;
+	*sp = 0;
+	ragg__kv_mac(s->job_key, c->chal, line, want);
+	if (sodium_memcmp(want, sp + 1, sizeof(want) - 1) != 0)
+		goto refuse;
+	snprintf(seq, sizeof(seq), " %llu", c->seq);
+	size_t n = strlen(line), m = strlen(seq);
+	if (n < m || strcmp(line + n - m, seq) != 0) {
+		ragg__warn("rendezvous: refusing a request out of sequence (a replay?)");
+		return -1;
+	}
+	line[n - m] = 0;
+	c->seq++;
+	return 0;
+refuse:
+	ragg__warn("rendezvous: refusing a request without a valid MAC of the job key");
+	return -1;
+}
+
 /* 0 to keep the client, -1 to drop it. */
-static int kv_handle_line(struct ragg__kv_server *s, int fd, char *line)
+static int kv_handle_line(struct ragg__kv_server *s, struct kv_client *c, char *line)
 {
 	char reply[KV_LINE_MAX + 8];
+	int fd = c->fd;
+	if (kv_verify(s, c, line))
+		return -1;
 	char *save, *cmd = strtok_r(line, " ", &save);
+	char *id = cmd && strcmp(cmd, "PUT") == 0 ? strtok_r(NULL, " ", &save) : NULL;
 	char *key = strtok_r(NULL, " ", &save);
 	if (!cmd || !key)
 		return -1;
@@ -138,7 +179,10 @@ static int kv_handle_line(struct ragg__kv_server *s, int fd, char *line)
 			           strlen(value), key, RAGG_KV_VALUE_MAX - 1);
 			return -1;
 		}
-		if (kv_store(s, key, value))
+		int rc = kv_store(s, id, key, value);
+		if (rc == -EEXIST)
+			return send_all(fd, "TAKEN\n", 6);
+		if (rc)
 			return -1;
 		return send_all(fd, "OK\n", 3);
 	}
@@ -172,8 +216,8 @@ static int kv_client_readable(struct ragg__kv_server *s, struct kv_client *c)
 		}
 		*nl = 0;
 		size_t used = (size_t)(nl - c->line) + 1;
-		if (kv_handle_line(s, c->fd, c->line)) {
-			ragg__warn("rendezvous: dropping a client after a malformed request");
+		if (kv_handle_line(s, c, c->line)) {
+			ragg__warn("rendezvous: dropping a client after a refused request");
 			return -1;
 		}
 		memmove(c->line, c->line + used, c->len - used);
@@ -215,6 +259,19 @@ static void *kv_thread(void *arg)
 		}
 		if (pfd[1].revents & POLLIN) {
 			int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+			struct kv_client *c = &s->clients[s->nclients];
+			char chal[8 + 2 * RAGG_KV_CHALLENGE_BYTES];
+			if (fd >= 0) {
+				randombytes_buf(c->chal, sizeof(c->chal));
+				c->seq = 0;
+				memcpy(chal, "CHAL ", 5);
+				sodium_bin2hex(chal + 5, sizeof(chal) - 6, c->chal, sizeof(c->chal));
+				strcat(chal, "\n");
+				if (send_all(fd, chal, strlen(chal))) {
+					close(fd);
+					fd = -1;
+				}
+			}
 			if (fd >= 0) {
 				s->clients[s->nclients].fd = fd;
 				s->clients[s->nclients].len = 0;
@@ -231,7 +288,8 @@ static void *kv_thread(void *arg)
 	return NULL;
 }
 
-int ragg__kv_server_start(const char *root, int idle_ms, struct ragg__kv_server **out)
+int ragg__kv_server_start(const char *root, int idle_ms, const char *job_key,
+                          struct ragg__kv_server **out)
 {
 	char host[256], port[32];
 	struct ragg__kv_server *s;
@@ -245,6 +303,7 @@ int ragg__kv_server_start(const char *root, int idle_ms, struct ragg__kv_server 
 	if (!s)
 		return -ENOMEM;
 	s->idle_ms = idle_ms > 0 ? idle_ms : 30000;
+	snprintf(s->job_key, sizeof(s->job_key), "%s", job_key ? job_key : "");
 	s->clients = calloc(KV_MAX_CLIENTS, sizeof(*s->clients));
 	if (!s->clients) {
 		rc = -ENOMEM;
@@ -309,11 +368,13 @@ void ragg__kv_server_stop(struct ragg__kv_server *s)
 	for (size_t i = 0; i < s->nentries; i++) {
 		free(s->entries[i].key);
 		free(s->entries[i].value);
+		free(s->entries[i].owner);
 	}
 	free(s->entries);
 	free(s->clients);
 	close(s->listen_fd);
 	close(s->stop_pipe[0]);
 	close(s->stop_pipe[1]);
+	sodium_memzero(s->job_key, sizeof(s->job_key));
 	free(s);
 }

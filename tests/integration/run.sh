@@ -228,12 +228,15 @@ garbage_and_wrong_key_dropped() {
 	[ $jrc -eq 0 ] || { echo "WHY: the job failed"; return; }
 	[ $irc -ne 0 ] || { echo "WHY: the wrong key was accepted"; return; }
 	grep -q '\[a0\].*error' "$log" || { echo "WHY: the agent logged no error"; return; }
-	grep -q 'authentication failed\|RAGG_ERR_AUTH' "$log" || { echo "WHY: no authentication error logged"; return; }
+	# The wrong key is refused at the rendezvous already, before the
+	# intruder learns the agent's address.
+	grep -q 'authentication failed\|RAGG_ERR_AUTH\|rendezvous: refusing a request without a valid MAC' "$log" || { echo "WHY: no authentication error logged"; return; }
 	echo OK
 }
 
 # A worker's real connection is recorded by a tap between it and its agent
-# (the tap's address is published in the agent's place at the rendezvous),
+# (the tap's address is published in the agent's place at the rendezvous,
+# with the key, as agent 0),
 # then replayed into a new job with the same key before its own worker
 # starts: the agent refuses it at the handshake, logs why, keeps the place,
 # and the job's result is the exact one.
@@ -259,8 +262,7 @@ handshake_replay_refused() {
 			tport=$(( (RANDOM % 20000) + 30000 ))
 			"$relay" tap $tport "$addr" "$rec" >"$l.tap" 2>&1 &
 			sleep 0.2
-			exec 3<>"/dev/tcp/127.0.0.1/$port" && printf 'PUT agent/0 tcp=127.0.0.1:%s\n' $tport >&3 && read -r -t 2 ans <&3
-			exec 3>&-
+			RAGG_JOB_KEY=k1 "$relay" publish 127.0.0.1:$port agent/0 agent/0 tcp=127.0.0.1:$tport >>"$l.tap" 2>&1
 		else
 			"$relay" replay "$addr" "$rec" >"$l.tap" 2>&1
 		fi
@@ -280,13 +282,15 @@ handshake_replay_refused() {
 	echo OK
 }
 
-# The rendezvous listens on RAGG_ROOT's address only, and refuses an
-# over-long key, an over-long value and a client that stays silent, each
-# with a log line; the job it serves is unaffected.
+# The rendezvous listens on RAGG_ROOT's address only, and refuses a request
+# without the key's MAC, a key another identity published, an over-long key
+# and a client that stays silent, each with a log line; the job it serves
+# is unaffected.
 rendezvous_bounds_refused() {
+	relay="$build/tests/integration/relay"
 	port=$(( (RANDOM % 20000) + 30000 ))
 	log="$logdir/rdv.job"
-	RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=3000 RAGG_LOG=warn "$run" -p $port -w 2 -a 1 -s 1 -- "$job" slow 60 100 >"$log" 2>&1 &
+	RAGG_JOB_KEY=k2 RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=3000 RAGG_LOG=warn "$run" -p $port -w 2 -a 1 -s 1 -- "$job" slow 60 100 >"$log" 2>&1 &
 	jpid=$!
 	for _ in $(seq 100); do
 		bound=$(ss -ltnH "sport = :$port" 2>/dev/null | awk '{print $4}')
@@ -296,10 +300,15 @@ rendezvous_bounds_refused() {
 	[ "$bound" = "127.0.0.1:$port" ] || { kill $jpid; echo "WHY: rendezvous bound to '$bound', not 127.0.0.1:$port"; return; }
 	# A silent client, kept open past the deadline.
 	exec 4<>"/dev/tcp/127.0.0.1/$port"
-	exec 3<>"/dev/tcp/127.0.0.1/$port" && printf 'PUT %s x\n' "$(head -c 100 /dev/zero | tr '\0' k)" >&3
+	read -r -t 1 chal <&4
+	# A stranger's publish, without a MAC, and with a MAC of another key.
+	exec 3<>"/dev/tcp/127.0.0.1/$port" && printf 'PUT agent/0 agent/0 tcp=127.0.0.1:9 0 %s\n' "$(head -c 64 /dev/zero | tr '\0' 0)" >&3
 	exec 3>&-
-	exec 3<>"/dev/tcp/127.0.0.1/$port" && printf 'PUT agent/9 %s\n' "$(head -c 256 /dev/zero | tr '\0' v)" >&3
-	exec 3>&-
+	RAGG_JOB_KEY=wrong "$relay" publish 127.0.0.1:$port agent/0 agent/0 tcp=127.0.0.1:9 && { kill $jpid; echo "WHY: a publish with the wrong key was accepted"; return; }
+	sleep 0.5
+	# Insiders: another identity's entry, an over-long key.
+	RAGG_JOB_KEY=k2 "$relay" publish 127.0.0.1:$port worker/1 agent/0 tcp=127.0.0.1:9 && { kill $jpid; echo "WHY: an overwrite by another identity was accepted"; return; }
+	RAGG_JOB_KEY=k2 "$relay" publish 127.0.0.1:$port worker/1 "$(head -c 100 /dev/zero | tr '\0' k)" x && { kill $jpid; echo "WHY: an over-long key was accepted"; return; }
 	sleep 4.5
 	printf 'GET agent/0\n' >&4 2>/dev/null
 	read -r -t 1 ans <&4
@@ -309,8 +318,9 @@ rendezvous_bounds_refused() {
 	grep 'rendezvous' "$log"
 	[ $jrc -eq 0 ] || { tail -n 20 "$log"; echo "WHY: the job failed"; return; }
 	[ -z "$ans" ] || { echo "WHY: an idle client was still served ($ans)"; return; }
+	[ "$(grep -c 'rendezvous: refusing a request without a valid MAC' "$log")" -ge 2 ] || { echo "WHY: unauthenticated publishes not both refused"; return; }
+	grep -q 'rendezvous: refusing "agent/0" from worker/1: agent/0 published it' "$log" || { echo "WHY: overwrite not refused"; return; }
 	grep -q 'rendezvous: refusing a key of 100 bytes' "$log" || { echo "WHY: long key not refused"; return; }
-	grep -q 'rendezvous: refusing a value of 256 bytes' "$log" || { echo "WHY: long value not refused"; return; }
 	grep -q 'rendezvous: dropping a client idle for 3000 ms' "$log" || { echo "WHY: idle client not dropped"; return; }
 	echo OK
 }
