@@ -183,8 +183,10 @@ int ragg__hs_on_connected(struct ragg_ctx *ctx, struct ragg__peer *p, bool clien
 	struct ragg__hs *hs = hs_get(p);
 	if (!hs)
 		return -ENOMEM;
+	/* Started already: the peer's KEYS overtook the transport's
+	 * CONNECTED event (see ragg__hs_on_msg). */
 	if (hs->state != HS_IDLE)
-		return RAGG_ERR_PROTO;
+		return 0;
 	hs_reset(hs, client);
 	(void)ctx;
 	return send_keys(p, hs);
@@ -281,6 +283,17 @@ void ragg__hs_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ra
 {
 	const uint8_t *m = ev->data;
 	struct ragg__hs *hs = p->hs;
+	int rc;
+	/* A transport may deliver the peer's first message before it reports
+	 * the connection up (a receive completion polled before rdma_cm's
+	 * ESTABLISHED): start our side now. */
+	if (m[0] == RAGG_HS_KEYS && (!hs || hs->state == HS_IDLE) && !p->connected) {
+		if ((rc = ragg__hs_on_connected(ctx, p, !ragg__hs_we_accept(ctx, p)))) {
+			ragg__hs_fail(ctx, p, rc, "sending its first message");
+			return;
+		}
+		hs = p->hs;
+	}
 	if (!hs || hs->state == HS_IDLE || hs->state == HS_DONE) {
 		ragg__hs_fail(ctx, p, RAGG_ERR_PROTO, "handshake message out of place");
 		return;

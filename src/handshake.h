@@ -28,7 +28,9 @@
  * without K can neither substitute its own keys nor complete either side.
  *
  * State, per peer: IDLE -> (KEYS sent) -> (peer KEYS in, PROOF sent) ->
- * (peer PROOF verified) DONE. Only DONE sets peer->connected, and only a
+ * (peer PROOF verified) DONE. IDLE is left when the transport reports the
+ * connection up or when the peer's KEYS arrives, whichever comes first
+ * (transports may deliver a message before the CONNECTED event). Only DONE sets peer->connected, and only a
  * connected peer's control messages other than KEYS/PROOF reach the roles
  * or have its queue flushed: DECLARE, GRAD_AT, PARAMS_AT and every other
  * message carrying a region descriptor wait in the queue until then, and
