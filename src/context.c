@@ -203,7 +203,7 @@ RAGG_EXPORT int ragg_init(const struct ragg_opts *opts, ragg_ctx_t **out)
 		goto err;
 	if (ctx->opts.role == RAGG_ROLE_SERVER && ctx->opts.rank == 0 &&
 	    (rc = ragg__kv_server_start(ctx->opts.root, ctx->opts.timeout_ms, ctx->opts.job_key,
-	                           &ctx->kv_server)))
+	                                &ctx->kv_server)))
 		goto err;
 	if ((rc = ragg__kv_connect(ctx->opts.root, ctx->opts.timeout_ms, ctx->opts.job_key, &kv)))
 		goto err;

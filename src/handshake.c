@@ -58,8 +58,7 @@ static void put_id(crypto_generichash_state *st, int role, int rank)
 }
 
 /* T of handshake.h: client fields first, whichever side we are. */
-static void transcript(const struct ragg_ctx *ctx, const struct ragg__peer *p,
-                       struct ragg__hs *hs)
+static void transcript(const struct ragg_ctx *ctx, const struct ragg__peer *p, struct ragg__hs *hs)
 {
 	static const char label[] = "ragg handshake";
 	const struct ragg_opts *o = &ctx->opts;

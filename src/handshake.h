@@ -30,13 +30,13 @@
  * State, per peer: IDLE -> (KEYS sent) -> (peer KEYS in, PROOF sent) ->
  * (peer PROOF verified) DONE. IDLE is left when the transport reports the
  * connection up or when the peer's KEYS arrives, whichever comes first
- * (transports may deliver a message before the CONNECTED event). Only DONE sets peer->connected, and only a
- * connected peer's control messages other than KEYS/PROOF reach the roles
- * or have its queue flushed: DECLARE, GRAD_AT, PARAMS_AT and every other
- * message carrying a region descriptor wait in the queue until then, and
- * a write landing from a peer that is not connected is refused. Anything
- * out of order (PROOF before KEYS, KEYS twice, a handshake message after
- * DONE) fails the handshake.
+ * (transports may deliver a message before the CONNECTED event). Only DONE
+ * sets peer->connected, and only a connected peer's control messages other
+ * than KEYS/PROOF reach the roles or have its queue flushed: DECLARE,
+ * GRAD_AT, PARAMS_AT and every other message carrying a region descriptor
+ * wait in the queue until then, and a write landing from a peer that is not
+ * connected is refused. Anything out of order (PROOF before KEYS, KEYS
+ * twice, a handshake message after DONE) fails the handshake.
  *
  * On DONE both sides derive per-direction session keys:
  *   crypto_kx_{client,server}_session_keys(ephemeral keys) -> (rx0, tx0)
@@ -63,11 +63,11 @@ struct ragg_ctx;
 struct ragg__peer;
 struct ragg_tp_event;
 
-#define RAGG_HS_KEYS  0x80u
-#define RAGG_HS_PROOF 0x81u
-#define RAGG_HS_NONCE_BYTES 32
-#define RAGG_HS_KEYS_WIRE   (1 + RAGG_HS_NONCE_BYTES + crypto_kx_PUBLICKEYBYTES)
-#define RAGG_HS_PROOF_WIRE  (1 + crypto_auth_BYTES)
+#define RAGG_HS_KEYS              0x80u
+#define RAGG_HS_PROOF             0x81u
+#define RAGG_HS_NONCE_BYTES       32
+#define RAGG_HS_KEYS_WIRE         (1 + RAGG_HS_NONCE_BYTES + crypto_kx_PUBLICKEYBYTES)
+#define RAGG_HS_PROOF_WIRE        (1 + crypto_auth_BYTES)
 #define RAGG_HS_SESSION_KEY_BYTES 32
 
 /* True if a control message is a handshake message (its first byte). */

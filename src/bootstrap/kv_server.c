@@ -249,7 +249,8 @@ static void *kv_thread(void *arg)
 			bool idle = !pfd[2 + i].revents &&
 			            now - s->clients[i].last_ms >= (uint64_t)s->idle_ms;
 			if (idle)
-				ragg__warn("rendezvous: dropping a client idle for %d ms", s->idle_ms);
+				ragg__warn("rendezvous: dropping a client idle for %d ms",
+				           s->idle_ms);
 			else if (!pfd[2 + i].revents)
 				continue;
 			if (idle || kv_client_readable(s, &s->clients[i])) {
@@ -265,7 +266,8 @@ static void *kv_thread(void *arg)
 				randombytes_buf(c->chal, sizeof(c->chal));
 				c->seq = 0;
 				memcpy(chal, "CHAL ", 5);
-				sodium_bin2hex(chal + 5, sizeof(chal) - 6, c->chal, sizeof(c->chal));
+				sodium_bin2hex(chal + 5, sizeof(chal) - 6, c->chal,
+				               sizeof(c->chal));
 				strcat(chal, "\n");
 				if (send_all(fd, chal, strlen(chal))) {
 					close(fd);
@@ -278,9 +280,10 @@ static void *kv_thread(void *arg)
 				s->clients[s->nclients].last_ms = now;
 				s->nclients++;
 				if (s->nclients == KV_MAX_CLIENTS)
-					ragg__warn("rendezvous: %d clients: refusing more until one "
-					           "leaves",
-					           KV_MAX_CLIENTS);
+					ragg__warn(
+					    "rendezvous: %d clients: refusing more until one "
+					    "leaves",
+					    KV_MAX_CLIENTS);
 			}
 		}
 	}

@@ -33,7 +33,8 @@ static int dial(const char *target)
 		return -1;
 	memcpy(host, target, (size_t)(colon - target));
 	host[colon - target] = 0;
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1)) };
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+		                  .sin_port = htons((uint16_t)atoi(colon + 1)) };
 	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
 		return -1;
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -131,7 +132,9 @@ int main(int argc, char **argv)
 		printf("relay: published %s=%s as %s: %d\n", argv[4], argv[5], argv[3], rc);
 		return rc ? 1 : 0;
 	}
-	fprintf(stderr, "usage: relay tap PORT TARGET FILE | relay replay TARGET FILE | relay publish ROOT ID "
-	                "KEY VALUE\n");
+	fprintf(
+	    stderr,
+	    "usage: relay tap PORT TARGET FILE | relay replay TARGET FILE | relay publish ROOT ID "
+	    "KEY VALUE\n");
 	return 2;
 }

@@ -20,7 +20,7 @@ t() {
 		return
 	fi
 	local log="$logdir/$name.log" why
-	timeout -k 5 $((limit * scale)) bash ${RAGG_TEST_TRACE:+-x} -c "$name" >"$log" 2>&1
+	timeout -k 5 $((limit * scale)) bash ${TEST_TRACE:+-x} -c "$name" >"$log" 2>&1
 	rc=$?
 	why=$(tail -n1 "$log" | sed -n 's/^WHY: //p')
 	[ $rc -eq 124 ] && why="timed out after $((limit * scale)) s"
