@@ -1,10 +1,12 @@
 /*
  * Establishing the job's connections. Agents and servers listen and publish
  * their address at the rendezvous; workers connect to their agent, agents to
- * every server. Each side proves knowledge of the job key in the hello of
- * the connection's private data before anything else is exchanged, and an
- * acceptor takes only the peers its role expects, once each. Then both
- * sides of every connection agree on the job-wide settings (below).
+ * every server. The hello in the connection's private data names the peer
+ * and lets an acceptor take only the peers its role expects, once each;
+ * then the handshake of handshake.h proves the job key on that connection
+ * before the peer counts as connected.
+ * Then both sides of every connection agree on the job-wide settings
+ * (below).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -13,6 +15,7 @@
 #include "bootstrap/kv.h"
 #include "clock.h"
 #include "core.h"
+#include "handshake.h"
 #include "log.h"
 #include "settings.h"
 
@@ -104,8 +107,11 @@ void ragg__on_connected(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
 			goto bad;
 		}
 	}
-	p->connected = true;
-	ragg__debug("connected to %s %d at %s", ragg__role_name(p->role), p->rank, ev->ep->peer);
+	ragg__debug("connected to %s %d at %s; handshake", ragg__role_name(p->role), p->rank,
+	            ev->ep->peer);
+	int rc = ragg__hs_on_connected(ctx, p, we_connected);
+	if (rc)
+		ragg__hs_fail(ctx, p, rc, "sending its first message");
 	return;
 bad:
 	ragg__fail(ctx, RAGG_ERR_AUTH);
@@ -142,7 +148,7 @@ static int publish(struct ragg_ctx *ctx, struct ragg__kv *kv)
 		}
 		n += (size_t)w;
 	}
-	return ragg__kv_put(kv, key, value);
+	return ragg__kv_put(kv, key, key, value);
 }
 
 /* The address peer published for transport name, or NULL. */
@@ -328,6 +334,7 @@ int ragg__listen_job(struct ragg_ctx *ctx, struct ragg__kv *kv)
 int ragg__connect_job(struct ragg_ctx *ctx, struct ragg__kv *kv)
 {
 	int rc;
+	ragg__hs_warn_no_key(ctx);
 	/* Queued until each connection is up, ahead of everything else. */
 	for (int i = 0; i < ctx->npeers; i++)
 		if ((rc = agreement_send(ctx, &ctx->peers[i])))

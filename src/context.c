@@ -13,6 +13,7 @@
 #include "bootstrap/kv.h"
 #include "compiler.h"
 #include "core.h"
+#include "handshake.h"
 #include "role.h"
 #include "log.h"
 #include "settings.h"
@@ -166,6 +167,7 @@ static void destroy(struct ragg_ctx *ctx)
 	for (int i = 0; i < ctx->npeers; i++) {
 		if (ctx->peers[i].ep)
 			ctx->peers[i].tp->ops->ep_close(ctx->peers[i].ep);
+		ragg__hs_free(&ctx->peers[i]);
 		free(ctx->peers[i].queue);
 	}
 	for (int i = 0; i < ctx->ntensors; i++)
@@ -219,9 +221,10 @@ RAGG_EXPORT int ragg_init(const struct ragg_opts *opts, ragg_ctx_t **out)
 	if ((rc = ragg__transports_open(ctx)))
 		goto err;
 	if (ctx->opts.role == RAGG_ROLE_SERVER && ctx->opts.rank == 0 &&
-	    (rc = ragg__kv_server_start(ctx->opts.root, &ctx->kv_server)))
+	    (rc = ragg__kv_server_start(ctx->opts.root, ctx->opts.timeout_ms, ctx->opts.job_key,
+	                                &ctx->kv_server)))
 		goto err;
-	if ((rc = ragg__kv_connect(ctx->opts.root, ctx->opts.timeout_ms, &kv)))
+	if ((rc = ragg__kv_connect(ctx->opts.root, ctx->opts.timeout_ms, ctx->opts.job_key, &kv)))
 		goto err;
 	/* The engine places itself next to the device in use, which is
 	 * known once listening; peers may declare tensors as soon as they

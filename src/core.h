@@ -56,7 +56,8 @@ struct ragg__peer {
 	enum ragg_role role;
 	int rank;
 	int index; /* position among this process's peers of that role */
-	bool connected, said_bye, gone;
+	bool connected, said_bye, gone; /* connected: handshake done */
+	struct ragg__hs *hs; /* handshake.h */
 	uint32_t settings_seen; /* job-wide settings received and agreed */
 	bool settings_differ; /* one differed: linger until ours have left */
 	struct ragg__op *queue;
@@ -143,6 +144,7 @@ struct ragg__hop {
 struct ragg_ctx {
 	struct ragg_opts opts;
 	const struct ragg__role_ops *role; /* what this process's role does */
+	int hs_dead; /* connections a failed handshake left to close */
 	struct ragg__tp tps[RAGG_MAX_TP];
 	int ntp;
 	struct ragg__hop hop_workers; /* workers <-> agents */

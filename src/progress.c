@@ -16,6 +16,7 @@
 #include "clock.h"
 #include "compiler.h"
 #include "core.h"
+#include "handshake.h"
 #include "log.h"
 #include "role.h"
 
@@ -152,6 +153,11 @@ static void on_disconnected(struct ragg_ctx *ctx, const struct ragg_tp_event *ev
 	}
 	if (p->ep != ev->ep)
 		return;
+	if (!p->connected && ragg__hs_we_accept(ctx, p)) {
+		/* Gone before its handshake finished: not the job's loss. */
+		ragg__hs_fail(ctx, p, RAGG_ERR_PEER_LOST, "the connection closed");
+		return;
+	}
 	p->gone = true;
 	if (p->said_bye || ctx->leaving)
 		return;
@@ -178,6 +184,20 @@ static void on_recv(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
 {
 	struct ragg__peer *p = ev->ep->user;
 	struct ragg__msg m;
+	/* Handshake gate: until both proofs check, only handshake messages
+	 * pass (handshake.h); a connection a failed handshake dropped says
+	 * nothing more. */
+	if (p && p->ep != ev->ep)
+		return;
+	if (p && ragg__hs_is_msg(ev->data, ev->len)) {
+		ragg__hs_on_msg(ctx, p, ev);
+		return;
+	}
+	if (p && !p->connected) {
+		ctx->stats.frames_rejected++;
+		ragg__hs_fail(ctx, p, RAGG_ERR_AUTH, "a control message before the handshake");
+		return;
+	}
 	if (!p || ragg__msg_decode(ev->data, ev->len, &m)) {
 		ragg__error("malformed control message from %s", ev->ep->peer);
 		ctx->stats.frames_rejected++;
@@ -211,8 +231,13 @@ static void on_peer_mapped(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
 static void on_landed(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
 {
 	struct ragg__peer *p = ev->ep->user;
-	if (!p)
+	if (!p || p->ep != ev->ep)
 		return;
+	if (ragg__unlikely(!p->connected)) {
+		ctx->stats.frames_rejected++;
+		ragg__hs_fail(ctx, p, RAGG_ERR_AUTH, "a write before the handshake");
+		return;
+	}
 	ctx->stats.writes_landed++;
 	ctx->stats.bytes_received += ev->len;
 	ctx->role->on_landed(ctx, p, ev->imm, ev->len);
@@ -247,6 +272,9 @@ int ragg__progress(struct ragg_ctx *ctx)
 {
 	struct ragg_tp_event ev[EVENTS_PER_POLL];
 	int total = 0;
+
+	if (ragg__unlikely(ctx->hs_dead))
+		ragg__hs_reap(ctx);
 
 	for (int d = 0; d < ctx->ntp; d++) {
 		int n = ctx->tps[d].ops->poll(ctx->tps[d].dev, ev, EVENTS_PER_POLL);

@@ -21,6 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #define GRACE_MS       3000
 #define LINE_MAX_BYTES 4096
 
@@ -51,7 +53,7 @@ static uint64_t now_ms(void)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: ragg-run -w WORKERS -a AGENTS -s SERVERS [-t TRANSPORT] [-p PORT]\n"
-	           "                [-T TIMEOUT_S] -- PROGRAM [ARGS...]\n"
+	           "                [-T TIMEOUT_S] [-K] -- PROGRAM [ARGS...]\n"
 	           "Starts every process of a ragg job on this machine; see ragg-run(1).\n");
 }
 
@@ -164,6 +166,7 @@ static const char *describe(int status, char *buf, size_t len)
 int main(int argc, char **argv)
 {
 	int workers = 0, agents = 0, servers = 0, port = 0, timeout_s = 0, c;
+	bool no_key = false;
 	const char *transport = NULL;
 	static const struct option longopts[] = {
 		{ "workers", required_argument, NULL, 'w' },
@@ -172,10 +175,11 @@ int main(int argc, char **argv)
 		{ "transport", required_argument, NULL, 't' },
 		{ "port", required_argument, NULL, 'p' },
 		{ "timeout", required_argument, NULL, 'T' },
+		{ "no-key", no_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	while ((c = getopt_long(argc, argv, "+w:a:s:t:p:T:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+w:a:s:t:p:T:Kh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'w':
 			workers = atoi(optarg);
@@ -195,6 +199,9 @@ int main(int argc, char **argv)
 		case 'T':
 			timeout_s = atoi(optarg);
 			break;
+		case 'K':
+			no_key = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -213,6 +220,22 @@ int main(int argc, char **argv)
 	if (!port && (port = free_port()) <= 0) {
 		fprintf(stderr, "ragg-run: no free port for the rendezvous\n");
 		return 1;
+	}
+	/* A fresh key per job unless one is given or none is wanted: the
+	 * job's ports then take only its own processes. */
+	const char *key = getenv("RAGG_JOB_KEY");
+	if (!no_key && (!key || !*key)) {
+		uint8_t raw[32];
+		char hex[2 * sizeof(raw) + 1];
+		if (sodium_init() < 0) {
+			fprintf(stderr, "ragg-run: libsodium failed to start\n");
+			return 1;
+		}
+		randombytes_buf(raw, sizeof(raw));
+		sodium_bin2hex(hex, sizeof(hex), raw, sizeof(raw));
+		sodium_memzero(raw, sizeof(raw));
+		setenv("RAGG_JOB_KEY", hex, 1);
+		sodium_memzero(hex, sizeof(hex));
 	}
 	char root[64], w_s[16], a_s[16], s_s[16];
 	snprintf(root, sizeof(root), "127.0.0.1:%d", port);

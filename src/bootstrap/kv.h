@@ -13,17 +13,28 @@
 
 #define RAGG_KV_VALUE_MAX 256
 
+#define RAGG_KV_CHALLENGE_BYTES 32
+
+/* The MAC of one request line (without its MAC) on a connection whose
+ * challenge is chal, under job_key: hex into out (2 * 32 + 1 bytes). */
+void ragg__kv_mac(const char *job_key, const unsigned char *chal, const char *line, char *out);
+
 struct ragg__kv_server;
 struct ragg__kv;
 
-/* Serve on the port of root ("host:port"), on every local address. */
-int ragg__kv_server_start(const char *root, struct ragg__kv_server **server);
+/* Serve at root ("host:port"), on that address only; a client silent for
+ * idle_ms is dropped; requests must carry a MAC under job_key (see
+ * kv_server.c). */
+int ragg__kv_server_start(const char *root, int idle_ms, const char *job_key,
+                          struct ragg__kv_server **server);
 void ragg__kv_server_stop(struct ragg__kv_server *server);
 
 /* Connect to root, retrying until the deadline (the server may start later). */
-int ragg__kv_connect(const char *root, int timeout_ms, struct ragg__kv **kv);
+int ragg__kv_connect(const char *root, int timeout_ms, const char *job_key, struct ragg__kv **kv);
 void ragg__kv_close(struct ragg__kv *kv);
-int ragg__kv_put(struct ragg__kv *kv, const char *key, const char *value);
+/* Publish as identity id ("<role>/<rank>"): the first identity to publish a
+ * key owns it; only it may publish that key again. */
+int ragg__kv_put(struct ragg__kv *kv, const char *id, const char *key, const char *value);
 /* Wait until key is published or timeout_ms passes (RAGG_ERR_TIMEOUT). */
 int ragg__kv_get(struct ragg__kv *kv, const char *key, char *value, size_t cap, int timeout_ms);
 /* This host's address on the route to the root: what peers can reach. */

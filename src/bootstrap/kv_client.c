@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "bootstrap/kv.h"
 #include "clock.h"
 #include "log.h"
@@ -18,6 +20,9 @@
 
 struct ragg__kv {
 	int fd;
+	unsigned long long seq; /* of the next request */
+	unsigned char chal[RAGG_KV_CHALLENGE_BYTES];
+	char job_key[128];
 	char root[256];
 	struct sockaddr_storage local;
 	socklen_t local_len;
@@ -47,7 +52,39 @@ static int try_connect(const struct addrinfo *ai, int io_ms)
 	return -1;
 }
 
-int ragg__kv_connect(const char *root, int timeout_ms, struct ragg__kv **out)
+void ragg__kv_mac(const char *job_key, const unsigned char *chal, const char *line, char *out)
+{
+	unsigned char k[crypto_auth_KEYBYTES], mac[crypto_auth_BYTES];
+	crypto_auth_hmacsha512256_state st;
+	crypto_generichash(k, sizeof(k), (const unsigned char *)job_key, strlen(job_key),
+	                   (const unsigned char *)"ragg rendezvous", 15);
+	crypto_auth_hmacsha512256_init(&st, k, sizeof(k));
+	crypto_auth_hmacsha512256_update(&st, chal, RAGG_KV_CHALLENGE_BYTES);
+	crypto_auth_hmacsha512256_update(&st, (const unsigned char *)line, strlen(line));
+	crypto_auth_hmacsha512256_final(&st, mac);
+	sodium_bin2hex(out, 2 * sizeof(mac) + 1, mac, sizeof(mac));
+	sodium_memzero(k, sizeof(k));
+}
+
+static int read_line(int fd, char *buf, size_t cap)
+{
+	size_t got = 0;
+	while (got + 1 < cap) {
+		ssize_t n = recv(fd, buf + got, 1, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		if (buf[got] == '\n') {
+			buf[got] = 0;
+			return 0;
+		}
+		got++;
+	}
+	return -1;
+}
+
+int ragg__kv_connect(const char *root, int timeout_ms, const char *job_key, struct ragg__kv **out)
 {
 	char host[256], port[32];
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
@@ -88,6 +125,21 @@ int ragg__kv_connect(const char *root, int timeout_ms, struct ragg__kv **out)
 			sleep_ms *= 2;
 	}
 	freeaddrinfo(ai);
+	/* The server's challenge, which every request's MAC covers. */
+	char line[16 + 2 * RAGG_KV_CHALLENGE_BYTES];
+	size_t bin_len = 0;
+	if (read_line(kv->fd, line, sizeof(line)) || strncmp(line, "CHAL ", 5) ||
+	    sodium_hex2bin(kv->chal, sizeof(kv->chal), line + 5, strlen(line + 5), NULL, &bin_len,
+	                   NULL) ||
+	    bin_len != sizeof(kv->chal)) {
+		ragg__error("rendezvous at %s: no challenge (is it a ragg rendezvous of this "
+		            "version?)",
+		            root);
+		close(kv->fd);
+		free(kv);
+		return RAGG_ERR_PROTO;
+	}
+	snprintf(kv->job_key, sizeof(kv->job_key), "%s", job_key ? job_key : "");
 	kv->local_len = sizeof(kv->local);
 	getsockname(kv->fd, (struct sockaddr *)&kv->local, &kv->local_len);
 	snprintf(kv->root, sizeof(kv->root), "%s", root);
@@ -100,7 +152,19 @@ void ragg__kv_close(struct ragg__kv *kv)
 	if (!kv)
 		return;
 	close(kv->fd);
+	sodium_memzero(kv->job_key, sizeof(kv->job_key));
 	free(kv);
+}
+
+/* "<words> <seq> <mac>\n" into req. */
+static void sign(struct ragg__kv *kv, char *req, size_t cap)
+{
+	char mac[2 * crypto_auth_BYTES + 1];
+	size_t n = strlen(req);
+	snprintf(req + n, cap - n, " %llu", kv->seq++);
+	ragg__kv_mac(kv->job_key, kv->chal, req, mac);
+	n = strlen(req);
+	snprintf(req + n, cap - n, " %s\n", mac);
 }
 
 static int kv_request(struct ragg__kv *kv, const char *req, char *reply, size_t cap)
@@ -144,27 +208,33 @@ static int kv_check_word(const char *what, const char *s)
 	return 0;
 }
 
-int ragg__kv_put(struct ragg__kv *kv, const char *key, const char *value)
+int ragg__kv_put(struct ragg__kv *kv, const char *id, const char *key, const char *value)
 {
-	char req[2 * RAGG_KV_VALUE_MAX + 16], reply[32];
+	char req[3 * RAGG_KV_VALUE_MAX + 200], reply[64];
 	int rc;
-	if ((rc = kv_check_word("key", key)) || (rc = kv_check_word("value", value)))
+	if ((rc = kv_check_word("identity", id)) || (rc = kv_check_word("key", key)) ||
+	    (rc = kv_check_word("value", value)))
 		return rc;
-	snprintf(req, sizeof(req), "PUT %s %s\n", key, value);
+	snprintf(req, sizeof(req), "PUT %s %s %s", id, key, value);
+	sign(kv, req, sizeof(req));
 	if ((rc = kv_request(kv, req, reply, sizeof(reply))))
 		return rc;
-	return strcmp(reply, "OK") == 0 ? 0 : RAGG_ERR_PROTO;
+	if (strcmp(reply, "OK") == 0)
+		return 0;
+	ragg__error("rendezvous at %s refused \"%s\": %s", kv->root, key, reply);
+	return strcmp(reply, "TAKEN") == 0 ? -EEXIST : RAGG_ERR_PROTO;
 }
 
 int ragg__kv_get(struct ragg__kv *kv, const char *key, char *value, size_t cap, int timeout_ms)
 {
-	char req[RAGG_KV_VALUE_MAX + 16], reply[RAGG_KV_VALUE_MAX + 16];
+	char req[RAGG_KV_VALUE_MAX + 200], reply[RAGG_KV_VALUE_MAX + 16];
 	uint64_t deadline = ragg__now_ms() + (uint64_t)timeout_ms;
 	int rc, sleep_ms = 1;
 	if ((rc = kv_check_word("key", key)))
 		return rc;
-	snprintf(req, sizeof(req), "GET %s\n", key);
 	for (;;) {
+		snprintf(req, sizeof(req), "GET %s", key);
+		sign(kv, req, sizeof(req));
 		if ((rc = kv_request(kv, req, reply, sizeof(reply)))) {
 			ragg__error("rendezvous: lost while waiting for \"%s\" (server 0 serves "
 			            "it: did it exit?)",

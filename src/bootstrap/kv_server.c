@@ -5,6 +5,12 @@
  *   GET <key>\n          ->  VAL <value>\n | NONE\n
  * Keys and values are printable without spaces. A client that sends
  * something else is dropped; the others carry on.
+ *
+ * Bounds, each refusal logged: the server listens on the address of
+ * RAGG_ROOT's host only; at most KV_MAX_CLIENTS clients at once, and one
+ * that sends no request for the job's RAGG_TIMEOUT_MS is dropped; keys of at most
+ * KV_KEY_MAX bytes, values shorter than RAGG_KV_VALUE_MAX, at most
+ * KV_MAX_ENTRIES entries.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,11 +19,15 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <sodium.h>
 
 #include "../../transports/util/accept.h"
 #include "bootstrap/kv.h"
@@ -26,15 +36,20 @@
 
 #include <ragg/ragg.h>
 
-#define KV_MAX_CLIENTS 4096
+#define KV_MAX_CLIENTS 1024
+#define KV_MAX_ENTRIES 1024
+#define KV_KEY_MAX     64
 #define KV_LINE_MAX    (RAGG_KV_VALUE_MAX + 128)
 
 struct kv_entry {
-	char *key, *value;
+	char *key, *value, *owner;
 };
 
 struct kv_client {
 	int fd;
+	unsigned long long seq;
+	unsigned char chal[RAGG_KV_CHALLENGE_BYTES];
+	uint64_t last_ms; /* its last request, or its arrival */
 	size_t len;
 	char line[KV_LINE_MAX];
 };
@@ -48,6 +63,8 @@ struct ragg__kv_server {
 	struct ragg__tp_accept_guard accept_guard; /* EMFILE/ENFILE on listen_fd */
 	struct kv_entry *entries;
 	size_t nentries, capentries;
+	int idle_ms;
+	char job_key[128];
 };
 
 static const char *kv_lookup(struct ragg__kv_server *s, const char *key)
@@ -58,10 +75,16 @@ static const char *kv_lookup(struct ragg__kv_server *s, const char *key)
 	return NULL;
 }
 
-static int kv_store(struct ragg__kv_server *s, const char *key, const char *value)
+static int kv_store(struct ragg__kv_server *s, const char *owner, const char *key,
+                    const char *value)
 {
 	for (size_t i = 0; i < s->nentries; i++)
 		if (strcmp(s->entries[i].key, key) == 0) {
+			if (strcmp(s->entries[i].owner, owner) != 0) {
+				ragg__warn("rendezvous: refusing \"%s\" from %s: %s published it",
+				           key, owner, s->entries[i].owner);
+				return -EEXIST;
+			}
 			char *v = strdup(value);
 			if (!v)
 				return -ENOMEM;
@@ -69,6 +92,10 @@ static int kv_store(struct ragg__kv_server *s, const char *key, const char *valu
 			s->entries[i].value = v;
 			return 0;
 		}
+	if (s->nentries >= KV_MAX_ENTRIES) {
+		ragg__warn("rendezvous: refusing \"%s\": already %d entries", key, KV_MAX_ENTRIES);
+		return -ENOSPC;
+	}
 	if (s->nentries == s->capentries) {
 		size_t cap = s->capentries ? 2 * s->capentries : 64;
 		struct kv_entry *e = realloc(s->entries, cap * sizeof(*e));
@@ -77,13 +104,14 @@ static int kv_store(struct ragg__kv_server *s, const char *key, const char *valu
 		s->entries = e;
 		s->capentries = cap;
 	}
-	char *k = strdup(key), *v = strdup(value);
-	if (!k || !v) {
+	char *k = strdup(key), *v = strdup(value), *o = strdup(owner);
+	if (!k || !v || !o) {
 		free(k);
 		free(v);
+		free(o);
 		return -ENOMEM;
 	}
-	s->entries[s->nentries++] = (struct kv_entry){ k, v };
+	s->entries[s->nentries++] = (struct kv_entry){ k, v, o };
 	return 0;
 }
 
@@ -101,19 +129,62 @@ static int send_all(int fd, const char *buf, size_t len)
 	return 0;
 }
 
+/* Check and strip "<seq> <mac>" off line. */
+static int kv_verify(struct ragg__kv_server *s, struct kv_client *c, char *line)
+{
+	char want[2 * crypto_auth_BYTES + 1], seq[32];
+	char *sp = strrchr(line, ' ');
+	if (!sp || strlen(sp + 1) != 2 * crypto_auth_BYTES)
+		goto refuse;
+	*sp = 0;
+	ragg__kv_mac(s->job_key, c->chal, line, want);
+	if (sodium_memcmp(want, sp + 1, sizeof(want) - 1) != 0)
+		goto refuse;
+	snprintf(seq, sizeof(seq), " %llu", c->seq);
+	size_t n = strlen(line), m = strlen(seq);
+	if (n < m || strcmp(line + n - m, seq) != 0) {
+		ragg__warn("rendezvous: refusing a request out of sequence (a replay?)");
+		return -1;
+	}
+	line[n - m] = 0;
+	c->seq++;
+	return 0;
+refuse:
+	ragg__warn("rendezvous: refusing a request without a valid MAC of the job key");
+	return -1;
+}
+
 /* 0 to keep the client, -1 to drop it. */
-static int kv_handle_line(struct ragg__kv_server *s, int fd, char *line)
+static int kv_handle_line(struct ragg__kv_server *s, struct kv_client *c, char *line)
 {
 	char reply[KV_LINE_MAX + 8];
+	int fd = c->fd;
+	if (kv_verify(s, c, line))
+		return -1;
 	char *save, *cmd = strtok_r(line, " ", &save);
+	char *id = cmd && strcmp(cmd, "PUT") == 0 ? strtok_r(NULL, " ", &save) : NULL;
 	char *key = strtok_r(NULL, " ", &save);
 	if (!cmd || !key)
 		return -1;
+	if (strlen(key) > KV_KEY_MAX) {
+		ragg__warn("rendezvous: refusing a key of %zu bytes (at most %d)", strlen(key),
+		           KV_KEY_MAX);
+		return -1;
+	}
 	if (strcmp(cmd, "PUT") == 0) {
 		char *value = strtok_r(NULL, " ", &save);
-		if (!value || strtok_r(NULL, " ", &save) || strlen(value) >= RAGG_KV_VALUE_MAX)
+		if (!value || strtok_r(NULL, " ", &save))
 			return -1;
-		if (kv_store(s, key, value))
+		if (strlen(value) >= RAGG_KV_VALUE_MAX) {
+			ragg__warn("rendezvous: refusing a value of %zu bytes for \"%s\" (at most "
+			           "%d)",
+			           strlen(value), key, RAGG_KV_VALUE_MAX - 1);
+			return -1;
+		}
+		int rc = kv_store(s, id, key, value);
+		if (rc == -EEXIST)
+			return send_all(fd, "TAKEN\n", 6);
+		if (rc)
 			return -1;
 		return send_all(fd, "OK\n", 3);
 	}
@@ -134,6 +205,7 @@ static int kv_client_readable(struct ragg__kv_server *s, struct kv_client *c)
 	if (n <= 0)
 		return -1;
 	c->len += (size_t)n;
+	c->last_ms = ragg__now_ms();
 	for (;;) {
 		char *nl = memchr(c->line, '\n', c->len);
 		if (!nl) {
@@ -146,8 +218,8 @@ static int kv_client_readable(struct ragg__kv_server *s, struct kv_client *c)
 		}
 		*nl = 0;
 		size_t used = (size_t)(nl - c->line) + 1;
-		if (kv_handle_line(s, c->fd, c->line)) {
-			ragg__warn("rendezvous: dropping a client after a malformed request");
+		if (kv_handle_line(s, c, c->line)) {
+			ragg__warn("rendezvous: dropping a client after a refused request");
 			return -1;
 		}
 		memmove(c->line, c->line + used, c->len - used);
@@ -177,26 +249,55 @@ static void *kv_thread(void *arg)
 		pfd[1] = (struct pollfd){ .fd = s->listen_fd, .events = listening ? POLLIN : 0 };
 		for (int i = 0; i < s->nclients; i++)
 			pfd[2 + i] = (struct pollfd){ .fd = s->clients[i].fd, .events = POLLIN };
+		/* Clients are looked at every second at least, to drop idle ones. */
+		if (s->nclients && (timeout < 0 || timeout > 1000))
+			timeout = 1000;
 		int n = poll(pfd, (nfds_t)(2 + s->nclients), timeout);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 || pfd[0].revents)
 			break;
+		uint64_t now = ragg__now_ms();
 		for (int i = s->nclients - 1; i >= 0; i--) {
-			if (!pfd[2 + i].revents)
+			bool idle = !pfd[2 + i].revents &&
+			            now - s->clients[i].last_ms >= (uint64_t)s->idle_ms;
+			if (idle)
+				ragg__warn("rendezvous: dropping a client idle for %d ms",
+				           s->idle_ms);
+			else if (!pfd[2 + i].revents)
 				continue;
-			if (kv_client_readable(s, &s->clients[i])) {
+			if (idle || kv_client_readable(s, &s->clients[i])) {
 				close(s->clients[i].fd);
 				s->clients[i] = s->clients[--s->nclients];
 			}
 		}
 		if (pfd[1].revents & POLLIN) {
 			int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+			struct kv_client *c = &s->clients[s->nclients];
+			char chal[8 + 2 * RAGG_KV_CHALLENGE_BYTES];
+			if (fd >= 0) {
+				randombytes_buf(c->chal, sizeof(c->chal));
+				c->seq = 0;
+				memcpy(chal, "CHAL ", 5);
+				sodium_bin2hex(chal + 5, sizeof(chal) - 6, c->chal,
+				               sizeof(c->chal));
+				strcat(chal, "\n");
+				if (send_all(fd, chal, strlen(chal))) {
+					close(fd);
+					fd = -1;
+				}
+			}
 			if (fd >= 0) {
 				ragg__tp_accept_ok(&s->accept_guard);
 				s->clients[s->nclients].fd = fd;
 				s->clients[s->nclients].len = 0;
+				s->clients[s->nclients].last_ms = now;
 				s->nclients++;
+				if (s->nclients == KV_MAX_CLIENTS)
+					ragg__warn(
+					    "rendezvous: %d clients: refusing more until one "
+					    "leaves",
+					    KV_MAX_CLIENTS);
 			} else if (errno == EMFILE || errno == ENFILE) {
 				int err = errno;
 				unsigned long shed, hits;
@@ -215,11 +316,12 @@ static void *kv_thread(void *arg)
 	return NULL;
 }
 
-int ragg__kv_server_start(const char *root, struct ragg__kv_server **out)
+int ragg__kv_server_start(const char *root, int idle_ms, const char *job_key,
+                          struct ragg__kv_server **out)
 {
 	char host[256], port[32];
 	struct ragg__kv_server *s;
-	int one = 1, zero = 0, rc;
+	int one = 1, rc;
 
 	if (ragg__split_hostport(root, host, sizeof(host), port, sizeof(port))) {
 		ragg__error("RAGG_ROOT=\"%s\": expected host:port", root);
@@ -228,48 +330,40 @@ int ragg__kv_server_start(const char *root, struct ragg__kv_server **out)
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
+	s->idle_ms = idle_ms > 0 ? idle_ms : 30000;
+	snprintf(s->job_key, sizeof(s->job_key), "%s", job_key ? job_key : "");
 	s->clients = calloc(KV_MAX_CLIENTS, sizeof(*s->clients));
 	if (!s->clients) {
 		rc = -ENOMEM;
 		goto err_free;
 	}
-	/* A dual-stack socket on every address: the root's host name may
-	 * resolve to either family, and peers on other hosts must reach it.
-	 * Hosts without IPv6 get an IPv4 socket. */
-	long p = strtol(port, NULL, 10);
-	if (p <= 0 || p > 65535) {
-		ragg__error("RAGG_ROOT=\"%s\": invalid port", root);
+	/* Only the address of RAGG_ROOT's host: that is where the job's
+	 * processes look for it, and nobody needs it on any other. */
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+		                  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo *ai = NULL;
+	if ((rc = getaddrinfo(host, port, &hints, &ai)) || !ai) {
+		ragg__error("RAGG_ROOT=\"%s\": cannot resolve: %s", root, gai_strerror(rc));
 		rc = RAGG_ERR_CONFIG;
 		goto err_free;
 	}
-	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6,
-		                   .sin6_port = htons((uint16_t)p),
-		                   .sin6_addr = in6addr_any };
-	struct sockaddr_in a4 = { .sin_family = AF_INET,
-		                  .sin_port = htons((uint16_t)p),
-		                  .sin_addr.s_addr = htonl(INADDR_ANY) };
-	struct sockaddr *sa = (struct sockaddr *)&a6;
-	socklen_t salen = sizeof(a6);
-	s->listen_fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (s->listen_fd >= 0) {
-		setsockopt(s->listen_fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-	} else {
-		s->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		sa = (struct sockaddr *)&a4;
-		salen = sizeof(a4);
-	}
+	s->listen_fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (s->listen_fd < 0) {
 		rc = -errno;
+		freeaddrinfo(ai);
 		goto err_free;
 	}
 	setsockopt(s->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(s->listen_fd, sa, salen) || listen(s->listen_fd, 1024)) {
+	if (bind(s->listen_fd, ai->ai_addr, ai->ai_addrlen) || listen(s->listen_fd, 1024)) {
 		rc = -errno;
 		ragg__error(
-		    "rendezvous: cannot listen on port %s: %s (is another job using RAGG_ROOT=%s?)",
-		    port, strerror(errno), root);
+		    "rendezvous: cannot listen on %s: %s (is another job using RAGG_ROOT=%s? is "
+		    "it an address of this host?)",
+		    root, strerror(errno), root);
+		freeaddrinfo(ai);
 		goto err_sock;
 	}
+	freeaddrinfo(ai);
 	if (pipe2(s->stop_pipe, O_CLOEXEC)) {
 		rc = -errno;
 		goto err_sock;
@@ -279,7 +373,7 @@ int ragg__kv_server_start(const char *root, struct ragg__kv_server **out)
 		ragg__tp_accept_guard_fini(&s->accept_guard);
 		goto err_pipe;
 	}
-	ragg__info("rendezvous serving on port %s", port);
+	ragg__info("rendezvous serving on %s", root);
 	*out = s;
 	return 0;
 err_pipe:
@@ -305,6 +399,7 @@ void ragg__kv_server_stop(struct ragg__kv_server *s)
 	for (size_t i = 0; i < s->nentries; i++) {
 		free(s->entries[i].key);
 		free(s->entries[i].value);
+		free(s->entries[i].owner);
 	}
 	free(s->entries);
 	free(s->clients);
@@ -312,5 +407,6 @@ void ragg__kv_server_stop(struct ragg__kv_server *s)
 	ragg__tp_accept_guard_fini(&s->accept_guard);
 	close(s->stop_pipe[0]);
 	close(s->stop_pipe[1]);
+	sodium_memzero(s->job_key, sizeof(s->job_key));
 	free(s);
 }

@@ -20,7 +20,7 @@ t() {
 		return
 	fi
 	local log="$logdir/$name.log" why
-	timeout -k 5 $((limit * scale)) bash -c "$name" >"$log" 2>&1
+	timeout -k 5 $((limit * scale)) bash ${TEST_TRACE:+-x} -c "$name" >"$log" 2>&1
 	rc=$?
 	why=$(tail -n1 "$log" | sed -n 's/^WHY: //p')
 	[ $rc -eq 124 ] && why="timed out after $((limit * scale)) s"
@@ -452,7 +452,8 @@ garbage_and_wrong_key_dropped() {
 	sleep 0.3
 	host=${addr%:*} aport=${addr##*:}
 	# Garbage straight into the agent's port.
-	exec 3<>"/dev/tcp/$host/$aport" && printf 'GET / HTTP/1.0\r\n\r\n\x00\xff\xfe garbage garbage' >&3
+	# (SIGPIPE ignored: the agent may have closed it before the write ends.)
+	exec 3<>"/dev/tcp/$host/$aport" && (trap '' PIPE; printf 'GET / HTTP/1.0\r\n\r\n\x00\xff\xfe garbage garbage' >&3) 2>/dev/null
 	sleep 0.3
 	exec 3>&-
 	# A real ragg process with the wrong job key.
@@ -467,7 +468,100 @@ garbage_and_wrong_key_dropped() {
 	[ $jrc -eq 0 ] || { echo "WHY: the job failed"; return; }
 	[ $irc -ne 0 ] || { echo "WHY: the wrong key was accepted"; return; }
 	grep -q '\[a0\].*error' "$log" || { echo "WHY: the agent logged no error"; return; }
-	grep -q 'authentication failed\|RAGG_ERR_AUTH' "$log" || { echo "WHY: no authentication error logged"; return; }
+	# The wrong key is refused at the rendezvous already, before the
+	# intruder learns the agent's address.
+	grep -q 'authentication failed\|RAGG_ERR_AUTH\|rendezvous: refusing a request without a valid MAC' "$log" || { echo "WHY: no authentication error logged"; return; }
+	echo OK
+}
+
+# A worker's real connection is recorded by a tap between it and its agent
+# (the tap's address is published in the agent's place at the rendezvous,
+# with the key, as agent 0),
+# then replayed into a new job with the same key before its own worker
+# starts: the agent refuses it at the handshake, logs why, keeps the place,
+# and the job's result is the exact one.
+handshake_replay_refused() {
+	[ "$transport" = tcp ] || { echo "WHY: tcp only (the tap is a tcp relay)"; return; }
+	relay="$build/tests/integration/relay"
+	shape="RAGG_TRANSPORT=tcp RAGG_JOB_KEY=k1 RAGG_WORKERS=1 RAGG_AGENTS=1 RAGG_SERVERS=1 RAGG_TIMEOUT_MS=20000 RAGG_LOG=info"
+	rec="$logdir/replay.rec"
+	for phase in record replay; do
+		port=$(( (RANDOM % 20000) + 30000 ))
+		l="$logdir/replay.$phase"
+		env $shape RAGG_ROOT=127.0.0.1:$port RAGG_ROLE=server RAGG_RANK=0 "$job" exact 3 >"$l.s0" 2>&1 &
+		spid=$!
+		env $shape RAGG_ROOT=127.0.0.1:$port RAGG_ROLE=agent RAGG_RANK=0 "$job" exact 3 >"$l.a0" 2>&1 &
+		apid=$!
+		for _ in $(seq 100); do
+			addr=$(sed -n 's/.*agent\/0 listening at \([^ ]*\).*$/\1/p' "$l.a0" | head -n1)
+			[ -n "$addr" ] && break
+			sleep 0.05
+		done
+		[ -n "$addr" ] || { cat "$l.a0"; echo "WHY: agent address not found"; return; }
+		if [ $phase = record ]; then
+			tport=$(( (RANDOM % 20000) + 30000 ))
+			"$relay" tap $tport "$addr" "$rec" >"$l.tap" 2>&1 &
+			sleep 0.2
+			RAGG_JOB_KEY=k1 "$relay" publish 127.0.0.1:$port agent/0 agent/0 tcp=127.0.0.1:$tport >>"$l.tap" 2>&1
+		else
+			"$relay" replay "$addr" "$rec" >"$l.tap" 2>&1
+		fi
+		env $shape RAGG_ROOT=127.0.0.1:$port RAGG_ROLE=worker RAGG_RANK=0 "$job" exact 3 >"$l.w0" 2>&1
+		wrc=$?
+		wait $apid; arc=$?
+		wait $spid; src=$?
+		echo "--- $phase agent:"; tail -n 8 "$l.a0"
+		echo "--- $phase worker:"; tail -n 4 "$l.w0"
+		cat "$l.tap"
+		[ $wrc -eq 0 ] && [ $arc -eq 0 ] && [ $src -eq 0 ] || { echo "WHY: $phase job failed (worker $wrc agent $arc server $src)"; return; }
+		grep -q 'exact: worker .* ok' "$l.w0" || { echo "WHY: $phase result not verified"; return; }
+	done
+	[ -s "$rec" ] || { echo "WHY: nothing recorded"; return; }
+	grep -q 'handshake with worker 0 .*failed: its proof of the job key does not check' "$logdir/replay.replay.a0" ||
+		{ echo "WHY: the replay was not refused at the handshake"; return; }
+	echo OK
+}
+
+# The rendezvous listens on RAGG_ROOT's address only, and refuses a request
+# without the key's MAC, a key another identity published, an over-long key
+# and a client that stays silent, each with a log line; the job it serves
+# is unaffected.
+rendezvous_bounds_refused() {
+	relay="$build/tests/integration/relay"
+	port=$(( (RANDOM % 20000) + 30000 ))
+	log="$logdir/rdv.job"
+	RAGG_JOB_KEY=k2 RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=3000 RAGG_LOG=warn "$run" -p $port -w 2 -a 1 -s 1 -- "$job" slow 60 100 >"$log" 2>&1 &
+	jpid=$!
+	for _ in $(seq 100); do
+		bound=$(ss -ltnH "sport = :$port" 2>/dev/null | awk '{print $4}')
+		[ -n "$bound" ] && break
+		sleep 0.05
+	done
+	[ "$bound" = "127.0.0.1:$port" ] || { kill $jpid; echo "WHY: rendezvous bound to '$bound', not 127.0.0.1:$port"; return; }
+	# A silent client, kept open past the deadline.
+	exec 4<>"/dev/tcp/127.0.0.1/$port"
+	read -r -t 1 chal <&4
+	# A stranger's publish, without a MAC, and with a MAC of another key.
+	exec 3<>"/dev/tcp/127.0.0.1/$port" && (trap '' PIPE; printf 'PUT agent/0 agent/0 tcp=127.0.0.1:9 0 %s\n' "$(head -c 64 /dev/zero | tr '\0' 0)" >&3) 2>/dev/null
+	exec 3>&-
+	RAGG_JOB_KEY=wrong "$relay" publish 127.0.0.1:$port agent/0 agent/0 tcp=127.0.0.1:9 && { kill $jpid; echo "WHY: a publish with the wrong key was accepted"; return; }
+	sleep 0.5
+	# Insiders: another identity's entry, an over-long key.
+	RAGG_JOB_KEY=k2 "$relay" publish 127.0.0.1:$port worker/1 agent/0 tcp=127.0.0.1:9 && { kill $jpid; echo "WHY: an overwrite by another identity was accepted"; return; }
+	RAGG_JOB_KEY=k2 "$relay" publish 127.0.0.1:$port worker/1 "$(head -c 100 /dev/zero | tr '\0' k)" x && { kill $jpid; echo "WHY: an over-long key was accepted"; return; }
+	sleep 4.5
+	(trap '' PIPE; printf 'GET agent/0\n' >&4) 2>/dev/null
+	read -r -t 1 ans <&4
+	exec 4>&-
+	wait $jpid
+	jrc=$?
+	grep 'rendezvous' "$log"
+	[ $jrc -eq 0 ] || { tail -n 20 "$log"; echo "WHY: the job failed"; return; }
+	[ -z "$ans" ] || { echo "WHY: an idle client was still served ($ans)"; return; }
+	[ "$(grep -c 'rendezvous: refusing a request without a valid MAC' "$log")" -ge 2 ] || { echo "WHY: unauthenticated publishes not both refused"; return; }
+	grep -q 'rendezvous: refusing "agent/0" from worker/1: agent/0 published it' "$log" || { echo "WHY: overwrite not refused"; return; }
+	grep -q 'rendezvous: refusing a key of 100 bytes' "$log" || { echo "WHY: long key not refused"; return; }
+	grep -q 'rendezvous: dropping a client idle for 3000 ms' "$log" || { echo "WHY: idle client not dropped"; return; }
 	echo OK
 }
 
@@ -493,6 +587,8 @@ t worker_killed_mid_job 60
 t garbage_and_wrong_key_dropped 90
 t nan_fails_checks 60
 t emfile_backoff 90
+t handshake_replay_refused 90
+t rendezvous_bounds_refused 60
 # Not part of the default list: scripts/check runs it by name.
 [ ${#selected[@]} -gt 0 ] && t chaos_kills 300
 
