@@ -49,6 +49,7 @@ void ragg__agent_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t)
 	free(at->arrived[1]);
 	ragg__seen_free(&at->seen_grads);
 	ragg__seen_free(&at->seen_params);
+	ragg__decl_free(&at->decl);
 	free(at);
 	t->agent = NULL;
 }
@@ -152,74 +153,46 @@ static int setup_memory(struct ragg_ctx *ctx, ragg_tensor_t *t)
 	return 0;
 }
 
-static int new_tensor(struct ragg_ctx *ctx, const struct ragg__msg *m, ragg_tensor_t **out)
+/* The declaration from the workers, agent's part (role.h). */
+static int agent_tensor_init(struct ragg_ctx *ctx, ragg_tensor_t *t)
 {
-	ragg_tensor_t *t;
-	int rc;
-	if ((rc = ragg__tensor_new(ctx, m->tensor, NULL, m->name_hash, m->count, m->chunk_bytes,
-	                           &t)))
-		return rc;
 	struct ragg__agent_tensor *at = calloc(1, sizeof(*at));
-	t->agent = at;
-	if (!at || !(at->w = calloc((size_t)ctx->nworkers, sizeof(*at->w))) ||
-	    !(at->s = calloc((size_t)ctx->opts.servers, sizeof(*at->s)))) {
-		ragg__tensor_free(t);
+	if (!(t->agent = at) || !(at->w = calloc((size_t)ctx->nworkers, sizeof(*at->w))) ||
+	    !(at->s = calloc((size_t)ctx->opts.servers, sizeof(*at->s))))
 		return -ENOMEM;
-	}
-	ctx->tensors[ctx->ntensors++] = t;
-	*out = t;
 	return 0;
 }
 
-static void on_worker_declare(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m)
+static struct ragg__decl *agent_decl(ragg_tensor_t *t)
 {
-	ragg_tensor_t *t;
-	int rc;
+	return &t->agent->decl;
+}
 
-	if (m->tensor == ctx->ntensors && ctx->ntensors < RAGG_MAX_TENSORS) {
-		if ((rc = new_tensor(ctx, m, &t))) {
-			ragg__error("worker %d declared an invalid tensor: %s", p->rank,
-			            ragg_strerror(rc));
-			ragg__fail(ctx, rc);
-			return;
-		}
-	} else if (m->tensor < ctx->ntensors) {
-		t = ctx->tensors[m->tensor];
-	} else {
-		ragg__error("worker %d declared tensor %u out of order", p->rank, m->tensor);
-		ragg__fail(ctx, RAGG_ERR_PROTO);
-		return;
-	}
+/* A worker's declaration carries its parameter buffer. */
+static int agent_keep(struct ragg_ctx *ctx, ragg_tensor_t *t, int i, const struct ragg__msg *m)
+{
+	(void)ctx;
+	if (!m->rdesc.len)
+		return RAGG_ERR_PROTO;
+	t->agent->w[i].params.rdesc = m->rdesc;
+	return 0;
+}
+
+/* Every worker declared. A failure here still goes through the servers,
+ * which tell every agent: all workers of the job then learn of it, not
+ * just ours. */
+static void agent_declared(struct ragg_ctx *ctx, ragg_tensor_t *t, const struct ragg__msg *m)
+{
 	struct ragg__agent_tensor *at = t->agent;
-	/* A declaration always carries the worker's buffer: an empty one
-	 * would pass the check below again, count twice and redo the set-up
-	 * of a tensor whose jobs may be running. */
-	if (at->w[p->index].params.rdesc.len || !m->rdesc.len || at->declared >= ctx->nworkers) {
-		ragg__error("worker %d declared tensor %d twice", p->rank, t->id);
-		ragg__fail(ctx, RAGG_ERR_PROTO);
-		return;
-	}
-	if (m->count != t->plan.count || m->chunk_bytes != t->plan.chunk_bytes ||
-	    m->name_hash != t->name_hash) {
-		ragg__error("worker %d declared tensor %d with %llu floats in %llu-byte chunks, "
-		            "others differently (name or size)",
-		            p->rank, t->id, (unsigned long long)m->count,
-		            (unsigned long long)m->chunk_bytes);
-		at->mismatch = true;
-	}
-	at->w[p->index].params.rdesc = m->rdesc;
-	if (++at->declared < ctx->nworkers)
-		return;
-	/* A failure here still goes through the servers, which tell every
-	 * agent: all workers of the job then learn of it, not just ours. */
-	if (at->mismatch)
-		at->status = RAGG_ERR_MISMATCH;
-	else if ((rc = setup_memory(ctx, t)))
-		at->status = rc;
+	int rc;
+	if (at->decl.mismatch)
+		at->decl.status = RAGG_ERR_MISMATCH;
+	else if (!at->decl.status && (rc = setup_memory(ctx, t)))
+		at->decl.status = rc;
 	for (int s = 0; s < ctx->opts.servers; s++) {
 		struct ragg__msg d = *m;
-		d.status = at->status;
-		if (!at->status)
+		d.status = at->decl.status;
+		if (!at->decl.status)
 			d.rdesc = *ragg__region_rdesc(&at->params, ragg__server_peer(ctx, s));
 		else
 			d.rdesc.len = 0;
@@ -227,24 +200,32 @@ static void on_worker_declare(struct ragg_ctx *ctx, struct ragg__peer *p, const 
 	}
 }
 
+static const struct ragg__decl_ops agent_decl_ops = {
+	.sender = "worker",
+	.tensor_init = agent_tensor_init,
+	.decl = agent_decl,
+	.keep = agent_keep,
+	.complete = agent_declared,
+};
+
 static void on_server_ack(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m)
 {
 	ragg_tensor_t *t = m->tensor < ctx->ntensors ? ctx->tensors[m->tensor] : NULL;
-	if (!t || t->agent->declared < ctx->nworkers || t->agent->s[p->index].answered ||
+	if (!t || t->agent->decl.declared < ctx->nworkers || t->agent->s[p->index].answered ||
 	    t->agent->server_acks == ctx->opts.servers) {
 		ragg__error("unexpected declaration answer from server %d", p->rank);
 		ragg__fail(ctx, RAGG_ERR_PROTO);
 		return;
 	}
 	struct ragg__agent_tensor *at = t->agent;
-	if (m->status && !at->status)
-		at->status = m->status;
+	if (m->status && !at->decl.status)
+		at->decl.status = m->status;
 	at->s[p->index].slot.rdesc = m->rdesc;
 	at->s[p->index].answered = true;
 	if (++at->server_acks < ctx->opts.servers)
 		return;
-	at->ready = at->status == 0;
-	ack_workers(ctx, t, at->status);
+	at->ready = at->decl.status == 0;
+	ack_workers(ctx, t, at->decl.status);
 }
 
 /* Map a worker's announced gradient buffer; tell it once it is. */
@@ -299,7 +280,7 @@ void ragg__agent_on_peer_mapped(struct ragg_ctx *ctx, struct ragg__peer *p)
 void ragg__agent_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m)
 {
 	if (p->role == RAGG_ROLE_WORKER && m->type == RAGG_MSG_DECLARE)
-		on_worker_declare(ctx, p, m);
+		ragg__role_on_declare(ctx, p, m, ctx->nworkers, &agent_decl_ops);
 	else if (p->role == RAGG_ROLE_WORKER && m->type == RAGG_MSG_GRAD_AT)
 		on_grad_at(ctx, p, m);
 	else if (p->role == RAGG_ROLE_SERVER && m->type == RAGG_MSG_DECLARE_ACK)

@@ -7,6 +7,7 @@
 #define RAGG_AGENT_H
 
 #include "core.h"
+#include "role.h"
 
 /* One of the agent's workers, for one tensor. */
 struct ragg__agent_worker {
@@ -47,9 +48,9 @@ struct ragg__fanout_job {
 };
 
 struct ragg__agent_tensor {
-	int declared, server_acks;
-	bool mismatch, ready;
-	int status; /* the declaration's failure, 0 when it succeeded */
+	struct ragg__decl decl; /* the workers' declarations (role.h) */
+	int server_acks;
+	bool ready;
 	struct ragg__agent_worker *w; /* per worker */
 	struct ragg__agent_server *s; /* per server */
 	struct ragg__region params; /* what servers write into */

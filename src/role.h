@@ -6,6 +6,7 @@
 #ifndef RAGG_ROLE_H
 #define RAGG_ROLE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,5 +37,41 @@ extern const struct ragg__role_ops ragg__server_role;
 
 /* The table of `role`, or NULL for none. */
 const struct ragg__role_ops *ragg__role_ops_of(enum ragg_role role);
+
+/*
+ * Declarations from below, the same for agents (from their workers) and
+ * servers (from the agents): tensors are declared in order, each sender
+ * declares each once, the senders must agree on the name, the count and
+ * the chunk size, and a sender may report a failure of its own. What each
+ * role keeps of it is a struct ragg__decl in its per-tensor state; what
+ * differs is a table of four operations.
+ */
+struct ragg__decl {
+	int declared; /* senders whose declaration arrived */
+	bool mismatch; /* one differed in name, count or chunk size */
+	int status; /* a failure a sender reported, or ours; 0: none */
+	bool *from; /* per sender: its declaration arrived */
+};
+
+struct ragg_tensor;
+struct ragg__decl_ops {
+	const char *sender; /* "worker", "agent": for the log */
+	/* Give a new tensor this role's state; 0 or a negative code. */
+	int (*tensor_init)(struct ragg_ctx *ctx, struct ragg_tensor *t);
+	struct ragg__decl *(*decl)(struct ragg_tensor *t);
+	/* Sender `index` declared: keep what its message carries; 0, or
+	 * RAGG_ERR_PROTO when it lacks what this role needs. */
+	int (*keep)(struct ragg_ctx *ctx, struct ragg_tensor *t, int index,
+	            const struct ragg__msg *m);
+	/* Every sender declared (mismatch and status as they stand). */
+	void (*complete)(struct ragg_ctx *ctx, struct ragg_tensor *t, const struct ragg__msg *m);
+};
+
+/* Handle peer p's declaration m; `senders` is how many declare. A broken
+ * one (out of order, twice, invalid) fails the context. */
+void ragg__role_on_declare(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m,
+                           int senders, const struct ragg__decl_ops *ops);
+/* Free what the declaration's bookkeeping holds. */
+void ragg__decl_free(struct ragg__decl *d);
 
 #endif

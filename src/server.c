@@ -26,7 +26,6 @@
 struct ragg__server_agent {
 	struct ragg__region slot; /* what it writes its sums into */
 	struct ragg__peer_region params; /* its parameter region */
-	bool declared; /* its declaration arrived */
 };
 
 /* An owned chunk's job: the optimizer step, then the copies into every
@@ -44,9 +43,8 @@ struct ragg__update_job {
 };
 
 struct ragg__server_tensor {
-	int declared;
-	bool mismatch, ready;
-	int status; /* a failure an agent reported in its declaration */
+	struct ragg__decl decl; /* the agents' declarations (role.h) */
+	bool ready;
 	size_t nowned, owned_bytes; /* the plan's, for this server */
 	struct ragg__server_agent *a; /* per agent */
 	struct ragg__region w; /* the owned parameters */
@@ -86,6 +84,7 @@ void ragg__server_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t)
 	free(st->arrived[0]);
 	free(st->arrived[1]);
 	ragg__seen_free(&st->seen);
+	ragg__decl_free(&st->decl);
 	free(st->rounds);
 	free(st);
 	t->server = NULL;
@@ -258,64 +257,56 @@ static int setup_memory(struct ragg_ctx *ctx, ragg_tensor_t *t)
 	return 0;
 }
 
-static void on_agent_declare(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m)
+/* The declaration from the agents, server's part (role.h). */
+static int server_tensor_init(struct ragg_ctx *ctx, ragg_tensor_t *t)
 {
-	ragg_tensor_t *t;
-	int rc;
+	struct ragg__server_tensor *st = calloc(1, sizeof(*st));
+	if (!(t->server = st) || !(st->a = calloc((size_t)ctx->opts.agents, sizeof(*st->a))))
+		return -ENOMEM;
+	return 0;
+}
 
-	if (m->tensor == ctx->ntensors && ctx->ntensors < RAGG_MAX_TENSORS) {
-		rc = ragg__tensor_new(ctx, m->tensor, NULL, m->name_hash, m->count, m->chunk_bytes,
-		                      &t);
-		if (!rc) {
-			struct ragg__server_tensor *st = calloc(1, sizeof(*st));
-			t->server = st;
-			if (!st || !(st->a = calloc((size_t)ctx->opts.agents, sizeof(*st->a)))) {
-				ragg__tensor_free(t);
-				rc = -ENOMEM;
-			}
-		}
-		if (rc) {
-			ragg__error("agent %d declared an invalid tensor: %s", p->rank,
-			            ragg_strerror(rc));
-			ragg__fail(ctx, rc);
-			return;
-		}
-		ctx->tensors[ctx->ntensors++] = t;
-	} else if (m->tensor < ctx->ntensors) {
-		t = ctx->tensors[m->tensor];
-	} else {
-		ragg__error("agent %d declared tensor %u out of order", p->rank, m->tensor);
-		ragg__fail(ctx, RAGG_ERR_PROTO);
-		return;
-	}
+static struct ragg__decl *server_decl(ragg_tensor_t *t)
+{
+	return &t->server->decl;
+}
+
+/* An agent's declaration carries its parameter region (none when it
+ * reports a failure). */
+static int server_keep(struct ragg_ctx *ctx, ragg_tensor_t *t, int j, const struct ragg__msg *m)
+{
+	(void)ctx;
+	if (!m->rdesc.len && !m->status)
+		return RAGG_ERR_PROTO;
+	t->server->a[j].params.rdesc = m->rdesc;
+	return 0;
+}
+
+static void server_declared(struct ragg_ctx *ctx, ragg_tensor_t *t, const struct ragg__msg *m)
+{
 	struct ragg__server_tensor *st = t->server;
-	if (st->a[p->index].declared) {
-		ragg__error("agent %d declared tensor %d twice", p->rank, t->id);
-		ragg__fail(ctx, RAGG_ERR_PROTO);
+	(void)m;
+	if (st->decl.mismatch || st->decl.status) {
+		ack_agents(ctx, t, st->decl.status ? st->decl.status : RAGG_ERR_MISMATCH);
 		return;
 	}
-	if (m->count != t->plan.count || m->chunk_bytes != t->plan.chunk_bytes ||
-	    m->name_hash != t->name_hash)
-		st->mismatch = true;
-	if (m->status && !st->status)
-		st->status = m->status;
-	st->a[p->index].declared = true;
-	st->a[p->index].params.rdesc = m->rdesc;
-	if (++st->declared < ctx->opts.agents)
-		return;
-	if (st->mismatch || st->status) {
-		ack_agents(ctx, t, st->status ? st->status : RAGG_ERR_MISMATCH);
-		return;
-	}
-	rc = setup_memory(ctx, t);
+	int rc = setup_memory(ctx, t);
 	st->ready = rc == 0;
 	ack_agents(ctx, t, rc);
 }
 
+static const struct ragg__decl_ops server_decl_ops = {
+	.sender = "agent",
+	.tensor_init = server_tensor_init,
+	.decl = server_decl,
+	.keep = server_keep,
+	.complete = server_declared,
+};
+
 void ragg__server_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m)
 {
 	if (m->type == RAGG_MSG_DECLARE) {
-		on_agent_declare(ctx, p, m);
+		ragg__role_on_declare(ctx, p, m, ctx->opts.agents, &server_decl_ops);
 		return;
 	}
 	ragg__error("unexpected control message %d from %s", m->type, p->ep->peer);
