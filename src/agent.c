@@ -54,17 +54,17 @@ void ragg__agent_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t)
 	t->agent = NULL;
 }
 
+static const struct ragg__region *worker_slot(ragg_tensor_t *t, int i)
+{
+	return &t->agent->w[i].slot;
+}
+
 static void ack_workers(struct ragg_ctx *ctx, ragg_tensor_t *t, int status)
 {
 	struct ragg__agent_tensor *at = t->agent;
+	ragg__role_ack(ctx, t, ctx->nworkers, status, worker_slot);
 	for (int i = 0; i < ctx->nworkers; i++) {
 		struct ragg__peer *p = &ctx->peers[i];
-		struct ragg__msg m = { .type = RAGG_MSG_DECLARE_ACK,
-			               .tensor = (uint8_t)t->id,
-			               .status = status };
-		if (!status)
-			m.rdesc = *ragg__region_rdesc(&at->w[i].slot, p);
-		ragg__post_msg(p, &m);
 		/* A worker buffer we cannot map, on a transport that maps ours:
 		 * the worker copies out of our region, in parallel with the
 		 * others, instead of our writing into each in turn (and into
@@ -79,8 +79,6 @@ static void ack_workers(struct ragg_ctx *ctx, ragg_tensor_t *t, int status)
 			at->w[i].pulls = true;
 		}
 	}
-	if (status)
-		ragg__error("tensor %d: declaration failed: %s", t->id, ragg_strerror(status));
 }
 
 static int setup_memory(struct ragg_ctx *ctx, ragg_tensor_t *t)

@@ -94,3 +94,18 @@ void ragg__role_on_declare(struct ragg_ctx *ctx, struct ragg__peer *p, const str
 	if (++d->declared == senders)
 		ops->complete(ctx, t, m);
 }
+
+void ragg__role_ack(struct ragg_ctx *ctx, ragg_tensor_t *t, int senders, int status,
+                    const struct ragg__region *(*slot)(ragg_tensor_t *t, int i))
+{
+	for (int i = 0; i < senders; i++) {
+		struct ragg__msg m = { .type = RAGG_MSG_DECLARE_ACK,
+			               .tensor = (uint8_t)t->id,
+			               .status = status };
+		if (!status)
+			m.rdesc = *ragg__region_rdesc(slot(t, i), &ctx->peers[i]);
+		ragg__post_msg(&ctx->peers[i], &m);
+	}
+	if (status)
+		ragg__error("tensor %d: declaration failed: %s", t->id, ragg_strerror(status));
+}

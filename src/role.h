@@ -71,6 +71,11 @@ struct ragg__decl_ops {
  * one (out of order, twice, invalid) fails the context. */
 void ragg__role_on_declare(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m,
                            int senders, const struct ragg__decl_ops *ops);
+/* Answer each of the `senders` (ctx->peers[0 .. senders)) with status
+ * and, when it is 0, the slot region slot(t, i) it is to write into. */
+struct ragg__region;
+void ragg__role_ack(struct ragg_ctx *ctx, struct ragg_tensor *t, int senders, int status,
+                    const struct ragg__region *(*slot)(struct ragg_tensor *t, int i));
 /* Free what the declaration's bookkeeping holds. */
 void ragg__decl_free(struct ragg__decl *d);
 

@@ -189,18 +189,14 @@ void ragg__server_on_job(struct ragg_ctx *ctx, struct ragg__job *job)
 		    ragg__imm_encode(cj->parity, t->id, cj->chunk), RAGG_TP_WRITE_IMM, 0);
 }
 
+static const struct ragg__region *agent_slot(ragg_tensor_t *t, int j)
+{
+	return &t->server->a[j].slot;
+}
+
 static void ack_agents(struct ragg_ctx *ctx, ragg_tensor_t *t, int status)
 {
-	for (int j = 0; j < ctx->opts.agents; j++) {
-		struct ragg__msg m = { .type = RAGG_MSG_DECLARE_ACK,
-			               .tensor = (uint8_t)t->id,
-			               .status = status };
-		if (!status)
-			m.rdesc = *ragg__region_rdesc(&t->server->a[j].slot, &ctx->peers[j]);
-		ragg__post_msg(&ctx->peers[j], &m);
-	}
-	if (status)
-		ragg__error("tensor %d: declaration failed: %s", t->id, ragg_strerror(status));
+	ragg__role_ack(ctx, t, ctx->opts.agents, status, agent_slot);
 }
 
 static int setup_memory(struct ragg_ctx *ctx, ragg_tensor_t *t)
