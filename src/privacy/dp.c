@@ -54,6 +54,21 @@ static double log_a_int(double q, double z, int a)
 	return log_a;
 }
 
+/* The i-th terms of the two halves of A_a's series at fractional a (the
+ * integrals over (-inf, z0] and [z0, +inf)), in log space, given
+ * log |binom(a, i)|. */
+static void frac_terms(double q, double z, double a, double z0, int i, double log_coef,
+                       double *log_s0, double *log_s1)
+{
+	double j = a - i;
+	double log_t0 = log_coef + i * log(q) + j * log1p(-q);
+	double log_t1 = log_coef + j * log(q) + i * log1p(-q);
+	double log_e0 = log(0.5) + log_erfc((i - z0) / (M_SQRT2 * z));
+	double log_e1 = log(0.5) + log_erfc((z0 - j) / (M_SQRT2 * z));
+	*log_s0 = log_t0 + (i * (double)i - i) / (2 * z * z) + log_e0;
+	*log_s1 = log_t1 + (j * j - j) / (2 * z * z) + log_e1;
+}
+
 /* For fractional a the binomial series has terms of both signs; their
  * absolute values are summed, which bounds A_a from above (so the RDP
  * reported is never below the true one), as Google's dp_accounting does
@@ -64,15 +79,10 @@ static double log_a_frac(double q, double z, double a)
 	double log_a0 = -INFINITY, log_a1 = -INFINITY, last_s0 = -INFINITY, last_s1 = -INFINITY;
 	double z0 = z * z * log(1 / q - 1) + 0.5;
 	for (int i = 0; i < 1000; i++) {
-		double j = a - i;
 		/* log |binom(a, i)|: lgamma is log |Gamma| at negative non-integers. */
-		double log_coef = lgamma(a + 1) - lgamma(i + 1.0) - lgamma(j + 1);
-		double log_t0 = log_coef + i * log(q) + j * log1p(-q);
-		double log_t1 = log_coef + j * log(q) + i * log1p(-q);
-		double log_e0 = log(0.5) + log_erfc((i - z0) / (M_SQRT2 * z));
-		double log_e1 = log(0.5) + log_erfc((z0 - j) / (M_SQRT2 * z));
-		double log_s0 = log_t0 + (i * (double)i - i) / (2 * z * z) + log_e0;
-		double log_s1 = log_t1 + (j * j - j) / (2 * z * z) + log_e1;
+		double log_s0, log_s1;
+		frac_terms(q, z, a, z0, i, lgamma(a + 1) - lgamma(i + 1.0) - lgamma(a - i + 1),
+		           &log_s0, &log_s1);
 		log_a0 = log_add(log_a0, log_s0);
 		log_a1 = log_add(log_a1, log_s1);
 		if (log_s0 < last_s0 && log_s1 < last_s1 && fmax(log_s0, log_s1) < -30)
@@ -103,13 +113,8 @@ static double log_a_frac_signed(double q, double z, double a)
 	double log_coef = 0; /* log |binom(a, i)| */
 	int sign = 1; /* sign of binom(a, i) */
 	for (int i = 0; i < 1000; i++) {
-		double j = a - i;
-		double log_t0 = log_coef + i * log(q) + j * log1p(-q);
-		double log_t1 = log_coef + j * log(q) + i * log1p(-q);
-		double log_e0 = log(0.5) + log_erfc((i - z0) / (M_SQRT2 * z));
-		double log_e1 = log(0.5) + log_erfc((z0 - j) / (M_SQRT2 * z));
-		double log_s0 = log_t0 + (i * (double)i - i) / (2 * z * z) + log_e0;
-		double log_s1 = log_t1 + (j * j - j) / (2 * z * z) + log_e1;
+		double j = a - i, log_s0, log_s1;
+		frac_terms(q, z, a, z0, i, log_coef, &log_s0, &log_s1);
 		if (sign > 0) {
 			log_a0 = log_add(log_a0, log_s0);
 			log_a1 = log_add(log_a1, log_s1);

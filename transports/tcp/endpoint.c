@@ -379,22 +379,17 @@ void ragg__tcp_ep_close(struct ragg_tp_ep *e)
  * most once per 10 s; see transports/util/accept.h. */
 static void accept_exhausted(struct ragg__tcp_dev *dev, int err)
 {
-	unsigned long shed, hits;
-	struct epoll_event ev = { .events = 0, .data.u64 = RAGG__TCP_TAG_LISTEN };
-	if (ragg__tp_accept_exhausted(&dev->accept_guard, dev->lfd, ragg__tp_now_ms(), &shed,
-	                              &hits))
-		ragg__tcp_warn(dev,
-		               "accept on %s: %s: %lu connection(s) closed unserved, not "
-		               "accepting for %d ms (%lu time(s) since the last such line)",
-		               dev->laddr, strerror(err), shed, dev->accept_guard.pause_ms, hits);
-	epoll_ctl(dev->epfd, EPOLL_CTL_MOD, dev->lfd, &ev);
+	char msg[256];
+	if (ragg__tp_accept_pause_epoll(&dev->accept_guard, dev->epfd, dev->lfd,
+	                                RAGG__TCP_TAG_LISTEN, ragg__tp_now_ms(), dev->laddr, err,
+	                                msg, sizeof(msg)))
+		ragg__tcp_warn(dev, "%s", msg);
 }
 
 void ragg__tcp_listener_resume(struct ragg__tcp_dev *dev, int64_t now)
 {
-	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = RAGG__TCP_TAG_LISTEN };
-	if (dev->lfd >= 0 && ragg__tp_accept_resume(&dev->accept_guard, now))
-		epoll_ctl(dev->epfd, EPOLL_CTL_MOD, dev->lfd, &ev);
+	ragg__tp_accept_resume_epoll(&dev->accept_guard, dev->epfd, dev->lfd, RAGG__TCP_TAG_LISTEN,
+	                             now);
 }
 
 void ragg__tcp_listener_ready(struct ragg__tcp_dev *dev)

@@ -1,5 +1,8 @@
 /* Accept under descriptor exhaustion: see accept.h. */
 #include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -53,4 +56,27 @@ bool ragg__tp_accept_exhausted(struct ragg__tp_accept_guard *g, int lfd, int64_t
 	g->shed_logged = g->shed;
 	g->hits_logged = g->hits;
 	return true;
+}
+
+bool ragg__tp_accept_pause_epoll(struct ragg__tp_accept_guard *g, int epfd, int lfd, uint64_t tag,
+                                 int64_t now, const char *where, int err, char *msg, size_t cap)
+{
+	unsigned long shed, hits;
+	struct epoll_event ev = { .events = 0, .data.u64 = tag };
+	bool say = ragg__tp_accept_exhausted(g, lfd, now, &shed, &hits);
+	if (say)
+		snprintf(msg, cap,
+		         "accept on %s: %s: %lu connection(s) closed unserved, not accepting for "
+		         "%d ms (%lu time(s) since the last such line)",
+		         where, strerror(err), shed, g->pause_ms, hits);
+	epoll_ctl(epfd, EPOLL_CTL_MOD, lfd, &ev);
+	return say;
+}
+
+void ragg__tp_accept_resume_epoll(struct ragg__tp_accept_guard *g, int epfd, int lfd,
+                                  uint64_t tag, int64_t now)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = tag };
+	if (lfd >= 0 && ragg__tp_accept_resume(g, now))
+		epoll_ctl(epfd, EPOLL_CTL_MOD, lfd, &ev);
 }

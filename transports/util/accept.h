@@ -13,6 +13,7 @@
 #define RAGG_TP_UTIL_ACCEPT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct ragg__tp_accept_guard {
@@ -54,5 +55,16 @@ static inline bool ragg__tp_accept_resume(struct ragg__tp_accept_guard *g, int64
 	g->paused_until = 0;
 	return true;
 }
+
+/* For a listener in an epoll set (epfd, its data tag): out of descriptors
+ * (err), shed and pause as above and take it out of the set; when it is
+ * time to say so, the warning's text (naming `where`) is in msg and the
+ * answer is true. */
+bool ragg__tp_accept_pause_epoll(struct ragg__tp_accept_guard *g, int epfd, int lfd, uint64_t tag,
+                                 int64_t now, const char *where, int err, char *msg,
+                                 size_t cap);
+/* Its pause over: back into the set. */
+void ragg__tp_accept_resume_epoll(struct ragg__tp_accept_guard *g, int epfd, int lfd,
+                                  uint64_t tag, int64_t now);
 
 #endif
