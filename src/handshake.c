@@ -31,6 +31,10 @@ struct ragg__hs {
 	uint8_t peer_pk[crypto_kx_PUBLICKEYBYTES];
 	uint8_t transcript[crypto_generichash_BYTES];
 	uint8_t rx[RAGG_HS_SESSION_KEY_BYTES], tx[RAGG_HS_SESSION_KEY_BYTES];
+	/* The peer's KEYS, come before our transport could send ours (it
+	 * reports the connection up later): answered then. */
+	bool early;
+	uint8_t early_keys[RAGG_HS_KEYS_WIRE];
 	/* Connections dropped by a failed handshake, closed by reap. */
 	struct ragg_tp_ep *dead[HS_DEAD_MAX];
 	struct ragg__tp *dead_tp[HS_DEAD_MAX];
@@ -177,18 +181,30 @@ static int send_keys(struct ragg__peer *p, struct ragg__hs *hs)
 	return rc == -EAGAIN ? -ENOBUFS : rc;
 }
 
+static void on_keys(struct ragg_ctx *ctx, struct ragg__peer *p, struct ragg__hs *hs,
+                    const uint8_t *m, size_t len);
+
 int ragg__hs_on_connected(struct ragg_ctx *ctx, struct ragg__peer *p, bool client)
 {
 	struct ragg__hs *hs = hs_get(p);
+	uint8_t early_keys[RAGG_HS_KEYS_WIRE];
+	bool early;
+	int rc;
 	if (!hs)
 		return -ENOMEM;
 	/* Started already: the peer's KEYS overtook the transport's
 	 * CONNECTED event (see ragg__hs_on_msg). */
 	if (hs->state != HS_IDLE)
 		return 0;
+	early = hs->early;
+	memcpy(early_keys, hs->early_keys, sizeof(early_keys));
 	hs_reset(hs, client);
-	(void)ctx;
-	return send_keys(p, hs);
+	if ((rc = send_keys(p, hs)))
+		return rc;
+	/* Their keys came first and waited for ours to leave. */
+	if (early)
+		on_keys(ctx, p, hs, early_keys, sizeof(early_keys));
+	return 0;
 }
 
 void ragg__hs_fail(struct ragg_ctx *ctx, struct ragg__peer *p, int rc, const char *why)
@@ -287,7 +303,18 @@ void ragg__hs_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ra
 	 * the connection up (a receive completion polled before rdma_cm's
 	 * ESTABLISHED): start our side now. */
 	if (m[0] == RAGG_HS_KEYS && (!hs || hs->state == HS_IDLE) && !p->connected) {
-		if ((rc = ragg__hs_on_connected(ctx, p, !ragg__hs_we_accept(ctx, p)))) {
+		rc = ragg__hs_on_connected(ctx, p, !ragg__hs_we_accept(ctx, p));
+		if ((rc == -ENOTCONN || rc == -ENOBUFS) && ev->len == RAGG_HS_KEYS_WIRE &&
+		    (hs = p->hs) && !hs->early) {
+			/* Our side cannot send before the transport reports the
+			 * connection up (shm's connecting side): keep their keys
+			 * and answer them then (ragg__hs_on_connected). */
+			memcpy(hs->early_keys, m, RAGG_HS_KEYS_WIRE);
+			hs->early = true;
+			hs->state = HS_IDLE;
+			return;
+		}
+		if (rc) {
 			ragg__hs_fail(ctx, p, rc, "sending its first message");
 			return;
 		}

@@ -25,13 +25,13 @@ sources() {
 	case $1 in
 	msg | hello) echo "src/proto.c" ;;
 	tcp_frame) echo "transports/tcp/wire.c" ;;
-	kv) echo "src/log.c src/bootstrap/hostport.c transports/util/accept.c" ;;
+	kv) echo "src/log.c src/bootstrap/hostport.c src/bootstrap/kv_client.c transports/util/accept.c" ;;
 	esac
 }
 libs() {
 	case $1 in
 	msg | hello) echo "-lsodium" ;;
-	kv) echo "-lpthread" ;;
+	kv) echo "-lsodium -lpthread" ;;
 	esac
 }
 
