@@ -27,7 +27,7 @@ static int opacus_orders(double *o)
  * epsilon 7.32911117143 (assertAlmostEqual: 7 places). */
 RAGG_TEST(opacus_test_rdp_accountant)
 {
-	double o[160], rdp[160];
+	double o[160] = { 0 }, rdp[160] = { 0 };
 	int n = opacus_orders(o);
 	for (int k = 0; k < n; k++)
 		rdp[k] = 2250 * ragg__dp_rdp_exact(0.04, 1.5, o[k]);
