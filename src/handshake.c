@@ -367,7 +367,7 @@ void ragg__hs_warn_no_key(const struct ragg_ctx *ctx)
 	/* Said even when the log is silent by default: only an explicit
 	 * RAGG_LOG=none or error hides it. */
 	const char *lvl = getenv("RAGG_LOG");
-	if (ragg__log_level >= RAGG_LOG_WARN || !lvl || !*lvl)
+	if (ragg__log_get() >= RAGG_LOG_WARN || !lvl || !*lvl)
 		ragg__log(RAGG_LOG_WARN, "RAGG_JOB_KEY is not set: this job is open to anyone "
 		                         "who can reach its ports and its rendezvous");
 }
