@@ -313,6 +313,21 @@ SIMD_FN void simd_adam1(vf *w, vf *m, vf *v, vf g, const struct simd_adam_coef *
 	*w = v_fnmadd(c->step, v_div(*m, d), v_mul(c->keep, *w));
 }
 
+/* Up to one vector at i (left elements remain), with masked loads and
+ * stores: the head and the tail of simd_adam. Returns how many it did. */
+SIMD_FN size_t simd_adam_part(float *w, float *m, float *v, const float *g,
+                              const struct simd_adam_coef *c, size_t i, size_t left)
+{
+	size_t r = left < VL ? left : VL;
+	vmask mk = v_mask(r);
+	vf a = v_mload(mk, w + i), b = v_mload(mk, m + i), d = v_mload(mk, v + i);
+	simd_adam1(&a, &b, &d, v_mload(mk, g + i), c);
+	v_mstore(m + i, mk, b);
+	v_mstore(v + i, mk, d);
+	v_mstore(w + i, mk, a);
+	return r;
+}
+
 /* Four inputs, three outputs, one pass: w is aligned by the head, m, v and
  * g are loaded and stored unaligned (they share w's offset within their
  * chunk on the server, so in practice they are aligned too). */
@@ -325,14 +340,7 @@ SIMD_ENTRY void simd_adam(float *w, float *m, float *v, const float *g,
 	};
 	size_t i = 0, h = simd_head(w, n);
 	while (i < h) {
-		size_t r = h - i < VL ? h - i : VL;
-		vmask mk = v_mask(r);
-		vf a = v_mload(mk, w + i), b = v_mload(mk, m + i), d = v_mload(mk, v + i);
-		simd_adam1(&a, &b, &d, v_mload(mk, g + i), &c);
-		v_mstore(m + i, mk, b);
-		v_mstore(v + i, mk, d);
-		v_mstore(w + i, mk, a);
-		i += r;
+		i += simd_adam_part(w, m, v, g, &c, i, h - i);
 	}
 	for (; i + 2 * VL <= n; i += 2 * VL) {
 		vf a0 = v_load(w + i), b0 = v_loadu(m + i), d0 = v_loadu(v + i);
@@ -347,14 +355,7 @@ SIMD_ENTRY void simd_adam(float *w, float *m, float *v, const float *g,
 		v_store(w + i + VL, a1);
 	}
 	while (i < n) {
-		size_t r = n - i < VL ? n - i : VL;
-		vmask mk = v_mask(r);
-		vf a = v_mload(mk, w + i), b = v_mload(mk, m + i), d = v_mload(mk, v + i);
-		simd_adam1(&a, &b, &d, v_mload(mk, g + i), &c);
-		v_mstore(m + i, mk, b);
-		v_mstore(v + i, mk, d);
-		v_mstore(w + i, mk, a);
-		i += r;
+		i += simd_adam_part(w, m, v, g, &c, i, n - i);
 	}
 }
 
