@@ -168,6 +168,7 @@ struct ragg_ctx {
 	struct ragg_req req; /* ragg_ipush's single outstanding request */
 
 	uint32_t jobs_out; /* submitted to the engine, not yet reaped */
+	bool woken; /* the loop slept since it last reaped (see reap_jobs) */
 	uint64_t spin_off_until_us; /* adaptive polling blocks at once until then */
 	long nivcsw; /* this thread's preemptions when last looked */
 	/* eventfd: the engine's completion fd (ragg__engine_wake_fd), which

@@ -252,9 +252,15 @@ static void on_landed(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
 static int reap_jobs(struct ragg_ctx *ctx)
 {
 	int n = 0;
-	if (!ctx->engine || !ctx->jobs_out)
+	/* Not only while jobs are out: a job's signal can come after the
+	 * loop took the job itself (the engine lists it, then signals), and
+	 * left undrained it would make every later wait return at once. */
+	if (!ctx->engine)
 		return 0;
-	struct ragg__job *j = ragg__engine_reap(ctx->engine);
+	bool woken = ctx->woken;
+	ctx->woken = false;
+	struct ragg__job *j =
+	    woken ? ragg__engine_reap_woken(ctx->engine) : ragg__engine_reap(ctx->engine);
 	while (j) {
 		struct ragg__job *next = j->next;
 		ctx->role->on_job(ctx, j);
@@ -383,5 +389,6 @@ int ragg__wait_for(struct ragg_ctx *ctx, bool (*done)(void *arg), void *arg, con
 		uint64_t left_ms = ((uint64_t)timeout_ms * 1000u - idle_us + 999u) / 1000u;
 		ctx->stats.wait_blocks++;
 		ragg__transports_wait(ctx, left_ms > 1000u ? 1000 : (int)left_ms);
+		ctx->woken = true;
 	}
 }

@@ -125,6 +125,10 @@ int ragg__engine_submit(struct ragg__engine *engine, struct ragg__job *job);
 /* Take the finished jobs (a list through ->next, in completion order per
  * thread) or NULL. Every submitted job is reaped exactly once. */
 struct ragg__job *ragg__engine_reap(struct ragg__engine *engine);
+/* The same, after a sleep on the wake fd: drains the fd whether or not a
+ * finished job says it wrote it (one read), so a signal whose job was
+ * already reaped cannot keep the fd readable. */
+struct ragg__job *ragg__engine_reap_woken(struct ragg__engine *engine);
 /* An fd readable while finished jobs wait to be reaped (it may rarely be
  * readable with none: reap then returns NULL and clears it). */
 int ragg__engine_wake_fd(const struct ragg__engine *engine);

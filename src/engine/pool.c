@@ -25,8 +25,12 @@
  * reap drain it; and the write for the job that made the stack non-empty
  * comes after the last take, so no drain can have hidden it. The one gap
  * is a worker preempted between its write and its arm: the fd then reads
- * ready with nothing to reap until the worker runs again. Reap with
- * efd_armed clear and the stack empty costs no system call.
+ * ready with nothing to reap until the worker runs again, which on a busy
+ * host is long enough for a loop that sleeps on the fd to spin thousands
+ * of times. So a loop that slept reaps with ragg__engine_reap_woken, which
+ * drains the fd unconditionally before it takes the stack: a stray write
+ * then costs at most one more wake-up. Reap with efd_armed clear and the
+ * stack empty costs no system call.
  */
 #include "config.h"
 
@@ -221,6 +225,15 @@ int ragg__engine_submit(struct ragg__engine *e, struct ragg__job *job)
 	push(&t->head, job);
 	wake(t);
 	return 0;
+}
+
+struct ragg__job *ragg__engine_reap_woken(struct ragg__engine *e)
+{
+	uint64_t n;
+	atomic_store(&e->efd_armed, 0);
+	ssize_t r = read(e->efd, &n, sizeof(n));
+	(void)r;
+	return reverse(atomic_exchange(&e->done, NULL));
 }
 
 struct ragg__job *ragg__engine_reap(struct ragg__engine *e)

@@ -331,6 +331,39 @@ PY
 	echo OK
 }
 
+# A job that is mostly idle (a round every 100 ms) costs its agent and
+# server almost no CPU: between rounds their waits sleep. A completion
+# signal left readable after its job was reaped made every wait return at
+# once, and such a server used a third of a core doing nothing.
+idle_waits_sleep() {
+	local port log="$logdir/idle.job" apid spid a0 s0 a1 s1 hz
+	port=$(free_port)
+	RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=20000 RAGG_LOG=info \
+		"$run" -p "$port" -w 2 -a 1 -s 1 -- "$job" slow 60 100 >"$log" 2>&1 &
+	rpid=$!
+	for _ in $(seq 200); do
+		grep -q 'handshake with agent 0' "$log" && break
+		sleep 0.05
+	done
+	apid=$(sed -n 's/^\[a0\] ragg\[\([0-9]*\)\].*/\1/p' "$log" | head -n1)
+	spid=$(sed -n 's/^\[s0\] ragg\[\([0-9]*\)\].*/\1/p' "$log" | head -n1)
+	[ -n "${spid:-}" ] && [ -n "${apid:-}" ] || { cat "$log"; wait $rpid; echo "WHY: agent or server process not found"; return; }
+	sleep 1
+	cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo -1; }
+	a0=$(cpu "$apid") s0=$(cpu "$spid")
+	sleep 3
+	a1=$(cpu "$apid") s1=$(cpu "$spid")
+	hz=$(getconf CLK_TCK)
+	wait $rpid
+	jrc=$?
+	echo "SUMMARY: idle: cpu_ticks agent0=$((a1 - a0)) server0=$((s1 - s0)) over 3 s at $hz/s (a round every 100 ms), job_exit=$jrc"
+	[ $jrc -eq 0 ] || { tail -n 20 "$log"; echo "WHY: the job failed"; return; }
+	[ "$a1" -ge 0 ] && [ "$s1" -ge 0 ] || { echo "WHY: the job ended before the measurement did"; return; }
+	[ $((a1 - a0)) -lt $((hz * 3 / 10)) ] || { echo "WHY: agent 0 busy while idle"; return; }
+	[ $((s1 - s0)) -lt $((hz * 3 / 10)) ] || { echo "WHY: server 0 busy while idle"; return; }
+	echo OK
+}
+
 # Checkers that cannot fail are no checks: linreg's result check and the
 # job's closed-form check must refuse NaN and infinite parameters. A
 # learning rate of 1e30 makes linreg's parameters overflow to inf and then
@@ -601,6 +634,7 @@ t worker_killed_mid_job 60
 t garbage_and_wrong_key_dropped 90
 t nan_fails_checks 60
 t emfile_backoff 90
+t idle_waits_sleep 60
 t handshake_replay_refused 90
 t rendezvous_bounds_refused 60
 # Not part of the default list: scripts/check runs it by name.
