@@ -76,6 +76,8 @@ mpirun_pmix_linreg() {
 	awk -v e="${BASH_REMATCH[1]}" 'BEGIN { exit !(e < 1e-5) }' || { echo "WHY: error ${BASH_REMATCH[1]} not below 1e-5"; return; }
 	ranks=$(echo "$out" | sed -n 's/.*bootstrap: pmix: rank \([0-9]*\) of 12 in job .*: endpoints exchanged through the launcher.*/\1/p' | sort -n | uniq | tr '\n' ' ')
 	[ "$ranks" = "0 1 2 3 4 5 6 7 8 9 10 11 " ] || { echo "$out" | grep bootstrap; echo "WHY: PMIx exchange logged by ranks '$ranks', expected 0 to 11"; return; }
+	longest=$(echo "$out" | sed -n 's/.*exchanged through the launcher in \([0-9.]*\) ms.*/\1/p' | sort -g | tail -n1)
+	echo "SUMMARY: mpirun -np 12 ($transport): endpoints of 12 ranks exchanged through PMIx, longest fence ${longest} ms; max_rel_err_vs_reference=${BASH_REMATCH[1]}"
 	n=$(echo "$out" | grep -c 'bootstrap: rendezvous')
 	[ "$n" = 0 ] || { echo "WHY: $n processes used the rendezvous"; return; }
 	n=$(echo "$out" | grep -c 'connecting to server/[01] at')
