@@ -18,8 +18,8 @@ const char *ragg__boot_kind(const struct ragg_opts *o)
 		/* A rendezvous address given (ragg-run gives one) is asked for;
 		 * otherwise the launcher's PMIx when this process has one. */
 		const char *env = getenv("RAGG_ROOT");
-		bool root_given = (env && *env) ||
-		                  strcmp(o->root, ragg__setting_find("RAGG_ROOT")->def) != 0;
+		bool root_given =
+		    (env && *env) || strcmp(o->root, ragg__setting_find("RAGG_ROOT")->def) != 0;
 		kind = !root_given && ragg__pmix_client() ? BOOT_PMIX : BOOT_RENDEZVOUS;
 	}
 	if (kind != BOOT_PMIX)
