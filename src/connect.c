@@ -1,6 +1,7 @@
 /*
  * Establishing the job's connections. Agents and servers listen and publish
- * their address at the rendezvous; workers connect to their agent, agents to
+ * their address through the bootstrap (bootstrap/boot.h: the rendezvous or
+ * the launcher's PMIx); workers connect to their agent, agents to
  * every server. The hello in the connection's private data names the peer
  * and lets an acceptor take only the peers its role expects, once each;
  * then the handshake of handshake.h proves the job key on that connection
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bootstrap/boot.h"
 #include "bootstrap/kv.h"
 #include "clock.h"
 #include "core.h"
@@ -119,7 +121,7 @@ bad:
 
 /* Listen with every transport open here and publish them all as
  * "name=address;name=address" under "<role>/<rank>". */
-static int publish(struct ragg_ctx *ctx, struct ragg__kv *kv)
+static int publish(struct ragg_ctx *ctx, struct ragg__boot *b)
 {
 	char host[RAGG_TP_ADDR_MAX], key[64], value[RAGG_KV_VALUE_MAX];
 	const char *env = ragg__opt_get(&ctx->opts, "RAGG_LISTEN_HOST");
@@ -128,7 +130,7 @@ static int publish(struct ragg_ctx *ctx, struct ragg__kv *kv)
 
 	if (env && *env)
 		snprintf(host, sizeof(host), "%s", env);
-	else if ((rc = ragg__kv_local_host(kv, host, sizeof(host))))
+	else if ((rc = ragg__boot_listen_host(b, host, sizeof(host))))
 		return rc;
 	snprintf(key, sizeof(key), "%s/%d", ragg__role_name(ctx->opts.role), ctx->opts.rank);
 	value[0] = 0;
@@ -148,7 +150,7 @@ static int publish(struct ragg_ctx *ctx, struct ragg__kv *kv)
 		}
 		n += (size_t)w;
 	}
-	return ragg__kv_put(kv, key, key, value);
+	return ragg__boot_put(b, key, value);
 }
 
 /* The address peer published for transport name, or NULL. */
@@ -163,7 +165,16 @@ static const char *published(char *value, const char *name)
 	return NULL;
 }
 
-static int connect_to(struct ragg_ctx *ctx, struct ragg__kv *kv, struct ragg__peer *p)
+/* The launcher rank of a role's process under the rank mapping of
+ * ragg(7): servers first, then agents, then workers. */
+static long launcher_rank(const struct ragg_opts *o, enum ragg_role role, int rank)
+{
+	return role == RAGG_ROLE_SERVER  ? rank
+	       : role == RAGG_ROLE_AGENT ? (long)o->servers + rank
+	                                 : (long)o->servers + o->agents + rank;
+}
+
+static int connect_to(struct ragg_ctx *ctx, struct ragg__boot *b, struct ragg__peer *p)
 {
 	char key[64], value[RAGG_KV_VALUE_MAX], copy[RAGG_KV_VALUE_MAX];
 	uint8_t hello[RAGG_HELLO_WIRE_BYTES];
@@ -172,7 +183,8 @@ static int connect_to(struct ragg_ctx *ctx, struct ragg__kv *kv, struct ragg__pe
 	int rc;
 
 	snprintf(key, sizeof(key), "%s/%d", ragg__role_name(p->role), p->rank);
-	if ((rc = ragg__kv_get(kv, key, value, sizeof(value), ctx->opts.timeout_ms)))
+	if ((rc = ragg__boot_get(b, launcher_rank(&ctx->opts, p->role, p->rank), key, value,
+	                         sizeof(value))))
 		return rc;
 	for (int i = 0; i < hop->n; i++) {
 		struct ragg__tp *tp = hop->tps[i];
@@ -326,12 +338,14 @@ static void report_missing(struct ragg_ctx *ctx)
 	            ctx->opts.rank, buf, ctx->opts.timeout_ms);
 }
 
-int ragg__listen_job(struct ragg_ctx *ctx, struct ragg__kv *kv)
+int ragg__listen_job(struct ragg_ctx *ctx, struct ragg__boot *b)
 {
-	return ctx->opts.role == RAGG_ROLE_WORKER ? 0 : publish(ctx, kv);
+	int rc = ctx->opts.role == RAGG_ROLE_WORKER ? 0 : publish(ctx, b);
+	/* Every process takes part, workers too: PMIx's fence is collective. */
+	return rc ? rc : ragg__boot_exchange(b);
 }
 
-int ragg__connect_job(struct ragg_ctx *ctx, struct ragg__kv *kv)
+int ragg__connect_job(struct ragg_ctx *ctx, struct ragg__boot *b)
 {
 	int rc;
 	ragg__hs_warn_no_key(ctx);
@@ -346,7 +360,7 @@ int ragg__connect_job(struct ragg_ctx *ctx, struct ragg__kv *kv)
 		bool we_connect =
 		    (ctx->opts.role == RAGG_ROLE_WORKER) ||
 		    (ctx->opts.role == RAGG_ROLE_AGENT && p->role == RAGG_ROLE_SERVER);
-		if (we_connect && (rc = connect_to(ctx, kv, p)))
+		if (we_connect && (rc = connect_to(ctx, b, p)))
 			return rc;
 	}
 	rc = ragg__wait(ctx, all_connected, ctx, "connecting");

@@ -10,6 +10,7 @@
 
 #include <sodium.h>
 
+#include "bootstrap/boot.h"
 #include "bootstrap/kv.h"
 #include "compiler.h"
 #include "core.h"
@@ -186,7 +187,7 @@ static void destroy(struct ragg_ctx *ctx)
 RAGG_EXPORT int ragg_init(const struct ragg_opts *opts, ragg_ctx_t **out)
 {
 	struct ragg_ctx *ctx;
-	struct ragg__kv *kv = NULL;
+	struct ragg__boot boot = { 0 };
 	int rc;
 
 	if (!out)
@@ -220,21 +221,19 @@ RAGG_EXPORT int ragg_init(const struct ragg_opts *opts, ragg_ctx_t **out)
 	}
 	if ((rc = ragg__transports_open(ctx)))
 		goto err;
-	if (ctx->opts.role == RAGG_ROLE_SERVER && ctx->opts.rank == 0 &&
-	    (rc = ragg__kv_server_start(ctx->opts.root, ctx->opts.timeout_ms, ctx->opts.job_key,
-	                                &ctx->kv_server)))
+	if ((rc = ragg__boot_open(&ctx->opts, &boot, &ctx->kv_server))) {
+		ragg__boot_close(&boot);
 		goto err;
-	if ((rc = ragg__kv_connect(ctx->opts.root, ctx->opts.timeout_ms, ctx->opts.job_key, &kv)))
-		goto err;
+	}
 	/* The engine places itself next to the device in use, which is
 	 * known once listening; peers may declare tensors as soon as they
 	 * are connected, so it runs before that. */
-	rc = ragg__listen_job(ctx, kv);
+	rc = ragg__listen_job(ctx, &boot);
 	if (!rc && ctx->opts.role != RAGG_ROLE_WORKER)
 		rc = start_engine(ctx);
 	if (!rc)
-		rc = ragg__connect_job(ctx, kv);
-	ragg__kv_close(kv);
+		rc = ragg__connect_job(ctx, &boot);
+	ragg__boot_close(&boot);
 	if (rc)
 		goto err;
 	*out = ctx;

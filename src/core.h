@@ -21,6 +21,7 @@
 #include <ragg/transport.h>
 
 struct ragg__kv;
+struct ragg__boot;
 struct ragg__role_ops;
 struct ragg__kv_server;
 
@@ -212,8 +213,8 @@ void ragg__agent_workers(const struct ragg_opts *o, int agent, int *first, int *
 
 /* connect.c: listen and publish (agents, servers), then establish every
  * connection of this process's role. */
-int ragg__listen_job(struct ragg_ctx *ctx, struct ragg__kv *kv);
-int ragg__connect_job(struct ragg_ctx *ctx, struct ragg__kv *kv);
+int ragg__listen_job(struct ragg_ctx *ctx, struct ragg__boot *b);
+int ragg__connect_job(struct ragg_ctx *ctx, struct ragg__boot *b);
 void ragg__on_connect_request(struct ragg_ctx *ctx, const struct ragg_tp_event *ev);
 void ragg__on_connected(struct ragg_ctx *ctx, const struct ragg_tp_event *ev);
 /* Settings agreement: the messages each peer is sent (reserve queue room

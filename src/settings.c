@@ -54,8 +54,12 @@ const struct ragg__setting ragg__settings[] = {
 	  "number of server shards in the job" },
 	{ "RAGG_ROOT", "127.0.0.1:29500", SPEC_TEXT(sizeof(((struct ragg_opts *)0)->root)), 0,
 	  FIELD(TEXT, root), "rendezvous host:port, served by server 0" },
+	{ "RAGG_BOOTSTRAP", "auto", SPEC_CHOICE("auto|rendezvous|pmix"), 0, EXT,
+	  "how endpoints are exchanged: rendezvous (at RAGG_ROOT), pmix (the launcher's), or auto "
+	  "(pmix under a PMIx launcher unless RAGG_ROOT is set)" },
 	{ "RAGG_LISTEN_HOST", "", SPEC_TEXT(TEXT_MAX), 0, EXT,
-	  "address agents and servers listen on (default: the one that reaches RAGG_ROOT)" },
+	  "address agents and servers listen on (default: the one that reaches RAGG_ROOT; with "
+	  "pmix, every address)" },
 	{ "RAGG_TRANSPORT", "auto", SPEC_TEXT(sizeof(((struct ragg_opts *)0)->transport)), 0,
 	  FIELD(TEXT, transport),
 	  "tcp, verbs, shm, a list in order of preference (\"shm,tcp\"), or auto (shm to same-host "
@@ -444,7 +448,10 @@ void ragg__logging_setup(const struct ragg_opts *o)
  * Under a launcher (mpirun, srun) RAGG_ROLE and RAGG_RANK may be left unset:
  * the launcher's global rank g places the process, servers first (so that
  * g = 0 serves the rendezvous), then agents, then workers; without
- * RAGG_WORKERS the workers are all the remaining processes.
+ * RAGG_WORKERS the workers are all the remaining processes. The rank and
+ * the size come from the launcher's variables, not from PMIx: a PMIx client
+ * must finalize before it exits, and one that initializes again after
+ * finalizing fails its fences (Open MPI 4.1), so only ragg_init holds PMIx.
  */
 static const char *const launcher_rank_vars[][2] = {
 	{ "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE" },

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bootstrap/boot.h"
 #include "engine/engine.h"
 #include "settings.h"
 #include "../transports/registry.h"
@@ -73,6 +74,11 @@ int main(int argc, char **argv)
 		memset(&o, 0, sizeof(o));
 		o.size = sizeof(o);
 	}
+	/* Which exchange ragg_init would use here (RAGG_BOOTSTRAP). */
+	const char *boot = ragg__boot_kind(&o);
+	printf("\nbootstrap: rendezvous, pmix %s; here: %s\n",
+	       ragg__pmix_built() ? "(built in)" : "(not built: libpmix-dev)",
+	       boot ? boot : "(RAGG_BOOTSTRAP names one not at hand)");
 	printf("\naggregation engine:\n");
 	const char *kname = ragg__opt_get(&o, "RAGG_KERNELS");
 	const struct ragg__kernels *k = ragg__kernels_get(kname);

@@ -54,6 +54,40 @@ linreg_8_2_2() {
 	echo OK
 }
 
+# linreg under Open MPI's mpirun with no RAGG_ROOT: each process takes its
+# role from its PMIx rank (servers 0-1, agents 2-3, workers 4-11) and the
+# endpoints go through PMIx (put, commit, fence, get), not the rendezvous.
+# Twelve processes are linreg_8_2_2's shape, which already runs on two
+# cores: the processes block when idle (RAGG_POLL=adaptive), so
+# oversubscribing the cores costs time, not correctness. Every rank must
+# log the PMIx exchange and none the rendezvous; the result must match the
+# single-process reference. Then RAGG_BOOTSTRAP=pmix without a launcher
+# must be refused with a reason.
+mpirun_pmix_linreg() {
+	command -v mpirun >/dev/null || { echo "WHY: no mpirun (scripts/setup test installs openmpi-bin)"; return; }
+	grep -q '^#define RAGG_HAVE_PMIX 1' "$build/config.h" || { echo "WHY: ragg built without PMIx (libpmix-dev)"; return; }
+	out=$(env -u RAGG_ROOT mpirun --oversubscribe --allow-run-as-root -np 12 \
+		-x RAGG_SERVERS=2 -x RAGG_AGENTS=2 -x RAGG_TRANSPORT=$transport -x RAGG_TIMEOUT_MS=60000 \
+		-x RAGG_JOB_KEY=mpirun-test -x RAGG_LOG=info "$linreg" -r 20 2>&1) || { echo "$out" | tail -n 30; echo "WHY: job failed"; return; }
+	echo "$out" | grep -m1 'bootstrap: pmix: rank 0 '
+	line=$(echo "$out" | grep '^linreg: ')
+	echo "$line"
+	[[ $line =~ ^linreg:\ workers=8\ agents=2\ servers=2\ transport=$transport\ rounds=20\ loss=[^\ ]+\ max_rel_err_vs_reference=([^\ ]+)$ ]] || { echo "$out" | tail -n 30; echo "WHY: summary line missing or malformed"; return; }
+	awk -v e="${BASH_REMATCH[1]}" 'BEGIN { exit !(e < 1e-5) }' || { echo "WHY: error ${BASH_REMATCH[1]} not below 1e-5"; return; }
+	ranks=$(echo "$out" | sed -n 's/.*bootstrap: pmix: rank \([0-9]*\) of 12 in job .*: endpoints exchanged through the launcher.*/\1/p' | sort -n | uniq | tr '\n' ' ')
+	[ "$ranks" = "0 1 2 3 4 5 6 7 8 9 10 11 " ] || { echo "$out" | grep bootstrap; echo "WHY: PMIx exchange logged by ranks '$ranks', expected 0 to 11"; return; }
+	longest=$(echo "$out" | sed -n 's/.*exchanged through the launcher in \([0-9.]*\) ms.*/\1/p' | sort -g | tail -n1)
+	echo "SUMMARY: mpirun -np 12 ($transport): endpoints of 12 ranks exchanged through PMIx, longest fence ${longest} ms; max_rel_err_vs_reference=${BASH_REMATCH[1]}"
+	n=$(echo "$out" | grep -c 'bootstrap: rendezvous')
+	[ "$n" = 0 ] || { echo "WHY: $n processes used the rendezvous"; return; }
+	n=$(echo "$out" | grep -c 'connecting to server/[01] at')
+	[ "$n" = 4 ] || { echo "$out" | grep connecting; echo "WHY: $n agent-to-server connections logged, expected 4"; return; }
+	out=$(env -u RAGG_ROOT -u PMIX_NAMESPACE -u PMIX_RANK RAGG_BOOTSTRAP=pmix RAGG_ROLE=server RAGG_LOG=error "$linreg" -r 1 2>&1)
+	[ $? -ne 0 ] || { echo "WHY: RAGG_BOOTSTRAP=pmix without a launcher was not refused"; return; }
+	echo "$out" | grep -q 'RAGG_BOOTSTRAP=pmix: this process was not started by a PMIx launcher' || { echo "$out"; echo "WHY: no reason given for refusing RAGG_BOOTSTRAP=pmix"; return; }
+	echo OK
+}
+
 exact_weighted_mean() {
 	out=$(RAGG_TRANSPORT=$transport RAGG_LR=0.25 RAGG_CHUNK_BYTES=4096 RAGG_TIMEOUT_MS=30000 "$run" -w 5 -a 2 -s 3 -- "$job" exact 6 2>&1) || { echo "$out"; echo "WHY: job failed"; return; }
 	n=$(echo "$out" | grep -c 'exact: worker .* ok')
@@ -618,6 +652,7 @@ export logdir
 
 t linreg_8_2_2 120
 t exact_weighted_mean 120
+t mpirun_pmix_linreg 180
 t momentum_exact 120
 t adam_exact 120
 t adamw_exact 120

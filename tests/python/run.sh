@@ -55,6 +55,26 @@ digits() {
 	echo "$out" | grep -qE '^\[w0\] train_digits: final accuracy .* over the first 20 steps' || { echo "WHY: no summary"; return; }
 	echo OK
 }
+# The tcp job under Open MPI's mpirun, no RAGG_ROOT: roles from the PMIx
+# ranks (servers 0-1, agent 2, workers 3-6), endpoints exchanged through
+# PMIx; every rank must log the exchange. Same checks on the table.
+torch_digits_mpirun() {
+	local out ranks
+	command -v mpirun >/dev/null || { echo "WHY: no mpirun (scripts/setup test installs openmpi-bin)"; return; }
+	"$PY" -c 'import torch, sklearn' || { echo "WHY: $PY lacks torch or sklearn (scripts/setup test installs them)"; return; }
+	out=$(env -u RAGG_ROOT mpirun --oversubscribe --allow-run-as-root -np 7 -x RAGG_SERVERS=2 -x RAGG_AGENTS=1 \
+		-x RAGG_TRANSPORT=tcp -x RAGG_LR=0.2 -x RAGG_OPTIMIZER=sgd -x RAGG_CHUNK_BYTES=4096 -x RAGG_TIMEOUT_MS=60000 \
+		-x RAGG_JOB_KEY=mpirun-test -x RAGG_LOG=info -x RAGG_LIBRARY -x PYTHONPATH "$PY" "$example" 2>&1) ||
+		{ echo "$out" | tail -n 30; echo "WHY: job failed"; return; }
+	echo "$out" | grep -E '^(train_digits|epoch| +[0-9]+ )' | sed 's/^/  /'
+	echo "$out" | grep -m1 'bootstrap: pmix: rank 0 ' | sed 's/^/  /'
+	echo "$out" | grep -q "^train_digits: workers=4 agents=1 servers=2 transport=tcp " || { echo "WHY: not a 4-worker job over tcp"; return; }
+	[ "$(echo "$out" | grep -cE '^ +[0-9]+ +[0-9.]+ +[0-9.]+$')" = 15 ] || { echo "WHY: not 15 epochs of accuracies"; return; }
+	echo "$out" | grep -qE '^train_digits: final accuracy .* over the first 20 steps' || { echo "WHY: no summary"; return; }
+	ranks=$(echo "$out" | sed -n 's/.*bootstrap: pmix: rank \([0-9]*\) of 7 in job .*: endpoints exchanged through the launcher.*/\1/p' | sort -n | uniq | tr '\n' ' ')
+	[ "$ranks" = "0 1 2 3 4 5 6 " ] || { echo "WHY: PMIx exchange logged by ranks '$ranks', expected 0 to 6"; return; }
+	echo OK
+}
 torch_digits_tcp() { digits tcp "-w 4 -a 1 -s 2"; }
 torch_digits_shm() { digits shm "-w 4 -a 2 -s 2"; }
 
@@ -72,7 +92,8 @@ except ragg.RaggError as e:
 	echo OK
 }
 
-export -f digits torch_digits_tcp torch_digits_shm error_text
+export -f digits torch_digits_tcp torch_digits_shm torch_digits_mpirun error_text
 t error_text 30
 t torch_digits_tcp 90
 t torch_digits_shm 90
+t torch_digits_mpirun 240

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bootstrap/boot.h"
 #include "harness.h"
 #include "settings.h"
 
@@ -11,6 +12,7 @@ static void clear_env(void)
 	static const char *const launcher[] = { "OMPI_COMM_WORLD_RANK",
 		                                "OMPI_COMM_WORLD_SIZE",
 		                                "PMIX_RANK",
+		                                "PMIX_NAMESPACE",
 		                                "PMIX_SIZE",
 		                                "PMI_RANK",
 		                                "PMI_SIZE",
@@ -169,6 +171,48 @@ RAGG_TEST(role_from_launcher_rank)
 	RAGG_CHECK(o.role == RAGG_ROLE_WORKER && o.rank == 1);
 	unsetenv("OMPI_COMM_WORLD_RANK");
 	unsetenv("OMPI_COMM_WORLD_SIZE");
+}
+
+/* RAGG_BOOTSTRAP=auto takes PMIx under a PMIx launcher (with PMIx built
+ * in) unless a rendezvous address is given, in the environment or the
+ * struct; pmix where PMIx is not at hand is refused. */
+static bool kind_is(const struct ragg_opts *o, const char *want)
+{
+	const char *k = ragg__boot_kind(o);
+	return want ? k && strcmp(k, want) == 0 : !k;
+}
+
+RAGG_TEST(bootstrap_choice)
+{
+	struct ragg_opts o;
+	const char *pmix = ragg__pmix_built() ? "pmix" : "rendezvous";
+	clear_env();
+	setenv("RAGG_ROLE", "server", 1);
+	RAGG_CHECK_OK(ragg_opts_default(&o));
+	RAGG_CHECK(kind_is(&o, "rendezvous"));
+	setenv("PMIX_NAMESPACE", "job7", 1);
+	setenv("PMIX_RANK", "0", 1);
+	RAGG_CHECK_OK(ragg_opts_default(&o));
+	RAGG_CHECK(kind_is(&o, pmix));
+	RAGG_CHECK_OK(ragg_opts_set(&o, "RAGG_ROOT", "10.0.0.1:29500"));
+	RAGG_CHECK(kind_is(&o, "rendezvous"));
+	/* Given, though equal to the default (ragg-run gives it). */
+	setenv("RAGG_ROOT", "127.0.0.1:29500", 1);
+	RAGG_CHECK_OK(ragg_opts_default(&o));
+	RAGG_CHECK(kind_is(&o, "rendezvous"));
+	unsetenv("RAGG_ROOT");
+	setenv("RAGG_BOOTSTRAP", "rendezvous", 1);
+	RAGG_CHECK_OK(ragg_opts_default(&o));
+	RAGG_CHECK(kind_is(&o, "rendezvous"));
+	setenv("RAGG_BOOTSTRAP", "pmix", 1);
+	RAGG_CHECK_OK(ragg_opts_default(&o));
+	RAGG_CHECK(kind_is(&o, ragg__pmix_built() ? "pmix" : NULL));
+	unsetenv("PMIX_NAMESPACE");
+	RAGG_CHECK_OK(ragg_opts_default(&o));
+	RAGG_CHECK(kind_is(&o, NULL));
+	setenv("RAGG_BOOTSTRAP", "mpi", 1);
+	RAGG_CHECK(ragg_opts_default(&o) == RAGG_ERR_CONFIG);
+	clear_env();
 }
 
 /* Every row of the table loads its default and prints it back. */
