@@ -129,19 +129,32 @@ def main():
                     f.write(f"{b} {t(c, b)} {b / t(c, b) / 1e6}\n")
             f.write("\n\n")
     gp = os.path.join(out, "compare.gp")
+    style = {"ragg": "lc rgb '#d62728' pt 7", "mpi": "lc rgb '#1f77b4' pt 5",
+             "gloo": "lc rgb '#2ca02c' pt 9"}
+
+    def plot(group, col):
+        items = []
+        for i, c in enumerate(cases):
+            if c not in group:
+                continue
+            sys_ = next(k for k in style if k in c)
+            dash = "dt 2" if ("tcp" in c or c.endswith("_ps")) else "dt 1"
+            items.append(f'"{dat}" index {i} using 1:{col} with linespoints lw 2 {dash} '
+                         f'{style[sys_]} title "{c}"')
+        return "plot " + ", \\\n     ".join(items) + "\n" if items else ""
+
     with open(gp, "w") as f:
-        f.write('set terminal pngcairo size 900,600\nset logscale xy\nset key left top\n'
-                'set grid\nset xlabel "model size (bytes, fp32)"\n'
+        f.write('set terminal pngcairo size 1200,550 noenhanced\nset logscale xy\nset grid\n'
+                'set key left top\nset xlabel "model size (fp32)"\nset xrange [3000:90000000]\n'
                 'set xtics ("4K" 4096, "256K" 262144, "1M" 1048576, "16M" 16777216, "64M" 67108864)\n')
-        for png, col, ylabel, title in (
-                ("compare-time.png", 2, "round time (ms)", "round time, lower is better"),
-                ("compare-bw.png", 3, "model bytes / round time (GB/s)", "bandwidth, higher is better")):
-            f.write(f'set output "{os.path.join(out, png)}"\nset ylabel "{ylabel}"\nset title "{title}"\n')
-            if col == 3:
-                f.write("set key left top\n")
-            f.write("plot " + ", \\\n     ".join(
-                f'"{dat}" index {i} using 1:{col} with linespoints lw 2 title "{c}"'
-                for i, c in enumerate(cases)) + "\n")
+        for png, col, ylabel, what in (
+                ("compare-time.png", 2, "round time (ms), lower is better", "round time"),
+                ("compare-bw.png", 3, "model bytes / round time (GB/s), higher is better", "bandwidth")):
+            f.write(f'set output "{os.path.join(out, png)}"\nset ylabel "{ylabel}"\n'
+                    'set multiplot layout 1,2\n')
+            f.write(f'set title "{what}: one node, 4 workers"\n' + plot(ONE, col))
+            f.write(f'set title "{what}: two nodes, 8 workers, 10 Gbit/s link"\n' + plot(TWO, col))
+            f.write("unset multiplot\n")
     subprocess.run(["gnuplot", gp], check=True)
 
     def r(x):
