@@ -145,7 +145,7 @@ def main():
 
     with open(gp, "w") as f:
         f.write('set terminal pngcairo size 1200,550 noenhanced\nset logscale xy\nset grid\n'
-                'set key left top\nset xlabel "model size (fp32)"\nset xrange [3000:90000000]\n'
+                'set key left top opaque\nset xlabel "model size (fp32)"\nset xrange [3000:90000000]\n'
                 'set xtics ("4K" 4096, "256K" 262144, "1M" 1048576, "16M" 16777216, "64M" 67108864)\n')
         for png, col, ylabel, what in (
                 ("compare-time.png", 2, "round time (ms), lower is better", "round time"),
