@@ -99,15 +99,16 @@ free_port() { # [namespace]
 echo "compare: limits" >&2
 "$tmp/copy_bw" | tee -a "$log" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^best_GBps=/) print "limit copy_GBps", substr($i, 11) }' >>"$raw"
 port=$(free_port)
-iperf3 -s -1 -B 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+timeout 60 iperf3 -s -1 -B 127.0.0.1 -p "$port" >/dev/null 2>&1 &
 srv=$!
 sleep 0.5
 mbps=$(timeout 30 iperf3 -c 127.0.0.1 -p "$port" -t 3 -f m | tee -a "$log" | awk '/receiver/ { print $(NF-2) }') || true
-wait "$srv" || true
+kill "$srv" 2>/dev/null || true
+wait "$srv" 2>/dev/null || true
 rec limit iperf3_lo_Mbps "${mbps:-nan}"
 if command -v sockperf >/dev/null; then
 	port=$(free_port)
-	sockperf sr --tcp -i 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+	timeout 60 sockperf sr --tcp -i 127.0.0.1 -p "$port" >/dev/null 2>&1 &
 	srv=$!
 	sleep 0.5
 	us=$(timeout 30 sockperf pp --tcp -i 127.0.0.1 -p "$port" -t 3 -m 64 2>&1 | tee -a "$log" |
@@ -163,11 +164,12 @@ done
 # --- two emulated nodes ------------------------------------------------
 echo "compare: two nodes, 10 Gbit/s" >&2
 "$here/../../scripts/netem" up 10gbit >>"$log"
-ip netns exec "$nsb" iperf3 -s -1 -B "$ipb" -p 5201 >/dev/null 2>&1 &
+timeout 60 ip netns exec "$nsb" iperf3 -s -1 -B "$ipb" -p 5201 >/dev/null 2>&1 &
 srv=$!
 sleep 0.5
 mbps=$(timeout 30 ip netns exec "$nsa" iperf3 -c "$ipb" -p 5201 -t 3 -f m | tee -a "$log" | awk '/receiver/ { print $(NF-2) }') || true
-wait "$srv" || true
+kill "$srv" 2>/dev/null || true
+wait "$srv" 2>/dev/null || true
 rec limit iperf3_link10g_Mbps "${mbps:-nan}"
 rec limit link_rate_Mbps 10000
 

@@ -150,8 +150,9 @@ def main():
         for png, col, ylabel, what in (
                 ("compare-time.png", 2, "round time (ms), lower is better", "round time"),
                 ("compare-bw.png", 3, "model bytes / round time (GB/s), higher is better", "bandwidth")):
+            key = "left top" if col == 2 else "right bottom"
             f.write(f'set output "{os.path.join(out, png)}"\nset ylabel "{ylabel}"\n'
-                    'set multiplot layout 1,2\n')
+                    f'set key {key} opaque\nset multiplot layout 1,2\n')
             f.write(f'set title "{what}: one node, 4 workers"\n' + plot(ONE, col))
             f.write(f'set title "{what}: two nodes, 8 workers, 10 Gbit/s link"\n' + plot(TWO, col))
             f.write("unset multiplot\n")
