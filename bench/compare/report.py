@@ -112,7 +112,7 @@ def main():
     missing = [f"{c} {size_name(b)}" for c in ONE + TWO for b in SIZES if t(c, b) is None]
     if missing:
         md.append("")
-        md.append("No figure (the run failed; see compare.log): " + ", ".join(missing) + ".")
+        md.append("No figure (not measured in this run, or its run failed: see compare.log): " + ", ".join(missing) + ".")
     table = "\n".join(md) + "\n"
     with open(os.path.join(out, "compare.md"), "w") as f:
         f.write(table)
