@@ -134,7 +134,8 @@ ragg1() { # transport run [env...]
 	done
 }
 mpi1() { # btl run
-	local btl=(--mca btl "self,vader")
+	# Only 127.0.0.1, for the launch (oob) as for the data.
+	local btl=(--mca btl "self,vader" --mca oob_tcp_if_include lo)
 	[ "$1" = tcp ] && btl=(--mca btl self,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo)
 	# shellcheck disable=SC2046
 	timeout "$tmo" "${mpi[@]}" "${btl[@]}" "$tmp/mpi_sizes" $(specs "${sizes[@]}") 2>&1 | tee -a "$log" |
