@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# scripts/bench compare: ragg's round beside what a user would pick
+# instead, on this machine, in one run. Usage: compare.sh BUILD_DIR OUT_DIR
+# (scripts/bench compare passes build/ and bench/results/). As root (the
+# two emulated nodes need network namespaces and tc).
+#
+# One node, 4 workers, fp32 models of 4 KiB, 256 KiB, 1 MiB, 16 MiB, 64 MiB:
+#   ragg_shm, ragg_tcp   ragg-round under ragg-run (4 workers, 1 agent,
+#                        1 server), RAGG_TRANSPORT=shm or tcp
+#   ragg_tcp_busy        the same over tcp with RAGG_POLL=busy (4 KiB only)
+#   mpi_shm, mpi_tcp     Open MPI's MPI_Allreduce (sum, float) on 4 ranks,
+#                        btl vader or tcp on lo
+#   gloo_allreduce,      torch.distributed (gloo, world size 4) all_reduce,
+#   gloo_ps              and the parameter-server pattern (gloo.py)
+# Two emulated nodes (scripts/netem: namespaces ragg-cmp-a and ragg-cmp-b,
+# 198.18.1.1 and 198.18.1.2, veth shaped to 10 Gbit/s each way), 8 workers,
+# 4 per node:
+#   2node10g_ragg        ragg-round, one agent and one server per node
+#                        (shm inside a node, tcp over the link)
+#   2node10g_mpi         MPI_Allreduce, 8 ranks, 4 per node, each namespace
+#                        its own host to Open MPI (own UTS namespace and
+#                        hostname, started through nsrsh): vader inside a
+#                        node, tcp over the link
+#   2node10g_gloo        all_reduce, 8 ranks, 4 per namespace, tcp
+# Limits: memcpy bandwidth (copy_bw), iperf3 one stream and sockperf
+# ping-pong on 127.0.0.1, iperf3 one stream over the shaped link.
+#
+# The kinds of run take turns, RAGG_BENCH_RUNS times (default 3); each run
+# reports a median round time per size; the figure is the median of those
+# medians. Raw records go to OUT_DIR/compare.raw; report.py makes the JSON,
+# the Markdown table, the plots and the last line.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+b=${1:?usage: compare.sh BUILD_DIR OUT_DIR}
+out=${2:?usage: compare.sh BUILD_DIR OUT_DIR}
+runs=${RAGG_BENCH_RUNS:-3}
+py=/usr/bin/python3
+# COMPARE_SIZES (bytes, space separated) narrows a trial run.
+read -r -a sizes <<<"${COMPARE_SIZES:-4096 262144 1048576 16777216 67108864}"
+# Rounds per run: about the same time for each size.
+rounds_for() {
+	case $1 in
+	4096) echo 100 ;;
+	262144) echo 40 ;;
+	1048576) echo 30 ;;
+	16777216) echo 12 ;;
+	*) echo 6 ;;
+	esac
+}
+specs() { for s in "$@"; do printf '%s:%s ' "$s" "$(rounds_for "$s")"; done; }
+# Every process of a run gets this long; a run that overstays it fails.
+tmo=${COMPARE_RUN_TIMEOUT:-300}
+
+[ "$(id -u)" -eq 0 ] || { echo "compare: needs root (network namespaces, tc)" >&2; exit 1; }
+mkdir -p "$out"
+raw=$out/compare.raw
+: >"$raw"
+log=$out/compare.log
+: >"$log"
+tmp=$(mktemp -d)
+prefix=ragg-cmp
+export NETEM_PREFIX=$prefix
+nsa=$prefix-a nsb=$prefix-b ipa=198.18.1.1 ipb=198.18.1.2
+cleanup() {
+	# Whatever is left of a run in the namespaces, then the namespaces.
+	for ns in "$nsa" "$nsb"; do
+		if ip netns list | grep -qw -- "$ns"; then
+			for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
+		fi
+	done
+	"$here/../../scripts/netem" down
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mpicc -O2 -Wall -Wextra -Werror -o "$tmp/mpi_sizes" "$here/mpi_sizes.c"
+cc -O2 -Wall -Wextra -Werror -o "$tmp/copy_bw" "$here/copy_bw.c"
+cc -O2 -Wall -Wextra -Werror -o "$tmp/job_key" "$here/job_key.c" -lsodium
+
+rec() { echo "$*" >>"$raw"; }
+# "name: ... bytes=B ... median_ms=M" lines to "CASE B RUN M" records.
+take() { # case run
+	awk -v c="$1" -v r="$2" '{
+		b = m = ""
+		for (i = 1; i <= NF; i++) {
+			if ($i ~ /^bytes=/) b = substr($i, 7)
+			if ($i ~ /^median_ms=/) m = substr($i, 11)
+		}
+		if (b != "" && m != "") print c, b, r, m
+	}' >>"$raw"
+}
+free_port() { # [namespace]
+	local cmd=("$py" -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])')
+	if [ -n "${1:-}" ]; then ip netns exec "$1" "${cmd[@]}"; else "${cmd[@]}"; fi
+}
+
+# --- limits -----------------------------------------------------------
+echo "compare: limits" >&2
+"$tmp/copy_bw" | tee -a "$log" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^best_GBps=/) print "limit copy_GBps", substr($i, 11) }' >>"$raw"
+port=$(free_port)
+timeout 60 iperf3 -s -1 -B 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+srv=$!
+sleep 0.5
+mbps=$(timeout 30 iperf3 -c 127.0.0.1 -p "$port" -t 3 -f m | tee -a "$log" | awk '/receiver/ { print $(NF-2) }') || true
+kill "$srv" 2>/dev/null || true
+wait "$srv" 2>/dev/null || true
+rec limit iperf3_lo_Mbps "${mbps:-nan}"
+if command -v sockperf >/dev/null; then
+	port=$(free_port)
+	timeout 60 sockperf sr --tcp -i 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+	srv=$!
+	sleep 0.5
+	us=$(timeout 30 sockperf pp --tcp -i 127.0.0.1 -p "$port" -t 3 -m 64 2>&1 | tee -a "$log" |
+		sed -n 's/.*percentile 50.000 = *\([0-9.]*\).*/\1/p') || true
+	kill "$srv" 2>/dev/null || true
+	wait "$srv" 2>/dev/null || true
+	rec limit sockperf_lo_pp_p50_us "${us:-nan}"
+fi
+
+# --- one node -----------------------------------------------------------
+# Ranks yield when idle: more ranks than cores here (Open MPI chooses this
+# itself when it knows it is oversubscribed; on two nodes it does not).
+mpi=(mpirun --allow-run-as-root --oversubscribe --bind-to none --mca mpi_yield_when_idle 1 -np 4)
+ragg1() { # transport run [env...]
+	local t=$1 r=$2 c=ragg_$1 s
+	shift 2
+	local e=("$@") sz=("${sizes[@]}")
+	if [ ${#e[@]} -gt 0 ]; then c=${c}_busy sz=(4096); fi
+	for s in "${sz[@]}"; do
+		env RAGG_TRANSPORT="$t" "${e[@]}" timeout "$tmo" "$b/tools/ragg-run" -w 4 -a 1 -s 1 -- \
+			"$b/bench/ragg-round" -b "$s" -r "$(rounds_for "$s")" 2>&1 | tee -a "$log" |
+			sed -n 's/^\[w0\] round: //p' | take "$c" "$r"
+	done
+}
+mpi1() { # btl run
+	# Only 127.0.0.1, for the launch (oob) as for the data.
+	local btl=(--mca btl "self,vader" --mca oob_tcp_if_include lo)
+	[ "$1" = tcp ] && btl=(--mca btl self,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo)
+	# shellcheck disable=SC2046
+	timeout "$tmo" "${mpi[@]}" "${btl[@]}" "$tmp/mpi_sizes" $(specs "${sizes[@]}") 2>&1 | tee -a "$log" |
+		grep '^mpi:' | take "mpi_$1" "$2"
+}
+gloo1() { # run
+	local port
+	port=$(free_port)
+	# shellcheck disable=SC2046
+	timeout "$tmo" "$py" "$here/gloo.py" --mode allreduce,ps --world 4 --ranks 0-3 \
+		--addr 127.0.0.1 --port "$port" --ifname lo $(specs "${sizes[@]}") 2>&1 | tee -a "$log" |
+		grep '^gloo:' | while read -r line; do
+			m=$(echo "$line" | sed 's/.*mode=\([a-z]*\).*/\1/')
+			echo "$line" | take "gloo_$m" "$1"
+		done
+}
+for ((i = 0; i < runs; i++)); do
+	echo "compare: one node, run $((i + 1)) of $runs" >&2
+	ragg1 shm "$i" || echo "compare: ragg1 shm run $i failed (see $log)" >&2
+	mpi1 shm "$i" || echo "compare: mpi1 shm run $i failed (see $log)" >&2
+	ragg1 tcp "$i" || echo "compare: ragg1 tcp run $i failed (see $log)" >&2
+	mpi1 tcp "$i" || echo "compare: mpi1 tcp run $i failed (see $log)" >&2
+	gloo1 "$i" || echo "compare: gloo1 run $i failed (see $log)" >&2
+	ragg1 tcp "$i" RAGG_POLL=busy || echo "compare: ragg1 tcp run $i RAGG_POLL=busy failed (see $log)" >&2
+done
+
+# --- two emulated nodes ------------------------------------------------
+echo "compare: two nodes, 10 Gbit/s" >&2
+"$here/../../scripts/netem" up 10gbit >>"$log"
+timeout 60 ip netns exec "$nsb" iperf3 -s -1 -B "$ipb" -p 5201 >/dev/null 2>&1 &
+srv=$!
+sleep 0.5
+mbps=$(timeout 30 ip netns exec "$nsa" iperf3 -c "$ipb" -p 5201 -t 3 -f m | tee -a "$log" | awk '/receiver/ { print $(NF-2) }') || true
+kill "$srv" 2>/dev/null || true
+wait "$srv" 2>/dev/null || true
+rec limit iperf3_link10g_Mbps "${mbps:-nan}"
+rec limit link_rate_Mbps 10000
+
+ragg2() { # run
+	local s r=$1 port key pids=() k
+	for s in "${sizes[@]}"; do
+		port=$(free_port "$nsa")
+		key=$("$tmp/job_key")
+		k=0
+		# Node a: server 0 (the rendezvous), agent 0, workers 0-3;
+		# node b: server 1, agent 1, workers 4-7.
+		for spec in "$nsa server 0" "$nsa agent 0" "$nsb server 1" "$nsb agent 1" \
+			"$nsa worker 0" "$nsa worker 1" "$nsa worker 2" "$nsa worker 3" \
+			"$nsb worker 4" "$nsb worker 5" "$nsb worker 6" "$nsb worker 7"; do
+			set -- $spec
+			ip netns exec "$1" env RAGG_ROLE="$2" RAGG_RANK="$3" RAGG_WORKERS=8 RAGG_AGENTS=2 \
+				RAGG_SERVERS=2 RAGG_ROOT="$ipa:$port" RAGG_JOB_KEY="$key" RAGG_TRANSPORT=shm,tcp \
+				timeout "$tmo" "$b/bench/ragg-round" -b "$s" -r "$(rounds_for "$s")" \
+				>"$tmp/ragg2.$k" 2>&1 &
+			pids+=($!)
+			k=$((k + 1))
+		done
+		local bad=0
+		for p in "${pids[@]}"; do wait "$p" || bad=1; done
+		pids=()
+		cat "$tmp"/ragg2.* >>"$log"
+		[ $bad = 0 ] || echo "compare: 2node10g_ragg $s bytes failed (see $log)" >&2
+		sed -n 's/^round: //p' "$tmp/ragg2.4" | take 2node10g_ragg "$r"
+	done
+}
+mpi2() { # run
+	printf '%s slots=4\n%s slots=4\n' "$ipa" "$ipb" >"$tmp/hosts"
+	# shellcheck disable=SC2046
+	COMPARE_NS_MAP="$ipa=$nsa $ipb=$nsb" timeout "$tmo" ip netns exec "$nsa" unshare --uts \
+		sh -c 'hostname "$0" && exec "$@"' "$nsa" \
+		mpirun --allow-run-as-root --oversubscribe --bind-to none --mca mpi_yield_when_idle 1 -np 8 --hostfile "$tmp/hosts" \
+		--mca plm_rsh_agent "$here/nsrsh" -x COMPARE_NS_MAP \
+		--mca btl self,vader,tcp --mca btl_tcp_if_include 198.18.1.0/24 \
+		--mca oob_tcp_if_include 198.18.1.0/24 \
+		"$tmp/mpi_sizes" $(specs "${sizes[@]}") 2>&1 | tee -a "$log" |
+		grep '^mpi:' | take 2node10g_mpi "$1"
+}
+gloo2() { # run
+	local port pb
+	port=$(free_port "$nsa")
+	# shellcheck disable=SC2046
+	timeout "$tmo" ip netns exec "$nsb" "$py" "$here/gloo.py" --mode allreduce --world 8 --ranks 4-7 \
+		--addr "$ipa" --port "$port" --ifname "$prefix-vb" $(specs "${sizes[@]}") >>"$log" 2>&1 &
+	pb=$!
+	# shellcheck disable=SC2046
+	timeout "$tmo" ip netns exec "$nsa" "$py" "$here/gloo.py" --mode allreduce --world 8 --ranks 0-3 \
+		--addr "$ipa" --port "$port" --ifname "$prefix-va" $(specs "${sizes[@]}") 2>&1 | tee -a "$log" |
+		grep '^gloo:' | take 2node10g_gloo "$1"
+	wait "$pb" || echo "compare: 2node10g_gloo: node b failed (see $log)" >&2
+}
+for ((i = 0; i < runs; i++)); do
+	echo "compare: two nodes, run $((i + 1)) of $runs" >&2
+	ragg2 "$i" || echo "compare: ragg2 run $i failed (see $log)" >&2
+	mpi2 "$i" || echo "compare: mpi2 run $i failed (see $log)" >&2
+	gloo2 "$i" || echo "compare: gloo2 run $i failed (see $log)" >&2
+done

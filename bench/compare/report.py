@@ -1,0 +1,192 @@
+#!/usr/bin/python3
+"""The figures of scripts/bench compare from its raw records.
+
+Usage: report.py OUT_DIR [NOTE...]
+Reads OUT_DIR/compare.raw, lines "CASE BYTES RUN MEDIAN_MS" (one run's
+median round time) and "limit NAME VALUE"; writes OUT_DIR/compare.json,
+OUT_DIR/compare.md (the tables), OUT_DIR/compare-time.png and
+OUT_DIR/compare-bw.png (gnuplot), prints the tables and ends with the
+compare line. A case's figure at a size is the median of its runs' medians.
+Each NOTE is a line for the table's "not as the issue asks" list.
+"""
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+
+SIZES = [4096, 262144, 1048576, 16777216, 67108864]
+ONE = ["ragg_shm", "mpi_shm", "ragg_tcp", "mpi_tcp", "gloo_allreduce", "gloo_ps"]
+TWO = ["2node10g_ragg", "2node10g_mpi", "2node10g_gloo"]
+LINK_BPS = 10e9
+
+
+def size_name(b):
+    return f"{b >> 20}MiB" if b >= 1 << 20 else f"{b >> 10}KiB"
+
+
+def fmt(x, d=2):
+    """Two decimals, or two significant digits below 0.1."""
+    if x is None or math.isnan(x):
+        return "n/a"
+    return f"{x:.{d}f}" if abs(x) >= 0.1 or x == 0 else f"{x:.2g}"
+
+
+def main():
+    out = sys.argv[1]
+    notes = sys.argv[2:]
+    runs, limits = {}, {}
+    with open(os.path.join(out, "compare.raw")) as f:
+        for line in f:
+            w = line.split()
+            if not w:
+                continue
+            if w[0] == "limit":
+                try:
+                    v = float(w[2])
+                    limits[w[1]] = None if math.isnan(v) else v
+                except ValueError:
+                    limits[w[1]] = None
+                continue
+            runs.setdefault(w[0], {}).setdefault(int(w[1]), []).append(float(w[3]))
+    med = {c: {b: statistics.median(v) for b, v in s.items()} for c, s in runs.items()}
+
+    def t(c, b):
+        return med.get(c, {}).get(b)
+
+    def ratio(a, b, size):
+        x, y = t(a, size), t(b, size)
+        return x / y if x is not None and y else None
+
+    link_ms = {b: b * 8 / LINK_BPS * 1e3 for b in SIZES}
+    eff = {b: (link_ms[b] / t("2node10g_ragg", b)) if t("2node10g_ragg", b) else None for b in SIZES}
+
+    md = []
+    md.append("One node, 4 workers (ragg: 4 workers, 1 agent, 1 server); round time in ms, "
+              "median of the runs' medians; ratios are ragg ÷ peer (below 1: ragg is faster).")
+    md.append("")
+    md.append("| size | ragg shm | MPI shm | ragg tcp | MPI tcp | Gloo all_reduce | Gloo PS "
+              "| ragg_shm/mpi_shm | ragg_tcp/mpi_tcp | ragg_tcp/gloo_allreduce | ragg_tcp/gloo_ps |")
+    md.append("|" + "---|" * 11)
+    for b in SIZES:
+        md.append("| " + " | ".join([size_name(b)] + [fmt(t(c, b)) for c in ONE] + [
+            fmt(ratio("ragg_shm", "mpi_shm", b)), fmt(ratio("ragg_tcp", "mpi_tcp", b)),
+            fmt(ratio("ragg_tcp", "gloo_allreduce", b)), fmt(ratio("ragg_tcp", "gloo_ps", b))]) + " |")
+    if t("ragg_tcp_busy", 4096) is not None:
+        md.append("")
+        md.append(f"4 KiB over tcp with RAGG_POLL=busy: {fmt(t('ragg_tcp_busy', 4096), 3)} ms "
+                  f"(default polling {fmt(t('ragg_tcp', 4096), 3)} ms; "
+                  f"ragg_tcp_busy/gloo_allreduce={fmt(ratio('ragg_tcp_busy', 'gloo_allreduce', 4096))}, "
+                  f"ragg_tcp_busy/mpi_tcp={fmt(ratio('ragg_tcp_busy', 'mpi_tcp', 4096))}).")
+    md.append("")
+    md.append("Two emulated nodes (namespaces joined by a veth shaped to 10 Gbit/s each way), "
+              "8 workers, 4 per node; link ms = the model's bytes over 10 Gbit/s; "
+              "link_eff = link ms ÷ ragg's round.")
+    md.append("")
+    md.append("| size | ragg | MPI | Gloo all_reduce | ragg/mpi | ragg/gloo | link ms | link_eff |")
+    md.append("|" + "---|" * 8)
+    for b in SIZES:
+        md.append("| " + " | ".join([size_name(b)] + [fmt(t(c, b)) for c in TWO] + [
+            fmt(ratio("2node10g_ragg", "2node10g_mpi", b)), fmt(ratio("2node10g_ragg", "2node10g_gloo", b)),
+            fmt(link_ms[b]), fmt(eff[b])]) + " |")
+    md.append("")
+    lim = []
+    limits = {k: v for k, v in limits.items() if v is not None}
+    if "copy_GBps" in limits:
+        lim.append(f"memcpy {fmt(limits['copy_GBps'])} GB/s (64 MiB, one thread, best of 20)")
+    if "iperf3_lo_Mbps" in limits:
+        lim.append(f"iperf3 one stream on 127.0.0.1 {fmt(limits['iperf3_lo_Mbps'] / 1e3)} Gbit/s")
+    if "sockperf_lo_pp_p50_us" in limits:
+        lim.append(f"sockperf ping-pong on 127.0.0.1 (tcp, 64 B) median {fmt(limits['sockperf_lo_pp_p50_us'])} µs "
+                   "(half a round trip)")
+    if "iperf3_link10g_Mbps" in limits:
+        lim.append(f"iperf3 one stream over the 10 Gbit/s veth {fmt(limits['iperf3_link10g_Mbps'] / 1e3)} Gbit/s")
+    md.append("Limits, same run: " + "; ".join(lim) + ".")
+    if notes:
+        md.append("")
+        md.append("Not as the issue asks:")
+        md.append("")
+        for n in notes:
+            md.append(f"* {n}")
+    missing = [f"{c} {size_name(b)}" for c in ONE + TWO for b in SIZES if t(c, b) is None]
+    if missing:
+        md.append("")
+        md.append("No figure (not measured in this run, or its run failed: see compare.log): " + ", ".join(missing) + ".")
+    table = "\n".join(md) + "\n"
+    with open(os.path.join(out, "compare.md"), "w") as f:
+        f.write(table)
+
+    # Plots: round time and bandwidth (the model's bytes over the round
+    # time) against size, log-log.
+    dat = os.path.join(out, "compare.dat")
+    cases = [c for c in ONE + TWO if c in med]
+    with open(dat, "w") as f:
+        for c in cases:
+            f.write(f"# {c}\n")
+            for b in SIZES:
+                if t(c, b) is not None:
+                    f.write(f"{b} {t(c, b)} {b / t(c, b) / 1e6}\n")
+            f.write("\n\n")
+    gp = os.path.join(out, "compare.gp")
+    style = {"ragg": "lc rgb '#d62728' pt 7", "mpi": "lc rgb '#1f77b4' pt 5",
+             "gloo": "lc rgb '#2ca02c' pt 9"}
+
+    def plot(group, col):
+        items = []
+        for i, c in enumerate(cases):
+            if c not in group:
+                continue
+            sys_ = next(k for k in style if k in c)
+            dash = "dt 2" if ("tcp" in c or c.endswith("_ps")) else "dt 1"
+            items.append(f'"{dat}" index {i} using 1:{col} with linespoints lw 2 {dash} '
+                         f'{style[sys_]} title "{c}"')
+        return "plot " + ", \\\n     ".join(items) + "\n" if items else ""
+
+    with open(gp, "w") as f:
+        f.write('set terminal pngcairo size 1200,550 noenhanced\nset logscale xy\nset grid\n'
+                'set key left top opaque\nset xlabel "model size (fp32)"\nset xrange [3000:90000000]\n'
+                'set xtics ("4K" 4096, "256K" 262144, "1M" 1048576, "16M" 16777216, "64M" 67108864)\n')
+        for png, col, ylabel, what in (
+                ("compare-time.png", 2, "round time (ms), lower is better", "round time"),
+                ("compare-bw.png", 3, "model bytes / round time (GB/s), higher is better", "bandwidth")):
+            key = "left top" if col == 2 else "right bottom"
+            f.write(f'set output "{os.path.join(out, png)}"\nset ylabel "{ylabel}"\n'
+                    f'set key {key} opaque\nset multiplot layout 1,2\n')
+            f.write(f'set title "{what}: one node, 4 workers"\n' + plot(ONE, col))
+            f.write(f'set title "{what}: two nodes, 8 workers, 10 Gbit/s link"\n' + plot(TWO, col))
+            f.write("unset multiplot\n")
+    subprocess.run(["gnuplot", gp], check=True)
+
+    def r(x):
+        return fmt(x)
+
+    line = ("compare: 16MiB "
+            f"ragg_shm/mpi_shm={r(ratio('ragg_shm', 'mpi_shm', 16777216))} "
+            f"ragg_tcp/mpi_tcp={r(ratio('ragg_tcp', 'mpi_tcp', 16777216))} "
+            f"ragg_tcp/gloo_allreduce={r(ratio('ragg_tcp', 'gloo_allreduce', 16777216))} "
+            f"ragg_tcp/gloo_ps={r(ratio('ragg_tcp', 'gloo_ps', 16777216))} "
+            f"2node10g_ragg/mpi={r(ratio('2node10g_ragg', '2node10g_mpi', 16777216))} "
+            f"2node10g_ragg/gloo={r(ratio('2node10g_ragg', '2node10g_gloo', 16777216))} "
+            f"2node10g_link_eff={r(eff[16777216])} "
+            f"4KiB ragg_tcp/gloo_allreduce={r(ratio('ragg_tcp', 'gloo_allreduce', 4096))}")
+    doc = {
+        "sizes": SIZES,
+        "link_rate_bps": LINK_BPS,
+        "limits": limits,
+        "runs_ms": {c: {str(b): v for b, v in s.items()} for c, s in runs.items()},
+        "median_ms": {c: {str(b): v for b, v in s.items()} for c, s in med.items()},
+        "link_ms": {str(b): v for b, v in link_ms.items()},
+        "link_eff": {str(b): v for b, v in eff.items()},
+        "notes": notes,
+        "line": line,
+    }
+    with open(os.path.join(out, "compare.json"), "w") as f:
+        json.dump(doc, f, indent=1, allow_nan=True)
+        f.write("\n")
+    print(table)
+    print(line)
+
+
+if __name__ == "__main__":
+    main()
