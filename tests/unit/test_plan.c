@@ -27,7 +27,7 @@ static void check_geometry(size_t count, size_t chunk_bytes, int servers)
 		RAGG_CHECK(len > 0 && len <= chunk_bytes && len % 4 == 0);
 		RAGG_CHECK(c + 1 == pl.nchunks || len == chunk_bytes);
 		RAGG_CHECK(ragg__plan_chunk_elems(&pl, c) * 4 == len);
-		RAGG_CHECK(ragg__plan_contrib_len(&pl, c) == len);
+		RAGG_CHECK(ragg__plan_contrib_len(&pl, c, false) == len);
 		int s = ragg__plan_owner(&pl, c);
 		RAGG_CHECK(s == (int)(c % (size_t)servers));
 		RAGG_CHECK(ragg__plan_local(&pl, c) == owned[s]);
@@ -109,7 +109,7 @@ RAGG_TEST(default_stages_allow_in_place)
 	RAGG_CHECK(ragg__plan_init(&pl, 10, CB, 1) == 0);
 	RAGG_CHECK(pl.nstages == 1 && pl.stages[0].stage == &ragg__stage_sum);
 	RAGG_CHECK(pl.in_place);
-	RAGG_CHECK(pl.codec == RAGG_CODEC_NONE);
+	RAGG_CHECK(pl.codec.codec == NULL && pl.stride == pl.chunk_bytes);
 }
 
 /* A stage that cannot run in the server's slot turns the fast path off,
@@ -217,7 +217,7 @@ RAGG_TEST(seen_once_per_sender_chunk_round)
 	RAGG_CHECK_OK(ragg__plan_init(&pl, 10000, 4096, 2));
 	struct ragg__expect e = { .plan = &pl, .parity = 1, .owner = -1, .sender_ok = true,
 		                  .room = false };
-	RAGG_CHECK(ragg__plan_check_write(&e, 0, 1, ragg__plan_contrib_len(&pl, 0), &why) ==
+	RAGG_CHECK(ragg__plan_check_write(&e, 0, 1, ragg__plan_contrib_len(&pl, 0, false), &why) ==
 	           RAGG_ERR_PROTO);
 	RAGG_CHECK(why && strcmp(why, "round") == 0);
 }
