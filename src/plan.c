@@ -34,9 +34,10 @@ int ragg__plan_set_stages(struct ragg__plan *pl, const struct ragg__plan_stage *
 int ragg__plan_set_codec(struct ragg__plan *pl, const struct ragg__codec_spec *spec)
 {
 	if (!spec || !spec->codec || spec->codec == &ragg__codec_none) {
+		const struct ragg__plan_stage sum = { .stage = &ragg__stage_sum };
 		pl->codec.codec = NULL;
 		pl->stride = pl->chunk_bytes;
-		return 0;
+		return ragg__plan_set_stages(pl, &sum, 1);
 	}
 	/* The largest encoding is the full chunk's (the sizes grow with n). */
 	size_t enc = ragg__codec_max_encoded_size(spec, pl->chunk_elems);

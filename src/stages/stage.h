@@ -11,7 +11,8 @@
  *   - A stage reads ctx->in[0..nin) weighted by ctx->w (a reducing stage,
  *     RAGG_STAGE_REDUCE: it writes ctx->out) or transforms ctx->out in
  *     place (every other stage). The first stage of a list reduces.
- *   - ctx->out holds ctx->n floats. It may be the server's slot, mapped
+ *   - ctx->out holds ctx->n floats (the plan's stride bytes with a codec).
+ *     It may be the server's slot, mapped
  *     here, when the plan allows the in-place fast path, which it does
  *     only when every stage sets RAGG_STAGE_IN_PLACE: such a stage writes
  *     nothing but its output there, and its output is as large as its
