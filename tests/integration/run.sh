@@ -190,7 +190,8 @@ declare_mismatch_refused() {
 # One server runs with another job-wide setting: every process fails by
 # itself within a few seconds, and the log names the setting with both values.
 settings_refused() {
-	local name=$1 value=$2 start out n slow
+	# shown: how the messages print the value (a text setting's is hashed)
+	local name=$1 value=$2 shown=${3:-$2} start out n slow
 	start=$(date +%s%N)
 	out=$(RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=30000 RAGG_LOG=error \
 		"$run" -w 4 -a 2 -s 2 -- "$job" settings "$name" "$value" 2>&1) && { echo "$out"; echo "WHY: job succeeded"; return; }
@@ -200,13 +201,14 @@ settings_refused() {
 	[ "$n" = 8 ] || { echo "$out"; echo "WHY: $n of 8 processes failed by themselves"; return; }
 	slow=$(echo "$out" | awk '/settings: .* failed with/ && $(NF-1) > 3000' | head -n 1)
 	[ -z "$slow" ] || { echo "WHY: a process failed late: $slow"; return; }
-	echo "$out" | grep -q "\[s1\] .*$name differs: $value here (server 1), .* at agent [0-9]" || { echo "WHY: server 1 did not name the setting"; return; }
-	echo "$out" | grep -q "\[a[0-9]\] .*$name differs: .* here (agent [0-9]), $value at server 1" || { echo "WHY: no agent named the setting"; return; }
+	echo "$out" | grep -q "\[s1\] .*$name differs: $shown here (server 1), .* at agent [0-9]" || { echo "WHY: server 1 did not name the setting"; return; }
+	echo "$out" | grep -q "\[a[0-9]\] .*$name differs: .* here (agent [0-9]), $shown at server 1" || { echo "WHY: no agent named the setting"; return; }
 	[ "$(echo "$out" | grep -c 'failed with RAGG_ERR_MISMATCH')" -ge 2 ] || { echo "WHY: fewer than 2 processes report RAGG_ERR_MISMATCH"; return; }
 	echo OK
 }
 lr_differs_refused() { settings_refused RAGG_LR 0.02; }
 chunk_bytes_differs_refused() { settings_refused RAGG_CHUNK_BYTES 65536; }
+compress_differs_refused() { settings_refused RAGG_COMPRESS fp16 '(text hashed [0-9a-f]*)'; }
 
 # A mixed job: shared memory between workers and agents, tcp to the servers.
 # The agents then wait on two devices at once.
@@ -638,6 +640,7 @@ t compress_linreg 300
 t declare_mismatch_refused 60
 t lr_differs_refused 60
 t chunk_bytes_differs_refused 60
+t compress_differs_refused 60
 t rounds_1000_no_memory_growth 240
 t mixed_shm_workers_tcp_servers 90
 t root_never_starts 30
