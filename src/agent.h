@@ -32,6 +32,8 @@ struct ragg__sum_job {
 	ragg_tensor_t *t;
 	uint32_t chunk;
 	int parity;
+	uint64_t round; /* the round it sums (round 0 is exact; seeds) */
+	int rc; /* out: the stages' refusal of a contribution, or 0 */
 	double total_weight; /* out: sum of the contributions' weights */
 	const float **inputs; /* one per worker, set as each lands */
 	float *weights;

@@ -41,9 +41,12 @@ void ragg__agent_sum(struct ragg__job *job)
 		.nin = ctx->nworkers,
 		.out = sj->out,
 		.n = ragg__plan_chunk_elems(pl, sj->chunk),
+		.seed = ragg__plan_seed(sj->round, sj->chunk),
+		.exact = sj->round == 0,
 	};
 	ragg__stages_run(pl, &sc, &at->chunk_state[(size_t)sj->chunk * (size_t)pl->nstages]);
 	sj->total_weight = total;
+	sj->rc = sc.rc;
 }
 
 /* Runs on an engine thread: the chunk's parameters into every mapped
@@ -63,7 +66,7 @@ void ragg__agent_fanout(struct ragg__job *job)
 static float *acc_chunk(ragg_tensor_t *t, uint32_t c)
 {
 	return (float *)((char *)t->agent->acc.mem + RAGG_SLOT_META_BYTES +
-	                 ragg__plan_chunk_off(&t->plan, c));
+	                 ragg__plan_contrib_off(&t->plan, c));
 }
 
 /* Where chunk c's stages write: straight into its server's slot when the
@@ -102,6 +105,7 @@ static void on_gradient(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tensor_
 	at->arrived[parity][c] = 0;
 	ragg__seen_clear(&at->seen_grads, parity, c);
 	j->parity = parity;
+	j->round = t->round;
 	j->out = sum_target(ctx, t, parity, c);
 	int rc = ragg__engine_submit(ctx->engine, &j->job);
 	if (rc)
@@ -182,6 +186,8 @@ void ragg__agent_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t 
 		        !ragg__seen_has(from_worker ? &t->agent->seen_grads : &t->agent->seen_params,
 		                        parity, c, p->index),
 		.in_place_ok = !from_worker || (t && t->agent->w[p->index].grad.at),
+		/* Workers' contributions are encoded (after round 0). */
+		.coded = from_worker && t && ragg__plan_coded(&t->plan, t->round),
 	};
 	const char *why;
 	if (ragg__plan_check_write(&e, c, parity, len, &why)) {
@@ -214,6 +220,13 @@ void ragg__agent_on_job(struct ragg_ctx *ctx, struct ragg__job *job)
 	struct ragg__peer *srv = ragg__server_peer(ctx, s);
 	double *meta = at->acc.mem;
 
+	if (sj->rc) {
+		ragg__error("tensor \"%s\" chunk %u: a worker's contribution does not decode "
+		            "under RAGG_COMPRESS=%s: %s",
+		            t->name, sj->chunk, pl->codec.codec->name, ragg_strerror(sj->rc));
+		ragg__fail(ctx, sj->rc);
+		return;
+	}
 	if (at->s[s].meta_sent != t->round + 1) {
 		meta[parity] = sj->total_weight;
 		ragg__post_write(srv, &meta[parity], ragg__region_mr(&at->acc, srv),
@@ -224,7 +237,9 @@ void ragg__agent_on_job(struct ragg_ctx *ctx, struct ragg__job *job)
 	float *acc = acc_chunk(t, sj->chunk);
 	ragg__post_write(srv, acc, ragg__region_mr(&at->acc, srv), &at->s[s].slot.rdesc,
 	                 ragg__plan_server_slot_off(pl, parity, sj->chunk),
-	                 sj->out == acc ? ragg__plan_contrib_len(pl, sj->chunk) : 0,
+	                 sj->out == acc
+	                     ? ragg__plan_contrib_len(pl, sj->chunk, ragg__plan_coded(pl, sj->round))
+	                     : 0,
 	                 ragg__imm_encode(parity, t->id, sj->chunk), RAGG_TP_WRITE_IMM, 0);
 }
 

@@ -109,6 +109,12 @@ struct ragg__worker_tensor {
 	struct ragg_tp_mr *grad_mr;
 	double *weight_src; /* [2], registered: the weight travels from here */
 	struct ragg_tp_mr *weight_mr;
+	/* With a codec (plan.codec): the encoded chunks, contribution layout,
+	 * registered; and the error-feedback residual (plan.count floats, or
+	 * NULL without error feedback). */
+	void *enc;
+	struct ragg_tp_mr *enc_mr;
+	float *resid;
 	uint32_t landed[2];
 	uint32_t push_inflight;
 	bool pushed; /* this round's push was posted */

@@ -31,6 +31,33 @@ int ragg__plan_set_stages(struct ragg__plan *pl, const struct ragg__plan_stage *
 	return 0;
 }
 
+int ragg__plan_set_codec(struct ragg__plan *pl, const struct ragg__codec_spec *spec)
+{
+	if (!spec || !spec->codec || spec->codec == &ragg__codec_none) {
+		const struct ragg__plan_stage sum = { .stage = &ragg__stage_sum };
+		pl->codec.codec = NULL;
+		pl->stride = pl->chunk_bytes;
+		return ragg__plan_set_stages(pl, &sum, 1);
+	}
+	/* The largest encoding is the full chunk's (the sizes grow with n). */
+	size_t enc = ragg__codec_max_encoded_size(spec, pl->chunk_elems);
+	if (!enc || enc > SIZE_MAX / 2 / pl->nchunks)
+		return -EINVAL;
+	/* Room for the floats too (round 0), 64-byte aligned. */
+	size_t stride = enc > pl->chunk_bytes ? enc : pl->chunk_bytes;
+	stride = (stride + 63) / 64 * 64;
+	const struct ragg__plan_stage st = { .stage = &ragg__stage_codec, .arg = &pl->codec };
+	struct ragg__plan p = *pl;
+	p.codec = *spec;
+	p.stride = stride;
+	int rc = ragg__plan_set_stages(&p, &st, 1);
+	if (rc)
+		return rc;
+	p.stages[0].arg = &pl->codec;
+	*pl = p;
+	return 0;
+}
+
 int ragg__plan_init(struct ragg__plan *pl, size_t count, size_t chunk_bytes, int servers)
 {
 	struct ragg__plan p = { 0 };
@@ -46,7 +73,7 @@ int ragg__plan_init(struct ragg__plan *pl, size_t count, size_t chunk_bytes, int
 	if (p.nchunks > RAGG_IMM_MAX_CHUNKS)
 		return -EINVAL;
 	p.servers = servers;
-	p.codec = RAGG_CODEC_NONE;
+	p.stride = chunk_bytes;
 	const struct ragg__plan_stage sum = { .stage = &ragg__stage_sum };
 	int rc = ragg__plan_set_stages(&p, &sum, 1);
 	if (rc)
@@ -68,7 +95,8 @@ int ragg__plan_check_write(const struct ragg__expect *e, uint32_t chunk, int par
 		bad = "chunk";
 	else if (parity != e->parity)
 		bad = "parity";
-	else if (len ? len != ragg__plan_contrib_len(pl, chunk) : !e->in_place_ok)
+	else if (len ? len != ragg__plan_contrib_len(pl, chunk, e->coded)
+	             : e->coded || !e->in_place_ok)
 		bad = "length";
 	else if (!e->room)
 		bad = "round";

@@ -10,7 +10,10 @@
  *     parity 1. A worker's data is the whole tensor; an agent's data at a
  *     server is that server's owned chunks.
  *   - the contribution: how many bytes a sender writes for a chunk, a
- *     function of the codec (only "none" so far: the chunk's floats).
+ *     function of the codec (RAGG_COMPRESS): the chunk's floats without
+ *     one, and in round 0 (the initial broadcast travels exact); else the
+ *     codec's encoding of the chunk. A slot holds each chunk in `stride`
+ *     bytes, room for either form.
  *   - the agent's stage list, and whether the in-place fast path is
  *     allowed (every stage supports it), decided here once.
  *   - the check of every landed write (ragg__plan_check_write).
@@ -24,6 +27,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "compress/codec.h"
+
 /* Sender layout of every slot region: weights by parity, then the data of
  * parity 0, then of parity 1. */
 #define RAGG_SLOT_META_BYTES 64u
@@ -32,10 +37,6 @@
 #define RAGG_PLAN_MIN_CHUNK_BYTES 4096u
 
 #define RAGG_PLAN_MAX_STAGES 8
-
-enum ragg__codec {
-	RAGG_CODEC_NONE = 0, /* a contribution is the chunk's floats */
-};
 
 struct ragg__stage;
 
@@ -50,7 +51,9 @@ struct ragg__plan {
 	size_t bytes; /* count * sizeof(float) */
 	size_t chunk_elems, chunk_bytes, nchunks;
 	int servers;
-	enum ragg__codec codec;
+	/* The push codec (codec.codec NULL: none, contributions are floats). */
+	struct ragg__codec_spec codec;
+	size_t stride; /* bytes a chunk takes in a slot: chunk_bytes without a codec */
 	struct ragg__plan_stage stages[RAGG_PLAN_MAX_STAGES];
 	int nstages;
 	/* The agent may run its stages straight into the server's mapped
@@ -67,6 +70,25 @@ bool ragg__plan_chunk_bytes_ok(size_t chunk_bytes);
  * immediate can name; RAGG_ERR_PROTO: a chunk size that breaks the rule.
  * *pl is written only on success. */
 int ragg__plan_init(struct ragg__plan *pl, size_t count, size_t chunk_bytes, int servers);
+
+/* Compress contributions with `spec` (NULL or the codec "none": don't):
+ * sets the stride and the stage list (the codec stage, which decodes the
+ * workers' contributions, sums them and encodes the sum). Call it on the
+ * plan where it stays: the stage's configuration points into it.
+ * -EINVAL: a chunk whose encoding cannot be sized. */
+int ragg__plan_set_codec(struct ragg__plan *pl, const struct ragg__codec_spec *spec);
+
+/* Whether round `round`'s contributions are encoded (round 0's never are). */
+static inline bool ragg__plan_coded(const struct ragg__plan *pl, uint64_t round)
+{
+	return pl->codec.codec && round > 0;
+}
+
+/* The seed codec and decoder share for chunk c of round `round`. */
+static inline uint64_t ragg__plan_seed(uint64_t round, size_t c)
+{
+	return round << 32 ^ (uint64_t)c;
+}
 
 /* Replace the stage list; the in-place fast path is allowed when every
  * stage is in-place capable. -EINVAL: too many stages, or none. */
@@ -125,14 +147,26 @@ static inline size_t ragg__plan_owned_off(const struct ragg__plan *pl, size_t c)
 	return ragg__plan_local(pl, c) * pl->chunk_bytes;
 }
 
-/* Bytes a sender writes for chunk c: its contribution under the codec. */
-static inline size_t ragg__plan_contrib_len(const struct ragg__plan *pl, size_t c)
+/* Bytes a sender writes for chunk c: its contribution, encoded (`coded`,
+ * see ragg__plan_coded) or the chunk's floats. */
+static inline size_t ragg__plan_contrib_len(const struct ragg__plan *pl, size_t c, bool coded)
 {
-	switch (pl->codec) {
-	case RAGG_CODEC_NONE:
-	default:
-		return ragg__plan_chunk_len(pl, c);
-	}
+	if (coded)
+		return ragg__codec_max_encoded_size(&pl->codec, ragg__plan_chunk_elems(pl, c));
+	return ragg__plan_chunk_len(pl, c);
+}
+
+/* The data bytes of all chunks of a worker's contribution, slot layout
+ * (chunk c at c * stride): the tensor's bytes without a codec. */
+static inline size_t ragg__plan_contrib_bytes(const struct ragg__plan *pl)
+{
+	return pl->codec.codec ? pl->nchunks * pl->stride : pl->bytes;
+}
+
+/* Chunk c's offset in that layout. */
+static inline size_t ragg__plan_contrib_off(const struct ragg__plan *pl, size_t c)
+{
+	return c * pl->stride;
 }
 
 /* Offset in a slot region, whose data part holds data_bytes per parity, of
@@ -151,26 +185,33 @@ static inline size_t ragg__slot_bytes(size_t data_bytes)
 /* Where a worker's chunk c of `parity` lands in its slot at the agent. */
 static inline uint64_t ragg__plan_worker_slot_off(const struct ragg__plan *pl, int parity, size_t c)
 {
-	return ragg__slot_offset(parity, pl->bytes, ragg__plan_chunk_off(pl, c));
+	return ragg__slot_offset(parity, ragg__plan_contrib_bytes(pl), ragg__plan_contrib_off(pl, c));
 }
 
 /* The size of a worker's slot region at its agent. */
 static inline size_t ragg__plan_worker_slot_bytes(const struct ragg__plan *pl)
 {
-	return ragg__slot_bytes(pl->bytes);
+	return ragg__slot_bytes(ragg__plan_contrib_bytes(pl));
+}
+
+/* The data bytes per parity of an agent's slot at server s: its owned
+ * chunks, `stride` bytes each. */
+static inline size_t ragg__plan_owned_slot_bytes(const struct ragg__plan *pl, int s)
+{
+	return ragg__plan_owned(pl, s) * pl->stride;
 }
 
 /* Where an agent's chunk c of `parity` lands in its slot at c's owner. */
 static inline uint64_t ragg__plan_server_slot_off(const struct ragg__plan *pl, int parity, size_t c)
 {
-	return ragg__slot_offset(parity, ragg__plan_owned_bytes(pl, ragg__plan_owner(pl, c)),
-	                         ragg__plan_owned_off(pl, c));
+	return ragg__slot_offset(parity, ragg__plan_owned_slot_bytes(pl, ragg__plan_owner(pl, c)),
+	                         ragg__plan_local(pl, c) * pl->stride);
 }
 
 /* The size of an agent's slot region at server s. */
 static inline size_t ragg__plan_server_slot_bytes(const struct ragg__plan *pl, int s)
 {
-	return ragg__slot_bytes(ragg__plan_owned_bytes(pl, s));
+	return ragg__slot_bytes(ragg__plan_owned_slot_bytes(pl, s));
 }
 
 /*
@@ -188,6 +229,7 @@ struct ragg__expect {
 	bool sender_ok; /* the sender is one that writes this tensor here */
 	bool room; /* a write of this round is still awaited from it */
 	bool in_place_ok; /* a write of length 0 (data in place) is allowed */
+	bool coded; /* the write carries the codec's encoding (ragg__plan_coded) */
 };
 
 /* 0 when the write (chunk, parity, len) is one the receiver expects, else

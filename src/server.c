@@ -35,6 +35,7 @@ struct ragg__update_job {
 	ragg_tensor_t *t;
 	uint32_t chunk;
 	int parity;
+	int rc; /* out: a contribution refused by the codec, or 0 */
 	double total_weight; /* out: sum of the contributions' weights */
 	/* One more than agents: the parameters, in the fused SGD step. */
 	const float **inputs;
@@ -90,7 +91,31 @@ void ragg__server_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t)
 	t->server = NULL;
 }
 
-static void server_step(struct ragg__update_job *cj, double total, size_t from, size_t n);
+static void server_step(struct ragg__update_job *cj, double total, size_t from, size_t n,
+                        bool coded);
+
+/* With a codec (RAGG_COMPRESS): g = sum_j D(s_j) / total over the chunk,
+ * every agent's encoding decoded and accumulated in one pass each. */
+static int server_decode(struct ragg__update_job *cj, double total, size_t n)
+{
+	ragg_tensor_t *t = cj->t;
+	const struct ragg__plan *pl = &t->plan;
+	struct ragg__server_tensor *st = t->server;
+	uint64_t round = st->rounds[ragg__plan_local(pl, cj->chunk)];
+	float *g = (float *)((char *)st->g + ragg__plan_owned_off(pl, cj->chunk));
+	size_t len = ragg__plan_contrib_len(pl, cj->chunk, true);
+	memset(g, 0, n * sizeof(float));
+	for (int j = 0; j < t->ctx->opts.agents; j++) {
+		const char *in = (const char *)st->a[j].slot.mem +
+		                 ragg__plan_server_slot_off(pl, cj->parity, cj->chunk);
+		int rc = ragg__codec_decode_accumulate(&pl->codec, in, len, g, n,
+		                                       (float)(1.0 / total),
+		                                       ragg__plan_seed(round, cj->chunk));
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
 
 /* The step and the copies to agents go a block at a time, so each copy
  * reads what the step just wrote from the cache, not from memory. */
@@ -110,19 +135,25 @@ static void server_update(struct ragg__job *job)
 	cj->total_weight = total;
 	size_t n = ragg__plan_chunk_elems(pl, cj->chunk);
 	size_t off = ragg__plan_chunk_off(pl, cj->chunk);
+	bool coded = ragg__plan_coded(pl, st->rounds[ragg__plan_local(pl, cj->chunk)]);
+	cj->rc = 0;
+	if (coded && total > 0 && (cj->rc = server_decode(cj, total, n)))
+		return;
 	const uint8_t *w = (const uint8_t *)st->w.mem + ragg__plan_owned_off(pl, cj->chunk);
 	for (size_t from = 0; from < n; from += SERVER_BLOCK_ELEMS) {
 		size_t m = n - from < SERVER_BLOCK_ELEMS ? n - from : SERVER_BLOCK_ELEMS;
 		if (total > 0)
-			server_step(cj, total, from, m);
+			server_step(cj, total, from, m, coded);
 		ragg__copy_fanout(cj->copy_to, ctx->opts.agents, off + from * sizeof(float),
 		                  w + from * sizeof(float), m * sizeof(float));
 	}
 }
 
 /* g = sum_j s_j / sum_j N_j, then the optimizer (or, in round 0, the
- * initial parameters), for elements [from, from + n) of the chunk. */
-static void server_step(struct ragg__update_job *cj, double total, size_t from, size_t n)
+ * initial parameters), for elements [from, from + n) of the chunk. With
+ * `coded`, g was decoded already (server_decode). */
+static void server_step(struct ragg__update_job *cj, double total, size_t from, size_t n,
+                        bool coded)
 {
 	ragg_tensor_t *t = cj->t;
 	struct ragg_ctx *ctx = t->ctx;
@@ -133,9 +164,10 @@ static void server_step(struct ragg__update_job *cj, double total, size_t from, 
 	float inv = (float)(1.0 / total);
 	for (int j = 0; j < ctx->opts.agents; j++) {
 		cj->weights[j] = inv;
-		cj->inputs[j] =
-		    (const float *)((const char *)st->a[j].slot.mem +
-		                    ragg__slot_offset(cj->parity, st->owned_bytes, off));
+		cj->inputs[j] = (const float *)((const char *)st->a[j].slot.mem +
+		                                ragg__plan_server_slot_off(&t->plan, cj->parity,
+		                                                           cj->chunk) +
+		                                from * sizeof(float));
 	}
 	float *w = (float *)((char *)st->w.mem + off);
 	float *g = (float *)((char *)st->g + off);
@@ -144,6 +176,15 @@ static void server_step(struct ragg__update_job *cj, double total, size_t from, 
 		return;
 	}
 	const struct ragg__optim *op = st->oc.optim;
+	if (coded && (op->flags & RAGG_OPTIM_FUSED_SUM)) {
+		/* w <- w - lr * g, g decoded. */
+		cj->inputs[0] = g;
+		cj->weights[0] = -st->oc.lr;
+		cj->inputs[1] = w;
+		cj->weights[1] = 1.0f;
+		k->sum_weighted(w, cj->inputs, cj->weights, 2, n);
+		return;
+	}
 	if (op->flags & RAGG_OPTIM_FUSED_SUM) {
 		/* w <- w - lr * sum_j s_j / N in one pass over the chunk: the
 		 * parameters are one more input of the weighted sum. */
@@ -155,7 +196,8 @@ static void server_step(struct ragg__update_job *cj, double total, size_t from, 
 		k->sum_weighted(w, cj->inputs, cj->weights, a + 1, n);
 		return;
 	}
-	k->sum_weighted(g, cj->inputs, cj->weights, ctx->opts.agents, n);
+	if (!coded)
+		k->sum_weighted(g, cj->inputs, cj->weights, ctx->opts.agents, n);
 	struct ragg__optim_block b = { .w = w, .g = g, .n = n };
 	for (int s = 0; s < op->nstate; s++)
 		b.state[s] = (float *)((char *)st->state[s] + off);
@@ -171,6 +213,13 @@ void ragg__server_on_job(struct ragg_ctx *ctx, struct ragg__job *job)
 	struct ragg__server_tensor *st = t->server;
 	size_t lc = ragg__plan_local(pl, cj->chunk);
 
+	if (cj->rc) {
+		ragg__error("tensor %d chunk %u: an agent's contribution does not decode under "
+		            "RAGG_COMPRESS=%s: %s",
+		            t->id, cj->chunk, pl->codec.codec->name, ragg_strerror(cj->rc));
+		ragg__fail(ctx, cj->rc);
+		return;
+	}
 	if (!(cj->total_weight > 0) && !st->warned_zero) {
 		ragg__warn("tensor %d: a round with total weight 0 leaves the parameters unchanged",
 		           t->id);
@@ -328,6 +377,8 @@ void ragg__server_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t
 		e.parity = (int)(t->server->rounds[lc] & 1);
 		/* Once per agent, chunk and round. */
 		e.room = !ragg__seen_has(&t->server->seen, parity, lc, p->index);
+		/* After round 0, a codec's encoding. */
+		e.coded = ragg__plan_coded(pl, t->server->rounds[lc]);
 	}
 	const char *why;
 	if (ragg__plan_check_write(&e, c, parity, len, &why)) {

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "optim/optim.h"
 #include "plan.h"
+#include "compress/codec.h"
 #include "../transports/util/settings.h"
 
 #define SPEC_SIZE(lo, hi)                                                                          \
@@ -84,6 +85,11 @@ const struct ragg__setting ragg__settings[] = {
 	  "term added to Adam's denominator (adam, adamw)" },
 	{ "RAGG_WEIGHT_DECAY", "0", SPEC_DOUBLE(0, 1e9, 0), JOB, EXT,
 	  "weight decay: adam adds wd*w to the gradient, adamw decays w by lr*wd (adam, adamw)" },
+	{ "RAGG_COMPRESS", "none", SPEC_TEXT(32), JOB, EXT,
+	  "push codec, name[:param]: none, fp16, bf16, topk:r, randk:r, onebit or qsgd:s (see "
+	  "ragg-compress(7)); workers encode, agents decode, sum and encode, servers decode" },
+	{ "RAGG_COMPRESS_EF", "auto", SPEC_CHOICE("auto|on|off"), JOB, EXT,
+	  "error feedback for RAGG_COMPRESS at workers and agents (auto: on for the lossy codecs)" },
 	{ "RAGG_TIMEOUT_MS", "60000", SPEC_INT(1, 86400000L, 0), 0, FIELD(INT, timeout_ms),
 	  "longest a wait goes without progress before it fails, in milliseconds" },
 	{ "RAGG_SERVE_TIMEOUT_MS", "3600000", SPEC_INT(1, 2147483647L, 0), 0,
@@ -523,6 +529,26 @@ RAGG_EXPORT int ragg_opts_default(struct ragg_opts *opts)
 	return 0;
 }
 
+int ragg__opts_codec(const struct ragg_opts *o, struct ragg__codec_spec *spec)
+{
+	const char *text = ragg__opt_get(o, "RAGG_COMPRESS");
+	long ef = ragg__opt_long(o, "RAGG_COMPRESS_EF");
+	struct ragg__codec_spec s;
+	if (!text || ragg__codec_parse(text, &s)) {
+		ragg__error("RAGG_COMPRESS=\"%s\": expected none, fp16, bf16, topk[:r], randk[:r], "
+		            "onebit or qsgd[:s], r in (0, 1], s a whole number (ragg-compress(7))",
+		            text ? text : "");
+		return RAGG_ERR_CONFIG;
+	}
+	if (ef != 0 && ragg__codec_set_error_feedback(&s, ef == 1)) {
+		ragg__error("RAGG_COMPRESS_EF=on: codec %s is lossless, it has no error feedback",
+		            s.codec->name);
+		return RAGG_ERR_CONFIG;
+	}
+	*spec = s;
+	return 0;
+}
+
 int ragg__opts_validate(const struct ragg_opts *o)
 {
 	if (o->size < sizeof(*o)) {
@@ -557,6 +583,9 @@ int ragg__opts_validate(const struct ragg_opts *o)
 		            o->chunk_bytes);
 		return RAGG_ERR_CONFIG;
 	}
+	struct ragg__codec_spec cs;
+	if (ragg__opts_codec(o, &cs))
+		return RAGG_ERR_CONFIG;
 	if (o->timeout_ms <= 0 || o->serve_timeout_ms <= 0) {
 		ragg__error("timeout %d ms: must be positive", o->timeout_ms);
 		return RAGG_ERR_CONFIG;

@@ -84,6 +84,11 @@ int ragg__parse_float(const char *name, const char *text, float *out);
 /* Set the logging level from RAGG_LOG in o (NULL: the environment's). */
 void ragg__logging_setup(const struct ragg_opts *o);
 
+/* The push codec of o (RAGG_COMPRESS with RAGG_COMPRESS_EF applied);
+ * 0 or RAGG_ERR_CONFIG, logged. */
+struct ragg__codec_spec;
+int ragg__opts_codec(const struct ragg_opts *o, struct ragg__codec_spec *spec);
+
 /* Check opts for consistency; logs what is wrong. */
 int ragg__opts_validate(const struct ragg_opts *opts);
 

@@ -8,6 +8,7 @@
 #include "compiler.h"
 #include "core.h"
 #include "log.h"
+#include "settings.h"
 
 int ragg__tensor_new(struct ragg_ctx *ctx, int id, const char *name, uint64_t name_hash,
                      size_t count, size_t chunk_bytes, ragg_tensor_t **out)
@@ -29,6 +30,12 @@ int ragg__tensor_new(struct ragg_ctx *ctx, int id, const char *name, uint64_t na
 	snprintf(t->name, sizeof(t->name), "%s", name ? name : "");
 	t->name_hash = name_hash;
 	t->plan = plan;
+	struct ragg__codec_spec cs;
+	if ((rc = ragg__opts_codec(&ctx->opts, &cs)) || (rc = ragg__plan_set_codec(&t->plan, &cs))) {
+		ragg__error("tensor \"%s\": RAGG_COMPRESS: %s", t->name, ragg_strerror(rc));
+		free(t);
+		return rc;
+	}
 	*out = t;
 	return 0;
 }
@@ -47,6 +54,10 @@ void ragg__tensor_free(ragg_tensor_t *t)
 		tp->ops->mr_dereg(t->worker.grad_mr);
 	if (t->worker.weight_mr)
 		tp->ops->mr_dereg(t->worker.weight_mr);
+	if (t->worker.enc_mr)
+		tp->ops->mr_dereg(t->worker.enc_mr);
+	free(t->worker.enc);
+	free(t->worker.resid);
 	free(t->worker.weight_src);
 	free(t->worker.copy_pending);
 	free(t);
@@ -92,6 +103,20 @@ RAGG_EXPORT int ragg_tensor_declare(ragg_ctx_t *ctx, const char *name, float *pa
 	if ((rc = tp->ops->mr_reg(tp->dev, t->worker.weight_src, 2 * sizeof(double),
 	                          &t->worker.weight_mr, &unused)))
 		goto err_reg;
+	/* With a codec, pushes travel from the encoding buffer; the residual
+	 * of error feedback is this worker's, for the whole tensor. */
+	if (t->plan.codec.codec) {
+		size_t eb = ragg__plan_contrib_bytes(&t->plan);
+		rc = -ENOMEM;
+		if (posix_memalign(&t->worker.enc, 64, eb))
+			goto err;
+		memset(t->worker.enc, 0, eb);
+		if (t->plan.codec.error_feedback &&
+		    !(t->worker.resid = calloc(t->plan.count, sizeof(float))))
+			goto err;
+		if ((rc = tp->ops->mr_reg(tp->dev, t->worker.enc, eb, &t->worker.enc_mr, &unused)))
+			goto err_reg;
+	}
 	/* A push is one weight plus every chunk; the queue holds a round. */
 	if ((rc = ragg__queue_reserve(&ctx->peers[0], (uint32_t)t->plan.nchunks + 2)))
 		goto err;

@@ -75,6 +75,26 @@ static bool push_in_place(const ragg_tensor_t *t, const float *grad)
 	       t->worker.grad_mapped == t->worker.grad_seq;
 }
 
+/* The codec's encoding of every chunk of grad into our encoding buffer,
+ * with this worker's error feedback (RAGG_COMPRESS). */
+static int encode_push(ragg_tensor_t *t, const float *grad)
+{
+	const struct ragg__plan *pl = &t->plan;
+	for (size_t c = 0; c < pl->nchunks; c++) {
+		size_t first = ragg__plan_chunk_off(pl, c) / sizeof(float);
+		ssize_t r = ragg__codec_encode(
+		    &pl->codec, grad + first, ragg__plan_chunk_elems(pl, c),
+		    (char *)t->worker.enc + ragg__plan_contrib_off(pl, c), pl->stride,
+		    t->worker.resid ? t->worker.resid + first : NULL, ragg__plan_seed(t->round, c));
+		if (r < 0) {
+			ragg__error("tensor \"%s\": encoding chunk %zu: %s", t->name, c,
+			            ragg_strerror((int)r));
+			return (int)r;
+		}
+	}
+	return 0;
+}
+
 static int post_push(ragg_tensor_t *t, const float *grad, double weight)
 {
 	struct ragg_ctx *ctx = t->ctx;
@@ -93,20 +113,26 @@ static int post_push(ragg_tensor_t *t, const float *grad, double weight)
 		            t->name);
 		return -EINVAL;
 	}
-	if ((rc = grad_mr(t, grad, &mr)))
+	const struct ragg__plan *pl = &t->plan;
+	bool coded = ragg__plan_coded(pl, t->round);
+	if (coded) {
+		if ((rc = encode_push(t, grad)))
+			return rc;
+		mr = t->worker.enc_mr;
+	} else if ((rc = grad_mr(t, grad, &mr)))
 		return rc;
-	bool in_place = push_in_place(t, grad);
+	bool in_place = !coded && push_in_place(t, grad);
 	t->worker.weight_src[parity] = weight;
 	rc = ragg__post_write(agent, &t->worker.weight_src[parity], t->worker.weight_mr,
 	                      &t->worker.agent_slot, (uint64_t)parity * sizeof(double),
 	                      sizeof(double), 0, 0, 0);
-	const struct ragg__plan *pl = &t->plan;
 	for (size_t c = 0; !rc && c < pl->nchunks; c++) {
 		bool last = c + 1 == pl->nchunks;
+		const char *src = coded ? (const char *)t->worker.enc + ragg__plan_contrib_off(pl, c)
+		                        : (const char *)grad + ragg__plan_chunk_off(pl, c);
 		rc = ragg__post_write(
-		    agent, (const char *)grad + ragg__plan_chunk_off(pl, c), mr,
-		    &t->worker.agent_slot, ragg__plan_worker_slot_off(pl, parity, c),
-		    in_place ? 0 : ragg__plan_contrib_len(pl, c),
+		    agent, src, mr, &t->worker.agent_slot, ragg__plan_worker_slot_off(pl, parity, c),
+		    in_place ? 0 : ragg__plan_contrib_len(pl, c, coded),
 		    ragg__imm_encode(parity, t->id, (uint32_t)c),
 		    RAGG_TP_WRITE_IMM | (last ? RAGG_TP_WRITE_SIGNAL : 0), (uint64_t)t->id);
 	}

@@ -11,7 +11,8 @@
  *   - A stage reads ctx->in[0..nin) weighted by ctx->w (a reducing stage,
  *     RAGG_STAGE_REDUCE: it writes ctx->out) or transforms ctx->out in
  *     place (every other stage). The first stage of a list reduces.
- *   - ctx->out holds ctx->n floats. It may be the server's slot, mapped
+ *   - ctx->out holds ctx->n floats (the plan's stride bytes with a codec).
+ *     It may be the server's slot, mapped
  *     here, when the plan allows the in-place fast path, which it does
  *     only when every stage sets RAGG_STAGE_IN_PLACE: such a stage writes
  *     nothing but its output there, and its output is as large as its
@@ -21,7 +22,12 @@
  *     thread that owns the chunk; ctx->state is the chunk's. Nothing is
  *     allocated per round.
  *   - run() returns nothing and cannot fail: what can be refused is
- *     refused when the plan is made.
+ *     refused when the plan is made. The one exception is a stage that
+ *     decodes what senders wrote: a malformed contribution sets ctx->rc
+ *     (RAGG_ERR_PROTO) and the job fails the context.
+ *   - A stage that encodes (the codec stage) writes its encoding, at most
+ *     the plan's stride bytes, into ctx->out; ctx->exact (round 0's
+ *     broadcast) asks it for the plain weighted sum instead.
  *
  * Adding a stage: one file in src/stages/ with its table, one line in
  * stages.c's list, the file in src/Makefile.include.
@@ -30,6 +36,7 @@
 #define RAGG_STAGE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct ragg__kernels;
 
@@ -45,6 +52,9 @@ struct ragg__stage_ctx {
 	size_t n;
 	void *state; /* this stage's state for this chunk, or NULL */
 	const void *arg; /* this stage's configuration from the plan */
+	uint64_t seed; /* shared with the codec's other end (ragg__plan_seed) */
+	int exact; /* round 0: contributions and output are plain floats */
+	int rc; /* out: 0, or why a contribution was refused */
 };
 
 struct ragg__stage {
@@ -58,6 +68,8 @@ struct ragg__stage {
 /* The stages (one file each). */
 extern const struct ragg__stage ragg__stage_sum; /* out = sum_j w[j] * in[j] */
 extern const struct ragg__stage ragg__stage_scale; /* out *= *(const float *)arg */
+/* out = C(sum_j w[j] * D(in[j])), arg the codec spec (see codec.c) */
+extern const struct ragg__stage ragg__stage_codec;
 
 /* The stage called `name`, or NULL. */
 const struct ragg__stage *ragg__stage_find(const char *name);

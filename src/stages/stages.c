@@ -7,6 +7,7 @@
 static const struct ragg__stage *const stages[] = {
 	&ragg__stage_sum,
 	&ragg__stage_scale,
+	&ragg__stage_codec,
 };
 
 const struct ragg__stage *ragg__stage_find(const char *name)

@@ -17,6 +17,16 @@
  *                   checking ragg_mem_free's answers; on shm the rounds
  *                   after a buffer's first two must move (almost) no
  *                   tensor bytes through writes: the agent works in place
+ *   codec ROUNDS    RAGG_COMPRESS=fp16 or bf16 with RAGG_COMPRESS_EF=off
+ *                   (RAGG_LR as set, SGD): values that the format cannot
+ *                   hold; after every round each parameter must be within
+ *                   the codec's bound of the exact step on the weighted
+ *                   mean (half an ulp relative at the workers' encoding and
+ *                   again at the agent's: lr * (2u + u^2) * sum_i w_i |g_i|
+ *                   / W, u = 2^-11 for fp16, 2^-8 for bf16, plus float
+ *                   rounding); some error must show (the values did travel
+ *                   encoded) and the bytes a worker sends per round must
+ *                   be those of the encoding, not of the floats
  *   rounds N        N rounds of a small model (for memory and soak tests)
  *   mismatch        worker 1 declares a different size: declaring must fail
  *                   with RAGG_ERR_MISMATCH everywhere
@@ -389,6 +399,105 @@ static int exact(ragg_ctx_t *ctx, int rounds, int ncounts, char **counts)
 	return 0;
 }
 
+/* ---- codec ---- */
+
+/* Worker i's value for element j in round r: an integer plus a fraction
+ * neither fp16 nor bf16 holds exactly, never 0. */
+static double codec_value(int i, size_t j, int r)
+{
+	return grad_value(i, j, r) +
+	       0.9 * ((double)((j * 13 + (size_t)i * 5 + (size_t)r * 3) % 97) + 0.5) / 97.0;
+}
+
+static int codec_mode(ragg_ctx_t *ctx, int rounds)
+{
+	const char *spec = getenv("RAGG_COMPRESS");
+	double u = !spec ? -1 : !strcmp(spec, "fp16") ? 0x1p-11 : !strcmp(spec, "bf16") ? 0x1p-8 : -1;
+	const char *ef = getenv("RAGG_COMPRESS_EF");
+	struct ragg_opts o = { .size = sizeof(o) };
+	int rc, me = ragg_rank(ctx);
+	if (u < 0 || !ef || strcmp(ef, "off")) {
+		fprintf(stderr, "job: codec: needs RAGG_COMPRESS=fp16|bf16 and RAGG_COMPRESS_EF=off\n");
+		return 2;
+	}
+	if ((rc = ragg_opts_default(&o)))
+		return fail("settings", rc);
+	const size_t sizes[2] = { 1031 * 3 + 5, 4096 + 1 };
+	double lr = o.lr, max_err = 0, max_ratio = 0, W = 0;
+	for (int i = 0; i < o.workers; i++)
+		W += i + 1;
+	for (int k = 0; k < 2; k++) {
+		size_t n = sizes[k];
+		float *params = malloc(n * sizeof(float)), *grad = malloc(n * sizeof(float));
+		ragg_tensor_t *t;
+		char name[32];
+		if (!params || !grad)
+			return fail("memory", -ENOMEM);
+		for (size_t j = 0; j < n; j++)
+			params[j] = (float)(j % 5);
+		snprintf(name, sizeof(name), "codec.%d", k);
+		if ((rc = ragg_tensor_declare(ctx, name, params, n, &t)))
+			return fail("declare", rc);
+		struct ragg_stats a = { .size = sizeof(a) }, b = { .size = sizeof(b) };
+		ragg_stats(ctx, &a);
+		for (int r = 1; r <= rounds; r++) {
+			for (size_t j = 0; j < n; j++)
+				grad[j] = (float)codec_value(me, j, r);
+			float *before = malloc(n * sizeof(float));
+			if (!before)
+				return fail("memory", -ENOMEM);
+			memcpy(before, params, n * sizeof(float));
+			if ((rc = ragg_pushpull(t, grad, me + 1, params)))
+				return fail("pushpull", rc);
+			for (size_t j = 0; j < n; j++) {
+				double mean = 0, mag = 0;
+				for (int i = 0; i < o.workers; i++) {
+					double g = (float)codec_value(i, j, r);
+					mean += (i + 1) * g;
+					mag += (i + 1) * fabs(g);
+				}
+				mean /= W;
+				mag /= W;
+				double want = before[j] - lr * mean;
+				double tol = lr * (2 * u + u * u) * mag +
+				             8 * 0x1p-24 * (fabs(want) + fabs(before[j]) + lr * mag);
+				double err = fabs(params[j] - want);
+				max_err = fmax(max_err, err);
+				max_ratio = fmax(max_ratio, err / tol);
+				if (!(err <= tol)) {
+					fprintf(stderr,
+					        "job: codec %s tensor %d round %d element %zu: %.9g, "
+					        "expected %.9g (error %.3g, bound %.3g)\n",
+					        spec, k, r, j, params[j], want, err, tol);
+					return 1;
+				}
+			}
+			free(before);
+		}
+		ragg_stats(ctx, &b);
+		/* Per round: the encoding of every chunk (2 bytes or so per
+		 * float) and the weight; never the floats (4 per float). */
+		double per_float = (double)(b.bytes_sent - a.bytes_sent) / rounds / (double)n;
+		printf("codec: worker %d tensor %d: %.3f bytes sent per float per round\n", me, k,
+		       per_float);
+		if (!(per_float > 1.9 && per_float < 2.6)) {
+			fprintf(stderr, "job: codec: %.3f bytes per float per round: not %s\n",
+			        per_float, spec);
+			return 1;
+		}
+		free(params);
+		free(grad);
+	}
+	if (!(max_err > 0)) {
+		fprintf(stderr, "job: codec %s: no error at all: the values did not travel encoded\n",
+		        spec);
+		return 1;
+	}
+	printf("codec: worker %d ok, %s, largest error %.3g, at worst %.0f%% of the bound\n", me,
+	       spec, max_err, 100 * max_ratio);
+	return 0;
+}
+
 /* ---- inplace ---- */
 
 struct inplace_run {
@@ -731,7 +840,7 @@ int main(int argc, char **argv)
 	if (argc == 2 && strcmp(argv[1], "checkers") == 0)
 		return checkers();
 	if (argc < 2) {
-		fprintf(stderr, "usage: job exact ROUNDS [COUNT...] | inplace ROUNDS | rounds N | "
+		fprintf(stderr, "usage: job exact ROUNDS [COUNT...] | codec ROUNDS | inplace ROUNDS | rounds N | "
 		                "mismatch | slow N MS | settings NAME VALUE | checkers\n");
 		return 2;
 	}
@@ -751,6 +860,8 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "exact") == 0 && argc >= 3)
 		status = exact(ctx, atoi(argv[2]), argc - 3, argv + 3);
+	else if (strcmp(argv[1], "codec") == 0 && argc == 3)
+		status = codec_mode(ctx, atoi(argv[2]));
 	else if (strcmp(argv[1], "inplace") == 0 && argc == 3)
 		status = inplace(ctx, atoi(argv[2]));
 	else if (strcmp(argv[1], "rounds") == 0 && argc == 3)

@@ -153,6 +153,50 @@ adamw_exact() {
 	echo OK
 }
 
+# RAGG_COMPRESS=fp16 and bf16 (error feedback off, so each round stands
+# alone): every worker checks every parameter after every round against the
+# exact SGD step on the weighted mean, within the codec's bound (half an ulp
+# at the worker's encoding and again at the agent's), sees some error (the
+# values travelled encoded) and about 2 bytes per float sent per round.
+compress_fp16_bf16() {
+	for c in fp16 bf16; do
+		out=$(RAGG_COMPRESS=$c RAGG_COMPRESS_EF=off RAGG_TRANSPORT=$transport RAGG_LR=0.25 RAGG_CHUNK_BYTES=4096 RAGG_TIMEOUT_MS=30000 "$run" -w 5 -a 2 -s 3 -- "$job" codec 5 2>&1) || { echo "$out" | tail -n 30; echo "WHY: $c: job failed"; return; }
+		echo "$out" | grep '^\[w0\] codec:'
+		n=$(echo "$out" | grep -c "codec: worker .* ok, $c,")
+		[ "$n" = 5 ] || { echo "$out"; echo "WHY: $c: $n of 5 workers verified"; return; }
+		echo "SUMMARY: $c $(echo "$out" | sed -n 's/^\[w0\] codec: worker 0 ok, //p')"
+	done
+	echo OK
+}
+
+# The linreg example (100 features, label noise 1, lr 0.0005, 3000 rounds)
+# with RAGG_COMPRESS=onebit and topk:0.01: with error feedback the final
+# loss is within 1% of the uncompressed run's; without it, more than 1%
+# away (the gap error feedback closes).
+compress_linreg() {
+	local args="-d 100 -n 1 -l 0.0005 -r 3000 -e inf" ref
+	linreg_loss() {
+		local o
+		o=$(RAGG_COMPRESS=$1 RAGG_COMPRESS_EF=$2 RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=30000 "$run" -w 8 -a 2 -s 2 -- "$linreg" $args 2>&1) || { echo "$o" | tail -n 20 >&2; return 1; }
+		echo "$o" | sed -n 's/^\[w0\] linreg: .* loss=\([^ ]*\) .*/\1/p'
+	}
+	ref=$(linreg_loss none auto) && [ -n "$ref" ] || { echo "WHY: uncompressed run failed"; return; }
+	echo "SUMMARY: none loss=$ref after 3000 rounds"
+	for c in onebit topk:0.01; do
+		for ef in on off; do
+			l=$(linreg_loss $c $ef) && [ -n "$l" ] || { echo "WHY: $c ef=$ef: run failed"; return; }
+			gap=$(awk -v l="$l" -v r="$ref" 'BEGIN { printf "%.4f", (l - r) / r }')
+			echo "SUMMARY: $c ef=$ef loss=$l gap=$gap"
+			if [ $ef = on ]; then
+				awk -v g="$gap" 'BEGIN { exit !(g < 0.01 && g > -0.01) }' || { echo "WHY: $c with error feedback: loss $l not within 1% of $ref"; return; }
+			else
+				awk -v g="$gap" 'BEGIN { exit !(g > 0.01) }' || { echo "WHY: $c without error feedback: loss $l within 1% of $ref (no gap shown)"; return; }
+			fi
+		done
+	done
+	echo OK
+}
+
 # As exact_weighted_mean, with parameters and gradients in ragg_mem_alloc()
 # memory and the gradient buffer switched mid-run. Over shm every worker
 # must also have seen its rounds go in place (it checks its own byte
@@ -180,7 +224,8 @@ declare_mismatch_refused() {
 # One server runs with another job-wide setting: every process fails by
 # itself within a few seconds, and the log names the setting with both values.
 settings_refused() {
-	local name=$1 value=$2 start out n slow
+	# shown: how the messages print the value (a text setting's is hashed)
+	local name=$1 value=$2 shown=${3:-$2} start out n slow
 	start=$(date +%s%N)
 	out=$(RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=30000 RAGG_LOG=error \
 		"$run" -w 4 -a 2 -s 2 -- "$job" settings "$name" "$value" 2>&1) && { echo "$out"; echo "WHY: job succeeded"; return; }
@@ -190,13 +235,14 @@ settings_refused() {
 	[ "$n" = 8 ] || { echo "$out"; echo "WHY: $n of 8 processes failed by themselves"; return; }
 	slow=$(echo "$out" | awk '/settings: .* failed with/ && $(NF-1) > 3000' | head -n 1)
 	[ -z "$slow" ] || { echo "WHY: a process failed late: $slow"; return; }
-	echo "$out" | grep -q "\[s1\] .*$name differs: $value here (server 1), .* at agent [0-9]" || { echo "WHY: server 1 did not name the setting"; return; }
-	echo "$out" | grep -q "\[a[0-9]\] .*$name differs: .* here (agent [0-9]), $value at server 1" || { echo "WHY: no agent named the setting"; return; }
+	echo "$out" | grep -q "\[s1\] .*$name differs: $shown here (server 1), .* at agent [0-9]" || { echo "WHY: server 1 did not name the setting"; return; }
+	echo "$out" | grep -q "\[a[0-9]\] .*$name differs: .* here (agent [0-9]), $shown at server 1" || { echo "WHY: no agent named the setting"; return; }
 	[ "$(echo "$out" | grep -c 'failed with RAGG_ERR_MISMATCH')" -ge 2 ] || { echo "WHY: fewer than 2 processes report RAGG_ERR_MISMATCH"; return; }
 	echo OK
 }
 lr_differs_refused() { settings_refused RAGG_LR 0.02; }
 chunk_bytes_differs_refused() { settings_refused RAGG_CHUNK_BYTES 65536; }
+compress_differs_refused() { settings_refused RAGG_COMPRESS fp16 '(text hashed [0-9a-f]*)'; }
 
 # A mixed job: shared memory between workers and agents, tcp to the servers.
 # The agents then wait on two devices at once.
@@ -657,9 +703,12 @@ t momentum_exact 120
 t adam_exact 120
 t adamw_exact 120
 t in_place_exact 120
+t compress_fp16_bf16 120
+t compress_linreg 300
 t declare_mismatch_refused 60
 t lr_differs_refused 60
 t chunk_bytes_differs_refused 60
+t compress_differs_refused 60
 t rounds_1000_no_memory_growth 240
 t mixed_shm_workers_tcp_servers 90
 t root_never_starts 30

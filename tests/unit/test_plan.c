@@ -27,7 +27,7 @@ static void check_geometry(size_t count, size_t chunk_bytes, int servers)
 		RAGG_CHECK(len > 0 && len <= chunk_bytes && len % 4 == 0);
 		RAGG_CHECK(c + 1 == pl.nchunks || len == chunk_bytes);
 		RAGG_CHECK(ragg__plan_chunk_elems(&pl, c) * 4 == len);
-		RAGG_CHECK(ragg__plan_contrib_len(&pl, c) == len);
+		RAGG_CHECK(ragg__plan_contrib_len(&pl, c, false) == len);
 		int s = ragg__plan_owner(&pl, c);
 		RAGG_CHECK(s == (int)(c % (size_t)servers));
 		RAGG_CHECK(ragg__plan_local(&pl, c) == owned[s]);
@@ -109,7 +109,43 @@ RAGG_TEST(default_stages_allow_in_place)
 	RAGG_CHECK(ragg__plan_init(&pl, 10, CB, 1) == 0);
 	RAGG_CHECK(pl.nstages == 1 && pl.stages[0].stage == &ragg__stage_sum);
 	RAGG_CHECK(pl.in_place);
-	RAGG_CHECK(pl.codec == RAGG_CODEC_NONE);
+	RAGG_CHECK(pl.codec.codec == NULL && pl.stride == pl.chunk_bytes);
+}
+
+/* A codec: the codec stage alone, no in-place path, a slot stride that
+ * holds both the floats (round 0) and the encoding of the longest chunk,
+ * contributions of the encoding's length after round 0; "none" undoes it. */
+RAGG_TEST(codec_plan)
+{
+	struct ragg__plan pl;
+	struct ragg__codec_spec s;
+	const size_t count = 3 * CE + 7;
+	RAGG_CHECK(ragg__plan_init(&pl, count, CB, 2) == 0);
+	RAGG_CHECK(ragg__codec_parse("topk:1", &s) == 0);
+	RAGG_CHECK(ragg__plan_set_codec(&pl, &s) == 0);
+	RAGG_CHECK(pl.nstages == 1 && pl.stages[0].stage == &ragg__stage_codec);
+	RAGG_CHECK(pl.stages[0].arg == &pl.codec && !pl.in_place);
+	RAGG_CHECK(pl.stride >= ragg__codec_max_encoded_size(&s, CE) && pl.stride > CB);
+	RAGG_CHECK(!ragg__plan_coded(&pl, 0) && ragg__plan_coded(&pl, 1));
+	for (size_t c = 0; c < pl.nchunks; c++) {
+		RAGG_CHECK(ragg__plan_contrib_len(&pl, c, true) ==
+		           ragg__codec_max_encoded_size(&s, ragg__plan_chunk_elems(&pl, c)));
+		RAGG_CHECK(ragg__plan_contrib_len(&pl, c, true) <= pl.stride);
+		RAGG_CHECK(ragg__plan_worker_slot_off(&pl, 1, c) + pl.stride <=
+		           ragg__plan_worker_slot_bytes(&pl));
+		RAGG_CHECK(ragg__plan_server_slot_off(&pl, 1, c) + pl.stride <=
+		           ragg__plan_server_slot_bytes(&pl, ragg__plan_owner(&pl, c)));
+	}
+	/* A coded write of the floats' length, or of length 0, is refused. */
+	struct ragg__expect e = { .plan = &pl, .parity = 1, .owner = -1, .sender_ok = true,
+		                  .room = true, .in_place_ok = true, .coded = true };
+	const char *why;
+	RAGG_CHECK(ragg__plan_check_write(&e, 0, 1, ragg__plan_contrib_len(&pl, 0, true), &why) == 0);
+	RAGG_CHECK(ragg__plan_check_write(&e, 0, 1, CB, &why) == RAGG_ERR_PROTO);
+	RAGG_CHECK(ragg__plan_check_write(&e, 0, 1, 0, &why) == RAGG_ERR_PROTO);
+	RAGG_CHECK(ragg__plan_set_codec(&pl, NULL) == 0);
+	RAGG_CHECK(pl.codec.codec == NULL && pl.stride == CB);
+	RAGG_CHECK(pl.stages[0].stage == &ragg__stage_sum && pl.in_place);
 }
 
 /* A stage that cannot run in the server's slot turns the fast path off,
@@ -217,7 +253,7 @@ RAGG_TEST(seen_once_per_sender_chunk_round)
 	RAGG_CHECK_OK(ragg__plan_init(&pl, 10000, 4096, 2));
 	struct ragg__expect e = { .plan = &pl, .parity = 1, .owner = -1, .sender_ok = true,
 		                  .room = false };
-	RAGG_CHECK(ragg__plan_check_write(&e, 0, 1, ragg__plan_contrib_len(&pl, 0), &why) ==
+	RAGG_CHECK(ragg__plan_check_write(&e, 0, 1, ragg__plan_contrib_len(&pl, 0, false), &why) ==
 	           RAGG_ERR_PROTO);
 	RAGG_CHECK(why && strcmp(why, "round") == 0);
 }
