@@ -92,6 +92,8 @@ const struct ragg__setting ragg__settings[] = {
 	{ "RAGG_JOB_KEY", "", SPEC_TEXT(sizeof(((struct ragg_opts *)0)->job_key)),
 	  RAGG__SETTING_SECRET, FIELD(TEXT, job_key),
 	  "shared secret every connection proves knowledge of" },
+	{ "RAGG_SEAL", "off", SPEC_CHOICE("off|on"), JOB, EXT,
+	  "on: seal every tcp frame with an AEAD under the handshake's session keys" },
 	{ "RAGG_LOG", "none", SPEC_CHOICE("none|error|warn|info|debug"), 0, EXT,
 	  "none, error, warn, info or debug (to standard error)" },
 	{ "RAGG_KERNELS", "auto", SPEC_TEXT(32), 0, EXT,

@@ -122,6 +122,17 @@ static int open_hop(struct ragg_ctx *ctx, const char *setting, const char *spec,
 			            why[0] ? why : "probe failed");
 			return RAGG_ERR_NO_TRANSPORT;
 		}
+		if (ragg__opt_long(&ctx->opts, "RAGG_SEAL") && !RAGG_TP_HAS_OP(ops, seal)) {
+			if (is_auto) {
+				ragg__info("transport %s skipped: it cannot seal (RAGG_SEAL=on)",
+				           name);
+				continue;
+			}
+			ragg__error("RAGG_SEAL=on: transport %s cannot seal its connections "
+			            "(only tcp can); use RAGG_TRANSPORT=tcp or RAGG_SEAL=off",
+			            name);
+			return RAGG_ERR_CONFIG;
+		}
 		if (hop->n == RAGG_MAX_TP) {
 			ragg__error("%s=\"%s\": too many transports", setting, spec);
 			return RAGG_ERR_CONFIG;

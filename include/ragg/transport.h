@@ -229,7 +229,30 @@ struct ragg_tp_ops {
 	 * to buf (always NUL-terminated, cut at len). Needs no open device.
 	 * 0, or a negative code. */
 	int (*describe)(char *buf, size_t len);
+
+	/* Optional (NULL: this transport cannot seal; the core then refuses
+	 * RAGG_SEAL=on for it). From now on, seal every frame this endpoint
+	 * sends and open every frame it receives with the AEAD `cipher`
+	 * (RAGG_TP_SEAL_*): frames sent with tx_key, frames received with
+	 * rx_key (key_len bytes each, RAGG_TP_SEAL_KEY_BYTES), each
+	 * direction's nonce a counter starting at 0, so a frame altered,
+	 * replayed, reordered or dropped on the way fails to open. The core
+	 * calls it once per endpoint, on the connection's control stream, at
+	 * the point both sides agree on: right after the last message it
+	 * sends in the clear and right after the last message it receives in
+	 * the clear (the handshake's proofs). A frame that fails to open
+	 * drops the connection: DISCONNECTED with RAGG_ERR_AUTH, and a log
+	 * line. The keys are copied. 0; -EINVAL (bad cipher or key length),
+	 * -EOPNOTSUPP (cipher not available here), -EALREADY, -ENOTCONN, or
+	 * -ENOMEM. */
+	int (*seal)(struct ragg_tp_ep *ep, unsigned cipher, const uint8_t *rx_key,
+	            const uint8_t *tx_key, size_t key_len);
 };
+
+/* Ciphers for seal(). */
+#define RAGG_TP_SEAL_AES256GCM         1 /* AES-256-GCM (needs AES-NI here) */
+#define RAGG_TP_SEAL_CHACHA20POLY1305  2 /* ChaCha20-Poly1305, IETF variant */
+#define RAGG_TP_SEAL_KEY_BYTES         32
 
 /* Whether ops (of a transport built against an older header) has op. */
 #define RAGG_TP_HAS_OP(ops, op)                                                                    \

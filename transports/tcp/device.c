@@ -159,4 +159,5 @@ const struct ragg_tp_ops ragg__tp_tcp_ops = {
 	.arm = ragg__tcp_arm,
 	.wait_fd = ragg__tcp_wait_fd,
 	.describe = ragg__tp_describe_none,
+	.seal = ragg__tcp_seal,
 };
