@@ -374,13 +374,20 @@ int ragg__hs_session_keys(const struct ragg__peer *p, uint8_t rx[RAGG_HS_SESSION
 	return 0;
 }
 
+int ragg__hs_deadline_ms(const struct ragg_ctx *ctx)
+{
+	long hm = ragg__opt_long(&ctx->opts, "RAGG_HANDSHAKE_MS");
+	return hm > 0 && hm < ctx->opts.timeout_ms ? (int)hm : ctx->opts.timeout_ms;
+}
+
 void ragg__hs_sweep(struct ragg_ctx *ctx)
 {
 	uint64_t now = ragg__now_us();
 	if (now < ctx->hs_next_sweep_us)
 		return;
 	ctx->hs_next_sweep_us = now + 100000;
-	uint64_t limit = (uint64_t)ctx->opts.timeout_ms * 1000u;
+	int ms = ragg__hs_deadline_ms(ctx);
+	uint64_t limit = (uint64_t)ms * 1000u;
 	for (int i = 0; i < ctx->npeers && !ctx->failed; i++) {
 		struct ragg__peer *p = &ctx->peers[i];
 		struct ragg__hs *hs = p->hs;
@@ -389,8 +396,7 @@ void ragg__hs_sweep(struct ragg_ctx *ctx)
 		if (now - hs->t0_us < limit)
 			continue;
 		char why[96];
-		snprintf(why, sizeof(why), "no answer within %d ms (RAGG_TIMEOUT_MS)",
-		         ctx->opts.timeout_ms);
+		snprintf(why, sizeof(why), "no answer within %d ms (RAGG_HANDSHAKE_MS)", ms);
 		ragg__hs_fail(ctx, p, RAGG_ERR_TIMEOUT, why);
 	}
 }

@@ -54,7 +54,7 @@
  * frame after the proofs is sealed: each side's PROOF is the last frame it
  * sends in the clear, and the peer's PROOF the last it receives so.
  *
- * Deadline: a handshake not DONE within RAGG_TIMEOUT_MS of its start is
+ * Deadline: a handshake not DONE within RAGG_HANDSHAKE_MS of its start is
  * failed as any other (ragg__hs_sweep), so a peer that said hello and then
  * stays silent does not hold its place.
  *
@@ -111,6 +111,10 @@ void ragg__hs_reap(struct ragg_ctx *ctx);
 /* This side's session keys with p, once connected; 0 or -EAGAIN. */
 int ragg__hs_session_keys(const struct ragg__peer *p, uint8_t rx[RAGG_HS_SESSION_KEY_BYTES],
                           uint8_t tx[RAGG_HS_SESSION_KEY_BYTES]);
+
+/* The deadline of a connection's set-up: RAGG_HANDSHAKE_MS, at most
+ * RAGG_TIMEOUT_MS (0: RAGG_TIMEOUT_MS). */
+int ragg__hs_deadline_ms(const struct ragg_ctx *ctx);
 
 /* Fail handshakes past their deadline; cheap, call it from the loop. */
 void ragg__hs_sweep(struct ragg_ctx *ctx);

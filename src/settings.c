@@ -85,6 +85,8 @@ const struct ragg__setting ragg__settings[] = {
 	{ "RAGG_SERVE_TIMEOUT_MS", "3600000", SPEC_INT(1, 2147483647L, 0), 0,
 	  FIELD(INT, serve_timeout_ms),
 	  "longest an agent or server waits without any traffic (workers may pause to evaluate)" },
+	{ "RAGG_HANDSHAKE_MS", "0", SPEC_INT(0, 86400000L, 0), 0, EXT,
+	  "longest a connection's set-up (hello and handshake) may take; 0: RAGG_TIMEOUT_MS" },
 	{ "RAGG_POLL", "adaptive", SPEC_CHOICE("adaptive|busy|block"), 0, FIELD(INT, poll),
 	  "busy, block or adaptive (spin RAGG_SPIN_US, then block)" },
 	{ "RAGG_SPIN_US", "50", SPEC_INT(0, 1000000, 0), 0, FIELD(INT, spin_us),

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "core.h"
+#include "handshake.h"
 #include "log.h"
 #include "settings.h"
 
@@ -56,7 +57,7 @@ static int open_one(struct ragg_ctx *ctx, const struct ragg_tp_ops *ops, struct 
 		.size = sizeof(params),
 		.poll_mode = (int)ctx->opts.poll,
 		.spin_us = ctx->opts.spin_us,
-		.timeout_ms = ctx->opts.timeout_ms,
+		.timeout_ms = ragg__hs_deadline_ms(ctx),
 		.max_peers = ctx->npeers,
 		.log = tp_log,
 		.log_level = ragg__log_get(),

@@ -74,7 +74,7 @@ struct ragg_tp_params {
 	size_t size;
 	int poll_mode; /* enum ragg_poll */
 	int spin_us;
-	int timeout_ms;
+	int timeout_ms; /* deadline of a connection's set-up (RAGG_HANDSHAKE_MS) */
 	int max_peers; /* sizing hint */
 	/* Logging sink; level is enum ragg_log_level. Never NULL. */
 	void (*log)(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
