@@ -123,7 +123,8 @@ static int open_hop(struct ragg_ctx *ctx, const char *setting, const char *spec,
 			            why[0] ? why : "probe failed");
 			return RAGG_ERR_NO_TRANSPORT;
 		}
-		if (ragg__opt_long(&ctx->opts, "RAGG_SEAL") && !RAGG_TP_HAS_OP(ops, seal)) {
+		if (ragg__opt_long(&ctx->opts, "RAGG_SEAL") &&
+		    (!(ops->caps & RAGG_TP_CAP_SEAL) || !RAGG_TP_HAS_OP(ops, seal))) {
 			if (is_auto) {
 				ragg__info("transport %s skipped: it cannot seal (RAGG_SEAL=on)",
 				           name);

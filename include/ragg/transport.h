@@ -55,6 +55,7 @@ enum ragg_log_level {
 #define RAGG_TP_CAP_INLINE     (1u << 2) /* small writes complete at post time */
 #define RAGG_TP_CAP_ZERO_COPY  (1u << 3) /* receiver's payload lands straight in the slot */
 #define RAGG_TP_CAP_LOCAL_ONLY (1u << 4) /* peers must be on this host */
+#define RAGG_TP_CAP_SEAL       (1u << 5) /* seal() works (RAGG_SEAL=on) */
 
 /* write_imm flags */
 #define RAGG_TP_WRITE_IMM    (1u << 0) /* deliver the immediate to the peer */
@@ -230,8 +231,10 @@ struct ragg_tp_ops {
 	 * 0, or a negative code. */
 	int (*describe)(char *buf, size_t len);
 
-	/* Optional (NULL: this transport cannot seal; the core then refuses
-	 * RAGG_SEAL=on for it). From now on, seal every frame this endpoint
+	/* Set whenever the table is this large (a stub returning -EOPNOTSUPP
+	 * where the transport cannot seal; it then leaves RAGG_TP_CAP_SEAL
+	 * out of caps, and the core refuses RAGG_SEAL=on with it). From now
+	 * on, seal every frame this endpoint
 	 * sends and open every frame it receives with the AEAD `cipher`
 	 * (RAGG_TP_SEAL_*): frames sent with tx_key, frames received with
 	 * rx_key (key_len bytes each, RAGG_TP_SEAL_KEY_BYTES), each
