@@ -152,6 +152,7 @@ struct ragg_ctx {
 	struct ragg_opts opts;
 	const struct ragg__role_ops *role; /* what this process's role does */
 	int hs_dead; /* connections a failed handshake left to close */
+	uint64_t hs_next_sweep_us; /* next check of handshake deadlines */
 	struct ragg__tp tps[RAGG_MAX_TP];
 	int ntp;
 	struct ragg__hop hop_workers; /* workers <-> agents */

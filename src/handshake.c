@@ -4,6 +4,7 @@
  */
 #include <endian.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,7 @@
 #include "core.h"
 #include "handshake.h"
 #include "log.h"
+#include "settings.h"
 
 #define HS_DEAD_MAX 4
 
@@ -29,6 +31,7 @@ struct ragg__hs {
 	uint8_t pk[crypto_kx_PUBLICKEYBYTES], sk[crypto_kx_SECRETKEYBYTES];
 	uint8_t peer_nonce[RAGG_HS_NONCE_BYTES];
 	uint8_t peer_pk[crypto_kx_PUBLICKEYBYTES];
+	uint8_t flags, peer_flags; /* RAGG_HS_F_* */
 	uint8_t transcript[crypto_generichash_BYTES];
 	uint8_t rx[RAGG_HS_SESSION_KEY_BYTES], tx[RAGG_HS_SESSION_KEY_BYTES];
 	/* The peer's KEYS, come before our transport could send ours (it
@@ -79,15 +82,19 @@ static void transcript(const struct ragg_ctx *ctx, const struct ragg__peer *p, s
 		put_id(&st, p->role, p->rank);
 		crypto_generichash_update(&st, hs->nonce, sizeof(hs->nonce));
 		crypto_generichash_update(&st, hs->pk, sizeof(hs->pk));
+		crypto_generichash_update(&st, &hs->flags, 1);
 		crypto_generichash_update(&st, hs->peer_nonce, sizeof(hs->peer_nonce));
 		crypto_generichash_update(&st, hs->peer_pk, sizeof(hs->peer_pk));
+		crypto_generichash_update(&st, &hs->peer_flags, 1);
 	} else {
 		put_id(&st, p->role, p->rank);
 		put_id(&st, o->role, o->rank);
 		crypto_generichash_update(&st, hs->peer_nonce, sizeof(hs->peer_nonce));
 		crypto_generichash_update(&st, hs->peer_pk, sizeof(hs->peer_pk));
+		crypto_generichash_update(&st, &hs->peer_flags, 1);
 		crypto_generichash_update(&st, hs->nonce, sizeof(hs->nonce));
 		crypto_generichash_update(&st, hs->pk, sizeof(hs->pk));
+		crypto_generichash_update(&st, &hs->flags, 1);
 	}
 	crypto_generichash_final(&st, hs->transcript, sizeof(hs->transcript));
 }
@@ -126,14 +133,17 @@ static int session_keys(const struct ragg_ctx *ctx, struct ragg__hs *hs)
 	if (rc)
 		return RAGG_ERR_AUTH; /* a weak public key */
 	job_mac_key(ctx, k);
+	/* Named by direction, not by side: the client's tx is the server's
+	 * rx. */
+	const char *rx_label = hs->client ? "s2c" : "c2s", *tx_label = hs->client ? "c2s" : "s2c";
 	crypto_generichash_state st;
 	crypto_generichash_init(&st, k, sizeof(k), sizeof(hs->rx));
-	crypto_generichash_update(&st, (const uint8_t *)"rx", 2);
+	crypto_generichash_update(&st, (const uint8_t *)rx_label, 3);
 	crypto_generichash_update(&st, rx0, sizeof(rx0));
 	crypto_generichash_update(&st, hs->transcript, sizeof(hs->transcript));
 	crypto_generichash_final(&st, hs->rx, sizeof(hs->rx));
 	crypto_generichash_init(&st, k, sizeof(k), sizeof(hs->tx));
-	crypto_generichash_update(&st, (const uint8_t *)"tx", 2);
+	crypto_generichash_update(&st, (const uint8_t *)tx_label, 3);
 	crypto_generichash_update(&st, tx0, sizeof(tx0));
 	crypto_generichash_update(&st, hs->transcript, sizeof(hs->transcript));
 	crypto_generichash_final(&st, hs->tx, sizeof(hs->tx));
@@ -175,6 +185,7 @@ static int send_keys(struct ragg__peer *p, struct ragg__hs *hs)
 	m[0] = RAGG_HS_KEYS;
 	memcpy(m + 1, hs->nonce, sizeof(hs->nonce));
 	memcpy(m + 1 + sizeof(hs->nonce), hs->pk, sizeof(hs->pk));
+	m[RAGG_HS_KEYS_WIRE - 1] = hs->flags;
 	int rc = p->tp->ops->send(p->ep, m, sizeof(m));
 	if (!rc)
 		hs->state = HS_KEYS_SENT;
@@ -199,6 +210,8 @@ int ragg__hs_on_connected(struct ragg_ctx *ctx, struct ragg__peer *p, bool clien
 	early = hs->early;
 	memcpy(early_keys, hs->early_keys, sizeof(early_keys));
 	hs_reset(hs, client);
+	hs->flags = (uint8_t)((crypto_aead_aes256gcm_is_available() ? RAGG_HS_F_AES : 0) |
+	                      (ragg__opt_long(&ctx->opts, "RAGG_SEAL") ? RAGG_HS_F_SEAL : 0));
 	if ((rc = send_keys(p, hs)))
 		return rc;
 	/* Their keys came first and waited for ours to leave. */
@@ -261,6 +274,13 @@ static void on_keys(struct ragg_ctx *ctx, struct ragg__peer *p, struct ragg__hs 
 	}
 	memcpy(hs->peer_nonce, m + 1, sizeof(hs->peer_nonce));
 	memcpy(hs->peer_pk, m + 1 + sizeof(hs->peer_nonce), sizeof(hs->peer_pk));
+	hs->peer_flags = m[RAGG_HS_KEYS_WIRE - 1];
+	if ((hs->peer_flags ^ hs->flags) & RAGG_HS_F_SEAL) {
+		ragg__hs_fail(ctx, p, RAGG_ERR_CONFIG,
+		              hs->flags & RAGG_HS_F_SEAL ? "RAGG_SEAL differs: on here, off there"
+		                                         : "RAGG_SEAL differs: off here, on there");
+		return;
+	}
 	transcript(ctx, p, hs);
 	uint8_t out[RAGG_HS_PROOF_WIRE];
 	out[0] = RAGG_HS_PROOF;
@@ -287,6 +307,18 @@ static void on_proof(struct ragg_ctx *ctx, struct ragg__peer *p, struct ragg__hs
 	if ((rc = session_keys(ctx, hs))) {
 		ragg__hs_fail(ctx, p, rc, "its ephemeral key is unusable");
 		return;
+	}
+	if (hs->flags & RAGG_HS_F_SEAL) {
+		unsigned cipher = hs->flags & hs->peer_flags & RAGG_HS_F_AES
+		                      ? RAGG_TP_SEAL_AES256GCM
+		                      : RAGG_TP_SEAL_CHACHA20POLY1305;
+		rc = RAGG_TP_HAS_OP(p->tp->ops, seal)
+		         ? p->tp->ops->seal(p->ep, cipher, hs->rx, hs->tx, sizeof(hs->rx))
+		         : -EOPNOTSUPP;
+		if (rc) {
+			ragg__hs_fail(ctx, p, rc, "its transport cannot seal the connection");
+			return;
+		}
 	}
 	hs->state = HS_DONE;
 	p->connected = true;
@@ -340,6 +372,33 @@ int ragg__hs_session_keys(const struct ragg__peer *p, uint8_t rx[RAGG_HS_SESSION
 	memcpy(rx, p->hs->rx, RAGG_HS_SESSION_KEY_BYTES);
 	memcpy(tx, p->hs->tx, RAGG_HS_SESSION_KEY_BYTES);
 	return 0;
+}
+
+int ragg__hs_deadline_ms(const struct ragg_ctx *ctx)
+{
+	long hm = ragg__opt_long(&ctx->opts, "RAGG_HANDSHAKE_MS");
+	return hm > 0 && hm < ctx->opts.timeout_ms ? (int)hm : ctx->opts.timeout_ms;
+}
+
+void ragg__hs_sweep(struct ragg_ctx *ctx)
+{
+	uint64_t now = ragg__now_us();
+	if (now < ctx->hs_next_sweep_us)
+		return;
+	ctx->hs_next_sweep_us = now + 100000;
+	int ms = ragg__hs_deadline_ms(ctx);
+	uint64_t limit = (uint64_t)ms * 1000u;
+	for (int i = 0; i < ctx->npeers && !ctx->failed; i++) {
+		struct ragg__peer *p = &ctx->peers[i];
+		struct ragg__hs *hs = p->hs;
+		if (!hs || !p->ep || (hs->state != HS_KEYS_SENT && hs->state != HS_PROOF_SENT))
+			continue;
+		if (now - hs->t0_us < limit)
+			continue;
+		char why[96];
+		snprintf(why, sizeof(why), "no answer within %d ms (RAGG_HANDSHAKE_MS)", ms);
+		ragg__hs_fail(ctx, p, RAGG_ERR_TIMEOUT, why);
+	}
 }
 
 void ragg__hs_free(struct ragg__peer *p)

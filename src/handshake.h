@@ -12,13 +12,14 @@
  *   S = the side that accepted.
  *
  *   both:  KEYS  = 0x80 | nonce (32 random bytes) | X25519 ephemeral pk (32)
+ *                  | flags (1: RAGG_HS_F_*)
  *   both, once the peer's KEYS is in:
  *          PROOF = 0x81 | crypto_auth(label_self | T, K)
  *
  *   K = BLAKE2b-256(RAGG_JOB_KEY)
  *   T = BLAKE2b-256("ragg handshake" | version | workers | agents | servers
  *                   | C role | C rank | S role | S rank
- *                   | C nonce | C pk | S nonce | S pk)
+ *                   | C nonce | C pk | C flags | S nonce | S pk | S flags)
  *   label_self = "client" for C, "server" for S, so one side's proof is
  *   never the other's.
  *
@@ -40,9 +41,22 @@
  *
  * On DONE both sides derive per-direction session keys:
  *   crypto_kx_{client,server}_session_keys(ephemeral keys) -> (rx0, tx0)
- *   rx = BLAKE2b-256("rx" | rx0 | T, K), tx likewise
+ *   key C->S = BLAKE2b-256("c2s" | C's tx0 = S's rx0 | T, K),
+ *   key S->C = BLAKE2b-256("s2c" | C's rx0 = S's tx0 | T, K)
  * so the session keys depend on the job key and this connection's whole
- * transcript, not on the Diffie-Hellman alone.
+ * transcript, not on the Diffie-Hellman alone, and one side's tx is the
+ * other's rx.
+ *
+ * Sealing (RAGG_SEAL=on, a job-wide setting): both sides' flags must say
+ * the same (else the handshake fails, naming the setting); on DONE the
+ * core hands the session keys to the transport's seal() (AES-256-GCM when
+ * both sides' flags have RAGG_HS_F_AES, else ChaCha20-Poly1305), so every
+ * frame after the proofs is sealed: each side's PROOF is the last frame it
+ * sends in the clear, and the peer's PROOF the last it receives so.
+ *
+ * Deadline: a handshake not DONE within RAGG_HANDSHAKE_MS of its start is
+ * failed as any other (ragg__hs_sweep), so a peer that said hello and then
+ * stays silent does not hold its place.
  *
  * A failure on the connecting side fails the job (RAGG_ERR_AUTH: a wrong
  * process answers at a published address). A failure on the accepting
@@ -66,7 +80,10 @@ struct ragg_tp_event;
 #define RAGG_HS_KEYS              0x80u
 #define RAGG_HS_PROOF             0x81u
 #define RAGG_HS_NONCE_BYTES       32
-#define RAGG_HS_KEYS_WIRE         (1 + RAGG_HS_NONCE_BYTES + crypto_kx_PUBLICKEYBYTES)
+#define RAGG_HS_KEYS_WIRE         (1 + RAGG_HS_NONCE_BYTES + crypto_kx_PUBLICKEYBYTES + 1)
+/* The flags byte closing KEYS. */
+#define RAGG_HS_F_AES  0x01u /* AES-256-GCM runs here (AES-NI) */
+#define RAGG_HS_F_SEAL 0x02u /* this side has RAGG_SEAL=on */
 #define RAGG_HS_PROOF_WIRE        (1 + crypto_auth_BYTES)
 #define RAGG_HS_SESSION_KEY_BYTES 32
 
@@ -94,6 +111,13 @@ void ragg__hs_reap(struct ragg_ctx *ctx);
 /* This side's session keys with p, once connected; 0 or -EAGAIN. */
 int ragg__hs_session_keys(const struct ragg__peer *p, uint8_t rx[RAGG_HS_SESSION_KEY_BYTES],
                           uint8_t tx[RAGG_HS_SESSION_KEY_BYTES]);
+
+/* The deadline of a connection's set-up: RAGG_HANDSHAKE_MS, at most
+ * RAGG_TIMEOUT_MS (0: RAGG_TIMEOUT_MS). */
+int ragg__hs_deadline_ms(const struct ragg_ctx *ctx);
+
+/* Fail handshakes past their deadline; cheap, call it from the loop. */
+void ragg__hs_sweep(struct ragg_ctx *ctx);
 
 /* Forget p's handshake state (wiped). */
 void ragg__hs_free(struct ragg__peer *p);

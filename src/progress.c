@@ -281,6 +281,7 @@ int ragg__progress(struct ragg_ctx *ctx)
 
 	if (ragg__unlikely(ctx->hs_dead))
 		ragg__hs_reap(ctx);
+	ragg__hs_sweep(ctx);
 
 	for (int d = 0; d < ctx->ntp; d++) {
 		int n = ctx->tps[d].ops->poll(ctx->tps[d].dev, ev, EVENTS_PER_POLL);

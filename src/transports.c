@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "core.h"
+#include "handshake.h"
 #include "log.h"
 #include "settings.h"
 
@@ -56,7 +57,7 @@ static int open_one(struct ragg_ctx *ctx, const struct ragg_tp_ops *ops, struct 
 		.size = sizeof(params),
 		.poll_mode = (int)ctx->opts.poll,
 		.spin_us = ctx->opts.spin_us,
-		.timeout_ms = ctx->opts.timeout_ms,
+		.timeout_ms = ragg__hs_deadline_ms(ctx),
 		.max_peers = ctx->npeers,
 		.log = tp_log,
 		.log_level = ragg__log_get(),
@@ -121,6 +122,18 @@ static int open_hop(struct ragg_ctx *ctx, const char *setting, const char *spec,
 			ragg__error("transport %s not usable here: %s", name,
 			            why[0] ? why : "probe failed");
 			return RAGG_ERR_NO_TRANSPORT;
+		}
+		if (ragg__opt_long(&ctx->opts, "RAGG_SEAL") &&
+		    (!(ops->caps & RAGG_TP_CAP_SEAL) || !RAGG_TP_HAS_OP(ops, seal))) {
+			if (is_auto) {
+				ragg__info("transport %s skipped: it cannot seal (RAGG_SEAL=on)",
+				           name);
+				continue;
+			}
+			ragg__error("RAGG_SEAL=on: transport %s cannot seal its connections "
+			            "(only tcp can); use RAGG_TRANSPORT=tcp or RAGG_SEAL=off",
+			            name);
+			return RAGG_ERR_CONFIG;
 		}
 		if (hop->n == RAGG_MAX_TP) {
 			ragg__error("%s=\"%s\": too many transports", setting, spec);

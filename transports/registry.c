@@ -129,6 +129,11 @@ RAGG_EXPORT int ragg_transport_check(const struct ragg_tp_ops *ops, char *why, s
 		              "transport %s: operation describe is NULL (a transport that "
 		              "lacks it sets a stub returning -EOPNOTSUPP)",
 		              ops->name);
+	if (ops->size >= offsetof(struct ragg_tp_ops, seal) + sizeof(ops->seal) && !ops->seal)
+		return refuse(why, why_len, -EINVAL,
+		              "transport %s: operation seal is NULL (a transport that "
+		              "lacks it sets a stub returning -EOPNOTSUPP)",
+		              ops->name);
 	if (RAGG_TP_HAS_OP(ops, arm) != RAGG_TP_HAS_OP(ops, wait_fd))
 		return refuse(why, why_len, -EINVAL,
 		              "transport %s: arm and wait_fd go together, both or neither",

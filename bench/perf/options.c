@@ -28,6 +28,9 @@ static void usage(FILE *f)
 	        "  -T, --timeout SECONDS  server: give up without a client; both: without\n"
 	        "                         progress (default 60)\n"
 	        "      --busy             spin in poll() instead of sleeping\n"
+	        "      --seal             both: seal the connection (as RAGG_SEAL=on does)\n"
+	        "                         under fixed keys: measures the cost, protects\n"
+	        "                         nothing\n"
 	        "      --json             one JSON object per size instead of the table\n"
 	        "  -v, --verbose          transport log on stderr (twice: debug)\n"
 	        "  -h, --help\n");
@@ -78,7 +81,7 @@ static long parse_long(const char *s, const char *what, long min, long max)
 
 int perf_parse(int argc, char **argv, struct perf_opts *o)
 {
-	enum { OPT_JSON = 256, OPT_BUSY };
+	enum { OPT_JSON = 256, OPT_BUSY, OPT_SEAL };
 	static const struct option longs[] = {
 		{ "transport", required_argument, NULL, 't' },
 		{ "port", required_argument, NULL, 'p' },
@@ -93,6 +96,7 @@ int perf_parse(int argc, char **argv, struct perf_opts *o)
 		{ "gid-index", required_argument, NULL, 'x' },
 		{ "timeout", required_argument, NULL, 'T' },
 		{ "busy", no_argument, NULL, OPT_BUSY },
+		{ "seal", no_argument, NULL, OPT_SEAL },
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -152,6 +156,9 @@ int perf_parse(int argc, char **argv, struct perf_opts *o)
 			break;
 		case OPT_BUSY:
 			o->busy = true;
+			break;
+		case OPT_SEAL:
+			o->seal = true;
 			break;
 		case OPT_JSON:
 			o->json = true;

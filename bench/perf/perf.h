@@ -33,6 +33,7 @@ struct perf_opts {
 	int timeout_s; /* server: wait this long for a client; both: for progress */
 	bool json;
 	bool busy; /* spin in poll() instead of sleeping in wait() */
+	bool seal; /* seal the connection (transport's seal()) */
 	int verbose;
 };
 

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <sodium.h>
 
 #include "perf.h"
 
@@ -222,6 +223,26 @@ void perf_write(struct perf_session *s, const void *laddr, struct ragg_tp_mr *lm
 
 /* ---- server ---- */
 
+/* --seal: both ends call the transport's seal() where the stream turns
+ * sealed (the acceptor right after accept(), the connector at CONNECTED),
+ * under keys both derive from fixed labels: the cost of sealing, not its
+ * protection. */
+static void seal_session(struct perf_session *s, bool client)
+{
+	uint8_t c2s[RAGG_TP_SEAL_KEY_BYTES], s2c[RAGG_TP_SEAL_KEY_BYTES];
+	if (sodium_init() < 0)
+		perf_die("seal: libsodium does not start");
+	crypto_generichash(c2s, sizeof(c2s), (const uint8_t *)"ragg-perf c2s", 13, NULL, 0);
+	crypto_generichash(s2c, sizeof(s2c), (const uint8_t *)"ragg-perf s2c", 13, NULL, 0);
+	unsigned cipher = crypto_aead_aes256gcm_is_available() ? RAGG_TP_SEAL_AES256GCM
+	                                                       : RAGG_TP_SEAL_CHACHA20POLY1305;
+	if (!(s->tp->caps & RAGG_TP_CAP_SEAL) || !RAGG_TP_HAS_OP(s->tp, seal))
+		perf_die("--seal: transport %s cannot seal", s->tp->name);
+	int rc = s->tp->seal(s->ep, cipher, client ? s2c : c2s, client ? c2s : s2c, sizeof(c2s));
+	if (rc)
+		perf_die("seal: %s", ragg_strerror(rc));
+}
+
 static bool accept_client(struct perf_session *s, const struct ragg_tp_event *ev)
 {
 	struct perf_hello in, out = { .magic = PERF_MAGIC, .version = PERF_VERSION };
@@ -244,6 +265,8 @@ static bool accept_client(struct perf_session *s, const struct ragg_tp_event *ev
 	int rc = s->tp->accept(ev->ep, &out, sizeof(out));
 	if (rc)
 		perf_die("accept %s: %s", ev->ep->peer, ragg_strerror(rc));
+	if (s->o->seal)
+		seal_session(s, false);
 	return true;
 }
 
@@ -349,6 +372,8 @@ static void connect_server(struct perf_session *s, const struct perf_opts *o, si
 			if (in.magic != PERF_MAGIC || in.buf_len < buf_len)
 				perf_die("%s is not a ragg-perf server", addr);
 			s->remote = in.rdesc;
+			if (o->seal)
+				seal_session(s, true);
 			return;
 		}
 		int status = ev.type == RAGG_TP_EV_DISCONNECTED ? ev.status : -EPROTO;

@@ -55,6 +55,7 @@ enum ragg_log_level {
 #define RAGG_TP_CAP_INLINE     (1u << 2) /* small writes complete at post time */
 #define RAGG_TP_CAP_ZERO_COPY  (1u << 3) /* receiver's payload lands straight in the slot */
 #define RAGG_TP_CAP_LOCAL_ONLY (1u << 4) /* peers must be on this host */
+#define RAGG_TP_CAP_SEAL       (1u << 5) /* seal() works (RAGG_SEAL=on) */
 
 /* write_imm flags */
 #define RAGG_TP_WRITE_IMM    (1u << 0) /* deliver the immediate to the peer */
@@ -74,7 +75,7 @@ struct ragg_tp_params {
 	size_t size;
 	int poll_mode; /* enum ragg_poll */
 	int spin_us;
-	int timeout_ms;
+	int timeout_ms; /* deadline of a connection's set-up (RAGG_HANDSHAKE_MS) */
 	int max_peers; /* sizing hint */
 	/* Logging sink; level is enum ragg_log_level. Never NULL. */
 	void (*log)(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -229,7 +230,32 @@ struct ragg_tp_ops {
 	 * to buf (always NUL-terminated, cut at len). Needs no open device.
 	 * 0, or a negative code. */
 	int (*describe)(char *buf, size_t len);
+
+	/* Set whenever the table is this large (a stub returning -EOPNOTSUPP
+	 * where the transport cannot seal; it then leaves RAGG_TP_CAP_SEAL
+	 * out of caps, and the core refuses RAGG_SEAL=on with it). From now
+	 * on, seal every frame this endpoint
+	 * sends and open every frame it receives with the AEAD `cipher`
+	 * (RAGG_TP_SEAL_*): frames sent with tx_key, frames received with
+	 * rx_key (key_len bytes each, RAGG_TP_SEAL_KEY_BYTES), each
+	 * direction's nonce a counter starting at 0, so a frame altered,
+	 * replayed, reordered or dropped on the way fails to open. The core
+	 * calls it once per endpoint, on the connection's control stream, at
+	 * the point both sides agree on: right after the last message it
+	 * sends in the clear and right after the last message it receives in
+	 * the clear (the handshake's proofs). A frame that fails to open
+	 * drops the connection: DISCONNECTED with RAGG_ERR_AUTH, and a log
+	 * line. The keys are copied. 0; -EINVAL (bad cipher or key length),
+	 * -EOPNOTSUPP (cipher not available here), -EALREADY, -ENOTCONN, or
+	 * -ENOMEM. */
+	int (*seal)(struct ragg_tp_ep *ep, unsigned cipher, const uint8_t *rx_key,
+	            const uint8_t *tx_key, size_t key_len);
 };
+
+/* Ciphers for seal(). */
+#define RAGG_TP_SEAL_AES256GCM         1 /* AES-256-GCM (needs AES-NI here) */
+#define RAGG_TP_SEAL_CHACHA20POLY1305  2 /* ChaCha20-Poly1305, IETF variant */
+#define RAGG_TP_SEAL_KEY_BYTES         32
 
 /* Whether ops (of a transport built against an older header) has op. */
 #define RAGG_TP_HAS_OP(ops, op)                                                                    \

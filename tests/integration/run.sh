@@ -692,6 +692,146 @@ rendezvous_bounds_refused() {
 	echo OK
 }
 
+# One job of 1 worker, 1 agent, 1 server whose worker reaches its agent
+# through `relay flip MODE N` (its address published as agent 0's, with
+# the key). $1: RAGG_SEAL; $2 $3: the flip; $4: a name for the logs.
+# Sets rl (log prefix), wrc, arc, src.
+relay_flip_job() {
+	relay="$build/tests/integration/relay"
+	shape="RAGG_TRANSPORT=tcp RAGG_JOB_KEY=k3 RAGG_SEAL=$1 RAGG_WORKERS=1 RAGG_AGENTS=1 RAGG_SERVERS=1 RAGG_TIMEOUT_MS=10000 RAGG_LOG=info"
+	port=$(free_port)
+	rl="$logdir/flip.$4"
+	env $shape RAGG_ROOT=127.0.0.1:$port RAGG_ROLE=server RAGG_RANK=0 "$job" exact 3 >"$rl.s0" 2>&1 &
+	spid=$!
+	env $shape RAGG_ROOT=127.0.0.1:$port RAGG_ROLE=agent RAGG_RANK=0 "$job" exact 3 >"$rl.a0" 2>&1 &
+	apid=$!
+	addr=
+	for _ in $(seq 400); do
+		addr=$(sed -n 's/.*agent\/0 listening at \([^ ]*\).*$/\1/p' "$rl.a0" | head -n1)
+		[ -n "$addr" ] && break
+		sleep 0.05
+	done
+	tport=$(free_port)
+	"$relay" flip $tport "$addr" "$2" "$3" >"$rl.relay" 2>&1 &
+	sleep 0.2
+	RAGG_JOB_KEY=k3 "$relay" publish 127.0.0.1:$port agent/0 agent/0 tcp=127.0.0.1:$tport >>"$rl.relay" 2>&1
+	env $shape RAGG_ROOT=127.0.0.1:$port RAGG_ROLE=worker RAGG_RANK=0 "$job" exact 3 >"$rl.w0" 2>&1
+	wrc=$?
+	wait $apid; arc=$?
+	wait $spid; src=$?
+	sleep 0.1
+	echo "--- $4: worker $wrc agent $arc server $src; $(tr '\n' ' ' <"$rl.relay")"
+}
+
+# Sealed, a relay between a worker and its agent that flips one bit of what
+# the worker sends, at offsets from the handshake to the last write: each
+# job ends either with the exact result or with an authentication error,
+# never with another result; a relay that flips nothing changes nothing.
+seal_relay_flip() {
+	[ "$transport" = tcp ] || { echo "WHY: tcp only (sealing is tcp's)"; return; }
+	relay_flip_job on offset 999999999999 none
+	[ $wrc -eq 0 ] && [ $arc -eq 0 ] && [ $src -eq 0 ] || { tail -n 20 "$rl.a0" "$rl.w0"; echo "WHY: the sealed job failed through a relay that changed nothing"; return; }
+	grep -q 'exact: worker 0 ok' "$rl.w0" || { echo "WHY: sealed result not verified"; return; }
+	grep -q 'sealed with \(AES-256-GCM\|ChaCha20-Poly1305\)' "$rl.a0" || { echo "WHY: the agent did not seal"; return; }
+	grep -q 'sealed with' "$rl.w0" || { echo "WHY: the worker did not seal"; return; }
+	# Sealed frames look like no frame: the relay finds no write header.
+	relay_flip_job on write 1 blind
+	grep -q 'flipped none' "$rl.relay" || { echo "WHY: the relay read a write header in a sealed stream"; return; }
+	[ $wrc -eq 0 ] || { echo "WHY: the sealed job failed through a blind relay"; return; }
+	refused=0
+	for off in 1000 3000 20000 60000 100000; do
+		relay_flip_job on offset $off at$off
+		if ! grep -q 'relay: flipped byte' "$rl.relay"; then
+			[ $wrc -eq 0 ] && grep -q 'exact: worker 0 ok' "$rl.w0" || { tail -n 20 "$rl.w0"; echo "WHY: nothing flipped at $off, yet the job failed"; return; }
+			continue
+		fi
+		if [ $wrc -eq 0 ] && [ $arc -eq 0 ] && [ $src -eq 0 ]; then
+			echo "WHY: a bit flipped at $off in a sealed stream went unnoticed"; return
+		fi
+		grep -q 'exact: worker 0 ok' "$rl.w0" && { echo "WHY: the job reported a result after a flip at $off"; return; }
+		grep -h 'fails authentication\|does not check' "$rl.a0" "$rl.w0" | head -n 2
+		grep -q 'job: tensor .*, expected ' "$rl.w0" && { grep 'job: tensor' "$rl.w0" | head -n 3; echo "WHY: a changed result after a flip at $off"; return; }
+		grep -q 'sealed \(frame header\|payload\) fails authentication\|its proof of the job key does not check' "$rl.a0" ||
+			{ tail -n 10 "$rl.a0"; echo "WHY: the flip at $off failed the job without an authentication error"; return; }
+		refused=$((refused + 1))
+	done
+	[ $refused -ge 3 ] || { echo "WHY: only $refused flips landed in the stream"; return; }
+	echo "SUMMARY: $refused flipped sealed streams refused with an authentication error"
+	echo OK
+}
+
+# Without sealing, what ragg(7) says an on-path relay can do: flip a bit in
+# the payload of a worker's write and the job runs on with a changed
+# gradient, nothing on the wire noticing (the worker's own check of the
+# result, which a real job does not have, catches it); with sealing the
+# same flip is an authentication error.
+plain_relay_alters() {
+	[ "$transport" = tcp ] || { echo "WHY: tcp only (the relay is a tcp relay)"; return; }
+	relay_flip_job off write 2 plain
+	grep -q 'relay: flipped byte' "$rl.relay" || { echo "WHY: the relay found no write to flip"; return; }
+	grep -q 'fails authentication\|does not check' "$rl.a0" "$rl.w0" && { echo "WHY: an unsealed flip was noticed on the wire"; return; }
+	grep -q 'exact: worker 0 ok' "$rl.w0" && { echo "WHY: the flipped write did not change the result"; return; }
+	grep -m1 'job: tensor' "$rl.w0"
+	grep -q 'job: tensor .*, expected ' "$rl.w0" || { tail -n 5 "$rl.w0"; echo "WHY: the worker's check did not find the changed value"; return; }
+	grep -q 'handshake with worker 0 .* done' "$rl.a0" || { echo "WHY: the handshake did not complete through the relay"; return; }
+	echo OK
+}
+
+# A peer that connects and says nothing, and one that replays a recorded
+# hello and then says nothing, are each dropped after RAGG_HANDSHAKE_MS with
+# a log line; the place the second one took is free again, and the genuine
+# worker, started after that deadline, gets the exact result.
+handshake_silent_dropped() {
+	[ "$transport" = tcp ] || { echo "WHY: tcp only (the tap is a tcp relay)"; return; }
+	relay="$build/tests/integration/relay"
+	rec="$logdir/silent.rec"
+	for phase in record silent; do
+		port=$(free_port)
+		l="$logdir/silent.$phase"
+		shape="RAGG_TRANSPORT=tcp RAGG_JOB_KEY=k4 RAGG_WORKERS=1 RAGG_AGENTS=1 RAGG_SERVERS=1 RAGG_TIMEOUT_MS=20000 RAGG_HANDSHAKE_MS=1500 RAGG_LOG=info"
+		env $shape RAGG_ROOT=127.0.0.1:$port RAGG_ROLE=server RAGG_RANK=0 "$job" exact 3 >"$l.s0" 2>&1 &
+		spid=$!
+		env $shape RAGG_ROOT=127.0.0.1:$port RAGG_ROLE=agent RAGG_RANK=0 "$job" exact 3 >"$l.a0" 2>&1 &
+		apid=$!
+		addr=
+		for _ in $(seq 400); do
+			addr=$(sed -n 's/.*agent\/0 listening at \([^ ]*\).*$/\1/p' "$l.a0" | head -n1)
+			[ -n "$addr" ] && break
+			sleep 0.05
+		done
+		[ -n "$addr" ] || { cat "$l.a0"; echo "WHY: agent address not found"; return; }
+		if [ $phase = record ]; then
+			tport=$(free_port)
+			"$relay" tap $tport "$addr" "$rec" >"$l.tap" 2>&1 &
+			sleep 0.2
+			RAGG_JOB_KEY=k4 "$relay" publish 127.0.0.1:$port agent/0 agent/0 tcp=127.0.0.1:$tport >>"$l.tap" 2>&1
+		else
+			# The recorded hello frame alone: its header says its length.
+			len=$(od -An -t u1 -j 32 -N 1 "$rec" | tr -d ' ')
+			head -c $((40 + len)) "$rec" >"$rec.hello"
+			exec 5<>"/dev/tcp/${addr%:*}/${addr##*:}"
+			"$relay" replay "$addr" "$rec.hello" 6 >"$l.tap" 2>&1 &
+			rpid=$!
+			for _ in $(seq 100); do
+				grep -q 'handshake with worker 0 .*failed: no answer within 1500 ms' "$l.a0" && break
+				sleep 0.05
+			done
+		fi
+		env $shape RAGG_ROOT=127.0.0.1:$port RAGG_ROLE=worker RAGG_RANK=0 "$job" exact 3 >"$l.w0" 2>&1
+		wrc=$?
+		wait $apid; arc=$?
+		wait $spid; src=$?
+		echo "--- $phase agent:"; grep -i 'handshake\|hello\|silent\|error' "$l.a0" | tail -n 8
+		[ $wrc -eq 0 ] && [ $arc -eq 0 ] && [ $src -eq 0 ] || { tail -n 10 "$l.w0"; echo "WHY: $phase job failed (worker $wrc agent $arc server $src)"; return; }
+		grep -q 'exact: worker .* ok' "$l.w0" || { echo "WHY: $phase result not verified"; return; }
+	done
+	exec 5>&-
+	wait $rpid
+	grep -q 'tcp: .*: no hello within 1500 ms, dropping' "$logdir/silent.silent.a0" || { echo "WHY: the silent connection was not dropped"; return; }
+	grep -q 'handshake with worker 0 .*failed: no answer within 1500 ms' "$logdir/silent.silent.a0" || { echo "WHY: the silent hello was not dropped at the deadline"; return; }
+	echo OK
+}
+
 # Every test function, for the shells that timeout(1) starts.
 export -f $(declare -F | awk '{ print $3 }')
 export logdir
@@ -721,6 +861,9 @@ t emfile_backoff 90
 t idle_waits_sleep 60
 t handshake_replay_refused 90
 t rendezvous_bounds_refused 60
+t seal_relay_flip 180
+t plain_relay_alters 60
+t handshake_silent_dropped 90
 # Not part of the default list: scripts/check runs it by name.
 [ ${#selected[@]} -gt 0 ] && t chaos_kills 300
 

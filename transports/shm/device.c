@@ -343,4 +343,5 @@ const struct ragg_tp_ops ragg__tp_shm_ops = {
 	.wait_fd = ragg__shm_wait_fd,
 	.peer_map = ragg__shm_peer_map,
 	.describe = ragg__tp_describe_none,
+	.seal = ragg__tp_seal_none,
 };

@@ -135,7 +135,7 @@ const struct ragg_tp_ops ragg__tp_tcp_ops = {
 	.size = sizeof(struct ragg_tp_ops),
 	.abi = RAGG_TP_ABI_VERSION,
 	.name = "tcp",
-	.caps = RAGG_TP_CAP_WRITE_IMM | RAGG_TP_CAP_SEND | RAGG_TP_CAP_ZERO_COPY,
+	.caps = RAGG_TP_CAP_WRITE_IMM | RAGG_TP_CAP_SEND | RAGG_TP_CAP_ZERO_COPY | RAGG_TP_CAP_SEAL,
 
 	.probe = tcp_probe,
 	.open = tcp_open,
@@ -159,4 +159,5 @@ const struct ragg_tp_ops ragg__tp_tcp_ops = {
 	.arm = ragg__tcp_arm,
 	.wait_fd = ragg__tcp_wait_fd,
 	.describe = ragg__tp_describe_none,
+	.seal = ragg__tcp_seal,
 };

@@ -68,6 +68,7 @@ void ragg__tcp_ep_free(struct ragg__tcp_ep *ep)
 		close(ep->fd);
 	ragg__tcp_list_del(&ep->pend);
 	ragg__tcp_list_del(&ep->link);
+	ragg__tcp_seal_free(ep);
 	free(ep->tx);
 	free(ep->msgs);
 	free(ep);

@@ -60,8 +60,12 @@ static void refuse(struct ragg__tcp_ep *ep, int status, const char *why, bool de
 		uint8_t hdr[RAGG__TCP_HDR_SIZE];
 		struct ragg__tcp_frame err = { .type = RAGG__TCP_ERR, .imm = (uint32_t)status };
 		ragg__tcp_frame_encode(&err, hdr);
-		ssize_t w = send(ep->fd, hdr, sizeof(hdr), MSG_NOSIGNAL | MSG_DONTWAIT);
-		(void)w;
+		if (ep->seal) {
+			ragg__tcp_seal_err(ep, hdr);
+		} else {
+			ssize_t w = send(ep->fd, hdr, sizeof(hdr), MSG_NOSIGNAL | MSG_DONTWAIT);
+			(void)w;
+		}
 	}
 	ragg__tcp_ep_fail(ep, status);
 }
@@ -200,8 +204,109 @@ static void rx_error(struct ragg__tcp_ep *ep, ssize_t n)
 	ragg__tcp_ep_fail(ep, rc);
 }
 
+/* A sealed record did not open. */
+static void auth_fail(struct ragg__tcp_ep *ep, const char *what)
+{
+	char why[160];
+	snprintf(why, sizeof(why),
+	         "sealed %s fails authentication (altered, replayed, reordered or dropped on "
+	         "the way)",
+	         what);
+	ep->rx_in_payload = false;
+	refuse(ep, RAGG_ERR_AUTH, why, false);
+}
+
+/* ragg__tcp_rx for a sealed endpoint: a header record, opened, checked as
+ * any header; then each payload segment read into its place and opened
+ * there, its tag behind it. */
+static void rx_sealed(struct ragg__tcp_ep *ep, struct ragg__tcp_out *out)
+{
+	size_t budget = RX_BUDGET_BYTES;
+	int frames = RX_BUDGET_FRAMES;
+
+	for (;;) {
+		if (ep->state == RAGG__TCP_EP_FAILED)
+			return;
+		if (ragg__tcp_out_full(out) || ep->rx_gen == ep->dev->poll_gen || !budget ||
+		    !frames) {
+			ragg__tcp_pending_add(ep, RAGG__TCP_REPORT_RX);
+			return;
+		}
+		if (!ep->rx_in_payload) {
+			ssize_t n = recv(ep->fd, ep->rx_hdr + ep->rx_got,
+			                 RAGG__TCP_SEALED_HDR - ep->rx_got, MSG_DONTWAIT);
+			if (n <= 0) {
+				if (n < 0 &&
+				    (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+					return;
+				rx_error(ep, n);
+				return;
+			}
+			ep->rx_got += (size_t)n;
+			if (ep->rx_got < RAGG__TCP_SEALED_HDR)
+				continue;
+			ep->rx_got = 0;
+			frames--;
+			if (ragg__tcp_seal_open(ep->seal, ep->rx_hdr, RAGG__TCP_HDR_SIZE,
+			                        ep->rx_hdr + RAGG__TCP_HDR_SIZE)) {
+				auth_fail(ep, "frame header");
+				return;
+			}
+			if (frame_begin(ep))
+				return;
+			if (!ep->rx_left) {
+				frame_end(ep, out);
+				continue;
+			}
+			ep->rx_in_payload = true;
+			ep->rx_seg = NULL;
+		}
+		if (!ep->rx_seg) {
+			ep->rx_seg = ep->rx_dst;
+			ep->rx_seg_len =
+			    ep->rx_left < RAGG__TCP_SEAL_SEG ? ep->rx_left : RAGG__TCP_SEAL_SEG;
+			ep->rx_tag_got = 0;
+		}
+		size_t seg_left = ep->rx_seg_len - (size_t)(ep->rx_dst - ep->rx_seg);
+		struct iovec iov[2] = {
+			{ .iov_base = ep->rx_dst, .iov_len = seg_left },
+			{ .iov_base = ep->rx_tag + ep->rx_tag_got,
+			  .iov_len = RAGG__TCP_SEAL_TAG - ep->rx_tag_got },
+		};
+		ssize_t n = seg_left ? readv(ep->fd, iov, 2)
+		                     : recv(ep->fd, iov[1].iov_base, iov[1].iov_len, MSG_DONTWAIT);
+		if (n <= 0) {
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+				return;
+			rx_error(ep, n);
+			return;
+		}
+		budget = (size_t)n < budget ? budget - (size_t)n : 0;
+		size_t got = (size_t)n, a = got < seg_left ? got : seg_left;
+		ep->rx_dst += a;
+		ep->rx_tag_got += got - a;
+		if (ep->rx_tag_got < RAGG__TCP_SEAL_TAG)
+			continue;
+		if (ragg__tcp_seal_open(ep->seal, ep->rx_seg, ep->rx_seg_len, ep->rx_tag)) {
+			auth_fail(ep, "payload");
+			return;
+		}
+		ep->rx_left -= ep->rx_seg_len;
+		ep->rx_seg = NULL;
+		if (ep->rx_left)
+			continue;
+		ep->rx_in_payload = false;
+		frame_end(ep, out);
+	}
+}
+
 void ragg__tcp_rx(struct ragg__tcp_ep *ep, struct ragg__tcp_out *out)
 {
+	if (ep->seal) {
+		rx_sealed(ep, out);
+		return;
+	}
+
 	/* A peer streaming faster than we read would otherwise keep one
 	 * poll() here forever, starving every other endpoint. */
 	size_t budget = RX_BUDGET_BYTES;

@@ -118,12 +118,21 @@ struct ragg__tcp_txe {
 	uint8_t hdr[RAGG__TCP_HDR_SIZE];
 	uint8_t signal; /* report WRITE_DONE */
 	uint8_t msg; /* payload lives in the message ring */
+	uint8_t sealed; /* queued after seal(): goes out sealed */
 	const void *buf;
 	size_t len;
 	uint64_t cookie;
 };
 
 #define RAGG__TCP_MAX_ADDRS 4
+
+/* Sealing (seal.c): record tag, a sealed header (ciphertext and tag), the
+ * largest payload segment under one tag, the sender's staging buffer. */
+#define RAGG__TCP_SEAL_TAG   16
+#define RAGG__TCP_SEALED_HDR (RAGG__TCP_HDR_SIZE + RAGG__TCP_SEAL_TAG)
+#define RAGG__TCP_SEAL_SEG   ((size_t)64 << 10)
+#define RAGG__TCP_SEAL_STAGE (4 * (RAGG__TCP_SEAL_SEG + RAGG__TCP_SEAL_TAG) + 4096)
+struct ragg__tcp_seal;
 
 struct ragg__tcp_ep {
 	struct ragg_tp_ep base;
@@ -151,7 +160,7 @@ struct ragg__tcp_ep {
 
 	/* Receive: the header being read, then the payload of the frame it
 	 * announced, read straight to rx_dst. */
-	uint8_t rx_hdr[RAGG__TCP_HDR_SIZE];
+	uint8_t rx_hdr[RAGG__TCP_SEALED_HDR]; /* sealed: the header's tag follows */
 	size_t rx_got;
 	bool rx_in_payload;
 	struct ragg__tcp_frame rx_frame;
@@ -161,6 +170,15 @@ struct ragg__tcp_ep {
 	uint8_t rx_msg[RAGG_TP_MSG_MAX];
 	uint8_t priv[RAGG_TP_PRIV_MAX]; /* the peer's private data */
 	size_t priv_len;
+
+	/* Sealed (seal.c), or NULL. Receive: the payload segment being read
+	 * to rx_seg (rx_seg_len bytes, rx_dst where the next byte goes), then
+	 * its tag. */
+	struct ragg__tcp_seal *seal;
+	uint8_t *rx_seg;
+	size_t rx_seg_len;
+	uint8_t rx_tag[RAGG__TCP_SEAL_TAG];
+	size_t rx_tag_got;
 };
 
 /* epoll data for the objects that are not endpoints; endpoints use their
@@ -296,6 +314,21 @@ void ragg__tcp_flush(struct ragg__tcp_ep *ep);
 int ragg__tcp_tx_alloc(struct ragg__tcp_ep *ep, size_t depth);
 /* Report completed sends; with the endpoint failed, flush the rest. */
 void ragg__tcp_tx_report(struct ragg__tcp_ep *ep, struct ragg__tcp_out *out);
+
+/* ---- seal.c ---- */
+int ragg__tcp_seal(struct ragg_tp_ep *e, unsigned cipher, const uint8_t *rx_key,
+                   const uint8_t *tx_key, size_t key_len);
+void ragg__tcp_seal_free(struct ragg__tcp_ep *ep);
+/* Encrypt len bytes of in to out with the next send nonce. */
+void ragg__tcp_seal_record(struct ragg__tcp_seal *s, uint8_t *out, const void *in, size_t len,
+                           uint8_t tag[RAGG__TCP_SEAL_TAG]);
+/* Open len bytes in place with the next receive nonce: 0 or RAGG_ERR_AUTH. */
+int ragg__tcp_seal_open(struct ragg__tcp_seal *s, uint8_t *buf, size_t len,
+                        const uint8_t tag[RAGG__TCP_SEAL_TAG]);
+/* Sealed bytes staged but not yet taken by the socket. */
+bool ragg__tcp_seal_staged(const struct ragg__tcp_ep *ep);
+int ragg__tcp_seal_flush(struct ragg__tcp_ep *ep);
+void ragg__tcp_seal_err(struct ragg__tcp_ep *ep, const uint8_t hdr[RAGG__TCP_HDR_SIZE]);
 
 /* ---- progress.c ---- */
 int ragg__tcp_poll(struct ragg_tp_dev *d, struct ragg_tp_event *events, int max);

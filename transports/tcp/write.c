@@ -65,8 +65,9 @@ static void tx_push(struct ragg__tcp_ep *ep, const struct ragg__tcp_frame *f, co
 	e->len = (size_t)f->length;
 	e->signal = signal;
 	e->msg = msg;
+	e->sealed = ep->seal != NULL;
 	e->cookie = cookie;
-	bool idle = ep->tx_send == ep->tx_tail;
+	bool idle = ep->tx_send == ep->tx_tail && !ragg__tcp_seal_staged(ep);
 	ep->tx_tail++;
 	if (idle && ep->state != RAGG__TCP_EP_CONNECTING && ep->fd >= 0)
 		ragg__tcp_flush(ep);
@@ -165,6 +166,16 @@ void ragg__tcp_flush(struct ragg__tcp_ep *ep)
 {
 	struct iovec iov[2 * TX_BATCH];
 
+	if (ep->seal) {
+		int rc = ragg__tcp_seal_flush(ep);
+		if (rc) {
+			ragg__tcp_info(ep->dev, "%s: send: %s", ep->base.peer, strerror(-rc));
+			ragg__tcp_ep_fail(ep, rc == -EPIPE || rc == -ECONNRESET ? RAGG_ERR_PEER_LOST
+			                                                        : rc);
+			return;
+		}
+		goto done;
+	}
 	while (ep->tx_send != ep->tx_tail) {
 		size_t total = 0;
 		int n = 0;
@@ -217,7 +228,9 @@ void ragg__tcp_flush(struct ragg__tcp_ep *ep)
 		if ((size_t)w < total)
 			break; /* the socket is full: the next try would EAGAIN */
 	}
-	uint32_t want = EPOLLIN | (ep->tx_send != ep->tx_tail ? EPOLLOUT : 0);
+done:;
+	uint32_t want =
+	    EPOLLIN | (ep->tx_send != ep->tx_tail || ragg__tcp_seal_staged(ep) ? EPOLLOUT : 0);
 	if (ep->state != RAGG__TCP_EP_CONNECTING)
 		ragg__tcp_ep_set_mask(ep, want);
 	tx_retire(ep);
@@ -225,7 +238,8 @@ void ragg__tcp_flush(struct ragg__tcp_ep *ep)
 		ragg__tcp_pending_add(ep, 0);
 	/* The refusal is out: the endpoint is done, and says so, so whoever
 	 * rejected it knows to close it. */
-	if (ep->state == RAGG__TCP_EP_REJECTED && ep->tx_send == ep->tx_tail)
+	if (ep->state == RAGG__TCP_EP_REJECTED && ep->tx_send == ep->tx_tail &&
+	    !ragg__tcp_seal_staged(ep))
 		ragg__tcp_ep_fail(ep, -ECONNREFUSED);
 }
 

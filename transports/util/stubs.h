@@ -7,8 +7,13 @@
 #define RAGG_TP_UTIL_STUBS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* describe: nothing to list; buf is left empty. */
 int ragg__tp_describe_none(char *buf, size_t len);
+/* seal: this transport cannot seal (-EOPNOTSUPP). */
+struct ragg_tp_ep;
+int ragg__tp_seal_none(struct ragg_tp_ep *ep, unsigned cipher, const uint8_t *rx_key,
+                       const uint8_t *tx_key, size_t key_len);
 
 #endif

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "verbs.h"
+#include "../util/stubs.h"
 
 const char *ragg__verbs_port_state_str(enum ibv_port_state s)
 {
@@ -586,4 +587,5 @@ const struct ragg_tp_ops ragg__tp_verbs_ops = {
     .arm = ragg__verbs_arm,
     .wait_fd = ragg__verbs_wait_fd,
     .describe = ragg__verbs_describe,
+    .seal = ragg__tp_seal_none,
 };
