@@ -45,6 +45,9 @@ struct ragg__stage_ctx {
 	size_t n;
 	void *state; /* this stage's state for this chunk, or NULL */
 	const void *arg; /* this stage's configuration from the plan */
+	/* Set by the reducing stage: some out[i] is NaN or infinite. The
+	 * chunk is then refused (agent_round.c), not sent on. */
+	int nonfinite;
 };
 
 struct ragg__stage {

@@ -347,6 +347,28 @@ nan_fails_checks() {
 	echo OK
 }
 
+# Poison past the worker's check: in round 3 worker 1 writes a NaN into its
+# gradient while its push is in flight (job.c: poison). The agent's sum
+# finds it: the round is refused with an error naming the worker and the
+# tensor, the job fails with RAGG_ERR_NONFINITE (peers may see their agent
+# or server go first: RAGG_ERR_PEER_LOST), no worker ever holds a non-finite
+# parameter (the servers never apply it) and no process dies by a signal.
+# The refusal of a poisoned ragg_push itself is checked by exact_weighted_mean.
+nonfinite_refused_by_agent() {
+	out=$(RAGG_TRANSPORT=$transport RAGG_LOG=error RAGG_TIMEOUT_MS=20000 RAGG_SERVE_TIMEOUT_MS=20000 JOB_COUNT=4000000 \
+		"$run" -w 4 -a 2 -s 2 -- "$job" poison 3 1 2>&1)
+	echo "$out" | grep -E 'poison:|non-finite|stopped the job' | head -n 20
+	if echo "$out" | grep -qE 'Segmentation|Aborted|Sanitizer|core dumped|runtime error'; then echo "$out" | tail -n 30; echo "WHY: a process died by a signal or a sanitizer"; return; fi
+	if echo "$out" | grep -q 'poison: worker .* parameter'; then echo "WHY: a worker received a non-finite parameter"; return; fi
+	echo "$out" | grep -q 'tensor 0 round 3: worker 1 pushed a non-finite gradient (element 3999999 is nan); the round is refused' ||
+		{ echo "$out" | tail -n 30; echo "WHY: no agent refused worker 1's poisoned gradient by name"; return; }
+	n=$(echo "$out" | grep -cE 'poison: worker [0-9] round 3: RAGG_ERR_(NONFINITE|PEER_LOST)')
+	[ "$n" = 4 ] || { echo "$out" | tail -n 30; echo "WHY: $n of 4 workers failed round 3"; return; }
+	n=$(echo "$out" | grep -c 'poison: worker [0-9] round 3: RAGG_ERR_NONFINITE')
+	echo "SUMMARY: $n of 4 workers were told RAGG_ERR_NONFINITE, the others that a peer was lost"
+	echo OK
+}
+
 # Chaos: one process of a running job (2 servers, 2 agents, 4 workers, a
 # model of JOB_COUNT floats, 8 MiB by default in 256 KiB chunks, so that
 # engine jobs are in flight for most of a round) is SIGKILLed at a random
@@ -600,6 +622,7 @@ t agent_killed_mid_job 60
 t worker_killed_mid_job 60
 t garbage_and_wrong_key_dropped 90
 t nan_fails_checks 60
+t nonfinite_refused_by_agent 90
 t emfile_backoff 90
 t handshake_replay_refused 90
 t rendezvous_bounds_refused 60
