@@ -451,6 +451,97 @@ chaos_one() {
 	echo "chaos $tag: killed ${vrole} ${vrank} $delay s into the job, ${#pids[@]} survivors out in $(((now - t0) / 1000000)) ms"
 }
 
+# A stopped peer: agent 0 of a running job (2 servers, 2 agents, 4
+# workers, 8 MiB model) gets SIGSTOP once worker 0 finished its second
+# round, and SIGCONT STOP_S seconds later. With STOP_S below RAGG_TIMEOUT_MS
+# (1 s against 4 s) the job must complete: every process exits 0. With
+# STOP_S past it (6 s) every process must end by itself, with an error
+# (a worker that timed out mid-round must not say goodbye as if it had
+# finished, so no agent may exit 0): the others within
+# RAGG_TIMEOUT_MS plus 3 s of the stop, agent 0 within RAGG_TIMEOUT_MS
+# plus 3 s of the SIGCONT; none by a signal, none hanging. Prints
+# "stopped: ROLE RANK exit CODE after MS ms" per process.
+stopped_one() {
+	local stop_s=$1 rounds=$2 tag=$3 port ready pids=() tags=() vpid= tmo=$((4000 * scale))
+	port=$(free_port)
+	ready="$logdir/stopped-$tag.ready"
+	rm -f "$ready"
+	for spec in server:0 server:1 agent:0 agent:1 worker:0 worker:1 worker:2 worker:3; do
+		r=${spec%:*} k=${spec#*:}
+		RAGG_TRANSPORT=$transport RAGG_ROOT=127.0.0.1:$port RAGG_WORKERS=4 RAGG_AGENTS=2 RAGG_SERVERS=2 \
+			RAGG_ROLE=$r RAGG_RANK=$k RAGG_TIMEOUT_MS=$tmo RAGG_SERVE_TIMEOUT_MS=$tmo RAGG_LOG=error \
+			JOB_READY_FILE=$ready JOB_COUNT=2097152 RAGG_CHUNK_BYTES=262144 \
+			"$job" slow "$rounds" 20 >"$logdir/stopped-$tag-$r$k.log" 2>&1 &
+		pids+=($!) tags+=("$r$k")
+		[ "$r$k" = agent0 ] && vpid=$!
+		[ "$r" = server ] && [ "$k" = 0 ] && sleep 0.2
+	done
+	for _ in $(seq $((400 * scale))); do [ -e "$ready" ] && break; sleep 0.05; done
+	[ -e "$ready" ] || { kill -9 "${pids[@]}" 2>/dev/null; wait; echo "stopped $tag: the job never got going"; tail -n 3 "$logdir"/stopped-$tag-*.log; stopped_bad=$((stopped_bad + 1)); return; }
+	local t0 tc= now i ended=() left summary=""
+	t0=$(date +%s%N)
+	kill -STOP "$vpid"
+	# Every process's end, in ms after the stop (after the SIGCONT for agent 0).
+	while :; do
+		left=0
+		now=$(date +%s%N)
+		if [ -z "$tc" ] && [ $(((now - t0) / 1000000)) -ge $((stop_s * 1000)) ]; then
+			kill -CONT "$vpid"
+			tc=$now
+		fi
+		for i in "${!pids[@]}"; do
+			[ -n "${ended[$i]:-}" ] && continue
+			# A zombie has ended: kill -0 still finds it until it is waited for.
+			if [ "$(ps -o stat= -p "${pids[$i]}" 2>/dev/null | cut -c1)" != Z ] && kill -0 "${pids[$i]}" 2>/dev/null; then
+				left=$((left + 1))
+			else
+				ended[$i]=$(((now - (${pids[$i]} == vpid ? tc : t0)) / 1000000))
+			fi
+		done
+		[ $left -eq 0 ] && [ -n "$tc" ] && break
+		[ -n "$tc" ] && [ $(((now - tc) / 1000000)) -ge $((tmo + 20000 * scale)) ] && break
+		sleep 0.05
+	done
+	for i in "${!pids[@]}"; do
+		local p=${pids[$i]} log="$logdir/stopped-$tag-${tags[$i]}.log" rc limit
+		if kill -0 "$p" 2>/dev/null; then
+			echo "stopped $tag: ${tags[$i]} still running $(((now - tc) / 1000000)) ms after the SIGCONT"
+			kill -9 "$p"
+			stopped_bad=$((stopped_bad + 1))
+			wait "$p"
+			continue
+		fi
+		wait "$p"
+		rc=$?
+		echo "stopped $tag: ${tags[$i]} exit $rc after ${ended[$i]} ms"
+		summary+=" ${tags[$i]}=${ended[$i]}ms/$rc"
+		if [ $rc -gt 128 ] || grep -q 'ERROR: AddressSanitizer\|runtime error:\|ThreadSanitizer' "$log"; then
+			echo "stopped $tag: ${tags[$i]} died by a signal or a sanitizer"; tail -n 5 "$log"
+			stopped_bad=$((stopped_bad + 1))
+		elif [ "$rounds" != 1000000 ] && [ $rc -ne 0 ]; then
+			echo "stopped $tag: ${tags[$i]} failed although the stop was shorter than the deadline"; tail -n 5 "$log"
+			stopped_bad=$((stopped_bad + 1))
+		elif [ "$rounds" = 1000000 ] && [ $rc -eq 0 ]; then
+			echo "stopped $tag: ${tags[$i]} exited 0 from a job that cannot have finished"
+			stopped_bad=$((stopped_bad + 1))
+		elif [ "$rounds" = 1000000 ] && [ "${ended[$i]}" -gt $((tmo + 3000 * scale)) ]; then
+			echo "stopped $tag: ${tags[$i]} took ${ended[$i]} ms, past RAGG_TIMEOUT_MS + 3 s"
+			stopped_bad=$((stopped_bad + 1))
+		fi
+	done
+	echo "SUMMARY: $transport agent 0 stopped $stop_s s (RAGG_TIMEOUT_MS=$tmo), end/exit (agent0 after SIGCONT):$summary"
+}
+
+stopped_agent() {
+	stopped_bad=0
+	# Shorter than the deadline: the job completes (40 rounds, ~2 s or more).
+	stopped_one 1 40 short
+	# Longer: everyone ends by itself, on time (the job runs forever else).
+	stopped_one 6 1000000 long
+	[ $stopped_bad -eq 0 ] || { echo "WHY: $stopped_bad processes hung, crashed, failed or were late"; return; }
+	echo OK
+}
+
 chaos_kills() {
 	local seed=${CHAOS_SEED:-$((RANDOM * 32768 + RANDOM))} runs=${CHAOS_RUNS:-3} n=0
 	chaos_kills=0 chaos_survivors=0 chaos_signal=0 chaos_over=0 chaos_bad=0
@@ -623,6 +714,7 @@ t worker_killed_mid_job 60
 t garbage_and_wrong_key_dropped 90
 t nan_fails_checks 60
 t nonfinite_refused_by_agent 90
+t stopped_agent 90
 t emfile_backoff 90
 t handshake_replay_refused 90
 t rendezvous_bounds_refused 60
