@@ -191,7 +191,7 @@ rounds_1000_no_memory_growth() {
 	echo OK
 }
 
-# Soak (scripts/bench soak, not in the default list): 16 workers, 4 agents,
+# Soak (run by name: scripts/check, scripts/bench soak): 16 workers, 4 agents,
 # 4 servers, 1,000 rounds of the exact job (two tensors with chunk tails):
 # every worker checks every round's parameters against the closed form
 # (nothing lost, nothing applied twice), and no process's peak resident
