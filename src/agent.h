@@ -38,6 +38,11 @@ struct ragg__sum_job {
 	const float **inputs; /* one per worker, set as each lands */
 	float *weights;
 	float *out; /* the stages' output: our accumulator or the server's slot */
+	/* out: -1, or why the chunk is refused: the worker index whose weight
+	 * or gradient (element poison_at of the chunk) is not finite, or -2
+	 * (every input finite, the sum overflowed) */
+	int poison;
+	size_t poison_at;
 };
 
 /* The chunk's parameters into every worker buffer mapped here. */

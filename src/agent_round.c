@@ -10,6 +10,8 @@
  * t+1 parameters only after every agent's round t+1 sum arrived; so chunk c's
  * accumulator is never rewritten while its previous contents are in flight.
  */
+#include <float.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,11 +31,20 @@ void ragg__agent_sum(struct ragg__job *job)
 	struct ragg__agent_tensor *at = t->agent;
 	double total = 0;
 
+	sj->poison = -1;
+	sj->rc = 0;
 	for (int i = 0; i < ctx->nworkers; i++) {
 		const double *meta = at->w[i].slot.mem;
-		total += meta[sj->parity];
-		sj->weights[i] = (float)meta[sj->parity];
+		double w = meta[sj->parity];
+		/* A worker that skipped its own check: NaN, infinite, negative,
+		 * or too large for a float. */
+		if (!(w >= 0.0 && w <= FLT_MAX) && sj->poison < 0)
+			sj->poison = i, sj->poison_at = SIZE_MAX;
+		total += w;
+		sj->weights[i] = (float)w;
 	}
+	if (sj->poison >= 0)
+		return;
 	struct ragg__stage_ctx sc = {
 		.k = ctx->kernels,
 		.in = sj->inputs,
@@ -47,6 +58,49 @@ void ragg__agent_sum(struct ragg__job *job)
 	ragg__stages_run(pl, &sc, &at->chunk_state[(size_t)sj->chunk * (size_t)pl->nstages]);
 	sj->total_weight = total;
 	sj->rc = sc.rc;
+	if (ragg__likely(!sc.nonfinite))
+		return;
+	/* The sum is poisoned: find the culprit (once, on the way to an
+	 * error). The chunk goes nowhere: ragg__agent_on_job refuses it. */
+	sj->poison = -2;
+	for (int i = 0; i < ctx->nworkers; i++) {
+		size_t at_i = ragg__first_nonfinite(sj->inputs[i], sc.n);
+		if (at_i < sc.n) {
+			sj->poison = i;
+			sj->poison_at = at_i;
+			break;
+		}
+	}
+}
+
+/* A chunk's sum would carry a NaN or an infinity to the servers: the round
+ * is refused, the job fails with RAGG_ERR_NONFINITE naming the worker, and
+ * the peers are told why. Nothing reaches the servers' parameters. */
+static void refuse_poisoned(struct ragg_ctx *ctx, const struct ragg__sum_job *sj)
+{
+	const ragg_tensor_t *t = sj->t;
+	const struct ragg__plan *pl = &t->plan;
+	/* An agent knows a tensor by its declaration order (and name hash);
+	 * its round counts the pushes of each worker, from 1. */
+	if (sj->poison == -2) {
+		ragg__error("tensor %d round %llu chunk %u: the weighted sum overflowed (every "
+		            "gradient and weight was finite); the round is refused",
+		            t->id, (unsigned long long)t->round, sj->chunk);
+	} else {
+		const struct ragg__peer *w = &ctx->peers[sj->poison];
+		if (sj->poison_at == SIZE_MAX)
+			ragg__error("tensor %d round %llu: worker %d pushed the weight %g, not a "
+			            "finite number >= 0; the round is refused",
+			            t->id, (unsigned long long)t->round, w->rank,
+			            ((const double *)t->agent->w[sj->poison].slot.mem)[sj->parity]);
+		else
+			ragg__error("tensor %d round %llu: worker %d pushed a non-finite gradient "
+			            "(element %zu is %g); the round is refused",
+			            t->id, (unsigned long long)t->round, w->rank,
+			            ragg__plan_chunk_off(pl, sj->chunk) / sizeof(float) + sj->poison_at,
+			            (double)sj->inputs[sj->poison][sj->poison_at]);
+	}
+	ragg__fail_job(ctx, RAGG_ERR_NONFINITE);
 }
 
 /* Runs on an engine thread: the chunk's parameters into every mapped
@@ -213,6 +267,10 @@ void ragg__agent_on_job(struct ragg_ctx *ctx, struct ragg__job *job)
 		return;
 	}
 	struct ragg__sum_job *sj = ragg__container_of(job, struct ragg__sum_job, job);
+	if (ragg__unlikely(sj->poison != -1)) {
+		refuse_poisoned(ctx, sj);
+		return;
+	}
 	ragg_tensor_t *t = sj->t;
 	const struct ragg__plan *pl = &t->plan;
 	struct ragg__agent_tensor *at = t->agent;

@@ -249,8 +249,16 @@ RAGG_EXPORT int ragg_finalize(ragg_ctx_t *ctx)
 	if (!ctx)
 		return -EINVAL;
 	/* A worker says goodbye so its agent can tell a finished job from a
-	 * lost peer; agents and servers did so when ragg_serve returned. */
-	if (ctx->opts.role == RAGG_ROLE_WORKER && !ctx->failed && ctx->peers[0].connected) {
+	 * lost peer; agents and servers did so when ragg_serve returned. One
+	 * that leaves in the middle of a round (a push not pulled: its pull
+	 * timed out, say) has not finished: it leaves as a lost peer, or the
+	 * agent would end its part of the job as if it were complete. */
+	bool mid_round = false;
+	for (int i = 0; i < ctx->ntensors; i++)
+		if (ctx->opts.role == RAGG_ROLE_WORKER && ctx->tensors[i]->worker.pushed)
+			mid_round = true;
+	if (ctx->opts.role == RAGG_ROLE_WORKER && !ctx->failed && !mid_round &&
+	    ctx->peers[0].connected) {
 		struct ragg__msg bye = { .type = RAGG_MSG_BYE };
 		rc = ragg__post_msg(&ctx->peers[0], &bye);
 		ctx->leaving = true;

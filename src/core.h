@@ -215,6 +215,10 @@ uint8_t *ragg__peer_region_map(struct ragg__peer *p, struct ragg__peer_region *r
 const char *ragg__role_name(int role);
 struct ragg__peer *ragg__peer_of(struct ragg_ctx *ctx, enum ragg_role role, int rank);
 void ragg__fail(struct ragg_ctx *ctx, int status);
+/* progress.c: fail with `status` and tell every peer why (a goodbye that
+ * carries it), so the job ends with this reason everywhere rather than
+ * with a lost peer. */
+void ragg__fail_job(struct ragg_ctx *ctx, int status);
 int ragg__agent_of_worker(const struct ragg_opts *o, int worker);
 void ragg__agent_workers(const struct ragg_opts *o, int agent, int *first, int *count);
 

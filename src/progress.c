@@ -141,6 +141,19 @@ void ragg__write_rejected(struct ragg_ctx *ctx, const struct ragg__peer *p, uint
 	ragg__fail(ctx, RAGG_ERR_PROTO);
 }
 
+void ragg__fail_job(struct ragg_ctx *ctx, int status)
+{
+	if (ctx->failed)
+		return;
+	ragg__fail(ctx, status);
+	struct ragg__msg bye = { .type = RAGG_MSG_BYE, .status = status };
+	for (int i = 0; i < ctx->npeers; i++) {
+		struct ragg__peer *q = &ctx->peers[i];
+		if (q->connected && !q->gone && !q->said_bye)
+			ragg__post_msg(q, &bye);
+	}
+}
+
 static void on_disconnected(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
 {
 	struct ragg__peer *p = ev->ep->user;
@@ -208,6 +221,13 @@ static void on_recv(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
 		if (!p->said_bye)
 			ctx->byes++;
 		p->said_bye = true;
+		/* A goodbye with a reason: the job failed there; it fails here
+		 * too, for the same reason, and the news goes on once. */
+		if (m.status < 0 && !ctx->failed) {
+			ragg__error("%s %d stopped the job: %s", ragg__role_name(p->role), p->rank,
+			            ragg_strerror(m.status));
+			ragg__fail_job(ctx, m.status);
+		}
 		return;
 	}
 	if (m.type == RAGG_MSG_SETTING) {

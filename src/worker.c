@@ -113,6 +113,16 @@ static int post_push(ragg_tensor_t *t, const float *grad, double weight)
 		            t->name);
 		return -EINVAL;
 	}
+	/* A NaN or an infinity would make every replica's parameters NaN:
+	 * refused here, before anything is sent, at memory speed. (The agent
+	 * checks its sums too, against a worker that skips this.) */
+	size_t n = t->plan.bytes / sizeof(float), bad = ragg__first_nonfinite(grad, n);
+	if (ragg__unlikely(bad < n)) {
+		ragg__error("tensor \"%s\": the gradient is not finite (element %zu of %zu is %g); "
+		            "nothing was pushed",
+		            t->name, bad, n, (double)grad[bad]);
+		return RAGG_ERR_NONFINITE;
+	}
 	const struct ragg__plan *pl = &t->plan;
 	bool coded = ragg__plan_coded(pl, t->round);
 	if (coded) {

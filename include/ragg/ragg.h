@@ -39,7 +39,8 @@ extern "C" {
 	X(RAGG_ERR_BOUNDS, -264, "remote write outside its slot refused")                          \
 	X(RAGG_ERR_KEY, -265, "remote write with a wrong memory key refused")                      \
 	X(RAGG_ERR_MISMATCH, -266, "settings or tensor declarations differ between processes")     \
-	X(RAGG_ERR_MEMLOCK, -267, "memory registration failed: locked-memory limit (ulimit -l)")
+	X(RAGG_ERR_MEMLOCK, -267, "memory registration failed: locked-memory limit (ulimit -l)")   \
+	X(RAGG_ERR_NONFINITE, -268, "a gradient or weight is NaN or infinite: refused")
 
 enum ragg_errno {
 #define RAGG_X_ENUM(name, value, text) name = value,

@@ -28,8 +28,10 @@ struct ragg__adam_coef {
 struct ragg__kernels {
 	const char *name; /* "avx512", "avx2", "scalar", "openblas" */
 	/* out[i] = sum_j w[j] * in[j][i], j < k: reads each input once, writes
-	 * out once. k >= 1. */
-	void (*sum_weighted)(float *out, const float *const *in, const float *w, int k, size_t n);
+	 * out once. k >= 1. Returns nonzero when some out[i] is NaN or
+	 * infinite (as it is whenever a weight or an input is), found in the
+	 * same pass without a branch per element; 0 when all are finite. */
+	int (*sum_weighted)(float *out, const float *const *in, const float *w, int k, size_t n);
 	/* sqrt(sum x[i]^2), accumulated in double. */
 	double (*norm2)(const float *x, size_t n);
 	/* x[i] *= a */
@@ -57,6 +59,10 @@ struct ragg__kernels {
  * A sum that touches many bytes ((k + 1) * n * 4 >= 64 MiB) writes out
  * with streaming stores, fenced before the call returns. */
 const struct ragg__kernels *ragg__kernels_get(const char *name);
+
+/* The index of the first NaN or infinite x[i], or n when all are finite.
+ * Reads x at memory speed (no branch per element); any alignment. */
+size_t ragg__first_nonfinite(const float *x, size_t n);
 
 /* dst[i] + dst_off gets the len bytes at src, for each non-NULL dst[i] of
  * k, reading src from memory once. */

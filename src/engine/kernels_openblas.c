@@ -22,11 +22,11 @@ static blasint piece(size_t n, size_t b)
 	return (blasint)(n - b < BLAS_PIECE ? n - b : BLAS_PIECE);
 }
 
-static void blas_sum_weighted(float *out, const float *const *in, const float *w, int k, size_t n)
+static int blas_sum_weighted(float *out, const float *const *in, const float *w, int k, size_t n)
 {
 	if (k < 1) {
 		memset(out, 0, n * sizeof(*out));
-		return;
+		return 0;
 	}
 	int first = 0, in_place = 0;
 	for (int j = 0; j < k && !in_place; j++)
@@ -42,6 +42,8 @@ static void blas_sum_weighted(float *out, const float *const *in, const float *w
 			if (j != first)
 				cblas_saxpy(m, w[j], in[j] + b, 1, out + b, 1);
 	}
+	/* BLAS has no fused check: a second pass over out. */
+	return ragg__first_nonfinite(out, n) < n;
 }
 
 static double blas_norm2(const float *x, size_t n)

@@ -49,12 +49,13 @@ static inline void block_add(float *acc, const float *p, float w, size_t len)
 /* Summed a block at a time through an accumulator on the stack: each input
  * is read from memory once, the output written once, and out may be one
  * of the inputs since it is only written after the whole block is summed. */
-static void scalar_sum_weighted(float *out, const float *const *in, const float *w, int k, size_t n)
+static int scalar_sum_weighted(float *out, const float *const *in, const float *w, int k, size_t n)
 {
 	float acc[RAGG_KERNELS_BLOCK];
+	int bad = 0;
 	if (k < 1) {
 		memset(out, 0, n * sizeof(*out));
-		return;
+		return 0;
 	}
 	for (size_t b = 0; b < n;) {
 		size_t len = n - b < RAGG_KERNELS_BLOCK ? n - b : RAGG_KERNELS_BLOCK;
@@ -62,8 +63,11 @@ static void scalar_sum_weighted(float *out, const float *const *in, const float 
 		for (int j = 1; j < k; j++)
 			block_add(acc, in[j] + b, w[j], len);
 		memcpy(out + b, acc, len * sizeof(*out));
+		/* The block is in L1: its check costs next to nothing. */
+		bad |= ragg__first_nonfinite(acc, len) < len;
 		b += len;
 	}
+	return bad;
 }
 
 static double scalar_norm2(const float *x, size_t n)

@@ -73,10 +73,29 @@ SIMD_FN vf simd_dot_m(const float *const *p, const vf *wv, const int kk, const f
 	return a;
 }
 
-/* out[i] = add[i] + sum_{j<kk} w[j] * in[j][i] for i < n, in one pass. */
-SIMD_FN void simd_pass(float *out, const float *const *in, const float *w, const int kk,
-                       const float *add, const int has_add, size_t n, const int nt)
+/* Any lane of `bad` NaN or infinite (bad accumulates 0 * each output: 0
+ * for a finite one, NaN for any other, and NaN stays). */
+SIMD_FN int simd_bad(vf bad)
 {
+	float l[VL];
+	v_storeu(l, bad);
+	int r = 0;
+	for (int i = 0; i < VL; i++) {
+		uint32_t b;
+		memcpy(&b, &l[i], sizeof(b));
+		r |= (b & 0x7f800000u) == 0x7f800000u;
+	}
+	return r;
+}
+
+/* out[i] = add[i] + sum_{j<kk} w[j] * in[j][i] for i < n, in one pass.
+ * Returns nonzero when some out[i] is not finite: one FMA per vector
+ * stored, no branch. */
+SIMD_FN int simd_pass(float *out, const float *const *in, const float *w, const int kk,
+                      const float *add, const int has_add, size_t n, const int nt)
+{
+	const vf zero = v_set1(0.0f);
+	vf bad = zero;
 	vf wv[RAGG_KERNELS_GROUP];
 	const float *p[RAGG_KERNELS_GROUP];
 #pragma GCC unroll 8
@@ -85,11 +104,17 @@ SIMD_FN void simd_pass(float *out, const float *const *in, const float *w, const
 		p[j] = in[j];
 	}
 	size_t i = 0, h = simd_head(out, n);
-	for (; i + VL <= h; i += VL)
-		v_storeu(out + i, simd_dot(p, wv, kk, add, has_add, i));
+	for (; i + VL <= h; i += VL) {
+		vf a = simd_dot(p, wv, kk, add, has_add, i);
+		bad = v_fmadd(a, zero, bad);
+		v_storeu(out + i, a);
+	}
 	if (i < h) {
+		/* Masked-off lanes load as 0: finite. */
 		vmask m = v_mask(h - i);
-		v_mstore(out + i, m, simd_dot_m(p, wv, kk, add, has_add, i, m));
+		vf a = simd_dot_m(p, wv, kk, add, has_add, i, m);
+		bad = v_fmadd(a, zero, bad);
+		v_mstore(out + i, m, a);
 		i = h;
 	}
 	for (; i + SIMD_UNROLL * VL <= n; i += SIMD_UNROLL * VL) {
@@ -99,37 +124,46 @@ SIMD_FN void simd_pass(float *out, const float *const *in, const float *w, const
 		vf a1 = simd_dot(p, wv, kk, add, has_add, i + VL);
 		vf a2 = simd_dot(p, wv, kk, add, has_add, i + 2 * VL);
 		vf a3 = simd_dot(p, wv, kk, add, has_add, i + 3 * VL);
+		bad = v_fmadd(a0, zero, bad);
+		bad = v_fmadd(a1, zero, bad);
+		bad = v_fmadd(a2, zero, bad);
+		bad = v_fmadd(a3, zero, bad);
 		simd_put(out + i, a0, nt);
 		simd_put(out + i + VL, a1, nt);
 		simd_put(out + i + 2 * VL, a2, nt);
 		simd_put(out + i + 3 * VL, a3, nt);
 	}
-	for (; i + VL <= n; i += VL)
-		simd_put(out + i, simd_dot(p, wv, kk, add, has_add, i), nt);
+	for (; i + VL <= n; i += VL) {
+		vf a = simd_dot(p, wv, kk, add, has_add, i);
+		bad = v_fmadd(a, zero, bad);
+		simd_put(out + i, a, nt);
+	}
 	while (i < n) {
 		size_t r = n - i < VL ? n - i : VL;
 		vmask m = v_mask(r);
-		v_mstore(out + i, m, simd_dot_m(p, wv, kk, add, has_add, i, m));
+		vf a = simd_dot_m(p, wv, kk, add, has_add, i, m);
+		bad = v_fmadd(a, zero, bad);
+		v_mstore(out + i, m, a);
 		i += r;
 	}
+	return simd_bad(bad);
 }
 
 #define SIMD_CASE(K)                                                                               \
 	case K:                                                                                    \
 		if (add && nt)                                                                     \
-			simd_pass(out, in, w, K, add, 1, n, 1);                                    \
+			return simd_pass(out, in, w, K, add, 1, n, 1);                             \
 		else if (add)                                                                      \
-			simd_pass(out, in, w, K, add, 1, n, 0);                                    \
+			return simd_pass(out, in, w, K, add, 1, n, 0);                             \
 		else if (nt)                                                                       \
-			simd_pass(out, in, w, K, NULL, 0, n, 1);                                   \
+			return simd_pass(out, in, w, K, NULL, 0, n, 1);                            \
 		else                                                                               \
-			simd_pass(out, in, w, K, NULL, 0, n, 0);                                   \
-		break;
+			return simd_pass(out, in, w, K, NULL, 0, n, 0);
 
 /* One specialised pass per group size: k known at compile time lets the
  * weights live in registers and the loop over inputs unroll. */
-SIMD_ENTRY void simd_pass_k(float *out, const float *const *in, const float *w, int kk,
-                            const float *add, size_t n, int nt)
+SIMD_ENTRY int simd_pass_k(float *out, const float *const *in, const float *w, int kk,
+                           const float *add, size_t n, int nt)
 {
 	switch (kk) {
 		SIMD_CASE(1)
@@ -141,17 +175,18 @@ SIMD_ENTRY void simd_pass_k(float *out, const float *const *in, const float *w, 
 		SIMD_CASE(7)
 		SIMD_CASE(8)
 	default:
-		break;
+		return 0;
 	}
 }
 #undef SIMD_CASE
 
-SIMD_ENTRY void simd_sum_weighted(float *out, const float *const *in, const float *w, int k,
-                                  size_t n)
+SIMD_ENTRY int simd_sum_weighted(float *out, const float *const *in, const float *w, int k,
+                                 size_t n)
 {
+	int bad = 0;
 	if (k < 1) {
 		memset(out, 0, n * sizeof(*out));
-		return;
+		return 0;
 	}
 	/* Streaming stores skip the read-for-ownership of out (a quarter of the
 	 * traffic at k = 2) but leave the result in memory, not in cache: worth
@@ -160,7 +195,7 @@ SIMD_ENTRY void simd_sum_weighted(float *out, const float *const *in, const floa
 	int nt = ((size_t)k + 1) * n * sizeof(float) >=
 	         __atomic_load_n(&ragg__kernels_stream_bytes, __ATOMIC_RELAXED);
 	if (k <= RAGG_KERNELS_GROUP) {
-		simd_pass_k(out, in, w, k, NULL, n, nt);
+		bad = simd_pass_k(out, in, w, k, NULL, n, nt);
 	} else {
 		_Alignas(64) float acc[RAGG_KERNELS_BLOCK];
 		const float *p[RAGG_KERNELS_GROUP];
@@ -180,7 +215,7 @@ SIMD_ENTRY void simd_sum_weighted(float *out, const float *const *in, const floa
 			}
 			for (int q = 0; q < k - j; q++)
 				p[q] = in[j + q] + b;
-			simd_pass_k(out + b, p, w + j, k - j, acc, len, nt);
+			bad |= simd_pass_k(out + b, p, w + j, k - j, acc, len, nt);
 			b += len;
 		}
 	}
@@ -188,6 +223,7 @@ SIMD_ENTRY void simd_sum_weighted(float *out, const float *const *in, const floa
 	 * the sum is ready (a flag, an RDMA post) sees all of it. */
 	if (nt)
 		v_sfence();
+	return bad;
 }
 
 SIMD_ENTRY double simd_norm2(const float *x, size_t n)

@@ -55,6 +55,9 @@ struct ragg__stage_ctx {
 	uint64_t seed; /* shared with the codec's other end (ragg__plan_seed) */
 	int exact; /* round 0: contributions and output are plain floats */
 	int rc; /* out: 0, or why a contribution was refused */
+	/* Set by the reducing stage: some out[i] is NaN or infinite. The
+	 * chunk is then refused (agent_round.c), not sent on. */
+	int nonfinite;
 };
 
 struct ragg__stage {

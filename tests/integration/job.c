@@ -30,6 +30,10 @@
  *   rounds N        N rounds of a small model (for memory and soak tests)
  *   mismatch        worker 1 declares a different size: declaring must fail
  *                   with RAGG_ERR_MISMATCH everywhere
+ *   poison R W      worker W writes a NaN into its gradient while its push
+ *                   of round R is in flight, behind its own check: the
+ *                   round must fail on every worker, no parameter may ever
+ *                   be non-finite (see poison() below)
  *   slow N MS       N rounds with a pause of MS between them
  *   settings NAME VALUE
  *                   server 1 sets NAME to VALUE with ragg_opts_set, the
@@ -330,6 +334,37 @@ static int refuse_poisoned_weights(ragg_tensor_t *t, const float *grad, float *p
 	return 0;
 }
 
+/* A gradient with a NaN or an infinity (first, middle or last element) is
+ * refused by every push call with RAGG_ERR_NONFINITE and changes nothing:
+ * the round that follows must still be exact. */
+static int refuse_poisoned_gradients(ragg_tensor_t *t, float *grad, size_t n, float *params)
+{
+	static const float bad[] = { NAN, -NAN, INFINITY, -INFINITY };
+	size_t at[] = { 0, n / 2, n - 1 };
+	ragg_req_t *req = NULL;
+	int rc;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		for (size_t k = 0; k < sizeof(at) / sizeof(at[0]); k++) {
+			float keep = grad[at[k]];
+			grad[at[k]] = bad[i];
+			if ((rc = ragg_push(t, grad, 1.0)) != RAGG_ERR_NONFINITE ||
+			    (rc = ragg_ipush(t, grad, 1.0, &req)) != RAGG_ERR_NONFINITE ||
+			    (rc = ragg_pushpull(t, grad, 0.0, params)) != RAGG_ERR_NONFINITE) {
+				fprintf(stderr,
+				        "job: a push with %g at element %zu returned %s, expected "
+				        "RAGG_ERR_NONFINITE\n",
+				        bad[i], at[k], ragg_strerror_name(rc));
+				return 1;
+			}
+			grad[at[k]] = keep;
+		}
+	if (req) {
+		fprintf(stderr, "job: a refused ragg_ipush returned a request\n");
+		return 1;
+	}
+	return 0;
+}
+
 /* counts: the tensors' sizes from the command line, none for the default. */
 static int exact(ragg_ctx_t *ctx, int rounds, int ncounts, char **counts)
 {
@@ -370,7 +405,8 @@ static int exact(ragg_ctx_t *ctx, int rounds, int ncounts, char **counts)
 			return 1;
 		for (int r = 1; r <= rounds; r++) {
 			cf_grad(&cf, grad, r);
-			if (r == 1 && k == 0 && refuse_poisoned_weights(t, grad, params))
+			if (r == 1 && k == 0 && (refuse_poisoned_weights(t, grad, params) ||
+			                         refuse_poisoned_gradients(t, grad, n, params)))
 				return 1;
 			if ((rc = ragg_pushpull(t, grad, me + 1, params)))
 				return fail("pushpull", rc);
@@ -735,6 +771,63 @@ static int run_rounds(ragg_ctx_t *ctx, int rounds, int pause_ms)
 	return 0;
 }
 
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+/*
+ * poison R W: rounds of a model of JOB_COUNT floats (gradients in
+ * ragg_mem_alloc() memory) in which, in round R, worker W poisons its
+ * gradient behind its own check: it pushes a finite gradient with
+ * ragg_ipush, then writes a NaN into the buffer at once, while the push is
+ * still in flight (the last element, over tcp, still queued behind
+ * megabytes; the one the agent reads in place, over shm, where the other
+ * workers push 300 ms later). The agents must refuse the round: no worker
+ * may ever see a non-finite parameter, and every worker's round R must
+ * fail. Each worker prints "poison: worker I round R: CODE".
+ */
+static int poison(ragg_ctx_t *ctx, int bad_round, int culprit)
+{
+	const char *count = getenv("JOB_COUNT");
+	size_t n = count && *count ? strtoul(count, NULL, 10) : 20000;
+	int me = ragg_rank(ctx), rc = 0, r;
+	float *params = ragg_mem_alloc(ctx, n * sizeof(float));
+	float *grad = ragg_mem_alloc(ctx, n * sizeof(float));
+	ragg_tensor_t *t;
+	ragg_req_t *req;
+	if (!params || !grad)
+		return fail("memory", -ENOMEM);
+	if ((rc = ragg_tensor_declare(ctx, "model", params, n, &t)))
+		return fail("declare", rc);
+	for (r = 1; r <= bad_round; r++) {
+		for (size_t j = 0; j < n; j++)
+			grad[j] = (float)((j + (size_t)r) % 3);
+		if (r == bad_round && me == culprit) {
+			if ((rc = ragg_ipush(t, grad, 1.0, &req)))
+				break;
+			grad[n - 1] = NAN;
+			if ((rc = ragg_wait(req)) || (rc = ragg_pull(t, params)))
+				break;
+		} else {
+			if (r == bad_round)
+				sleep_ms(300);
+			if ((rc = ragg_pushpull(t, grad, 1.0, params)))
+				break;
+		}
+		for (size_t j = 0; j < n; j++)
+			if (!isfinite(params[j])) {
+				printf("poison: worker %d round %d: parameter %zu is %g\n", me, r, j,
+				       params[j]);
+				return 1;
+			}
+	}
+	printf("poison: worker %d round %d: %s\n", me, r > bad_round ? bad_round : r,
+	       rc ? ragg_strerror_name(rc) : "ok");
+	return rc && r == bad_round ? 0 : 1;
+}
+
 static int mismatch(ragg_ctx_t *ctx)
 {
 	size_t n = ragg_rank(ctx) == 1 ? 1001 : 1000;
@@ -841,11 +934,15 @@ int main(int argc, char **argv)
 		return checkers();
 	if (argc < 2) {
 		fprintf(stderr, "usage: job exact ROUNDS [COUNT...] | codec ROUNDS | inplace ROUNDS | rounds N | "
-		                "mismatch | slow N MS | settings NAME VALUE | checkers\n");
+		                "mismatch | slow N MS | poison R W | settings NAME VALUE | "
+		                "checkers\n");
 		return 2;
 	}
 	if (strcmp(argv[1], "settings") == 0 && argc == 4)
 		return settings_refused(argv[2], argv[3]);
+	/* Every process must end by itself, not be stopped by ragg-run. */
+	if (strcmp(argv[1], "poison") == 0)
+		signal(SIGTERM, SIG_IGN);
 	if ((rc = ragg_init(NULL, &ctx)))
 		return fail("init", rc);
 	if (ragg_role(ctx) != RAGG_ROLE_WORKER) {
@@ -870,6 +967,8 @@ int main(int argc, char **argv)
 		status = run_rounds(ctx, atoi(argv[2]), atoi(argv[3]));
 	else if (strcmp(argv[1], "mismatch") == 0)
 		status = mismatch(ctx);
+	else if (strcmp(argv[1], "poison") == 0 && argc == 4)
+		status = poison(ctx, atoi(argv[2]), atoi(argv[3]));
 	else {
 		fprintf(stderr, "job: unknown mode\n");
 		status = 2;

@@ -271,6 +271,31 @@ rounds_1000_no_memory_growth() {
 	echo OK
 }
 
+# Soak (run by name: scripts/check, scripts/bench soak): 16 workers, 4 agents,
+# 4 servers, 1,000 rounds of the exact job (two tensors with chunk tails):
+# every worker checks every round's parameters against the closed form
+# (nothing lost, nothing applied twice), and no process's peak resident
+# size after 1,000 rounds exceeds its peak after 100 by more than 1 MiB.
+soak_16_workers() {
+	local t0 t1 a b bad=0
+	t0=$(date +%s)
+	a=$(RAGG_TRANSPORT=$transport RAGG_CHUNK_BYTES=4096 RAGG_TIMEOUT_MS=60000 "$run" -w 16 -a 4 -s 4 -- "$job" exact 100 2>&1) || { echo "$a" | tail -n 20; echo "WHY: 100-round job failed"; return; }
+	t1=$(date +%s)
+	b=$(RAGG_TRANSPORT=$transport RAGG_CHUNK_BYTES=4096 RAGG_TIMEOUT_MS=60000 "$run" -w 16 -a 4 -s 4 -- "$job" exact 1000 2>&1) || { echo "$b" | tail -n 20; echo "WHY: 1000-round job failed"; return; }
+	n=$(echo "$b" | grep -c 'exact: worker .* ok, ')
+	[ "$n" = 16 ] || { echo "$b" | grep exact: | head; echo "WHY: $n of 16 workers verified 1000 rounds against the closed form"; return; }
+	local grew=0 worst=0
+	while read -r role rank kb; do
+		kb2=$(echo "$b" | awk -v r="$role" -v k="$rank" '$2 == "maxrss" && $3 == r && $4 == k { print $5 }')
+		[ -n "$kb2" ] || { bad=1; continue; }
+		[ $((kb2 - kb)) -gt "$worst" ] && worst=$((kb2 - kb))
+		[ $((kb2 - kb)) -le 1024 ] || { echo "$role $rank: ${kb} KiB after 100 rounds, ${kb2} KiB after 1000"; bad=1; }
+	done < <(echo "$a" | awk '$2 == "maxrss" { print $3, $4, $5 }')
+	echo "SUMMARY: soak $transport: 16 workers x 1000 rounds exact in $(( $(date +%s) - t1 )) s (100 rounds: $((t1 - t0)) s); largest peak-RSS growth 100 -> 1000 rounds: $worst KiB over 24 processes"
+	[ "$bad" = 0 ] || { echo "WHY: resident memory grew"; return; }
+	echo OK
+}
+
 # No server ever starts: the rendezvous never answers. Every process must
 # end with a clear error within its deadline, not hang.
 root_never_starts() {
@@ -460,6 +485,28 @@ nan_fails_checks() {
 	echo OK
 }
 
+# Poison past the worker's check: in round 3 worker 1 writes a NaN into its
+# gradient while its push is in flight (job.c: poison). The agent's sum
+# finds it: the round is refused with an error naming the worker and the
+# tensor, the job fails with RAGG_ERR_NONFINITE (peers may see their agent
+# or server go first: RAGG_ERR_PEER_LOST), no worker ever holds a non-finite
+# parameter (the servers never apply it) and no process dies by a signal.
+# The refusal of a poisoned ragg_push itself is checked by exact_weighted_mean.
+nonfinite_refused_by_agent() {
+	out=$(RAGG_TRANSPORT=$transport RAGG_LOG=error RAGG_TIMEOUT_MS=20000 RAGG_SERVE_TIMEOUT_MS=20000 JOB_COUNT=4000000 \
+		"$run" -w 4 -a 2 -s 2 -- "$job" poison 3 1 2>&1)
+	echo "$out" | grep -E 'poison:|non-finite|stopped the job' | head -n 20
+	if echo "$out" | grep -qE 'Segmentation|Aborted|Sanitizer|core dumped|runtime error'; then echo "$out" | tail -n 30; echo "WHY: a process died by a signal or a sanitizer"; return; fi
+	if echo "$out" | grep -q 'poison: worker .* parameter'; then echo "WHY: a worker received a non-finite parameter"; return; fi
+	echo "$out" | grep -q 'tensor 0 round 3: worker 1 pushed a non-finite gradient (element 3999999 is nan); the round is refused' ||
+		{ echo "$out" | tail -n 30; echo "WHY: no agent refused worker 1's poisoned gradient by name"; return; }
+	n=$(echo "$out" | grep -cE 'poison: worker [0-9] round 3: RAGG_ERR_(NONFINITE|PEER_LOST)')
+	[ "$n" = 4 ] || { echo "$out" | tail -n 30; echo "WHY: $n of 4 workers failed round 3"; return; }
+	n=$(echo "$out" | grep -c 'poison: worker [0-9] round 3: RAGG_ERR_NONFINITE')
+	echo "SUMMARY: $n of 4 workers were told RAGG_ERR_NONFINITE, the others that a peer was lost"
+	echo OK
+}
+
 # Chaos: one process of a running job (2 servers, 2 agents, 4 workers, a
 # model of JOB_COUNT floats, 8 MiB by default in 256 KiB chunks, so that
 # engine jobs are in flight for most of a round) is SIGKILLed at a random
@@ -540,6 +587,100 @@ chaos_one() {
 		fi
 	done
 	echo "chaos $tag: killed ${vrole} ${vrank} $delay s into the job, ${#pids[@]} survivors out in $(((now - t0) / 1000000)) ms"
+}
+
+# A stopped peer: agent 0 of a running job (2 servers, 2 agents, 4
+# workers, 1 MiB model) gets SIGSTOP once worker 0 finished its second
+# round, and SIGCONT STOP_S seconds later. With STOP_S below RAGG_TIMEOUT_MS
+# (1 s against 8 s: a loaded machine stalls rounds for seconds) the job
+# must complete: every process exits 0. With STOP_S past it (10 s) every
+# process must end by itself, with an error
+# (a worker that timed out mid-round must not say goodbye as if it had
+# finished, so no agent may exit 0): the others within their deadline
+# (RAGG_SERVE_TIMEOUT_MS, the longest) plus 3 s of the stop, agent 0
+# within RAGG_TIMEOUT_MS plus 3 s of the SIGCONT; none by a signal, none
+# hanging. RAGG_SERVE_TIMEOUT_MS is three times RAGG_TIMEOUT_MS, as it
+# usually is longer: the workers time out first. Prints
+# "stopped: ROLE RANK exit CODE after MS ms" per process.
+stopped_one() {
+	local stop_s=$1 rounds=$2 tag=$3 port ready pids=() tags=() vpid= tmo=$((8000 * scale))
+	port=$(free_port)
+	ready="$logdir/stopped-$tag.ready"
+	rm -f "$ready"
+	for spec in server:0 server:1 agent:0 agent:1 worker:0 worker:1 worker:2 worker:3; do
+		r=${spec%:*} k=${spec#*:}
+		RAGG_TRANSPORT=$transport RAGG_ROOT=127.0.0.1:$port RAGG_WORKERS=4 RAGG_AGENTS=2 RAGG_SERVERS=2 \
+			RAGG_ROLE=$r RAGG_RANK=$k RAGG_TIMEOUT_MS=$tmo RAGG_SERVE_TIMEOUT_MS=$((3 * tmo)) RAGG_LOG=error \
+			JOB_READY_FILE=$ready JOB_COUNT=262144 RAGG_CHUNK_BYTES=65536 \
+			"$job" slow "$rounds" 20 >"$logdir/stopped-$tag-$r$k.log" 2>&1 &
+		pids+=($!) tags+=("$r$k")
+		[ "$r$k" = agent0 ] && vpid=$!
+		[ "$r" = server ] && [ "$k" = 0 ] && sleep 0.2
+	done
+	for _ in $(seq $((400 * scale))); do [ -e "$ready" ] && break; sleep 0.05; done
+	[ -e "$ready" ] || { kill -9 "${pids[@]}" 2>/dev/null; wait; echo "stopped $tag: the job never got going"; tail -n 3 "$logdir"/stopped-$tag-*.log; stopped_bad=$((stopped_bad + 1)); return; }
+	local t0 tc= now i ended=() left summary=""
+	t0=$(date +%s%N)
+	kill -STOP "$vpid"
+	# Every process's end, in ms after the stop (after the SIGCONT for agent 0).
+	while :; do
+		left=0
+		now=$(date +%s%N)
+		if [ -z "$tc" ] && [ $(((now - t0) / 1000000)) -ge $((stop_s * 1000)) ]; then
+			kill -CONT "$vpid"
+			tc=$now
+		fi
+		for i in "${!pids[@]}"; do
+			[ -n "${ended[$i]:-}" ] && continue
+			# A zombie has ended: kill -0 still finds it until it is waited for.
+			if [ "$(ps -o stat= -p "${pids[$i]}" 2>/dev/null | cut -c1)" != Z ] && kill -0 "${pids[$i]}" 2>/dev/null; then
+				left=$((left + 1))
+			else
+				ended[$i]=$(((now - (${pids[$i]} == vpid ? tc : t0)) / 1000000))
+			fi
+		done
+		[ $left -eq 0 ] && [ -n "$tc" ] && break
+		[ -n "$tc" ] && [ $(((now - tc) / 1000000)) -ge $((tmo + 20000 * scale)) ] && break
+		sleep 0.05
+	done
+	for i in "${!pids[@]}"; do
+		local p=${pids[$i]} log="$logdir/stopped-$tag-${tags[$i]}.log" rc limit
+		if kill -0 "$p" 2>/dev/null; then
+			echo "stopped $tag: ${tags[$i]} still running $(((now - tc) / 1000000)) ms after the SIGCONT"
+			kill -9 "$p"
+			stopped_bad=$((stopped_bad + 1))
+			wait "$p"
+			continue
+		fi
+		wait "$p"
+		rc=$?
+		echo "stopped $tag: ${tags[$i]} exit $rc after ${ended[$i]} ms"
+		summary+=" ${tags[$i]}=${ended[$i]}ms/$rc"
+		if [ $rc -gt 128 ] || grep -q 'ERROR: AddressSanitizer\|runtime error:\|ThreadSanitizer' "$log"; then
+			echo "stopped $tag: ${tags[$i]} died by a signal or a sanitizer"; tail -n 5 "$log"
+			stopped_bad=$((stopped_bad + 1))
+		elif [ "$rounds" != 1000000 ] && [ $rc -ne 0 ]; then
+			echo "stopped $tag: ${tags[$i]} failed although the stop was shorter than the deadline"; tail -n 5 "$log"
+			stopped_bad=$((stopped_bad + 1))
+		elif [ "$rounds" = 1000000 ] && [ $rc -eq 0 ]; then
+			echo "stopped $tag: ${tags[$i]} exited 0 from a job that cannot have finished"
+			stopped_bad=$((stopped_bad + 1))
+		elif [ "$rounds" = 1000000 ] && [ "${ended[$i]}" -gt $(( (p == vpid ? tmo : 3 * tmo) + 3000 * scale)) ]; then
+			echo "stopped $tag: ${tags[$i]} took ${ended[$i]} ms, past its deadline + 3 s"
+			stopped_bad=$((stopped_bad + 1))
+		fi
+	done
+	echo "SUMMARY: $transport agent 0 stopped $stop_s s (RAGG_TIMEOUT_MS=$tmo), end/exit (agent0 after SIGCONT):$summary"
+}
+
+stopped_agent() {
+	stopped_bad=0
+	# Shorter than the deadline: the job completes (40 rounds, ~2 s or more).
+	stopped_one 1 40 short
+	# Longer: everyone ends by itself, on time (the job runs forever else).
+	stopped_one 10 1000000 long
+	[ $stopped_bad -eq 0 ] || { echo "WHY: $stopped_bad processes hung, crashed, failed or were late"; return; }
+	echo OK
 }
 
 chaos_kills() {
@@ -857,6 +998,8 @@ t agent_killed_mid_job 60
 t worker_killed_mid_job 60
 t garbage_and_wrong_key_dropped 90
 t nan_fails_checks 60
+t nonfinite_refused_by_agent 90
+t stopped_agent 150
 t emfile_backoff 90
 t idle_waits_sleep 60
 t handshake_replay_refused 90
@@ -866,6 +1009,7 @@ t plain_relay_alters 60
 t handshake_silent_dropped 90
 # Not part of the default list: scripts/check runs it by name.
 [ ${#selected[@]} -gt 0 ] && t chaos_kills 300
+[ ${#selected[@]} -gt 0 ] && t soak_16_workers 1200
 
 rm -rf "$logdir"
 [ "$failed" -eq 0 ]

@@ -131,8 +131,9 @@ static void check_sum(const struct ragg__kernels *ks, struct sum_bufs *b, int k,
 		in[j] = b->in_base[j] + GUARD + ia[j];
 	poison(b->out_base, off, n);
 	float *out = b->out_base + off;
-	ks->sum_weighted(out, in, b->w, k, n);
+	int bad = ks->sum_weighted(out, in, b->w, k, n);
 	check_guards(b->out_base, off, n, ks->name);
+	RAGG_CHECKF(!bad, "%s k=%d n=%zu: finite sum reported non-finite", ks->name, k, n);
 	for (size_t i = 0; i < n; i++) {
 		double ref = 0, mag = 0;
 		for (int j = 0; j < k; j++) {
@@ -243,6 +244,89 @@ RAGG_TEST(sum_weighted_in_place)
 		free(x[j]);
 		free(keep[j]);
 	}
+}
+
+/* A NaN or an infinity anywhere (any input, any position: head, body,
+ * tail, any block; or a weight) is reported by the sum itself; so is an
+ * overflow of finite inputs. Nothing else is. */
+RAGG_TEST(sum_weighted_reports_nonfinite)
+{
+	const struct ragg__kernels *kt[4];
+	int nk = nkernels(kt);
+	static const float bad[] = { NAN, -NAN, INFINITY, -INFINITY };
+	static const size_t lens[] = { 1, 7, 8, 17, 67, 5000 + 13 };
+	static const int kks[] = { 1, 2, 8, 9, 17 };
+	struct sum_bufs b;
+	sum_bufs_init(&b, 5000 + 13);
+	for (int t = 0; t < nk; t++)
+		for (size_t q = 0; q < sizeof(kks) / sizeof(kks[0]); q++)
+			for (size_t l = 0; l < sizeof(lens) / sizeof(lens[0]); l++) {
+				int k = kks[q];
+				size_t n = lens[l], oa = (size_t)k % 16;
+				const float *in[MAXK];
+				float *out = b.out_base + GUARD + oa;
+				for (int j = 0; j < k; j++)
+					in[j] = b.in_base[j] + GUARD + (size_t)j % 5;
+				RAGG_CHECKF(!kt[t]->sum_weighted(out, in, b.w, k, n), "%s k=%d n=%zu",
+				            kt[t]->name, k, n);
+				size_t at[] = { 0, n / 2, n - 1 };
+				for (size_t a = 0; a < 3; a++)
+					for (size_t v = 0; v < 4; v++) {
+						int j = (int)(a + v) % k;
+						float *x = b.in_base[j] + GUARD + (size_t)j % 5 + at[a];
+						float keep = *x;
+						*x = bad[v];
+						RAGG_CHECKF(kt[t]->sum_weighted(out, in, b.w, k, n),
+						            "%s k=%d n=%zu: %g in input %d at %zu not reported",
+						            kt[t]->name, k, n, bad[v], j, at[a]);
+						*x = keep;
+						/* Weight 0 times an infinity is NaN: still reported. */
+						float wk = b.w[j];
+						b.w[j] = bad[v];
+						RAGG_CHECKF(kt[t]->sum_weighted(out, in, b.w, k, n),
+						            "%s k=%d n=%zu: weight %g not reported",
+						            kt[t]->name, k, n, bad[v]);
+						b.w[j] = wk;
+					}
+				/* Finite inputs whose sum overflows. */
+				float *x = b.in_base[0] + GUARD + n - 1;
+				float keep = *x, wk = b.w[0];
+				*x = FLT_MAX;
+				b.w[0] = 4.0f;
+				RAGG_CHECKF(kt[t]->sum_weighted(out, in, b.w, k, n),
+				            "%s k=%d n=%zu: overflow not reported", kt[t]->name, k, n);
+				*x = keep;
+				b.w[0] = wk;
+			}
+	sum_bufs_fini(&b);
+}
+
+/* ragg__first_nonfinite: the first bad element's index, at any alignment,
+ * length and position; n when there is none. */
+RAGG_TEST(first_nonfinite)
+{
+	size_t cap = 20000 + 64;
+	float *x = arena(cap);
+	for (size_t i = 0; i < cap; i++)
+		x[i] = i % 7 ? FLT_MAX : -FLT_MIN / 2; /* extremes, still finite */
+	static const float bad[] = { NAN, -NAN, INFINITY, -INFINITY };
+	for (size_t oa = 0; oa < 5; oa++)
+		for (size_t n = 0; n < 70; n++) {
+			RAGG_CHECK(ragg__first_nonfinite(x + oa, n) == n);
+			for (size_t at = 0; at < n; at++) {
+				float keep = x[oa + at];
+				x[oa + at] = bad[(at + n) % 4];
+				RAGG_CHECKF(ragg__first_nonfinite(x + oa, n) == at, "n=%zu at=%zu", n,
+				            at);
+				x[oa + at] = keep;
+			}
+		}
+	size_t n = 20000;
+	RAGG_CHECK(ragg__first_nonfinite(x + 3, n) == n);
+	x[3 + 12345] = NAN;
+	x[3 + 17000] = INFINITY;
+	RAGG_CHECK(ragg__first_nonfinite(x + 3, n) == 12345);
+	free(x);
 }
 
 RAGG_TEST(sum_weighted_k0_is_zero)
