@@ -63,7 +63,10 @@ void ragg__agent_sum(struct ragg__job *job)
 	/* The sum is poisoned: find the culprit (once, on the way to an
 	 * error). The chunk goes nowhere: ragg__agent_on_job refuses it. */
 	sj->poison = -2;
-	for (int i = 0; i < ctx->nworkers; i++) {
+	/* Encoded contributions are not floats to scan. */
+	if (ragg__plan_coded(pl, sj->round))
+		sj->poison = -3;
+	for (int i = 0; i < ctx->nworkers && sj->poison == -2; i++) {
 		size_t at_i = ragg__first_nonfinite(sj->inputs[i], sc.n);
 		if (at_i < sc.n) {
 			sj->poison = i;
@@ -82,7 +85,11 @@ static void refuse_poisoned(struct ragg_ctx *ctx, const struct ragg__sum_job *sj
 	const struct ragg__plan *pl = &t->plan;
 	/* An agent knows a tensor by its declaration order (and name hash);
 	 * its round counts the pushes of each worker, from 1. */
-	if (sj->poison == -2) {
+	if (sj->poison == -3) {
+		ragg__error("tensor %d round %llu chunk %u: the workers' encoded gradients decode "
+		            "to a sum that is not finite; the round is refused",
+		            t->id, (unsigned long long)t->round, sj->chunk);
+	} else if (sj->poison == -2) {
 		ragg__error("tensor %d round %llu chunk %u: the weighted sum overflowed (every "
 		            "gradient and weight was finite); the round is refused",
 		            t->id, (unsigned long long)t->round, sj->chunk);

@@ -31,7 +31,7 @@ static void codec_run(struct ragg__stage_ctx *c)
 {
 	const struct ragg__codec_spec *spec = c->arg;
 	if (c->exact) {
-		c->k->sum_weighted(c->out, c->in, c->w, c->nin, c->n);
+		c->nonfinite = c->k->sum_weighted(c->out, c->in, c->w, c->nin, c->n);
 		return;
 	}
 	/* The chunk's share of the state: its size is that of a full chunk. */
@@ -46,6 +46,12 @@ static void codec_run(struct ragg__stage_ctx *c)
 			c->rc = rc;
 			return;
 		}
+	}
+	/* A worker's encoding that decodes to a NaN or an infinity (its
+	 * scale, say) would poison the residual and every later round. */
+	if (ragg__first_nonfinite(sum, c->n) < c->n) {
+		c->nonfinite = 1;
+		return;
 	}
 	ssize_t r = ragg__codec_encode(spec, sum, c->n, c->out, len, resid, c->seed);
 	if (r < 0)
