@@ -32,6 +32,7 @@ struct ragg__sum_job {
 	ragg_tensor_t *t;
 	uint32_t chunk;
 	int parity;
+	uint64_t round; /* the tensor's round it sums */
 	double total_weight; /* out: sum of the contributions' weights */
 	const float **inputs; /* one per worker, set as each lands */
 	float *weights;

@@ -16,6 +16,7 @@
 #include "agent.h"
 #include "compiler.h"
 #include "log.h"
+#include "privacy/dp_job.h"
 #include "role.h"
 #include "stages/stage.h"
 
@@ -41,6 +42,10 @@ void ragg__agent_sum(struct ragg__job *job)
 		.nin = ctx->nworkers,
 		.out = sj->out,
 		.n = ragg__plan_chunk_elems(pl, sj->chunk),
+		.tensor = (uint32_t)t->id,
+		.chunk = sj->chunk,
+		.round = sj->round,
+		.parity = sj->parity,
 	};
 	ragg__stages_run(pl, &sc, &at->chunk_state[(size_t)sj->chunk * (size_t)pl->nstages]);
 	sj->total_weight = total;
@@ -96,12 +101,15 @@ static void on_gradient(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tensor_
 	else
 		j->inputs[p->index] =
 		    (const float *)(w->grad.at + ragg__plan_chunk_off(&t->plan, c));
+	if (t->dp)
+		ragg__dp_agent_landed(ctx, t, p->index, parity);
 	ragg__seen_mark(&at->seen_grads, parity, c, p->index);
 	if (++at->arrived[parity][c] < (uint32_t)ctx->nworkers)
 		return;
 	at->arrived[parity][c] = 0;
 	ragg__seen_clear(&at->seen_grads, parity, c);
 	j->parity = parity;
+	j->round = t->round;
 	j->out = sum_target(ctx, t, parity, c);
 	int rc = ragg__engine_submit(ctx->engine, &j->job);
 	if (rc)

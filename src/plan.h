@@ -56,6 +56,9 @@ struct ragg__plan {
 	/* The agent may run its stages straight into the server's mapped
 	 * slot: every stage can (ragg__plan_set_stages decides it). */
 	bool in_place;
+	/* Differential privacy: a worker's slot region ends with its norm
+	 * claims, one float per chunk and parity (privacy/dp_job.h). */
+	bool claims;
 };
 
 /* Whether chunk_bytes is a valid chunk size: >= 4096 and a multiple of 4. */
@@ -154,10 +157,17 @@ static inline uint64_t ragg__plan_worker_slot_off(const struct ragg__plan *pl, i
 	return ragg__slot_offset(parity, pl->bytes, ragg__plan_chunk_off(pl, c));
 }
 
+/* Where a worker's norm claims of `parity` land in its slot (after the
+ * data of both parities), when the plan has claims. */
+static inline uint64_t ragg__plan_worker_claims_off(const struct ragg__plan *pl, int parity)
+{
+	return ragg__slot_bytes(pl->bytes) + (uint64_t)parity * pl->nchunks * sizeof(float);
+}
+
 /* The size of a worker's slot region at its agent. */
 static inline size_t ragg__plan_worker_slot_bytes(const struct ragg__plan *pl)
 {
-	return ragg__slot_bytes(pl->bytes);
+	return ragg__slot_bytes(pl->bytes) + (pl->claims ? 2 * pl->nchunks * sizeof(float) : 0);
 }
 
 /* Where an agent's chunk c of `parity` lands in its slot at c's owner. */

@@ -8,6 +8,7 @@
 #include "compiler.h"
 #include "core.h"
 #include "log.h"
+#include "privacy/dp_job.h"
 
 int ragg__tensor_new(struct ragg_ctx *ctx, int id, const char *name, uint64_t name_hash,
                      size_t count, size_t chunk_bytes, ragg_tensor_t **out)
@@ -29,6 +30,11 @@ int ragg__tensor_new(struct ragg_ctx *ctx, int id, const char *name, uint64_t na
 	snprintf(t->name, sizeof(t->name), "%s", name ? name : "");
 	t->name_hash = name_hash;
 	t->plan = plan;
+	if ((rc = ragg__dp_tensor_init(ctx, t))) {
+		ragg__dp_tensor_free(t);
+		free(t);
+		return rc;
+	}
 	*out = t;
 	return 0;
 }
@@ -49,6 +55,7 @@ void ragg__tensor_free(ragg_tensor_t *t)
 		tp->ops->mr_dereg(t->worker.weight_mr);
 	free(t->worker.weight_src);
 	free(t->worker.copy_pending);
+	ragg__dp_tensor_free(t);
 	free(t);
 }
 

@@ -30,6 +30,7 @@
 #define RAGG_STAGE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct ragg__kernels;
 
@@ -45,6 +46,11 @@ struct ragg__stage_ctx {
 	size_t n;
 	void *state; /* this stage's state for this chunk, or NULL */
 	const void *arg; /* this stage's configuration from the plan */
+	/* Where the chunk is: its tensor, its index, the tensor's round and
+	 * its parity (streams of noise are keyed by them). */
+	uint32_t tensor, chunk;
+	uint64_t round;
+	int parity;
 };
 
 struct ragg__stage {
@@ -58,6 +64,10 @@ struct ragg__stage {
 /* The stages (one file each). */
 extern const struct ragg__stage ragg__stage_sum; /* out = sum_j w[j] * in[j] */
 extern const struct ragg__stage ragg__stage_scale; /* out *= *(const float *)arg */
+/* Differential privacy (privacy/dp_job.h): the clipped weighted sum, and
+ * Gaussian noise; arg is the tensor's struct ragg__dp_tensor. */
+extern const struct ragg__stage ragg__stage_dp_clip;
+extern const struct ragg__stage ragg__stage_dp_noise;
 
 /* The stage called `name`, or NULL. */
 const struct ragg__stage *ragg__stage_find(const char *name);
