@@ -42,6 +42,9 @@ t() {
 }
 selected=("$@")
 export run job linreg transport build scale
+dpjob="$build/tests/integration/dpjob"
+export dpjob
+
 
 # Each test prints OK as its last act when everything held; "WHY: ..." says
 # what did not.
@@ -579,6 +582,48 @@ rendezvous_bounds_refused() {
 	echo OK
 }
 
+# RAGG_DP=on (ragg-privacy(7)), noise off, SGD with lr 1: worker 0 pushes a
+# gradient of norm 100 C over four chunks (processed by different engine
+# threads), worker 1 one of C / 2; from the parameters both workers check
+# that worker 0's share is its gradient clipped to C over the whole tensor
+# and worker 1's untouched (dpjob.c clip).
+dp_clip_enforced() {
+	out=$(RAGG_TRANSPORT=$transport RAGG_DP=on RAGG_DP_NOISE=0 RAGG_DP_CLIP=0.5 RAGG_LR=1 RAGG_CHUNK_BYTES=4096 \
+		RAGG_AGG_THREADS=2 RAGG_TIMEOUT_MS=30000 "$run" -w 2 -a 1 -s 1 -- "$dpjob" clip 2>&1) || { echo "$out" | tail -n 20; echo "WHY: job failed"; return; }
+	echo "$out" | grep '^\[w0\] clip:'
+	n=$(echo "$out" | grep -c 'clip: worker . ok')
+	[ "$n" = 2 ] || { echo "$out" | tail -n 20; echo "WHY: $n of 2 workers saw the contribution clipped to C"; return; }
+	echo OK
+}
+
+# ragg_dp_spent after each of 40 rounds: exactly the rounds done, and the
+# epsilon ragg_dp_epsilon gives for the job's settings (dpjob.c spent).
+dp_spent_matches_accountant() {
+	out=$(RAGG_TRANSPORT=$transport RAGG_DP=on RAGG_DP_NOISE=1.1 RAGG_DP_SAMPLE_RATE=0.01 RAGG_DP_DELTA=1e-6 \
+		RAGG_TIMEOUT_MS=30000 "$run" -w 3 -a 2 -s 1 -- "$dpjob" spent 40 2>&1) || { echo "$out" | tail -n 20; echo "WHY: job failed"; return; }
+	line=$(echo "$out" | sed -n 's/^\[w0\] spent: //p')
+	[[ $line =~ ^steps=40\ epsilon=([0-9.e+-]+)$ ]] || { echo "$out" | tail -n 20; echo "WHY: no spent line for 40 steps"; return; }
+	echo "SUMMARY: dp: 40 rounds q=0.01 z=1.1 delta=1e-6: epsilon=${BASH_REMATCH[1]}"
+	echo OK
+}
+
+# The linreg example with RAGG_DP=on, noise multiplier 1, clipping norm 4
+# (d=100 features, lr 0.1, 4000 rounds): every round prints its loss and
+# the epsilon spent, and the final loss is within a factor of 30 of the
+# non-private reference's (ragg-privacy(7), EXAMPLES).
+dp_linreg_converges() {
+	out=$(RAGG_TRANSPORT=$transport RAGG_DP=on RAGG_DP_NOISE=1.0 RAGG_DP_CLIP=4 RAGG_TIMEOUT_MS=30000 \
+		"$run" -w 8 -a 2 -s 2 -- "$linreg" -d 100 -l 0.1 -r 4000 2>&1) || { echo "$out" | tail -n 20; echo "WHY: job failed"; return; }
+	n=$(echo "$out" | grep -cE '^\[w0\] round [0-9]+ loss [^ ]+ reference [^ ]+ epsilon [0-9.e+]+$')
+	[ "$n" = 4000 ] || { echo "$out" | tail -n 5; echo "WHY: $n of 4000 rounds printed loss and epsilon"; return; }
+	line=$(echo "$out" | sed -n 's/^\[w0\] \(linreg: .*\)$/\1/p')
+	echo "$line"
+	[[ $line =~ dp=on\ loss=([^\ ]+)\ reference_loss=([^\ ]+)\ loss_ratio=([^\ ]+)\ epsilon=([^\ ]+)$ ]] || { echo "WHY: summary line missing or malformed"; return; }
+	awk -v r="${BASH_REMATCH[3]}" 'BEGIN { exit !(r <= 30) }' || { echo "WHY: loss ${BASH_REMATCH[1]} is ${BASH_REMATCH[3]} times the non-private ${BASH_REMATCH[2]}"; return; }
+	echo "SUMMARY: dp: linreg z=1 C=4 4000 rounds: loss/non-private=${BASH_REMATCH[3]} epsilon=${BASH_REMATCH[4]}"
+	echo OK
+}
+
 # Every test function, for the shells that timeout(1) starts.
 export -f $(declare -F | awk '{ print $3 }')
 export logdir
@@ -603,6 +648,9 @@ t nan_fails_checks 60
 t emfile_backoff 90
 t handshake_replay_refused 90
 t rendezvous_bounds_refused 60
+t dp_clip_enforced 60
+t dp_spent_matches_accountant 60
+t dp_linreg_converges 180
 # Not part of the default list: scripts/check runs it by name.
 [ ${#selected[@]} -gt 0 ] && t chaos_kills 300
 
