@@ -152,7 +152,9 @@ int ragg__dp_worker_push(ragg_tensor_t *t, const float *grad, double weight, int
 		}
 	}
 	float *claims = dp->claims + (size_t)parity * pl->nchunks;
-	ragg__dp_claims(t->ctx->kernels, pl, grad, weight, dp->clip, claims);
+	/* A worker runs no engine: its kernels are the CPU's best. */
+	const struct ragg__kernels *k = t->ctx->kernels ? t->ctx->kernels : ragg__kernels_get(NULL);
+	ragg__dp_claims(k, pl, grad, weight, dp->clip, claims);
 	return ragg__post_write(agent, claims, dp->claims_mr, &t->worker.agent_slot,
 	                        ragg__plan_worker_claims_off(pl, parity), bytes, 0, 0, 0);
 }
