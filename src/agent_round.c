@@ -207,6 +207,8 @@ void ragg__agent_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t 
  * is done: tell the workers it went to. */
 void ragg__agent_on_job(struct ragg_ctx *ctx, struct ragg__job *job)
 {
+	if (job->fn == ragg__dp_ahead_run)
+		return;
 	if (job->fn == ragg__agent_fanout) {
 		struct ragg__fanout_job *fj = ragg__container_of(job, struct ragg__fanout_job, job);
 		for (int i = 0; i < ctx->nworkers; i++)
@@ -234,6 +236,8 @@ void ragg__agent_on_job(struct ragg_ctx *ctx, struct ragg__job *job)
 	                 ragg__plan_server_slot_off(pl, parity, sj->chunk),
 	                 sj->out == acc ? ragg__plan_contrib_len(pl, sj->chunk) : 0,
 	                 ragg__imm_encode(parity, t->id, sj->chunk), RAGG_TP_WRITE_IMM, 0);
+	if (t->dp)
+		ragg__dp_agent_summed(ctx, t, sj->chunk, sj->round);
 }
 
 const struct ragg__role_ops ragg__agent_role = {

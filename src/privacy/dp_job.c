@@ -43,7 +43,8 @@ int ragg__dp_tensor_init(struct ragg_ctx *ctx, ragg_tensor_t *t)
 		dp->bound[1] = calloc(n, sizeof(float));
 		dp->factor = calloc(n, sizeof(float));
 		dp->taken = calloc((size_t)ctx->nworkers, sizeof(uint64_t));
-		if (!dp->bound[0] || !dp->bound[1] || !dp->factor || !dp->taken)
+		dp->ahead = calloc(pl->nchunks, sizeof(*dp->ahead));
+		if (!dp->bound[0] || !dp->bound[1] || !dp->factor || !dp->taken || !dp->ahead)
 			return -ENOMEM;
 	}
 	const struct ragg__plan_stage st[] = {
@@ -67,6 +68,7 @@ void ragg__dp_tensor_free(ragg_tensor_t *t)
 	free(dp->bound[1]);
 	free(dp->factor);
 	free(dp->taken);
+	free(dp->ahead);
 	sodium_memzero(&dp->noise, sizeof(dp->noise));
 	free(dp);
 	t->dp = NULL;
@@ -185,6 +187,31 @@ void ragg__dp_agent_landed(struct ragg_ctx *ctx, ragg_tensor_t *t, int worker, i
 		           (unsigned long long)t->round, ctx->first_worker + worker,
 		           rc < 0 ? "are not finite and non-negative: its contribution counts as 0"
 		                  : "exceed RAGG_DP_CLIP: scaled down to it");
+}
+
+void ragg__dp_agent_summed(struct ragg_ctx *ctx, ragg_tensor_t *t, uint32_t c, uint64_t round)
+{
+	struct ragg__dp_tensor *dp = t->dp;
+	const struct ragg__plan *pl = &t->plan;
+	/* The noise stage is the plan's second; its state holds the noise. */
+	void *state = t->agent->chunk_state[(size_t)c * (size_t)pl->nstages + 1];
+	if (!(dp->sigma > 0) || !state)
+		return;
+	struct ragg__dp_ahead_job *j = &dp->ahead[c];
+	*j = (struct ragg__dp_ahead_job){
+		.job = { .fn = ragg__dp_ahead_run, .thread_hint = (int)c },
+		.dp = dp,
+		.state = state,
+		.tensor = (uint32_t)t->id,
+		.chunk = c,
+		.round = round + 1,
+		.n = ragg__plan_chunk_elems(pl, c),
+	};
+	/* Queued on the chunk's thread behind nothing of this chunk: the
+	 * next round's sum of c runs after it. Failing is harmless: that
+	 * round draws its noise inline. */
+	if (!ragg__engine_submit(ctx->engine, &j->job))
+		ctx->jobs_out++;
 }
 
 uint64_t ragg__dp_steps(const struct ragg_ctx *ctx)

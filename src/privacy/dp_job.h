@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/engine.h"
 #include "privacy/dp.h"
 
 struct ragg_ctx;
@@ -33,6 +34,29 @@ struct ragg_opts;
 struct ragg_tp_mr;
 struct ragg__kernels;
 struct ragg__plan;
+
+/* The noise stage's per-chunk state: the chunk's noise for `round`, drawn
+ * ahead (stages/dp_noise.c). */
+#define RAGG_DP_AHEAD_HEADER 64
+struct ragg__dp_ahead {
+	uint64_t round; /* whose noise `noise` holds; 0: none */
+	uint8_t pad[RAGG_DP_AHEAD_HEADER - sizeof(uint64_t)];
+	float noise[];
+};
+
+struct ragg__dp_tensor;
+
+/* The engine job that draws a chunk's noise ahead. The job is first, so a
+ * struct ragg__job * is one of these. */
+struct ragg__dp_ahead_job {
+	struct ragg__job job;
+	const struct ragg__dp_tensor *dp;
+	struct ragg__dp_ahead *state;
+	uint32_t tensor, chunk;
+	uint64_t round;
+	size_t n;
+};
+void ragg__dp_ahead_run(struct ragg__job *job);
 
 struct ragg__dp_tensor {
 	double clip; /* C: RAGG_DP_CLIP */
@@ -45,6 +69,7 @@ struct ragg__dp_tensor {
 	float *bound[2];
 	uint64_t *taken;
 	float *factor; /* [chunk * nworkers + worker]: the chunk's job's */
+	struct ragg__dp_ahead_job *ahead; /* per chunk */
 	/* worker: the claims it sends, [parity][chunk], registered. */
 	float *claims;
 	struct ragg_tp_mr *claims_mr;
@@ -66,6 +91,10 @@ int ragg__dp_worker_push(struct ragg_tensor *t, const float *grad, double weight
 /* Agent, event loop: worker i's write of the round landed; take its claims
  * if this is the first of the round. */
 void ragg__dp_agent_landed(struct ragg_ctx *ctx, struct ragg_tensor *t, int worker, int parity);
+
+/* Agent, event loop: chunk c's sum of `round` has left; draw its noise of
+ * the next round on the chunk's thread. */
+void ragg__dp_agent_summed(struct ragg_ctx *ctx, struct ragg_tensor *t, uint32_t c, uint64_t round);
 
 /* The claims an honest worker sends for grad (plan pl) with weight w. */
 void ragg__dp_claims(const struct ragg__kernels *k, const struct ragg__plan *pl, const float *grad,

@@ -17,6 +17,13 @@
  *                   RAGG_DP_NOISE and RAGG_DP_DELTA (read from the
  *                   environment here); worker 0 prints "spent: steps=N
  *                   epsilon=E".
+ *   noise ROUNDS    (one worker, RAGG_LR=1, weight 1) the worker pushes
+ *                   zeros, so each round moves the parameters by minus the
+ *                   agent's noise: over 2^20 elements, each round's must
+ *                   have mean 0 and standard deviation z C within 1%, and
+ *                   consecutive rounds' correlation under 0.01 (each
+ *                   round's noise drawn ahead, after the previous round's
+ *                   sum left); prints "noise: round R mean M std S corr C".
  */
 #include <math.h>
 #include <stdint.h>
@@ -139,6 +146,53 @@ static int spent(ragg_ctx_t *ctx, int me, int rounds)
 	return 0;
 }
 
+static int noise(ragg_ctx_t *ctx, int rounds)
+{
+	double sigma = env_double("RAGG_DP_NOISE", 1) * env_double("RAGG_DP_CLIP", 1);
+	size_t n = 1u << 20;
+	float *params = calloc(n, sizeof(float)), *grad = calloc(n, sizeof(float));
+	double *prev = calloc(n, sizeof(double)), *d = calloc(n, sizeof(double));
+	ragg_tensor_t *t;
+	int rc, bad = 0;
+	if (!params || !grad || !prev || !d)
+		return fail("memory", -12);
+	if ((rc = ragg_tensor_declare(ctx, "dp.noise", params, n, &t)))
+		return fail("declare", rc);
+	for (int r = 1; r <= rounds; r++) {
+		float *before = malloc(n * sizeof(float));
+		if (!before)
+			return fail("memory", -12);
+		memcpy(before, params, n * sizeof(float));
+		if ((rc = ragg_pushpull(t, grad, 1.0, params)))
+			return fail("pushpull", rc);
+		double m = 0, v = 0, c = 0, pv = 0;
+		for (size_t i = 0; i < n; i++) {
+			d[i] = (double)before[i] - params[i];
+			m += d[i];
+		}
+		m /= (double)n;
+		for (size_t i = 0; i < n; i++) {
+			v += (d[i] - m) * (d[i] - m);
+			c += d[i] * prev[i];
+			pv += prev[i] * prev[i];
+		}
+		double sd = sqrt(v / (double)(n - 1));
+		double corr = r > 1 ? c / sqrt(v * pv) : 0;
+		printf("noise: round %d mean %.3g std %.6g (sigma %g) corr %.3g\n", r, m, sd, sigma,
+		       corr);
+		if (!(fabs(m) < 0.01 * sigma) || !(fabs(sd / sigma - 1) < 0.01) ||
+		    !(fabs(corr) < 0.01))
+			bad = 1;
+		memcpy(prev, d, n * sizeof(double));
+		free(before);
+	}
+	free(params);
+	free(grad);
+	free(prev);
+	free(d);
+	return bad;
+}
+
 int main(int argc, char **argv)
 {
 	ragg_ctx_t *ctx;
@@ -156,6 +210,8 @@ int main(int argc, char **argv)
 	int me = ragg_rank(ctx);
 	if (!strcmp(argv[1], "clip"))
 		status = clip(ctx, me);
+	else if (!strcmp(argv[1], "noise") && argc > 2)
+		status = noise(ctx, atoi(argv[2]));
 	else if (!strcmp(argv[1], "spent") && argc > 2)
 		status = spent(ctx, me, atoi(argv[2]));
 	else

@@ -596,6 +596,18 @@ dp_clip_enforced() {
 	echo OK
 }
 
+# The agent's noise in the rounds: one worker pushes zeros with SGD lr 1,
+# so each round moves the parameters by the noise; its mean and standard
+# deviation (z C = 0.75) within 1% and no correlation between rounds
+# (dpjob.c noise; each round's noise is drawn ahead of it).
+dp_noise_in_rounds() {
+	out=$(RAGG_TRANSPORT=$transport RAGG_DP=on RAGG_DP_NOISE=1.5 RAGG_DP_CLIP=0.5 RAGG_LR=1 \
+		RAGG_TIMEOUT_MS=30000 "$run" -w 1 -a 1 -s 1 -- "$dpjob" noise 4 2>&1) || { echo "$out" | tail -n 20; echo "WHY: the noise is not N(0, (zC)^2) or rounds are correlated"; return; }
+	echo "$out" | grep 'noise: round'
+	[ "$(echo "$out" | grep -c 'noise: round')" = 4 ] || { echo "WHY: not 4 rounds"; return; }
+	echo OK
+}
+
 # ragg_dp_spent after each of 40 rounds: exactly the rounds done, and the
 # epsilon ragg_dp_epsilon gives for the job's settings (dpjob.c spent).
 dp_spent_matches_accountant() {
@@ -652,6 +664,7 @@ t handshake_replay_refused 90
 t rendezvous_bounds_refused 60
 t dp_clip_enforced 60
 t dp_spent_matches_accountant 60
+t dp_noise_in_rounds 60
 t dp_linreg_converges 180
 # Not part of the default list: scripts/check runs it by name.
 [ ${#selected[@]} -gt 0 ] && t chaos_kills 300
