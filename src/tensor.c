@@ -99,8 +99,10 @@ RAGG_EXPORT int ragg_tensor_declare(ragg_ctx_t *ctx, const char *name, float *pa
 	if ((rc = tp->ops->mr_reg(tp->dev, t->worker.weight_src, 2 * sizeof(double),
 	                          &t->worker.weight_mr, &unused)))
 		goto err_reg;
-	/* A push is one weight plus every chunk; the queue holds a round. */
-	if ((rc = ragg__queue_reserve(&ctx->peers[0], (uint32_t)t->plan.nchunks + 2)))
+	/* A push is one weight (and, with RAGG_DP, the claims) plus every
+	 * chunk; the queue holds a round. */
+	if ((rc = ragg__queue_reserve(&ctx->peers[0],
+	                              (uint32_t)t->plan.nchunks + 2 + (t->dp ? 1 : 0))))
 		goto err;
 	ctx->tensors[ctx->ntensors++] = t;
 
