@@ -166,6 +166,8 @@ settings_refused() {
 }
 lr_differs_refused() { settings_refused RAGG_LR 0.02; }
 chunk_bytes_differs_refused() { settings_refused RAGG_CHUNK_BYTES 65536; }
+# The privacy settings are job-wide too (ragg-privacy(7)).
+dp_clip_differs_refused() { settings_refused RAGG_DP_CLIP 2; }
 
 # A mixed job: shared memory between workers and agents, tcp to the servers.
 # The agents then wait on two devices at once.
@@ -651,6 +653,7 @@ t in_place_exact 120
 t declare_mismatch_refused 60
 t lr_differs_refused 60
 t chunk_bytes_differs_refused 60
+t dp_clip_differs_refused 60
 t rounds_1000_no_memory_growth 240
 t mixed_shm_workers_tcp_servers 90
 t root_never_starts 30
