@@ -17,6 +17,11 @@
  * departs from the reference: -e sets the largest relative difference
  * accepted (default 1e-5; -e inf: none), and the loss is what to compare.
  *
+ * With RAGG_DP=on (ragg-privacy(7)) the agents clip and noise the
+ * gradients, so the parameters no longer follow the reference: worker 0
+ * then prints, each round, the loss, the reference's (non-private) loss and
+ * the epsilon spent (ragg_dp_spent), and last the ratio of the two losses.
+ *
  * Run:  ragg-run -w 8 -a 2 -s 2 -- linreg [-d FEATURES] [-r ROUNDS] [-l LR] [-e MAXERR] [-n NOISE]
  */
 #include <math.h>
@@ -204,7 +209,11 @@ int main(int argc, char **argv)
 		wd[j] = params[j];
 
 	const struct shard *mine = &shards[me];
-	double loss = 0;
+	double loss = 0, loss_ref = 0, eps = 0;
+	/* Before any round: 0 with RAGG_DP=on, +inf with it off. */
+	if ((rc = ragg_dp_spent(ctx, &eps, NULL)))
+		die("dp_spent", rc);
+	int dp = !isinf(eps);
 	double *pw = malloc(d * sizeof(double)), *g = malloc(d * sizeof(double));
 	if (!pw || !g)
 		die("memory", -12);
@@ -233,12 +242,25 @@ int main(int argc, char **argv)
 				sse_ref += shard_grad(&shards[i], wd, NULL);
 			}
 			loss = sse / (2.0 * (double)n_total);
-			printf("round %d loss %.9g reference %.9g\n", round, loss,
-			       sse_ref / (2.0 * (double)n_total));
+			loss_ref = sse_ref / (2.0 * (double)n_total);
+			if (!dp) {
+				printf("round %d loss %.9g reference %.9g\n", round, loss, loss_ref);
+			} else {
+				if ((rc = ragg_dp_spent(ctx, &eps, NULL)))
+					die("dp_spent", rc);
+				printf("round %d loss %.9g reference %.9g epsilon %.6g\n", round,
+				       loss, loss_ref, eps);
+			}
 		}
 	}
 	int status = 0;
-	if (me == 0) {
+	if (me == 0 && dp) {
+		printf("linreg: workers=%d agents=%d servers=%d transport=%s rounds=%d dp=on "
+		       "loss=%.6g reference_loss=%.6g loss_ratio=%.4g epsilon=%.6g\n",
+		       o.workers, o.agents, o.servers, ragg_transport_name(ctx), rounds, loss,
+		       loss_ref, loss / loss_ref, eps);
+		status = isfinite(loss) ? 0 : 1;
+	} else if (me == 0) {
 		/* fmax() drops a NaN argument, so a NaN or infinite value is
 		 * counted apart: such a run must fail however the reference
 		 * went, never read as an error of 0. */

@@ -18,6 +18,7 @@
 #include "agent.h"
 #include "compiler.h"
 #include "log.h"
+#include "privacy/dp_job.h"
 #include "role.h"
 #include "stages/stage.h"
 
@@ -54,6 +55,10 @@ void ragg__agent_sum(struct ragg__job *job)
 		.n = ragg__plan_chunk_elems(pl, sj->chunk),
 		.seed = ragg__plan_seed(sj->round, sj->chunk),
 		.exact = sj->round == 0,
+		.tensor = (uint32_t)t->id,
+		.chunk = sj->chunk,
+		.round = sj->round,
+		.parity = sj->parity,
 	};
 	ragg__stages_run(pl, &sc, &at->chunk_state[(size_t)sj->chunk * (size_t)pl->nstages]);
 	sj->total_weight = total;
@@ -160,6 +165,8 @@ static void on_gradient(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tensor_
 	else
 		j->inputs[p->index] =
 		    (const float *)(w->grad.at + ragg__plan_chunk_off(&t->plan, c));
+	if (t->dp)
+		ragg__dp_agent_landed(ctx, t, p->index, parity);
 	ragg__seen_mark(&at->seen_grads, parity, c, p->index);
 	if (++at->arrived[parity][c] < (uint32_t)ctx->nworkers)
 		return;
@@ -266,6 +273,8 @@ void ragg__agent_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t 
  * is done: tell the workers it went to. */
 void ragg__agent_on_job(struct ragg_ctx *ctx, struct ragg__job *job)
 {
+	if (job->fn == ragg__dp_ahead_run)
+		return;
 	if (job->fn == ragg__agent_fanout) {
 		struct ragg__fanout_job *fj = ragg__container_of(job, struct ragg__fanout_job, job);
 		for (int i = 0; i < ctx->nworkers; i++)
@@ -306,6 +315,8 @@ void ragg__agent_on_job(struct ragg_ctx *ctx, struct ragg__job *job)
 	                     ? ragg__plan_contrib_len(pl, sj->chunk, ragg__plan_coded(pl, sj->round))
 	                     : 0,
 	                 ragg__imm_encode(parity, t->id, sj->chunk), RAGG_TP_WRITE_IMM, 0);
+	if (t->dp)
+		ragg__dp_agent_summed(ctx, t, sj->chunk, sj->round);
 }
 
 const struct ragg__role_ops ragg__agent_role = {

@@ -133,6 +133,7 @@ struct ragg_tensor {
 	struct ragg__worker_tensor worker;
 	struct ragg__agent_tensor *agent;
 	struct ragg__server_tensor *server;
+	struct ragg__dp_tensor *dp; /* RAGG_DP=on (privacy/dp_job.h), else NULL */
 };
 
 struct ragg_req {

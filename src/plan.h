@@ -59,6 +59,9 @@ struct ragg__plan {
 	/* The agent may run its stages straight into the server's mapped
 	 * slot: every stage can (ragg__plan_set_stages decides it). */
 	bool in_place;
+	/* Differential privacy: a worker's slot region ends with its norm
+	 * claims, one float per chunk and parity (privacy/dp_job.h). */
+	bool claims;
 };
 
 /* Whether chunk_bytes is a valid chunk size: >= 4096 and a multiple of 4. */
@@ -188,10 +191,19 @@ static inline uint64_t ragg__plan_worker_slot_off(const struct ragg__plan *pl, i
 	return ragg__slot_offset(parity, ragg__plan_contrib_bytes(pl), ragg__plan_contrib_off(pl, c));
 }
 
+/* Where a worker's norm claims of `parity` land in its slot (after the
+ * data of both parities), when the plan has claims. */
+static inline uint64_t ragg__plan_worker_claims_off(const struct ragg__plan *pl, int parity)
+{
+	return ragg__slot_bytes(ragg__plan_contrib_bytes(pl)) +
+	       (uint64_t)parity * pl->nchunks * sizeof(float);
+}
+
 /* The size of a worker's slot region at its agent. */
 static inline size_t ragg__plan_worker_slot_bytes(const struct ragg__plan *pl)
 {
-	return ragg__slot_bytes(ragg__plan_contrib_bytes(pl));
+	return ragg__slot_bytes(ragg__plan_contrib_bytes(pl)) +
+	       (pl->claims ? 2 * pl->nchunks * sizeof(float) : 0);
 }
 
 /* The data bytes per parity of an agent's slot at server s: its owned

@@ -9,6 +9,7 @@
 #include "core.h"
 #include "log.h"
 #include "settings.h"
+#include "privacy/dp_job.h"
 
 int ragg__tensor_new(struct ragg_ctx *ctx, int id, const char *name, uint64_t name_hash,
                      size_t count, size_t chunk_bytes, ragg_tensor_t **out)
@@ -36,6 +37,11 @@ int ragg__tensor_new(struct ragg_ctx *ctx, int id, const char *name, uint64_t na
 		free(t);
 		return rc;
 	}
+	if ((rc = ragg__dp_tensor_init(ctx, t))) {
+		ragg__dp_tensor_free(t);
+		free(t);
+		return rc;
+	}
 	*out = t;
 	return 0;
 }
@@ -60,6 +66,7 @@ void ragg__tensor_free(ragg_tensor_t *t)
 	free(t->worker.resid);
 	free(t->worker.weight_src);
 	free(t->worker.copy_pending);
+	ragg__dp_tensor_free(t);
 	free(t);
 }
 
@@ -117,8 +124,10 @@ RAGG_EXPORT int ragg_tensor_declare(ragg_ctx_t *ctx, const char *name, float *pa
 		if ((rc = tp->ops->mr_reg(tp->dev, t->worker.enc, eb, &t->worker.enc_mr, &unused)))
 			goto err_reg;
 	}
-	/* A push is one weight plus every chunk; the queue holds a round. */
-	if ((rc = ragg__queue_reserve(&ctx->peers[0], (uint32_t)t->plan.nchunks + 2)))
+	/* A push is one weight (and, with RAGG_DP, the claims) plus every
+	 * chunk; the queue holds a round. */
+	if ((rc = ragg__queue_reserve(&ctx->peers[0],
+	                              (uint32_t)t->plan.nchunks + 2 + (t->dp ? 1 : 0))))
 		goto err;
 	ctx->tensors[ctx->ntensors++] = t;
 

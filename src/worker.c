@@ -15,6 +15,7 @@
 #include "compiler.h"
 #include "core.h"
 #include "log.h"
+#include "privacy/dp_job.h"
 #include "role.h"
 
 static int check_tensor(ragg_tensor_t *t)
@@ -136,6 +137,8 @@ static int post_push(ragg_tensor_t *t, const float *grad, double weight)
 	rc = ragg__post_write(agent, &t->worker.weight_src[parity], t->worker.weight_mr,
 	                      &t->worker.agent_slot, (uint64_t)parity * sizeof(double),
 	                      sizeof(double), 0, 0, 0);
+	if (!rc && t->dp)
+		rc = ragg__dp_worker_push(t, grad, weight, parity);
 	for (size_t c = 0; !rc && c < pl->nchunks; c++) {
 		bool last = c + 1 == pl->nchunks;
 		const char *src = coded ? (const char *)t->worker.enc + ragg__plan_contrib_off(pl, c)

@@ -198,6 +198,14 @@ RAGG_API int ragg_stats(const ragg_ctx_t *ctx, struct ragg_stats *stats);
 RAGG_API int ragg_dp_epsilon(double q, double z, uint64_t steps, double delta, double *eps,
                              double *order);
 
+/* Differential privacy spent by this process's rounds so far (RAGG_DP=on;
+ * a worker's or an agent's: a server counts no whole rounds and says 0):
+ * *eps at RAGG_DP_DELTA after *steps (may be NULL) rounds, every tensor's
+ * round after its declaration counted as one step of the Gaussian
+ * mechanism with RAGG_DP_NOISE and RAGG_DP_SAMPLE_RATE; +inf when RAGG_DP
+ * is off. 0, or -EINVAL. */
+RAGG_API int ragg_dp_spent(const ragg_ctx_t *ctx, double *eps, uint64_t *steps);
+
 /* Static text for any return code of ragg or a negative errno. */
 RAGG_API const char *ragg_strerror(int status);
 /* The symbolic name ("RAGG_ERR_TIMEOUT", "ECONNREFUSED", ...). */

@@ -58,6 +58,11 @@ struct ragg__stage_ctx {
 	/* Set by the reducing stage: some out[i] is NaN or infinite. The
 	 * chunk is then refused (agent_round.c), not sent on. */
 	int nonfinite;
+	/* Where the chunk is: its tensor, its index, the tensor's round and
+	 * its parity (streams of noise are keyed by them). */
+	uint32_t tensor, chunk;
+	uint64_t round;
+	int parity;
 };
 
 struct ragg__stage {
@@ -73,6 +78,10 @@ extern const struct ragg__stage ragg__stage_sum; /* out = sum_j w[j] * in[j] */
 extern const struct ragg__stage ragg__stage_scale; /* out *= *(const float *)arg */
 /* out = C(sum_j w[j] * D(in[j])), arg the codec spec (see codec.c) */
 extern const struct ragg__stage ragg__stage_codec;
+/* Differential privacy (privacy/dp_job.h): the clipped weighted sum, and
+ * Gaussian noise; arg is the tensor's struct ragg__dp_tensor. */
+extern const struct ragg__stage ragg__stage_dp_clip;
+extern const struct ragg__stage ragg__stage_dp_noise;
 
 /* The stage called `name`, or NULL. */
 const struct ragg__stage *ragg__stage_find(const char *name);

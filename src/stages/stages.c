@@ -8,6 +8,8 @@ static const struct ragg__stage *const stages[] = {
 	&ragg__stage_sum,
 	&ragg__stage_scale,
 	&ragg__stage_codec,
+	&ragg__stage_dp_clip,
+	&ragg__stage_dp_noise,
 };
 
 const struct ragg__stage *ragg__stage_find(const char *name)

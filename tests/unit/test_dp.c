@@ -1,7 +1,8 @@
 /*
  * The privacy math: the RDP accountant against the published values of
  * Opacus's and Google's dp_accounting (TF-Privacy's successor) own tests,
- * the Gaussian mechanism's calibration, and the noise's distribution.
+ * the Gaussian mechanism's calibration, the noise's distribution, and the
+ * agent's clipping against forged norm claims.
  */
 #include <errno.h>
 #include <math.h>
@@ -9,7 +10,11 @@
 #include <string.h>
 
 #include "harness.h"
+#include "engine/engine.h"
+#include "plan.h"
 #include "privacy/dp.h"
+#include "privacy/dp_job.h"
+#include "stages/stage.h"
 
 /* Opacus's default orders: [1 + x / 10 for x in 1..99] + range(12, 64). */
 static int opacus_orders(double *o)
@@ -273,6 +278,118 @@ RAGG_TEST(noise_streams_independent_and_reproducible)
 	free(a);
 	free(b);
 	free(f);
+}
+
+/* A worker's share of the agent's clipped sum, over the whole tensor, when
+ * it sends gradient g (norm 100 C over four chunks) with the given claims
+ * beside an honest worker (norm C / 2, honest claims): the agent's bounds
+ * from the claims (ragg__dp_bounds), then the dp_clip stage chunk by chunk
+ * as the engine threads run it. Returns the liar's share's norm; *honest_err
+ * is how far the honest worker's share is from its gradient. */
+static double liar_share(const struct ragg__plan *pl, const float *g, const float *h,
+                         const float *claims, double C, int *verdict, double *honest_err)
+{
+	const struct ragg__kernels *k = ragg__kernels_get("scalar");
+	size_t nc = pl->nchunks;
+	float *b = calloc(nc, sizeof(float)), *hc = calloc(nc, sizeof(float));
+	float *out = calloc(pl->count, sizeof(float)), *alone = calloc(pl->count, sizeof(float));
+	struct ragg__dp_tensor dp = { .clip = C, .nworkers = 2 };
+	dp.bound[0] = calloc(2 * nc, sizeof(float));
+	dp.factor = calloc(2 * nc, sizeof(float));
+	*verdict = ragg__dp_bounds(claims, nc, C, b);
+	ragg__dp_claims(k, pl, h, 1.0, C, hc);
+	RAGG_CHECK(ragg__dp_bounds(hc, nc, C, hc) == 0);
+	for (size_t c = 0; c < nc; c++) {
+		dp.bound[0][c * 2] = b[c];
+		dp.bound[0][c * 2 + 1] = hc[c];
+	}
+	double liar = 0, herr = 0;
+	for (size_t c = 0; c < nc; c++) {
+		size_t off = c * pl->chunk_elems, n = ragg__plan_chunk_elems(pl, c);
+		const float *in[2] = { g + off, h + off }, *hin[1] = { h + off };
+		const float w[2] = { 1, 1 };
+		struct ragg__stage_ctx sc = { .k = k, .in = in, .w = w, .nin = 2, .out = out + off,
+			                      .n = n, .arg = &dp, .chunk = (uint32_t)c, .round = 1 };
+		ragg__stage_dp_clip.run(&sc);
+		/* The honest worker alone, clipped the same way. */
+		struct ragg__dp_tensor dph = dp;
+		float hb = hc[c], hf;
+		dph.nworkers = 1;
+		dph.bound[0] = &hb;
+		dph.factor = &hf;
+		struct ragg__stage_ctx sh = { .k = k, .in = hin, .w = w, .nin = 1, .out = alone + off,
+			                      .n = n, .arg = &dph, .chunk = 0, .round = 1 };
+		ragg__stage_dp_clip.run(&sh);
+		for (size_t i = 0; i < n; i++) {
+			double d = (double)out[off + i] - alone[off + i];
+			liar += d * d;
+			herr += ((double)alone[off + i] - h[off + i]) * ((double)alone[off + i] - h[off + i]);
+		}
+	}
+	*honest_err = sqrt(herr);
+	free(b);
+	free(hc);
+	free(out);
+	free(alone);
+	free(dp.bound[0]);
+	free(dp.factor);
+	return sqrt(liar);
+}
+
+/* Enforcement against a worker that lies in its claims: whatever claims it
+ * sends, its share of the sum over the whole tensor is at most C, though
+ * each chunk is clipped on its own; an honest worker's share is its
+ * gradient clipped to C over the whole tensor (privacy/dp_job.h). */
+RAGG_TEST(forged_claims_bounded_by_clip)
+{
+	struct ragg__plan pl;
+	const double C = 0.5;
+	RAGG_CHECK(ragg__plan_init(&pl, 4 * 1024 - 100, 4096, 1) == 0);
+	size_t n = pl.count, nc = pl.nchunks;
+	float *g = malloc(n * sizeof(float)), *h = malloc(n * sizeof(float));
+	float *claims = malloc(nc * sizeof(float));
+	double gn = 0, hn = 0;
+	for (size_t i = 0; i < n; i++) {
+		g[i] = (float)sin(0.37 * (double)i + 1) + (i % 5 == 0);
+		h[i] = (float)cos(0.11 * (double)i);
+		gn += (double)g[i] * g[i];
+		hn += (double)h[i] * h[i];
+	}
+	for (size_t i = 0; i < n; i++) {
+		g[i] = (float)(g[i] * 100 * C / sqrt(gn));
+		h[i] = (float)(h[i] * 0.5 * C / sqrt(hn));
+	}
+	int v;
+	double share, herr;
+	/* Each chunk claims C: the claims' squares add up to 4 C^2. */
+	for (size_t c = 0; c < nc; c++)
+		claims[c] = (float)C;
+	share = liar_share(&pl, g, h, claims, C, &v, &herr);
+	RAGG_CHECKF(v == 1 && share <= C * (1 + 1e-6) && herr < 1e-6,
+	            "claims of C per chunk: verdict %d, share %.9g (C %g), honest off by %g", v,
+	            share, C, herr);
+	/* Everything claimed on one chunk, the gradient spread over all. */
+	memset(claims, 0, nc * sizeof(float));
+	claims[0] = (float)C;
+	share = liar_share(&pl, g, h, claims, C, &v, &herr);
+	RAGG_CHECKF(v == 0 && share <= C * (1 + 1e-6), "one chunk: verdict %d, share %.9g", v,
+	            share);
+	/* Huge, infinite, NaN and negative claims. */
+	const float odd[] = { 1e30f, INFINITY, NAN, -1.0f };
+	for (size_t j = 0; j < sizeof(odd) / sizeof(odd[0]); j++) {
+		for (size_t c = 0; c < nc; c++)
+			claims[c] = c == 1 ? odd[j] : (float)C;
+		share = liar_share(&pl, g, h, claims, C, &v, &herr);
+		RAGG_CHECKF(share <= C * (1 + 1e-6) && herr < 1e-6,
+		            "claim %g: verdict %d, share %.9g", (double)odd[j], v, share);
+	}
+	/* Honest claims: the share is g clipped to C over the whole tensor. */
+	ragg__dp_claims(ragg__kernels_get("scalar"), &pl, g, 1.0, C, claims);
+	share = liar_share(&pl, g, h, claims, C, &v, &herr);
+	RAGG_CHECKF(fabs(share - C) < 1e-5 * C, "honest claims: share %.9g, want %g", share, C);
+	free(g);
+	free(h);
+	free(claims);
 }
 
 int main(int argc, char **argv)

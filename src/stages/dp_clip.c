@@ -1,0 +1,37 @@
+/* The clipped weighted sum (differential privacy, privacy/dp_job.h):
+ * out = sum_i w_i f_i g_i with f_i = min(1, b_i / ||w_i g_i||) over this
+ * chunk, b_i worker i's claim for it in force this round. Round 0 (the
+ * declaration, worker 0's initial parameters) is summed as it is. */
+#include <math.h>
+
+#include "engine/engine.h"
+#include "privacy/dp_job.h"
+#include "stages/stage.h"
+
+static void clip_run(struct ragg__stage_ctx *c)
+{
+	const struct ragg__dp_tensor *dp = c->arg;
+	if (c->round == 0) {
+		c->k->sum_weighted(c->out, c->in, c->w, c->nin, c->n);
+		return;
+	}
+	const float *b = dp->bound[c->parity & 1] + (size_t)c->chunk * (size_t)dp->nworkers;
+	float *f = dp->factor + (size_t)c->chunk * (size_t)dp->nworkers;
+	for (int i = 0; i < c->nin; i++) {
+		double norm = fabs((double)c->w[i]) * c->k->norm2(c->in[i], c->n);
+		if (norm <= b[i]) {
+			f[i] = c->w[i];
+			continue;
+		}
+		/* Rounded toward 0, so that |w f| ||g|| stays within the claim. */
+		float s = isfinite(norm) ? nextafterf((float)(b[i] / norm), 0.0f) : 0.0f;
+		f[i] = s > 0 ? c->w[i] * s : 0.0f;
+	}
+	c->k->sum_weighted(c->out, c->in, f, c->nin, c->n);
+}
+
+const struct ragg__stage ragg__stage_dp_clip = {
+	.name = "dp_clip",
+	.flags = RAGG_STAGE_IN_PLACE | RAGG_STAGE_REDUCE,
+	.run = clip_run,
+};
