@@ -55,6 +55,9 @@ const struct ragg__setting ragg__settings[] = {
 	  "number of server shards in the job" },
 	{ "RAGG_ROOT", "127.0.0.1:29500", SPEC_TEXT(sizeof(((struct ragg_opts *)0)->root)), 0,
 	  FIELD(TEXT, root), "rendezvous host:port, served by server 0" },
+	{ "RAGG_CHECK_GRADIENT", "off", SPEC_CHOICE("off|on"), 0, EXT,
+	  "on: a worker reads each gradient once before pushing it and refuses one with a NaN or "
+	  "an infinity (RAGG_ERR_NONFINITE); off: only the agents' check in their sums" },
 	{ "RAGG_BOOTSTRAP", "auto", SPEC_CHOICE("auto|rendezvous|pmix"), 0, EXT,
 	  "how endpoints are exchanged: rendezvous (at RAGG_ROOT), pmix (the launcher's), or auto "
 	  "(pmix under a PMIx launcher unless RAGG_ROOT is set)" },

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "privacy/dp_job.h"
 #include "role.h"
+#include "settings.h"
 
 static int check_tensor(ragg_tensor_t *t)
 {
@@ -114,10 +115,13 @@ static int post_push(ragg_tensor_t *t, const float *grad, double weight)
 		            t->name);
 		return -EINVAL;
 	}
-	/* A NaN or an infinity would make every replica's parameters NaN:
-	 * refused here, before anything is sent, at memory speed. (The agent
-	 * checks its sums too, against a worker that skips this.) */
-	size_t n = t->plan.bytes / sizeof(float), bad = ragg__first_nonfinite(grad, n);
+	/* A NaN or an infinity would make every replica's parameters NaN.
+	 * The agents' sums always catch it (and fail the job); with
+	 * RAGG_CHECK_GRADIENT=on it is refused here, before anything is
+	 * sent, at the cost of one read of the gradient. */
+	size_t n = t->plan.bytes / sizeof(float), bad = n;
+	if (strcmp(ragg__opt_get(&t->ctx->opts, "RAGG_CHECK_GRADIENT"), "on") == 0)
+		bad = ragg__first_nonfinite(grad, n);
 	if (ragg__unlikely(bad < n)) {
 		ragg__error("tensor \"%s\": the gradient is not finite (element %zu of %zu is %g); "
 		            "nothing was pushed",
