@@ -92,7 +92,7 @@ mpirun_pmix_linreg() {
 }
 
 exact_weighted_mean() {
-	out=$(RAGG_TRANSPORT=$transport RAGG_CHECK_GRADIENT=on RAGG_LR=0.25 RAGG_CHUNK_BYTES=4096 RAGG_TIMEOUT_MS=30000 "$run" -w 5 -a 2 -s 3 -- "$job" exact 6 2>&1) || { echo "$out"; echo "WHY: job failed"; return; }
+	out=$(RAGG_TRANSPORT=$transport RAGG_CHECK_GRADIENT=on RAGG_LR=0.25 RAGG_CHUNK_BYTES=4096 RAGG_TIMEOUT_MS=$((30000 * scale)) "$run" -w 5 -a 2 -s 3 -- "$job" exact 6 2>&1) || { echo "$out"; echo "WHY: job failed"; return; }
 	n=$(echo "$out" | grep -c 'exact: worker .* ok')
 	[ "$n" = 5 ] || { echo "$out"; echo "WHY: $n of 5 workers verified"; return; }
 	echo OK
