@@ -10,6 +10,7 @@
 #include "log.h"
 #include "optim/optim.h"
 #include "plan.h"
+#include "privacy/dp_job.h"
 #include "compress/codec.h"
 #include "../transports/util/settings.h"
 
@@ -103,6 +104,15 @@ const struct ragg__setting ragg__settings[] = {
 	  EXT, "delta at which ragg_dp_spent reports epsilon (RAGG_DP=on)" },
 	{ "RAGG_DP_SAMPLE_RATE", "1", SPEC_DOUBLE(0, 1, 0), JOB, EXT,
 	  "Poisson sampling rate q the accountant assumes for each round (RAGG_DP=on)" },
+	{ "RAGG_DP_EPSILON", "0", SPEC_DOUBLE(0, 1000, 0), JOB, EXT,
+	  "> 0: the noise is the one that makes each round (epsilon, RAGG_DP_DELTA)-DP by "
+	  "RAGG_DP_MECHANISM, in place of RAGG_DP_NOISE (RAGG_DP=on)" },
+	{ "RAGG_DP_MECHANISM", "analytic", SPEC_CHOICE("analytic|classic"), JOB, EXT,
+	  "how RAGG_DP_EPSILON sizes the noise: analytic (Balle and Wang, any epsilon) or "
+	  "classic (sqrt(2 ln(1.25/delta))/epsilon, epsilon < 1 only)" },
+	{ "RAGG_DP_MAX_EPSILON", "0", SPEC_DOUBLE(0, 1e6, 0), JOB, EXT,
+	  "> 0: a worker refuses a round after which the epsilon spent would exceed it "
+	  "(RAGG_ERR_BUDGET; RAGG_DP=on)" },
 	{ "RAGG_TIMEOUT_MS", "60000", SPEC_INT(1, 86400000L, 0), 0, FIELD(INT, timeout_ms),
 	  "longest a wait goes without progress before it fails, in milliseconds" },
 	{ "RAGG_SERVE_TIMEOUT_MS", "3600000", SPEC_INT(1, 2147483647L, 0), 0,
@@ -611,5 +621,7 @@ int ragg__opts_validate(const struct ragg_opts *o)
 		ragg__error("RAGG_ROOT=\"%s\": expected host:port", o->root);
 		return RAGG_ERR_CONFIG;
 	}
+	if (ragg__dp_opts_check(o))
+		return RAGG_ERR_CONFIG;
 	return 0;
 }

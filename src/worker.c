@@ -128,6 +128,8 @@ static int post_push(ragg_tensor_t *t, const float *grad, double weight)
 		            t->name, bad, n, (double)grad[bad]);
 		return RAGG_ERR_NONFINITE;
 	}
+	if (t->dp && (rc = ragg__dp_budget_check(t)))
+		return rc;
 	const struct ragg__plan *pl = &t->plan;
 	bool coded = ragg__plan_coded(pl, t->round);
 	if (coded) {

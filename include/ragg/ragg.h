@@ -40,7 +40,8 @@ extern "C" {
 	X(RAGG_ERR_KEY, -265, "remote write with a wrong memory key refused")                      \
 	X(RAGG_ERR_MISMATCH, -266, "settings or tensor declarations differ between processes")     \
 	X(RAGG_ERR_MEMLOCK, -267, "memory registration failed: locked-memory limit (ulimit -l)")   \
-	X(RAGG_ERR_NONFINITE, -268, "a gradient or weight is NaN or infinite: refused")
+	X(RAGG_ERR_NONFINITE, -268, "a gradient or weight is NaN or infinite: refused")          \
+	X(RAGG_ERR_BUDGET, -269, "privacy budget spent (RAGG_DP_MAX_EPSILON)")
 
 enum ragg_errno {
 #define RAGG_X_ENUM(name, value, text) name = value,

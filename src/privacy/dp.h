@@ -43,7 +43,8 @@ double ragg__dp_rdp(double q, double z, double a);
 /* The same with the exact signed series at fractional orders (Opacus's
  * computation), where ragg__dp_rdp sums the terms' absolute values (an
  * upper bound, as Google's dp_accounting does): the two differ by about
- * 1e-4 relative in practice. The accountant uses the bound. */
+ * 1e-4 relative at Opacus's test point, by 3% at order 1.5 with q 0.01,
+ * z 2.5. The accountant uses the bound. */
 double ragg__dp_rdp_exact(double q, double z, double a);
 
 /* The smallest eps over `n` orders for the given total RDP values, and the

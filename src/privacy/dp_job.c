@@ -38,7 +38,9 @@ int ragg__dp_tensor_init(struct ragg_ctx *ctx, ragg_tensor_t *t)
 		return -ENOMEM;
 	t->dp = dp;
 	dp->clip = ragg__opt_double(o, "RAGG_DP_CLIP");
-	dp->z = ragg__opt_double(o, "RAGG_DP_NOISE");
+	int rc = ragg__dp_multiplier(o, &dp->z);
+	if (rc)
+		return rc;
 	dp->sigma = dp->z * dp->clip;
 	struct ragg__plan *pl = &t->plan;
 	pl->claims = true;
@@ -76,6 +78,7 @@ void ragg__dp_tensor_free(ragg_tensor_t *t)
 	free(dp->factor);
 	free(dp->taken);
 	free(dp->ahead);
+	free(dp->step_rdp);
 	sodium_memzero(&dp->noise, sizeof(dp->noise));
 	free(dp);
 	t->dp = NULL;
@@ -241,7 +244,10 @@ RAGG_EXPORT int ragg_dp_spent(const ragg_ctx_t *ctx, double *eps, uint64_t *step
 		*eps = INFINITY;
 		return 0;
 	}
-	return ragg_dp_epsilon(ragg__opt_double(o, "RAGG_DP_SAMPLE_RATE"),
-	                       ragg__opt_double(o, "RAGG_DP_NOISE"), n,
+	double z;
+	int rc = ragg__dp_multiplier(o, &z);
+	if (rc)
+		return rc;
+	return ragg_dp_epsilon(ragg__opt_double(o, "RAGG_DP_SAMPLE_RATE"), z, n,
 	                       ragg__opt_double(o, "RAGG_DP_DELTA"), eps, NULL);
 }

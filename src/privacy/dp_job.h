@@ -60,8 +60,9 @@ void ragg__dp_ahead_run(struct ragg__job *job);
 
 struct ragg__dp_tensor {
 	double clip; /* C: RAGG_DP_CLIP */
-	double z; /* noise multiplier: RAGG_DP_NOISE */
+	double z; /* noise multiplier: RAGG_DP_NOISE or from RAGG_DP_EPSILON */
 	double sigma; /* z * C */
+	double *step_rdp; /* worker: one round's RDP at each order (RAGG_DP_MAX_EPSILON) */
 	struct ragg__dp_noise noise; /* agent: this tensor's key */
 	/* agent: the claims in force, [parity][chunk * nworkers + worker],
 	 * and per worker the round + 1 they were taken for. */
@@ -77,6 +78,18 @@ struct ragg__dp_tensor {
 
 /* Whether RAGG_DP is on in these settings. */
 bool ragg__dp_on(const struct ragg_opts *o);
+
+/* privacy/dp_budget.c. The noise multiplier z of these settings:
+ * RAGG_DP_NOISE, or with RAGG_DP_EPSILON > 0 the one the mechanism of
+ * RAGG_DP_MECHANISM gives for (RAGG_DP_EPSILON, RAGG_DP_DELTA) at
+ * sensitivity 1 (sigma = z C). 0 or RAGG_ERR_CONFIG, logged. */
+int ragg__dp_multiplier(const struct ragg_opts *o, double *z);
+/* The settings' check at ragg_init: 0 or RAGG_ERR_CONFIG, logged. */
+int ragg__dp_opts_check(const struct ragg_opts *o);
+/* Worker, before pushing a round of t (RAGG_DP=on): RAGG_ERR_BUDGET,
+ * logged, when the job's epsilon after this round would exceed
+ * RAGG_DP_MAX_EPSILON; else 0 (or -ENOMEM). */
+int ragg__dp_budget_check(struct ragg_tensor *t);
 
 /* A tensor's privacy state, when RAGG_DP=on (t->dp, else left NULL): its
  * plan gets the claims and the agent's stages (clipped sum, noise). Every

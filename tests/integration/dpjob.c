@@ -24,6 +24,16 @@
  *                   consecutive rounds' correlation under 0.01 (each
  *                   round's noise drawn ahead, after the previous round's
  *                   sum left); prints "noise: round R mean M std S corr C".
+ *                   The sigma expected is DPJOB_SIGMA when set (the one
+ *                   RAGG_DP_EPSILON should give), else RAGG_DP_NOISE times
+ *                   RAGG_DP_CLIP.
+ *   budget MOST     (RAGG_DP_MAX_EPSILON set) rounds until ragg_pushpull
+ *                   fails with RAGG_ERR_BUDGET, at most MOST: it must stop
+ *                   exactly before the first round R whose epsilon
+ *                   (ragg_dp_epsilon for R steps) exceeds the budget, with
+ *                   R - 1 steps spent, and refuse the next push too; worker
+ *                   0 prints "budget: stopped before round R steps=S
+ *                   epsilon=E next=F max=M".
  */
 #include <math.h>
 #include <stdint.h>
@@ -148,7 +158,9 @@ static int spent(ragg_ctx_t *ctx, int me, int rounds)
 
 static int noise(ragg_ctx_t *ctx, int rounds)
 {
-	double sigma = env_double("RAGG_DP_NOISE", 1) * env_double("RAGG_DP_CLIP", 1);
+	double sigma = env_double("DPJOB_SIGMA", 0) > 0
+	                   ? env_double("DPJOB_SIGMA", 0)
+	                   : env_double("RAGG_DP_NOISE", 1) * env_double("RAGG_DP_CLIP", 1);
 	size_t n = 1u << 20;
 	float *params = calloc(n, sizeof(float)), *grad = calloc(n, sizeof(float));
 	double *prev = calloc(n, sizeof(double)), *d = calloc(n, sizeof(double));
@@ -193,6 +205,49 @@ static int noise(ragg_ctx_t *ctx, int rounds)
 	return bad;
 }
 
+static int budget(ragg_ctx_t *ctx, int me, int most)
+{
+	double q = env_double("RAGG_DP_SAMPLE_RATE", 1), z = env_double("RAGG_DP_NOISE", 1),
+	       delta = env_double("RAGG_DP_DELTA", 1e-5), max = env_double("RAGG_DP_MAX_EPSILON", 0);
+	float params[1024] = { 0 }, grad[1024];
+	ragg_tensor_t *t;
+	double eps, next;
+	uint64_t steps;
+	int rc = 0, r;
+	if ((rc = ragg_tensor_declare(ctx, "dp.budget", params, 1024, &t)))
+		return fail("declare", rc);
+	for (r = 1; r <= most; r++) {
+		for (int i = 0; i < 1024; i++)
+			grad[i] = (float)(0.001 * (i % 13) * (me + 1));
+		if ((rc = ragg_pushpull(t, grad, 1.0, params)) == RAGG_ERR_BUDGET)
+			break;
+		if (rc)
+			return fail("pushpull", rc);
+	}
+	if (rc != RAGG_ERR_BUDGET) {
+		fprintf(stderr, "dpjob: budget: %d rounds and no RAGG_ERR_BUDGET\n", most);
+		return 1;
+	}
+	if ((rc = ragg_dp_spent(ctx, &eps, &steps)) ||
+	    (rc = ragg_dp_epsilon(q, z, (uint64_t)r, delta, &next, NULL)))
+		return fail("epsilon", rc);
+	if (r < 2 || steps != (uint64_t)r - 1 || !(eps <= max) || !(next > max)) {
+		fprintf(stderr,
+		        "dpjob: budget: stopped before round %d with %llu steps, eps %.17g, next "
+		        "%.17g, max %g\n",
+		        r, (unsigned long long)steps, eps, next, max);
+		return 1;
+	}
+	if ((rc = ragg_push(t, grad, 1.0)) != RAGG_ERR_BUDGET) {
+		fprintf(stderr, "dpjob: budget: a second push gave %s\n", ragg_strerror_name(rc));
+		return 1;
+	}
+	if (me == 0)
+		printf("budget: stopped before round %d steps=%llu epsilon=%.6g next=%.6g max=%g\n", r,
+		       (unsigned long long)steps, eps, next, max);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	ragg_ctx_t *ctx;
@@ -214,6 +269,8 @@ int main(int argc, char **argv)
 		status = noise(ctx, atoi(argv[2]));
 	else if (!strcmp(argv[1], "spent") && argc > 2)
 		status = spent(ctx, me, atoi(argv[2]));
+	else if (!strcmp(argv[1], "budget") && argc > 2)
+		status = budget(ctx, me, atoi(argv[2]));
 	else
 		status = 2;
 	if ((rc = ragg_finalize(ctx)))

@@ -1015,6 +1015,32 @@ dp_spent_matches_accountant() {
 	echo OK
 }
 
+# RAGG_DP_MAX_EPSILON=10 with z=2, q=1: every worker's push fails with
+# RAGG_ERR_BUDGET exactly before the first round whose epsilon would exceed
+# 10, nothing of it sent, and the job ends cleanly (dpjob.c budget).
+dp_budget_stops() {
+	out=$(RAGG_TRANSPORT=$transport RAGG_DP=on RAGG_DP_NOISE=2 RAGG_DP_MAX_EPSILON=10 \
+		RAGG_LOG=error RAGG_TIMEOUT_MS=30000 "$run" -w 3 -a 2 -s 1 -- "$dpjob" budget 200 2>&1) || { echo "$out" | tail -n 20; echo "WHY: the job did not stop at the budget"; return; }
+	line=$(echo "$out" | sed -n 's/^\[w0\] budget: //p')
+	[[ $line =~ ^stopped\ before\ round\ ([0-9]+)\ steps=([0-9]+)\ epsilon=([^\ ]+)\ next=([^\ ]+)\ max=10$ ]] || { echo "$out" | tail -n 20; echo "WHY: no budget line"; return; }
+	[ "$(echo "$out" | grep -c 'privacy budget is spent')" -ge 3 ] || { echo "$out" | tail -n 20; echo "WHY: not every worker logged the refusal"; return; }
+	# ragg-info --dp predicts the same number of rounds.
+	within=$(RAGG_DP_NOISE=2 RAGG_DP_MAX_EPSILON=10 "$build/tools/ragg-info" --dp | sed -n 's/^dp: max_epsilon=10 rounds_within=//p')
+	[ "$within" = $((BASH_REMATCH[1] - 1)) ] || { echo "WHY: ragg-info --dp says $within rounds within the budget, the job did $((BASH_REMATCH[1] - 1))"; return; }
+	echo "SUMMARY: dp: RAGG_DP_MAX_EPSILON=10 z=2: stopped before round ${BASH_REMATCH[1]} (epsilon ${BASH_REMATCH[3]} spent, ${BASH_REMATCH[4]} after it)"
+	echo OK
+}
+
+# RAGG_DP_EPSILON=1 with RAGG_DP_DELTA=1e-5 (analytic mechanism) and C=0.5:
+# the agent's noise has sigma 3.73063163481594 C (Balle and Wang's sigma,
+# computed with mpmath: test_dp.c) within 1% over 2^20 elements.
+dp_epsilon_sets_noise() {
+	out=$(RAGG_TRANSPORT=$transport RAGG_DP=on RAGG_DP_EPSILON=1 RAGG_DP_DELTA=1e-5 RAGG_DP_CLIP=0.5 RAGG_LR=1 \
+		DPJOB_SIGMA=1.86531581740797 RAGG_TIMEOUT_MS=30000 "$run" -w 1 -a 1 -s 1 -- "$dpjob" noise 2 2>&1) || { echo "$out" | tail -n 20; echo "WHY: the noise is not N(0, sigma(eps, delta)^2)"; return; }
+	[ "$(echo "$out" | grep -c 'noise: round')" = 2 ] || { echo "WHY: not 2 rounds"; return; }
+	echo OK
+}
+
 # The linreg example with RAGG_DP=on, noise multiplier 1, clipping norm 4
 # (d=100 features, lr 0.1, 3000 rounds, two agents): every round prints its
 # loss and the epsilon spent, and the final loss is within a factor of 100
@@ -1072,6 +1098,8 @@ t handshake_silent_dropped 90
 t dp_clip_enforced 60
 t dp_spent_matches_accountant 60
 t dp_noise_in_rounds 60
+t dp_budget_stops 60
+t dp_epsilon_sets_noise 60
 t dp_linreg_converges 180
 # Not part of the default list: scripts/check runs it by name.
 [ ${#selected[@]} -gt 0 ] && t chaos_kills 300

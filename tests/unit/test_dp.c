@@ -66,6 +66,45 @@ RAGG_TEST(dp_accounting_test_compute_rdp_poisson_sampled_gaussian)
 	RAGG_CHECK(isinf(ragg__dp_rdp(0.01, 2.5, INFINITY)));
 }
 
+/* TF-Privacy's own accountant tests,
+ * tensorflow_privacy/privacy/analysis/rdp_accountant_test.py,
+ * TestGaussianMoments:
+ *  - test_compute_rdp_scalar: compute_rdp(q 0.1, noise 2, 10 steps, order
+ *    5) = 0.07737 (assertAlmostEqual, places=5);
+ *  - test_compute_rdp_sequence: q 0.01, noise 2.5, 50 steps, orders 1.5,
+ *    2.5, 5, 50, 100, inf -> 0.00065, 0.001085, 0.00218075, 0.023846,
+ *    167.416307, inf (assertSequenceAlmostEqual, delta=1e-5);
+ *  - test_compute_rdp_no_sampling and test_compute_rdp_no_data: q 1,
+ *    noise 10, order 20 -> 0.1; q 0 -> 0 (assertEqual);
+ *  - test_check_composition: 40000 steps of q 1e-4, noise 0.4 then 100
+ *    of q 0.1, noise 2 over its orders, delta 1e-5 -> eps <= 8.509656.
+ * TF-Privacy sums the fractional orders' series with their signs, as
+ * ragg__dp_rdp_exact does; the accountant's bound (ragg__dp_rdp) is above
+ * it (0.00067058 at order 1.5, dp_accounting's value above). */
+RAGG_TEST(tf_privacy_rdp_accountant_test)
+{
+	double got = 10 * ragg__dp_rdp(0.1, 2, 5);
+	RAGG_CHECKF(fabs(got - 0.07737) < 5e-6, "test_compute_rdp_scalar: %.9g", got);
+	const double orders[] = { 1.5, 2.5, 5, 50, 100 };
+	const double want[] = { 0.00065, 0.001085, 0.00218075, 0.023846, 167.416307 };
+	for (int k = 0; k < 5; k++) {
+		got = 50 * ragg__dp_rdp_exact(0.01, 2.5, orders[k]);
+		RAGG_CHECKF(fabs(got - want[k]) <= 1e-5, "test_compute_rdp_sequence order %g: %.9g",
+		            orders[k], got);
+		RAGG_CHECK(50 * ragg__dp_rdp(0.01, 2.5, orders[k]) >= got);
+	}
+	RAGG_CHECK(isinf(50 * ragg__dp_rdp(0.01, 2.5, INFINITY)));
+	RAGG_CHECK(ragg__dp_rdp(1, 10, 20) == 0.1);
+	RAGG_CHECK(ragg__dp_rdp(0, 10, 20) == 0);
+	const double co[] = { 1.25, 1.5, 1.75, 2., 2.5, 3., 4., 5., 6., 7., 8.,
+		              10., 12., 14., 16., 20., 24., 28., 32., 64., 256. };
+	double rdp[21];
+	for (int k = 0; k < 21; k++)
+		rdp[k] = 40000 * ragg__dp_rdp(1e-4, 0.4, co[k]) + 100 * ragg__dp_rdp(0.1, 2, co[k]);
+	double eps = ragg__dp_rdp_to_eps(co, rdp, 21, 1e-5, NULL);
+	RAGG_CHECKF(eps <= 8.509656 && eps > 0, "test_check_composition: eps %.9g", eps);
+}
+
 /* Same file, test_compute_epsilon_delta_pure_dp: orders 2..32, rdp 1.1 at
  * each, delta 1e-5 -> epsilon 1.32783806176 at order 32. */
 RAGG_TEST(dp_accounting_test_compute_epsilon_delta_pure_dp)
@@ -177,6 +216,96 @@ RAGG_TEST(gaussian_mechanism_calibration)
 	 * is (1, 1e-6) by RDP, which is not tight, so the exact delta there
 	 * is smaller. */
 	RAGG_CHECK(ragg__dp_gaussian_delta(1, 4.530877117, 1) < 1e-6);
+}
+
+/* Reference sigmas of the analytic Gaussian mechanism at sensitivity 1:
+ * the root of Balle and Wang (2018), Theorem 8 (their eq. 6),
+ * delta(sigma) = Phi(1/(2s) - eps s) - e^eps Phi(-1/(2s) - eps s), found
+ * independently of ragg with mpmath at 50 digits (400 bisection steps):
+ *   Phi = mpmath.ncdf; lo, hi = 1e-6, 1e6; while ...: mid = (lo + hi) / 2
+ * (3.7306 at (1, 1e-5) is the figure usually quoted against the classic
+ * 4.8448). ragg's double-precision bisection must agree to 1e-9. */
+RAGG_TEST(analytic_gaussian_reference_values)
+{
+	static const struct {
+		double eps, delta, sigma;
+	} ref[] = {
+		{ 0.01, 1e-10, 501.292132926001 }, { 0.1, 1e-5, 30.7495661319774 },
+		{ 0.5, 1e-5, 7.03182667558249 },   { 1, 1e-5, 3.73063163481594 },
+		{ 1, 1e-6, 4.22467888932684 },     { 2, 1e-6, 2.23047627118642 },
+		{ 8, 1e-5, 0.600229072198952 },    { 20, 1e-9, 0.359812086654593 },
+	};
+	for (size_t i = 0; i < sizeof(ref) / sizeof(ref[0]); i++) {
+		double s, s3;
+		RAGG_CHECK_OK(ragg__dp_sigma_analytic(ref[i].eps, ref[i].delta, 1, &s));
+		RAGG_CHECKF(fabs(s - ref[i].sigma) <= 1e-9 * ref[i].sigma,
+		            "eps %g delta %g: sigma %.15g, reference %.15g", ref[i].eps,
+		            ref[i].delta, s, ref[i].sigma);
+		/* sigma scales with the sensitivity. */
+		RAGG_CHECK_OK(ragg__dp_sigma_analytic(ref[i].eps, ref[i].delta, 2.5, &s3));
+		RAGG_CHECKF(fabs(s3 - 2.5 * s) <= 1e-9 * s3, "sensitivity 2.5: %.15g", s3);
+	}
+	/* The classic closed form at the same (1, 1e-5) is refused (eps < 1
+	 * only); just below it, 4.8448...: the analytic one is 23% smaller. */
+	double c, a;
+	RAGG_CHECK_OK(ragg__dp_sigma_classic(0.999999, 1e-5, 1, &c));
+	RAGG_CHECKF(fabs(c - sqrt(2 * log(1.25e5)) / 0.999999) < 1e-12 && fabs(c - 4.8448) < 1e-4,
+	            "classic %.9g", c);
+	RAGG_CHECK_OK(ragg__dp_sigma_analytic(0.999999, 1e-5, 1, &a));
+	RAGG_CHECK(a < 0.78 * c);
+}
+
+/* Analytic sigma <= classic sigma over a sweep of eps in (0, 1) and delta
+ * from 1e-1 to 1e-15, and it is tight: at 0.999 sigma the mechanism is no
+ * longer (eps, delta)-DP. */
+RAGG_TEST(analytic_never_above_classic)
+{
+	int n = 0;
+	for (int i = 1; i < 100; i++) {
+		double eps = i / 100.0;
+		for (int j = 1; j <= 15; j++) {
+			double delta = pow(10, -j), c, a;
+			RAGG_CHECK_OK(ragg__dp_sigma_classic(eps, delta, 1, &c));
+			RAGG_CHECK_OK(ragg__dp_sigma_analytic(eps, delta, 1, &a));
+			RAGG_CHECKF(a <= c, "eps %g delta %g: analytic %.12g > classic %.12g", eps,
+			            delta, a, c);
+			RAGG_CHECKF(ragg__dp_gaussian_delta(eps, a, 1) <= delta * (1 + 1e-9) &&
+			                    ragg__dp_gaussian_delta(eps, 0.999 * a, 1) > delta,
+			            "eps %g delta %g: sigma %.12g not the smallest", eps, delta, a);
+			n++;
+		}
+	}
+	RAGG_CHECK(n == 99 * 15);
+}
+
+/* The settings: RAGG_DP_EPSILON picks z by RAGG_DP_MECHANISM in place of
+ * RAGG_DP_NOISE; the classic mechanism is refused for eps >= 1 with
+ * RAGG_ERR_CONFIG, as ragg_init does (ragg__dp_opts_check). */
+RAGG_TEST(multiplier_from_settings)
+{
+	struct ragg_opts o;
+	double z, want;
+	RAGG_CHECK_OK(ragg_opts_default(&o));
+	RAGG_CHECK_OK(ragg_opts_set(&o, "RAGG_DP", "on"));
+	RAGG_CHECK_OK(ragg_opts_set(&o, "RAGG_DP_NOISE", "1.7"));
+	RAGG_CHECK_OK(ragg__dp_multiplier(&o, &z));
+	RAGG_CHECK(z == 1.7);
+	RAGG_CHECK_OK(ragg_opts_set(&o, "RAGG_DP_EPSILON", "2"));
+	RAGG_CHECK_OK(ragg_opts_set(&o, "RAGG_DP_DELTA", "1e-6"));
+	RAGG_CHECK_OK(ragg__dp_multiplier(&o, &z));
+	RAGG_CHECKF(fabs(z - 2.23047627118642) < 1e-9, "analytic z %.15g", z);
+	RAGG_CHECK_OK(ragg__dp_opts_check(&o));
+	RAGG_CHECK_OK(ragg_opts_set(&o, "RAGG_DP_MECHANISM", "classic"));
+	RAGG_CHECK(ragg__dp_multiplier(&o, &z) == RAGG_ERR_CONFIG);
+	RAGG_CHECK(ragg__dp_opts_check(&o) == RAGG_ERR_CONFIG);
+	RAGG_CHECK_OK(ragg_opts_set(&o, "RAGG_DP_EPSILON", "0.5"));
+	RAGG_CHECK_OK(ragg__dp_multiplier(&o, &z));
+	RAGG_CHECK_OK(ragg__dp_sigma_classic(0.5, 1e-6, 1, &want));
+	RAGG_CHECK(z == want);
+	/* With RAGG_DP=off nothing is checked. */
+	RAGG_CHECK_OK(ragg_opts_set(&o, "RAGG_DP_EPSILON", "3"));
+	RAGG_CHECK_OK(ragg_opts_set(&o, "RAGG_DP", "off"));
+	RAGG_CHECK_OK(ragg__dp_opts_check(&o));
 }
 
 static int cmp_double(const void *a, const void *b)
