@@ -21,8 +21,9 @@
  * of Marsaglia and Tsang (2000) with 128 layers (the tail beyond
  * r = 3.4426 by Marsaglia's exponential rejection), exact up to the 2^-24
  * resolution of the uniform in each word, which is that of the float the
- * noise is added to. Vectorised (AVX2) where the CPU has it, with the
- * same deviates as the scalar code.
+ * noise is added to. Vectorised (AVX-512 with the tables in registers,
+ * else AVX2 with gathers) where the CPU has it, with the same deviates as
+ * the scalar code.
  */
 #ifndef RAGG_PRIVACY_DP_H
 #define RAGG_PRIVACY_DP_H
@@ -89,7 +90,11 @@ struct ragg__dp_noise {
 void ragg__dp_noise_init(struct ragg__dp_noise *nz); /* a fresh random key */
 void ragg__dp_noise_add(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chunk,
                         uint64_t round, float *out, size_t n, double sigma);
-/* The same with the scalar code only (tests: both give the same floats). */
+/* The same with the AVX2 code (or scalar where the CPU lacks AVX2), not
+ * AVX-512: tests and the noise's benchmark. */
+void ragg__dp_noise_add_avx2(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chunk,
+                             uint64_t round, float *out, size_t n, double sigma);
+/* The same with the scalar code only (tests: all give the same floats). */
 void ragg__dp_noise_add_scalar(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chunk,
                                uint64_t round, float *out, size_t n, double sigma);
 /* The same deviates into a double buffer (tests, without float rounding). */
