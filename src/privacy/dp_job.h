@@ -40,7 +40,8 @@ struct ragg__plan;
 #define RAGG_DP_AHEAD_HEADER 64
 struct ragg__dp_ahead {
 	uint64_t round; /* whose noise `noise` holds; 0: none */
-	uint8_t pad[RAGG_DP_AHEAD_HEADER - sizeof(uint64_t)];
+	uint64_t added; /* the round whose sum the clip stage added it to */
+	uint8_t pad[RAGG_DP_AHEAD_HEADER - 2 * sizeof(uint64_t)];
 	float noise[];
 };
 

@@ -6,7 +6,9 @@
  * The noise depends on nothing but the key and the position, so the agent
  * draws the next round's while the round's sum travels (a job of the
  * chunk's own thread, queued behind this one: ragg__dp_agent_summed); the
- * stage then only adds it (the declaration round's sum starts round 1's).
+ * stage then only adds it (the declaration round's sum starts round 1's),
+ * or, when the clip stage already summed it in with the workers' chunks,
+ * nothing.
  * A round whose noise was not drawn ahead (the job could not be queued)
  * draws it here, the same stream.
  */
@@ -27,6 +29,8 @@ static void noise_run(struct ragg__stage_ctx *c)
 	struct ragg__dp_ahead *a = c->state;
 	if (c->round == 0 || !(dp->sigma > 0))
 		return;
+	if (a && a->added == c->round)
+		return; /* the clip stage summed it in (stages/dp_clip.c) */
 	if (a && a->round == c->round) {
 		const float *in[2] = { c->out, a->noise };
 		static const float one[2] = { 1.0f, 1.0f };
