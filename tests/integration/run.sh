@@ -248,6 +248,7 @@ chunk_bytes_differs_refused() { settings_refused RAGG_CHUNK_BYTES 65536; }
 compress_differs_refused() { settings_refused RAGG_COMPRESS fp16 '(text hashed [0-9a-f]*)'; }
 # The privacy settings are job-wide too (ragg-privacy(7)).
 dp_clip_differs_refused() { settings_refused RAGG_DP_CLIP 2; }
+dp_epsilon_differs_refused() { settings_refused RAGG_DP_EPSILON 0.5; }
 
 # A mixed job: shared memory between workers and agents, tcp to the servers.
 # The agents then wait on two devices at once.
@@ -1031,6 +1032,22 @@ dp_budget_stops() {
 	echo OK
 }
 
+# RAGG_DP_EPSILON=2 with RAGG_DP_MECHANISM=classic: the classic bound does
+# not hold for epsilon >= 1, so ragg_init fails with RAGG_ERR_CONFIG,
+# saying why, within seconds, and no round runs.
+dp_classic_epsilon_refused() {
+	local start
+	start=$(date +%s%N)
+	out=$(RAGG_TRANSPORT=$transport RAGG_DP=on RAGG_DP_EPSILON=2 RAGG_DP_MECHANISM=classic RAGG_LOG=error \
+		RAGG_TIMEOUT_MS=30000 "$run" -w 2 -a 1 -s 1 -- "$dpjob" spent 1 2>&1) && { echo "$out" | tail -n 20; echo "WHY: the job ran"; return; }
+	# ragg-run stops the others once the first process fails.
+	echo "$out" | grep -q 'dpjob: init: .*(RAGG_ERR_CONFIG)' || { echo "$out" | tail -n 20; echo "WHY: ragg_init did not fail with RAGG_ERR_CONFIG"; return; }
+	! echo "$out" | grep -q 'spent: steps=' || { echo "WHY: a round ran"; return; }
+	echo "$out" | grep -q "RAGG_DP_EPSILON=2 with RAGG_DP_MECHANISM=classic: the classic Gaussian mechanism's bound holds for epsilon < 1 only" || { echo "WHY: the reason is not logged"; return; }
+	[ $(( ($(date +%s%N) - start) / 1000000 )) -lt 10000 ] || { echo "WHY: took more than 10 s"; return; }
+	echo OK
+}
+
 # RAGG_DP_EPSILON=1 with RAGG_DP_DELTA=1e-5 (analytic mechanism) and C=0.5:
 # the agent's noise has sigma 3.73063163481594 C (Balle and Wang's sigma,
 # computed with mpmath: test_dp.c) within 1% over 2^20 elements.
@@ -1078,6 +1095,7 @@ t lr_differs_refused 60
 t chunk_bytes_differs_refused 60
 t compress_differs_refused 60
 t dp_clip_differs_refused 60
+t dp_epsilon_differs_refused 60
 t rounds_1000_no_memory_growth 240
 t mixed_shm_workers_tcp_servers 90
 t root_never_starts 30
@@ -1099,6 +1117,7 @@ t dp_clip_enforced 60
 t dp_spent_matches_accountant 60
 t dp_noise_in_rounds 60
 t dp_budget_stops 60
+t dp_classic_epsilon_refused 60
 t dp_epsilon_sets_noise 60
 t dp_linreg_converges 180
 # Not part of the default list: scripts/check runs it by name.
