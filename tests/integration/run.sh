@@ -1006,12 +1006,16 @@ dp_noise_in_rounds() {
 }
 
 # ragg_dp_spent after each of 40 rounds: exactly the rounds done, and the
-# epsilon ragg_dp_epsilon gives for the job's settings (dpjob.c spent).
+# epsilon ragg_dp_epsilon gives for the job's settings (dpjob.c spent),
+# which ragg-info --dp prints too.
 dp_spent_matches_accountant() {
 	out=$(RAGG_TRANSPORT=$transport RAGG_DP=on RAGG_DP_NOISE=1.1 RAGG_DP_SAMPLE_RATE=0.01 RAGG_DP_DELTA=1e-6 \
 		RAGG_TIMEOUT_MS=30000 "$run" -w 3 -a 2 -s 1 -- "$dpjob" spent 40 2>&1) || { echo "$out" | tail -n 20; echo "WHY: job failed"; return; }
 	line=$(echo "$out" | sed -n 's/^\[w0\] spent: //p')
 	[[ $line =~ ^steps=40\ epsilon=([0-9.e+-]+)$ ]] || { echo "$out" | tail -n 20; echo "WHY: no spent line for 40 steps"; return; }
+	# ragg-info --dp answers the same for these settings.
+	info=$("$build/tools/ragg-info" --dp q=0.01,z=1.1,steps=40,delta=1e-6 | sed -n 's/^dp: epsilon=\([^ ]*\) order=.*/\1/p')
+	[ "$info" = "${BASH_REMATCH[1]}" ] || { echo "WHY: ragg-info --dp says epsilon=$info, the job ${BASH_REMATCH[1]}"; return; }
 	echo "SUMMARY: dp: 40 rounds q=0.01 z=1.1 delta=1e-6: epsilon=${BASH_REMATCH[1]}"
 	echo OK
 }
