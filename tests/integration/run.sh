@@ -1110,6 +1110,18 @@ secagg_compress_refused() {
 	echo OK
 }
 
+# A worker lost mid-job under secure aggregation (no dropout recovery in
+# the rounds): the job fails within 15 s with an error naming the lost
+# worker, as without it.
+secagg_worker_lost_fails() {
+	local out
+	out=$(RAGG_SECAGG=on RAGG_JOB_KEY=sa-test JOB_MEMORY=ragg killed_mid_job worker 2)
+	echo "$out"
+	[ "$(echo "$out" | tail -n 1)" = OK ] || return
+	echo "$out" | grep -q 'worker 2 (.*) lost' || { echo "WHY: no error names worker 2 as lost"; return; }
+	echo OK
+}
+
 # linreg (8 workers, 2 agents) under secure aggregation follows the plain
 # reference (range 4096: n_i g_i stays inside it): parameters within 1e-3
 # relative after 200 rounds; and with RAGG_DP on top (z 1, C 4, the
@@ -1176,6 +1188,7 @@ t secagg_sum_matches 120
 t secagg_slots_masked 120
 t secagg_key_substituted_refused 60
 t secagg_compress_refused 60
+t secagg_worker_lost_fails 60
 t secagg_linreg 300
 # Not part of the default list: scripts/check runs it by name.
 [ ${#selected[@]} -gt 0 ] && t chaos_kills 300
