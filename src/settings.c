@@ -109,6 +109,9 @@ const struct ragg__setting ragg__settings[] = {
 	{ "RAGG_SECAGG_RANGE", "64", SPEC_DOUBLE(1e-6, 1e6, 0), JOB, EXT,
 	  "RAGG_SECAGG=on: each element of a worker's weight times gradient is clipped to "
 	  "[-range, range] before its fixed-point encoding" },
+	{ "RAGG_SECAGG_NEIGHBOURS", "0", SPEC_INT(0, 65534, 0), JOB, EXT,
+	  "RAGG_SECAGG=on: each worker masks with the k workers nearest it on a ring of its "
+	  "agent's workers, k/2 on each side (SecAgg+); 0: with every other worker" },
 	{ "RAGG_SECAGG_TEST_SWAP", "-1", SPEC_INT(-1, 65534, 0), 0, EXT,
 	  "testing only: an agent relays a key of its own in place of this worker's secure "
 	  "aggregation key (-1: none)" },

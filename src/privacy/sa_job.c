@@ -86,6 +86,7 @@ void ragg__sa_ctx_free(struct ragg_ctx *ctx)
 		return;
 	free(s->ranks);
 	free(s->pks);
+	free(s->masks);
 	if (s->pair)
 		sodium_memzero(s->pair, (size_t)s->m * sizeof(*s->pair));
 	free(s->pair);
@@ -132,6 +133,13 @@ int ragg__sa_tensor_init(struct ragg_ctx *ctx, ragg_tensor_t *t)
 		ragg__error("tensor \"%s\": RAGG_SECAGG=on needs RAGG_JOB_KEY (the workers "
 		            "authenticate each other's keys with it)",
 		            t->name);
+		return RAGG_ERR_CONFIG;
+	}
+	long k = ragg__opt_long(o, "RAGG_SECAGG_NEIGHBOURS");
+	if (k == 1 || k % 2) {
+		ragg__error("tensor \"%s\": RAGG_SECAGG_NEIGHBOURS=%ld: the ring needs an even "
+		            "number of neighbours, k/2 on each side (0: every other worker)",
+		            t->name, k);
 		return RAGG_ERR_CONFIG;
 	}
 	if (o->role == RAGG_ROLE_AGENT && ctx->nworkers < 2) {
@@ -271,13 +279,13 @@ int ragg__sa_worker_push(ragg_tensor_t *t, const float *grad, double weight, int
 		                           &pos);
 		ragg__sa_mask(x, n, self, &pos, 1);
 		for (int j = 0; j < s->m; j++)
-			if (j != s->me)
+			if (s->masks[j])
 				ragg__sa_mask(x, n, s->pair[j], &pos, j > s->me ? 1 : -1);
 	}
 	uint64_t wq = (uint64_t)llround(weight * RAGG_SA_WEIGHT_SCALE);
 	wq += ragg__sa_weight_mask(self, (uint32_t)t->id, t->round);
 	for (int j = 0; j < s->m; j++) {
-		if (j == s->me)
+		if (!s->masks[j])
 			continue;
 		uint64_t k = ragg__sa_weight_mask(s->pair[j], (uint32_t)t->id, t->round);
 		wq = j > s->me ? wq + k : wq - k;
@@ -307,7 +315,8 @@ void ragg__sa_worker_on_key(struct ragg_ctx *ctx, struct ragg__peer *p, const st
 		s->ranks = calloc((size_t)n, sizeof(*s->ranks));
 		s->pks = calloc((size_t)n, sizeof(*s->pks));
 		s->pair = calloc((size_t)n, sizeof(*s->pair));
-		if (!s->ranks || !s->pks || !s->pair) {
+		s->masks = calloc((size_t)n, sizeof(*s->masks));
+		if (!s->ranks || !s->pks || !s->pair || !s->masks) {
 			ragg__fail_job(ctx, -ENOMEM);
 			return;
 		}
@@ -347,8 +356,20 @@ void ragg__sa_worker_on_key(struct ragg_ctx *ctx, struct ragg__peer *p, const st
 		ragg__fail_job(ctx, RAGG_ERR_AUTH);
 		return;
 	}
+	/* Our neighbours on the ring (all the others by default): the graph
+	 * is symmetric, so each pair agrees whether it masks. */
+	long k = ragg__opt_long(&ctx->opts, "RAGG_SECAGG_NEIGHBOURS");
+	int *nb = calloc((size_t)s->m, sizeof(int));
+	if (!nb) {
+		ragg__fail_job(ctx, -ENOMEM);
+		return;
+	}
+	int nn = ragg__sa_neighbours(s->m, k > 0 ? (int)k : s->m, s->me, nb);
+	for (int j = 0; j < nn; j++)
+		s->masks[nb[j]] = true;
+	free(nb);
 	for (int j = 0; j < s->m; j++) {
-		if (j == s->me)
+		if (!s->masks[j])
 			continue;
 		if (ragg__sa_pair_seed(s->pair[j], s->sk, s->pk, ctx->opts.rank, s->pks[j],
 		                       s->ranks[j])) {

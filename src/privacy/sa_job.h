@@ -60,6 +60,7 @@ struct ragg__sa_ctx {
 	int *ranks;
 	uint8_t (*pks)[RAGG_SA_PK_BYTES];
 	uint8_t (*pair)[RAGG_SA_SEED_BYTES]; /* seed with each; ours unused */
+	bool *masks; /* with each: a neighbour (RAGG_SECAGG_NEIGHBOURS) */
 	bool ready; /* every key checked, the seeds derived */
 	/* agent */
 	uint8_t (*apk)[RAGG_SA_PK_BYTES];

@@ -1043,28 +1043,32 @@ export sajob
 # The decoded sum is the plain weighted sum within the documented bound:
 # awkward sizes (1 float, 3098, 4097 in 4 KiB chunks over 2 servers),
 # awkward weights, elements beyond the range (clipped), 3 workers on one
-# agent and 5 on two; and the plain run meets the bound without its
+# agent, 5 on two, and 6 on one masking with 2 neighbours each
+# (RAGG_SECAGG_NEIGHBOURS); and the plain run meets the bound without its
 # quantum (the bound is not loose enough to pass anything).
 secagg_sum_matches() {
-	local shape out
-	for shape in "-w 3 -a 1 -s 2" "-w 5 -a 2 -s 2"; do
-		out=$(RAGG_TRANSPORT=$transport RAGG_SECAGG=on RAGG_JOB_KEY=sa-test RAGG_LR=1 RAGG_CHUNK_BYTES=4096 \
-			RAGG_TIMEOUT_MS=30000 "$run" $shape -- "$sajob" sum 3 1 3098 4097 2>&1) || { echo "$out" | tail -n 20; echo "WHY: $shape: a step is not the weighted mean within the bound"; return; }
+	local shape out k
+	for shape in "-w 3 -a 1 -s 2" "-w 5 -a 2 -s 2" "-w 6 -a 1 -s 1"; do
+		k=0
+		[ "${shape:3:1}" = 6 ] && k=2
+		out=$(RAGG_TRANSPORT=$transport RAGG_SECAGG=on RAGG_SECAGG_NEIGHBOURS=$k RAGG_JOB_KEY=sa-test RAGG_LR=1 RAGG_CHUNK_BYTES=4096 \
+			RAGG_TIMEOUT_MS=30000 "$run" $shape -- "$sajob" sum 3 1 3098 4097 2>&1) || { echo "$out" | tail -n 20; echo "WHY: $shape neighbours $k: a step is not the weighted mean within the bound"; return; }
 		echo "$out" | grep '^\[w0\] sum:'
 		[ "$(echo "$out" | grep -c 'sum: worker .* ok secagg=on')" = "${shape:3:1}" ] || { echo "$out" | tail -n 20; echo "WHY: $shape: not every worker checked its parameters"; return; }
 	done
 	line=$(echo "$out" | sed -n 's/^\[w0\] sum: worker 0 ok secagg=on //p')
+	echo "SUMMARY: secagg: 6 workers 1 agent 2 neighbours: $line"
 	out=$(RAGG_TRANSPORT=$transport RAGG_LR=1 RAGG_CHUNK_BYTES=4096 RAGG_TIMEOUT_MS=30000 \
 		"$run" -w 3 -a 1 -s 2 -- "$sajob" sum 3 1 3098 4097 2>&1) || { echo "$out" | tail -n 20; echo "WHY: the plain run misses the bound"; return; }
 	echo "$out" | grep '^\[w0\] sum:'
-	echo "SUMMARY: secagg: 5 workers 2 agents: $line"
 	echo OK
 }
 
 # The agent's memory holds only masked data: it dumps chunk 0 of every
 # worker's contribution as it lands (RAGG_TEST_SLOT_DUMP), and no dump
 # correlates with any worker's true input (|r| < 0.1 over 1024 elements,
-# read as floats or as integers); without RAGG_SECAGG the same dumps
+# read as floats or as integers), also with 5 workers masking with 2
+# neighbours each; without RAGG_SECAGG the same dumps
 # correlate with their worker's input (r > 0.99) and the masked check fails
 # on them.
 secagg_slots_masked() {
@@ -1074,6 +1078,10 @@ secagg_slots_masked() {
 	out=$("$sajob" dumpcheck $logdir/sa-on 3 3 masked) || { echo "$out"; echo "WHY: a slot of the agent correlates with a worker's input"; return; }
 	echo "secagg on: $out"
 	on=$out
+	out=$(RAGG_TRANSPORT=$transport RAGG_SECAGG=on RAGG_SECAGG_NEIGHBOURS=2 RAGG_JOB_KEY=sa-test RAGG_TEST_SLOT_DUMP=$logdir/sa-k2 \
+		RAGG_TIMEOUT_MS=30000 "$run" -w 5 -a 1 -s 1 -- "$sajob" push 3 2>&1) || { echo "$out" | tail -n 20; echo "WHY: the secagg job with 2 neighbours failed"; return; }
+	out=$("$sajob" dumpcheck $logdir/sa-k2 5 3 masked) || { echo "$out"; echo "WHY: with 2 neighbours a slot of the agent correlates with a worker's input"; return; }
+	echo "secagg on, 5 workers, 2 neighbours: $out"
 	out=$(RAGG_TRANSPORT=$transport RAGG_TEST_SLOT_DUMP=$logdir/sa-off \
 		RAGG_TIMEOUT_MS=30000 "$run" -w 3 -a 1 -s 1 -- "$sajob" push 3 2>&1) || { echo "$out" | tail -n 20; echo "WHY: the plain job failed"; return; }
 	out=$("$sajob" dumpcheck $logdir/sa-off 3 3 plain) || { echo "$out"; echo "WHY: without secagg the slots do not hold the inputs: the check cannot see them"; return; }
