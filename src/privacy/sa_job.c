@@ -414,7 +414,9 @@ void ragg__sa_agent_on_key(struct ragg_ctx *ctx, struct ragg__peer *p, const str
 	memcpy(s->apk[i], m->rdesc.blob, RAGG_SA_PK_BYTES);
 	put_le(s->amac[i], m->count, 8);
 	put_le(s->amac[i] + 8, m->chunk_bytes, 8);
-	if (++s->nhave < ctx->nworkers)
+	/* With fewer than 2 workers nothing is relayed: the agent refuses
+	 * the tensors (ragg__sa_tensor_init). */
+	if (++s->nhave < ctx->nworkers || ctx->nworkers < 2)
 		return;
 	/* Every key is in: each worker gets all of them, in rank order. */
 	long swap = ragg__opt_long(o, "RAGG_SECAGG_TEST_SWAP");
