@@ -274,13 +274,18 @@ int ragg__sa_worker_push(ragg_tensor_t *t, const float *grad, double weight, int
 		struct ragg__sa_pos pos = { .tensor = (uint32_t)t->id, .chunk = (uint32_t)c,
 			                    .round = t->round };
 		size_t first = c * pl->chunk_elems, n = ragg__plan_chunk_elems(pl, c);
-		uint32_t *x = sa->enc + first;
-		clipped += ragg__sa_encode(x, grad + first, n, w, sa->range, sa->scale, s->rounding,
-		                           &pos);
-		ragg__sa_mask(x, n, self, &pos, 1);
-		for (int j = 0; j < s->m; j++)
-			if (s->masks[j])
-				ragg__sa_mask(x, n, s->pair[j], &pos, j > s->me ? 1 : -1);
+		/* A block at a time, every stream added while it is in cache. */
+		for (size_t off = 0; off < n; off += RAGG_SA_FUSE_WORDS) {
+			size_t len = n - off < RAGG_SA_FUSE_WORDS ? n - off : RAGG_SA_FUSE_WORDS;
+			uint32_t *x = sa->enc + first + off;
+			clipped += ragg__sa_encode_at(x, grad + first + off, len, w, sa->range,
+			                              sa->scale, s->rounding, &pos, off);
+			ragg__sa_mask_at(x, len, self, &pos, 1, off);
+			for (int j = 0; j < s->m; j++)
+				if (s->masks[j])
+					ragg__sa_mask_at(x, len, s->pair[j], &pos,
+					                 j > s->me ? 1 : -1, off);
+		}
 	}
 	uint64_t wq = (uint64_t)llround(weight * RAGG_SA_WEIGHT_SCALE);
 	wq += ragg__sa_weight_mask(self, (uint32_t)t->id, t->round);

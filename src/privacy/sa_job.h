@@ -45,6 +45,10 @@ struct ragg__plan;
 #define RAGG_SA_WEIGHT_SCALE 0x1p24
 #define RAGG_SA_WEIGHT_MAX   1048576.0
 
+/* Words a worker encodes and masks, and an agent unmasks, per pass: a
+ * multiple of RAGG_SA_BLOCK_ALIGN small enough to stay in cache. */
+#define RAGG_SA_FUSE_WORDS 4096
+
 /* Where the weight and the self seed lie in a worker's record. */
 #define RAGG_SA_REC_WEIGHT 0
 #define RAGG_SA_REC_SEED   8

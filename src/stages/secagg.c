@@ -31,14 +31,21 @@ static void secagg_run(struct ragg__stage_ctx *c)
 	struct ragg__sa_pos pos = { .tensor = c->tensor, .chunk = c->chunk, .round = c->round };
 	uint64_t total = 0;
 	ragg__sa_sum(acc, (const uint32_t *const *)c->in, c->nin, c->n);
+	/* The self masks off and the decoding a block at a time, in cache. */
+	for (size_t off = 0; off < c->n; off += RAGG_SA_FUSE_WORDS) {
+		size_t len = c->n - off < RAGG_SA_FUSE_WORDS ? c->n - off : RAGG_SA_FUSE_WORDS;
+		for (int i = 0; i < c->nin; i++) {
+			const uint8_t *rec =
+			    sa->slot[i] + ragg__plan_worker_sa_off(sa->plan, c->parity);
+			ragg__sa_mask_at(acc + off, len, rec + RAGG_SA_REC_SEED, &pos, -1, off);
+		}
+		ragg__sa_decode(c->out + off, acc + off, len, sa->scale);
+	}
 	for (int i = 0; i < c->nin; i++) {
 		const uint8_t *rec = sa->slot[i] + ragg__plan_worker_sa_off(sa->plan, c->parity);
-		const uint8_t *self = rec + RAGG_SA_REC_SEED;
-		ragg__sa_mask(acc, c->n, self, &pos, -1);
 		total += le64(rec + RAGG_SA_REC_WEIGHT) -
-		         ragg__sa_weight_mask(self, c->tensor, c->round);
+		         ragg__sa_weight_mask(rec + RAGG_SA_REC_SEED, c->tensor, c->round);
 	}
-	ragg__sa_decode(c->out, acc, c->n, sa->scale);
 	c->total = (double)total / RAGG_SA_WEIGHT_SCALE;
 	c->has_total = 1;
 }
