@@ -4,7 +4,9 @@
 # 1 and 2 threads, the server's Adam step and the gradient codecs; ends with
 # one "sum k=K: ..." line per k, one "adam: GBps=X adam/triad=Y", then one
 # "codec: name=X encode_GBps=A decode_GBps=B encode/copy=C ..." line per
-# gradient codec (one thread, beside STREAM copy in GB/s of fp32 input).
+# gradient codec (one thread, beside STREAM copy in GB/s of fp32 input),
+# and "secagg: mask_GBps=A encode_GBps=B copy_GBps=C ..." for secure
+# aggregation's mask expansion and encoding (one thread, the same copy).
 # Builds in build/ (or $RAGG_BUILD_DIR); arguments go to Google Benchmark
 # (e.g. --benchmark_filter=fused). RAGG_MICRO_MIB changes the array size,
 # RAGG_KERNELS the fused kernels measured, RAGG_CPUS the pool's cpus.

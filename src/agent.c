@@ -16,6 +16,7 @@
 #include "agent.h"
 #include "compiler.h"
 #include "log.h"
+#include "privacy/sa_job.h"
 #include "stages/stage.h"
 
 void ragg__agent_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t)
@@ -282,6 +283,8 @@ void ragg__agent_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct
 		ragg__role_on_declare(ctx, p, m, ctx->nworkers, &agent_decl_ops);
 	else if (p->role == RAGG_ROLE_WORKER && m->type == RAGG_MSG_GRAD_AT)
 		on_grad_at(ctx, p, m);
+	else if (p->role == RAGG_ROLE_WORKER && m->type == RAGG_MSG_SA_KEY)
+		ragg__sa_agent_on_key(ctx, p, m);
 	else if (p->role == RAGG_ROLE_SERVER && m->type == RAGG_MSG_DECLARE_ACK)
 		on_server_ack(ctx, p, m);
 	else {

@@ -19,6 +19,7 @@
 #include "compiler.h"
 #include "log.h"
 #include "privacy/dp_job.h"
+#include "privacy/sa_job.h"
 #include "role.h"
 #include "stages/stage.h"
 
@@ -61,7 +62,7 @@ void ragg__agent_sum(struct ragg__job *job)
 		.parity = sj->parity,
 	};
 	ragg__stages_run(pl, &sc, &at->chunk_state[(size_t)sj->chunk * (size_t)pl->nstages]);
-	sj->total_weight = total;
+	sj->total_weight = sc.has_total ? sc.total : total;
 	sj->rc = sc.rc;
 	if (ragg__likely(!sc.nonfinite))
 		return;
@@ -165,7 +166,11 @@ static void on_gradient(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tensor_
 	else
 		j->inputs[p->index] =
 		    (const float *)(w->grad.at + ragg__plan_chunk_off(&t->plan, c));
-	if (t->dp)
+	if (c == 0)
+		ragg__sa_test_dump(ctx, t, p->rank, j->inputs[p->index]);
+	if (t->sa)
+		ragg__sa_agent_landed(t, p->index, w->slot.mem);
+	else if (t->dp)
 		ragg__dp_agent_landed(ctx, t, p->index, parity);
 	ragg__seen_mark(&at->seen_grads, parity, c, p->index);
 	if (++at->arrived[parity][c] < (uint32_t)ctx->nworkers)

@@ -17,6 +17,7 @@
 #include "handshake.h"
 #include "role.h"
 #include "log.h"
+#include "privacy/sa_job.h"
 #include "settings.h"
 
 int ragg__agent_of_worker(const struct ragg_opts *o, int worker)
@@ -173,6 +174,7 @@ static void destroy(struct ragg_ctx *ctx)
 	}
 	for (int i = 0; i < ctx->ntensors; i++)
 		ragg__tensor_free(ctx->tensors[i]);
+	ragg__sa_ctx_free(ctx);
 	ragg__allocs_free(ctx);
 	free(ctx->peers);
 	if (ctx->engine)

@@ -134,6 +134,7 @@ struct ragg_tensor {
 	struct ragg__agent_tensor *agent;
 	struct ragg__server_tensor *server;
 	struct ragg__dp_tensor *dp; /* RAGG_DP=on (privacy/dp_job.h), else NULL */
+	struct ragg__sa_tensor *sa; /* RAGG_SECAGG=on (privacy/sa_job.h), else NULL */
 };
 
 struct ragg_req {
@@ -187,6 +188,7 @@ struct ragg_ctx {
 	bool leaving; /* our goodbye is sent: peers closing is expected */
 	int byes; /* peers that said goodbye */
 	struct ragg_stats stats;
+	struct ragg__sa_ctx *sa; /* RAGG_SECAGG=on: keys (privacy/sa_job.h) */
 };
 
 /* A block from ragg_mem_alloc(). */

@@ -62,6 +62,9 @@ struct ragg__plan {
 	/* Differential privacy: a worker's slot region ends with its norm
 	 * claims, one float per chunk and parity (privacy/dp_job.h). */
 	bool claims;
+	/* Secure aggregation: a worker's slot region ends with its masked
+	 * weight and self-mask seed, by parity (privacy/sa_job.h). */
+	bool secagg;
 };
 
 /* Whether chunk_bytes is a valid chunk size: >= 4096 and a multiple of 4. */
@@ -199,11 +202,22 @@ static inline uint64_t ragg__plan_worker_claims_off(const struct ragg__plan *pl,
 	       (uint64_t)parity * pl->nchunks * sizeof(float);
 }
 
+/* Secure aggregation's per-parity record in a worker's slot (after the
+ * claims, if any): its masked weight and its self-mask seed. */
+#define RAGG_PLAN_SA_BYTES 64u
+static inline uint64_t ragg__plan_worker_sa_off(const struct ragg__plan *pl, int parity)
+{
+	return ragg__slot_bytes(ragg__plan_contrib_bytes(pl)) +
+	       (pl->claims ? 2 * pl->nchunks * sizeof(float) : 0) +
+	       (uint64_t)parity * RAGG_PLAN_SA_BYTES;
+}
+
 /* The size of a worker's slot region at its agent. */
 static inline size_t ragg__plan_worker_slot_bytes(const struct ragg__plan *pl)
 {
 	return ragg__slot_bytes(ragg__plan_contrib_bytes(pl)) +
-	       (pl->claims ? 2 * pl->nchunks * sizeof(float) : 0);
+	       (pl->claims ? 2 * pl->nchunks * sizeof(float) : 0) +
+	       (pl->secagg ? 2 * RAGG_PLAN_SA_BYTES : 0);
 }
 
 /* The data bytes per parity of an agent's slot at server s: its owned

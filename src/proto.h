@@ -76,8 +76,13 @@ enum ragg__msg_type {
 	 * variable's name, count its canonical value (ragg__setting_canon),
 	 * chunk_bytes the number of job-wide settings the sender has. */
 	RAGG_MSG_SETTING,
+	/* Secure aggregation (privacy/sa_job.h): a worker's X25519 public
+	 * key (rdesc, 32 bytes) and its job-key MAC (count, chunk_bytes);
+	 * worker -> agent once, then agent -> every worker of the agent, one
+	 * per worker: status its rank, name_hash how many there are. */
+	RAGG_MSG_SA_KEY,
 };
-#define RAGG_MSG_LAST RAGG_MSG_SETTING
+#define RAGG_MSG_LAST RAGG_MSG_SA_KEY
 
 struct ragg__msg {
 	uint8_t type;

@@ -113,6 +113,21 @@ const struct ragg__setting ragg__settings[] = {
 	{ "RAGG_DP_MAX_EPSILON", "0", SPEC_DOUBLE(0, 1e6, 0), JOB, EXT,
 	  "> 0: a worker refuses a round after which the epsilon spent would exceed it "
 	  "(RAGG_ERR_BUDGET; RAGG_DP=on)" },
+	{ "RAGG_SECAGG", "off", SPEC_CHOICE("off|on"), JOB, EXT,
+	  "secure aggregation: workers push masked fixed-point contributions, agents learn only "
+	  "their sum (ragg-privacy(7))" },
+	{ "RAGG_SECAGG_RANGE", "64", SPEC_DOUBLE(1e-6, 1e6, 0), JOB, EXT,
+	  "RAGG_SECAGG=on: each element of a worker's weight times gradient is clipped to "
+	  "[-range, range] before its fixed-point encoding" },
+	{ "RAGG_SECAGG_NEIGHBOURS", "0", SPEC_INT(0, 65534, 0), JOB, EXT,
+	  "RAGG_SECAGG=on: each worker masks with the k workers nearest it on a ring of its "
+	  "agent's workers, k/2 on each side (SecAgg+); 0: with every other worker" },
+	{ "RAGG_SECAGG_TEST_SWAP", "-1", SPEC_INT(-1, 65534, 0), 0, EXT,
+	  "testing only: an agent relays a key of its own in place of this worker's secure "
+	  "aggregation key (-1: none)" },
+	{ "RAGG_TEST_SLOT_DUMP", "", SPEC_TEXT(TEXT_MAX), 0, EXT,
+	  "testing only: an agent writes chunk 0 of each worker's contribution, as it lies in "
+	  "its memory when it lands, to PREFIX.wRANK.rROUND" },
 	{ "RAGG_TIMEOUT_MS", "60000", SPEC_INT(1, 86400000L, 0), 0, FIELD(INT, timeout_ms),
 	  "longest a wait goes without progress before it fails, in milliseconds" },
 	{ "RAGG_SERVE_TIMEOUT_MS", "3600000", SPEC_INT(1, 2147483647L, 0), 0,

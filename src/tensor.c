@@ -10,6 +10,7 @@
 #include "log.h"
 #include "settings.h"
 #include "privacy/dp_job.h"
+#include "privacy/sa_job.h"
 
 int ragg__tensor_new(struct ragg_ctx *ctx, int id, const char *name, uint64_t name_hash,
                      size_t count, size_t chunk_bytes, ragg_tensor_t **out)
@@ -37,7 +38,8 @@ int ragg__tensor_new(struct ragg_ctx *ctx, int id, const char *name, uint64_t na
 		free(t);
 		return rc;
 	}
-	if ((rc = ragg__dp_tensor_init(ctx, t))) {
+	if ((rc = ragg__dp_tensor_init(ctx, t)) || (rc = ragg__sa_tensor_init(ctx, t))) {
+		ragg__sa_tensor_free(t);
 		ragg__dp_tensor_free(t);
 		free(t);
 		return rc;
@@ -67,6 +69,7 @@ void ragg__tensor_free(ragg_tensor_t *t)
 	free(t->worker.weight_src);
 	free(t->worker.copy_pending);
 	ragg__dp_tensor_free(t);
+	ragg__sa_tensor_free(t);
 	free(t);
 }
 

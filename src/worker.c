@@ -16,6 +16,7 @@
 #include "core.h"
 #include "log.h"
 #include "privacy/dp_job.h"
+#include "privacy/sa_job.h"
 #include "role.h"
 #include "settings.h"
 
@@ -132,23 +133,30 @@ static int post_push(ragg_tensor_t *t, const float *grad, double weight)
 		return rc;
 	const struct ragg__plan *pl = &t->plan;
 	bool coded = ragg__plan_coded(pl, t->round);
-	if (coded) {
+	/* Secure aggregation: the masked encoding travels, and its record. */
+	const void *sa_src = NULL;
+	if (t->sa && t->round > 0) {
+		if ((rc = ragg__sa_worker_push(t, grad, weight, parity, &sa_src, &mr)))
+			return rc;
+	} else if (coded) {
 		if ((rc = encode_push(t, grad)))
 			return rc;
 		mr = t->worker.enc_mr;
 	} else if ((rc = grad_mr(t, grad, &mr)))
 		return rc;
-	bool in_place = !coded && push_in_place(t, grad);
-	t->worker.weight_src[parity] = weight;
+	bool in_place = !coded && !sa_src && push_in_place(t, grad);
+	/* Under secure aggregation the weight travels masked in the record. */
+	t->worker.weight_src[parity] = sa_src ? 0.0 : weight;
 	rc = ragg__post_write(agent, &t->worker.weight_src[parity], t->worker.weight_mr,
 	                      &t->worker.agent_slot, (uint64_t)parity * sizeof(double),
 	                      sizeof(double), 0, 0, 0);
-	if (!rc && t->dp)
+	if (!rc && t->dp && !t->sa)
 		rc = ragg__dp_worker_push(t, grad, weight, parity);
 	for (size_t c = 0; !rc && c < pl->nchunks; c++) {
 		bool last = c + 1 == pl->nchunks;
-		const char *src = coded ? (const char *)t->worker.enc + ragg__plan_contrib_off(pl, c)
-		                        : (const char *)grad + ragg__plan_chunk_off(pl, c);
+		const char *src = sa_src  ? (const char *)sa_src + ragg__plan_chunk_off(pl, c)
+		                  : coded ? (const char *)t->worker.enc + ragg__plan_contrib_off(pl, c)
+		                          : (const char *)grad + ragg__plan_chunk_off(pl, c);
 		rc = ragg__post_write(
 		    agent, src, mr, &t->worker.agent_slot, ragg__plan_worker_slot_off(pl, parity, c),
 		    in_place ? 0 : ragg__plan_contrib_len(pl, c, coded),
@@ -261,6 +269,10 @@ void ragg__worker_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t
 void ragg__worker_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m)
 {
 	ragg_tensor_t *t = m->tensor < ctx->ntensors ? ctx->tensors[m->tensor] : NULL;
+	if (m->type == RAGG_MSG_SA_KEY) {
+		ragg__sa_worker_on_key(ctx, p, m);
+		return;
+	}
 	if (m->type == RAGG_MSG_GRAD_MAPPED && t && m->count && m->count <= t->worker.grad_seq) {
 		/* An answer to an older announcement is stale: ignored. */
 		if (m->count == t->worker.grad_seq && t->worker.grad_announced)

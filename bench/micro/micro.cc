@@ -18,7 +18,13 @@
 // summarised as
 //   codec: name=X encode_GBps=A decode_GBps=B encode/copy=C encode_ef_GBps=D
 // where copy is STREAM copy on one thread counted the same way, in GB/s of
-// fp32 input copied (half STREAM's figure, which counts read and write).
+// fp32 input copied (half STREAM's figure, which counts read and write);
+// and secure aggregation's expansions (src/privacy/secagg.c), on the
+// caller's thread, bytes the 32-bit words produced:
+//   secagg_mask        x += PRG(seed): one mask (XChaCha20 keystream)
+//   secagg_encode      the fixed-point encoding with stochastic rounding
+// summarised as
+//   secagg: mask_GBps=A encode_GBps=B copy_GBps=C mask/copy=D encode/copy=E
 // Rates are the best of the repetitions, as STREAM reports them; GB = 1e9 B.
 //
 // Bytes are what the operation must move at least, not what the hardware
@@ -42,6 +48,10 @@
 #include "compress/codec.h"
 #include "engine/engine.h"
 #include "stream.h"
+
+extern "C" {
+#include "privacy/secagg.h"
+}
 
 namespace
 {
@@ -107,6 +117,30 @@ void register_codec(size_t c, CodecOp op)
 				    st.SkipWithError("codec call failed");
 				    break;
 			    }
+			    benchmark::ClobberMemory();
+		    }
+		    st.SetBytesProcessed((int64_t)((double)g_a.bytes * (double)st.iterations()));
+	    })
+	    ->UseRealTime()
+	    ->Unit(benchmark::kMillisecond);
+}
+
+// ---- secure aggregation's mask expansion ----
+
+void register_secagg(bool encode)
+{
+	benchmark::RegisterBenchmark(
+	    encode ? "secagg_encode" : "secagg_mask",
+	    [=](benchmark::State &st) {
+		    static const uint8_t seed[RAGG_SA_SEED_BYTES] = { 1, 2, 3 };
+		    uint32_t *x = reinterpret_cast<uint32_t *>(g_a.out);
+		    ragg__sa_pos pos = { 1, 0, 1 };
+		    for (auto _ : st) {
+			    if (encode)
+				    ragg__sa_encode(x, g_grad, g_a.n, 3.0, 64.0, 0x1p20, seed, &pos);
+			    else
+				    ragg__sa_mask(x, g_a.n, seed, &pos, 1);
+			    pos.round++;
 			    benchmark::ClobberMemory();
 		    }
 		    st.SetBytesProcessed((int64_t)((double)g_a.bytes * (double)st.iterations()));
@@ -295,6 +329,17 @@ void codec_summary(const Collector &c)
 	}
 }
 
+void secagg_summary(const Collector &c)
+{
+	double copy = get(c, key("copy", 0, 1)) / 2, m = get(c, "secagg_mask"),
+	       e = get(c, "secagg_encode");
+	if (copy == 0.0 || m == 0.0 || e == 0.0)
+		return;
+	std::printf("secagg: mask_GBps=%.2f encode_GBps=%.2f copy_GBps=%.2f mask/copy=%.2f "
+	            "encode/copy=%.2f\n",
+	            m, e, copy, m / copy, e / copy);
+}
+
 } // namespace
 
 int main(int argc, char **argv)
@@ -375,6 +420,8 @@ int main(int argc, char **argv)
 		register_codec(c, CodecOp::decode);
 	}
 
+	register_secagg(false);
+	register_secagg(true);
 	for (int threads = 1; threads <= 2; threads++) {
 		register_one(key("copy", 0, threads), Op::copy, 0, threads);
 		register_one(key("triad", 0, threads), Op::triad, 0, threads);
@@ -391,6 +438,7 @@ int main(int argc, char **argv)
 	summary(c, 1);
 	summary(c, 2);
 	codec_summary(c);
+	secagg_summary(c);
 
 	benchmark::Shutdown();
 	for (int j = 0; j < kMaxK; j++)

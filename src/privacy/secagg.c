@@ -56,13 +56,20 @@ size_t ragg__sa_encode(uint32_t *out, const float *in, size_t n, double weight, 
                        double scale, const uint8_t key[RAGG_SA_SEED_BYTES],
                        const struct ragg__sa_pos *pos)
 {
+	return ragg__sa_encode_at(out, in, n, weight, range, scale, key, pos, 0);
+}
+
+size_t ragg__sa_encode_at(uint32_t *out, const float *in, size_t n, double weight, double range,
+                          double scale, const uint8_t key[RAGG_SA_SEED_BYTES],
+                          const struct ragg__sa_pos *pos, size_t first)
+{
 	uint8_t nonce[crypto_stream_xchacha20_NONCEBYTES];
 	uint32_t u[BLOCK_WORDS];
 	size_t clipped = 0;
 	nonce_of(nonce, pos, USE_ROUNDING);
 	for (size_t done = 0; done < n; done += BLOCK_WORDS) {
 		size_t m = n - done < BLOCK_WORDS ? n - done : BLOCK_WORDS;
-		keystream(u, m, nonce, done / 16, key);
+		keystream(u, m, nonce, (first + done) / 16, key);
 		for (size_t i = 0; i < m; i++) {
 			double v = weight * in[done + i];
 			if (!(v >= -range && v <= range)) {
@@ -81,12 +88,18 @@ size_t ragg__sa_encode(uint32_t *out, const float *in, size_t n, double weight, 
 void ragg__sa_mask(uint32_t *x, size_t n, const uint8_t seed[RAGG_SA_SEED_BYTES],
                    const struct ragg__sa_pos *pos, int sign)
 {
+	ragg__sa_mask_at(x, n, seed, pos, sign, 0);
+}
+
+void ragg__sa_mask_at(uint32_t *x, size_t n, const uint8_t seed[RAGG_SA_SEED_BYTES],
+                      const struct ragg__sa_pos *pos, int sign, size_t first)
+{
 	uint8_t nonce[crypto_stream_xchacha20_NONCEBYTES];
 	uint32_t k[BLOCK_WORDS];
 	nonce_of(nonce, pos, USE_MASK);
 	for (size_t done = 0; done < n; done += BLOCK_WORDS) {
 		size_t m = n - done < BLOCK_WORDS ? n - done : BLOCK_WORDS;
-		keystream(k, m, nonce, done / 16, seed);
+		keystream(k, m, nonce, (first + done) / 16, seed);
 		uint32_t *y = x + done;
 		if (sign > 0)
 			for (size_t i = 0; i < m; i++)

@@ -54,6 +54,16 @@ size_t ragg__sa_encode(uint32_t *out, const float *in, size_t n, double weight, 
 void ragg__sa_mask(uint32_t *x, size_t n, const uint8_t seed[RAGG_SA_SEED_BYTES],
                    const struct ragg__sa_pos *pos, int sign);
 
+/* The same two on words [first, first + n) of the position's streams
+ * (first a multiple of RAGG_SA_BLOCK_ALIGN), so that a chunk can be
+ * encoded and masked a block at a time while the block is in cache. */
+#define RAGG_SA_BLOCK_ALIGN 16
+size_t ragg__sa_encode_at(uint32_t *out, const float *in, size_t n, double weight, double range,
+                          double scale, const uint8_t key[RAGG_SA_SEED_BYTES],
+                          const struct ragg__sa_pos *pos, size_t first);
+void ragg__sa_mask_at(uint32_t *x, size_t n, const uint8_t seed[RAGG_SA_SEED_BYTES],
+                      const struct ragg__sa_pos *pos, int sign, size_t first);
+
 /* out[i] = sum_j in[j][i] modulo 2^32 (out may be in[0]). */
 void ragg__sa_sum(uint32_t *out, const uint32_t *const *in, int k, size_t n);
 

@@ -58,6 +58,10 @@ struct ragg__stage_ctx {
 	/* Set by the reducing stage: some out[i] is NaN or infinite. The
 	 * chunk is then refused (agent_round.c), not sent on. */
 	int nonfinite;
+	/* Set by a reducing stage that learns the sum of the weights itself
+	 * (secure aggregation: the plain weights are 0): has_total, total. */
+	int has_total;
+	double total;
 	/* Where the chunk is: its tensor, its index, the tensor's round and
 	 * its parity (streams of noise are keyed by them). */
 	uint32_t tensor, chunk;
@@ -82,6 +86,9 @@ extern const struct ragg__stage ragg__stage_codec;
  * Gaussian noise; arg is the tensor's struct ragg__dp_tensor. */
 extern const struct ragg__stage ragg__stage_dp_clip;
 extern const struct ragg__stage ragg__stage_dp_noise;
+/* Secure aggregation (privacy/sa_job.h): the masked integer sum, unmasked
+ * and decoded; arg is the tensor's struct ragg__sa_tensor. */
+extern const struct ragg__stage ragg__stage_secagg;
 
 /* The stage called `name`, or NULL. */
 const struct ragg__stage *ragg__stage_find(const char *name);

@@ -10,6 +10,7 @@ static const struct ragg__stage *const stages[] = {
 	&ragg__stage_codec,
 	&ragg__stage_dp_clip,
 	&ragg__stage_dp_noise,
+	&ragg__stage_secagg,
 };
 
 const struct ragg__stage *ragg__stage_find(const char *name)

@@ -1081,6 +1081,130 @@ dp_linreg_converges() {
 	echo OK
 }
 
+# Secure aggregation (RAGG_SECAGG=on, ragg-privacy(7)); sajob.c says what
+# each mode checks. The job key is required: the workers authenticate each
+# other's keys with it.
+sajob="$build/tests/integration/sajob"
+export sajob
+
+# The decoded sum is the plain weighted sum within the documented bound:
+# awkward sizes (1 float, 3098, 4097 in 4 KiB chunks over 2 servers),
+# awkward weights, elements beyond the range (clipped), 3 workers on one
+# agent, 5 on two, and 6 on one masking with 2 neighbours each
+# (RAGG_SECAGG_NEIGHBOURS); and the plain run meets the bound without its
+# quantum (the bound is not loose enough to pass anything).
+secagg_sum_matches() {
+	local shape out k
+	for shape in "-w 3 -a 1 -s 2" "-w 5 -a 2 -s 2" "-w 6 -a 1 -s 1"; do
+		k=0
+		[ "${shape:3:1}" = 6 ] && k=2
+		out=$(RAGG_TRANSPORT=$transport RAGG_SECAGG=on RAGG_SECAGG_NEIGHBOURS=$k RAGG_JOB_KEY=sa-test RAGG_LR=1 RAGG_CHUNK_BYTES=4096 \
+			RAGG_TIMEOUT_MS=30000 "$run" $shape -- "$sajob" sum 3 1 3098 4097 2>&1) || { echo "$out" | tail -n 20; echo "WHY: $shape neighbours $k: a step is not the weighted mean within the bound"; return; }
+		echo "$out" | grep '^\[w0\] sum:'
+		[ "$(echo "$out" | grep -c 'sum: worker .* ok secagg=on')" = "${shape:3:1}" ] || { echo "$out" | tail -n 20; echo "WHY: $shape: not every worker checked its parameters"; return; }
+	done
+	line=$(echo "$out" | sed -n 's/^\[w0\] sum: worker 0 ok secagg=on //p')
+	echo "SUMMARY: secagg: 6 workers 1 agent 2 neighbours: $line"
+	out=$(RAGG_TRANSPORT=$transport RAGG_LR=1 RAGG_CHUNK_BYTES=4096 RAGG_TIMEOUT_MS=30000 \
+		"$run" -w 3 -a 1 -s 2 -- "$sajob" sum 3 1 3098 4097 2>&1) || { echo "$out" | tail -n 20; echo "WHY: the plain run misses the bound"; return; }
+	echo "$out" | grep '^\[w0\] sum:'
+	echo OK
+}
+
+# The agent's memory holds only masked data: it dumps chunk 0 of every
+# worker's contribution as it lands (RAGG_TEST_SLOT_DUMP), and no dump
+# correlates with any worker's true input (|r| < 0.1 over 1024 elements,
+# read as floats or as integers), also with 5 workers masking with 2
+# neighbours each; without RAGG_SECAGG the same dumps
+# correlate with their worker's input (r > 0.99) and the masked check fails
+# on them.
+secagg_slots_masked() {
+	local out
+	out=$(RAGG_TRANSPORT=$transport RAGG_SECAGG=on RAGG_JOB_KEY=sa-test RAGG_TEST_SLOT_DUMP=$logdir/sa-on \
+		RAGG_TIMEOUT_MS=30000 "$run" -w 3 -a 1 -s 1 -- "$sajob" push 3 2>&1) || { echo "$out" | tail -n 20; echo "WHY: the secagg job failed"; return; }
+	out=$("$sajob" dumpcheck $logdir/sa-on 3 3 masked) || { echo "$out"; echo "WHY: a slot of the agent correlates with a worker's input"; return; }
+	echo "secagg on: $out"
+	on=$out
+	out=$(RAGG_TRANSPORT=$transport RAGG_SECAGG=on RAGG_SECAGG_NEIGHBOURS=2 RAGG_JOB_KEY=sa-test RAGG_TEST_SLOT_DUMP=$logdir/sa-k2 \
+		RAGG_TIMEOUT_MS=30000 "$run" -w 5 -a 1 -s 1 -- "$sajob" push 3 2>&1) || { echo "$out" | tail -n 20; echo "WHY: the secagg job with 2 neighbours failed"; return; }
+	out=$("$sajob" dumpcheck $logdir/sa-k2 5 3 masked) || { echo "$out"; echo "WHY: with 2 neighbours a slot of the agent correlates with a worker's input"; return; }
+	echo "secagg on, 5 workers, 2 neighbours: $out"
+	out=$(RAGG_TRANSPORT=$transport RAGG_TEST_SLOT_DUMP=$logdir/sa-off \
+		RAGG_TIMEOUT_MS=30000 "$run" -w 3 -a 1 -s 1 -- "$sajob" push 3 2>&1) || { echo "$out" | tail -n 20; echo "WHY: the plain job failed"; return; }
+	out=$("$sajob" dumpcheck $logdir/sa-off 3 3 plain) || { echo "$out"; echo "WHY: without secagg the slots do not hold the inputs: the check cannot see them"; return; }
+	echo "secagg off: $out"
+	"$sajob" dumpcheck $logdir/sa-off 3 3 masked >/dev/null && { echo "WHY: the masked check passes plain slots"; return; }
+	echo "SUMMARY: secagg: agent slots: ${on#dumpcheck: }"
+	echo OK
+}
+
+# The agent relays a key of its own in place of worker 1's
+# (RAGG_SECAGG_TEST_SWAP): the workers refuse it, naming worker 1, no
+# round completes, and the pushes fail with RAGG_ERR_AUTH.
+secagg_key_substituted_refused() {
+	local out
+	out=$(RAGG_TRANSPORT=$transport RAGG_SECAGG=on RAGG_JOB_KEY=sa-test RAGG_SECAGG_TEST_SWAP=1 RAGG_LOG=error \
+		RAGG_TIMEOUT_MS=30000 "$run" -w 3 -a 1 -s 1 -- "$sajob" push 1 2>&1) && { echo "$out" | tail -n 20; echo "WHY: the job succeeded with a substituted key"; return; }
+	echo "$out" | grep -E 'push:|does not carry' | head -n 8
+	# ragg-run stops the others once one exits, and a worker told by the
+	# agent that the job stopped need not check the keys itself: no round
+	# completes, every push that reports fails with RAGG_ERR_AUTH, and a
+	# worker's refusal names worker 1.
+	echo "$out" | grep -q 'push: worker . ok' && { echo "WHY: a worker completed a round"; return; }
+	echo "$out" | grep -q 'push: worker . failed with RAGG_ERR_AUTH' || { echo "$out" | tail -n 20; echo "WHY: no worker's push failed with RAGG_ERR_AUTH"; return; }
+	echo "$out" | grep 'push: worker . failed with' | grep -vq RAGG_ERR_AUTH && { echo "WHY: a push failed with another error"; return; }
+	echo "$out" | grep -q '^\[w[0-2]\] .*the key agent 0 relayed for worker 1 does not carry' || { echo "WHY: no worker refused the key naming worker 1"; return; }
+	echo OK
+}
+
+# RAGG_SECAGG with RAGG_COMPRESS is refused (RAGG_ERR_CONFIG).
+secagg_compress_refused() {
+	local out
+	out=$(RAGG_TRANSPORT=$transport RAGG_SECAGG=on RAGG_COMPRESS=fp16 RAGG_JOB_KEY=sa-test RAGG_LOG=error \
+		RAGG_TIMEOUT_MS=10000 "$run" -w 2 -a 1 -s 1 -- "$sajob" push 1 2>&1) && { echo "$out" | tail -n 20; echo "WHY: the job succeeded"; return; }
+	echo "$out" | grep -E 'push:|RAGG_COMPRESS' | head -n 4
+	# ragg-run stops the other worker once one exits.
+	echo "$out" | grep -q 'push: worker . ok' && { echo "WHY: a worker completed a round"; return; }
+	echo "$out" | grep -q 'push: worker . failed with RAGG_ERR_CONFIG' || { echo "$out" | tail -n 20; echo "WHY: not refused with RAGG_ERR_CONFIG"; return; }
+	echo "$out" | grep -q 'RAGG_SECAGG=on cannot be combined with RAGG_COMPRESS' || { echo "WHY: the error does not name the settings"; return; }
+	echo OK
+}
+
+# A worker lost mid-job under secure aggregation (no dropout recovery in
+# the rounds): the job fails within 15 s with an error naming the lost
+# worker, as without it.
+secagg_worker_lost_fails() {
+	local out
+	out=$(RAGG_SECAGG=on RAGG_JOB_KEY=sa-test JOB_MEMORY=ragg killed_mid_job worker 2)
+	echo "$out"
+	[ "$(echo "$out" | tail -n 1)" = OK ] || return
+	echo "$out" | grep -q 'worker 2 (.*) lost' || { echo "WHY: no error names worker 2 as lost"; return; }
+	echo OK
+}
+
+# linreg (8 workers, 2 agents) under secure aggregation follows the plain
+# reference (range 4096: n_i g_i stays inside it): parameters within 1e-3
+# relative after 200 rounds; and with RAGG_DP on top (z 1, C 4, the
+# settings of dp_linreg_converges) the loss ends within a factor of 100 of
+# the non-private reference's (ragg-privacy(7)).
+secagg_linreg() {
+	local out line
+	out=$(RAGG_TRANSPORT=$transport RAGG_SECAGG=on RAGG_SECAGG_RANGE=4096 RAGG_JOB_KEY=sa-test RAGG_TIMEOUT_MS=30000 \
+		"$run" -w 8 -a 2 -s 2 -- "$linreg" -r 200 -e 1e-3 2>&1) || { echo "$out" | tail -n 20; echo "WHY: secagg linreg failed or left the reference"; return; }
+	line=$(echo "$out" | sed -n 's/^\[w0\] \(linreg: .*\)$/\1/p')
+	echo "$line"
+	[[ $line =~ max_rel_err_vs_reference=([^\ ]+)$ ]] || { echo "WHY: summary line missing"; return; }
+	err=${BASH_REMATCH[1]}
+	out=$(RAGG_TRANSPORT=$transport RAGG_SECAGG=on RAGG_JOB_KEY=sa-test RAGG_DP=on RAGG_DP_NOISE=1.0 RAGG_DP_CLIP=4 \
+		RAGG_TIMEOUT_MS=30000 "$run" -w 8 -a 2 -s 2 -- "$linreg" -d 100 -l 0.1 -r 3000 2>&1) || { echo "$out" | tail -n 20; echo "WHY: secagg+dp linreg failed"; return; }
+	line=$(echo "$out" | sed -n 's/^\[w0\] \(linreg: .*\)$/\1/p')
+	echo "$line"
+	[[ $line =~ dp=on\ loss=([^\ ]+)\ reference_loss=([^\ ]+)\ loss_ratio=([^\ ]+)\ epsilon=([^\ ]+)$ ]] || { echo "WHY: dp summary line missing or malformed"; return; }
+	awk -v r="${BASH_REMATCH[3]}" 'BEGIN { exit !(r <= 100) }' || { echo "WHY: secagg+dp loss is ${BASH_REMATCH[3]} times the non-private"; return; }
+	echo "SUMMARY: secagg: linreg 200 rounds max_rel_err_vs_reference=$err; with dp z=1 C=4 3000 rounds loss/non-private=${BASH_REMATCH[3]}"
+	echo OK
+}
+
 # Every test function, for the shells that timeout(1) starts.
 export -f $(declare -F | awk '{ print $3 }')
 export logdir
@@ -1124,6 +1248,12 @@ t dp_budget_stops 60
 t dp_classic_epsilon_refused 60
 t dp_epsilon_sets_noise 60
 t dp_linreg_converges 180
+t secagg_sum_matches 120
+t secagg_slots_masked 120
+t secagg_key_substituted_refused 60
+t secagg_compress_refused 60
+t secagg_worker_lost_fails 60
+t secagg_linreg 300
 # Not part of the default list: scripts/check runs it by name.
 [ ${#selected[@]} -gt 0 ] && t chaos_kills 300
 [ ${#selected[@]} -gt 0 ] && t soak_16_workers 1200
