@@ -753,11 +753,15 @@ garbage_and_wrong_key_dropped() {
 # with the key, as agent 0),
 # then replayed into a new job with the same key before its own worker
 # starts: the agent refuses it at the handshake, logs why, keeps the place,
-# and the job's result is the exact one.
+# and the job's result is the exact one. tcp: the tap is a byte relay; shm:
+# a process speaking the transport (tptap) that passes the hello and the
+# messages but not the writes, so the recorded job completes its handshake
+# through the tap and then fails.
 handshake_replay_refused() {
-	[ "$transport" = tcp ] || { echo "WHY: tcp only (the tap is a tcp relay)"; return; }
+	[ "$transport" = tcp ] || [ "$transport" = shm ] || { echo "WHY: tcp and shm only"; return; }
 	relay="$build/tests/integration/relay"
-	shape="RAGG_TRANSPORT=tcp RAGG_JOB_KEY=k1 RAGG_WORKERS=1 RAGG_AGENTS=1 RAGG_SERVERS=1 RAGG_TIMEOUT_MS=20000 RAGG_LOG=info"
+	tptap="$build/tests/integration/tptap"
+	shape="RAGG_TRANSPORT=$transport RAGG_JOB_KEY=k1 RAGG_WORKERS=1 RAGG_AGENTS=1 RAGG_SERVERS=1 RAGG_TIMEOUT_MS=20000 RAGG_LOG=info"
 	rec="$logdir/replay.rec"
 	for phase in record replay; do
 		port=$(free_port)
@@ -772,16 +776,42 @@ handshake_replay_refused() {
 			sleep 0.05
 		done
 		[ -n "$addr" ] || { cat "$l.a0"; echo "WHY: agent address not found"; return; }
-		if [ $phase = record ]; then
+		if [ $phase = record ] && [ $transport = shm ]; then
+			"$tptap" tap shm "$addr" "$rec" 15 >"$l.tap" 2>&1 &
+			tpid=$!
+			taddr=
+			for _ in $(seq 100); do
+				taddr=$(sed -n 's/^tptap: listening at \(.*\)$/\1/p' "$l.tap")
+				[ -n "$taddr" ] && break
+				sleep 0.05
+			done
+			[ -n "$taddr" ] || { cat "$l.tap"; kill $apid $spid $tpid; echo "WHY: tap address not found"; return; }
+			RAGG_JOB_KEY=k1 "$relay" publish 127.0.0.1:$port agent/0 agent/0 shm=$taddr >>"$l.tap" 2>&1
+		elif [ $phase = record ]; then
 			tport=$(free_port)
 			"$relay" tap $tport "$addr" "$rec" >"$l.tap" 2>&1 &
 			sleep 0.2
 			RAGG_JOB_KEY=k1 "$relay" publish 127.0.0.1:$port agent/0 agent/0 tcp=127.0.0.1:$tport >>"$l.tap" 2>&1
+		elif [ $transport = shm ]; then
+			"$tptap" replay shm "$addr" "$rec" >"$l.tap" 2>&1
 		else
 			"$relay" replay "$addr" "$rec" >"$l.tap" 2>&1
 		fi
 		env $shape RAGG_ROOT=127.0.0.1:$port RAGG_ROLE=worker RAGG_RANK=0 "$job" exact 3 >"$l.w0" 2>&1
 		wrc=$?
+		if [ $phase = record ] && [ $transport = shm ]; then
+			# The tap cannot pass writes: this job ends once the
+			# handshake through it is done. Its agent and server wait
+			# for a worker that is gone.
+			kill $apid $spid 2>/dev/null
+			wait $tpid
+			wait $apid $spid 2>/dev/null
+			echo "--- record worker (fails after the handshake: the tap passes no writes):"; tail -n 4 "$l.w0"
+			cat "$l.tap"
+			grep -q 'handshake with agent 0 .* done' "$l.w0" || { echo "WHY: the handshake did not complete through the tap"; return; }
+			grep -q 'tptap: recorded \([2-9]\|[1-9][0-9]\+\) messages' "$l.tap" || { echo "WHY: the tap recorded no handshake"; return; }
+			continue
+		fi
 		wait $apid; arc=$?
 		wait $spid; src=$?
 		echo "--- $phase agent:"; tail -n 8 "$l.a0"

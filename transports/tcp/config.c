@@ -28,6 +28,9 @@ const struct ragg__tp_setting ragg__tp_tcp_settings[] = {
 	{ "BACKLOG", "512", RAGG__TP_SIZE, FIELD(backlog), 1, 65535, "listen(2) backlog" },
 	{ "IFACE", "", RAGG__TP_STRING, FIELD(iface), 0, 0,
 	  "interface whose address a wildcard listen advertises (default: first non-loopback)" },
+	{ "SEAL_THREADS", "1", RAGG__TP_SIZE, FIELD(seal_threads), 0, 16,
+	  "helper threads per device that seal and open records beside the polling thread "
+	  "(RAGG_SEAL=on); 0: the polling thread alone" },
 	{ NULL, NULL, 0, 0, 0, 0, 0, NULL },
 };
 

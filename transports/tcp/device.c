@@ -109,6 +109,7 @@ static void tcp_close(struct ragg_tp_dev *d)
 		ragg__tp_accept_guard_fini(&dev->accept_guard);
 	}
 	ragg__tcp_regions_free(dev);
+	ragg__tcp_seal_pool_free(dev);
 	close(dev->epfd);
 	free(dev);
 }

@@ -216,97 +216,69 @@ static void auth_fail(struct ragg__tcp_ep *ep, const char *what)
 	refuse(ep, RAGG_ERR_AUTH, why, false);
 }
 
-/* ragg__tcp_rx for a sealed endpoint: a header record, opened, checked as
- * any header; then each payload segment read into its place and opened
- * there, its tag behind it. */
-static void rx_sealed(struct ragg__tcp_ep *ep, struct ragg__tcp_out *out)
+/* What the next read of a payload fills: plain, the rest of the payload
+ * and the next header behind it; sealed, the rest of the current segment
+ * and its tag. */
+static void payload_iov(struct ragg__tcp_ep *ep, struct iovec iov[2])
 {
-	size_t budget = RX_BUDGET_BYTES;
-	int frames = RX_BUDGET_FRAMES;
-
-	for (;;) {
-		if (ep->state == RAGG__TCP_EP_FAILED)
-			return;
-		if (ragg__tcp_out_full(out) || ep->rx_gen == ep->dev->poll_gen || !budget ||
-		    !frames) {
-			ragg__tcp_pending_add(ep, RAGG__TCP_REPORT_RX);
-			return;
-		}
-		if (!ep->rx_in_payload) {
-			ssize_t n = recv(ep->fd, ep->rx_hdr + ep->rx_got,
-			                 RAGG__TCP_SEALED_HDR - ep->rx_got, MSG_DONTWAIT);
-			if (n <= 0) {
-				if (n < 0 &&
-				    (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-					return;
-				rx_error(ep, n);
-				return;
-			}
-			ep->rx_got += (size_t)n;
-			if (ep->rx_got < RAGG__TCP_SEALED_HDR)
-				continue;
-			ep->rx_got = 0;
-			frames--;
-			if (ragg__tcp_seal_open(ep->seal, ep->rx_hdr, RAGG__TCP_HDR_SIZE,
-			                        ep->rx_hdr + RAGG__TCP_HDR_SIZE)) {
-				auth_fail(ep, "frame header");
-				return;
-			}
-			if (frame_begin(ep))
-				return;
-			if (!ep->rx_left) {
-				frame_end(ep, out);
-				continue;
-			}
-			ep->rx_in_payload = true;
-			ep->rx_seg = NULL;
-		}
-		if (!ep->rx_seg) {
-			ep->rx_seg = ep->rx_dst;
-			ep->rx_seg_len =
-			    ep->rx_left < RAGG__TCP_SEAL_SEG ? ep->rx_left : RAGG__TCP_SEAL_SEG;
-			ep->rx_tag_got = 0;
-		}
-		size_t seg_left = ep->rx_seg_len - (size_t)(ep->rx_dst - ep->rx_seg);
-		struct iovec iov[2] = {
-			{ .iov_base = ep->rx_dst, .iov_len = seg_left },
-			{ .iov_base = ep->rx_tag + ep->rx_tag_got,
-			  .iov_len = RAGG__TCP_SEAL_TAG - ep->rx_tag_got },
-		};
-		ssize_t n = seg_left ? readv(ep->fd, iov, 2)
-		                     : recv(ep->fd, iov[1].iov_base, iov[1].iov_len, MSG_DONTWAIT);
-		if (n <= 0) {
-			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-				return;
-			rx_error(ep, n);
-			return;
-		}
-		budget = (size_t)n < budget ? budget - (size_t)n : 0;
-		size_t got = (size_t)n, a = got < seg_left ? got : seg_left;
-		ep->rx_dst += a;
-		ep->rx_tag_got += got - a;
-		if (ep->rx_tag_got < RAGG__TCP_SEAL_TAG)
-			continue;
-		if (ragg__tcp_seal_open(ep->seal, ep->rx_seg, ep->rx_seg_len, ep->rx_tag)) {
-			auth_fail(ep, "payload");
-			return;
-		}
-		ep->rx_left -= ep->rx_seg_len;
-		ep->rx_seg = NULL;
-		if (ep->rx_left)
-			continue;
-		ep->rx_in_payload = false;
-		frame_end(ep, out);
-	}
-}
-
-void ragg__tcp_rx(struct ragg__tcp_ep *ep, struct ragg__tcp_out *out)
-{
-	if (ep->seal) {
-		rx_sealed(ep, out);
+	if (!ep->seal) {
+		iov[0] = (struct iovec){ .iov_base = ep->rx_dst, .iov_len = ep->rx_left };
+		iov[1] = (struct iovec){ .iov_base = ep->rx_hdr, .iov_len = RAGG__TCP_HDR_SIZE };
 		return;
 	}
+	if (!ep->rx_seg) {
+		ep->rx_seg = ep->rx_dst;
+		ep->rx_seg_len = ep->rx_left < RAGG__TCP_SEAL_SEG ? ep->rx_left : RAGG__TCP_SEAL_SEG;
+		ep->rx_tag_got = 0;
+	}
+	iov[0] = (struct iovec){ .iov_base = ep->rx_dst,
+		                 .iov_len = ep->rx_seg_len - (size_t)(ep->rx_dst - ep->rx_seg) };
+	iov[1] = (struct iovec){ .iov_base = ep->rx_tag + ep->rx_tag_got,
+		                 .iov_len = RAGG__TCP_SEAL_TAG - ep->rx_tag_got };
+}
 
+/* n bytes of a payload read arrived as payload_iov() aimed them. 1: the
+ * payload is complete (and, sealed, every segment opened in place); 0:
+ * more to read; -1: a segment did not open, the endpoint failed. */
+static int payload_got(struct ragg__tcp_ep *ep, size_t n, const struct iovec iov[2])
+{
+	size_t a = n < iov[0].iov_len ? n : iov[0].iov_len;
+	ep->rx_dst += a;
+	if (!ep->seal) {
+		if (n < ep->rx_left) {
+			ep->rx_left -= n;
+			return 0;
+		}
+		ep->rx_got = n - ep->rx_left; /* of the next header */
+		ep->rx_left = 0;
+		return 1;
+	}
+	ep->rx_tag_got += n - a;
+	if (ep->rx_tag_got < RAGG__TCP_SEAL_TAG)
+		return 0;
+	/* Opened with the segments read before it, in a batch (seal.c), at
+	 * the latest before the frame is reported. */
+	if (ragg__tcp_seal_open_later(ep, ep->rx_seg, ep->rx_seg_len, ep->rx_tag)) {
+		auth_fail(ep, "payload");
+		return -1;
+	}
+	ep->rx_left -= ep->rx_seg_len;
+	ep->rx_seg = NULL;
+	if (ep->rx_left)
+		return 0;
+	if (ragg__tcp_seal_open_queued(ep)) {
+		auth_fail(ep, "payload");
+		return -1;
+	}
+	return 1;
+}
+
+/* Frames are read in one loop, plain or sealed: a header (sealed: a header
+ * record, opened before it is checked as any header), then its payload,
+ * straight to where frame_begin() aimed it (sealed: segment by segment,
+ * each opened there, in place, once its tag is in). */
+void ragg__tcp_rx(struct ragg__tcp_ep *ep, struct ragg__tcp_out *out)
+{
 	/* A peer streaming faster than we read would otherwise keep one
 	 * poll() here forever, starving every other endpoint. */
 	size_t budget = RX_BUDGET_BYTES;
@@ -323,9 +295,11 @@ void ragg__tcp_rx(struct ragg__tcp_ep *ep, struct ragg__tcp_out *out)
 			return;
 		}
 		if (!ep->rx_in_payload) {
-			if (ep->rx_got < RAGG__TCP_HDR_SIZE) {
+			/* Sealed: the header's ciphertext and its tag. */
+			size_t hdr_len = ep->seal ? RAGG__TCP_SEALED_HDR : RAGG__TCP_HDR_SIZE;
+			if (ep->rx_got < hdr_len) {
 				ssize_t n = recv(ep->fd, ep->rx_hdr + ep->rx_got,
-				                 RAGG__TCP_HDR_SIZE - ep->rx_got, MSG_DONTWAIT);
+				                 hdr_len - ep->rx_got, MSG_DONTWAIT);
 				if (n <= 0) {
 					if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
 					              errno == EINTR))
@@ -334,8 +308,11 @@ void ragg__tcp_rx(struct ragg__tcp_ep *ep, struct ragg__tcp_out *out)
 					return;
 				}
 				ep->rx_got += (size_t)n;
-				if (ep->rx_got < RAGG__TCP_HDR_SIZE) {
-					int rc = ragg__tcp_frame_precheck(ep->rx_hdr, ep->rx_got);
+				if (ep->rx_got < hdr_len) {
+					/* A sealed header is ciphertext until whole. */
+					int rc = ep->seal ? 0
+					                  : ragg__tcp_frame_precheck(ep->rx_hdr,
+					                                             ep->rx_got);
 					if (rc) {
 						char why[64];
 						snprintf(why, sizeof(why),
@@ -353,6 +330,11 @@ void ragg__tcp_rx(struct ragg__tcp_ep *ep, struct ragg__tcp_out *out)
 			}
 			ep->rx_got = 0;
 			frames--;
+			if (ep->seal && ragg__tcp_seal_open(ep->seal, ep->rx_hdr, RAGG__TCP_HDR_SIZE,
+			                                    ep->rx_hdr + RAGG__TCP_HDR_SIZE)) {
+				auth_fail(ep, "frame header");
+				return;
+			}
 			if (frame_begin(ep))
 				return;
 			if (!ep->rx_left) {
@@ -360,27 +342,27 @@ void ragg__tcp_rx(struct ragg__tcp_ep *ep, struct ragg__tcp_out *out)
 				continue;
 			}
 			ep->rx_in_payload = true;
+			ep->rx_seg = NULL;
 		}
-		/* The payload, and the next header behind it. */
-		struct iovec iov[2] = {
-			{ .iov_base = ep->rx_dst, .iov_len = ep->rx_left },
-			{ .iov_base = ep->rx_hdr, .iov_len = RAGG__TCP_HDR_SIZE },
-		};
+		struct iovec iov[2];
+		payload_iov(ep, iov);
 		ssize_t n = readv(ep->fd, iov, 2);
 		if (n <= 0) {
-			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+				/* Nothing to read: open what was, meanwhile. */
+				if (ragg__tcp_seal_queued(ep) && ragg__tcp_seal_open_queued(ep))
+					auth_fail(ep, "payload");
 				return;
+			}
 			rx_error(ep, n);
 			return;
 		}
 		budget = (size_t)n < budget ? budget - (size_t)n : 0;
-		if ((size_t)n < ep->rx_left) {
-			ep->rx_dst += n;
-			ep->rx_left -= (size_t)n;
+		int rc = payload_got(ep, (size_t)n, iov);
+		if (rc < 0)
+			return;
+		if (rc == 0)
 			continue;
-		}
-		ep->rx_got = (size_t)n - ep->rx_left;
-		ep->rx_left = 0;
 		ep->rx_in_payload = false;
 		frame_end(ep, out);
 	}

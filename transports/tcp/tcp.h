@@ -50,6 +50,7 @@ struct ragg__tcp_config {
 	bool nodelay;
 	size_t backlog;
 	char iface[64]; /* interface whose address a wildcard listen advertises */
+	size_t seal_threads; /* helpers sealing and opening records (seal.c) */
 };
 
 int ragg__tcp_config_read(struct ragg__tcp_dev *dev, struct ragg__tcp_config *cfg);
@@ -131,8 +132,9 @@ struct ragg__tcp_txe {
 #define RAGG__TCP_SEAL_TAG   16
 #define RAGG__TCP_SEALED_HDR (RAGG__TCP_HDR_SIZE + RAGG__TCP_SEAL_TAG)
 #define RAGG__TCP_SEAL_SEG   ((size_t)64 << 10)
-#define RAGG__TCP_SEAL_STAGE (4 * (RAGG__TCP_SEAL_SEG + RAGG__TCP_SEAL_TAG) + 4096)
+#define RAGG__TCP_SEAL_STAGE (8 * (RAGG__TCP_SEAL_SEG + RAGG__TCP_SEAL_TAG) + 4096)
 struct ragg__tcp_seal;
+struct ragg__tcp_seal_pool;
 
 struct ragg__tcp_ep {
 	struct ragg_tp_ep base;
@@ -203,6 +205,7 @@ struct ragg__tcp_dev {
 	uint64_t poll_gen;
 	bool buf_warned;
 	struct ragg__tp_idtab regions; /* struct ragg__tcp_mr, by id */
+	struct ragg__tcp_seal_pool *seal_pool; /* seal.c: started by the first seal() */
 };
 
 /* Where poll() puts events. */
@@ -325,6 +328,18 @@ void ragg__tcp_seal_record(struct ragg__tcp_seal *s, uint8_t *out, const void *i
 /* Open len bytes in place with the next receive nonce: 0 or RAGG_ERR_AUTH. */
 int ragg__tcp_seal_open(struct ragg__tcp_seal *s, uint8_t *buf, size_t len,
                         const uint8_t tag[RAGG__TCP_SEAL_TAG]);
+/* A payload segment read in place: it takes the next receive nonce now and
+ * is opened, with the others queued, by ragg__tcp_seal_open_queued() (or
+ * here, when the queue is full). 0 or RAGG_ERR_AUTH. */
+int ragg__tcp_seal_open_later(struct ragg__tcp_ep *ep, uint8_t *buf, size_t len,
+                              const uint8_t tag[RAGG__TCP_SEAL_TAG]);
+/* Open every queued segment, spread over the device's helper threads: 0,
+ * or RAGG_ERR_AUTH when any fails. */
+int ragg__tcp_seal_open_queued(struct ragg__tcp_ep *ep);
+/* Segments read but not yet opened. */
+bool ragg__tcp_seal_queued(const struct ragg__tcp_ep *ep);
+/* Stop and join the device's helper threads. */
+void ragg__tcp_seal_pool_free(struct ragg__tcp_dev *dev);
 /* Sealed bytes staged but not yet taken by the socket. */
 bool ragg__tcp_seal_staged(const struct ragg__tcp_ep *ep);
 int ragg__tcp_seal_flush(struct ragg__tcp_ep *ep);
