@@ -33,6 +33,7 @@ void ragg__agent_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t)
 		if (at->jobs) {
 			free(at->jobs[c].inputs);
 			free(at->jobs[c].weights);
+			free(at->jobs[c].who);
 		}
 		if (at->fanout)
 			free(at->fanout[c].copy_to);

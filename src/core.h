@@ -58,6 +58,10 @@ struct ragg__peer {
 	int rank;
 	int index; /* position among this process's peers of that role */
 	bool connected, said_bye, gone; /* connected: handshake done */
+	/* An agent's worker out of its group (elastic.c): it said goodbye or
+	 * was lost; told: its leaving was judged (failed the job or was
+	 * announced) because a round went on without it. */
+	bool left, left_told;
 	struct ragg__hs *hs; /* handshake.h */
 	uint32_t settings_seen; /* job-wide settings received and agreed */
 	bool settings_differ; /* one differed: linger until ours have left */
@@ -186,6 +190,13 @@ struct ragg_ctx {
 	int failed; /* sticky: first fatal error of the job */
 	bool leaving; /* our goodbye is sent: peers closing is expected */
 	int byes; /* peers that said goodbye */
+	/* RAGG_ON_WORKER_LOSS (elastic.c): workers that leave or are lost. */
+	bool on_loss_continue;
+	int left_untold; /* agent: workers left, not yet judged */
+	int lost_worker; /* rank + 1 of the worker whose leaving failed the job; 0: none */
+	uint8_t *workers_gone; /* per job-wide worker rank: known to have left */
+	int workers_left; /* how many of them */
+	int group_left; /* agent: its workers out of its group */
 	struct ragg_stats stats;
 };
 
@@ -291,6 +302,8 @@ void ragg__server_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t
 void ragg__server_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m);
 void ragg__server_on_job(struct ragg_ctx *ctx, struct ragg__job *job);
 void ragg__server_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t);
+/* Some agent's contribution to a round landed and the round waits for more. */
+bool ragg__server_round_open(struct ragg_ctx *ctx);
 
 /* tensor.c: shared layout for every role. */
 int ragg__tensor_new(struct ragg_ctx *ctx, int id, const char *name, uint64_t name_hash,

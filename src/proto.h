@@ -57,7 +57,10 @@ int ragg__hello_decode(const void *buf, size_t len, const char *job_key, struct 
 enum ragg__msg_type {
 	RAGG_MSG_DECLARE = 1, /* tensor layout + the sender's receive region */
 	RAGG_MSG_DECLARE_ACK, /* status + the slot region for the sender */
-	RAGG_MSG_BYE, /* the sender is done; its connection may close */
+	/* The sender is done; its connection may close. With a status < 0 the
+	 * job failed there; count, when not 0, is 1 + the rank of the worker
+	 * whose leaving failed it (elastic.h). */
+	RAGG_MSG_BYE,
 	/* worker -> agent: its gradient buffer (rdesc), announcement `count`;
 	 * the agent may map it and read pushes in place. */
 	RAGG_MSG_GRAD_AT,
@@ -76,8 +79,11 @@ enum ragg__msg_type {
 	 * variable's name, count its canonical value (ragg__setting_canon),
 	 * chunk_bytes the number of job-wide settings the sender has. */
 	RAGG_MSG_SETTING,
+	/* RAGG_ON_WORKER_LOSS=continue: worker `count` left the job (agent ->
+	 * servers and its workers, server -> every agent). */
+	RAGG_MSG_WORKER_LEFT,
 };
-#define RAGG_MSG_LAST RAGG_MSG_SETTING
+#define RAGG_MSG_LAST RAGG_MSG_WORKER_LEFT
 
 struct ragg__msg {
 	uint8_t type;

@@ -44,6 +44,8 @@ selected=("$@")
 export run job linreg transport build scale
 dpjob="$build/tests/integration/dpjob"
 export dpjob
+elastic="$build/tests/integration/elastic"
+export elastic
 
 
 # Each test prints OK as its last act when everything held; "WHY: ..." says
@@ -368,6 +370,60 @@ agent_killed_mid_job() {
 # Its agent reads its gradient in place (over shm; elsewhere, as copies).
 worker_killed_mid_job() {
 	JOB_MEMORY=ragg killed_mid_job worker 2
+}
+
+# Worker 1 calls ragg_finalize after 3 rounds while the others go on
+# (RAGG_ON_WORKER_LOSS=fail, the default): each of the 7 other processes
+# must fail by itself with RAGG_ERR_PEER_LOST within 1 s of it (times
+# scaled by RAGG_TEST_TIMEOUT_SCALE), and each one's log must name worker 1.
+worker_finalize_early_fails_fast() {
+	local out t0 n last p
+	out=$(RAGG_TRANSPORT=$transport RAGG_LOG=error RAGG_CHUNK_BYTES=4096 RAGG_TIMEOUT_MS=$((20000 * scale)) \
+		"$run" -w 4 -a 2 -s 2 -- "$elastic" leave 3 1 100000 5 2>&1) && { echo "$out"; echo "WHY: the job succeeded"; return; }
+	echo "$out" | grep 'leave: '
+	t0=$(echo "$out" | sed -n 's/^\[w1\] leave: worker 1 finalized at \([0-9]*\)$/\1/p')
+	[ -n "$t0" ] || { echo "$out"; echo "WHY: worker 1 did not finalize cleanly"; return; }
+	n=$(echo "$out" | grep -c 'leave: [a-z]* [0-9]* failed with RAGG_ERR_PEER_LOST at')
+	[ "$n" = 7 ] || { echo "$out" | tail -n 30; echo "WHY: $n of 7 processes failed with RAGG_ERR_PEER_LOST"; return; }
+	last=$(echo "$out" | sed -n 's/.*leave: [a-z]* [0-9]* failed with RAGG_ERR_PEER_LOST at \([0-9]*\)$/\1/p' | sort -n | tail -n1)
+	for p in w0 w2 w3 a0 a1 s0 s1; do
+		echo "$out" | grep -q "^\[$p\] .*worker 1 " || { echo "$out" | tail -n 30; echo "WHY: the log of $p does not name worker 1"; return; }
+	done
+	echo "SUMMARY: worker_finalize_early_fails_fast ($transport): 7 processes failed with RAGG_ERR_PEER_LOST naming worker 1, the last $((last - t0)) ms after its ragg_finalize"
+	[ $((last - t0)) -lt $((1000 * scale)) ] || { echo "WHY: the last failure came $((last - t0)) ms after the finalize"; return; }
+	echo OK
+}
+
+# RAGG_ON_WORKER_LOSS=continue: worker 5 of 8 (weight 2) is killed with
+# SIGKILL after its third round. Every other process must end with status
+# 0; each surviving worker checks every parameter after each of its 40
+# rounds against the SGD step on the weighted mean with worker 5 and
+# without it (job: elastic.c), which must be all of one or all of the
+# other, with-rounds first; all survivors must agree on the round it left
+# at, and every process must log the loss and count it in ragg_stats.
+elastic_kill_worker_continue() {
+	local out n a
+	out=$(JOB_READY_FILE="$logdir/elastic-$transport.ready" RAGG_ON_WORKER_LOSS=continue RAGG_LR=0.25 \
+		RAGG_TRANSPORT=$transport RAGG_LOG=warn RAGG_CHUNK_BYTES=4096 RAGG_TIMEOUT_MS=$((20000 * scale)) \
+		"$run" -w 8 -a 2 -s 2 -- bash -c '
+		if [ "$RAGG_ROLE" = worker ] && [ "$RAGG_RANK" = 5 ]; then
+			"$0" "$@" & p=$!
+			for _ in $(seq $((600 * ${RAGG_TEST_TIMEOUT_SCALE:-1}))); do [ -e "$JOB_READY_FILE" ] && break; sleep 0.02; done
+			kill -9 $p; wait $p; echo "continue: worker 5 killed (status $?)"; exit 0
+		fi
+		exec "$0" "$@"' "$elastic" continue 40 5 20 2>&1) || { echo "$out" | tail -n 40; echo "WHY: the job failed"; return; }
+	echo "$out" | grep -E 'continue: |left the job' | head -n 30
+	echo "$out" | grep -q 'continue: worker 5 killed (status 137)' || { echo "WHY: worker 5 was not killed mid-job"; return; }
+	n=$(echo "$out" | grep -c 'continue: worker [0-9] ok, worker 5 counted in rounds 1\.\.[0-9]*, not in [0-9]*\.\.40, workers_lost=1,')
+	[ "$n" = 7 ] || { echo "$out" | tail -n 40; echo "WHY: $n of 7 surviving workers verified"; return; }
+	a=$(echo "$out" | sed -n 's/.*counted in rounds 1\.\.\([0-9]*\),.*/\1/p' | sort -u)
+	[ "$(echo "$a" | wc -l)" = 1 ] || { echo "WHY: the workers disagree on when worker 5 left: $a"; return; }
+	n=$(echo "$out" | grep -c 'continue: [a-z]* [0-9] served, workers_lost=1$')
+	[ "$n" = 4 ] || { echo "WHY: $n of 4 agents and servers served to the end and counted the loss"; return; }
+	n=$(echo "$out" | grep -c 'worker 5 left the job (continue): 7 workers remain')
+	[ "$n" = 11 ] || { echo "WHY: $n of 11 processes logged the loss"; return; }
+	echo "SUMMARY: elastic_kill_worker_continue ($transport): worker 5 of 8 killed mid-job, counted in rounds 1..$a of 40 and in none after; 7 workers, 2 agents, 2 servers finished; every round matched the survivors' weighted mean exactly once"
+	echo OK
 }
 
 # Out of descriptors: every process runs under ulimit -n 128 while 600
@@ -1058,6 +1114,8 @@ t root_never_starts 30
 t agent_never_starts 30
 t agent_killed_mid_job 60
 t worker_killed_mid_job 60
+t worker_finalize_early_fails_fast 60
+t elastic_kill_worker_continue 120
 t garbage_and_wrong_key_dropped 90
 t nan_fails_checks 60
 t nonfinite_refused_by_agent 90
