@@ -19,6 +19,9 @@
  *                   with K must come first and there must be both kinds.
  *                   It prints "continue: worker I ok, worker K counted in
  *                   rounds 1..A, not in A+1..R, ..."
+ *   continue R K MS finalize
+ *                   as continue, but worker K calls ragg_finalize after
+ *                   its third round instead of being killed
  */
 #include <errno.h>
 #include <math.h>
@@ -84,7 +87,7 @@ static int leave(ragg_ctx_t *ctx, int rounds, int who, int max_rounds, int pause
 	return 1;
 }
 
-static int cont(ragg_ctx_t *ctx, int rounds, int victim, int pause)
+static int cont(ragg_ctx_t *ctx, int rounds, int victim, int pause, bool finalize)
 {
 	static float params[N_ELEMS], prev[N_ELEMS], grad[N_ELEMS];
 	struct ragg_opts o = { .size = sizeof(o) };
@@ -109,6 +112,10 @@ static int cont(ragg_ctx_t *ctx, int rounds, int victim, int pause)
 		memcpy(prev, params, sizeof(prev));
 		if ((rc = ragg_pushpull(t, grad, 1 + me % 2, params)))
 			return failed(ctx, "continue", rc);
+		if (me == victim && r == 3 && finalize) {
+			printf("continue: worker %d finalizes after round %d\n", me, r);
+			return 0;
+		}
 		if (me == victim && r == 3) {
 			const char *ready = getenv("JOB_READY_FILE");
 			FILE *f = ready ? fopen(ready, "w") : NULL;
@@ -177,9 +184,10 @@ int main(int argc, char **argv)
 	ragg_ctx_t *ctx;
 	int rc, status;
 	bool is_leave = argc == 6 && strcmp(argv[1], "leave") == 0;
-	bool is_cont = argc == 5 && strcmp(argv[1], "continue") == 0;
+	bool is_cont = (argc == 5 || (argc == 6 && strcmp(argv[5], "finalize") == 0)) &&
+	               strcmp(argv[1], "continue") == 0;
 	if (!is_leave && !is_cont) {
-		fprintf(stderr, "usage: elastic leave R W N MS | continue R K MS\n");
+		fprintf(stderr, "usage: elastic leave R W N MS | continue R K MS [finalize]\n");
 		return 2;
 	}
 	const char *mode = argv[1];
@@ -207,7 +215,7 @@ int main(int argc, char **argv)
 	if (is_leave)
 		status = leave(ctx, atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
 	else
-		status = cont(ctx, atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
+		status = cont(ctx, atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), argc == 6);
 	int me = ragg_rank(ctx);
 	rc = ragg_finalize(ctx);
 	if (rc && !status) {

@@ -376,21 +376,29 @@ worker_killed_mid_job() {
 # (RAGG_ON_WORKER_LOSS=fail, the default): each of the 7 other processes
 # must fail by itself with RAGG_ERR_PEER_LOST within 1 s of it (times
 # scaled by RAGG_TEST_TIMEOUT_SCALE), and each one's log must name worker 1.
-worker_finalize_early_fails_fast() {
-	local out t0 n last p
+# Then the same where worker 1 is its agent's only worker (-w 2 -a 2): the
+# agent ends normally, the server sees a round go on without its group and
+# fails the job, naming worker 1, on the 3 other processes.
+finalize_early_one() {
+	local shape=$1 procs=$2 out t0 n last p
 	out=$(RAGG_TRANSPORT=$transport RAGG_LOG=error RAGG_CHUNK_BYTES=4096 RAGG_TIMEOUT_MS=$((20000 * scale)) \
-		"$run" -w 4 -a 2 -s 2 -- "$elastic" leave 3 1 100000 5 2>&1) && { echo "$out"; echo "WHY: the job succeeded"; return; }
+		"$run" $shape -- "$elastic" leave 3 1 100000 5 2>&1) && { echo "$out"; echo "WHY: the job succeeded ($shape)"; return 1; }
 	echo "$out" | grep 'leave: '
 	t0=$(echo "$out" | sed -n 's/^\[w1\] leave: worker 1 finalized at \([0-9]*\)$/\1/p')
-	[ -n "$t0" ] || { echo "$out"; echo "WHY: worker 1 did not finalize cleanly"; return; }
+	[ -n "$t0" ] || { echo "$out"; echo "WHY: worker 1 did not finalize cleanly ($shape)"; return 1; }
 	n=$(echo "$out" | grep -c 'leave: [a-z]* [0-9]* failed with RAGG_ERR_PEER_LOST at')
-	[ "$n" = 7 ] || { echo "$out" | tail -n 30; echo "WHY: $n of 7 processes failed with RAGG_ERR_PEER_LOST"; return; }
+	[ "$n" = $(echo $procs | wc -w) ] || { echo "$out" | tail -n 30; echo "WHY: $n of $(echo $procs | wc -w) processes failed with RAGG_ERR_PEER_LOST ($shape)"; return 1; }
 	last=$(echo "$out" | sed -n 's/.*leave: [a-z]* [0-9]* failed with RAGG_ERR_PEER_LOST at \([0-9]*\)$/\1/p' | sort -n | tail -n1)
-	for p in w0 w2 w3 a0 a1 s0 s1; do
-		echo "$out" | grep -q "^\[$p\] .*worker 1 " || { echo "$out" | tail -n 30; echo "WHY: the log of $p does not name worker 1"; return; }
+	for p in $procs; do
+		echo "$out" | grep -q "^\[$p\] .*worker 1 " || { echo "$out" | tail -n 30; echo "WHY: the log of $p does not name worker 1 ($shape)"; return 1; }
 	done
-	echo "SUMMARY: worker_finalize_early_fails_fast ($transport): 7 processes failed with RAGG_ERR_PEER_LOST naming worker 1, the last $((last - t0)) ms after its ragg_finalize"
-	[ $((last - t0)) -lt $((1000 * scale)) ] || { echo "WHY: the last failure came $((last - t0)) ms after the finalize"; return; }
+	echo "SUMMARY: worker_finalize_early_fails_fast ($transport, $shape): $n processes failed with RAGG_ERR_PEER_LOST naming worker 1, the last $((last - t0)) ms after its ragg_finalize"
+	[ $((last - t0)) -lt $((1000 * scale)) ] || { echo "WHY: the last failure came $((last - t0)) ms after the finalize ($shape)"; return 1; }
+}
+
+worker_finalize_early_fails_fast() {
+	finalize_early_one "-w 4 -a 2 -s 2" "w0 w2 w3 a0 a1 s0 s1" || return
+	finalize_early_one "-w 2 -a 2 -s 1" "w0 a0 s0" || return
 	echo OK
 }
 
@@ -403,6 +411,7 @@ worker_finalize_early_fails_fast() {
 # at, and every process must log the loss and count it in ragg_stats.
 elastic_kill_worker_continue() {
 	local out n a
+	rm -f "$logdir/elastic-$transport.ready"
 	out=$(JOB_READY_FILE="$logdir/elastic-$transport.ready" RAGG_ON_WORKER_LOSS=continue RAGG_LR=0.25 \
 		RAGG_TRANSPORT=$transport RAGG_LOG=warn RAGG_CHUNK_BYTES=4096 RAGG_TIMEOUT_MS=$((20000 * scale)) \
 		"$run" -w 8 -a 2 -s 2 -- bash -c '
@@ -423,6 +432,24 @@ elastic_kill_worker_continue() {
 	n=$(echo "$out" | grep -c 'worker 5 left the job (continue): 7 workers remain')
 	[ "$n" = 11 ] || { echo "WHY: $n of 11 processes logged the loss"; return; }
 	echo "SUMMARY: elastic_kill_worker_continue ($transport): worker 5 of 8 killed mid-job, counted in rounds 1..$a of 40 and in none after; 7 workers, 2 agents, 2 servers finished; every round matched the survivors' weighted mean exactly once"
+	echo OK
+}
+
+# As elastic_kill_worker_continue, with worker 5 calling ragg_finalize
+# after its third round: a goodbye while the job goes on is a loss like a
+# killed process, and the rounds after it are the survivors' weighted mean.
+elastic_finalize_worker_continue() {
+	local out n a
+	out=$(RAGG_ON_WORKER_LOSS=continue RAGG_LR=0.25 RAGG_TRANSPORT=$transport RAGG_LOG=warn RAGG_CHUNK_BYTES=4096 \
+		RAGG_TIMEOUT_MS=$((20000 * scale)) "$run" -w 8 -a 2 -s 2 -- "$elastic" continue 30 5 10 finalize 2>&1) || { echo "$out" | tail -n 40; echo "WHY: the job failed"; return; }
+	echo "$out" | grep -E 'continue: ' | head -n 30
+	echo "$out" | grep -q 'continue: worker 5 finalizes after round 3' || { echo "WHY: worker 5 did not finalize"; return; }
+	n=$(echo "$out" | grep -c 'continue: worker [0-9] ok, worker 5 counted in rounds 1\.\.3, not in 4\.\.30, workers_lost=1,')
+	[ "$n" = 7 ] || { echo "$out" | tail -n 40; echo "WHY: $n of 7 remaining workers verified rounds 1..3 with worker 5, 4..30 without"; return; }
+	n=$(echo "$out" | grep -c 'continue: [a-z]* [0-9] served, workers_lost=1$')
+	[ "$n" = 4 ] || { echo "WHY: $n of 4 agents and servers served to the end and counted the loss"; return; }
+	n=$(echo "$out" | grep -c 'worker 5 left the job (continue): 7 workers remain')
+	[ "$n" = 11 ] || { echo "WHY: $n of 11 processes logged the loss"; return; }
 	echo OK
 }
 
@@ -1116,6 +1143,7 @@ t agent_killed_mid_job 60
 t worker_killed_mid_job 60
 t worker_finalize_early_fails_fast 60
 t elastic_kill_worker_continue 120
+t elastic_finalize_worker_continue 120
 t garbage_and_wrong_key_dropped 90
 t nan_fails_checks 60
 t nonfinite_refused_by_agent 90
