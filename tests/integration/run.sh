@@ -250,6 +250,8 @@ chunk_bytes_differs_refused() { settings_refused RAGG_CHUNK_BYTES 65536; }
 compress_differs_refused() { settings_refused RAGG_COMPRESS fp16 '(text hashed [0-9a-f]*)'; }
 # The privacy settings are job-wide too (ragg-privacy(7)).
 dp_clip_differs_refused() { settings_refused RAGG_DP_CLIP 2; }
+# Whether the job survives a worker's loss is the job's decision, not one process's.
+on_worker_loss_differs_refused() { settings_refused RAGG_ON_WORKER_LOSS continue; }
 
 # A mixed job: shared memory between workers and agents, tcp to the servers.
 # The agents then wait on two devices at once.
@@ -1135,6 +1137,7 @@ t lr_differs_refused 60
 t chunk_bytes_differs_refused 60
 t compress_differs_refused 60
 t dp_clip_differs_refused 60
+t on_worker_loss_differs_refused 60
 t rounds_1000_no_memory_growth 240
 t mixed_shm_workers_tcp_servers 90
 t root_never_starts 30
