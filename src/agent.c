@@ -279,7 +279,10 @@ void ragg__agent_on_peer_mapped(struct ragg_ctx *ctx, struct ragg__peer *p)
 
 void ragg__agent_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m)
 {
-	if (p->role == RAGG_ROLE_WORKER && m->type == RAGG_MSG_DECLARE)
+	if (p->role == RAGG_ROLE_WORKER && m->type == RAGG_MSG_DECLARE &&
+	    (p->left || p->join_declared))
+		ragg__elastic_on_declare(ctx, p, m); /* a worker rejoining (elastic.h) */
+	else if (p->role == RAGG_ROLE_WORKER && m->type == RAGG_MSG_DECLARE)
 		ragg__role_on_declare(ctx, p, m, ctx->nworkers, &agent_decl_ops);
 	else if (p->role == RAGG_ROLE_WORKER && m->type == RAGG_MSG_GRAD_AT)
 		on_grad_at(ctx, p, m);

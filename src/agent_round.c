@@ -221,8 +221,8 @@ void ragg__agent_submit_sum(struct ragg_ctx *ctx, ragg_tensor_t *t, int parity, 
 
 /* Chunk c's parameters to worker i with a write of len bytes (0: they
  * are in its buffer already). */
-static void forward(struct ragg_ctx *ctx, ragg_tensor_t *t, int i, int parity, uint32_t c,
-                    size_t len)
+void ragg__agent_forward(struct ragg_ctx *ctx, ragg_tensor_t *t, int i, int parity, uint32_t c,
+                         size_t len)
 {
 	struct ragg__agent_tensor *at = t->agent;
 	size_t off = ragg__plan_chunk_off(&t->plan, c);
@@ -255,7 +255,8 @@ static void on_parameters(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tenso
 		if (f->copy_to[i])
 			copies++;
 		else
-			forward(ctx, t, i, parity, c, ragg__plan_chunk_len(&t->plan, c));
+			ragg__agent_forward(ctx, t, i, parity, c,
+			                    ragg__plan_chunk_len(&t->plan, c));
 	}
 	if (copies) {
 		f->parity = parity;
@@ -271,6 +272,9 @@ static void on_parameters(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tenso
 			ragg__seen_clear(&at->seen_params, parity, k);
 		t->round++;
 		ctx->stats.rounds++;
+		at->summing = false;
+		if (ragg__unlikely(ctx->join_waiting))
+			ragg__elastic_round_done(ctx);
 	}
 }
 
@@ -320,7 +324,7 @@ void ragg__agent_on_job(struct ragg_ctx *ctx, struct ragg__job *job)
 		struct ragg__fanout_job *fj = ragg__container_of(job, struct ragg__fanout_job, job);
 		for (int i = 0; i < ctx->nworkers; i++)
 			if (fj->copy_to[i])
-				forward(ctx, fj->t, i, fj->parity, fj->chunk, 0);
+				ragg__agent_forward(ctx, fj->t, i, fj->parity, fj->chunk, 0);
 		return;
 	}
 	struct ragg__sum_job *sj = ragg__container_of(job, struct ragg__sum_job, job);

@@ -62,6 +62,12 @@ struct ragg__peer {
 	 * was lost; told: its leaving was judged (failed the job or was
 	 * announced) because a round went on without it. */
 	bool left, left_told;
+	/* A worker that reconnected with the rank of one that left: its
+	 * declarations so far; join_msg: its first, waiting for a round
+	 * boundary (elastic.c). */
+	int join_declared;
+	bool join_waiting;
+	struct ragg__msg join_msg;
 	struct ragg__hs *hs; /* handshake.h */
 	uint32_t settings_seen; /* job-wide settings received and agreed */
 	bool settings_differ; /* one differed: linger until ours have left */
@@ -122,6 +128,7 @@ struct ragg__worker_tensor {
 	uint32_t landed[2];
 	uint32_t push_inflight;
 	bool pushed; /* this round's push was posted */
+	uint64_t join_round; /* joining a running job: 1 + the round it joins at; else 0 */
 	bool acked;
 	int ack_status;
 };
@@ -197,6 +204,7 @@ struct ragg_ctx {
 	uint8_t *workers_gone; /* per job-wide worker rank: known to have left */
 	int workers_left; /* how many of them */
 	int group_left; /* agent: its workers out of its group */
+	int join_waiting; /* agent: rejoining workers waiting for a round boundary */
 	struct ragg_stats stats;
 };
 
@@ -243,6 +251,8 @@ void ragg__on_connected(struct ragg_ctx *ctx, const struct ragg_tp_event *ev);
 /* Settings agreement: the messages each peer is sent (reserve queue room
  * for them), and one received from p. */
 uint32_t ragg__agreement_msgs(void);
+/* Queue our job-wide settings for peer p (sent once it is connected). */
+int ragg__agreement_send(struct ragg_ctx *ctx, struct ragg__peer *p);
 void ragg__agreement_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m);
 
 /* progress.c */

@@ -33,6 +33,9 @@ bool ragg__elastic_missed(struct ragg_ctx *ctx);
 /* Server, an agent's write landed after another agent's goodbye: the job
  * fails (true) naming that agent's workers. */
 bool ragg__elastic_agent_gone(struct ragg_ctx *ctx);
+/* Agent, RAGG_ON_WORKER_LOSS=continue: a worker connects with the rank of
+ * worker p, which left: true when p is made ready for it. */
+bool ragg__elastic_rejoin(struct ragg_ctx *ctx, struct ragg__peer *p);
 /* RAGG_MSG_WORKER_LEFT from p. */
 void ragg__elastic_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m);
 

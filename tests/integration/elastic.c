@@ -87,8 +87,22 @@ static int leave(ragg_ctx_t *ctx, int rounds, int who, int max_rounds, int pause
 	return 1;
 }
 
-static int cont(ragg_ctx_t *ctx, int rounds, int victim, int pause, bool finalize)
+/* The SGD step of round r on element j from w: with worker `victim`'s
+ * push, or without it. */
+static double step(const struct ragg_opts *o, double w, size_t j, int r, int victim, bool with)
 {
+	double s = 0, n = 0;
+	for (int i = 0; i < o->workers; i++)
+		if (with || i != victim) {
+			s += (1 + i % 2) * (double)grad_value(i, j, r);
+			n += 1 + i % 2;
+		}
+	return w - o->lr * s / n;
+}
+
+static int cont(ragg_ctx_t *ctx, int rounds, int victim, int pause, bool finalize, bool join)
+{
+	int rejoin = 0;
 	static float params[N_ELEMS], prev[N_ELEMS], grad[N_ELEMS];
 	struct ragg_opts o = { .size = sizeof(o) };
 	int me = ragg_rank(ctx), rc, last_with = 0, first_without = 0;
@@ -112,6 +126,12 @@ static int cont(ragg_ctx_t *ctx, int rounds, int victim, int pause, bool finaliz
 		memcpy(prev, params, sizeof(prev));
 		if ((rc = ragg_pushpull(t, grad, 1 + me % 2, params)))
 			return failed(ctx, "continue", rc);
+		const char *jf = getenv("JOB_JOIN_FILE");
+		if (join && me == 0 && r == 10 && jf) {
+			FILE *f = fopen(jf, "w");
+			if (f)
+				fclose(f);
+		}
 		if (me == victim && r == 3 && finalize) {
 			printf("continue: worker %d finalizes after round %d\n", me, r);
 			return 0;
@@ -139,16 +159,21 @@ static int cont(ragg_ctx_t *ctx, int rounds, int victim, int pause, bool finaliz
 			without = without && e2 <= tol;
 			max_err = fmax(max_err, fmin(e1, e2));
 			if (!with && !without) {
-				printf("continue: worker %d round %d element %zu: %.9g matches neither "
-				       "the step with worker %d (%.9g) nor the one without it (%.9g)\n",
-				       me, r, j, (double)params[j], victim,
-				       prev[j] - o.lr * s / w, prev[j] - o.lr * sk / wk);
+				printf("continue: worker %d round %d element %zu: %.9g matches "
+				       "neither "
+				       "the step with worker %d (%.9g) nor the one without it "
+				       "(%.9g)\n",
+				       me, r, j, (double)params[j], victim, prev[j] - o.lr * s / w,
+				       prev[j] - o.lr * sk / wk);
 				return 1;
 			}
 		}
-		if (with && !without) {
+		if (with && !without && join && first_without && !rejoin)
+			rejoin = r;
+		if (with && !without && !rejoin) {
 			if (first_without) {
-				printf("continue: worker %d: worker %d counted in round %d after it was "
+				printf("continue: worker %d: worker %d counted in round %d after "
+				       "it was "
 				       "left out of round %d\n",
 				       me, victim, r, first_without);
 				return 1;
@@ -156,12 +181,19 @@ static int cont(ragg_ctx_t *ctx, int rounds, int victim, int pause, bool finaliz
 			last_with = r;
 		} else if (without && !with && !first_without)
 			first_without = r;
+		else if (without && !with && rejoin) {
+			printf(
+			    "continue: worker %d: worker %d left out of round %d after it joined "
+			    "at round %d\n",
+			    me, victim, r, rejoin);
+			return 1;
+		}
 		sleep_ms(pause);
 	}
 	struct ragg_stats st = { .size = sizeof(st) };
 	ragg_stats(ctx, &st);
 	/* ragg_stats counts the declaration's broadcast as a round too. */
-	if (st.rounds != (uint64_t)rounds + 1 || st.workers_lost != 1) {
+	if (st.rounds != (uint64_t)rounds + 1 || st.workers_lost < 1) {
 		printf("continue: worker %d: ragg_stats says %llu rounds, %llu workers lost\n", me,
 		       (unsigned long long)st.rounds, (unsigned long long)st.workers_lost);
 		return 1;
@@ -172,10 +204,74 @@ static int cont(ragg_ctx_t *ctx, int rounds, int victim, int pause, bool finaliz
 		       me, victim, last_with, first_without);
 		return 1;
 	}
-	printf("continue: worker %d ok, worker %d counted in rounds 1..%d, not in %d..%d, "
-	       "workers_lost=%llu, largest error %.3g\n",
-	       me, victim, last_with, first_without, rounds, (unsigned long long)st.workers_lost,
-	       max_err);
+	if (join && !rejoin) {
+		printf("continue: worker %d: worker %d never joined again\n", me, victim);
+		return 1;
+	}
+	if (join)
+		printf("continue: worker %d ok, worker %d counted in rounds 1..%d, not in %d..%d, "
+		       "counted again in %d..%d, workers_lost=%llu, largest error %.3g\n",
+		       me, victim, last_with, first_without, rejoin - 1, rejoin, rounds,
+		       (unsigned long long)st.workers_lost, max_err);
+	else
+		printf("continue: worker %d ok, worker %d counted in rounds 1..%d, not in %d..%d, "
+		       "workers_lost=%llu, largest error %.3g\n",
+		       me, victim, last_with, first_without, rounds,
+		       (unsigned long long)st.workers_lost, max_err);
+	return 0;
+}
+
+/* join R K MS: take worker K's rank in the running job (it left after its
+ * third round), check that the parameters it gets are the job's after some
+ * round m (with K in rounds 1..3, without it after), then push rounds m+1
+ * to R and check each against the step with every worker. */
+static int join_job(ragg_ctx_t *ctx, int rounds, int pause)
+{
+	static float params[N_ELEMS], prev[N_ELEMS], grad[N_ELEMS];
+	static double traj[N_ELEMS];
+	struct ragg_opts o = { .size = sizeof(o) };
+	int me = ragg_rank(ctx), rc, at = 0;
+	ragg_tensor_t *t;
+	if ((rc = ragg_ctx_opts(ctx, &o)))
+		return failed(ctx, "join", rc);
+	for (size_t j = 0; j < N_ELEMS; j++)
+		params[j] = 1e6f, traj[j] = (double)(j % 5);
+	if ((rc = ragg_tensor_declare(ctx, "continue", params, N_ELEMS, &t)))
+		return failed(ctx, "join", rc);
+	for (int m = 1; m < rounds && !at; m++) {
+		bool match = m >= 3;
+		for (size_t j = 0; j < N_ELEMS; j++) {
+			traj[j] = step(&o, traj[j], j, m, me, m <= 3);
+			match = match && fabs(params[j] - traj[j]) <= 1e-3 + 1e-5 * fabs(traj[j]);
+		}
+		if (match)
+			at = m + 1;
+	}
+	if (!at) {
+		printf("join: worker %d: the parameters it got are the job's after no round\n", me);
+		return 1;
+	}
+	for (int r = at; r <= rounds; r++) {
+		for (size_t j = 0; j < N_ELEMS; j++)
+			grad[j] = grad_value(me, j, r);
+		memcpy(prev, params, sizeof(prev));
+		if ((rc = ragg_pushpull(t, grad, 1 + me % 2, params)))
+			return failed(ctx, "join", rc);
+		for (size_t j = 0; j < N_ELEMS; j++) {
+			double want = step(&o, prev[j], j, r, me, true);
+			if (fabs(params[j] - want) > 1e-5 + 1e-6 * fabs(prev[j])) {
+				printf("join: worker %d round %d element %zu: %.9g, expected %.9g "
+				       "(the step "
+				       "with its push)\n",
+				       me, r, j, (double)params[j], want);
+				return 1;
+			}
+		}
+		sleep_ms(pause);
+	}
+	printf("join: worker %d joined at round %d with the job's parameters after round %d; "
+	       "rounds %d..%d ok\n",
+	       me, at, at - 1, at, rounds);
 	return 0;
 }
 
@@ -184,10 +280,14 @@ int main(int argc, char **argv)
 	ragg_ctx_t *ctx;
 	int rc, status;
 	bool is_leave = argc == 6 && strcmp(argv[1], "leave") == 0;
-	bool is_cont = (argc == 5 || (argc == 6 && strcmp(argv[5], "finalize") == 0)) &&
-	               strcmp(argv[1], "continue") == 0;
-	if (!is_leave && !is_cont) {
-		fprintf(stderr, "usage: elastic leave R W N MS | continue R K MS [finalize]\n");
+	bool is_cont =
+	    (argc == 5 ||
+	     (argc == 6 && (strcmp(argv[5], "finalize") == 0 || strcmp(argv[5], "join") == 0))) &&
+	    strcmp(argv[1], "continue") == 0;
+	bool is_join = argc == 5 && strcmp(argv[1], "join") == 0;
+	if (!is_leave && !is_cont && !is_join) {
+		fprintf(stderr, "usage: elastic leave R W N MS | continue R K MS [finalize|join] | "
+		                "join R K MS\n");
 		return 2;
 	}
 	const char *mode = argv[1];
@@ -214,8 +314,11 @@ int main(int argc, char **argv)
 	}
 	if (is_leave)
 		status = leave(ctx, atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
+	else if (is_join)
+		status = join_job(ctx, atoi(argv[2]), atoi(argv[4]));
 	else
-		status = cont(ctx, atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), argc == 6);
+		status = cont(ctx, atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), argc == 6,
+		              argc == 6 && strcmp(argv[5], "join") == 0);
 	int me = ragg_rank(ctx);
 	rc = ragg_finalize(ctx);
 	if (rc && !status) {

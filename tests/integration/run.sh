@@ -455,6 +455,38 @@ elastic_finalize_worker_continue() {
 	echo OK
 }
 
+# Worker 5 of 8 calls ragg_finalize after round 3 (RAGG_ON_WORKER_LOSS=
+# continue); once worker 0 has finished round 10, a new process takes
+# rank 5 and joins the running job. The newcomer must get the job's
+# current parameters (it finds the round they are the result of by
+# replaying the job's known gradients) and its pushes must count from its
+# first round: every survivor sees worker 5 counted in rounds 1..3, left
+# out of 4..J-1 and counted in J..100 again, J after round 10 and the same
+# J as the newcomer's; every process ends with status 0.
+elastic_join_round10() {
+	local out n j jn
+	rm -f "$logdir/join-$transport.file"
+	out=$(JOB_JOIN_FILE="$logdir/join-$transport.file" RAGG_ON_WORKER_LOSS=continue RAGG_LR=0.25 \
+		RAGG_TRANSPORT=$transport RAGG_LOG=warn RAGG_CHUNK_BYTES=4096 RAGG_TIMEOUT_MS=$((20000 * scale)) \
+		"$run" -w 8 -a 2 -s 2 -- bash -c '
+		if [ "$RAGG_ROLE" = worker ] && [ "$RAGG_RANK" = 5 ]; then
+			"$0" continue 100 5 20 join || exit 1
+			for _ in $(seq $((600 * ${RAGG_TEST_TIMEOUT_SCALE:-1}))); do [ -e "$JOB_JOIN_FILE" ] && break; sleep 0.02; done
+			exec "$0" join 100 5 20
+		fi
+		exec "$0" continue 100 5 20 join' "$elastic" 2>&1) || { echo "$out" | tail -n 40; echo "WHY: the job failed"; return; }
+	echo "$out" | grep -E 'continue: |join: |joined' | head -n 30
+	jn=$(echo "$out" | sed -n 's/^\[w5\] join: worker 5 joined at round \([0-9]*\) with the job.s parameters after round [0-9]*; rounds [0-9]*\.\.100 ok$/\1/p')
+	[ -n "$jn" ] || { echo "$out" | tail -n 40; echo "WHY: the newcomer did not verify its parameters and rounds"; return; }
+	[ "$jn" -gt 10 ] || { echo "WHY: joined at round $jn, before worker 0's round 10"; return; }
+	n=$(echo "$out" | grep -c "continue: worker [0-9] ok, worker 5 counted in rounds 1\.\.3, not in 4\.\.$((jn - 1)), counted again in $jn\.\.100,")
+	[ "$n" = 7 ] || { echo "$out" | tail -n 40; echo "WHY: $n of 7 other workers saw worker 5 counted again from round $jn"; return; }
+	n=$(echo "$out" | grep -c 'continue: [a-z]* [0-9] served, workers_lost=1$')
+	[ "$n" = 4 ] || { echo "WHY: $n of 4 agents and servers served to the end"; return; }
+	echo "SUMMARY: elastic_join_round10 ($transport): worker 5 left after round 3, a new process took its rank after round 10 and joined at round $jn with the current parameters; its pushes counted from round $jn on every worker"
+	echo OK
+}
+
 # Out of descriptors: every process runs under ulimit -n 128 while 600
 # idle connections are opened to agent 0 and 600 to the rendezvous (server
 # 0), held for 3 s and closed. The listeners must back off instead of
@@ -1147,6 +1179,7 @@ t worker_killed_mid_job 60
 t worker_finalize_early_fails_fast 60
 t elastic_kill_worker_continue 120
 t elastic_finalize_worker_continue 120
+t elastic_join_round10 120
 t garbage_and_wrong_key_dropped 90
 t nan_fails_checks 60
 t nonfinite_refused_by_agent 90
