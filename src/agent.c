@@ -34,6 +34,7 @@ void ragg__agent_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t)
 		if (at->jobs) {
 			free(at->jobs[c].inputs);
 			free(at->jobs[c].weights);
+			free(at->jobs[c].who);
 		}
 		if (at->fanout)
 			free(at->fanout[c].copy_to);
@@ -279,7 +280,10 @@ void ragg__agent_on_peer_mapped(struct ragg_ctx *ctx, struct ragg__peer *p)
 
 void ragg__agent_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m)
 {
-	if (p->role == RAGG_ROLE_WORKER && m->type == RAGG_MSG_DECLARE)
+	if (p->role == RAGG_ROLE_WORKER && m->type == RAGG_MSG_DECLARE &&
+	    (p->left || p->join_declared))
+		ragg__elastic_on_declare(ctx, p, m); /* a worker rejoining (elastic.h) */
+	else if (p->role == RAGG_ROLE_WORKER && m->type == RAGG_MSG_DECLARE)
 		ragg__role_on_declare(ctx, p, m, ctx->nworkers, &agent_decl_ops);
 	else if (p->role == RAGG_ROLE_WORKER && m->type == RAGG_MSG_GRAD_AT)
 		on_grad_at(ctx, p, m);

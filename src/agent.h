@@ -43,6 +43,10 @@ struct ragg__sum_job {
 	 * (every input finite, the sum overflowed) */
 	int poison;
 	size_t poison_at;
+	/* The contributions summed: inputs[k] is worker who[k]'s (who NULL:
+	 * worker k's), k < nin; fewer than the group once workers left. */
+	int nin;
+	int *who;
 };
 
 /* The chunk's parameters into every worker buffer mapped here. */
@@ -73,6 +77,8 @@ struct ragg__agent_tensor {
 	void *state[RAGG_PLAN_MAX_STAGES];
 	size_t state_bytes[RAGG_PLAN_MAX_STAGES];
 	void **chunk_state; /* per chunk: nstages pointers into state[] */
+	uint32_t complete[2]; /* RAGG_ON_WORKER_LOSS=continue: chunks all landed */
+	bool summing; /* continue: the round's sums started, its parameters not all back */
 };
 
 static inline struct ragg__peer *ragg__server_peer(struct ragg_ctx *ctx, int s)
@@ -83,6 +89,23 @@ static inline struct ragg__peer *ragg__server_peer(struct ragg_ctx *ctx, int s)
 /* agent_round.c: the engine's two jobs. */
 void ragg__agent_sum(struct ragg__job *job);
 void ragg__agent_fanout(struct ragg__job *job);
+/* Chunk c of the round (parity) has every contribution it will get: run
+ * its stages. */
+void ragg__agent_submit_sum(struct ragg_ctx *ctx, ragg_tensor_t *t, int parity, uint32_t c);
+/* Chunk c's parameters to worker i, as those of the round of `parity`
+ * (len bytes written; 0: they are in its buffer already). */
+void ragg__agent_forward(struct ragg_ctx *ctx, ragg_tensor_t *t, int i, int parity, uint32_t c,
+                         size_t len);
+
+/* elastic.c: RAGG_ON_WORKER_LOSS=continue's rounds: chunk c's contribution
+ * of worker p counted; the round's sums start once every chunk has all its
+ * group's (all or nothing per round and worker). */
+void ragg__elastic_landed(struct ragg_ctx *ctx, ragg_tensor_t *t, int parity, uint32_t c);
+/* A rejoining worker's declaration. */
+void ragg__elastic_on_declare(struct ragg_ctx *ctx, struct ragg__peer *p,
+                              const struct ragg__msg *m);
+/* A round of t completed: rejoining workers may join now. */
+void ragg__elastic_round_done(struct ragg_ctx *ctx);
 
 /* agent.c: map worker p's announced gradient buffer; tell it once it is. */
 void ragg__agent_map_grad(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tensor_t *t);

@@ -10,6 +10,7 @@
  * t+1 parameters only after every agent's round t+1 sum arrived; so chunk c's
  * accumulator is never rewritten while its previous contents are in flight.
  */
+#include <errno.h>
 #include <float.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -17,11 +18,18 @@
 
 #include "agent.h"
 #include "compiler.h"
+#include "elastic.h"
 #include "log.h"
 #include "privacy/dp_job.h"
 #include "privacy/sa_job.h"
 #include "role.h"
 #include "stages/stage.h"
+
+/* The worker whose contribution is the job's k-th. */
+static int sum_worker(const struct ragg_ctx *ctx, const struct ragg__sum_job *sj, int k)
+{
+	return sj->nin < ctx->nworkers ? sj->who[k] : k;
+}
 
 /* Runs on an engine thread: the plan's stages on the chunk. */
 void ragg__agent_sum(struct ragg__job *job)
@@ -35,8 +43,8 @@ void ragg__agent_sum(struct ragg__job *job)
 
 	sj->poison = -1;
 	sj->rc = 0;
-	for (int i = 0; i < ctx->nworkers; i++) {
-		const double *meta = at->w[i].slot.mem;
+	for (int i = 0; i < sj->nin; i++) {
+		const double *meta = at->w[sum_worker(ctx, sj, i)].slot.mem;
 		double w = meta[sj->parity];
 		/* A worker that skipped its own check: NaN, infinite, negative,
 		 * or too large for a float. */
@@ -51,7 +59,7 @@ void ragg__agent_sum(struct ragg__job *job)
 		.k = ctx->kernels,
 		.in = sj->inputs,
 		.w = sj->weights,
-		.nin = ctx->nworkers,
+		.nin = sj->nin,
 		.out = sj->out,
 		.n = ragg__plan_chunk_elems(pl, sj->chunk),
 		.seed = ragg__plan_seed(sj->round, sj->chunk),
@@ -72,7 +80,7 @@ void ragg__agent_sum(struct ragg__job *job)
 	/* Encoded contributions are not floats to scan. */
 	if (ragg__plan_coded(pl, sj->round))
 		sj->poison = -3;
-	for (int i = 0; i < ctx->nworkers && sj->poison == -2; i++) {
+	for (int i = 0; i < sj->nin && sj->poison == -2; i++) {
 		size_t at_i = ragg__first_nonfinite(sj->inputs[i], sc.n);
 		if (at_i < sc.n) {
 			sj->poison = i;
@@ -100,12 +108,13 @@ static void refuse_poisoned(struct ragg_ctx *ctx, const struct ragg__sum_job *sj
 		            "gradient and weight was finite); the round is refused",
 		            t->id, (unsigned long long)t->round, sj->chunk);
 	} else {
-		const struct ragg__peer *w = &ctx->peers[sj->poison];
+		int wi = sum_worker(ctx, sj, sj->poison);
+		const struct ragg__peer *w = &ctx->peers[wi];
 		if (sj->poison_at == SIZE_MAX)
 			ragg__error("tensor %d round %llu: worker %d pushed the weight %g, not a "
 			            "finite number >= 0; the round is refused",
 			            t->id, (unsigned long long)t->round, w->rank,
-			            ((const double *)t->agent->w[sj->poison].slot.mem)[sj->parity]);
+			            ((const double *)t->agent->w[wi].slot.mem)[sj->parity]);
 		else
 			ragg__error("tensor %d round %llu: worker %d pushed a non-finite gradient "
 			            "(element %zu is %g); the round is refused",
@@ -159,6 +168,9 @@ static void on_gradient(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tensor_
 	struct ragg__agent_tensor *at = t->agent;
 	struct ragg__sum_job *j = &at->jobs[c];
 	const struct ragg__agent_worker *w = &at->w[p->index];
+	/* Workers left and not judged yet: this round goes on without them. */
+	if (ragg__unlikely(ctx->left_untold) && ragg__elastic_missed(ctx))
+		return;
 	if (len)
 		j->inputs[p->index] =
 		    (const float *)((const char *)w->slot.mem +
@@ -173,13 +185,38 @@ static void on_gradient(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tensor_
 	else if (t->dp)
 		ragg__dp_agent_landed(ctx, t, p->index, parity);
 	ragg__seen_mark(&at->seen_grads, parity, c, p->index);
+	if (ragg__unlikely(ctx->on_loss_continue)) {
+		ragg__elastic_landed(ctx, t, parity, c);
+		return;
+	}
 	if (++at->arrived[parity][c] < (uint32_t)ctx->nworkers)
 		return;
+	ragg__agent_submit_sum(ctx, t, parity, c);
+}
+
+void ragg__agent_submit_sum(struct ragg_ctx *ctx, ragg_tensor_t *t, int parity, uint32_t c)
+{
+	struct ragg__agent_tensor *at = t->agent;
+	struct ragg__sum_job *j = &at->jobs[c];
 	at->arrived[parity][c] = 0;
 	ragg__seen_clear(&at->seen_grads, parity, c);
 	j->parity = parity;
 	j->round = t->round;
 	j->out = sum_target(ctx, t, parity, c);
+	j->nin = ctx->nworkers;
+	if (ragg__unlikely(ctx->group_left && ctx->on_loss_continue)) {
+		/* Only the group's contributions, in worker order. */
+		if (!j->who && !(j->who = calloc((size_t)ctx->nworkers, sizeof(*j->who)))) {
+			ragg__fail(ctx, -ENOMEM);
+			return;
+		}
+		j->nin = 0;
+		for (int i = 0; i < ctx->nworkers; i++)
+			if (!ctx->peers[i].left) {
+				j->inputs[j->nin] = j->inputs[i];
+				j->who[j->nin++] = i;
+			}
+	}
 	int rc = ragg__engine_submit(ctx->engine, &j->job);
 	if (rc)
 		ragg__fail(ctx, rc);
@@ -189,8 +226,8 @@ static void on_gradient(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tensor_
 
 /* Chunk c's parameters to worker i with a write of len bytes (0: they
  * are in its buffer already). */
-static void forward(struct ragg_ctx *ctx, ragg_tensor_t *t, int i, int parity, uint32_t c,
-                    size_t len)
+void ragg__agent_forward(struct ragg_ctx *ctx, ragg_tensor_t *t, int i, int parity, uint32_t c,
+                         size_t len)
 {
 	struct ragg__agent_tensor *at = t->agent;
 	size_t off = ragg__plan_chunk_off(&t->plan, c);
@@ -214,12 +251,17 @@ static void on_parameters(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tenso
 	int copies = 0;
 	ragg__seen_mark(&at->seen_params, parity, c, p->index);
 	for (int i = 0; i < ctx->nworkers; i++) {
+		if (ragg__unlikely(ctx->peers[i].left)) {
+			f->copy_to[i] = NULL; /* out of the group (elastic.h) */
+			continue;
+		}
 		f->copy_to[i] =
 		    ragg__peer_region_map(&ctx->peers[i], &at->w[i].params, t->plan.bytes);
 		if (f->copy_to[i])
 			copies++;
 		else
-			forward(ctx, t, i, parity, c, ragg__plan_chunk_len(&t->plan, c));
+			ragg__agent_forward(ctx, t, i, parity, c,
+			                    ragg__plan_chunk_len(&t->plan, c));
 	}
 	if (copies) {
 		f->parity = parity;
@@ -235,6 +277,9 @@ static void on_parameters(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tenso
 			ragg__seen_clear(&at->seen_params, parity, k);
 		t->round++;
 		ctx->stats.rounds++;
+		at->summing = false;
+		if (ragg__unlikely(ctx->join_waiting))
+			ragg__elastic_round_done(ctx);
 	}
 }
 
@@ -284,7 +329,7 @@ void ragg__agent_on_job(struct ragg_ctx *ctx, struct ragg__job *job)
 		struct ragg__fanout_job *fj = ragg__container_of(job, struct ragg__fanout_job, job);
 		for (int i = 0; i < ctx->nworkers; i++)
 			if (fj->copy_to[i])
-				forward(ctx, fj->t, i, fj->parity, fj->chunk, 0);
+				ragg__agent_forward(ctx, fj->t, i, fj->parity, fj->chunk, 0);
 		return;
 	}
 	struct ragg__sum_job *sj = ragg__container_of(job, struct ragg__sum_job, job);

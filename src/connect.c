@@ -17,6 +17,7 @@
 #include "bootstrap/kv.h"
 #include "clock.h"
 #include "core.h"
+#include "elastic.h"
 #include "handshake.h"
 #include "log.h"
 #include "settings.h"
@@ -69,7 +70,7 @@ void ragg__on_connect_request(struct ragg_ctx *ctx, const struct ragg_tp_event *
 		            ragg__role_name(ctx->opts.role), ctx->opts.rank);
 		goto refuse;
 	}
-	if (p->ep) {
+	if (p->ep && !ragg__elastic_rejoin(ctx, p)) {
 		ragg__error("connection from %s refused: %s %u is connected already", ev->ep->peer,
 		            ragg__role_name(h.role), h.rank);
 		goto refuse;
@@ -235,7 +236,7 @@ uint32_t ragg__agreement_msgs(void)
 	return job_wide_count();
 }
 
-static int agreement_send(struct ragg_ctx *ctx, struct ragg__peer *p)
+int ragg__agreement_send(struct ragg_ctx *ctx, struct ragg__peer *p)
 {
 	uint32_t n = job_wide_count();
 	for (const struct ragg__setting *s = ragg__settings; s->name; s++) {
@@ -351,7 +352,7 @@ int ragg__connect_job(struct ragg_ctx *ctx, struct ragg__boot *b)
 	ragg__hs_warn_no_key(ctx);
 	/* Queued until each connection is up, ahead of everything else. */
 	for (int i = 0; i < ctx->npeers; i++)
-		if ((rc = agreement_send(ctx, &ctx->peers[i])))
+		if ((rc = ragg__agreement_send(ctx, &ctx->peers[i])))
 			return rc;
 	for (int i = 0; i < ctx->npeers; i++) {
 		struct ragg__peer *p = &ctx->peers[i];

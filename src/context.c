@@ -14,6 +14,7 @@
 #include "bootstrap/kv.h"
 #include "compiler.h"
 #include "core.h"
+#include "elastic.h"
 #include "handshake.h"
 #include "role.h"
 #include "log.h"
@@ -177,6 +178,7 @@ static void destroy(struct ragg_ctx *ctx)
 	ragg__sa_ctx_free(ctx);
 	ragg__allocs_free(ctx);
 	free(ctx->peers);
+	ragg__elastic_free(ctx);
 	if (ctx->engine)
 		ragg__engine_stop(ctx->engine);
 	ragg__transports_close(ctx);
@@ -213,7 +215,7 @@ RAGG_EXPORT int ragg_init(const struct ragg_opts *opts, ragg_ctx_t **out)
 		rc = RAGG_ERR_ROLE;
 		goto err;
 	}
-	if ((rc = alloc_peers(ctx)))
+	if ((rc = alloc_peers(ctx)) || (rc = ragg__elastic_init(ctx)))
 		goto err;
 	ctx->wake_fd = -1;
 	if (ctx->opts.role != RAGG_ROLE_WORKER &&
@@ -325,8 +327,12 @@ RAGG_EXPORT int ragg_ctx_opts(const ragg_ctx_t *ctx, struct ragg_opts *out)
 
 RAGG_EXPORT int ragg_stats(const ragg_ctx_t *ctx, struct ragg_stats *stats)
 {
-	if (!ctx || !stats || stats->size < sizeof(*stats))
+	/* A caller built before workers_lost gets the fields it knows. */
+	size_t known = offsetof(struct ragg_stats, workers_lost);
+	if (!ctx || !stats || stats->size < known)
 		return -EINVAL;
-	*stats = ctx->stats;
+	struct ragg_stats s = ctx->stats;
+	s.size = stats->size < sizeof(s) ? stats->size : sizeof(s);
+	memcpy(stats, &s, s.size);
 	return 0;
 }

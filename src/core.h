@@ -58,6 +58,16 @@ struct ragg__peer {
 	int rank;
 	int index; /* position among this process's peers of that role */
 	bool connected, said_bye, gone; /* connected: handshake done */
+	/* An agent's worker out of its group (elastic.c): it said goodbye or
+	 * was lost; told: its leaving was judged (failed the job or was
+	 * announced) because a round went on without it. */
+	bool left, left_told;
+	/* A worker that reconnected with the rank of one that left: its
+	 * declarations so far; join_msg: its first, waiting for a round
+	 * boundary (elastic.c). */
+	int join_declared;
+	bool join_waiting;
+	struct ragg__msg join_msg;
 	struct ragg__hs *hs; /* handshake.h */
 	uint32_t settings_seen; /* job-wide settings received and agreed */
 	bool settings_differ; /* one differed: linger until ours have left */
@@ -118,6 +128,7 @@ struct ragg__worker_tensor {
 	uint32_t landed[2];
 	uint32_t push_inflight;
 	bool pushed; /* this round's push was posted */
+	uint64_t join_round; /* joining a running job: 1 + the round it joins at; else 0 */
 	bool acked;
 	int ack_status;
 };
@@ -187,6 +198,14 @@ struct ragg_ctx {
 	int failed; /* sticky: first fatal error of the job */
 	bool leaving; /* our goodbye is sent: peers closing is expected */
 	int byes; /* peers that said goodbye */
+	/* RAGG_ON_WORKER_LOSS (elastic.c): workers that leave or are lost. */
+	bool on_loss_continue;
+	int left_untold; /* agent: workers left, not yet judged */
+	int lost_worker; /* rank + 1 of the worker whose leaving failed the job; 0: none */
+	uint8_t *workers_gone; /* per job-wide worker rank: known to have left */
+	int workers_left; /* how many of them */
+	int group_left; /* agent: its workers out of its group */
+	int join_waiting; /* agent: rejoining workers waiting for a round boundary */
 	struct ragg_stats stats;
 	struct ragg__sa_ctx *sa; /* RAGG_SECAGG=on: keys (privacy/sa_job.h) */
 };
@@ -234,6 +253,8 @@ void ragg__on_connected(struct ragg_ctx *ctx, const struct ragg_tp_event *ev);
 /* Settings agreement: the messages each peer is sent (reserve queue room
  * for them), and one received from p. */
 uint32_t ragg__agreement_msgs(void);
+/* Queue our job-wide settings for peer p (sent once it is connected). */
+int ragg__agreement_send(struct ragg_ctx *ctx, struct ragg__peer *p);
 void ragg__agreement_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m);
 
 /* progress.c */
@@ -293,6 +314,8 @@ void ragg__server_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t
 void ragg__server_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m);
 void ragg__server_on_job(struct ragg_ctx *ctx, struct ragg__job *job);
 void ragg__server_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t);
+/* Some agent's contribution to a round landed and the round waits for more. */
+bool ragg__server_round_open(struct ragg_ctx *ctx);
 
 /* tensor.c: shared layout for every role. */
 int ragg__tensor_new(struct ragg_ctx *ctx, int id, const char *name, uint64_t name_hash,

@@ -16,6 +16,7 @@
 #include "clock.h"
 #include "compiler.h"
 #include "core.h"
+#include "elastic.h"
 #include "handshake.h"
 #include "log.h"
 #include "role.h"
@@ -146,7 +147,9 @@ void ragg__fail_job(struct ragg_ctx *ctx, int status)
 	if (ctx->failed)
 		return;
 	ragg__fail(ctx, status);
-	struct ragg__msg bye = { .type = RAGG_MSG_BYE, .status = status };
+	struct ragg__msg bye = { .type = RAGG_MSG_BYE,
+		                 .status = status,
+		                 .count = (uint64_t)ctx->lost_worker };
 	for (int i = 0; i < ctx->npeers; i++) {
 		struct ragg__peer *q = &ctx->peers[i];
 		if (q->connected && !q->gone && !q->said_bye)
@@ -175,6 +178,8 @@ static void on_disconnected(struct ragg_ctx *ctx, const struct ragg_tp_event *ev
 	if (p->said_bye || ctx->leaving)
 		return;
 	ctx->stats.peers_dropped++;
+	if (ragg__elastic_peer_lost(ctx, p))
+		return;
 	if (!p->connected)
 		ragg__error("connection to %s %d (%s) failed: %s%s", ragg__role_name(p->role),
 		            p->rank, ev->ep->peer, ragg_strerror(ev->status),
@@ -224,10 +229,21 @@ static void on_recv(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
 		/* A goodbye with a reason: the job failed there; it fails here
 		 * too, for the same reason, and the news goes on once. */
 		if (m.status < 0 && !ctx->failed) {
-			ragg__error("%s %d stopped the job: %s", ragg__role_name(p->role), p->rank,
-			            ragg_strerror(m.status));
+			if (m.count && m.count <= (uint64_t)ctx->opts.workers) {
+				ctx->lost_worker = (int)m.count;
+				ragg__error("%s %d stopped the job: worker %d left: %s",
+				            ragg__role_name(p->role), p->rank, (int)m.count - 1,
+				            ragg_strerror(m.status));
+			} else
+				ragg__error("%s %d stopped the job: %s", ragg__role_name(p->role),
+				            p->rank, ragg_strerror(m.status));
 			ragg__fail_job(ctx, m.status);
-		}
+		} else if (!m.status)
+			ragg__elastic_on_bye(ctx, p);
+		return;
+	}
+	if (m.type == RAGG_MSG_WORKER_LEFT) {
+		ragg__elastic_on_msg(ctx, p, &m);
 		return;
 	}
 	if (m.type == RAGG_MSG_SETTING) {

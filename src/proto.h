@@ -57,7 +57,10 @@ int ragg__hello_decode(const void *buf, size_t len, const char *job_key, struct 
 enum ragg__msg_type {
 	RAGG_MSG_DECLARE = 1, /* tensor layout + the sender's receive region */
 	RAGG_MSG_DECLARE_ACK, /* status + the slot region for the sender */
-	RAGG_MSG_BYE, /* the sender is done; its connection may close */
+	/* The sender is done; its connection may close. With a status < 0 the
+	 * job failed there; count, when not 0, is 1 + the rank of the worker
+	 * whose leaving failed it (elastic.h). */
+	RAGG_MSG_BYE,
 	/* worker -> agent: its gradient buffer (rdesc), announcement `count`;
 	 * the agent may map it and read pushes in place. */
 	RAGG_MSG_GRAD_AT,
@@ -81,8 +84,11 @@ enum ragg__msg_type {
 	 * worker -> agent once, then agent -> every worker of the agent, one
 	 * per worker: status its rank, name_hash how many there are. */
 	RAGG_MSG_SA_KEY,
+	/* RAGG_ON_WORKER_LOSS=continue: worker `count` left the job (agent ->
+	 * servers and its workers, server -> every agent). */
+	RAGG_MSG_WORKER_LEFT,
 };
-#define RAGG_MSG_LAST RAGG_MSG_SA_KEY
+#define RAGG_MSG_LAST RAGG_MSG_WORKER_LEFT
 
 struct ragg__msg {
 	uint8_t type;

@@ -13,7 +13,7 @@ static bool all_below_done(void *arg)
 	for (int i = 0; i < ctx->npeers; i++) {
 		const struct ragg__peer *p = &ctx->peers[i];
 		bool below = ctx->opts.role == RAGG_ROLE_AGENT ? p->role == RAGG_ROLE_WORKER : true;
-		if (below && !p->said_bye)
+		if (below && !p->said_bye && !p->left)
 			return false;
 	}
 	return true;

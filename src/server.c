@@ -18,6 +18,7 @@
 
 #include "compiler.h"
 #include "core.h"
+#include "elastic.h"
 #include "log.h"
 #include "optim/optim.h"
 #include "role.h"
@@ -358,8 +359,22 @@ void ragg__server_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struc
 	ragg__fail(ctx, RAGG_ERR_PROTO);
 }
 
+bool ragg__server_round_open(struct ragg_ctx *ctx)
+{
+	for (int k = 0; k < ctx->ntensors; k++) {
+		const struct ragg__server_tensor *st = ctx->tensors[k]->server;
+		for (size_t lc = 0; st && st->ready && lc < st->nowned; lc++)
+			if (st->arrived[0][lc] || st->arrived[1][lc])
+				return true;
+	}
+	return false;
+}
+
 void ragg__server_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t imm, size_t len)
 {
+	/* An agent said goodbye: a round that goes on misses its workers. */
+	if (ragg__unlikely(ctx->byes) && ragg__elastic_agent_gone(ctx))
+		return;
 	int id = ragg__imm_tensor(imm), parity = ragg__imm_parity(imm);
 	uint32_t c = ragg__imm_chunk(imm);
 	ragg_tensor_t *t = id < ctx->ntensors ? ctx->tensors[id] : NULL;

@@ -128,6 +128,10 @@ const struct ragg__setting ragg__settings[] = {
 	{ "RAGG_TEST_SLOT_DUMP", "", SPEC_TEXT(TEXT_MAX), 0, EXT,
 	  "testing only: an agent writes chunk 0 of each worker's contribution, as it lies in "
 	  "its memory when it lands, to PREFIX.wRANK.rROUND" },
+	{ "RAGG_ON_WORKER_LOSS", "fail", SPEC_CHOICE("fail|continue"), JOB, EXT,
+	  "a worker that finalizes or is lost while the job goes on: fail (every process gets "
+	  "RAGG_ERR_PEER_LOST naming it) or continue (rounds go on with the survivors' weighted "
+	  "mean)" },
 	{ "RAGG_TIMEOUT_MS", "60000", SPEC_INT(1, 86400000L, 0), 0, FIELD(INT, timeout_ms),
 	  "longest a wait goes without progress before it fails, in milliseconds" },
 	{ "RAGG_SERVE_TIMEOUT_MS", "3600000", SPEC_INT(1, 2147483647L, 0), 0,

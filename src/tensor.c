@@ -149,6 +149,16 @@ RAGG_EXPORT int ragg_tensor_declare(ragg_ctx_t *ctx, const char *name, float *pa
 		ragg__error("tensor \"%s\": %s", name, ragg_strerror(t->worker.ack_status));
 		return t->worker.ack_status;
 	}
+	if (t->worker.join_round > 1) {
+		/* Joining a running job (RAGG_ON_WORKER_LOSS=continue): the agent
+		 * sends the current parameters as the round's before the one we
+		 * join at. */
+		t->round = t->worker.join_round - 2;
+		if ((rc = ragg_pull(t, params)))
+			return rc;
+		*out = t;
+		return 0;
+	}
 	/* Round 0 sets the parameters everywhere to worker 0's: its weight is
 	 * 1 and every other worker's 0, so the servers' weighted mean is
 	 * exactly worker 0's values. */

@@ -301,6 +301,7 @@ void ragg__worker_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struc
 		return;
 	}
 	t->worker.ack_status = m->status;
+	t->worker.join_round = m->count;
 	t->worker.agent_slot = m->rdesc;
 	t->worker.acked = true;
 }

@@ -109,6 +109,7 @@ struct ragg_stats {
 	uint64_t frames_rejected; /* malformed or out-of-slot writes refused */
 	uint64_t peers_dropped;
 	uint64_t wait_blocks; /* times a wait went to sleep */
+	uint64_t workers_lost; /* workers that left the job (RAGG_ON_WORKER_LOSS=continue) */
 };
 
 typedef struct ragg_ctx ragg_ctx_t;

@@ -44,6 +44,8 @@ selected=("$@")
 export run job linreg transport build scale
 dpjob="$build/tests/integration/dpjob"
 export dpjob
+elastic="$build/tests/integration/elastic"
+export elastic
 
 
 # Each test prints OK as its last act when everything held; "WHY: ..." says
@@ -249,6 +251,8 @@ compress_differs_refused() { settings_refused RAGG_COMPRESS fp16 '(text hashed [
 # The privacy settings are job-wide too (ragg-privacy(7)).
 dp_clip_differs_refused() { settings_refused RAGG_DP_CLIP 2; }
 dp_epsilon_differs_refused() { settings_refused RAGG_DP_EPSILON 0.5; }
+# Whether the job survives a worker's loss is the job's decision, not one process's.
+on_worker_loss_differs_refused() { settings_refused RAGG_ON_WORKER_LOSS continue; }
 
 # A mixed job: shared memory between workers and agents, tcp to the servers.
 # The agents then wait on two devices at once.
@@ -369,6 +373,119 @@ agent_killed_mid_job() {
 # Its agent reads its gradient in place (over shm; elsewhere, as copies).
 worker_killed_mid_job() {
 	JOB_MEMORY=ragg killed_mid_job worker 2
+}
+
+# Worker 1 calls ragg_finalize after 3 rounds while the others go on
+# (RAGG_ON_WORKER_LOSS=fail, the default): each of the 7 other processes
+# must fail by itself with RAGG_ERR_PEER_LOST within 1 s of it (times
+# scaled by RAGG_TEST_TIMEOUT_SCALE), and each one's log must name worker 1.
+# Then the same where worker 1 is its agent's only worker (-w 2 -a 2): the
+# agent ends normally, the server sees a round go on without its group and
+# fails the job, naming worker 1, on the 3 other processes.
+finalize_early_one() {
+	local shape=$1 procs=$2 out t0 n last p
+	out=$(RAGG_TRANSPORT=$transport RAGG_LOG=error RAGG_CHUNK_BYTES=4096 RAGG_TIMEOUT_MS=$((20000 * scale)) \
+		"$run" $shape -- "$elastic" leave 3 1 100000 5 2>&1) && { echo "$out"; echo "WHY: the job succeeded ($shape)"; return 1; }
+	echo "$out" | grep 'leave: '
+	t0=$(echo "$out" | sed -n 's/^\[w1\] leave: worker 1 finalized at \([0-9]*\)$/\1/p')
+	[ -n "$t0" ] || { echo "$out"; echo "WHY: worker 1 did not finalize cleanly ($shape)"; return 1; }
+	n=$(echo "$out" | grep -c 'leave: [a-z]* [0-9]* failed with RAGG_ERR_PEER_LOST at')
+	[ "$n" = $(echo $procs | wc -w) ] || { echo "$out" | tail -n 30; echo "WHY: $n of $(echo $procs | wc -w) processes failed with RAGG_ERR_PEER_LOST ($shape)"; return 1; }
+	last=$(echo "$out" | sed -n 's/.*leave: [a-z]* [0-9]* failed with RAGG_ERR_PEER_LOST at \([0-9]*\)$/\1/p' | sort -n | tail -n1)
+	for p in $procs; do
+		echo "$out" | grep -q "^\[$p\] .*worker 1 " || { echo "$out" | tail -n 30; echo "WHY: the log of $p does not name worker 1 ($shape)"; return 1; }
+	done
+	echo "SUMMARY: worker_finalize_early_fails_fast ($transport, $shape): $n processes failed with RAGG_ERR_PEER_LOST naming worker 1, the last $((last - t0)) ms after its ragg_finalize"
+	[ $((last - t0)) -lt $((1000 * scale)) ] || { echo "WHY: the last failure came $((last - t0)) ms after the finalize ($shape)"; return 1; }
+}
+
+worker_finalize_early_fails_fast() {
+	finalize_early_one "-w 4 -a 2 -s 2" "w0 w2 w3 a0 a1 s0 s1" || return
+	finalize_early_one "-w 2 -a 2 -s 1" "w0 a0 s0" || return
+	echo OK
+}
+
+# RAGG_ON_WORKER_LOSS=continue: worker 5 of 8 (weight 2) is killed with
+# SIGKILL after its third round. Every other process must end with status
+# 0; each surviving worker checks every parameter after each of its 40
+# rounds against the SGD step on the weighted mean with worker 5 and
+# without it (job: elastic.c), which must be all of one or all of the
+# other, with-rounds first; all survivors must agree on the round it left
+# at, and every process must log the loss and count it in ragg_stats.
+elastic_kill_worker_continue() {
+	local out n a
+	rm -f "$logdir/elastic-$transport.ready"
+	out=$(JOB_READY_FILE="$logdir/elastic-$transport.ready" RAGG_ON_WORKER_LOSS=continue RAGG_LR=0.25 \
+		RAGG_TRANSPORT=$transport RAGG_LOG=warn RAGG_CHUNK_BYTES=4096 RAGG_TIMEOUT_MS=$((20000 * scale)) \
+		"$run" -w 8 -a 2 -s 2 -- bash -c '
+		if [ "$RAGG_ROLE" = worker ] && [ "$RAGG_RANK" = 5 ]; then
+			"$0" "$@" & p=$!
+			for _ in $(seq $((600 * ${RAGG_TEST_TIMEOUT_SCALE:-1}))); do [ -e "$JOB_READY_FILE" ] && break; sleep 0.02; done
+			kill -9 $p; wait $p; echo "continue: worker 5 killed (status $?)"; exit 0
+		fi
+		exec "$0" "$@"' "$elastic" continue 40 5 20 2>&1) || { echo "$out" | tail -n 40; echo "WHY: the job failed"; return; }
+	echo "$out" | grep -E 'continue: |left the job' | head -n 30
+	echo "$out" | grep -q 'continue: worker 5 killed (status 137)' || { echo "WHY: worker 5 was not killed mid-job"; return; }
+	n=$(echo "$out" | grep -c 'continue: worker [0-9] ok, worker 5 counted in rounds 1\.\.[0-9]*, not in [0-9]*\.\.40, workers_lost=1,')
+	[ "$n" = 7 ] || { echo "$out" | tail -n 40; echo "WHY: $n of 7 surviving workers verified"; return; }
+	a=$(echo "$out" | sed -n 's/.*counted in rounds 1\.\.\([0-9]*\),.*/\1/p' | sort -u)
+	[ "$(echo "$a" | wc -l)" = 1 ] || { echo "WHY: the workers disagree on when worker 5 left: $a"; return; }
+	n=$(echo "$out" | grep -c 'continue: [a-z]* [0-9] served, workers_lost=1$')
+	[ "$n" = 4 ] || { echo "WHY: $n of 4 agents and servers served to the end and counted the loss"; return; }
+	n=$(echo "$out" | grep -c 'worker 5 left the job (continue): 7 workers remain')
+	[ "$n" = 11 ] || { echo "WHY: $n of 11 processes logged the loss"; return; }
+	echo "SUMMARY: elastic_kill_worker_continue ($transport): worker 5 of 8 killed mid-job, counted in rounds 1..$a of 40 and in none after; 7 workers, 2 agents, 2 servers finished; every round matched the survivors' weighted mean exactly once"
+	echo OK
+}
+
+# As elastic_kill_worker_continue, with worker 5 calling ragg_finalize
+# after its third round: a goodbye while the job goes on is a loss like a
+# killed process, and the rounds after it are the survivors' weighted mean.
+elastic_finalize_worker_continue() {
+	local out n a
+	out=$(RAGG_ON_WORKER_LOSS=continue RAGG_LR=0.25 RAGG_TRANSPORT=$transport RAGG_LOG=warn RAGG_CHUNK_BYTES=4096 \
+		RAGG_TIMEOUT_MS=$((20000 * scale)) "$run" -w 8 -a 2 -s 2 -- "$elastic" continue 30 5 10 finalize 2>&1) || { echo "$out" | tail -n 40; echo "WHY: the job failed"; return; }
+	echo "$out" | grep -E 'continue: ' | head -n 30
+	echo "$out" | grep -q 'continue: worker 5 finalizes after round 3' || { echo "WHY: worker 5 did not finalize"; return; }
+	n=$(echo "$out" | grep -c 'continue: worker [0-9] ok, worker 5 counted in rounds 1\.\.3, not in 4\.\.30, workers_lost=1,')
+	[ "$n" = 7 ] || { echo "$out" | tail -n 40; echo "WHY: $n of 7 remaining workers verified rounds 1..3 with worker 5, 4..30 without"; return; }
+	n=$(echo "$out" | grep -c 'continue: [a-z]* [0-9] served, workers_lost=1$')
+	[ "$n" = 4 ] || { echo "WHY: $n of 4 agents and servers served to the end and counted the loss"; return; }
+	n=$(echo "$out" | grep -c 'worker 5 left the job (continue): 7 workers remain')
+	[ "$n" = 11 ] || { echo "WHY: $n of 11 processes logged the loss"; return; }
+	echo OK
+}
+
+# Worker 5 of 8 calls ragg_finalize after round 3 (RAGG_ON_WORKER_LOSS=
+# continue); once worker 0 has finished round 10, a new process takes
+# rank 5 and joins the running job. The newcomer must get the job's
+# current parameters (it finds the round they are the result of by
+# replaying the job's known gradients) and its pushes must count from its
+# first round: every survivor sees worker 5 counted in rounds 1..3, left
+# out of 4..J-1 and counted in J..100 again, J after round 10 and the same
+# J as the newcomer's; every process ends with status 0.
+elastic_join_round10() {
+	local out n j jn
+	rm -f "$logdir/join-$transport.file"
+	out=$(JOB_JOIN_FILE="$logdir/join-$transport.file" RAGG_ON_WORKER_LOSS=continue RAGG_LR=0.25 \
+		RAGG_TRANSPORT=$transport RAGG_LOG=warn RAGG_CHUNK_BYTES=4096 RAGG_TIMEOUT_MS=$((20000 * scale)) \
+		"$run" -w 8 -a 2 -s 2 -- bash -c '
+		if [ "$RAGG_ROLE" = worker ] && [ "$RAGG_RANK" = 5 ]; then
+			"$0" continue 100 5 20 join || exit 1
+			for _ in $(seq $((600 * ${RAGG_TEST_TIMEOUT_SCALE:-1}))); do [ -e "$JOB_JOIN_FILE" ] && break; sleep 0.02; done
+			exec "$0" join 100 5 20
+		fi
+		exec "$0" continue 100 5 20 join' "$elastic" 2>&1) || { echo "$out" | tail -n 40; echo "WHY: the job failed"; return; }
+	echo "$out" | grep -E 'continue: |join: |joined' | head -n 30
+	jn=$(echo "$out" | sed -n 's/^\[w5\] join: worker 5 joined at round \([0-9]*\) with the job.s parameters after round [0-9]*; rounds [0-9]*\.\.100 ok$/\1/p')
+	[ -n "$jn" ] || { echo "$out" | tail -n 40; echo "WHY: the newcomer did not verify its parameters and rounds"; return; }
+	[ "$jn" -gt 10 ] || { echo "WHY: joined at round $jn, before worker 0's round 10"; return; }
+	n=$(echo "$out" | grep -c "continue: worker [0-9] ok, worker 5 counted in rounds 1\.\.3, not in 4\.\.$((jn - 1)), counted again in $jn\.\.100,")
+	[ "$n" = 7 ] || { echo "$out" | tail -n 40; echo "WHY: $n of 7 other workers saw worker 5 counted again from round $jn"; return; }
+	n=$(echo "$out" | grep -c 'continue: [a-z]* [0-9] served, workers_lost=1$')
+	[ "$n" = 4 ] || { echo "WHY: $n of 4 agents and servers served to the end"; return; }
+	echo "SUMMARY: elastic_join_round10 ($transport): worker 5 left after round 3, a new process took its rank after round 10 and joined at round $jn with the current parameters; its pushes counted from round $jn on every worker"
+	echo OK
 }
 
 # Out of descriptors: every process runs under ulimit -n 128 while 600
@@ -1254,12 +1371,17 @@ t chunk_bytes_differs_refused 60
 t compress_differs_refused 60
 t dp_clip_differs_refused 60
 t dp_epsilon_differs_refused 60
+t on_worker_loss_differs_refused 60
 t rounds_1000_no_memory_growth 240
 t mixed_shm_workers_tcp_servers 90
 t root_never_starts 30
 t agent_never_starts 30
 t agent_killed_mid_job 60
 t worker_killed_mid_job 60
+t worker_finalize_early_fails_fast 60
+t elastic_kill_worker_continue 120
+t elastic_finalize_worker_continue 120
+t elastic_join_round10 120
 t garbage_and_wrong_key_dropped 90
 t nan_fails_checks 60
 t nonfinite_refused_by_agent 90
