@@ -74,6 +74,11 @@ static void open_dev(struct perf_session *s, const struct perf_opts *o)
 		fputc('\n', stderr);
 		exit(2); /* a usage error */
 	}
+	/* Before listening or connecting, so that neither end starts. */
+	if (o->seal && (!(s->tp->caps & RAGG_TP_CAP_SEAL) || !RAGG_TP_HAS_OP(s->tp, seal))) {
+		fprintf(stderr, "ragg-perf: --seal: transport %s cannot seal\n", s->tp->name);
+		exit(2); /* a usage error */
+	}
 	if (ragg_transport_check(s->tp, why, sizeof(why)))
 		perf_die("transport %s: table refused: %s", s->tp->name, why);
 	if (s->tp->probe(why, sizeof(why)))
@@ -236,10 +241,6 @@ static void seal_session(struct perf_session *s, bool client)
 	crypto_generichash(s2c, sizeof(s2c), (const uint8_t *)"ragg-perf s2c", 13, NULL, 0);
 	unsigned cipher = crypto_aead_aes256gcm_is_available() ? RAGG_TP_SEAL_AES256GCM
 	                                                       : RAGG_TP_SEAL_CHACHA20POLY1305;
-	if (!(s->tp->caps & RAGG_TP_CAP_SEAL) || !RAGG_TP_HAS_OP(s->tp, seal)) {
-		fprintf(stderr, "ragg-perf: --seal: transport %s cannot seal\n", s->tp->name);
-		exit(2); /* a usage error */
-	}
 	int rc = s->tp->seal(s->ep, cipher, client ? s2c : c2s, client ? c2s : s2c, sizeof(c2s));
 	if (rc)
 		perf_die("seal: %s", ragg_strerror(rc));

@@ -1093,7 +1093,7 @@ assert all(o[k] > 0 for k in keys), o
 	# Bad options: exit 2, the reason on stderr, nothing on stdout; the
 	# server side's checks run before it listens.
 	for args in "-s 0x10" "-s 4Q" "-s -1" "-m 0" "-n 0" "-n 5x" "-D 0" "-D 1s" "-n 5 -D 1" \
-		"-M write_rd" "-p 70000" "-d 0" "-T 0" "-t nosuch" "--frobnicate" "-s"; do
+		"-M write_rd" "-p 70000" "-d 0" "-T 0" "-t nosuch" "-t shm --seal" "--frobnicate" "-s"; do
 		out=$("$perf" $args 127.0.0.1 2>"$logdir/perf.err")
 		rc=$?
 		err=$(head -n1 "$logdir/perf.err")
