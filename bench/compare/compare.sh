@@ -29,8 +29,8 @@
 #   2node10g_ragg_onebit
 # Then the same three peers and ragg (uncompressed and onebit) with the
 # link shaped to 1 Gbit/s (2node1g_*), on the sizes in COMPARE_1G_SIZES
-# (default 1 MiB and 16 MiB: at 1 Gbit/s a 64 MiB allreduce takes seconds a
-# round, which the 15 minutes cannot hold).
+# (default 1 MiB and 16 MiB; empty: none. At 1 Gbit/s a 64 MiB allreduce
+# takes seconds a round, which the 15 minutes cannot hold).
 # Limits: memcpy bandwidth (copy_bw), iperf3 one stream and sockperf
 # ping-pong on 127.0.0.1, iperf3 one stream over each shaped link.
 #
@@ -48,7 +48,7 @@ runs=${RAGG_BENCH_RUNS:-3}
 py=/usr/bin/python3
 # COMPARE_SIZES (bytes, space separated) narrows a trial run.
 read -r -a sizes <<<"${COMPARE_SIZES:-4096 262144 1048576 16777216 67108864}"
-read -r -a sizes1g <<<"${COMPARE_1G_SIZES:-1048576 16777216}"
+read -r -a sizes1g <<<"${COMPARE_1G_SIZES-1048576 16777216}"
 # Timed and untimed (warm-up) rounds per run of a size. Three runs' medians
 # of 5 rounds at 16 MiB and 3 at 64 MiB hold the figure within a few per
 # cent on a quiet host; the peers' slowest rounds (64 MiB, two nodes) take
@@ -73,6 +73,9 @@ timed() {
 	t0=$(date +%s.%N)
 	"$@" || rc=$?
 	spent[$k]=$(awk -v a="${spent[$k]:-0}" -v t0="$t0" -v t1="$(date +%s.%N)" 'BEGIN { printf "%.1f", a + t1 - t0 }')
+	# The running total, so that a run stopped early still tells (report.py
+	# keeps each kind's last record).
+	rec phase "$k" "${spent[$k]}"
 	return $rc
 }
 # Every process of a run gets this long; a run that overstays it fails.
@@ -301,4 +304,3 @@ if [ ${#sizes1g[@]} -gt 0 ]; then
 		try 2node1g_ragg_onebit ragg2c 2node1g_ragg_onebit "$i" "${sizes1g[*]}" RAGG_COMPRESS=onebit
 	done
 fi
-for k in "${!spent[@]}"; do rec phase "$k" "${spent[$k]}"; done

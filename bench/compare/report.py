@@ -4,7 +4,8 @@
 Usage: report.py OUT_DIR [NOTE...]
 Reads OUT_DIR/compare.raw, lines "CASE BYTES RUN MEDIAN_MS" (one run's
 median round time), "limit NAME VALUE" and "phase KIND SECONDS" (wall time
-of a kind of run, all runs together); writes OUT_DIR/compare.json,
+of a kind of run, all runs together so far: a kind's last record counts);
+writes OUT_DIR/compare.json,
 OUT_DIR/compare.md (the tables), OUT_DIR/compare-time.png and
 OUT_DIR/compare-bw.png (gnuplot), prints the tables and ends with the
 compare line. A case's figure at a size is the median of its runs' medians.
