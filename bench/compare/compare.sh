@@ -7,6 +7,9 @@
 # One node, 4 workers, fp32 models of 4 KiB, 256 KiB, 1 MiB, 16 MiB, 64 MiB:
 #   ragg_shm, ragg_tcp   ragg-round under ragg-run (4 workers, 1 agent,
 #                        1 server), RAGG_TRANSPORT=shm or tcp
+#   ragg_tcp_fp16,       the same over tcp with RAGG_COMPRESS=fp16 or
+#   ragg_tcp_onebit      onebit (the codecs the table names; every other
+#                        ragg figure is uncompressed)
 #   ragg_tcp_busy        the same over tcp with RAGG_POLL=busy (4 KiB only)
 #   mpi_shm, mpi_tcp     Open MPI's MPI_Allreduce (sum, float) on 4 ranks,
 #                        btl vader or tcp on lo
@@ -22,13 +25,21 @@
 #                        hostname, started through nsrsh): vader inside a
 #                        node, tcp over the link
 #   2node10g_gloo        all_reduce, 8 ranks, 4 per namespace, tcp
+#   2node10g_ragg_fp16,  2node10g_ragg with RAGG_COMPRESS=fp16 or onebit
+#   2node10g_ragg_onebit
+# Then the same three peers and ragg (uncompressed and onebit) with the
+# link shaped to 1 Gbit/s (2node1g_*), on the sizes in COMPARE_1G_SIZES
+# (default 1 MiB and 16 MiB; empty: none. At 1 Gbit/s a 64 MiB allreduce
+# takes seconds a round, which the 15 minutes cannot hold).
 # Limits: memcpy bandwidth (copy_bw), iperf3 one stream and sockperf
-# ping-pong on 127.0.0.1, iperf3 one stream over the shaped link.
+# ping-pong on 127.0.0.1, iperf3 one stream over each shaped link.
 #
 # The kinds of run take turns, RAGG_BENCH_RUNS times (default 3); each run
 # reports a median round time per size; the figure is the median of those
-# medians. Raw records go to OUT_DIR/compare.raw; report.py makes the JSON,
-# the Markdown table, the plots and the last line.
+# medians. Rounds and untimed warm-up rounds per size: plan_for. Raw records
+# go to OUT_DIR/compare.raw ("phase KIND SECONDS": the wall time each kind
+# of run took, all runs together); report.py makes the JSON, the Markdown
+# table, the plots and the last line.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 b=${1:?usage: compare.sh BUILD_DIR OUT_DIR}
@@ -37,17 +48,36 @@ runs=${RAGG_BENCH_RUNS:-3}
 py=/usr/bin/python3
 # COMPARE_SIZES (bytes, space separated) narrows a trial run.
 read -r -a sizes <<<"${COMPARE_SIZES:-4096 262144 1048576 16777216 67108864}"
-# Rounds per run: about the same time for each size.
-rounds_for() {
+read -r -a sizes1g <<<"${COMPARE_1G_SIZES-1048576 16777216}"
+# Timed and untimed (warm-up) rounds per run of a size. Three runs' medians
+# of 5 rounds at 16 MiB and 3 at 64 MiB hold the figure within a few per
+# cent on a quiet host; the peers' slowest rounds (64 MiB, two nodes) take
+# seconds each, so every round counted there is one the 15 minutes pay for.
+plan_for() {
 	case $1 in
-	4096) echo 100 ;;
-	262144) echo 40 ;;
-	1048576) echo 30 ;;
-	16777216) echo 12 ;;
-	*) echo 6 ;;
+	4096) echo "60 3" ;;
+	262144) echo "20 2" ;;
+	1048576) echo "12 2" ;;
+	16777216) echo "5 1" ;;
+	*) echo "3 1" ;;
 	esac
 }
-specs() { for s in "$@"; do printf '%s:%s ' "$s" "$(rounds_for "$s")"; done; }
+rounds_for() { set -- $(plan_for "$1"); echo "$1"; }
+warmup_for() { set -- $(plan_for "$1"); echo "$2"; }
+specs() { for s in "$@"; do printf '%s:%s:%s ' "$s" "$(rounds_for "$s")" "$(warmup_for "$s")"; done; }
+# timed KIND CMD...: runs CMD, adding its wall time to KIND's.
+declare -A spent=()
+timed() {
+	local k=$1 t0 rc=0
+	shift
+	t0=$(date +%s.%N)
+	"$@" || rc=$?
+	spent[$k]=$(awk -v a="${spent[$k]:-0}" -v t0="$t0" -v t1="$(date +%s.%N)" 'BEGIN { printf "%.1f", a + t1 - t0 }')
+	# The running total, so that a run stopped early still tells (report.py
+	# keeps each kind's last record).
+	rec phase "$k" "${spent[$k]}"
+	return $rc
+}
 # Every process of a run gets this long; a run that overstays it fails.
 tmo=${COMPARE_RUN_TIMEOUT:-300}
 
@@ -96,42 +126,45 @@ free_port() { # [namespace]
 }
 
 # --- limits -----------------------------------------------------------
-echo "compare: limits" >&2
-"$tmp/copy_bw" | tee -a "$log" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^best_GBps=/) print "limit copy_GBps", substr($i, 11) }' >>"$raw"
-port=$(free_port)
-timeout 60 iperf3 -s -1 -B 127.0.0.1 -p "$port" >/dev/null 2>&1 &
-srv=$!
-sleep 0.5
-mbps=$(timeout 30 iperf3 -c 127.0.0.1 -p "$port" -t 3 -f m | tee -a "$log" | awk '/receiver/ { print $(NF-2) }') || true
-kill "$srv" 2>/dev/null || true
-wait "$srv" 2>/dev/null || true
-rec limit iperf3_lo_Mbps "${mbps:-nan}"
-if command -v sockperf >/dev/null; then
+limits1() {
+	local port srv mbps us
+	"$tmp/copy_bw" | tee -a "$log" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^best_GBps=/) print "limit copy_GBps", substr($i, 11) }' >>"$raw"
 	port=$(free_port)
-	timeout 60 sockperf sr --tcp -i 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+	timeout 60 iperf3 -s -1 -B 127.0.0.1 -p "$port" >/dev/null 2>&1 &
 	srv=$!
 	sleep 0.5
-	us=$(timeout 30 sockperf pp --tcp -i 127.0.0.1 -p "$port" -t 3 -m 64 2>&1 | tee -a "$log" |
-		sed -n 's/.*percentile 50.000 = *\([0-9.]*\).*/\1/p') || true
+	mbps=$(timeout 30 iperf3 -c 127.0.0.1 -p "$port" -t 3 -f m | tee -a "$log" | awk '/receiver/ { print $(NF-2) }') || true
 	kill "$srv" 2>/dev/null || true
 	wait "$srv" 2>/dev/null || true
-	rec limit sockperf_lo_pp_p50_us "${us:-nan}"
-fi
+	rec limit iperf3_lo_Mbps "${mbps:-nan}"
+	if command -v sockperf >/dev/null; then
+		port=$(free_port)
+		timeout 60 sockperf sr --tcp -i 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+		srv=$!
+		sleep 0.5
+		us=$(timeout 30 sockperf pp --tcp -i 127.0.0.1 -p "$port" -t 3 -m 64 2>&1 | tee -a "$log" |
+			sed -n 's/.*percentile 50.000 = *\([0-9.]*\).*/\1/p') || true
+		kill "$srv" 2>/dev/null || true
+		wait "$srv" 2>/dev/null || true
+		rec limit sockperf_lo_pp_p50_us "${us:-nan}"
+	fi
+}
+echo "compare: limits" >&2
+timed limits limits1
 
 # --- one node -----------------------------------------------------------
 # Ranks yield when idle: more ranks than cores here (Open MPI chooses this
 # itself when it knows it is oversubscribed; on two nodes it does not).
 mpi=(mpirun --allow-run-as-root --oversubscribe --bind-to none --mca mpi_yield_when_idle 1 -np 4)
-ragg1() { # transport run [env...]
-	local t=$1 r=$2 c=ragg_$1 s
-	shift 2
-	local e=("$@") sz=("${sizes[@]}")
-	if [ ${#e[@]} -gt 0 ]; then c=${c}_busy sz=(4096); fi
-	for s in "${sz[@]}"; do
-		env RAGG_TRANSPORT="$t" "${e[@]}" timeout "$tmo" "$b/tools/ragg-run" -w 4 -a 1 -s 1 -- \
-			"$b/bench/ragg-round" -b "$s" -r "$(rounds_for "$s")" 2>&1 | tee -a "$log" |
-			sed -n 's/^\[w0\] round: //p' | take "$c" "$r"
-	done
+# One job per run times every size in turn (ragg-round BYTES:ROUNDS:WARMUP
+# ...), as mpi_sizes and gloo.py do: the start-up is paid once.
+ragg1() { # case transport run "BYTES:ROUNDS:WARMUP..." [env...]
+	local c=$1 t=$2 r=$3 sp
+	read -r -a sp <<<"$4"
+	shift 4
+	env RAGG_TRANSPORT="$t" "$@" timeout "$tmo" "$b/tools/ragg-run" -w 4 -a 1 -s 1 -- \
+		"$b/bench/ragg-round" "${sp[@]}" 2>&1 |
+		tee -a "$log" | sed -n 's/^\[w0\] round: //p' | take "$c" "$r"
 }
 mpi1() { # btl run
 	# Only 127.0.0.1, for the launch (oob) as for the data.
@@ -152,56 +185,69 @@ gloo1() { # run
 			echo "$line" | take "gloo_$m" "$1"
 		done
 }
+all=$(specs "${sizes[@]}")
+# try KIND CMD...: timed, and a failure is reported, not fatal.
+try() { timed "$@" || echo "compare: $1 run $i failed (see $log)" >&2; }
 for ((i = 0; i < runs; i++)); do
 	echo "compare: one node, run $((i + 1)) of $runs" >&2
-	ragg1 shm "$i" || echo "compare: ragg1 shm run $i failed (see $log)" >&2
-	mpi1 shm "$i" || echo "compare: mpi1 shm run $i failed (see $log)" >&2
-	ragg1 tcp "$i" || echo "compare: ragg1 tcp run $i failed (see $log)" >&2
-	mpi1 tcp "$i" || echo "compare: mpi1 tcp run $i failed (see $log)" >&2
-	gloo1 "$i" || echo "compare: gloo1 run $i failed (see $log)" >&2
-	ragg1 tcp "$i" RAGG_POLL=busy || echo "compare: ragg1 tcp run $i RAGG_POLL=busy failed (see $log)" >&2
+	try ragg_shm ragg1 ragg_shm shm "$i" "$all"
+	try mpi_shm mpi1 shm "$i"
+	try ragg_tcp ragg1 ragg_tcp tcp "$i" "$all"
+	try mpi_tcp mpi1 tcp "$i"
+	try gloo gloo1 "$i"
+	try ragg_tcp_fp16 ragg1 ragg_tcp_fp16 tcp "$i" "$all" RAGG_COMPRESS=fp16
+	try ragg_tcp_onebit ragg1 ragg_tcp_onebit tcp "$i" "$all" RAGG_COMPRESS=onebit
+	if [[ " ${sizes[*]} " == *" 4096 "* ]]; then
+		# Six processes spinning on this host's cores make a round last
+		# hundreds of ms: 10 rounds are enough to show it.
+		try ragg_tcp_busy ragg1 ragg_tcp_busy tcp "$i" 4096:10:1 RAGG_POLL=busy
+	fi
 done
 
 # --- two emulated nodes ------------------------------------------------
-echo "compare: two nodes, 10 Gbit/s" >&2
-"$here/../../scripts/netem" up 10gbit >>"$log"
-timeout 60 ip netns exec "$nsb" iperf3 -s -1 -B "$ipb" -p 5201 >/dev/null 2>&1 &
-srv=$!
-sleep 0.5
-mbps=$(timeout 30 ip netns exec "$nsa" iperf3 -c "$ipb" -p 5201 -t 3 -f m | tee -a "$log" | awk '/receiver/ { print $(NF-2) }') || true
-kill "$srv" 2>/dev/null || true
-wait "$srv" 2>/dev/null || true
-rec limit iperf3_link10g_Mbps "${mbps:-nan}"
-rec limit link_rate_Mbps 10000
-
-ragg2() { # run
-	local s r=$1 port key pids=() k
-	for s in "${sizes[@]}"; do
-		port=$(free_port "$nsa")
-		key=$("$tmp/job_key")
-		k=0
-		# Node a: server 0 (the rendezvous), agent 0, workers 0-3;
-		# node b: server 1, agent 1, workers 4-7.
-		for spec in "$nsa server 0" "$nsa agent 0" "$nsb server 1" "$nsb agent 1" \
-			"$nsa worker 0" "$nsa worker 1" "$nsa worker 2" "$nsa worker 3" \
-			"$nsb worker 4" "$nsb worker 5" "$nsb worker 6" "$nsb worker 7"; do
-			set -- $spec
-			ip netns exec "$1" env RAGG_ROLE="$2" RAGG_RANK="$3" RAGG_WORKERS=8 RAGG_AGENTS=2 \
-				RAGG_SERVERS=2 RAGG_ROOT="$ipa:$port" RAGG_JOB_KEY="$key" RAGG_TRANSPORT=shm,tcp \
-				timeout "$tmo" "$b/bench/ragg-round" -b "$s" -r "$(rounds_for "$s")" \
-				>"$tmp/ragg2.$k" 2>&1 &
-			pids+=($!)
-			k=$((k + 1))
-		done
-		local bad=0
-		for p in "${pids[@]}"; do wait "$p" || bad=1; done
-		pids=()
-		cat "$tmp"/ragg2.* >>"$log"
-		[ $bad = 0 ] || echo "compare: 2node10g_ragg $s bytes failed (see $log)" >&2
-		sed -n 's/^round: //p' "$tmp/ragg2.4" | take 2node10g_ragg "$r"
-	done
+link_up() { # RATE NAME: the link, and one iperf3 stream over it
+	local srv mbps
+	"$here/../../scripts/netem" down >>"$log" 2>&1
+	"$here/../../scripts/netem" up "$1" >>"$log"
+	timeout 60 ip netns exec "$nsb" iperf3 -s -1 -B "$ipb" -p 5201 >/dev/null 2>&1 &
+	srv=$!
+	sleep 0.5
+	mbps=$(timeout 30 ip netns exec "$nsa" iperf3 -c "$ipb" -p 5201 -t 3 -f m | tee -a "$log" | awk '/receiver/ { print $(NF-2) }') || true
+	kill "$srv" 2>/dev/null || true
+	wait "$srv" 2>/dev/null || true
+	rec limit "iperf3_link$2_Mbps" "${mbps:-nan}"
 }
-mpi2() { # run
+
+ragg2() { # case run "SIZES"
+	local c=$1 r=$2 sz port key pids=() k
+	read -r -a sz <<<"$3"
+	port=$(free_port "$nsa")
+	key=$("$tmp/job_key")
+	k=0
+	# Node a: server 0 (the rendezvous), agent 0, workers 0-3;
+	# node b: server 1, agent 1, workers 4-7.
+	for spec in "$nsa server 0" "$nsa agent 0" "$nsb server 1" "$nsb agent 1" \
+		"$nsa worker 0" "$nsa worker 1" "$nsa worker 2" "$nsa worker 3" \
+		"$nsb worker 4" "$nsb worker 5" "$nsb worker 6" "$nsb worker 7"; do
+		# shellcheck disable=SC2086
+		set -- $spec
+		ip netns exec "$1" env RAGG_ROLE="$2" RAGG_RANK="$3" RAGG_WORKERS=8 RAGG_AGENTS=2 \
+			RAGG_SERVERS=2 RAGG_ROOT="$ipa:$port" RAGG_JOB_KEY="$key" RAGG_TRANSPORT=shm,tcp \
+			"${extra[@]}" timeout "$tmo" "$b/bench/ragg-round" $(specs "${sz[@]}") \
+			>"$tmp/ragg2.$k" 2>&1 &
+		pids+=($!)
+		k=$((k + 1))
+	done
+	local bad=0
+	for p in "${pids[@]}"; do wait "$p" || bad=1; done
+	pids=()
+	cat "$tmp"/ragg2.* >>"$log"
+	[ $bad = 0 ] || echo "compare: $c failed (see $log)" >&2
+	sed -n 's/^round: //p' "$tmp/ragg2.4" | take "$c" "$r"
+}
+mpi2() { # case run "SIZES"
+	local sz
+	read -r -a sz <<<"$3"
 	printf '%s slots=4\n%s slots=4\n' "$ipa" "$ipb" >"$tmp/hosts"
 	# shellcheck disable=SC2046
 	COMPARE_NS_MAP="$ipa=$nsa $ipb=$nsb" timeout "$tmo" ip netns exec "$nsa" unshare --uts \
@@ -210,25 +256,51 @@ mpi2() { # run
 		--mca plm_rsh_agent "$here/nsrsh" -x COMPARE_NS_MAP \
 		--mca btl self,vader,tcp --mca btl_tcp_if_include 198.18.1.0/24 \
 		--mca oob_tcp_if_include 198.18.1.0/24 \
-		"$tmp/mpi_sizes" $(specs "${sizes[@]}") 2>&1 | tee -a "$log" |
-		grep '^mpi:' | take 2node10g_mpi "$1"
+		"$tmp/mpi_sizes" $(specs "${sz[@]}") 2>&1 | tee -a "$log" |
+		grep '^mpi:' | take "$1" "$2"
 }
-gloo2() { # run
-	local port pb
+gloo2() { # case run "SIZES"
+	local port pb sz
+	read -r -a sz <<<"$3"
 	port=$(free_port "$nsa")
 	# shellcheck disable=SC2046
 	timeout "$tmo" ip netns exec "$nsb" "$py" "$here/gloo.py" --mode allreduce --world 8 --ranks 4-7 \
-		--addr "$ipa" --port "$port" --ifname "$prefix-vb" $(specs "${sizes[@]}") >>"$log" 2>&1 &
+		--addr "$ipa" --port "$port" --ifname "$prefix-vb" $(specs "${sz[@]}") >>"$log" 2>&1 &
 	pb=$!
 	# shellcheck disable=SC2046
 	timeout "$tmo" ip netns exec "$nsa" "$py" "$here/gloo.py" --mode allreduce --world 8 --ranks 0-3 \
-		--addr "$ipa" --port "$port" --ifname "$prefix-va" $(specs "${sizes[@]}") 2>&1 | tee -a "$log" |
-		grep '^gloo:' | take 2node10g_gloo "$1"
-	wait "$pb" || echo "compare: 2node10g_gloo: node b failed (see $log)" >&2
+		--addr "$ipa" --port "$port" --ifname "$prefix-va" $(specs "${sz[@]}") 2>&1 | tee -a "$log" |
+		grep '^gloo:' | take "$1" "$2"
+	wait "$pb" || echo "compare: $1: node b failed (see $log)" >&2
 }
+# ragg2 takes the codec through this array (env assignments).
+extra=()
+ragg2c() { # case run "SIZES" [env...]
+	local c=$1 r=$2 s=$3
+	shift 3
+	extra=("$@")
+	ragg2 "$c" "$r" "$s"
+	extra=()
+}
+echo "compare: two nodes, 10 Gbit/s" >&2
+timed link link_up 10gbit 10g
+rec limit link_rate_Mbps 10000
 for ((i = 0; i < runs; i++)); do
-	echo "compare: two nodes, run $((i + 1)) of $runs" >&2
-	ragg2 "$i" || echo "compare: ragg2 run $i failed (see $log)" >&2
-	mpi2 "$i" || echo "compare: mpi2 run $i failed (see $log)" >&2
-	gloo2 "$i" || echo "compare: gloo2 run $i failed (see $log)" >&2
+	echo "compare: two nodes 10 Gbit/s, run $((i + 1)) of $runs" >&2
+	try 2node10g_ragg ragg2c 2node10g_ragg "$i" "${sizes[*]}"
+	try 2node10g_mpi mpi2 2node10g_mpi "$i" "${sizes[*]}"
+	try 2node10g_gloo gloo2 2node10g_gloo "$i" "${sizes[*]}"
+	try 2node10g_ragg_fp16 ragg2c 2node10g_ragg_fp16 "$i" "${sizes[*]}" RAGG_COMPRESS=fp16
+	try 2node10g_ragg_onebit ragg2c 2node10g_ragg_onebit "$i" "${sizes[*]}" RAGG_COMPRESS=onebit
 done
+if [ ${#sizes1g[@]} -gt 0 ]; then
+	echo "compare: two nodes, 1 Gbit/s" >&2
+	timed link link_up 1gbit 1g
+	for ((i = 0; i < runs; i++)); do
+		echo "compare: two nodes 1 Gbit/s, run $((i + 1)) of $runs" >&2
+		try 2node1g_ragg ragg2c 2node1g_ragg "$i" "${sizes1g[*]}"
+		try 2node1g_mpi mpi2 2node1g_mpi "$i" "${sizes1g[*]}"
+		try 2node1g_gloo gloo2 2node1g_gloo "$i" "${sizes1g[*]}"
+		try 2node1g_ragg_onebit ragg2c 2node1g_ragg_onebit "$i" "${sizes1g[*]}" RAGG_COMPRESS=onebit
+	done
+fi

@@ -2,7 +2,7 @@
 """Gloo through PyTorch, the peer figure for scripts/bench compare.
 
 Starts this host's ranks of a torch.distributed job (backend gloo) and times,
-for each BYTES:ROUNDS, one or both (taking turns) of two patterns on an fp32
+for each BYTES:ROUNDS[:WARMUP], one or both (taking turns) of two patterns on an fp32
 model:
   allreduce  dist.all_reduce (sum)
   ps         the seed design's pattern: every rank but 0 sends its gradient
@@ -12,7 +12,7 @@ Every round starts after a barrier; rank 0 times the pattern alone and
 prints, per size,
   gloo: mode=M ranks=P bytes=B rounds=R median_ms=T min_ms=N
 Usage: gloo.py --mode allreduce|ps|allreduce,ps --world P --ranks FIRST-LAST
-               --addr HOST --port PORT [--ifname IF] BYTES:ROUNDS...
+               --addr HOST --port PORT [--ifname IF] BYTES:ROUNDS[:WARMUP]...
 Run under Debian's /usr/bin/python3 (python3-torch).
 """
 import argparse
@@ -40,12 +40,13 @@ def run(rank, args):
 
 
 def one(rank, args, mode, spec):
-    nbytes, rounds = (int(x) for x in spec.split(":"))
+    # BYTES:ROUNDS[:WARMUP] (untimed warm-up rounds, 3 unless given)
+    nbytes, rounds, warmup = ([int(x) for x in spec.split(":")] + [3])[:3]
     n = nbytes // 4
     grad = (torch.arange(n, dtype=torch.float32) % 7) * 0.25
     parts = [torch.empty(n, dtype=torch.float32) for _ in range(1, args.world)] if rank == 0 else []
     t = []
-    for r in range(-3, rounds):
+    for r in range(-warmup, rounds):
         buf = grad.clone()
         dist.barrier()
         t0 = time.perf_counter()

@@ -1,6 +1,7 @@
 /*
  * MPI_Allreduce (sum, float) of several model sizes in one launch, the peer
- * figure for scripts/bench compare. Arguments: BYTES:ROUNDS pairs. Rank 0
+ * figure for scripts/bench compare. Arguments: BYTES:ROUNDS[:WARMUP] (warm-up
+ * rounds, untimed: 3 unless given). Rank 0
  * prints, per size,
  *   mpi: ranks=P bytes=B rounds=R median_ms=M min_ms=N
  * Every round starts after a barrier; rank 0 times the allreduce alone.
@@ -25,11 +26,17 @@ int main(int argc, char **argv)
 	for (int a = 1; a < argc; a++) {
 		char *end;
 		size_t bytes = strtoull(argv[a], &end, 0);
-		int rounds = *end == ':' ? atoi(end + 1) : 20, warmup = 3;
+		int rounds = 20, warmup = 3;
+		if (*end == ':') {
+			rounds = (int)strtol(end + 1, &end, 10);
+			if (*end == ':')
+				warmup = (int)strtol(end + 1, &end, 10);
+		}
 		size_t n = bytes / sizeof(float);
-		if (n == 0 || rounds < 1) {
+		if (n == 0 || rounds < 1 || warmup < 0 || *end) {
 			if (rank == 0)
-				fprintf(stderr, "mpi_sizes: \"%s\": want BYTES:ROUNDS\n", argv[a]);
+				fprintf(stderr, "mpi_sizes: \"%s\": want BYTES:ROUNDS[:WARMUP]\n",
+				        argv[a]);
 			MPI_Abort(MPI_COMM_WORLD, 2);
 		}
 		float *in = malloc(n * sizeof(float)), *out = malloc(n * sizeof(float));

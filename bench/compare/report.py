@@ -3,11 +3,15 @@
 
 Usage: report.py OUT_DIR [NOTE...]
 Reads OUT_DIR/compare.raw, lines "CASE BYTES RUN MEDIAN_MS" (one run's
-median round time) and "limit NAME VALUE"; writes OUT_DIR/compare.json,
+median round time), "limit NAME VALUE" and "phase KIND SECONDS" (wall time
+of a kind of run, all runs together so far: a kind's last record counts);
+writes OUT_DIR/compare.json,
 OUT_DIR/compare.md (the tables), OUT_DIR/compare-time.png and
 OUT_DIR/compare-bw.png (gnuplot), prints the tables and ends with the
 compare line. A case's figure at a size is the median of its runs' medians.
 Each NOTE is a line for the table's "not as the issue asks" list.
+COMPARE_WALL_S, when set, is the whole run's wall time in seconds: the
+table gives it and the compare line ends with elapsed_s=.
 """
 import json
 import math
@@ -19,6 +23,9 @@ import sys
 SIZES = [4096, 262144, 1048576, 16777216, 67108864]
 ONE = ["ragg_shm", "mpi_shm", "ragg_tcp", "mpi_tcp", "gloo_allreduce", "gloo_ps"]
 TWO = ["2node10g_ragg", "2node10g_mpi", "2node10g_gloo"]
+CODEC1 = ["ragg_tcp", "ragg_tcp_fp16", "ragg_tcp_onebit", "gloo_allreduce"]
+CODEC2 = ["2node10g_ragg_fp16", "2node10g_ragg_onebit"]
+ONEG = ["2node1g_ragg", "2node1g_ragg_onebit", "2node1g_mpi", "2node1g_gloo"]
 LINK_BPS = 10e9
 
 
@@ -36,11 +43,14 @@ def fmt(x, d=2):
 def main():
     out = sys.argv[1]
     notes = sys.argv[2:]
-    runs, limits = {}, {}
+    runs, limits, phases = {}, {}, {}
     with open(os.path.join(out, "compare.raw")) as f:
         for line in f:
             w = line.split()
             if not w:
+                continue
+            if w[0] == "phase":
+                phases[w[1]] = float(w[2])
                 continue
             if w[0] == "limit":
                 try:
@@ -79,17 +89,46 @@ def main():
                   f"(default polling {fmt(t('ragg_tcp', 4096), 3)} ms; "
                   f"ragg_tcp_busy/gloo_allreduce={fmt(ratio('ragg_tcp_busy', 'gloo_allreduce', 4096))}, "
                   f"ragg_tcp_busy/mpi_tcp={fmt(ratio('ragg_tcp_busy', 'mpi_tcp', 4096))}).")
+    if any(c in med for c in CODEC1[1:3]):
+        md.append("")
+        md.append("ragg over tcp with each codec (RAGG_COMPRESS), same one-node jobs; "
+                  "ratios ÷ Gloo all_reduce.")
+        md.append("")
+        md.append("| size | none | fp16 | onebit | Gloo all_reduce | fp16/gloo_allreduce | onebit/gloo_allreduce |")
+        md.append("|" + "---|" * 7)
+        for b in SIZES:
+            md.append("| " + " | ".join([size_name(b)] + [fmt(t(c, b)) for c in CODEC1] + [
+                fmt(ratio("ragg_tcp_fp16", "gloo_allreduce", b)),
+                fmt(ratio("ragg_tcp_onebit", "gloo_allreduce", b))]) + " |")
     md.append("")
     md.append("Two emulated nodes (namespaces joined by a veth shaped to 10 Gbit/s each way), "
               "8 workers, 4 per node; link ms = the model's bytes over 10 Gbit/s; "
               "link_eff = link ms ÷ ragg's round.")
     md.append("")
-    md.append("| size | ragg | MPI | Gloo all_reduce | ragg/mpi | ragg/gloo | link ms | link_eff |")
-    md.append("|" + "---|" * 8)
+    md.append("| size | ragg | MPI | Gloo all_reduce | ragg/mpi | ragg/gloo | link ms | link_eff "
+              "| ragg fp16 | ragg onebit | fp16/gloo | onebit/gloo |")
+    md.append("|" + "---|" * 12)
     for b in SIZES:
         md.append("| " + " | ".join([size_name(b)] + [fmt(t(c, b)) for c in TWO] + [
             fmt(ratio("2node10g_ragg", "2node10g_mpi", b)), fmt(ratio("2node10g_ragg", "2node10g_gloo", b)),
-            fmt(link_ms[b]), fmt(eff[b])]) + " |")
+            fmt(link_ms[b]), fmt(eff[b])] + [fmt(t(c, b)) for c in CODEC2] + [
+            fmt(ratio("2node10g_ragg_fp16", "2node10g_gloo", b)),
+            fmt(ratio("2node10g_ragg_onebit", "2node10g_gloo", b))]) + " |")
+    sizes1g = [b for b in SIZES if any(t(c, b) is not None for c in ONEG)]
+    if sizes1g:
+        md.append("")
+        md.append("The same two nodes with the link shaped to 1 Gbit/s (the sizes run at that rate); "
+                  "link ms = the model's bytes over 1 Gbit/s.")
+        md.append("")
+        md.append("| size | ragg | ragg onebit | MPI | Gloo all_reduce | ragg/mpi | ragg/gloo "
+                  "| onebit/gloo | link ms | link_eff |")
+        md.append("|" + "---|" * 10)
+        for b in sizes1g:
+            l1 = b * 8 / 1e9 * 1e3
+            e1 = l1 / t("2node1g_ragg", b) if t("2node1g_ragg", b) else None
+            md.append("| " + " | ".join([size_name(b)] + [fmt(t(c, b)) for c in ONEG] + [
+                fmt(ratio("2node1g_ragg", "2node1g_mpi", b)), fmt(ratio("2node1g_ragg", "2node1g_gloo", b)),
+                fmt(ratio("2node1g_ragg_onebit", "2node1g_gloo", b)), fmt(l1), fmt(e1)]) + " |")
     md.append("")
     lim = []
     limits = {k: v for k, v in limits.items() if v is not None}
@@ -102,7 +141,16 @@ def main():
                    "(half a round trip)")
     if "iperf3_link10g_Mbps" in limits:
         lim.append(f"iperf3 one stream over the 10 Gbit/s veth {fmt(limits['iperf3_link10g_Mbps'] / 1e3)} Gbit/s")
+    if "iperf3_link1g_Mbps" in limits:
+        lim.append(f"iperf3 one stream over the 1 Gbit/s veth {fmt(limits['iperf3_link1g_Mbps'] / 1e3)} Gbit/s")
     md.append("Limits, same run: " + "; ".join(lim) + ".")
+    wall = os.environ.get("COMPARE_WALL_S")
+    if phases or wall:
+        md.append("")
+        md.append("Wall time" + (f": {wall} s in all" if wall else "") +
+                  ("; by kind of run, all runs together (s): " +
+                   ", ".join(f"{k} {v:.0f}" for k, v in sorted(phases.items(), key=lambda kv: -kv[1]))
+                   if phases else "") + ".")
     if notes:
         md.append("")
         md.append("Not as the issue asks:")
@@ -120,7 +168,7 @@ def main():
     # Plots: round time and bandwidth (the model's bytes over the round
     # time) against size, log-log.
     dat = os.path.join(out, "compare.dat")
-    cases = [c for c in ONE + TWO if c in med]
+    cases = [c for c in ONE + TWO + CODEC2 if c in med]
     with open(dat, "w") as f:
         for c in cases:
             f.write(f"# {c}\n")
@@ -138,7 +186,8 @@ def main():
             if c not in group:
                 continue
             sys_ = next(k for k in style if k in c)
-            dash = "dt 2" if ("tcp" in c or c.endswith("_ps")) else "dt 1"
+            dash = ("dt 3" if ("fp16" in c or "onebit" in c) else
+                    "dt 2" if ("tcp" in c or c.endswith("_ps")) else "dt 1")
             items.append(f'"{dat}" index {i} using 1:{col} with linespoints lw 2 {dash} '
                          f'{style[sys_]} title "{c}"')
         return "plot " + ", \\\n     ".join(items) + "\n" if items else ""
@@ -154,7 +203,7 @@ def main():
             f.write(f'set output "{os.path.join(out, png)}"\nset ylabel "{ylabel}"\n'
                     f'set key {key} opaque\nset multiplot layout 1,2\n')
             f.write(f'set title "{what}: one node, 4 workers"\n' + plot(ONE, col))
-            f.write(f'set title "{what}: two nodes, 8 workers, 10 Gbit/s link"\n' + plot(TWO, col))
+            f.write(f'set title "{what}: two nodes, 8 workers, 10 Gbit/s link"\n' + plot(TWO + CODEC2, col))
             f.write("unset multiplot\n")
     subprocess.run(["gnuplot", gp], check=True)
 
@@ -170,6 +219,8 @@ def main():
             f"2node10g_ragg/gloo={r(ratio('2node10g_ragg', '2node10g_gloo', 16777216))} "
             f"2node10g_link_eff={r(eff[16777216])} "
             f"4KiB ragg_tcp/gloo_allreduce={r(ratio('ragg_tcp', 'gloo_allreduce', 4096))}")
+    if wall:
+        line += f" elapsed_s={wall}"
     doc = {
         "sizes": SIZES,
         "link_rate_bps": LINK_BPS,
@@ -179,6 +230,8 @@ def main():
         "link_ms": {str(b): v for b, v in link_ms.items()},
         "link_eff": {str(b): v for b, v in eff.items()},
         "notes": notes,
+        "phases_s": phases,
+        "wall_s": float(wall) if wall else None,
         "line": line,
     }
     with open(os.path.join(out, "compare.json"), "w") as f:

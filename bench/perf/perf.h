@@ -4,8 +4,10 @@
  * client; the client drives every test and the server follows, so only the
  * client's options matter for what is measured.
  *
- * Uses nothing but the public API (<ragg/transport.h>): it is a tool for
- * users measuring their fabric.
+ * Uses the public API (<ragg/transport.h>) for everything it measures: it is
+ * a tool for users measuring their fabric. It links the library's internal
+ * build (libragg_core) only to parse its options with the library's own
+ * grammars (transports/util/settings.h).
  */
 #ifndef RAGG_PERF_H
 #define RAGG_PERF_H
@@ -16,7 +18,9 @@
 
 #include <ragg/transport.h>
 
-enum perf_mode { PERF_BW = 1, PERF_LAT = 2 };
+/* write_bw, write_lat, msg_rate (write_bw's test at small sizes, read as
+ * messages per second). */
+enum perf_mode { PERF_BW = 1, PERF_LAT = 2, PERF_RATE = 3 };
 
 struct perf_opts {
 	const char *transport;
@@ -76,6 +80,7 @@ struct perf_lat_result {
 };
 
 int perf_parse(int argc, char **argv, struct perf_opts *o);
+const char *perf_mode_name(enum perf_mode m);
 uint64_t perf_now_ns(void);
 void perf_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void perf_die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));

@@ -72,7 +72,12 @@ static void open_dev(struct perf_session *s, const struct perf_opts *o)
 		for (const struct ragg_tp_ops *const *t = ragg_transport_list(); *t; t++)
 			fprintf(stderr, " %s", (*t)->name);
 		fputc('\n', stderr);
-		exit(1);
+		exit(2); /* a usage error */
+	}
+	/* Before listening or connecting, so that neither end starts. */
+	if (o->seal && (!(s->tp->caps & RAGG_TP_CAP_SEAL) || !RAGG_TP_HAS_OP(s->tp, seal))) {
+		fprintf(stderr, "ragg-perf: --seal: transport %s cannot seal\n", s->tp->name);
+		exit(2); /* a usage error */
 	}
 	if (ragg_transport_check(s->tp, why, sizeof(why)))
 		perf_die("transport %s: table refused: %s", s->tp->name, why);
@@ -236,8 +241,6 @@ static void seal_session(struct perf_session *s, bool client)
 	crypto_generichash(s2c, sizeof(s2c), (const uint8_t *)"ragg-perf s2c", 13, NULL, 0);
 	unsigned cipher = crypto_aead_aes256gcm_is_available() ? RAGG_TP_SEAL_AES256GCM
 	                                                       : RAGG_TP_SEAL_CHACHA20POLY1305;
-	if (!(s->tp->caps & RAGG_TP_CAP_SEAL) || !RAGG_TP_HAS_OP(s->tp, seal))
-		perf_die("--seal: transport %s cannot seal", s->tp->name);
 	int rc = s->tp->seal(s->ep, cipher, client ? s2c : c2s, client ? c2s : s2c, sizeof(c2s));
 	if (rc)
 		perf_die("seal: %s", ragg_strerror(rc));
@@ -391,7 +394,7 @@ int perf_client(const struct perf_opts *opts)
 	struct perf_session s;
 	struct perf_opts co = *opts;
 	const struct perf_opts *o = &co;
-	size_t lo = o->mode == PERF_BW ? 65536 : 2;
+	size_t lo = o->mode == PERF_BW ? 65536 : 2; /* perftest's -a starts at 2 */
 	open_dev(&s, o);
 	if (o->all && lo > o->max_size)
 		lo = o->max_size;
@@ -402,7 +405,7 @@ int perf_client(const struct perf_opts *opts)
 
 	perf_report_header(o);
 	for (size_t size = o->all ? lo : o->size;;) {
-		if (o->mode == PERF_BW) {
+		if (o->mode != PERF_LAT) {
 			struct perf_bw_result r;
 			perf_bw_client(&s, size, &r);
 			perf_report_bw(o, &r);

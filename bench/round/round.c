@@ -3,9 +3,13 @@
  * an fp32 model, the figure to set beside an allreduce of the same size.
  * Start it with ragg-run; worker 0 prints
  *   round: transport=T workers=W bytes=B rounds=R median_ms=M min_ms=N
- * Usage: ragg-round [-b BYTES] [-r ROUNDS] [-w WARMUP] [-M]
+ * Usage: ragg-round [-b BYTES] [-r ROUNDS] [-w WARMUP] [-M] [BYTES:ROUNDS[:WARMUP]...]
  * Parameters and gradients live in ragg_mem_alloc() memory, which same-host
  * agents read and write in place; -M puts them in malloc() memory instead.
+ * With BYTES:ROUNDS[:WARMUP] arguments, one job times each of those sizes in
+ * turn (one tensor each, all declared first; warm-up 3 unless given) and
+ * prints one line per size, instead of the one size of -b, -r and -w: a
+ * benchmark of several sizes then pays the job's start-up once.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,10 +32,35 @@ static int cmp(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+#define MAX_SIZES 16
+
+struct size_run {
+	size_t bytes;
+	int rounds, warmup;
+	float *params, *grad;
+	ragg_tensor_t *tensor;
+};
+
+/* BYTES:ROUNDS[:WARMUP]; 0 when well formed. */
+static int parse_spec(const char *a, struct size_run *z)
+{
+	char *end;
+	z->bytes = strtoull(a, &end, 0);
+	if (*end != ':')
+		return -1;
+	z->rounds = (int)strtol(end + 1, &end, 10);
+	z->warmup = 3;
+	if (*end == ':')
+		z->warmup = (int)strtol(end + 1, &end, 10);
+	return *end || z->bytes < sizeof(float) || z->rounds < 1 || z->warmup < 0 ? -1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	size_t bytes = 16u << 20;
 	int rounds = 20, warmup = 3, plain = 0, c, rc;
+	struct size_run runs[MAX_SIZES];
+	int nruns = 0;
 	while ((c = getopt(argc, argv, "b:r:w:M")) != -1) {
 		switch (c) {
 		case 'b':
@@ -47,13 +76,26 @@ int main(int argc, char **argv)
 			plain = 1;
 			break;
 		default:
-			fprintf(stderr, "usage: ragg-round [-b BYTES] [-r ROUNDS] [-w WARMUP] [-M]\n");
+			fprintf(stderr, "usage: ragg-round [-b BYTES] [-r ROUNDS] [-w WARMUP] [-M] "
+			                "[BYTES:ROUNDS[:WARMUP]...]\n");
 			return 2;
 		}
 	}
-	size_t n = bytes / sizeof(float);
-	if (n == 0 || rounds < 1 || warmup < 0)
-		return 2;
+	for (; optind < argc; optind++) {
+		if (nruns == MAX_SIZES || parse_spec(argv[optind], &runs[nruns])) {
+			fprintf(stderr, "ragg-round: \"%s\": want BYTES:ROUNDS[:WARMUP] (at most %d)\n",
+			        argv[optind], MAX_SIZES);
+			return 2;
+		}
+		nruns++;
+	}
+	if (!nruns) {
+		runs[0] = (struct size_run){ .bytes = bytes, .rounds = rounds, .warmup = warmup };
+		nruns = 1;
+	}
+	for (int i = 0; i < nruns; i++)
+		if (runs[i].bytes / sizeof(float) == 0 || runs[i].rounds < 1 || runs[i].warmup < 0)
+			return 2;
 	ragg_ctx_t *ctx;
 	if ((rc = ragg_init(NULL, &ctx))) {
 		fprintf(stderr, "ragg-round: init: %s\n", ragg_strerror(rc));
@@ -65,52 +107,67 @@ int main(int argc, char **argv)
 			fprintf(stderr, "ragg-round: serve: %s\n", ragg_strerror(rc));
 		return ragg_finalize(ctx) || rc ? 1 : 0;
 	}
-	float *params, *grad;
-	if (plain) {
-		params = calloc(n, sizeof(float));
-		grad = malloc(n * sizeof(float));
-	} else {
-		params = ragg_mem_alloc(ctx, n * sizeof(float));
-		grad = ragg_mem_alloc(ctx, n * sizeof(float));
-	}
-	double *t = calloc((size_t)rounds, sizeof(double));
-	ragg_tensor_t *tensor;
-	if (!params || !grad || !t)
-		return 1;
-	for (size_t i = 0; i < n; i++)
-		grad[i] = (float)(i % 7) * 0.25f;
-	if ((rc = ragg_tensor_declare(ctx, "model", params, n, &tensor))) {
-		fprintf(stderr, "ragg-round: declare: %s\n", ragg_strerror(rc));
-		return 1;
-	}
-	struct ragg_stats s0 = { .size = sizeof(s0) }, s1 = { .size = sizeof(s1) };
-	for (int r = -warmup; r < rounds; r++) {
-		if (r == 0)
-			ragg_stats(ctx, &s0);
-		double t0 = now_ms();
-		if ((rc = ragg_pushpull(tensor, grad, 1.0, params))) {
-			fprintf(stderr, "ragg-round: round: %s\n", ragg_strerror(rc));
+	/* Every tensor is declared before any round, in the same order on
+	 * every worker (declare is collective). */
+	for (int i = 0; i < nruns; i++) {
+		struct size_run *z = &runs[i];
+		size_t n = z->bytes / sizeof(float);
+		char name[32];
+		if (plain) {
+			z->params = calloc(n, sizeof(float));
+			z->grad = malloc(n * sizeof(float));
+		} else {
+			z->params = ragg_mem_alloc(ctx, n * sizeof(float));
+			z->grad = ragg_mem_alloc(ctx, n * sizeof(float));
+		}
+		if (!z->params || !z->grad)
+			return 1;
+		for (size_t k = 0; k < n; k++)
+			z->grad[k] = (float)(k % 7) * 0.25f;
+		snprintf(name, sizeof(name), nruns == 1 ? "model" : "model%d", i);
+		if ((rc = ragg_tensor_declare(ctx, name, z->params, n, &z->tensor))) {
+			fprintf(stderr, "ragg-round: declare: %s\n", ragg_strerror(rc));
 			return 1;
 		}
-		if (r >= 0)
-			t[r] = now_ms() - t0;
 	}
-	ragg_stats(ctx, &s1);
-	qsort(t, (size_t)rounds, sizeof(double), cmp);
-	if (ragg_rank(ctx) == 0) {
-		const char *w = getenv("RAGG_WORKERS");
-		/* What a worker's pushes carried: the tensor when copied, only
-		 * the weight when the agent read the gradient in place. */
-		printf("round: transport=%s workers=%s memory=%s bytes=%zu rounds=%d "
-		       "median_ms=%.3f min_ms=%.3f sent_per_round=%.0f\n",
-		       ragg_transport_name(ctx), w ? w : "1", plain ? "malloc" : "ragg", bytes,
-		       rounds, t[rounds / 2], t[0],
-		       (double)(s1.bytes_sent - s0.bytes_sent) / rounds);
+	for (int i = 0; i < nruns; i++) {
+		struct size_run *z = &runs[i];
+		double *t = calloc((size_t)z->rounds, sizeof(double));
+		if (!t)
+			return 1;
+		struct ragg_stats s0 = { .size = sizeof(s0) }, s1 = { .size = sizeof(s1) };
+		for (int r = -z->warmup; r < z->rounds; r++) {
+			if (r == 0)
+				ragg_stats(ctx, &s0);
+			double t0 = now_ms();
+			if ((rc = ragg_pushpull(z->tensor, z->grad, 1.0, z->params))) {
+				fprintf(stderr, "ragg-round: round: %s\n", ragg_strerror(rc));
+				return 1;
+			}
+			if (r >= 0)
+				t[r] = now_ms() - t0;
+		}
+		ragg_stats(ctx, &s1);
+		qsort(t, (size_t)z->rounds, sizeof(double), cmp);
+		if (ragg_rank(ctx) == 0) {
+			const char *w = getenv("RAGG_WORKERS");
+			/* What a worker's pushes carried: the tensor when copied,
+			 * only the weight when the agent read the gradient in
+			 * place. */
+			printf("round: transport=%s workers=%s memory=%s bytes=%zu rounds=%d "
+			       "median_ms=%.3f min_ms=%.3f sent_per_round=%.0f\n",
+			       ragg_transport_name(ctx), w ? w : "1", plain ? "malloc" : "ragg",
+			       z->bytes, z->rounds, t[z->rounds / 2], t[0],
+			       (double)(s1.bytes_sent - s0.bytes_sent) / z->rounds);
+			fflush(stdout);
+		}
+		free(t);
 	}
 	if (plain) {
-		free(params);
-		free(grad);
+		for (int i = 0; i < nruns; i++) {
+			free(runs[i].params);
+			free(runs[i].grad);
+		}
 	}
-	free(t);
 	return ragg_finalize(ctx) ? 1 : 0;
 }

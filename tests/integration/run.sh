@@ -1352,6 +1352,78 @@ secagg_linreg() {
 	echo OK
 }
 
+# ragg-perf (ragg-perf(1)): each mode runs on this transport and prints
+# perftest's table, the summary lines and, with --json, one object per size,
+# with figures that agree with each other (BW average = size x MsgRate, to
+# the printed digits,
+# min <= median <= p99 <= p99.9 <= max); sizes follow the library's grammar
+# (4KiB is 4096, hex is refused); bad options exit 2 with the reason and
+# print nothing on standard output.
+ragg_perf_modes() {
+	local perf="$build/bench/ragg-perf" port out spid rc mode num='[0-9]+\.[0-9]+'
+	# perf_run ARGS...: one server and one client with ARGS on a free port.
+	perf_run() {
+		port=$(free_port)
+		"$perf" -t "$transport" -p "$port" -B 127.0.0.1 -T 30 >/dev/null 2>"$logdir/perf.server" &
+		spid=$!
+		out=$("$perf" -t "$transport" -p "$port" -T 30 "$@" 127.0.0.1 2>"$logdir/perf.client")
+		rc=$?
+		wait $spid || rc=$((rc + 100))
+		[ $rc -eq 0 ] || { cat "$logdir/perf.server" "$logdir/perf.client"; echo "$out"; }
+		return $rc
+	}
+	for mode in write_bw msg_rate; do
+		perf_run -M $mode -a -m 4KiB -n 2000 || { echo "WHY: $mode -a failed ($rc)"; return; }
+		echo "$out"
+		hdr=$(echo "$out" | sed -n 2p)
+		[[ $hdr =~ ^\ *#bytes\ +#iterations\ +BW\ peak\[MB/sec\]\ +BW\ average\[MB/sec\]\ +MsgRate\[Mpps\]$ ]] || { echo "WHY: $mode: header is \"$hdr\""; return; }
+		sizes=$(echo "$out" | awk '/^ +[0-9]/ { printf "%s ", $1 }')
+		want="2 4 8 16 32 64 128 256 512 1024 2048 4096 "
+		[ "$mode" = write_bw ] && want="4096 "
+		[ "$sizes" = "$want" ] || { echo "WHY: $mode -a -m 4KiB gave sizes \"$sizes\", expected \"$want\""; return; }
+		bad=$(echo "$out" | awk -v num="^$num\$" '/^ +[0-9]/ { if (NF != 5 || $2 != 2000 || $3 !~ num || $4 !~ num || $5 !~ num || $4 <= 0 || $3 < $4) { print; next } r = $1 * $5; d = $4 - r; if (d < 0) d = -d; if (d > 0.006 + 0.01 * r) print }')
+		[ -z "$bad" ] || { echo "WHY: $mode: rows malformed or inconsistent: $bad"; return; }
+		key=bw_MBps; [ $mode = msg_rate ] && key=msg_rate_Mpps
+		n=$(echo "$out" | grep -cE "^ragg-perf: mode=$mode transport=$transport size=[0-9]+ $key=[0-9.]+$")
+		[ "$n" = "$(echo $want | wc -w)" ] || { echo "WHY: $mode: $n summary lines"; return; }
+	done
+	perf_run -M write_lat -s 4KiB -n 500 || { echo "WHY: write_lat failed ($rc)"; return; }
+	echo "$out"
+	hdr=$(echo "$out" | sed -n 2p)
+	[[ $hdr =~ ^\ *#bytes\ +#iterations\ +t_min\[usec\]\ +t_median\[usec\]\ +t_max\[usec\]\ +t_p99\[usec\]\ +t_p99\.9\[usec\]\ +t_avg\[usec\]$ ]] || { echo "WHY: write_lat: header is \"$hdr\""; return; }
+	row=$(echo "$out" | awk '/^ +[0-9]/')
+	echo "$row" | awk -v num="^$num\$" '{ for (i = 3; i <= 8; i++) if ($i !~ num) exit 1; exit !(NF == 8 && $1 == 4096 && $2 == 500 && $3 > 0 && $3 <= $4 && $4 <= $6 && $6 <= $7 && $7 <= $5 && $3 <= $8 && $8 <= $5) }' || { echo "WHY: write_lat: row malformed or out of order: $row"; return; }
+	echo "$out" | grep -qE "^ragg-perf: mode=write_lat transport=$transport size=4096 median_us=[0-9.]+$" || { echo "WHY: write_lat: no summary line"; return; }
+	for mode in write_bw write_lat msg_rate; do
+		perf_run -M $mode -s 1K -n 200 --json || { echo "WHY: $mode --json failed ($rc)"; return; }
+		echo "$out"
+		echo "$out" | /usr/bin/python3 -c '
+import json, sys
+mode, tp = sys.argv[1], sys.argv[2]
+lines = sys.stdin.read().splitlines()
+assert len(lines) == 1, "%d lines" % len(lines)
+o = json.loads(lines[0])
+assert o["mode"] == mode and o["transport"] == tp and o["size"] == 1024 and o["iterations"] == 200, o
+keys = ["t_min_us", "t_median_us", "t_max_us", "t_p99_us", "t_p999_us", "t_avg_us"] if mode == "write_lat" else ["bw_peak_MBps", "bw_avg_MBps", "msg_rate_Mpps"]
+assert all(o[k] > 0 for k in keys), o
+t ragg_perf_modes 120
+' $mode "$transport" || { echo "WHY: $mode --json is not one object of the documented shape"; return; }
+	done
+	# Bad options: exit 2, the reason on stderr, nothing on stdout; the
+	# server side's checks run before it listens.
+	for args in "-s 0x10" "-s 4Q" "-s -1" "-m 0" "-n 0" "-n 5x" "-D 0" "-D 1s" "-n 5 -D 1" \
+		"-M write_rd" "-p 70000" "-d 0" "-T 0" "-t nosuch" "-t shm --seal" "--frobnicate" "-s"; do
+		out=$("$perf" $args 127.0.0.1 2>"$logdir/perf.err")
+		rc=$?
+		err=$(head -n1 "$logdir/perf.err")
+		echo "ragg-perf $args: exit $rc: $err"
+		[ $rc -eq 2 ] || { echo "WHY: \"ragg-perf $args\" exited $rc, not 2"; return; }
+		[ -z "$out" ] || { echo "WHY: \"ragg-perf $args\" printed on stdout: $out"; return; }
+		[[ $err == ragg-perf:* ]] || { echo "WHY: \"ragg-perf $args\" gave no reason: $err"; return; }
+	done
+	echo OK
+}
+
 # Every test function, for the shells that timeout(1) starts.
 export -f $(declare -F | awk '{ print $3 }')
 export logdir

@@ -122,7 +122,7 @@ ragg_perf() {
 		return 1
 	fi
 	[ "$mode" = bw ] && key=bw_MBps || key=median_us
-	sed -n "s/^ragg-perf: mode=$mode .* size=$size $key=\([0-9.]*\).*/\1/p" <<<"$out" |
+	sed -n "s/^ragg-perf: mode=write_$mode .* size=$size $key=\([0-9.]*\).*/\1/p" <<<"$out" |
 		head -n1 | grep .
 }
 
