@@ -1406,7 +1406,6 @@ o = json.loads(lines[0])
 assert o["mode"] == mode and o["transport"] == tp and o["size"] == 1024 and o["iterations"] == 200, o
 keys = ["t_min_us", "t_median_us", "t_max_us", "t_p99_us", "t_p999_us", "t_avg_us"] if mode == "write_lat" else ["bw_peak_MBps", "bw_avg_MBps", "msg_rate_Mpps"]
 assert all(o[k] > 0 for k in keys), o
-t ragg_perf_modes 120
 ' $mode "$transport" || { echo "WHY: $mode --json is not one object of the documented shape"; return; }
 	done
 	# Bad options: exit 2, the reason on stderr, nothing on stdout; the
@@ -1478,6 +1477,7 @@ t secagg_key_substituted_refused 60
 t secagg_compress_refused 60
 t secagg_worker_lost_fails 60
 t secagg_linreg 300
+t ragg_perf_modes 120
 # Not part of the default list: scripts/check runs it by name.
 [ ${#selected[@]} -gt 0 ] && t chaos_kills 300
 [ ${#selected[@]} -gt 0 ] && t soak_16_workers 1200
