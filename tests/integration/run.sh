@@ -200,6 +200,41 @@ compress_linreg() {
 	echo OK
 }
 
+# RAGG_COMPRESS_PULL: after 20 rounds (4 workers, 2 agents, 2 servers, 4
+# chunks) every worker's parameters and the servers' own copy are bitwise
+# equal, chunk by chunk (checksums), for each pull codec, with and without
+# a resync; the lossy runs end elsewhere than the uncompressed one (the
+# updates did travel encoded) and, over tcp, the servers send less than the
+# uncompressed run's bytes (fp16, exact every 5th round: < 0.7; the
+# others < 0.35 of them).
+compress_pull_replicas_identical() {
+	local ref="" refbytes=0
+	for spec in none onebit:0 topk:0.05:7 randk:0.1:0 qsgd:4:0 fp16:5; do
+		c=${spec%:*} resync=${spec##*:}
+		[ "$spec" = none ] && c=none resync=0
+		out=$(RAGG_COMPRESS_PULL=$c RAGG_COMPRESS_RESYNC=$resync RAGG_LOG=info RAGG_TRANSPORT=$transport RAGG_CHUNK_BYTES=4096 RAGG_TIMEOUT_MS=30000 "$run" -w 4 -a 2 -s 2 -- "$job" replicas 20 2>&1) || { echo "$out" | tail -n 30; echo "WHY: $c: job failed"; return; }
+		sums=$(echo "$out" | sed -n 's/.*replicas: worker [0-9]* chunk \([0-9]*\) \([0-9a-f]*\)$/\1 \2/p' | sort -u)
+		[ "$(echo "$out" | grep -c 'replicas: worker')" = 16 ] || { echo "$out" | tail -n 30; echo "WHY: $c: not 4 workers x 4 chunks"; return; }
+		[ "$(echo "$sums" | wc -l)" = 4 ] || { echo "$sums"; echo "WHY: $c: the workers' replicas differ"; return; }
+		bytes=$(echo "$out" | awk '/bytes sent server/ { s += $NF } END { print s + 0 }')
+		if [ $c = none ]; then
+			ref=$sums refbytes=$bytes
+			echo "SUMMARY: none: replicas of 4 workers equal, servers sent $bytes bytes"
+			continue
+		fi
+		srv=$(echo "$out" | sed -n 's/.*info: tensor 0 chunk \([0-9]*\): parameters fnv1a \([0-9a-f]*\) after 21 rounds$/\1 \2/p' | sort -u)
+		[ "$srv" = "$sums" ] || { echo "workers:"; echo "$sums"; echo "servers:"; echo "$srv"; echo "WHY: $c: the servers' parameters differ from the workers'"; return; }
+		[ "$sums" != "$ref" ] || { echo "WHY: $c: the same parameters as uncompressed (nothing travelled encoded)"; return; }
+		ratio=$(awk -v b="$bytes" -v r="$refbytes" 'BEGIN { printf "%.3f", b / r }')
+		lim=0.35; [ $c = fp16 ] && lim=0.7
+		# Over shm exact parameters are copied in place: no bytes to compare.
+		[ "$transport" = shm ] || awk -v x="$ratio" -v l="$lim" 'BEGIN { exit !(x < l) }' || { echo "WHY: $c: servers sent $ratio of the uncompressed bytes (limit $lim)"; return; }
+		[ "$transport" = shm ] && ratio="(shm: not compared)"
+		echo "SUMMARY: $c resync=$resync: 4 workers and 2 servers bitwise equal after 20 rounds, server bytes $ratio of uncompressed"
+	done
+	echo OK
+}
+
 # As exact_weighted_mean, with parameters and gradients in ragg_mem_alloc()
 # memory and the gradient buffer switched mid-run. Over shm every worker
 # must also have seen its rounds go in place (it checks its own byte
@@ -246,6 +281,7 @@ settings_refused() {
 lr_differs_refused() { settings_refused RAGG_LR 0.02; }
 chunk_bytes_differs_refused() { settings_refused RAGG_CHUNK_BYTES 65536; }
 compress_differs_refused() { settings_refused RAGG_COMPRESS fp16 '(text hashed [0-9a-f]*)'; }
+compress_pull_differs_refused() { settings_refused RAGG_COMPRESS_PULL onebit '(text hashed [0-9a-f]*)'; }
 # The privacy settings are job-wide too (ragg-privacy(7)).
 dp_clip_differs_refused() { settings_refused RAGG_DP_CLIP 2; }
 
@@ -1047,10 +1083,12 @@ t adamw_exact 120
 t in_place_exact 120
 t compress_fp16_bf16 120
 t compress_linreg 300
+t compress_pull_replicas_identical 120
 t declare_mismatch_refused 60
 t lr_differs_refused 60
 t chunk_bytes_differs_refused 60
 t compress_differs_refused 60
+t compress_pull_differs_refused 60
 t dp_clip_differs_refused 60
 t rounds_1000_no_memory_growth 240
 t mixed_shm_workers_tcp_servers 90
