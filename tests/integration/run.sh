@@ -175,12 +175,15 @@ compress_fp16_bf16() {
 # The linreg example (100 features, label noise 1, lr 0.0005, 3000 rounds)
 # with RAGG_COMPRESS=onebit and topk:0.01: with error feedback the final
 # loss is within 1% of the uncompressed run's; without it, more than 1%
-# away (the gap error feedback closes).
+# away (the gap error feedback closes). The same with RAGG_COMPRESS_PULL
+# (the servers' updates encoded in every round after round 0): the pull
+# alone and both directions within 1% with error feedback, the pull alone
+# more than 1% away without it.
 compress_linreg() {
 	local args="-d 100 -n 1 -l 0.0005 -r 3000 -e inf" ref
 	linreg_loss() {
 		local o
-		o=$(RAGG_COMPRESS=$1 RAGG_COMPRESS_EF=$2 RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=30000 "$run" -w 8 -a 2 -s 2 -- "$linreg" $args 2>&1) || { echo "$o" | tail -n 20 >&2; return 1; }
+		o=$(RAGG_COMPRESS=$1 RAGG_COMPRESS_EF=$2 RAGG_COMPRESS_PULL=${3:-none} RAGG_COMPRESS_RESYNC=0 RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=30000 "$run" -w 8 -a 2 -s 2 -- "$linreg" $args 2>&1) || { echo "$o" | tail -n 20 >&2; return 1; }
 		echo "$o" | sed -n 's/^\[w0\] linreg: .* loss=\([^ ]*\) .*/\1/p'
 	}
 	ref=$(linreg_loss none auto) && [ -n "$ref" ] || { echo "WHY: uncompressed run failed"; return; }
@@ -196,6 +199,51 @@ compress_linreg() {
 				awk -v g="$gap" 'BEGIN { exit !(g > 0.01) }' || { echo "WHY: $c without error feedback: loss $l within 1% of $ref (no gap shown)"; return; }
 			fi
 		done
+		# Pull compression (RAGG_COMPRESS_PULL, no resync after round 0):
+		# the pull alone, with and without the servers' error feedback,
+		# then both directions compressed.
+		for combo in "none auto $c" "none off $c" "$c auto $c"; do
+			set -- $combo
+			l=$(linreg_loss $1 $2 $3) && [ -n "$l" ] || { echo "WHY: push $1 pull $3 ef=$2: run failed"; return; }
+			gap=$(awk -v l="$l" -v r="$ref" 'BEGIN { printf "%.4f", (l - r) / r }')
+			echo "SUMMARY: push=$1 pull=$3 ef=$2 loss=$l gap=$gap"
+			if [ $2 = auto ]; then
+				awk -v g="$gap" 'BEGIN { exit !(g < 0.01 && g > -0.01) }' || { echo "WHY: push $1 pull $3 with error feedback: loss $l not within 1% of $ref"; return; }
+			else
+				awk -v g="$gap" 'BEGIN { exit !(g > 0.01) }' || { echo "WHY: pull $3 without error feedback: loss $l within 1% of $ref (no gap shown)"; return; }
+			fi
+		done
+	done
+	echo OK
+}
+
+# randk and qsgd in rounds, on the linreg example as compress_linreg
+# (3000 rounds): randk:0.1 ends within 1% of the uncompressed loss with
+# error feedback and more than 1% away without it (its values are sent
+# unscaled: a biased estimate); qsgd:15 ends within 1% both with and
+# without error feedback (an unbiased estimate); each also within 1% as
+# the pull codec alone (error feedback on, no resync after round 0).
+compress_randk_qsgd() {
+	local args="-d 100 -n 1 -l 0.0005 -r 3000 -e inf" ref
+	linreg_loss() {
+		local o
+		o=$(RAGG_COMPRESS=$1 RAGG_COMPRESS_EF=$2 RAGG_COMPRESS_PULL=$3 RAGG_COMPRESS_RESYNC=0 RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=30000 "$run" -w 8 -a 2 -s 2 -- "$linreg" $args 2>&1) || { echo "$o" | tail -n 20 >&2; return 1; }
+		echo "$o" | sed -n 's/^\[w0\] linreg: .* loss=\([^ ]*\) .*/\1/p'
+	}
+	ref=$(linreg_loss none auto none) && [ -n "$ref" ] || { echo "WHY: uncompressed run failed"; return; }
+	echo "SUMMARY: none loss=$ref after 3000 rounds"
+	# push pull ef, and whether the loss must be within 1% (in) or not (out)
+	for combo in "randk:0.1 none on in" "randk:0.1 none off out" "qsgd:15 none on in" \
+		"qsgd:15 none off in" "none randk:0.1 auto in" "none qsgd:15 auto in"; do
+		set -- $combo
+		l=$(linreg_loss $1 $3 $2) && [ -n "$l" ] || { echo "WHY: push $1 pull $2 ef=$3: run failed"; return; }
+		gap=$(awk -v l="$l" -v r="$ref" 'BEGIN { printf "%.4f", (l - r) / r }')
+		echo "SUMMARY: push=$1 pull=$2 ef=$3 loss=$l gap=$gap"
+		if [ $4 = in ]; then
+			awk -v g="$gap" 'BEGIN { exit !(g < 0.01 && g > -0.01) }' || { echo "WHY: push $1 pull $2 ef=$3: loss $l not within 1% of $ref"; return; }
+		else
+			awk -v g="$gap" 'BEGIN { exit !(g > 0.01) }' || { echo "WHY: push $1 pull $2 ef=$3: loss $l within 1% of $ref (no gap shown)"; return; }
+		fi
 	done
 	echo OK
 }
@@ -1082,7 +1130,8 @@ t adam_exact 120
 t adamw_exact 120
 t in_place_exact 120
 t compress_fp16_bf16 120
-t compress_linreg 300
+t compress_linreg 480
+t compress_randk_qsgd 300
 t compress_pull_replicas_identical 120
 t declare_mismatch_refused 60
 t lr_differs_refused 60
