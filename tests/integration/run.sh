@@ -254,7 +254,8 @@ compress_randk_qsgd() {
 # a resync; the lossy runs end elsewhere than the uncompressed one (the
 # updates did travel encoded) and, over tcp, the servers send less than the
 # uncompressed run's bytes (fp16, exact every 5th round: < 0.7; the
-# others < 0.35 of them).
+# others < 0.35 of them). Then the same equality with Adam and onebit both
+# ways (3 workers, 1 agent, 3 servers).
 compress_pull_replicas_identical() {
 	local ref="" refbytes=0
 	for spec in none onebit:0 topk:0.05:7 randk:0.1:0 qsgd:4:0 fp16:5; do
@@ -280,6 +281,13 @@ compress_pull_replicas_identical() {
 		[ "$transport" = shm ] && ratio="(shm: not compared)"
 		echo "SUMMARY: $c resync=$resync: 4 workers and 2 servers bitwise equal after 20 rounds, server bytes $ratio of uncompressed"
 	done
+	# Adam's step (its moments advance exactly) under onebit both ways,
+	# 3 workers on 1 agent, 3 servers, resync every 3 rounds.
+	out=$(RAGG_OPTIMIZER=adam RAGG_COMPRESS=onebit RAGG_COMPRESS_PULL=onebit RAGG_COMPRESS_RESYNC=3 RAGG_LOG=info RAGG_TRANSPORT=$transport RAGG_CHUNK_BYTES=4096 RAGG_TIMEOUT_MS=30000 "$run" -w 3 -a 1 -s 3 -- "$job" replicas 20 2>&1) || { echo "$out" | tail -n 30; echo "WHY: adam: job failed"; return; }
+	sums=$(echo "$out" | sed -n 's/.*replicas: worker [0-9]* chunk \([0-9]*\) \([0-9a-f]*\)$/\1 \2/p' | sort -u)
+	srv=$(echo "$out" | sed -n 's/.*info: tensor 0 chunk \([0-9]*\): parameters fnv1a \([0-9a-f]*\) after 21 rounds$/\1 \2/p' | sort -u)
+	[ "$(echo "$out" | grep -c 'replicas: worker')" = 12 ] && [ "$(echo "$sums" | wc -l)" = 4 ] && [ "$srv" = "$sums" ] || { echo "$sums"; echo "$srv"; echo "WHY: adam with onebit both ways: replicas differ"; return; }
+	echo "SUMMARY: adam, onebit both ways, resync=3: 3 workers and 3 servers bitwise equal after 20 rounds"
 	echo OK
 }
 
