@@ -849,16 +849,16 @@ RAGG_TEST(compress_scalar_paths)
 	free(g), free(dv), free(ds);
 }
 
-/* fp16 and bf16 do error feedback in one pass (encode_ef_payload): over
+/* fp16, bf16 and onebit fuse error feedback (encode_ef_payload): over
  * many rounds, on the vector and the portable paths, every encoding and
  * every residual is bit for bit what the three passes give (e += in,
  * C(e) with error feedback off, e += -1 * D(c)). Lengths that leave
  * vector tails. */
 RAGG_TEST(compress_fused_error_feedback)
 {
-	const char *const fused[] = { "fp16", "bf16" };
+	const char *const fused[] = { "fp16", "bf16", "onebit" };
 	const size_t lens[] = { 1, 7, 8, 15, 16, 17, 4099, 70001 };
-	for (size_t c = 0; c < 2; c++)
+	for (size_t c = 0; c < 3; c++)
 		for (int scalar = 0; scalar < 2; scalar++)
 			for (size_t L = 0; L < sizeof(lens) / sizeof(lens[0]); L++) {
 				size_t n = lens[L];
