@@ -94,7 +94,8 @@ static int setup_memory(struct ragg_ctx *ctx, ragg_tensor_t *t)
 		                             &at->w[i].slot)))
 			return rc;
 	/* Our parameter region; the accumulator: META (N by parity), then sums. */
-	if ((rc = ragg__region_alloc(ctx, pl->bytes, pl->chunk_bytes, &at->params)) ||
+	if ((rc = ragg__region_alloc(ctx, ragg__plan_params_region_bytes(pl), pl->chunk_bytes,
+	                             &at->params)) ||
 	    (rc = ragg__region_alloc(ctx, RAGG_SLOT_META_BYTES + ragg__plan_contrib_bytes(pl),
 	                             pl->chunk_bytes,
 	                             &at->acc)))

@@ -56,6 +56,11 @@ struct ragg__fanout_job {
 	uint32_t chunk;
 	int parity;
 	void **copy_to; /* per worker: its mapped buffer, or NULL (sent by write) */
+	/* RAGG_COMPRESS_PULL: first add the decoded update of `round` that
+	 * landed in the pull area to our parameters; rc its outcome. */
+	bool decode;
+	uint64_t round;
+	int rc;
 };
 
 struct ragg__agent_tensor {

@@ -132,8 +132,21 @@ void ragg__agent_fanout(struct ragg__job *job)
 {
 	struct ragg__fanout_job *fj = ragg__container_of(job, struct ragg__fanout_job, job);
 	ragg_tensor_t *t = fj->t;
-	size_t off = ragg__plan_chunk_off(&t->plan, fj->chunk);
+	const struct ragg__plan *pl = &t->plan;
+	size_t off = ragg__plan_chunk_off(pl, fj->chunk);
 	const uint8_t *src = (const uint8_t *)t->agent->params.mem + off;
+	fj->rc = 0;
+	if (fj->decode) {
+		/* Our replica advances by exactly what the server's did. */
+		const uint8_t *enc =
+		    (const uint8_t *)t->agent->params.mem + ragg__plan_pull_off(pl, fj->chunk);
+		fj->rc = ragg__codec_decode_accumulate(
+		    &pl->pull, enc, ragg__plan_pull_len(pl, fj->chunk), (float *)(uintptr_t)src,
+		    ragg__plan_chunk_elems(pl, fj->chunk), 1.0f,
+		    ragg__plan_pull_seed(fj->round, fj->chunk));
+		if (fj->rc)
+			return;
+	}
 	ragg__copy_fanout(fj->copy_to, t->ctx->nworkers, off, src,
 	                  ragg__plan_chunk_len(&t->plan, fj->chunk));
 }
@@ -250,6 +263,10 @@ static void on_parameters(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tenso
 	struct ragg__fanout_job *f = &at->fanout[c];
 	int copies = 0;
 	ragg__seen_mark(&at->seen_params, parity, c, p->index);
+	/* An encoded update: an engine thread applies it to our parameters,
+	 * then copies them; the workers hear of the chunk after that. */
+	f->decode = ragg__plan_pull_coded(&t->plan, t->round);
+	f->round = t->round;
 	for (int i = 0; i < ctx->nworkers; i++) {
 		if (ragg__unlikely(ctx->peers[i].left)) {
 			f->copy_to[i] = NULL; /* out of the group (elastic.h) */
@@ -259,11 +276,11 @@ static void on_parameters(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tenso
 		    ragg__peer_region_map(&ctx->peers[i], &at->w[i].params, t->plan.bytes);
 		if (f->copy_to[i])
 			copies++;
-		else
+		else if (!f->decode)
 			ragg__agent_forward(ctx, t, i, parity, c,
 			                    ragg__plan_chunk_len(&t->plan, c));
 	}
-	if (copies) {
+	if (copies || f->decode) {
 		f->parity = parity;
 		int rc = ragg__engine_submit(ctx->engine, &f->job);
 		if (rc)
@@ -306,6 +323,8 @@ void ragg__agent_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t 
 		.in_place_ok = !from_worker || (t && t->agent->w[p->index].grad.at),
 		/* Workers' contributions are encoded (after round 0). */
 		.coded = from_worker && t && ragg__plan_coded(&t->plan, t->round),
+		/* A server's update is, with RAGG_COMPRESS_PULL. */
+		.pull_coded = !from_worker && t && ragg__plan_pull_coded(&t->plan, t->round),
 	};
 	const char *why;
 	if (ragg__plan_check_write(&e, c, parity, len, &why)) {
@@ -327,9 +346,20 @@ void ragg__agent_on_job(struct ragg_ctx *ctx, struct ragg__job *job)
 		return;
 	if (job->fn == ragg__agent_fanout) {
 		struct ragg__fanout_job *fj = ragg__container_of(job, struct ragg__fanout_job, job);
+		if (fj->rc) {
+			ragg__error("tensor \"%s\" chunk %u: a server's update does not decode "
+			            "under RAGG_COMPRESS_PULL=%s: %s",
+			            fj->t->name, fj->chunk, fj->t->plan.pull.codec->name,
+			            ragg_strerror(fj->rc));
+			ragg__fail(ctx, fj->rc);
+			return;
+		}
 		for (int i = 0; i < ctx->nworkers; i++)
 			if (fj->copy_to[i])
 				ragg__agent_forward(ctx, fj->t, i, fj->parity, fj->chunk, 0);
+			else if (fj->decode && !ctx->peers[i].left)
+				ragg__agent_forward(ctx, fj->t, i, fj->parity, fj->chunk,
+				                    ragg__plan_chunk_len(&fj->t->plan, fj->chunk));
 		return;
 	}
 	struct ragg__sum_job *sj = ragg__container_of(job, struct ragg__sum_job, job);

@@ -58,6 +58,24 @@ int ragg__plan_set_codec(struct ragg__plan *pl, const struct ragg__codec_spec *s
 	return 0;
 }
 
+int ragg__plan_set_pull(struct ragg__plan *pl, const struct ragg__codec_spec *spec,
+                        uint64_t resync)
+{
+	if (!spec || !spec->codec || spec->codec == &ragg__codec_none) {
+		pl->pull.codec = NULL;
+		pl->pull_stride = 0;
+		pl->pull_resync = 0;
+		return 0;
+	}
+	size_t enc = ragg__codec_max_encoded_size(spec, pl->chunk_elems);
+	if (!enc || enc > (SIZE_MAX / 2 - pl->bytes) / pl->nchunks)
+		return -EINVAL;
+	pl->pull = *spec;
+	pl->pull_stride = (enc + 63) / 64 * 64;
+	pl->pull_resync = resync;
+	return 0;
+}
+
 int ragg__plan_init(struct ragg__plan *pl, size_t count, size_t chunk_bytes, int servers)
 {
 	struct ragg__plan p = { 0 };
@@ -95,8 +113,9 @@ int ragg__plan_check_write(const struct ragg__expect *e, uint32_t chunk, int par
 		bad = "chunk";
 	else if (parity != e->parity)
 		bad = "parity";
-	else if (len ? len != ragg__plan_contrib_len(pl, chunk, e->coded)
-	             : e->coded || !e->in_place_ok)
+	else if (len ? len != (e->pull_coded ? ragg__plan_pull_len(pl, chunk)
+	                                     : ragg__plan_contrib_len(pl, chunk, e->coded))
+	             : e->coded || e->pull_coded || !e->in_place_ok)
 		bad = "length";
 	else if (!e->room)
 		bad = "round";

@@ -54,6 +54,14 @@ struct ragg__plan {
 	/* The push codec (codec.codec NULL: none, contributions are floats). */
 	struct ragg__codec_spec codec;
 	size_t stride; /* bytes a chunk takes in a slot: chunk_bytes without a codec */
+	/* The pull codec (RAGG_COMPRESS_PULL; codec NULL: none, parameters
+	 * travel exact): servers send the encoded update of each chunk into
+	 * the pull area after the parameters of an agent's parameter region,
+	 * pull_stride bytes per chunk; every pull_resync rounds (0: never)
+	 * and in round 0 the parameters travel exact instead. */
+	struct ragg__codec_spec pull;
+	size_t pull_stride;
+	uint64_t pull_resync;
 	struct ragg__plan_stage stages[RAGG_PLAN_MAX_STAGES];
 	int nstages;
 	/* The agent may run its stages straight into the server's mapped
@@ -88,6 +96,18 @@ int ragg__plan_set_codec(struct ragg__plan *pl, const struct ragg__codec_spec *s
 static inline bool ragg__plan_coded(const struct ragg__plan *pl, uint64_t round)
 {
 	return pl->codec.codec && round > 0;
+}
+
+/* Send updates encoded with `spec` (NULL or "none": exact parameters),
+ * exact every `resync` rounds (0: only round 0). -EINVAL: a chunk whose
+ * encoding cannot be sized. */
+int ragg__plan_set_pull(struct ragg__plan *pl, const struct ragg__codec_spec *spec,
+                        uint64_t resync);
+
+/* Whether round `round`'s parameters travel as an encoded update. */
+static inline bool ragg__plan_pull_coded(const struct ragg__plan *pl, uint64_t round)
+{
+	return pl->pull.codec && round > 0 && (pl->pull_resync == 0 || round % pl->pull_resync);
 }
 
 /* The seed codec and decoder share for chunk c of round `round`. */
@@ -145,6 +165,30 @@ static inline size_t ragg__plan_owned(const struct ragg__plan *pl, int s)
 static inline size_t ragg__plan_owned_bytes(const struct ragg__plan *pl, int s)
 {
 	return ragg__plan_owned(pl, s) * pl->chunk_bytes;
+}
+
+/* The pull area: chunk c's encoded update at this offset of an agent's
+ * parameter region, and the size of that region. */
+static inline size_t ragg__plan_pull_off(const struct ragg__plan *pl, size_t c)
+{
+	return (pl->bytes + 63) / 64 * 64 + c * pl->pull_stride;
+}
+
+static inline size_t ragg__plan_params_region_bytes(const struct ragg__plan *pl)
+{
+	return pl->pull.codec ? ragg__plan_pull_off(pl, pl->nchunks) : pl->bytes;
+}
+
+/* The bytes of chunk c's encoded update. */
+static inline size_t ragg__plan_pull_len(const struct ragg__plan *pl, size_t c)
+{
+	return ragg__codec_max_encoded_size(&pl->pull, ragg__plan_chunk_len(pl, c) / sizeof(float));
+}
+
+/* The seed of chunk c's update in round `round` (apart from the push's). */
+static inline uint64_t ragg__plan_pull_seed(uint64_t round, size_t c)
+{
+	return (round << 32 ^ (uint64_t)c) ^ 0x80000000u;
 }
 
 /* Chunk c's byte offset among its owner's chunks (server-side layout). */
@@ -256,6 +300,7 @@ struct ragg__expect {
 	bool room; /* a write of this round is still awaited from it */
 	bool in_place_ok; /* a write of length 0 (data in place) is allowed */
 	bool coded; /* the write carries the codec's encoding (ragg__plan_coded) */
+	bool pull_coded; /* the write carries an encoded update (ragg__plan_pull_coded) */
 };
 
 /* 0 when the write (chunk, parity, len) is one the receiver expects, else

@@ -37,6 +37,8 @@ struct ragg__update_job {
 	uint32_t chunk;
 	int parity;
 	int rc; /* out: a contribution refused by the codec, or 0 */
+	int pull_rc; /* out: the update could not be encoded (RAGG_COMPRESS_PULL), or 0 */
+	void *wbase; /* where the step writes: the parameters, or the pull scratch */
 	double total_weight; /* out: sum of the contributions' weights */
 	/* One more than agents: the parameters, in the fused SGD step. */
 	const float **inputs;
@@ -51,6 +53,11 @@ struct ragg__server_tensor {
 	struct ragg__server_agent *a; /* per agent */
 	struct ragg__region w; /* the owned parameters */
 	float *g; /* gradient scratch, owned layout */
+	/* RAGG_COMPRESS_PULL: the stepped parameters (scratch, then the
+	 * update), the error-feedback residual, owned layout; the encoded
+	 * updates, pull_stride bytes per owned chunk. */
+	float *pw, *presid;
+	struct ragg__region pe;
 	struct ragg__optim_conf oc; /* the optimizer and its hyperparameters */
 	float *state[RAGG_OPTIM_MAX_STATE]; /* its state vectors, owned layout */
 	uint32_t *arrived[2]; /* per owned chunk */
@@ -60,9 +67,30 @@ struct ragg__server_tensor {
 	bool warned_zero;
 };
 
+/* With RAGG_COMPRESS_PULL, at RAGG_LOG=info: a checksum (64-bit FNV-1a
+ * of the bytes) of each owned chunk's parameters, which every worker's
+ * replica must match (tests/integration/run.sh compress_pull_replicas_identical). */
+static void log_replica(ragg_tensor_t *t)
+{
+	struct ragg__server_tensor *st = t->server;
+	const struct ragg__plan *pl = &t->plan;
+	if (!pl->pull.codec || !st->w.mem || !st->rounds || ragg__log_get() < RAGG_LOG_INFO)
+		return;
+	for (size_t lc = 0; lc < st->nowned; lc++) {
+		uint32_t c = ragg__plan_global(pl, t->ctx->opts.rank, lc);
+		const unsigned char *p = (const unsigned char *)st->w.mem + ragg__plan_owned_off(pl, c);
+		uint64_t h = 0xcbf29ce484222325ull;
+		for (size_t i = 0; i < ragg__plan_chunk_len(pl, c); i++)
+			h = (h ^ p[i]) * 0x100000001b3ull;
+		ragg__info("tensor %d chunk %u: parameters fnv1a %016llx after %llu rounds", t->id, c,
+		           (unsigned long long)h, (unsigned long long)st->rounds[lc]);
+	}
+}
+
 void ragg__server_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t)
 {
 	struct ragg__server_tensor *st = t->server;
+	log_replica(t);
 	if (st->a)
 		for (int j = 0; j < ctx->opts.agents; j++)
 			if (st->a[j].slot.mem)
@@ -71,6 +99,13 @@ void ragg__server_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t)
 		ragg__region_free(ctx, &st->w);
 	if (st->g)
 		ragg__engine_free(ctx->engine, st->g, st->owned_bytes);
+	if (st->pw)
+		ragg__engine_free(ctx->engine, st->pw, st->owned_bytes ? st->owned_bytes : 64);
+	if (st->presid)
+		ragg__engine_free(ctx->engine, st->presid,
+		                  st->owned_bytes ? st->owned_bytes : 64);
+	if (st->pe.mem)
+		ragg__region_free(ctx, &st->pe);
 	for (int s = 0; s < RAGG_OPTIM_MAX_STATE; s++)
 		if (st->state[s])
 			ragg__engine_free(ctx->engine, st->state[s],
@@ -94,6 +129,8 @@ void ragg__server_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t)
 
 static void server_step(struct ragg__update_job *cj, double total, size_t from, size_t n,
                         bool coded);
+static void server_resync(struct ragg__update_job *cj, size_t n);
+static void server_pull_step(struct ragg__update_job *cj, double total, size_t n, bool coded);
 
 /* With a codec (RAGG_COMPRESS): g = sum_j D(s_j) / total over the chunk,
  * every agent's encoding decoded and accumulated in one pass each. */
@@ -122,6 +159,58 @@ static int server_decode(struct ragg__update_job *cj, double total, size_t n)
  * reads what the step just wrote from the cache, not from memory. */
 #define SERVER_BLOCK_ELEMS ((size_t)16384)
 
+/* A resync round (RAGG_COMPRESS_PULL): what the replicas were owed, the
+ * residual of the server's error feedback, goes into the parameters
+ * before the step, and the round's parameters travel exact. */
+static void server_resync(struct ragg__update_job *cj, size_t n)
+{
+	const struct ragg__plan *pl = &cj->t->plan;
+	struct ragg__server_tensor *st = cj->t->server;
+	size_t off = ragg__plan_owned_off(pl, cj->chunk);
+	if (!st->presid)
+		return;
+	float *w = (float *)((char *)st->w.mem + off);
+	float *e = (float *)((char *)st->presid + off);
+	for (size_t i = 0; i < n; i++)
+		w[i] += e[i];
+	memset(e, 0, n * sizeof(float));
+}
+
+/* A round whose update travels encoded (RAGG_COMPRESS_PULL): the step
+ * runs on a copy of the parameters, the update u = stepped - w is encoded
+ * with the server's error feedback, and the parameters advance by the
+ * decoded update, D(C(u)), exactly what every agent adds to its replica. */
+static void server_pull_step(struct ragg__update_job *cj, double total, size_t n, bool coded)
+{
+	ragg_tensor_t *t = cj->t;
+	const struct ragg__plan *pl = &t->plan;
+	struct ragg__server_tensor *st = t->server;
+	size_t lc = ragg__plan_local(pl, cj->chunk);
+	size_t off = ragg__plan_owned_off(pl, cj->chunk);
+	float *w = (float *)((char *)st->w.mem + off);
+	float *u = (float *)((char *)st->pw + off);
+	memcpy(u, w, n * sizeof(float));
+	cj->wbase = st->pw;
+	for (size_t from = 0; total > 0 && from < n; from += SERVER_BLOCK_ELEMS) {
+		size_t m = n - from < SERVER_BLOCK_ELEMS ? n - from : SERVER_BLOCK_ELEMS;
+		server_step(cj, total, from, m, coded);
+	}
+	cj->wbase = st->w.mem;
+	for (size_t i = 0; i < n; i++)
+		u[i] -= w[i];
+	uint8_t *enc = (uint8_t *)st->pe.mem + lc * pl->pull_stride;
+	size_t len = ragg__plan_pull_len(pl, cj->chunk);
+	uint64_t seed = ragg__plan_pull_seed(st->rounds[lc], cj->chunk);
+	ssize_t r = ragg__codec_encode(&pl->pull, u, n, enc, len,
+	                               st->presid ? (char *)st->presid + off : NULL, seed);
+	if (r < 0) {
+		cj->pull_rc = (int)r;
+		return;
+	}
+	cj->pull_rc = ragg__codec_decode_accumulate(&pl->pull, enc, len, w, n, 1.0f, seed);
+}
+
+
 /* Runs on an engine thread. */
 static void server_update(struct ragg__job *job)
 {
@@ -136,10 +225,22 @@ static void server_update(struct ragg__job *job)
 	cj->total_weight = total;
 	size_t n = ragg__plan_chunk_elems(pl, cj->chunk);
 	size_t off = ragg__plan_chunk_off(pl, cj->chunk);
-	bool coded = ragg__plan_coded(pl, st->rounds[ragg__plan_local(pl, cj->chunk)]);
+	uint64_t round = st->rounds[ragg__plan_local(pl, cj->chunk)];
+	bool coded = ragg__plan_coded(pl, round);
+	bool pull_coded = ragg__plan_pull_coded(pl, round);
 	cj->rc = 0;
+	cj->pull_rc = 0;
+	cj->wbase = st->w.mem;
 	if (coded && total > 0 && (cj->rc = server_decode(cj, total, n)))
 		return;
+	if (pl->pull.codec && round > 0) {
+		if (!pull_coded) {
+			server_resync(cj, n);
+		} else {
+			server_pull_step(cj, total, n, coded);
+			return;
+		}
+	}
 	const uint8_t *w = (const uint8_t *)st->w.mem + ragg__plan_owned_off(pl, cj->chunk);
 	for (size_t from = 0; from < n; from += SERVER_BLOCK_ELEMS) {
 		size_t m = n - from < SERVER_BLOCK_ELEMS ? n - from : SERVER_BLOCK_ELEMS;
@@ -170,7 +271,7 @@ static void server_step(struct ragg__update_job *cj, double total, size_t from, 
 		                                                           cj->chunk) +
 		                                from * sizeof(float));
 	}
-	float *w = (float *)((char *)st->w.mem + off);
+	float *w = (float *)((char *)cj->wbase + off);
 	float *g = (float *)((char *)st->g + off);
 	if (st->rounds[lc] == 0) {
 		k->sum_weighted(w, cj->inputs, cj->weights, ctx->opts.agents, n);
@@ -221,14 +322,33 @@ void ragg__server_on_job(struct ragg_ctx *ctx, struct ragg__job *job)
 		ragg__fail(ctx, cj->rc);
 		return;
 	}
+	if (cj->pull_rc) {
+		ragg__error("tensor %d chunk %u: the update cannot be encoded under "
+		            "RAGG_COMPRESS_PULL=%s: %s",
+		            t->id, cj->chunk, pl->pull.codec->name, ragg_strerror(cj->pull_rc));
+		ragg__fail(ctx, cj->pull_rc);
+		return;
+	}
 	if (!(cj->total_weight > 0) && !st->warned_zero) {
 		ragg__warn("tensor %d: a round with total weight 0 leaves the parameters unchanged",
 		           t->id);
 		st->warned_zero = true;
 	}
+	bool pull_coded = ragg__plan_pull_coded(pl, st->rounds[lc]);
 	st->rounds[lc]++;
 	if (lc == 0)
 		ctx->stats.rounds++;
+	if (pull_coded) {
+		/* The encoded update, into each agent's pull area. */
+		for (int j = 0; j < ctx->opts.agents; j++)
+			ragg__post_write(&ctx->peers[j], (char *)st->pe.mem + lc * pl->pull_stride,
+			                 ragg__region_mr(&st->pe, &ctx->peers[j]),
+			                 &st->a[j].params.rdesc, ragg__plan_pull_off(pl, cj->chunk),
+			                 ragg__plan_pull_len(pl, cj->chunk),
+			                 ragg__imm_encode(cj->parity, t->id, cj->chunk),
+			                 RAGG_TP_WRITE_IMM, 0);
+		return;
+	}
 	/* Length 0 where the job copied them in place already. */
 	for (int j = 0; j < ctx->opts.agents; j++)
 		ragg__post_write(
@@ -277,6 +397,19 @@ static int setup_memory(struct ragg_ctx *ctx, ragg_tensor_t *t)
 		return rc;
 	if ((rc = ragg__optim_conf_read(&ctx->opts, &st->oc)))
 		return rc;
+	if (pl->pull.codec) {
+		size_t ob = st->owned_bytes ? st->owned_bytes : 64;
+		if ((rc = ragg__region_alloc(ctx, st->nowned ? st->nowned * pl->pull_stride : 64,
+		                             chunk_bytes, &st->pe)))
+			return rc;
+		if (!(st->pw = ragg__engine_alloc(ctx->engine, ob, chunk_bytes)))
+			return -ENOMEM;
+		if (pl->pull.error_feedback) {
+			if (!(st->presid = ragg__engine_alloc(ctx->engine, ob, chunk_bytes)))
+				return -ENOMEM;
+			memset(st->presid, 0, st->owned_bytes);
+		}
+	}
 	for (int s = 0; s < st->oc.optim->nstate; s++) {
 		st->state[s] = ragg__engine_alloc(
 		    ctx->engine, st->owned_bytes ? st->owned_bytes : 64, chunk_bytes);

@@ -93,7 +93,15 @@ const struct ragg__setting ragg__settings[] = {
 	  "push codec, name[:param]: none, fp16, bf16, topk:r, randk:r, onebit or qsgd:s (see "
 	  "ragg-compress(7)); workers encode, agents decode, sum and encode, servers decode" },
 	{ "RAGG_COMPRESS_EF", "auto", SPEC_CHOICE("auto|on|off"), JOB, EXT,
-	  "error feedback for RAGG_COMPRESS at workers and agents (auto: on for the lossy codecs)" },
+	  "error feedback for RAGG_COMPRESS at workers and agents, and RAGG_COMPRESS_PULL at servers "
+	  "(auto: on for the lossy codecs)" },
+	{ "RAGG_COMPRESS_PULL", "none", SPEC_TEXT(32), JOB, EXT,
+	  "pull codec, as RAGG_COMPRESS: servers send each round's update encoded, with their own "
+	  "error feedback (RAGG_COMPRESS_EF), and every replica applies the decoded update "
+	  "(ragg-compress(7))" },
+	{ "RAGG_COMPRESS_RESYNC", "100", SPEC_INT(0, 2147483647L, 0), JOB, EXT,
+	  "with RAGG_COMPRESS_PULL, every this many rounds the parameters travel exact, the "
+	  "servers' residual applied (0: only round 0)" },
 	{ "RAGG_DP", "off", SPEC_CHOICE("off|on"), JOB, EXT,
 	  "differential privacy at the agents: clipping and Gaussian noise (ragg-privacy(7))" },
 	{ "RAGG_DP_CLIP", "1", SPEC_DOUBLE(1e-30, 1e30, 0), JOB, EXT,
@@ -595,6 +603,28 @@ int ragg__opts_codec(const struct ragg_opts *o, struct ragg__codec_spec *spec)
 	return 0;
 }
 
+int ragg__opts_pull_codec(const struct ragg_opts *o, struct ragg__codec_spec *spec,
+                          uint64_t *resync)
+{
+	const char *text = ragg__opt_get(o, "RAGG_COMPRESS_PULL");
+	long ef = ragg__opt_long(o, "RAGG_COMPRESS_EF");
+	struct ragg__codec_spec s;
+	if (!text || ragg__codec_parse(text, &s)) {
+		ragg__error("RAGG_COMPRESS_PULL=\"%s\": expected none, fp16, bf16, topk[:r], "
+		            "randk[:r], onebit or qsgd[:s], r in (0, 1], s a whole number "
+		            "(ragg-compress(7))",
+		            text ? text : "");
+		return RAGG_ERR_CONFIG;
+	}
+	/* RAGG_COMPRESS_EF=on names the push codec; a lossless pull codec
+	 * simply has none. */
+	if (ef != 0 && (s.codec->flags & RAGG_CODEC_LOSSY))
+		ragg__codec_set_error_feedback(&s, ef == 1);
+	*spec = s;
+	*resync = (uint64_t)ragg__opt_long(o, "RAGG_COMPRESS_RESYNC");
+	return 0;
+}
+
 int ragg__opts_validate(const struct ragg_opts *o)
 {
 	if (o->size < sizeof(*o)) {
@@ -631,6 +661,9 @@ int ragg__opts_validate(const struct ragg_opts *o)
 	}
 	struct ragg__codec_spec cs;
 	if (ragg__opts_codec(o, &cs))
+		return RAGG_ERR_CONFIG;
+	uint64_t resync;
+	if (ragg__opts_pull_codec(o, &cs, &resync))
 		return RAGG_ERR_CONFIG;
 	if (o->timeout_ms <= 0 || o->serve_timeout_ms <= 0) {
 		ragg__error("timeout %d ms: must be positive", o->timeout_ms);

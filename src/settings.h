@@ -88,6 +88,11 @@ void ragg__logging_setup(const struct ragg_opts *o);
  * 0 or RAGG_ERR_CONFIG, logged. */
 struct ragg__codec_spec;
 int ragg__opts_codec(const struct ragg_opts *o, struct ragg__codec_spec *spec);
+/* The pull codec of o (RAGG_COMPRESS_PULL, error feedback as
+ * RAGG_COMPRESS_EF says for lossy codecs) and RAGG_COMPRESS_RESYNC;
+ * 0 or RAGG_ERR_CONFIG, logged. */
+int ragg__opts_pull_codec(const struct ragg_opts *o, struct ragg__codec_spec *spec,
+                          uint64_t *resync);
 
 /* Check opts for consistency; logs what is wrong. */
 int ragg__opts_validate(const struct ragg_opts *opts);

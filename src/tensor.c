@@ -38,6 +38,13 @@ int ragg__tensor_new(struct ragg_ctx *ctx, int id, const char *name, uint64_t na
 		free(t);
 		return rc;
 	}
+	uint64_t resync;
+	if ((rc = ragg__opts_pull_codec(&ctx->opts, &cs, &resync)) ||
+	    (rc = ragg__plan_set_pull(&t->plan, &cs, resync))) {
+		ragg__error("tensor \"%s\": RAGG_COMPRESS_PULL: %s", t->name, ragg_strerror(rc));
+		free(t);
+		return rc;
+	}
 	if ((rc = ragg__dp_tensor_init(ctx, t)) || (rc = ragg__sa_tensor_init(ctx, t))) {
 		ragg__sa_tensor_free(t);
 		ragg__dp_tensor_free(t);

@@ -71,6 +71,40 @@ decode_avx2(const unsigned char *in, float *out, size_t n, int accumulate, float
 	return i;
 }
 
+/* Error feedback in one pass: g = e + in, out = C(g), e = g - D(out). */
+__attribute__((target("avx2"))) static size_t encode_ef_avx2(const float *in, float *e, size_t n,
+                                                             unsigned char *out)
+{
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		__m256 ga = _mm256_add_ps(_mm256_loadu_ps(e + i), _mm256_loadu_ps(in + i));
+		__m256 gb = _mm256_add_ps(_mm256_loadu_ps(e + i + 8), _mm256_loadu_ps(in + i + 8));
+		__m256i a = round8(_mm256_castps_si256(ga)), b = round8(_mm256_castps_si256(gb));
+		__m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(a, b), 0xd8);
+		_mm256_storeu_si256((__m256i *)(out + 2 * i), p);
+		_mm256_storeu_ps(e + i, _mm256_sub_ps(ga, _mm256_castsi256_ps(_mm256_slli_epi32(a, 16))));
+		_mm256_storeu_ps(e + i + 8,
+		                 _mm256_sub_ps(gb, _mm256_castsi256_ps(_mm256_slli_epi32(b, 16))));
+	}
+	return i;
+}
+
+static void bf16_encode_ef(const struct ragg__codec_spec *s, const float *in, float *e, size_t n,
+                           void *out, uint64_t seed)
+{
+	unsigned char *o = out;
+	size_t i = ragg__codec_have_avx2() ? encode_ef_avx2(in, e, n, o) : 0;
+	(void)s, (void)seed;
+	for (; i < n; i++) {
+		float g = e[i] + in[i], v;
+		uint16_t h = bf16_from_float(g);
+		uint32_t x = (uint32_t)h << 16;
+		memcpy(o + 2 * i, &h, 2);
+		memcpy(&v, &x, 4);
+		e[i] = g - v;
+	}
+}
+
 static void bf16_encode(const struct ragg__codec_spec *s, const float *in, size_t n, void *out,
                         uint64_t seed)
 {
@@ -109,4 +143,5 @@ const struct ragg__codec ragg__codec_bf16 = {
 	.payload_size = bf16_size,
 	.encode_payload = bf16_encode,
 	.decode_payload = bf16_decode,
+	.encode_ef_payload = bf16_encode_ef,
 };

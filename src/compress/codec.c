@@ -201,7 +201,8 @@ ssize_t ragg__codec_encode(const struct ragg__codec_spec *s, const float *in, si
 	payload = s->codec->payload_size(s, n);
 	if (out_cap < RAGG_CODEC_HEADER + payload)
 		return -ENOSPC;
-	if (s->error_feedback) {
+	int fused = s->error_feedback && s->codec->encode_ef_payload;
+	if (s->error_feedback && !fused) {
 		float *e = state;
 		for (size_t i = 0; i < n; i++)
 			e[i] += in[i];
@@ -214,6 +215,10 @@ ssize_t ragg__codec_encode(const struct ragg__codec_spec *s, const float *in, si
 	put32(h + 4, (uint32_t)n);
 	memcpy(h + 8, &fparam, 4);
 	put32(h + 12, (uint32_t)payload);
+	if (fused) {
+		s->codec->encode_ef_payload(s, in, state, n, h + RAGG_CODEC_HEADER, seed);
+		return (ssize_t)(RAGG_CODEC_HEADER + payload);
+	}
 	s->codec->encode_payload(s, g, n, h + RAGG_CODEC_HEADER, seed);
 	if (s->error_feedback && n) {
 		/* Cannot fail: the payload was just written by this codec. */

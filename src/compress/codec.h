@@ -79,6 +79,11 @@ struct ragg__codec {
 	/* accumulate = 0: out = D; else out += weight * D */
 	int (*decode_payload)(const struct ragg__codec_spec *s, const void *in, float *out,
 	                      size_t n, int accumulate, float weight, uint64_t seed);
+	/* Optional, NULL: error feedback in one pass over the chunk, bit for
+	 * bit what the three passes give (e <- e + in; out = C(e);
+	 * e <- e - D(out)) for finite values. */
+	void (*encode_ef_payload)(const struct ragg__codec_spec *s, const float *in, float *e,
+	                          size_t n, void *out, uint64_t seed);
 };
 
 /* A codec with its parameter and error-feedback switch, as parsed. */

@@ -107,6 +107,34 @@ decode_f16c(const unsigned char *in, float *out, size_t n, int accumulate, float
 	return i;
 }
 
+/* Error feedback in one pass: g = e + in, out = C(g), e = g - D(out). */
+__attribute__((target("avx2,f16c,fma"))) static size_t
+encode_ef_f16c(const float *in, float *e, size_t n, unsigned char *out)
+{
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256 g = _mm256_add_ps(_mm256_loadu_ps(e + i), _mm256_loadu_ps(in + i));
+		__m128i h = _mm256_cvtps_ph(g, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+		_mm_storeu_si128((__m128i *)(out + 2 * i), h);
+		_mm256_storeu_ps(e + i, _mm256_sub_ps(g, _mm256_cvtph_ps(h)));
+	}
+	return i;
+}
+
+static void fp16_encode_ef(const struct ragg__codec_spec *s, const float *in, float *e, size_t n,
+                           void *out, uint64_t seed)
+{
+	unsigned char *o = out;
+	size_t i = ragg__codec_have_f16c() ? encode_ef_f16c(in, e, n, o) : 0;
+	(void)s, (void)seed;
+	for (; i < n; i++) {
+		float g = e[i] + in[i];
+		uint16_t h = ragg__fp16_from_float(g);
+		memcpy(o + 2 * i, &h, 2);
+		e[i] = g - ragg__fp16_to_float(h);
+	}
+}
+
 static void fp16_encode(const struct ragg__codec_spec *s, const float *in, size_t n, void *out,
                         uint64_t seed)
 {
@@ -142,4 +170,5 @@ const struct ragg__codec ragg__codec_fp16 = {
 	.payload_size = fp16_size,
 	.encode_payload = fp16_encode,
 	.decode_payload = fp16_decode,
+	.encode_ef_payload = fp16_encode_ef,
 };

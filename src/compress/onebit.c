@@ -27,7 +27,9 @@ static size_t onebit_size(const struct ragg__codec_spec *s, size_t n)
 	return 8 + (n + 63) / 64 * 8;
 }
 
-__attribute__((target("avx2"))) static size_t encode_avx2(const float *in, size_t n,
+/* With `add` (error feedback in one pass): in[i] += add[i] first, the
+ * sum stored back into in (the residual), and encoded. */
+__attribute__((target("avx2"))) static size_t encode_avx2(float *in, const float *add, size_t n,
                                                           unsigned char *words, double *sum)
 {
 	const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
@@ -38,6 +40,10 @@ __attribute__((target("avx2"))) static size_t encode_avx2(const float *in, size_
 		__m256 a = _mm256_setzero_ps();
 		for (int j = 0; j < 8; j++) {
 			__m256 v = _mm256_loadu_ps(in + i + 8 * j);
+			if (add) {
+				v = _mm256_add_ps(v, _mm256_loadu_ps(add + i + 8 * j));
+				_mm256_storeu_ps(in + i + 8 * j, v);
+			}
 			w |= (uint64_t)(unsigned)_mm256_movemask_ps(v) << (8 * j);
 			a = _mm256_add_ps(a, _mm256_and_ps(v, absmask));
 		}
@@ -52,18 +58,19 @@ __attribute__((target("avx2"))) static size_t encode_avx2(const float *in, size_
 	return i;
 }
 
-static void onebit_encode(const struct ragg__codec_spec *s, const float *in, size_t n, void *out,
-                          uint64_t seed)
+/* The encoding of in (+ add, stored into in, when add is not NULL). */
+static float encode_words(float *in, const float *add, size_t n, unsigned char *o)
 {
-	unsigned char *o = out, *words = o + 8;
+	unsigned char *words = o + 8;
 	double sum = 0;
-	size_t i = ragg__codec_have_avx2() ? encode_avx2(in, n, words, &sum) : 0;
+	size_t i = ragg__codec_have_avx2() ? encode_avx2(in, add, n, words, &sum) : 0;
 	float scale;
-	(void)s, (void)seed;
 	for (; i < n; i += 64) {
 		uint64_t w = 0;
 		size_t end = n - i < 64 ? n - i : 64;
 		for (size_t j = 0; j < end; j++) {
+			if (add)
+				in[i + j] += add[i + j];
 			w |= (uint64_t)(signbit(in[i + j]) != 0) << j;
 			sum += fabs((double)in[i + j]);
 		}
@@ -72,6 +79,36 @@ static void onebit_encode(const struct ragg__codec_spec *s, const float *in, siz
 	scale = n ? (float)(sum / (double)n) : 0.0f;
 	memcpy(o, &scale, 4);
 	memset(o + 4, 0, 4);
+	return scale;
+}
+
+static void onebit_encode(const struct ragg__codec_spec *s, const float *in, size_t n, void *out,
+                          uint64_t seed)
+{
+	(void)s, (void)seed;
+	/* Only read: without `add` nothing is stored. */
+	encode_words((float *)(uintptr_t)in, NULL, n, out);
+}
+
+__attribute__((target("avx2,fma"))) static void decode_avx2(const unsigned char *words, float *out,
+                                                            size_t n, int accumulate, float weight,
+                                                            float scale);
+
+/* Error feedback in two passes instead of four: e += in with the signs
+ * and the sum in one, then e -= D(c), bit for bit the separate passes. */
+static void onebit_encode_ef(const struct ragg__codec_spec *s, const float *in, float *e, size_t n,
+                             void *out, uint64_t seed)
+{
+	const unsigned char *words = (const unsigned char *)out + 8;
+	float scale = encode_words(e, in, n, out);
+	size_t i = 0;
+	(void)s, (void)seed;
+	if (ragg__codec_have_avx2()) {
+		decode_avx2(words, e, n, 1, -1.0f, scale);
+		i = n / 8 * 8;
+	}
+	for (; i < n; i++)
+		e[i] -= (words[i / 8] >> (i % 8)) & 1 ? -scale : scale;
 }
 
 __attribute__((target("avx2,fma"))) static void decode_avx2(const unsigned char *words, float *out,
@@ -128,4 +165,5 @@ const struct ragg__codec ragg__codec_onebit = {
 	.payload_size = onebit_size,
 	.encode_payload = onebit_encode,
 	.decode_payload = onebit_decode,
+	.encode_ef_payload = onebit_encode_ef,
 };

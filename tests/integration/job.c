@@ -27,6 +27,12 @@
  *                   rounding); some error must show (the values did travel
  *                   encoded) and the bytes a worker sends per round must
  *                   be those of the encoding, not of the floats
+ *   replicas ROUNDS with RAGG_COMPRESS_PULL: one tensor of 3098 floats,
+ *                   gradients no codec holds exactly, ROUNDS rounds; then
+ *                   each worker prints a checksum (64-bit FNV-1a) of every
+ *                   chunk of its parameters, "replicas: worker W chunk C
+ *                   HASH", for run.sh to compare with the servers' (logged
+ *                   at RAGG_LOG=info) and with the other workers'
  *   rounds N        N rounds of a small model (for memory and soak tests)
  *   mismatch        worker 1 declares a different size: declaring must fail
  *                   with RAGG_ERR_MISMATCH everywhere
@@ -538,6 +544,43 @@ static int codec_mode(ragg_ctx_t *ctx, int rounds)
 	return 0;
 }
 
+/* ---- replicas ---- */
+
+static int replicas(ragg_ctx_t *ctx, int rounds)
+{
+	const size_t n = 1031 * 3 + 5;
+	struct ragg_opts o = { .size = sizeof(o) };
+	int rc, me = ragg_rank(ctx);
+	ragg_tensor_t *t;
+	if ((rc = ragg_opts_default(&o)))
+		return fail("settings", rc);
+	float *params = malloc(n * sizeof(float)), *grad = malloc(n * sizeof(float));
+	if (!params || !grad)
+		return fail("memory", -ENOMEM);
+	for (size_t j = 0; j < n; j++)
+		params[j] = (float)(j % 5) * 0.1f;
+	if ((rc = ragg_tensor_declare(ctx, "replicas", params, n, &t)))
+		return fail("declare", rc);
+	for (int r = 1; r <= rounds; r++) {
+		for (size_t j = 0; j < n; j++)
+			grad[j] = (float)(codec_value(me, j, r) * 0.01 * (1 + (j % 3)));
+		if ((rc = ragg_pushpull(t, grad, me + 1, params)))
+			return fail("pushpull", rc);
+	}
+	size_t per = o.chunk_bytes / sizeof(float);
+	for (size_t c = 0; c * per < n; c++) {
+		const unsigned char *p = (const unsigned char *)(params + c * per);
+		size_t len = (n - c * per < per ? n - c * per : per) * sizeof(float);
+		uint64_t h = 0xcbf29ce484222325ull;
+		for (size_t i = 0; i < len; i++)
+			h = (h ^ p[i]) * 0x100000001b3ull;
+		printf("replicas: worker %d chunk %zu %016llx\n", me, c, (unsigned long long)h);
+	}
+	free(params);
+	free(grad);
+	return 0;
+}
+
 /* ---- inplace ---- */
 
 struct inplace_run {
@@ -937,7 +980,7 @@ int main(int argc, char **argv)
 	if (argc == 2 && strcmp(argv[1], "checkers") == 0)
 		return checkers();
 	if (argc < 2) {
-		fprintf(stderr, "usage: job exact ROUNDS [COUNT...] | codec ROUNDS | inplace ROUNDS | rounds N | "
+		fprintf(stderr, "usage: job exact ROUNDS [COUNT...] | codec ROUNDS | replicas ROUNDS | inplace ROUNDS | rounds N | "
 		                "mismatch | slow N MS | poison R W | settings NAME VALUE | "
 		                "checkers\n");
 		return 2;
@@ -951,6 +994,12 @@ int main(int argc, char **argv)
 		return fail("init", rc);
 	if (ragg_role(ctx) != RAGG_ROLE_WORKER) {
 		rc = ragg_serve(ctx);
+		if (ragg_role(ctx) == RAGG_ROLE_SERVER) {
+			struct ragg_stats st = { .size = sizeof(st) };
+			if (!ragg_stats(ctx, &st))
+				printf("bytes sent server %d %llu\n", ragg_rank(ctx),
+				       (unsigned long long)st.bytes_sent);
+		}
 		/* In the mismatch test the workers leave without a tensor; the
 		 * goodbye still arrives. */
 		report_rss(ctx);
@@ -963,6 +1012,8 @@ int main(int argc, char **argv)
 		status = exact(ctx, atoi(argv[2]), argc - 3, argv + 3);
 	else if (strcmp(argv[1], "codec") == 0 && argc == 3)
 		status = codec_mode(ctx, atoi(argv[2]));
+	else if (strcmp(argv[1], "replicas") == 0 && argc == 3)
+		status = replicas(ctx, atoi(argv[2]));
 	else if (strcmp(argv[1], "inplace") == 0 && argc == 3)
 		status = inplace(ctx, atoi(argv[2]));
 	else if (strcmp(argv[1], "rounds") == 0 && argc == 3)

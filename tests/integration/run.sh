@@ -177,12 +177,15 @@ compress_fp16_bf16() {
 # The linreg example (100 features, label noise 1, lr 0.0005, 3000 rounds)
 # with RAGG_COMPRESS=onebit and topk:0.01: with error feedback the final
 # loss is within 1% of the uncompressed run's; without it, more than 1%
-# away (the gap error feedback closes).
+# away (the gap error feedback closes). The same with RAGG_COMPRESS_PULL
+# (the servers' updates encoded in every round after round 0): the pull
+# alone and both directions within 1% with error feedback, the pull alone
+# more than 1% away without it.
 compress_linreg() {
 	local args="-d 100 -n 1 -l 0.0005 -r 3000 -e inf" ref
 	linreg_loss() {
 		local o
-		o=$(RAGG_COMPRESS=$1 RAGG_COMPRESS_EF=$2 RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=30000 "$run" -w 8 -a 2 -s 2 -- "$linreg" $args 2>&1) || { echo "$o" | tail -n 20 >&2; return 1; }
+		o=$(RAGG_COMPRESS=$1 RAGG_COMPRESS_EF=$2 RAGG_COMPRESS_PULL=${3:-none} RAGG_COMPRESS_RESYNC=0 RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=30000 "$run" -w 8 -a 2 -s 2 -- "$linreg" $args 2>&1) || { echo "$o" | tail -n 20 >&2; return 1; }
 		echo "$o" | sed -n 's/^\[w0\] linreg: .* loss=\([^ ]*\) .*/\1/p'
 	}
 	ref=$(linreg_loss none auto) && [ -n "$ref" ] || { echo "WHY: uncompressed run failed"; return; }
@@ -198,7 +201,95 @@ compress_linreg() {
 				awk -v g="$gap" 'BEGIN { exit !(g > 0.01) }' || { echo "WHY: $c without error feedback: loss $l within 1% of $ref (no gap shown)"; return; }
 			fi
 		done
+		# Pull compression (RAGG_COMPRESS_PULL, no resync after round 0):
+		# the pull alone, with and without the servers' error feedback,
+		# then both directions compressed.
+		for combo in "none auto $c" "none off $c" "$c auto $c"; do
+			set -- $combo
+			l=$(linreg_loss $1 $2 $3) && [ -n "$l" ] || { echo "WHY: push $1 pull $3 ef=$2: run failed"; return; }
+			gap=$(awk -v l="$l" -v r="$ref" 'BEGIN { printf "%.4f", (l - r) / r }')
+			echo "SUMMARY: push=$1 pull=$3 ef=$2 loss=$l gap=$gap"
+			if [ $2 = auto ]; then
+				awk -v g="$gap" 'BEGIN { exit !(g < 0.01 && g > -0.01) }' || { echo "WHY: push $1 pull $3 with error feedback: loss $l not within 1% of $ref"; return; }
+			else
+				awk -v g="$gap" 'BEGIN { exit !(g > 0.01) }' || { echo "WHY: pull $3 without error feedback: loss $l within 1% of $ref (no gap shown)"; return; }
+			fi
+		done
 	done
+	echo OK
+}
+
+# randk and qsgd in rounds, on the linreg example as compress_linreg
+# (3000 rounds): randk:0.1 ends within 1% of the uncompressed loss with
+# error feedback and more than 1% away without it (its values are sent
+# unscaled: a biased estimate); qsgd:15 ends within 1% both with and
+# without error feedback (an unbiased estimate); each also within 1% as
+# the pull codec alone (error feedback on, no resync after round 0).
+compress_randk_qsgd() {
+	local args="-d 100 -n 1 -l 0.0005 -r 3000 -e inf" ref
+	linreg_loss() {
+		local o
+		o=$(RAGG_COMPRESS=$1 RAGG_COMPRESS_EF=$2 RAGG_COMPRESS_PULL=$3 RAGG_COMPRESS_RESYNC=0 RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=30000 "$run" -w 8 -a 2 -s 2 -- "$linreg" $args 2>&1) || { echo "$o" | tail -n 20 >&2; return 1; }
+		echo "$o" | sed -n 's/^\[w0\] linreg: .* loss=\([^ ]*\) .*/\1/p'
+	}
+	ref=$(linreg_loss none auto none) && [ -n "$ref" ] || { echo "WHY: uncompressed run failed"; return; }
+	echo "SUMMARY: none loss=$ref after 3000 rounds"
+	# push pull ef, and whether the loss must be within 1% (in) or not (out)
+	for combo in "randk:0.1 none on in" "randk:0.1 none off out" "qsgd:15 none on in" \
+		"qsgd:15 none off in" "none randk:0.1 auto in" "none qsgd:15 auto in"; do
+		set -- $combo
+		l=$(linreg_loss $1 $3 $2) && [ -n "$l" ] || { echo "WHY: push $1 pull $2 ef=$3: run failed"; return; }
+		gap=$(awk -v l="$l" -v r="$ref" 'BEGIN { printf "%.4f", (l - r) / r }')
+		echo "SUMMARY: push=$1 pull=$2 ef=$3 loss=$l gap=$gap"
+		if [ $4 = in ]; then
+			awk -v g="$gap" 'BEGIN { exit !(g < 0.01 && g > -0.01) }' || { echo "WHY: push $1 pull $2 ef=$3: loss $l not within 1% of $ref"; return; }
+		else
+			awk -v g="$gap" 'BEGIN { exit !(g > 0.01) }' || { echo "WHY: push $1 pull $2 ef=$3: loss $l within 1% of $ref (no gap shown)"; return; }
+		fi
+	done
+	echo OK
+}
+
+# RAGG_COMPRESS_PULL: after 20 rounds (4 workers, 2 agents, 2 servers, 4
+# chunks) every worker's parameters and the servers' own copy are bitwise
+# equal, chunk by chunk (checksums), for each pull codec, with and without
+# a resync; the lossy runs end elsewhere than the uncompressed one (the
+# updates did travel encoded) and, over tcp, the servers send less than the
+# uncompressed run's bytes (fp16, exact every 5th round: < 0.7; the
+# others < 0.35 of them). Then the same equality with Adam and onebit both
+# ways (3 workers, 1 agent, 3 servers).
+compress_pull_replicas_identical() {
+	local ref="" refbytes=0
+	for spec in none onebit:0 topk:0.05:7 randk:0.1:0 qsgd:4:0 fp16:5; do
+		c=${spec%:*} resync=${spec##*:}
+		[ "$spec" = none ] && c=none resync=0
+		out=$(RAGG_COMPRESS_PULL=$c RAGG_COMPRESS_RESYNC=$resync RAGG_LOG=info RAGG_TRANSPORT=$transport RAGG_CHUNK_BYTES=4096 RAGG_TIMEOUT_MS=30000 "$run" -w 4 -a 2 -s 2 -- "$job" replicas 20 2>&1) || { echo "$out" | tail -n 30; echo "WHY: $c: job failed"; return; }
+		sums=$(echo "$out" | sed -n 's/.*replicas: worker [0-9]* chunk \([0-9]*\) \([0-9a-f]*\)$/\1 \2/p' | sort -u)
+		[ "$(echo "$out" | grep -c 'replicas: worker')" = 16 ] || { echo "$out" | tail -n 30; echo "WHY: $c: not 4 workers x 4 chunks"; return; }
+		[ "$(echo "$sums" | wc -l)" = 4 ] || { echo "$sums"; echo "WHY: $c: the workers' replicas differ"; return; }
+		bytes=$(echo "$out" | awk '/bytes sent server/ { s += $NF } END { print s + 0 }')
+		if [ $c = none ]; then
+			ref=$sums refbytes=$bytes
+			echo "SUMMARY: none: replicas of 4 workers equal, servers sent $bytes bytes"
+			continue
+		fi
+		srv=$(echo "$out" | sed -n 's/.*info: tensor 0 chunk \([0-9]*\): parameters fnv1a \([0-9a-f]*\) after 21 rounds$/\1 \2/p' | sort -u)
+		[ "$srv" = "$sums" ] || { echo "workers:"; echo "$sums"; echo "servers:"; echo "$srv"; echo "WHY: $c: the servers' parameters differ from the workers'"; return; }
+		[ "$sums" != "$ref" ] || { echo "WHY: $c: the same parameters as uncompressed (nothing travelled encoded)"; return; }
+		ratio=$(awk -v b="$bytes" -v r="$refbytes" 'BEGIN { printf "%.3f", b / r }')
+		lim=0.35; [ $c = fp16 ] && lim=0.7
+		# Over shm exact parameters are copied in place: no bytes to compare.
+		[ "$transport" = shm ] || awk -v x="$ratio" -v l="$lim" 'BEGIN { exit !(x < l) }' || { echo "WHY: $c: servers sent $ratio of the uncompressed bytes (limit $lim)"; return; }
+		[ "$transport" = shm ] && ratio="(shm: not compared)"
+		echo "SUMMARY: $c resync=$resync: 4 workers and 2 servers bitwise equal after 20 rounds, server bytes $ratio of uncompressed"
+	done
+	# Adam's step (its moments advance exactly) under onebit both ways,
+	# 3 workers on 1 agent, 3 servers, resync every 3 rounds.
+	out=$(RAGG_OPTIMIZER=adam RAGG_COMPRESS=onebit RAGG_COMPRESS_PULL=onebit RAGG_COMPRESS_RESYNC=3 RAGG_LOG=info RAGG_TRANSPORT=$transport RAGG_CHUNK_BYTES=4096 RAGG_TIMEOUT_MS=30000 "$run" -w 3 -a 1 -s 3 -- "$job" replicas 20 2>&1) || { echo "$out" | tail -n 30; echo "WHY: adam: job failed"; return; }
+	sums=$(echo "$out" | sed -n 's/.*replicas: worker [0-9]* chunk \([0-9]*\) \([0-9a-f]*\)$/\1 \2/p' | sort -u)
+	srv=$(echo "$out" | sed -n 's/.*info: tensor 0 chunk \([0-9]*\): parameters fnv1a \([0-9a-f]*\) after 21 rounds$/\1 \2/p' | sort -u)
+	[ "$(echo "$out" | grep -c 'replicas: worker')" = 12 ] && [ "$(echo "$sums" | wc -l)" = 4 ] && [ "$srv" = "$sums" ] || { echo "$sums"; echo "$srv"; echo "WHY: adam with onebit both ways: replicas differ"; return; }
+	echo "SUMMARY: adam, onebit both ways, resync=3: 3 workers and 3 servers bitwise equal after 20 rounds"
 	echo OK
 }
 
@@ -248,6 +339,7 @@ settings_refused() {
 lr_differs_refused() { settings_refused RAGG_LR 0.02; }
 chunk_bytes_differs_refused() { settings_refused RAGG_CHUNK_BYTES 65536; }
 compress_differs_refused() { settings_refused RAGG_COMPRESS fp16 '(text hashed [0-9a-f]*)'; }
+compress_pull_differs_refused() { settings_refused RAGG_COMPRESS_PULL onebit '(text hashed [0-9a-f]*)'; }
 # The privacy settings are job-wide too (ragg-privacy(7)).
 dp_clip_differs_refused() { settings_refused RAGG_DP_CLIP 2; }
 dp_epsilon_differs_refused() { settings_refused RAGG_DP_EPSILON 0.5; }
@@ -1435,11 +1527,14 @@ t adam_exact 120
 t adamw_exact 120
 t in_place_exact 120
 t compress_fp16_bf16 120
-t compress_linreg 300
+t compress_linreg 480
+t compress_randk_qsgd 300
+t compress_pull_replicas_identical 120
 t declare_mismatch_refused 60
 t lr_differs_refused 60
 t chunk_bytes_differs_refused 60
 t compress_differs_refused 60
+t compress_pull_differs_refused 60
 t dp_clip_differs_refused 60
 t dp_epsilon_differs_refused 60
 t on_worker_loss_differs_refused 60

@@ -849,6 +849,51 @@ RAGG_TEST(compress_scalar_paths)
 	free(g), free(dv), free(ds);
 }
 
+/* fp16, bf16 and onebit fuse error feedback (encode_ef_payload): over
+ * many rounds, on the vector and the portable paths, every encoding and
+ * every residual is bit for bit what the three passes give (e += in,
+ * C(e) with error feedback off, e += -1 * D(c)). Lengths that leave
+ * vector tails. */
+RAGG_TEST(compress_fused_error_feedback)
+{
+	const char *const fused[] = { "fp16", "bf16", "onebit" };
+	const size_t lens[] = { 1, 7, 8, 15, 16, 17, 4099, 70001 };
+	for (size_t c = 0; c < 3; c++)
+		for (int scalar = 0; scalar < 2; scalar++)
+			for (size_t L = 0; L < sizeof(lens) / sizeof(lens[0]); L++) {
+				size_t n = lens[L];
+				struct ragg__codec_spec ef = spec_of(fused[c]), off = ef;
+				off.error_feedback = 0;
+				RAGG_CHECK(ef.error_feedback && ef.codec->encode_ef_payload);
+				size_t cap = ragg__codec_max_encoded_size(&ef, n);
+				float *g = xalloc(n * 4), *e = xalloc(n * 4), *r = xalloc(n * 4);
+				unsigned char *a = xalloc(cap), *b = xalloc(cap);
+				memset(e, 0, n * 4);
+				memset(r, 0, n * 4);
+				ragg__codec_scalar_only = scalar;
+				for (int round = 0; round < 5; round++) {
+					fill(g, n);
+					for (size_t i = 0; i < n; i += 5)
+						g[i] *= 1e-3f * (float)(round + 1);
+					RAGG_CHECK(ragg__codec_encode(&ef, g, n, a, cap, e, 7) == (ssize_t)cap);
+					for (size_t i = 0; i < n; i++)
+						r[i] += g[i];
+					RAGG_CHECK(ragg__codec_encode(&off, r, n, b, cap, NULL, 7) ==
+					           (ssize_t)cap);
+					RAGG_CHECK(ragg__codec_decode_accumulate(&off, b, cap, r, n, -1.0f,
+					                                         7) == 0);
+					RAGG_CHECKF(memcmp(a, b, cap) == 0,
+					            "%s n=%zu scalar=%d round %d: encodings differ",
+					            fused[c], n, scalar, round);
+					RAGG_CHECKF(memcmp(e, r, n * 4) == 0,
+					            "%s n=%zu scalar=%d round %d: residuals differ",
+					            fused[c], n, scalar, round);
+				}
+				ragg__codec_scalar_only = 0;
+				free(g), free(e), free(r), free(a), free(b);
+			}
+}
+
 /* Ratios as documented in ragg-compress(7), at n = 2^20. */
 RAGG_TEST(compress_ratios)
 {

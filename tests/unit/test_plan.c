@@ -148,6 +148,45 @@ RAGG_TEST(codec_plan)
 	RAGG_CHECK(pl.stages[0].stage == &ragg__stage_sum && pl.in_place);
 }
 
+/* RAGG_COMPRESS_PULL: which rounds travel encoded, where each chunk's
+ * update lands in an agent's parameter region, and what lengths a landed
+ * update may have. */
+RAGG_TEST(pull_codec_rounds_area_and_lengths)
+{
+	struct ragg__plan pl;
+	struct ragg__codec_spec s;
+	RAGG_CHECK(ragg__plan_init(&pl, 3 * CE + 5, CB, 2) == 0);
+	RAGG_CHECK(ragg__plan_params_region_bytes(&pl) == pl.bytes);
+	RAGG_CHECK(ragg__codec_parse("onebit", &s) == 0);
+	RAGG_CHECK(ragg__plan_set_pull(&pl, &s, 3) == 0);
+	RAGG_CHECK(!ragg__plan_pull_coded(&pl, 0) && ragg__plan_pull_coded(&pl, 1) &&
+	           ragg__plan_pull_coded(&pl, 2) && !ragg__plan_pull_coded(&pl, 3) &&
+	           ragg__plan_pull_coded(&pl, 4) && !ragg__plan_pull_coded(&pl, 6));
+	for (size_t c = 0; c < pl.nchunks; c++) {
+		RAGG_CHECK(ragg__plan_pull_off(&pl, c) >= pl.bytes);
+		RAGG_CHECK(ragg__plan_pull_off(&pl, c) % 64 == 0);
+		RAGG_CHECK(ragg__plan_pull_len(&pl, c) ==
+		           ragg__codec_max_encoded_size(&s, ragg__plan_chunk_elems(&pl, c)));
+		RAGG_CHECK(ragg__plan_pull_off(&pl, c) + ragg__plan_pull_len(&pl, c) <=
+		           ragg__plan_params_region_bytes(&pl));
+	}
+	struct ragg__expect e = { .plan = &pl, .parity = 1, .owner = -1, .sender_ok = true,
+		                  .room = true, .in_place_ok = true, .pull_coded = true };
+	const char *why;
+	RAGG_CHECK(ragg__plan_check_write(&e, 3, 1, ragg__plan_pull_len(&pl, 3), &why) == 0);
+	RAGG_CHECK(ragg__plan_check_write(&e, 0, 1, ragg__plan_chunk_len(&pl, 0), &why) ==
+	           RAGG_ERR_PROTO);
+	RAGG_CHECK(ragg__plan_check_write(&e, 0, 1, 0, &why) == RAGG_ERR_PROTO);
+	RAGG_CHECK(ragg__plan_check_write(&e, 3, 1, ragg__plan_pull_len(&pl, 0), &why) ==
+	           RAGG_ERR_PROTO);
+	e.pull_coded = false;
+	RAGG_CHECK(ragg__plan_check_write(&e, 0, 1, ragg__plan_chunk_len(&pl, 0), &why) == 0);
+	RAGG_CHECK(ragg__plan_set_pull(&pl, NULL, 0) == 0);
+	RAGG_CHECK(!ragg__plan_pull_coded(&pl, 1) && ragg__plan_params_region_bytes(&pl) == pl.bytes);
+	RAGG_CHECK(ragg__plan_set_pull(&pl, &s, 0) == 0);
+	RAGG_CHECK(ragg__plan_pull_coded(&pl, 100) && ragg__plan_pull_coded(&pl, 1000));
+}
+
 /* A stage that cannot run in the server's slot turns the fast path off,
  * once, for the whole tensor. */
 static void noop_run(struct ragg__stage_ctx *c)
