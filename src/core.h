@@ -134,6 +134,8 @@ struct ragg_tensor {
 	struct ragg__agent_tensor *agent;
 	struct ragg__server_tensor *server;
 	struct ragg__dp_tensor *dp; /* RAGG_DP=on (privacy/dp_job.h), else NULL */
+	void *stale; /* asynchronous rounds' state (stale.c), else NULL */
+	uint64_t pull_version; /* worker: the version the last pull returned */
 };
 
 struct ragg_req {

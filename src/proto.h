@@ -76,8 +76,11 @@ enum ragg__msg_type {
 	 * variable's name, count its canonical value (ragg__setting_canon),
 	 * chunk_bytes the number of job-wide settings the sender has. */
 	RAGG_MSG_SETTING,
+	/* Asynchronous rounds (RAGG_STALENESS > 0): the version of the
+	 * contribution or parameter chunk just written (stale.h). */
+	RAGG_MSG_VERSION,
 };
-#define RAGG_MSG_LAST RAGG_MSG_SETTING
+#define RAGG_MSG_LAST RAGG_MSG_VERSION
 
 struct ragg__msg {
 	uint8_t type;

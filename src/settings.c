@@ -9,6 +9,7 @@
 #include "settings.h"
 #include "log.h"
 #include "optim/optim.h"
+#include "stale.h"
 #include "plan.h"
 #include "compress/codec.h"
 #include "../transports/util/settings.h"
@@ -103,6 +104,9 @@ const struct ragg__setting ragg__settings[] = {
 	  EXT, "delta at which ragg_dp_spent reports epsilon (RAGG_DP=on)" },
 	{ "RAGG_DP_SAMPLE_RATE", "1", SPEC_DOUBLE(0, 1, 0), JOB, EXT,
 	  "Poisson sampling rate q the accountant assumes for each round (RAGG_DP=on)" },
+	{ "RAGG_STALENESS", "0", SPEC_TEXT(16), JOB, EXT,
+	  "bounded staleness s: 0 synchronous rounds, s > 0 a pull may return parameters s "
+	  "versions behind the worker's clock, inf fully asynchronous (see below)" },
 	{ "RAGG_TIMEOUT_MS", "60000", SPEC_INT(1, 86400000L, 0), 0, FIELD(INT, timeout_ms),
 	  "longest a wait goes without progress before it fails, in milliseconds" },
 	{ "RAGG_SERVE_TIMEOUT_MS", "3600000", SPEC_INT(1, 2147483647L, 0), 0,
@@ -602,6 +606,8 @@ int ragg__opts_validate(const struct ragg_opts *o)
 	}
 	struct ragg__codec_spec cs;
 	if (ragg__opts_codec(o, &cs))
+		return RAGG_ERR_CONFIG;
+	if (ragg__stale_validate(o))
 		return RAGG_ERR_CONFIG;
 	if (o->timeout_ms <= 0 || o->serve_timeout_ms <= 0) {
 		ragg__error("timeout %d ms: must be positive", o->timeout_ms);

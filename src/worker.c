@@ -18,6 +18,7 @@
 #include "privacy/dp_job.h"
 #include "role.h"
 #include "settings.h"
+#include "stale.h"
 
 static int check_tensor(ragg_tensor_t *t)
 {
@@ -136,7 +137,9 @@ static int post_push(ragg_tensor_t *t, const float *grad, double weight)
 		mr = t->worker.enc_mr;
 	} else if ((rc = grad_mr(t, grad, &mr)))
 		return rc;
-	bool in_place = !coded && push_in_place(t, grad);
+	/* Asynchronous rounds: data only, then the push's version message. */
+	bool async = ragg__stale_round(t, t->round);
+	bool in_place = !coded && !async && push_in_place(t, grad);
 	t->worker.weight_src[parity] = weight;
 	rc = ragg__post_write(agent, &t->worker.weight_src[parity], t->worker.weight_mr,
 	                      &t->worker.agent_slot, (uint64_t)parity * sizeof(double),
@@ -151,8 +154,11 @@ static int post_push(ragg_tensor_t *t, const float *grad, double weight)
 		    agent, src, mr, &t->worker.agent_slot, ragg__plan_worker_slot_off(pl, parity, c),
 		    in_place ? 0 : ragg__plan_contrib_len(pl, c, coded),
 		    ragg__imm_encode(parity, t->id, (uint32_t)c),
-		    RAGG_TP_WRITE_IMM | (last ? RAGG_TP_WRITE_SIGNAL : 0), (uint64_t)t->id);
+		    (async ? 0 : RAGG_TP_WRITE_IMM) | (last ? RAGG_TP_WRITE_SIGNAL : 0),
+		    (uint64_t)t->id);
 	}
+	if (!rc && async)
+		rc = ragg__stale_worker_pushed(t);
 	if (rc)
 		return rc;
 	t->worker.push_inflight = 1;
@@ -259,6 +265,10 @@ void ragg__worker_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t
 void ragg__worker_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m)
 {
 	ragg_tensor_t *t = m->tensor < ctx->ntensors ? ctx->tensors[m->tensor] : NULL;
+	if (m->type == RAGG_MSG_VERSION) {
+		ragg__stale_on_msg(ctx, p, m);
+		return;
+	}
 	if (m->type == RAGG_MSG_GRAD_MAPPED && t && m->count && m->count <= t->worker.grad_seq) {
 		/* An answer to an older announcement is stale: ignored. */
 		if (m->count == t->worker.grad_seq && t->worker.grad_announced)
@@ -314,9 +324,14 @@ RAGG_EXPORT int ragg_pull(ragg_tensor_t *t, float *params)
 		return rc;
 	/* The round ends once our own push has left too, so the next push may
 	 * reuse the parity's slots. */
-	if ((rc = ragg__wait(t->ctx, push_done, t, "push")) ||
-	    (rc = ragg__wait(t->ctx, pull_done, t, "pull")))
+	if (ragg__stale_round(t, t->round)) {
+		if ((rc = ragg__stale_worker_pull(t)))
+			return rc;
+	} else if ((rc = ragg__wait(t->ctx, push_done, t, "push")) ||
+	           (rc = ragg__wait(t->ctx, pull_done, t, "pull")))
 		return rc;
+	else
+		t->pull_version = t->round + 1;
 	t->worker.landed[t->round & 1] = 0;
 	t->worker.pushed = false;
 	t->round++;
