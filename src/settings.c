@@ -105,8 +105,8 @@ const struct ragg__setting ragg__settings[] = {
 	{ "RAGG_DP_SAMPLE_RATE", "1", SPEC_DOUBLE(0, 1, 0), JOB, EXT,
 	  "Poisson sampling rate q the accountant assumes for each round (RAGG_DP=on)" },
 	{ "RAGG_STALENESS", "0", SPEC_TEXT(16), JOB, EXT,
-	  "bounded staleness s: 0 synchronous rounds, s > 0 a pull may return parameters s "
-	  "versions behind the worker's clock, inf fully asynchronous (see below)" },
+	  "bounded staleness s: 0 synchronous rounds; s >= 1: the pull after the push of clock t "
+	  "returns parameters at version >= t + 1 - s; inf: no bound (ragg(7))" },
 	{ "RAGG_TIMEOUT_MS", "60000", SPEC_INT(1, 86400000L, 0), 0, FIELD(INT, timeout_ms),
 	  "longest a wait goes without progress before it fails, in milliseconds" },
 	{ "RAGG_SERVE_TIMEOUT_MS", "3600000", SPEC_INT(1, 2147483647L, 0), 0,
