@@ -250,6 +250,8 @@ chunk_bytes_differs_refused() { settings_refused RAGG_CHUNK_BYTES 65536; }
 compress_differs_refused() { settings_refused RAGG_COMPRESS fp16 '(text hashed [0-9a-f]*)'; }
 # The privacy settings are job-wide too (ragg-privacy(7)).
 dp_clip_differs_refused() { settings_refused RAGG_DP_CLIP 2; }
+# So is the staleness bound: a worker asynchronous among synchronous ones.
+stale_differs_refused() { settings_refused RAGG_STALENESS 2 '(text hashed [0-9a-f]*)'; }
 
 # A mixed job: shared memory between workers and agents, tcp to the servers.
 # The agents then wait on two devices at once.
@@ -1148,6 +1150,7 @@ t dp_clip_enforced 60
 t dp_spent_matches_accountant 60
 t dp_noise_in_rounds 60
 t dp_linreg_converges 180
+t stale_differs_refused 60
 t stale_s0_bit_identical 180
 t stale_bound_holds 90
 t stale_linreg_converges 120
