@@ -215,5 +215,12 @@ int main(int argc, char **argv)
 	}
 	if ((rc = ragg_finalize(ctx)))
 		die("finalize", rc);
+	for (int i = 0; i < m; i++) {
+		free(sh[i].x);
+		free(sh[i].y);
+	}
+	free(sh);
+	free(wt);
+	free(g);
 	return 0;
 }
