@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "stale.h"
 #include "compiler.h"
 #include "log.h"
 #include "privacy/sa_job.h"
@@ -292,6 +293,8 @@ void ragg__agent_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct
 		ragg__sa_agent_on_key(ctx, p, m);
 	else if (p->role == RAGG_ROLE_SERVER && m->type == RAGG_MSG_DECLARE_ACK)
 		on_server_ack(ctx, p, m);
+	else if (m->type == RAGG_MSG_VERSION)
+		ragg__stale_on_msg(ctx, p, m);
 	else {
 		ragg__error("unexpected control message %d from %s", m->type, p->ep->peer);
 		ragg__fail(ctx, RAGG_ERR_PROTO);

@@ -146,6 +146,8 @@ struct ragg_tensor {
 	struct ragg__server_tensor *server;
 	struct ragg__dp_tensor *dp; /* RAGG_DP=on (privacy/dp_job.h), else NULL */
 	struct ragg__sa_tensor *sa; /* RAGG_SECAGG=on (privacy/sa_job.h), else NULL */
+	void *stale; /* asynchronous rounds' state (stale.c), else NULL */
+	uint64_t pull_version; /* worker: the version the last pull returned */
 };
 
 struct ragg_req {

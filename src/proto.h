@@ -87,8 +87,11 @@ enum ragg__msg_type {
 	/* RAGG_ON_WORKER_LOSS=continue: worker `count` left the job (agent ->
 	 * servers and its workers, server -> every agent). */
 	RAGG_MSG_WORKER_LEFT,
+	/* Asynchronous rounds (RAGG_STALENESS > 0): the version of the
+	 * contribution or parameter chunk just written (stale.h). */
+	RAGG_MSG_VERSION,
 };
-#define RAGG_MSG_LAST RAGG_MSG_WORKER_LEFT
+#define RAGG_MSG_LAST RAGG_MSG_VERSION
 
 struct ragg__msg {
 	uint8_t type;

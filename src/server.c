@@ -22,6 +22,7 @@
 #include "log.h"
 #include "optim/optim.h"
 #include "role.h"
+#include "stale.h"
 
 /* One of the agents, for one tensor. */
 struct ragg__server_agent {
@@ -488,6 +489,10 @@ void ragg__server_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struc
 		ragg__role_on_declare(ctx, p, m, ctx->opts.agents, &server_decl_ops);
 		return;
 	}
+	if (m->type == RAGG_MSG_VERSION) {
+		ragg__stale_on_msg(ctx, p, m);
+		return;
+	}
 	ragg__error("unexpected control message %d from %s", m->type, p->ep->peer);
 	ragg__fail(ctx, RAGG_ERR_PROTO);
 }
@@ -557,3 +562,29 @@ const struct ragg__role_ops ragg__server_role = {
 	.on_landed = ragg__server_on_landed,
 	.on_job = ragg__server_on_job,
 };
+
+bool ragg__server_view(ragg_tensor_t *t, struct ragg__server_view *v)
+{
+	struct ragg__server_tensor *st = t->server;
+	if (!st || !st->ready)
+		return false;
+	v->w = st->w.mem;
+	v->g = st->g;
+	v->oc = &st->oc;
+	v->nstate = st->oc.optim->nstate;
+	for (int s = 0; s < RAGG_OPTIM_MAX_STATE; s++)
+		v->state[s] = st->state[s];
+	v->rounds = st->rounds;
+	v->w_region = &st->w;
+	return true;
+}
+
+const struct ragg__region *ragg__server_agent_slot(ragg_tensor_t *t, int j)
+{
+	return &t->server->a[j].slot;
+}
+
+struct ragg__peer_region *ragg__server_agent_params(ragg_tensor_t *t, int j)
+{
+	return &t->server->a[j].params;
+}

@@ -9,6 +9,7 @@
 #include "settings.h"
 #include "log.h"
 #include "optim/optim.h"
+#include "stale.h"
 #include "plan.h"
 #include "privacy/dp_job.h"
 #include "compress/codec.h"
@@ -140,6 +141,9 @@ const struct ragg__setting ragg__settings[] = {
 	  "a worker that finalizes or is lost while the job goes on: fail (every process gets "
 	  "RAGG_ERR_PEER_LOST naming it) or continue (rounds go on with the survivors' weighted "
 	  "mean)" },
+	{ "RAGG_STALENESS", "0", SPEC_TEXT(16), JOB, EXT,
+	  "bounded staleness s: 0 synchronous rounds; s >= 1: the pull after the push of clock t "
+	  "returns parameters at version >= t + 1 - s; inf: no bound (ragg(7))" },
 	{ "RAGG_TIMEOUT_MS", "60000", SPEC_INT(1, 86400000L, 0), 0, FIELD(INT, timeout_ms),
 	  "longest a wait goes without progress before it fails, in milliseconds" },
 	{ "RAGG_SERVE_TIMEOUT_MS", "3600000", SPEC_INT(1, 2147483647L, 0), 0,
@@ -664,6 +668,8 @@ int ragg__opts_validate(const struct ragg_opts *o)
 		return RAGG_ERR_CONFIG;
 	uint64_t resync;
 	if (ragg__opts_pull_codec(o, &cs, &resync))
+		return RAGG_ERR_CONFIG;
+	if (ragg__stale_validate(o))
 		return RAGG_ERR_CONFIG;
 	if (o->timeout_ms <= 0 || o->serve_timeout_ms <= 0) {
 		ragg__error("timeout %d ms: must be positive", o->timeout_ms);

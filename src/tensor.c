@@ -7,6 +7,7 @@
 
 #include "compiler.h"
 #include "core.h"
+#include "stale.h"
 #include "log.h"
 #include "settings.h"
 #include "privacy/dp_job.h"
@@ -62,6 +63,7 @@ void ragg__tensor_free(ragg_tensor_t *t)
 		ragg__agent_tensor_free(ctx, t);
 	if (t->server)
 		ragg__server_tensor_free(ctx, t);
+	ragg__stale_free(t);
 	const struct ragg__tp *tp = ctx->peers[0].tp;
 	if (t->worker.params_mr)
 		tp->ops->mr_dereg(t->worker.params_mr);

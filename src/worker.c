@@ -19,6 +19,7 @@
 #include "privacy/sa_job.h"
 #include "role.h"
 #include "settings.h"
+#include "stale.h"
 
 static int check_tensor(ragg_tensor_t *t)
 {
@@ -144,7 +145,9 @@ static int post_push(ragg_tensor_t *t, const float *grad, double weight)
 		mr = t->worker.enc_mr;
 	} else if ((rc = grad_mr(t, grad, &mr)))
 		return rc;
-	bool in_place = !coded && !sa_src && push_in_place(t, grad);
+	/* Asynchronous rounds: data only, then the push's version message. */
+	bool async = ragg__stale_round(t, t->round);
+	bool in_place = !coded && !sa_src && !async && push_in_place(t, grad);
 	/* Under secure aggregation the weight travels masked in the record. */
 	t->worker.weight_src[parity] = sa_src ? 0.0 : weight;
 	rc = ragg__post_write(agent, &t->worker.weight_src[parity], t->worker.weight_mr,
@@ -161,8 +164,11 @@ static int post_push(ragg_tensor_t *t, const float *grad, double weight)
 		    agent, src, mr, &t->worker.agent_slot, ragg__plan_worker_slot_off(pl, parity, c),
 		    in_place ? 0 : ragg__plan_contrib_len(pl, c, coded),
 		    ragg__imm_encode(parity, t->id, (uint32_t)c),
-		    RAGG_TP_WRITE_IMM | (last ? RAGG_TP_WRITE_SIGNAL : 0), (uint64_t)t->id);
+		    (async ? 0 : RAGG_TP_WRITE_IMM) | (last ? RAGG_TP_WRITE_SIGNAL : 0),
+		    (uint64_t)t->id);
 	}
+	if (!rc && async)
+		rc = ragg__stale_worker_pushed(t);
 	if (rc)
 		return rc;
 	t->worker.push_inflight = 1;
@@ -273,6 +279,10 @@ void ragg__worker_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struc
 		ragg__sa_worker_on_key(ctx, p, m);
 		return;
 	}
+	if (m->type == RAGG_MSG_VERSION) {
+		ragg__stale_on_msg(ctx, p, m);
+		return;
+	}
 	if (m->type == RAGG_MSG_GRAD_MAPPED && t && m->count && m->count <= t->worker.grad_seq) {
 		/* An answer to an older announcement is stale: ignored. */
 		if (m->count == t->worker.grad_seq && t->worker.grad_announced)
@@ -329,9 +339,14 @@ RAGG_EXPORT int ragg_pull(ragg_tensor_t *t, float *params)
 		return rc;
 	/* The round ends once our own push has left too, so the next push may
 	 * reuse the parity's slots. */
-	if ((rc = ragg__wait(t->ctx, push_done, t, "push")) ||
-	    (rc = ragg__wait(t->ctx, pull_done, t, "pull")))
+	if (ragg__stale_round(t, t->round)) {
+		if ((rc = ragg__stale_worker_pull(t)))
+			return rc;
+	} else if ((rc = ragg__wait(t->ctx, push_done, t, "push")) ||
+	           (rc = ragg__wait(t->ctx, pull_done, t, "pull")))
 		return rc;
+	else
+		t->pull_version = t->round + 1;
 	t->worker.landed[t->round & 1] = 0;
 	t->worker.pushed = false;
 	t->round++;

@@ -177,6 +177,12 @@ RAGG_API int ragg_push(ragg_tensor_t *t, const float *grad, double weight);
  * declared buffer (where they landed already). */
 RAGG_API int ragg_pull(ragg_tensor_t *t, float *params);
 
+/* The version of the parameters the last ragg_pull() of t returned: the
+ * smallest over the tensor's chunks of floor(contributions applied /
+ * workers); with RAGG_STALENESS=0 the number of rounds completed. 0, or
+ * -EINVAL (NULL argument, or not a worker's tensor). See ragg(7). */
+RAGG_API int ragg_pull_version(ragg_tensor_t *t, uint64_t *version);
+
 /* Push then pull. */
 RAGG_API int ragg_pushpull(ragg_tensor_t *t, const float *grad, double weight, float *params);
 
