@@ -709,6 +709,31 @@ chaos_kills() {
 	echo OK
 }
 
+# ragg_abort: worker 3 (of 4 workers, 2 agents, 2 servers) aborts the job
+# after its round 3 with a reason. Every other process must end by itself
+# (SIGTERM from ragg-run is ignored) with RAGG_ERR_ABORTED within 1 s of
+# the abort, none by a signal, and each must log the reason naming worker 3:
+# its agent told directly, the servers, the other agent and the workers by
+# relay.
+abort_reason_reaches_peers() {
+	local reason='checkpoint disk full: /scratch/ckpt (ENOSPC) at step 3' out t0 n late
+	out=$(RAGG_TRANSPORT=$transport RAGG_LOG=error RAGG_TIMEOUT_MS=$((20000 * scale)) RAGG_SERVE_TIMEOUT_MS=$((20000 * scale)) \
+		"$run" -w 4 -a 2 -s 2 -- "$build/tests/integration/abortjob" 3 3 "$reason" 2>&1)
+	echo "$out" | grep -E 'abortjob:|abort' | head -n 30
+	if echo "$out" | grep -qE 'Segmentation|Aborted \(core|Sanitizer|core dumped|runtime error|killed by signal'; then echo "WHY: a process died by a signal or a sanitizer"; return; fi
+	t0=$(echo "$out" | sed -n 's/.*abortjob: worker 3 aborted at \([0-9]*\) (ragg_abort ok)$/\1/p')
+	[ -n "$t0" ] || { echo "WHY: worker 3's ragg_abort did not return 0"; return; }
+	n=$(echo "$out" | grep -c 'abortjob: [a-z]* [0-9] RAGG_ERR_ABORTED at [0-9]*')
+	[ "$n" = 7 ] || { echo "$out" | tail -n 30; echo "WHY: $n of 7 other processes ended with RAGG_ERR_ABORTED"; return; }
+	late=$(echo "$out" | sed -n 's/.*abortjob: [a-z]* [0-9] RAGG_ERR_ABORTED at \([0-9]*\).*/\1/p' | sort -n | tail -n1)
+	late=$((late - t0))
+	[ "$late" -le $((1000 * scale)) ] || { echo "WHY: the last process ended $late ms after the abort"; return; }
+	n=$(echo "$out" | grep -F -- "$reason" | grep 'worker 3 .*aborted the job' | sed 's/^\(\[[^]]*\]\).*/\1/' | sort -u | wc -l)
+	[ "$n" = 7 ] || { echo "WHY: $n of 7 other processes logged the reason naming worker 3"; return; }
+	echo "SUMMARY: $transport: worker 3's abort reached the 7 other processes, the last ended $late ms after it"
+	echo OK
+}
+
 # Connections that are not ragg (garbage) or fail the job key are dropped
 # with a logged error; the job's own connections carry on to the end.
 garbage_and_wrong_key_dropped() {
@@ -1063,6 +1088,7 @@ t nan_fails_checks 60
 t nonfinite_refused_by_agent 90
 t stopped_agent 150
 t emfile_backoff 90
+t abort_reason_reaches_peers 60
 t idle_waits_sleep 60
 t handshake_replay_refused 90
 t rendezvous_bounds_refused 60
