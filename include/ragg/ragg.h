@@ -109,6 +109,9 @@ struct ragg_stats {
 	uint64_t frames_rejected; /* malformed or out-of-slot writes refused */
 	uint64_t peers_dropped;
 	uint64_t wait_blocks; /* times a wait went to sleep */
+	/* Agents, RAGG_ON_NONFINITE=skip: workers' contributions to a round
+	 * (of one tensor) left out for a NaN or an infinity. */
+	uint64_t contributions_skipped;
 };
 
 typedef struct ragg_ctx ragg_ctx_t;

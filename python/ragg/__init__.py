@@ -70,7 +70,8 @@ class _Opts(ctypes.Structure):
 class _Stats(ctypes.Structure):
     _fields_ = [(n, ctypes.c_uint64 if n != "size" else ctypes.c_size_t)
                 for n in ("size", "rounds", "bytes_sent", "bytes_received", "writes_posted",
-                          "writes_landed", "frames_rejected", "peers_dropped", "wait_blocks")]
+                          "writes_landed", "frames_rejected", "peers_dropped", "wait_blocks",
+                          "contributions_skipped")]
 
 
 def _candidates():

@@ -512,6 +512,30 @@ nonfinite_refused_by_agent() {
 	echo OK
 }
 
+# RAGG_ON_NONFINITE=skip: worker 1 (of 5, weight 2) pushes a gradient of
+# NaNs in round 3 of exact's 6 (two tensors): its agent leaves it out of
+# that round and says so once per tensor (two warnings, its stats count
+# 2), and every worker's parameters after every round must be the closed
+# form of SGD on the weighted mean of the other four in round 3, of all
+# five in the others. The same job with the default (refuse) must fail.
+nonfinite_skipped() {
+	local env=(RAGG_TRANSPORT=$transport RAGG_LR=0.25 RAGG_CHUNK_BYTES=4096 RAGG_TIMEOUT_MS=$((30000 * scale)) JOB_SKIP="3 1")
+	out=$(env "${env[@]}" RAGG_ON_NONFINITE=skip RAGG_LOG=warn "$run" -w 5 -a 2 -s 3 -- "$job" exact 6 2>&1) || { echo "$out" | tail -n 30; echo "WHY: job failed"; return; }
+	echo "$out" | grep -E 'left out|^\[a[0-9]\] skipped'
+	n=$(echo "$out" | grep -c 'exact: worker .* ok')
+	[ "$n" = 5 ] || { echo "$out" | tail -n 30; echo "WHY: $n of 5 workers verified the closed form without worker 1 in round 3"; return; }
+	n=$(echo "$out" | grep -c 'tensor [01] round 3: worker 1 pushed a gradient that is not finite; its contribution is left out of the round (RAGG_ON_NONFINITE=skip)')
+	[ "$n" = 2 ] || { echo "WHY: $n warnings about worker 1's round 3, expected one per tensor (2)"; return; }
+	n=$(echo "$out" | grep -c 'left out of the round')
+	[ "$n" = 2 ] || { echo "WHY: $n warnings in all, expected 2"; return; }
+	n=$(echo "$out" | sed -n 's/^\[a[0-9]\] skipped agent [0-9] \([0-9]*\)$/\1/p' | awk '{ s += $1 } END { print s + 0 }')
+	[ "$n" = 2 ] || { echo "WHY: the agents counted $n skipped contributions, expected 2"; return; }
+	out=$(env "${env[@]}" RAGG_LOG=error RAGG_SERVE_TIMEOUT_MS=$((30000 * scale)) "$run" -w 5 -a 2 -s 3 -- "$job" exact 6 2>&1) && { echo "WHY: with RAGG_ON_NONFINITE=refuse the NaNs went through"; return; }
+	echo "$out" | grep -q 'worker 1 pushed a non-finite gradient' || { echo "$out" | tail -n 20; echo "WHY: refuse did not name worker 1"; return; }
+	echo "SUMMARY: $transport: worker 1's NaN round left out by its agent (2 tensors, 2 warnings, counted 2), the other rounds exact; refused by default"
+	echo OK
+}
+
 # Chaos: one process of a running job (2 servers, 2 agents, 4 workers, a
 # model of JOB_COUNT floats, 8 MiB by default in 256 KiB chunks, so that
 # engine jobs are in flight for most of a round) is SIGKILLed at a random
@@ -1089,6 +1113,7 @@ t nonfinite_refused_by_agent 90
 t stopped_agent 150
 t emfile_backoff 90
 t abort_reason_reaches_peers 60
+t nonfinite_skipped 120
 t idle_waits_sleep 60
 t handshake_replay_refused 90
 t rendezvous_bounds_refused 60
