@@ -712,6 +712,40 @@ stopped_agent() {
 	echo OK
 }
 
+# A stopped worker: worker 1 of a running exact job (5 workers, 2 agents,
+# 3 servers, tensors of 300007 and 4097 floats, 12 rounds) gets SIGSTOP
+# once worker 0 finished its second round, and SIGCONT STOP_S (2) seconds
+# later, well within RAGG_TIMEOUT_MS (8 s) and RAGG_SERVE_TIMEOUT_MS: the
+# job must complete and every worker's parameters match the closed form
+# after every round (nothing lost or applied twice across the stall).
+stopped_worker_exact() {
+	local ready="$logdir/stopped-worker.ready" out start end
+	rm -f "$ready"
+	start=$(date +%s%N)
+	out=$(STOP_S=2 JOB_READY_FILE=$ready RAGG_TRANSPORT=$transport RAGG_LR=0.25 RAGG_CHUNK_BYTES=65536 \
+		RAGG_TIMEOUT_MS=$((8000 * scale)) RAGG_SERVE_TIMEOUT_MS=$((24000 * scale)) RAGG_LOG=error "$run" -w 5 -a 2 -s 3 -- bash -c '
+		if [ "$RAGG_ROLE" = worker ] && [ "$RAGG_RANK" = 1 ]; then
+			"$0" "$@" & p=$!
+			for _ in $(seq $((1500 * ${RAGG_TEST_TIMEOUT_SCALE:-1}))); do [ -e "$JOB_READY_FILE" ] && break; sleep 0.02; done
+			[ -e "$JOB_READY_FILE" ] || { echo "stop: the job never got going"; kill $p; exit 1; }
+			kill -STOP $p && echo "stop: worker 1 state $(ps -o stat= -p $p | cut -c1) for $STOP_S s"
+			sleep "$STOP_S"
+			kill -CONT $p
+			wait $p
+			exit
+		fi
+		exec "$0" "$@"' "$job" exact 12 300007 4097 2>&1)
+	rc=$?
+	end=$(date +%s%N)
+	echo "$out" | grep -E 'stop:|exact: worker' | cut -c1-160
+	[ $rc -eq 0 ] || { echo "$out" | tail -n 20; echo "WHY: the job failed across a 2 s stop"; return; }
+	echo "$out" | grep -q 'stop: worker 1 state T for 2 s' || { echo "WHY: worker 1 was not stopped mid-job"; return; }
+	n=$(echo "$out" | grep -c 'exact: worker .* ok')
+	[ "$n" = 5 ] || { echo "WHY: $n of 5 workers verified the closed form"; return; }
+	echo "SUMMARY: $transport: worker 1 stopped 2 s mid-job (RAGG_TIMEOUT_MS=$((8000 * scale))): job completed exactly in $(((end - start) / 1000000)) ms"
+	echo OK
+}
+
 chaos_kills() {
 	local seed=${CHAOS_SEED:-$((RANDOM * 32768 + RANDOM))} runs=${CHAOS_RUNS:-3} n=0
 	chaos_kills=0 chaos_survivors=0 chaos_signal=0 chaos_over=0 chaos_bad=0
@@ -1111,6 +1145,7 @@ t garbage_and_wrong_key_dropped 90
 t nan_fails_checks 60
 t nonfinite_refused_by_agent 90
 t stopped_agent 150
+t stopped_worker_exact 120
 t emfile_backoff 90
 t abort_reason_reaches_peers 60
 t nonfinite_skipped 120
