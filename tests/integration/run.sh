@@ -44,6 +44,8 @@ selected=("$@")
 export run job linreg transport build scale
 dpjob="$build/tests/integration/dpjob"
 export dpjob
+tests_dir=$(cd "$(dirname "$0")/.." && pwd)
+export tests_dir
 
 
 # Each test prints OK as its last act when everything held; "WHY: ..." says
@@ -746,6 +748,38 @@ stopped_worker_exact() {
 	echo OK
 }
 
+# valgrind memcheck: a small job (1 worker, 1 agent, 1 server, tcp, 5
+# rounds of 20000 floats) with every process under valgrind. Each must
+# exit 0 with "ERROR SUMMARY: 0 errors" (no invalid read or write, no use
+# of uninitialized memory, no bad free) and "definitely lost: 0 bytes" or
+# no leak at all; only hwloc's own leak at topology load is suppressed
+# (tests/valgrind.supp). Run by name (scripts/check does, when valgrind
+# is installed).
+valgrind_memcheck() {
+	command -v valgrind >/dev/null || { echo "WHY: no valgrind (scripts/setup test installs it)"; return; }
+	local vg="$logdir/valgrind" out f n=0
+	mkdir -p "$vg"
+	out=$(RAGG_TRANSPORT=tcp RAGG_TIMEOUT_MS=$((120000 * scale)) RAGG_SERVE_TIMEOUT_MS=$((120000 * scale)) RAGG_LOG=error \
+		HWLOC_COMPONENTS=-x86 JOB_COUNT=20000 "$run" -w 1 -a 1 -s 1 -- "$build/libtool" --mode=execute \
+		valgrind --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite \
+		--suppressions="$tests_dir/valgrind.supp" --error-exitcode=99 --log-file="$vg/vg.%p.log" \
+		"$job" rounds 5 2>&1)
+	rc=$?
+	echo "$out" | tail -n 5
+	for f in "$vg"/vg.*.log; do
+		[ -e "$f" ] || continue
+		n=$((n + 1))
+		grep -E 'definitely lost:|ERROR SUMMARY:|All heap blocks were freed' "$f" | sed "s#^#$(basename "$f"): #"
+		grep -q 'ERROR SUMMARY: 0 errors' "$f" || { grep -A20 -m1 'Invalid\|uninitialised\|definitely lost in' "$f"; echo "WHY: valgrind reported errors in $(basename "$f")"; return; }
+		if grep -q 'definitely lost:' "$f" && ! grep -q 'definitely lost: 0 bytes' "$f"; then echo "WHY: a definite leak in $(basename "$f")"; return; fi
+	done
+	[ "$n" = 3 ] || { echo "WHY: $n valgrind logs, expected 3"; return; }
+	[ $rc -eq 0 ] || { echo "WHY: the job under valgrind failed (exit $rc)"; return; }
+	echo "$out" | grep -q 'maxrss worker 0' || { echo "WHY: the worker did not finish its rounds"; return; }
+	echo "SUMMARY: valgrind memcheck: worker, agent and server (tcp, 5 rounds): 0 errors, definitely lost 0 bytes"
+	echo OK
+}
+
 chaos_kills() {
 	local seed=${CHAOS_SEED:-$((RANDOM * 32768 + RANDOM))} runs=${CHAOS_RUNS:-3} n=0
 	chaos_kills=0 chaos_survivors=0 chaos_signal=0 chaos_over=0 chaos_bad=0
@@ -1161,6 +1195,7 @@ t dp_noise_in_rounds 60
 t dp_linreg_converges 180
 # Not part of the default list: scripts/check runs it by name.
 [ ${#selected[@]} -gt 0 ] && t chaos_kills 300
+[ ${#selected[@]} -gt 0 ] && t valgrind_memcheck 300
 [ ${#selected[@]} -gt 0 ] && t soak_16_workers 1200
 
 rm -rf "$logdir"
