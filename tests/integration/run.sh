@@ -780,6 +780,29 @@ valgrind_memcheck() {
 	echo OK
 }
 
+# The rendezvous port is the kernel's choice, never a guess: ragg-run
+# binds port 0, listens, and hands the socket to server 0 (RAGG_ROOT_FD),
+# which must log serving RAGG_ROOT's port on that inherited socket while
+# the job completes; no other process may inherit it. RAGG_ROOT_FD naming
+# something that is not a listening socket must be refused with a reason.
+root_port_from_kernel() {
+	out=$(RAGG_TRANSPORT=$transport RAGG_LOG=info RAGG_TIMEOUT_MS=$((30000 * scale)) "$run" -w 2 -a 1 -s 2 -- bash -c \
+		'echo "fd-env $RAGG_ROLE $RAGG_RANK ${RAGG_ROOT_FD:-none} $RAGG_ROOT"; exec "$0" "$@"' "$job" rounds 3 2>&1) ||
+		{ echo "$out" | tail -n 20; echo "WHY: job failed"; return; }
+	line=$(echo "$out" | grep -m1 'rendezvous: serving .* on the inherited socket')
+	echo "$line"
+	[[ $line == "[s0] "* ]] || { echo "WHY: server 0 did not serve the rendezvous on the socket ragg-run bound"; return; }
+	root=$(echo "$out" | sed -n 's/^\[s0\] fd-env server 0 [0-9]* \(.*\)$/\1/p')
+	[ -n "$root" ] && echo "$line" | grep -qF "serving $root on" || { echo "WHY: server 0 did not serve RAGG_ROOT ($root)"; return; }
+	n=$(echo "$out" | grep 'fd-env' | grep -vc ' none ')
+	[ "$n" = 1 ] || { echo "$out" | grep fd-env; echo "WHY: $n processes inherited RAGG_ROOT_FD, expected server 0 only"; return; }
+	out=$(RAGG_ROLE=server RAGG_RANK=0 RAGG_ROOT=127.0.0.1:$(free_port) RAGG_ROOT_FD=0 RAGG_TIMEOUT_MS=2000 RAGG_LOG=error "$job" rounds 1 2>&1 </dev/null)
+	[ $? -ne 0 ] || { echo "WHY: RAGG_ROOT_FD=0 (not a socket) was accepted"; return; }
+	echo "$out" | grep -q 'RAGG_ROOT_FD=0: not a listening TCP socket' || { echo "$out"; echo "WHY: no reason given for refusing RAGG_ROOT_FD=0"; return; }
+	echo "SUMMARY: the rendezvous served $root on the socket ragg-run bound to port 0; a bad RAGG_ROOT_FD refused"
+	echo OK
+}
+
 chaos_kills() {
 	local seed=${CHAOS_SEED:-$((RANDOM * 32768 + RANDOM))} runs=${CHAOS_RUNS:-3} n=0
 	chaos_kills=0 chaos_survivors=0 chaos_signal=0 chaos_over=0 chaos_bad=0
@@ -1183,6 +1206,7 @@ t stopped_worker_exact 120
 t emfile_backoff 90
 t abort_reason_reaches_peers 60
 t nonfinite_skipped 120
+t root_port_from_kernel 60
 t idle_waits_sleep 60
 t handshake_replay_refused 90
 t rendezvous_bounds_refused 60
