@@ -15,6 +15,7 @@
 
 #include "agent.h"
 #include "stale.h"
+#include "settings.h"
 #include "compiler.h"
 #include "log.h"
 #include "privacy/sa_job.h"
@@ -36,6 +37,7 @@ void ragg__agent_tensor_free(struct ragg_ctx *ctx, ragg_tensor_t *t)
 			free(at->jobs[c].inputs);
 			free(at->jobs[c].weights);
 			free(at->jobs[c].who);
+			free(at->jobs[c].skipped);
 		}
 		if (at->fanout)
 			free(at->fanout[c].copy_to);
@@ -135,6 +137,9 @@ static int setup_memory(struct ragg_ctx *ctx, ragg_tensor_t *t)
 		j->job.thread_hint = (int)c;
 		j->inputs = calloc((size_t)ctx->nworkers, sizeof(*j->inputs));
 		j->weights = calloc((size_t)ctx->nworkers, sizeof(*j->weights));
+		if (at->skip_nonfinite &&
+		    !(j->skipped = calloc((size_t)ctx->nworkers, sizeof(*j->skipped))))
+			return -ENOMEM;
 		struct ragg__fanout_job *f = &at->fanout[c];
 		f->t = t;
 		f->chunk = (uint32_t)c;
@@ -163,6 +168,7 @@ static int agent_tensor_init(struct ragg_ctx *ctx, ragg_tensor_t *t)
 	if (!(t->agent = at) || !(at->w = calloc((size_t)ctx->nworkers, sizeof(*at->w))) ||
 	    !(at->s = calloc((size_t)ctx->opts.servers, sizeof(*at->s))))
 		return -ENOMEM;
+	at->skip_nonfinite = ragg__opt_long(&ctx->opts, "RAGG_ON_NONFINITE") == 1;
 	return 0;
 }
 

@@ -17,6 +17,9 @@ struct ragg__agent_worker {
 	/* Its announced gradient buffer (RAGG_MSG_GRAD_AT). */
 	uint64_t grad_seq;
 	struct ragg__peer_region grad; /* not mapped here: its pushes copy */
+	/* RAGG_ON_NONFINITE=skip: round + 1 whose contribution was last
+	 * dropped (logged and counted once per round, not per chunk). */
+	uint64_t skipped_round;
 };
 
 /* One of the servers, for one tensor. */
@@ -47,6 +50,10 @@ struct ragg__sum_job {
 	 * worker k's), k < nin; fewer than the group once workers left. */
 	int nin;
 	int *who;
+	/* RAGG_ON_NONFINITE=skip: per worker, 1 when its part of this chunk
+	 * was left out of the sum (its weight or gradient was not finite). */
+	uint8_t *skipped;
+	int nskipped;
 };
 
 /* The chunk's parameters into every worker buffer mapped here. */
@@ -76,6 +83,7 @@ struct ragg__agent_tensor {
 	struct ragg__seen seen_params; /* which servers' chunks landed */
 	uint32_t params_landed;
 	struct ragg__sum_job *jobs; /* per chunk: the stages */
+	bool skip_nonfinite; /* RAGG_ON_NONFINITE=skip */
 	struct ragg__fanout_job *fanout; /* per chunk: copies to workers */
 	/* Per stage of the plan: its per-chunk states back to back (chunk c's
 	 * at c * state_bytes), first touched by c's thread; NULL: none. */

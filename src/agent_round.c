@@ -31,6 +31,55 @@ static int sum_worker(const struct ragg_ctx *ctx, const struct ragg__sum_job *sj
 	return sj->nin < ctx->nworkers ? sj->who[k] : k;
 }
 
+static void sum_scan(struct ragg__sum_job *sj, int nin, double total);
+
+/*
+ * RAGG_ON_NONFINITE=skip, on an engine thread: every worker's weight and
+ * part of the chunk are read once more before the sum, and a worker whose
+ * weight or gradient is not finite is left out of this chunk's sum and of
+ * its total weight N (the others move down in the arrays, which the next
+ * round fills anew). When no worker is left the chunk is refused, as it is
+ * when the sum of finite parts overflows. Not with encoded rounds or
+ * differential privacy (their contributions are not plain floats or are
+ * accounted for): those refuse as by default.
+ */
+static void skip_nonfinite(struct ragg__sum_job *sj)
+{
+	ragg_tensor_t *t = sj->t;
+	const struct ragg__plan *pl = &t->plan;
+	struct ragg__agent_tensor *at = t->agent;
+	size_t n = ragg__plan_chunk_elems(pl, sj->chunk);
+	struct ragg_ctx *ctx = t->ctx;
+	double total = 0;
+	int kept = 0;
+
+	/* Indexed by worker: those out of the group (elastic.h) stay 0. */
+	memset(sj->skipped, 0, (size_t)ctx->nworkers);
+	for (int k = 0; k < sj->nin; k++) {
+		int i = sum_worker(ctx, sj, k);
+		const double *meta = at->w[i].slot.mem;
+		double w = meta[sj->parity];
+		/* 1: the weight is not a finite number >= 0; 2: the gradient. */
+		uint8_t bad = !(w >= 0.0 && w <= FLT_MAX)                       ? 1
+		              : ragg__first_nonfinite(sj->inputs[k], n) < n ? 2
+		                                                            : 0;
+		sj->skipped[i] = bad;
+		if (bad) {
+			sj->nskipped++;
+			continue;
+		}
+		total += w;
+		sj->inputs[kept] = sj->inputs[k];
+		sj->weights[kept] = (float)w;
+		kept++;
+	}
+	if (kept == 0) {
+		sj->poison = -4; /* nobody left to sum: refused */
+		return;
+	}
+	sum_scan(sj, kept, total);
+}
+
 /* Runs on an engine thread: the plan's stages on the chunk. */
 void ragg__agent_sum(struct ragg__job *job)
 {
@@ -43,6 +92,11 @@ void ragg__agent_sum(struct ragg__job *job)
 
 	sj->poison = -1;
 	sj->rc = 0;
+	sj->nskipped = 0;
+	if (ragg__unlikely(at->skip_nonfinite) && !t->dp && !t->sa && !ragg__plan_coded(pl, sj->round)) {
+		skip_nonfinite(sj);
+		return;
+	}
 	for (int i = 0; i < sj->nin; i++) {
 		const double *meta = at->w[sum_worker(ctx, sj, i)].slot.mem;
 		double w = meta[sj->parity];
@@ -55,11 +109,22 @@ void ragg__agent_sum(struct ragg__job *job)
 	}
 	if (sj->poison >= 0)
 		return;
+	sum_scan(sj, sj->nin, total);
+}
+
+/* The stages over the first nin contributions; a sum that is not finite is
+ * refused, naming the worker whose part of the chunk is not. */
+static void sum_scan(struct ragg__sum_job *sj, int nin, double total)
+{
+	ragg_tensor_t *t = sj->t;
+	const struct ragg__plan *pl = &t->plan;
+	struct ragg_ctx *ctx = t->ctx;
+	struct ragg__agent_tensor *at = t->agent;
 	struct ragg__stage_ctx sc = {
 		.k = ctx->kernels,
 		.in = sj->inputs,
 		.w = sj->weights,
-		.nin = sj->nin,
+		.nin = nin,
 		.out = sj->out,
 		.n = ragg__plan_chunk_elems(pl, sj->chunk),
 		.seed = ragg__plan_seed(sj->round, sj->chunk),
@@ -80,7 +145,7 @@ void ragg__agent_sum(struct ragg__job *job)
 	/* Encoded contributions are not floats to scan. */
 	if (ragg__plan_coded(pl, sj->round))
 		sj->poison = -3;
-	for (int i = 0; i < sj->nin && sj->poison == -2; i++) {
+	for (int i = 0; i < nin && sj->poison == -2; i++) {
 		size_t at_i = ragg__first_nonfinite(sj->inputs[i], sc.n);
 		if (at_i < sc.n) {
 			sj->poison = i;
@@ -99,7 +164,12 @@ static void refuse_poisoned(struct ragg_ctx *ctx, const struct ragg__sum_job *sj
 	const struct ragg__plan *pl = &t->plan;
 	/* An agent knows a tensor by its declaration order (and name hash);
 	 * its round counts the pushes of each worker, from 1. */
-	if (sj->poison == -3) {
+	if (sj->poison == -4) {
+		ragg__error("tensor %d round %llu chunk %u: every worker's weight or gradient is "
+		            "not finite, none is left to sum (RAGG_ON_NONFINITE=skip); the round "
+		            "is refused",
+		            t->id, (unsigned long long)t->round, sj->chunk);
+	} else if (sj->poison == -3) {
 		ragg__error("tensor %d round %llu chunk %u: the workers' encoded gradients decode "
 		            "to a sum that is not finite; the round is refused",
 		            t->id, (unsigned long long)t->round, sj->chunk);
@@ -340,6 +410,24 @@ void ragg__agent_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t 
 /* A chunk's sum is ready: send N (once per server and round) and the sum
  * (length 0 where the stages wrote it into the server's slot). A fan-out
  * is done: tell the workers it went to. */
+/* RAGG_ON_NONFINITE=skip: a worker's contribution left out is logged and
+ * counted once per tensor and round, whatever number of its chunks. */
+static void log_skipped(struct ragg_ctx *ctx, const struct ragg__sum_job *sj)
+{
+	const ragg_tensor_t *t = sj->t;
+	struct ragg__agent_tensor *at = t->agent;
+	for (int i = 0; i < ctx->nworkers; i++) {
+		if (!sj->skipped[i] || at->w[i].skipped_round == sj->round + 1)
+			continue;
+		at->w[i].skipped_round = sj->round + 1;
+		ctx->stats.contributions_skipped++;
+		ragg__warn("tensor %d round %llu: worker %d pushed a %s that is not finite; its "
+		           "contribution is left out of the round (RAGG_ON_NONFINITE=skip)",
+		           t->id, (unsigned long long)sj->round, ctx->peers[i].rank,
+		           sj->skipped[i] == 1 ? "weight" : "gradient");
+	}
+}
+
 void ragg__agent_on_job(struct ragg_ctx *ctx, struct ragg__job *job)
 {
 	if (job->fn == ragg__dp_ahead_run)
@@ -367,6 +455,8 @@ void ragg__agent_on_job(struct ragg_ctx *ctx, struct ragg__job *job)
 		refuse_poisoned(ctx, sj);
 		return;
 	}
+	if (ragg__unlikely(sj->nskipped))
+		log_skipped(ctx, sj);
 	ragg_tensor_t *t = sj->t;
 	const struct ragg__plan *pl = &t->plan;
 	struct ragg__agent_tensor *at = t->agent;

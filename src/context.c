@@ -271,6 +271,7 @@ RAGG_EXPORT int ragg_finalize(ragg_ctx_t *ctx)
 	}
 	if (!rc)
 		rc = ctx->failed;
+	ragg__abort_flush(ctx);
 	destroy(ctx);
 	return rc;
 }

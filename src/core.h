@@ -208,6 +208,10 @@ struct ragg_ctx {
 	int workers_left; /* how many of them */
 	int group_left; /* agent: its workers out of its group */
 	int join_waiting; /* agent: rejoining workers waiting for a round boundary */
+	/* An abort (abort.c): told to, or relayed to, the peers once. */
+	bool aborting;
+	char abort_reason[RAGG_ABORT_REASON_MAX];
+	uint8_t abort_len;
 	struct ragg_stats stats;
 	struct ragg__sa_ctx *sa; /* RAGG_SECAGG=on: keys (privacy/sa_job.h) */
 };
@@ -243,6 +247,15 @@ void ragg__fail(struct ragg_ctx *ctx, int status);
  * carries it), so the job ends with this reason everywhere rather than
  * with a lost peer. */
 void ragg__fail_job(struct ragg_ctx *ctx, int status);
+
+/* abort.c: the job aborted by `role` `rank` for `reason` (len bytes):
+ * fail with RAGG_ERR_ABORTED and tell every peer but `from` (NULL: all),
+ * once. ragg__abort_on_msg handles a received RAGG_MSG_ABORT;
+ * ragg__abort_flush lets the news leave before teardown (at most 1 s). */
+void ragg__abort_job(struct ragg_ctx *ctx, const struct ragg__peer *from, int role, int rank,
+                     const char *reason, size_t len);
+void ragg__abort_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m);
+void ragg__abort_flush(struct ragg_ctx *ctx);
 int ragg__agent_of_worker(const struct ragg_opts *o, int worker);
 void ragg__agent_workers(const struct ragg_opts *o, int agent, int *first, int *count);
 

@@ -41,7 +41,7 @@ int ragg__plan_set_codec(struct ragg__plan *pl, const struct ragg__codec_spec *s
 	}
 	/* The largest encoding is the full chunk's (the sizes grow with n). */
 	size_t enc = ragg__codec_max_encoded_size(spec, pl->chunk_elems);
-	if (!enc || enc > SIZE_MAX / 2 / pl->nchunks)
+	if (!enc || enc > SIZE_MAX / 4 / pl->nchunks)
 		return -EINVAL;
 	/* Room for the floats too (round 0), 64-byte aligned. */
 	size_t stride = enc > pl->chunk_bytes ? enc : pl->chunk_bytes;
@@ -89,6 +89,11 @@ int ragg__plan_init(struct ragg__plan *pl, size_t count, size_t chunk_bytes, int
 	p.chunk_bytes = chunk_bytes;
 	p.nchunks = (count + p.chunk_elems - 1) / p.chunk_elems;
 	if (p.nchunks > RAGG_IMM_MAX_CHUNKS)
+		return -EINVAL;
+	/* Every region is laid out in whole chunks, both parities and a
+	 * header: a chunk size far beyond the tensor (a peer's declaration
+	 * may carry any) must not wrap those sizes around. */
+	if (p.nchunks > SIZE_MAX / 4 / chunk_bytes)
 		return -EINVAL;
 	p.servers = servers;
 	p.stride = chunk_bytes;

@@ -222,6 +222,10 @@ static void on_recv(struct ragg_ctx *ctx, const struct ragg_tp_event *ev)
 		ragg__fail(ctx, RAGG_ERR_PROTO);
 		return;
 	}
+	if (m.type == RAGG_MSG_ABORT) {
+		ragg__abort_on_msg(ctx, p, &m);
+		return;
+	}
 	if (m.type == RAGG_MSG_BYE) {
 		if (!p->said_bye)
 			ctx->byes++;

@@ -129,6 +129,13 @@ size_t ragg__msg_encode(const struct ragg__msg *m, uint8_t *buf)
 	p = put64(p, m->count);
 	p = put64(p, m->chunk_bytes);
 	p = put64(p, m->name_hash);
+	if (m->type == RAGG_MSG_ABORT) {
+		uint8_t n = m->text_len > RAGG_ABORT_REASON_MAX ? RAGG_ABORT_REASON_MAX : m->text_len;
+		*p++ = n;
+		if (n)
+			memcpy(p, m->text, n);
+		return (size_t)(p + n - buf);
+	}
 	*p++ = m->rdesc.len;
 	memcpy(p, m->rdesc.blob, m->rdesc.len);
 	p += m->rdesc.len;
@@ -142,7 +149,7 @@ int ragg__msg_decode(const void *buf, size_t len, struct ragg__msg *out)
 	uint32_t status;
 
 	memset(&m, 0, sizeof(m));
-	if (len < RAGG_MSG_WIRE_MAX - RAGG_TP_RDESC_MAX)
+	if (len < RAGG_MSG_HEAD_BYTES)
 		return RAGG_ERR_PROTO;
 	m.type = *p++;
 	m.tensor = *p++;
@@ -151,6 +158,19 @@ int ragg__msg_decode(const void *buf, size_t len, struct ragg__msg *out)
 	p = get64(p, &m.count);
 	p = get64(p, &m.chunk_bytes);
 	p = get64(p, &m.name_hash);
+	if (m.type == RAGG_MSG_ABORT) {
+		/* The reason in place of the descriptor; the aborting role
+		 * in the tensor byte. */
+		m.text_len = *p++;
+		if (m.text_len > RAGG_ABORT_REASON_MAX ||
+		    len != (size_t)(p - (const uint8_t *)buf) + m.text_len ||
+		    m.tensor < RAGG_ROLE_WORKER || m.tensor > RAGG_ROLE_SERVER ||
+		    m.status != RAGG_ERR_ABORTED || m.count > INT32_MAX)
+			return RAGG_ERR_PROTO;
+		m.text = (const char *)p;
+		*out = m;
+		return 0;
+	}
 	m.rdesc.len = *p++;
 	if (m.type < RAGG_MSG_DECLARE || m.type > RAGG_MSG_LAST || m.rdesc.len > RAGG_TP_RDESC_MAX ||
 	    len != (size_t)(p - (const uint8_t *)buf) + m.rdesc.len || m.tensor >= 128)

@@ -16,6 +16,9 @@
 #define RAGG_PROTO_MAGIC   0x47474152u /* "RAGG" */
 #define RAGG_PROTO_VERSION 1u
 
+/* The longest reason an abort carries; a longer one is cut. */
+#define RAGG_ABORT_REASON_MAX 200
+
 /* Immediate: round parity (1 bit) | tensor id (7 bits) | chunk (24 bits). */
 #define RAGG_IMM_MAX_CHUNKS (1u << 24)
 static inline uint32_t ragg__imm_encode(int parity, int tensor, uint32_t chunk)
@@ -90,8 +93,13 @@ enum ragg__msg_type {
 	/* Asynchronous rounds (RAGG_STALENESS > 0): the version of the
 	 * contribution or parameter chunk just written (stale.h). */
 	RAGG_MSG_VERSION,
+	/* The job was aborted (ragg_abort(3)), by the sender or relayed by
+	 * it: status RAGG_ERR_ABORTED, tensor the role and count the rank of
+	 * the process that aborted, and in place of the descriptor the
+	 * reason, text_len bytes of text (at most RAGG_ABORT_REASON_MAX). */
+	RAGG_MSG_ABORT,
 };
-#define RAGG_MSG_LAST RAGG_MSG_VERSION
+#define RAGG_MSG_LAST RAGG_MSG_ABORT
 
 struct ragg__msg {
 	uint8_t type;
@@ -101,8 +109,16 @@ struct ragg__msg {
 	uint64_t chunk_bytes;
 	uint64_t name_hash;
 	struct ragg_tp_rdesc rdesc;
+	/* RAGG_MSG_ABORT only: the reason, not NUL-terminated. Encoding
+	 * reads it where it points (memory the sender keeps until the
+	 * message left); decoding points it into the received bytes. */
+	const char *text;
+	uint8_t text_len;
 };
-#define RAGG_MSG_WIRE_MAX (1 + 1 + 4 + 8 + 8 + 8 + 1 + RAGG_TP_RDESC_MAX)
+#define RAGG_MSG_HEAD_BYTES (1 + 1 + 4 + 8 + 8 + 8 + 1)
+#define RAGG_MSG_WIRE_MAX                                                                          \
+	(RAGG_MSG_HEAD_BYTES +                                                                     \
+	 (RAGG_ABORT_REASON_MAX > RAGG_TP_RDESC_MAX ? RAGG_ABORT_REASON_MAX : RAGG_TP_RDESC_MAX))
 
 size_t ragg__msg_encode(const struct ragg__msg *m, uint8_t *buf);
 int ragg__msg_decode(const void *buf, size_t len, struct ragg__msg *m);

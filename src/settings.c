@@ -60,6 +60,13 @@ const struct ragg__setting ragg__settings[] = {
 	{ "RAGG_CHECK_GRADIENT", "off", SPEC_CHOICE("off|on"), 0, EXT,
 	  "on: a worker reads each gradient once before pushing it and refuses one with a NaN or "
 	  "an infinity (RAGG_ERR_NONFINITE); off: only the agents' check in their sums" },
+	{ "RAGG_ON_NONFINITE", "refuse", SPEC_CHOICE("refuse|skip"), JOB, EXT,
+	  "what an agent does with a worker's gradient or weight that is NaN or infinite: refuse "
+	  "(the job fails, RAGG_ERR_NONFINITE); skip (that worker is left out of the chunk's sum, "
+	  "logged and counted once per round)" },
+	{ "RAGG_ROOT_FD", "auto", SPEC_INT(0, 1 << 20, RAGG__TP_AUTO), 0, EXT,
+	  "server 0: serve the rendezvous on this inherited listening socket (a launcher bound it, "
+	  "to port 0, and put its port in RAGG_ROOT) instead of binding RAGG_ROOT itself; auto: bind" },
 	{ "RAGG_BOOTSTRAP", "auto", SPEC_CHOICE("auto|rendezvous|pmix"), 0, EXT,
 	  "how endpoints are exchanged: rendezvous (at RAGG_ROOT), pmix (the launcher's), or auto "
 	  "(pmix under a PMIx launcher unless RAGG_ROOT is set)" },

@@ -57,19 +57,26 @@ static void usage(FILE *f)
 	           "Starts every process of a ragg job on this machine; see ragg-run(1).\n");
 }
 
-/* A free port for the rendezvous: bind port 0 and read what we got. */
-static int free_port(void)
+/* The rendezvous' socket: bound here to port 0 (the kernel picks a free
+ * one, nothing is guessed), listening, and handed to server 0 as
+ * RAGG_ROOT_FD, so that the port stays ours from bind to serve; -1 with
+ * --port, where server 0 binds that port itself. */
+static int root_fd = -1;
+
+static int root_listen(void)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-		port = ntohs(a.sin_port);
-	close(fd);
-	return port;
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, 1024) ||
+	    getsockname(fd, (struct sockaddr *)&a, &len)) {
+		close(fd);
+		return -1;
+	}
+	root_fd = fd;
+	return ntohs(a.sin_port);
 }
 
 static void emit(struct proc *p, const char *s, size_t n)
@@ -130,6 +137,14 @@ static pid_t spawn(struct proc *p, const char *role, int rank, char **argv, char
 		setenv("RAGG_RANK", rank_s, 1);
 		for (char **e = env_extra; *e; e += 2)
 			setenv(e[0], e[1], 1);
+		/* Only server 0 inherits the rendezvous' socket. */
+		unsetenv("RAGG_ROOT_FD");
+		if (root_fd >= 0 && rank == 0 && strcmp(role, "server") == 0 &&
+		    fcntl(root_fd, F_SETFD, 0) == 0) {
+			char fd_s[16];
+			snprintf(fd_s, sizeof(fd_s), "%d", root_fd);
+			setenv("RAGG_ROOT_FD", fd_s, 1);
+		}
 		dup2(fds[1], STDOUT_FILENO);
 		dup2(fds[1], STDERR_FILENO);
 		execvp(argv[0], argv);
@@ -217,8 +232,8 @@ int main(int argc, char **argv)
 		        "ragg-run: need -w, -a, -s >= 1 (agents <= workers) and a program\n");
 		return 2;
 	}
-	if (!port && (port = free_port()) <= 0) {
-		fprintf(stderr, "ragg-run: no free port for the rendezvous\n");
+	if (!port && (port = root_listen()) <= 0) {
+		fprintf(stderr, "ragg-run: cannot listen for the rendezvous: %s\n", strerror(errno));
 		return 1;
 	}
 	/* A fresh key per job unless one is given or none is wanted: the
@@ -271,6 +286,11 @@ int main(int argc, char **argv)
 		snprintf(ps[k].tag, sizeof(ps[k].tag), "s%d", r);
 		if (spawn(&ps[k], "server", r, argv + optind, env) < 0)
 			failed = 1;
+	}
+	/* Server 0 has it now. */
+	if (root_fd >= 0) {
+		close(root_fd);
+		root_fd = -1;
 	}
 	for (int r = 0; r < agents; r++, k++) {
 		snprintf(ps[k].tag, sizeof(ps[k].tag), "a%d", r);

@@ -40,8 +40,9 @@ extern "C" {
 	X(RAGG_ERR_KEY, -265, "remote write with a wrong memory key refused")                      \
 	X(RAGG_ERR_MISMATCH, -266, "settings or tensor declarations differ between processes")     \
 	X(RAGG_ERR_MEMLOCK, -267, "memory registration failed: locked-memory limit (ulimit -l)")   \
-	X(RAGG_ERR_NONFINITE, -268, "a gradient or weight is NaN or infinite: refused")          \
-	X(RAGG_ERR_BUDGET, -269, "privacy budget spent (RAGG_DP_MAX_EPSILON)")
+	X(RAGG_ERR_NONFINITE, -268, "a gradient or weight is NaN or infinite: refused")            \
+	X(RAGG_ERR_BUDGET, -269, "privacy budget spent (RAGG_DP_MAX_EPSILON)")                     \
+	X(RAGG_ERR_ABORTED, -270, "the job was aborted (ragg_abort); the log gives who and why")
 
 enum ragg_errno {
 #define RAGG_X_ENUM(name, value, text) name = value,
@@ -110,6 +111,9 @@ struct ragg_stats {
 	uint64_t peers_dropped;
 	uint64_t wait_blocks; /* times a wait went to sleep */
 	uint64_t workers_lost; /* workers that left the job (RAGG_ON_WORKER_LOSS=continue) */
+	/* Agents, RAGG_ON_NONFINITE=skip: workers' contributions to a round
+	 * (of one tensor) left out for a NaN or an infinity. */
+	uint64_t contributions_skipped;
 };
 
 typedef struct ragg_ctx ragg_ctx_t;
@@ -133,6 +137,15 @@ RAGG_API int ragg_init(const struct ragg_opts *opts, ragg_ctx_t **ctx);
 
 /* Leave the job and release everything (tensors included). */
 RAGG_API int ragg_finalize(ragg_ctx_t *ctx);
+
+/*
+ * Stop the whole job on purpose: every connected peer is told `reason`
+ * (text, cut at 200 bytes; NULL is ""), passes it on, logs it naming this
+ * process and fails with RAGG_ERR_ABORTED; then everything is released as
+ * by ragg_finalize(); ctx is freed. 0, or -EINVAL (nothing done) for a
+ * NULL ctx.
+ */
+RAGG_API int ragg_abort(ragg_ctx_t *ctx, const char *reason);
 
 /* This process's role and rank. */
 RAGG_API enum ragg_role ragg_role(const ragg_ctx_t *ctx);

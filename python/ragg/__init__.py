@@ -71,7 +71,7 @@ class _Stats(ctypes.Structure):
     _fields_ = [(n, ctypes.c_uint64 if n != "size" else ctypes.c_size_t)
                 for n in ("size", "rounds", "bytes_sent", "bytes_received", "writes_posted",
                           "writes_landed", "frames_rejected", "peers_dropped", "wait_blocks",
-                          "workers_lost")]
+                          "workers_lost", "contributions_skipped")]
 
 
 def _candidates():

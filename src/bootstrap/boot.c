@@ -50,7 +50,8 @@ int ragg__boot_open(const struct ragg_opts *o, struct ragg__boot *b,
 		return ragg__pmix_open(o->timeout_ms, &b->pmix);
 	ragg__info("bootstrap: rendezvous at %s", o->root);
 	if (o->role == RAGG_ROLE_SERVER && o->rank == 0 &&
-	    (rc = ragg__kv_server_start(o->root, o->timeout_ms, o->job_key, server)))
+	    (rc = ragg__kv_server_start_fd(o->root, (int)ragg__opt_long(o, "RAGG_ROOT_FD"),
+	                                   o->timeout_ms, o->job_key, server)))
 		return rc;
 	return ragg__kv_connect(o->root, o->timeout_ms, o->job_key, &b->kv);
 }

@@ -27,6 +27,10 @@ struct ragg__kv;
  * kv_server.c). */
 int ragg__kv_server_start(const char *root, int idle_ms, const char *job_key,
                           struct ragg__kv_server **server);
+/* The same on listen_fd, a listening socket inherited from a launcher
+ * (RAGG_ROOT_FD), when it is >= 0: nothing is bound here. */
+int ragg__kv_server_start_fd(const char *root, int listen_fd, int idle_ms, const char *job_key,
+                             struct ragg__kv_server **out);
 void ragg__kv_server_stop(struct ragg__kv_server *server);
 
 /* Connect to root, retrying until the deadline (the server may start later). */

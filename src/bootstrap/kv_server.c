@@ -316,8 +316,37 @@ static void *kv_thread(void *arg)
 	return NULL;
 }
 
+/* RAGG_ROOT_FD: a listening TCP socket a launcher bound (to port 0, the
+ * kernel's choice, so no port is guessed) and handed down; checked, made
+ * non-blocking and close-on-exec, and served as if bound here. */
+static int adopt_listener(int fd, const char *root)
+{
+	int v = 0, type = 0;
+	socklen_t len = sizeof(v), tlen = sizeof(type);
+	struct sockaddr_storage a;
+	socklen_t alen = sizeof(a);
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) || !v ||
+	    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) || type != SOCK_STREAM ||
+	    getsockname(fd, (struct sockaddr *)&a, &alen) ||
+	    (a.ss_family != AF_INET && a.ss_family != AF_INET6)) {
+		ragg__error("RAGG_ROOT_FD=%d: not a listening TCP socket", fd);
+		return RAGG_ERR_CONFIG;
+	}
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) || fcntl(fd, F_SETFD, FD_CLOEXEC))
+		return -errno;
+	ragg__info("rendezvous: serving %s on the inherited socket %d", root, fd);
+	return 0;
+}
+
 int ragg__kv_server_start(const char *root, int idle_ms, const char *job_key,
                           struct ragg__kv_server **out)
+{
+	return ragg__kv_server_start_fd(root, -1, idle_ms, job_key, out);
+}
+
+int ragg__kv_server_start_fd(const char *root, int listen_fd, int idle_ms, const char *job_key,
+                             struct ragg__kv_server **out)
 {
 	char host[256], port[32];
 	struct ragg__kv_server *s;
@@ -336,6 +365,12 @@ int ragg__kv_server_start(const char *root, int idle_ms, const char *job_key,
 	if (!s->clients) {
 		rc = -ENOMEM;
 		goto err_free;
+	}
+	if (listen_fd >= 0) {
+		if ((rc = adopt_listener(listen_fd, root)))
+			goto err_free;
+		s->listen_fd = listen_fd;
+		goto listening;
 	}
 	/* Only the address of RAGG_ROOT's host: that is where the job's
 	 * processes look for it, and nobody needs it on any other. */
@@ -364,6 +399,7 @@ int ragg__kv_server_start(const char *root, int idle_ms, const char *job_key,
 		goto err_sock;
 	}
 	freeaddrinfo(ai);
+listening:
 	if (pipe2(s->stop_pipe, O_CLOEXEC)) {
 		rc = -errno;
 		goto err_sock;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzing: libFuzzer targets (clang, -fsanitize=fuzzer,address,undefined)
 # for the control-message decoder, the hello decoder, the tcp frame header,
-# the rendezvous request path and every gradient codec's decoder, each run
+# the rendezvous request path, the declaration's tensor plan and every
+# gradient codec's decoder, each run
 # from its seed corpus in tests/fuzz/corpus/TARGET for a bounded time.
 # Usage: tests/fuzz/run.sh BUILD_DIR [SECONDS_EACH] [TARGET...]
 # BUILD_DIR supplies config.h; the targets are built in BUILD_DIR/fuzz.
@@ -14,7 +15,7 @@ build=$(cd "${1:?usage: run.sh BUILD_DIR [SECONDS] [TARGET...]}" && pwd)
 secs=${2:-20}
 shift $(($# >= 2 ? 2 : 1))
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(msg hello tcp_frame kv codec)
+[ ${#targets[@]} -gt 0 ] || targets=(msg hello tcp_frame kv codec decl)
 out="$build/fuzz"
 mkdir -p "$out"
 cc=${FUZZ_CC:-clang}
@@ -27,13 +28,14 @@ sources() {
 	tcp_frame) echo "transports/tcp/wire.c" ;;
 	kv) echo "src/log.c src/bootstrap/hostport.c src/bootstrap/kv_client.c transports/util/accept.c" ;;
 	codec) echo src/compress/{codec,none,fp16,bf16,topk,randk,onebit,qsgd}.c ;;
+	decl) echo src/proto.c src/plan.c src/compress/{codec,none,fp16,bf16,topk,randk,onebit,qsgd}.c ;;
 	esac
 }
 libs() {
 	case $1 in
 	msg | hello) echo "-lsodium" ;;
 	kv) echo "-lsodium -lpthread" ;;
-	codec) echo "-lsodium -lm" ;;
+	codec | decl) echo "-lsodium -lm" ;;
 	esac
 }
 
@@ -49,7 +51,7 @@ for t in "${targets[@]}"; do
 	srcs=()
 	for s in $(sources "$t"); do srcs+=("$top/$s"); done
 	extra=()
-	[ "$t" = codec ] && extra=(-include "$top/tests/fuzz/fuzz_cpu.h")
+	[ "$t" = codec ] || [ "$t" = decl ] && extra=(-include "$top/tests/fuzz/fuzz_cpu.h")
 	if ! "$cc" "${flags[@]}" "${extra[@]}" "$top/tests/fuzz/fuzz_$t.c" "${srcs[@]}" $(libs "$t") -o "$bin" 2>"$out/$t.build.log"; then
 		echo "FAIL: fuzz/$t (does not build)"
 		tail -n 20 "$out/$t.build.log" | sed 's/^/    /'

@@ -10,7 +10,9 @@
  *                   each parameter must match the closed-form result of
  *                   the servers' optimizer (RAGG_OPTIMIZER: SGD,
  *                   momentum, Adam or AdamW) on the sample-weighted mean,
- *                   to float rounding
+ *                   to float rounding; with JOB_SKIP="R W" (and
+ *                   RAGG_ON_NONFINITE=skip), worker W pushes a gradient
+ *                   of NaNs in round R, which the closed form leaves out
  *   inplace ROUNDS  as exact, with the parameters and gradients in
  *                   ragg_mem_alloc() memory, switching gradient buffers
  *                   mid-run (another mem_alloc one, a malloc'd one) and
@@ -52,7 +54,8 @@
  *
  * rounds and slow take their buffers from ragg_mem_alloc() when
  * JOB_MEMORY=ragg (read and written in place over shm), else from calloc;
- * with JOB_READY_FILE, worker 0 creates that file after its second round,
+ * with JOB_READY_FILE, worker 0 creates that file after its second round
+ * (exact: of its first tensor),
  * so a test can hurt the job once it is surely running. JOB_COUNT sets
  * their model's size in floats (default 20000): a large one keeps engine
  * jobs in flight for most of a round.
@@ -108,6 +111,7 @@ struct closed_form {
 	double *m, *em; /* adam: m and its error bound */
 	size_t unchecked, checked; /* adam: element-rounds whose bound was (not) finite */
 	double max_err, max_tol, max_ratio; /* largest |error|, tolerance, error / tolerance */
+	int skip_round, skip_worker; /* JOB_SKIP: a contribution left out, or 0 -1 */
 };
 
 /* An Adam hyperparameter as the servers read it: a float from RAGG_*, or
@@ -138,6 +142,10 @@ static int cf_init(struct closed_form *cf, ragg_ctx_t *ctx, size_t n)
 	cf->wd = env_float("RAGG_WEIGHT_DECAY", 0.0f);
 	for (int i = 0; i < cf->workers; i++)
 		cf->total_w += i + 1;
+	const char *skip = getenv("JOB_SKIP");
+	cf->skip_worker = -1;
+	if (skip && sscanf(skip, "%d %d", &cf->skip_round, &cf->skip_worker) != 2)
+		return -EINVAL;
 	cf->n = n;
 	cf->expect = malloc(n * sizeof(double));
 	cf->v = calloc(n, sizeof(double));
@@ -275,14 +283,18 @@ static int cf_check(struct closed_form *cf, const float *params, int k, int r)
 	for (size_t j = 0; j < cf->n; j++) {
 		double tol = 0;
 		if (r > 0) {
-			double g = 0, abs_sum = 0;
+			double g = 0, abs_sum = 0, total_w = cf->total_w;
 			for (int i = 0; i < cf->workers; i++) {
+				if (r == cf->skip_round && i == cf->skip_worker) {
+					total_w -= i + 1;
+					continue;
+				}
 				double x = (i + 1) * (double)grad_value(i, j, r);
 				g += x;
 				abs_sum += fabs(x);
 			}
-			g /= cf->total_w;
-			abs_sum /= cf->total_w;
+			g /= total_w;
+			abs_sum /= total_w;
 			if (cf->opt == RAGG_OPT_MOMENTUM) {
 				tol = cf_momentum(cf, j, g, abs_sum);
 			} else if (cf->opt == RAGG_OPT_ADAM || cf->opt == RAGG_OPT_ADAMW) {
@@ -414,6 +426,9 @@ static int exact(ragg_ctx_t *ctx, int rounds, int ncounts, char **counts)
 			return 1;
 		for (int r = 1; r <= rounds; r++) {
 			cf_grad(&cf, grad, r);
+			if (r == cf.skip_round && me == cf.skip_worker)
+				for (size_t j = 0; j < n; j++)
+					grad[j] = NAN;
 			if (r == 1 && k == 0 &&
 			    (refuse_poisoned_weights(t, grad, params) ||
 			     (check_gradient && refuse_poisoned_gradients(t, grad, n, params))))
@@ -422,6 +437,12 @@ static int exact(ragg_ctx_t *ctx, int rounds, int ncounts, char **counts)
 				return fail("pushpull", rc);
 			if (cf_check(&cf, params, k, r))
 				return 1;
+			const char *ready = getenv("JOB_READY_FILE");
+			if (r == 2 && k == 0 && me == 0 && ready) {
+				FILE *f = fopen(ready, "w");
+				if (f)
+					fclose(f);
+			}
 		}
 		cf_describe(&cf, what, sizeof(what));
 		max_err = fmax(max_err, cf.max_err);
@@ -797,8 +818,15 @@ static int run_rounds(ragg_ctx_t *ctx, int rounds, int pause_ms)
 	for (int r = 0; r < rounds; r++) {
 		for (size_t j = 0; j < n; j++)
 			grad[j] = (float)((j + (size_t)r) % 3);
-		if ((rc = ragg_pushpull(t, grad, 1.0, params)))
+		if ((rc = ragg_pushpull(t, grad, 1.0, params))) {
+			/* A failed job (a peer killed) ends as cleanly as a
+			 * finished one: LeakSanitizer checks the chaos runs. */
+			if (!own) {
+				free(params);
+				free(grad);
+			}
 			return fail("pushpull", rc);
+		}
 		const char *ready = getenv("JOB_READY_FILE");
 		if (r == 1 && ready && ragg_rank(ctx) == 0) {
 			FILE *f = fopen(ready, "w");
@@ -1003,6 +1031,10 @@ int main(int argc, char **argv)
 		/* In the mismatch test the workers leave without a tensor; the
 		 * goodbye still arrives. */
 		report_rss(ctx);
+		struct ragg_stats st = { .size = sizeof(st) };
+		if (!ragg_stats(ctx, &st) && st.contributions_skipped)
+			printf("skipped %s %d %llu\n", ragg_role(ctx) == RAGG_ROLE_AGENT ? "agent" : "server",
+			       ragg_rank(ctx), (unsigned long long)st.contributions_skipped);
 		int rc2 = ragg_finalize(ctx);
 		if (rc)
 			return fail("serve", rc);

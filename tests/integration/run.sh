@@ -48,6 +48,8 @@ stalejob="$build/tests/integration/stalejob"
 export stalejob
 elastic="$build/tests/integration/elastic"
 export elastic
+tests_dir=$(cd "$(dirname "$0")/.." && pwd)
+export tests_dir
 
 
 # Each test prints OK as its last act when everything held; "WHY: ..." says
@@ -726,6 +728,30 @@ nonfinite_refused_by_agent() {
 	echo OK
 }
 
+# RAGG_ON_NONFINITE=skip: worker 1 (of 5, weight 2) pushes a gradient of
+# NaNs in round 3 of exact's 6 (two tensors): its agent leaves it out of
+# that round and says so once per tensor (two warnings, its stats count
+# 2), and every worker's parameters after every round must be the closed
+# form of SGD on the weighted mean of the other four in round 3, of all
+# five in the others. The same job with the default (refuse) must fail.
+nonfinite_skipped() {
+	local env=(RAGG_TRANSPORT=$transport RAGG_LR=0.25 RAGG_CHUNK_BYTES=4096 RAGG_TIMEOUT_MS=$((30000 * scale)) JOB_SKIP="3 1")
+	out=$(env "${env[@]}" RAGG_ON_NONFINITE=skip RAGG_LOG=warn "$run" -w 5 -a 2 -s 3 -- "$job" exact 6 2>&1) || { echo "$out" | tail -n 30; echo "WHY: job failed"; return; }
+	echo "$out" | grep -E 'left out|^\[a[0-9]\] skipped'
+	n=$(echo "$out" | grep -c 'exact: worker .* ok')
+	[ "$n" = 5 ] || { echo "$out" | tail -n 30; echo "WHY: $n of 5 workers verified the closed form without worker 1 in round 3"; return; }
+	n=$(echo "$out" | grep -c 'tensor [01] round 3: worker 1 pushed a gradient that is not finite; its contribution is left out of the round (RAGG_ON_NONFINITE=skip)')
+	[ "$n" = 2 ] || { echo "WHY: $n warnings about worker 1's round 3, expected one per tensor (2)"; return; }
+	n=$(echo "$out" | grep -c 'left out of the round')
+	[ "$n" = 2 ] || { echo "WHY: $n warnings in all, expected 2"; return; }
+	n=$(echo "$out" | sed -n 's/^\[a[0-9]\] skipped agent [0-9] \([0-9]*\)$/\1/p' | awk '{ s += $1 } END { print s + 0 }')
+	[ "$n" = 2 ] || { echo "WHY: the agents counted $n skipped contributions, expected 2"; return; }
+	out=$(env "${env[@]}" RAGG_LOG=error RAGG_SERVE_TIMEOUT_MS=$((30000 * scale)) "$run" -w 5 -a 2 -s 3 -- "$job" exact 6 2>&1) && { echo "WHY: with RAGG_ON_NONFINITE=refuse the NaNs went through"; return; }
+	echo "$out" | grep -q 'worker 1 pushed a non-finite gradient' || { echo "$out" | tail -n 20; echo "WHY: refuse did not name worker 1"; return; }
+	echo "SUMMARY: $transport: worker 1's NaN round left out by its agent (2 tensors, 2 warnings, counted 2), the other rounds exact; refused by default"
+	echo OK
+}
+
 # Chaos: one process of a running job (2 servers, 2 agents, 4 workers, a
 # model of JOB_COUNT floats, 8 MiB by default in 256 KiB chunks, so that
 # engine jobs are in flight for most of a round) is SIGKILLed at a random
@@ -902,6 +928,95 @@ stopped_agent() {
 	echo OK
 }
 
+# A stopped worker: worker 1 of a running exact job (5 workers, 2 agents,
+# 3 servers, tensors of 300007 and 4097 floats, 12 rounds) gets SIGSTOP
+# once worker 0 finished its second round, and SIGCONT STOP_S (2) seconds
+# later, well within RAGG_TIMEOUT_MS (8 s) and RAGG_SERVE_TIMEOUT_MS: the
+# job must complete and every worker's parameters match the closed form
+# after every round (nothing lost or applied twice across the stall).
+stopped_worker_exact() {
+	local ready="$logdir/stopped-worker.ready" out start end
+	rm -f "$ready"
+	start=$(date +%s%N)
+	out=$(STOP_S=2 JOB_READY_FILE=$ready RAGG_TRANSPORT=$transport RAGG_LR=0.25 RAGG_CHUNK_BYTES=65536 \
+		RAGG_TIMEOUT_MS=$((8000 * scale)) RAGG_SERVE_TIMEOUT_MS=$((24000 * scale)) RAGG_LOG=error "$run" -w 5 -a 2 -s 3 -- bash -c '
+		if [ "$RAGG_ROLE" = worker ] && [ "$RAGG_RANK" = 1 ]; then
+			"$0" "$@" & p=$!
+			for _ in $(seq $((1500 * ${RAGG_TEST_TIMEOUT_SCALE:-1}))); do [ -e "$JOB_READY_FILE" ] && break; sleep 0.02; done
+			[ -e "$JOB_READY_FILE" ] || { echo "stop: the job never got going"; kill $p; exit 1; }
+			kill -STOP $p && echo "stop: worker 1 state $(ps -o stat= -p $p | cut -c1) for $STOP_S s"
+			sleep "$STOP_S"
+			kill -CONT $p
+			wait $p
+			exit
+		fi
+		exec "$0" "$@"' "$job" exact 12 300007 4097 2>&1)
+	rc=$?
+	end=$(date +%s%N)
+	echo "$out" | grep -E 'stop:|exact: worker' | cut -c1-160
+	[ $rc -eq 0 ] || { echo "$out" | tail -n 20; echo "WHY: the job failed across a 2 s stop"; return; }
+	echo "$out" | grep -q 'stop: worker 1 state T for 2 s' || { echo "WHY: worker 1 was not stopped mid-job"; return; }
+	n=$(echo "$out" | grep -c 'exact: worker .* ok')
+	[ "$n" = 5 ] || { echo "WHY: $n of 5 workers verified the closed form"; return; }
+	echo "SUMMARY: $transport: worker 1 stopped 2 s mid-job (RAGG_TIMEOUT_MS=$((8000 * scale))): job completed exactly in $(((end - start) / 1000000)) ms"
+	echo OK
+}
+
+# valgrind memcheck: a small job (1 worker, 1 agent, 1 server, tcp, 5
+# rounds of 20000 floats) with every process under valgrind. Each must
+# exit 0 with "ERROR SUMMARY: 0 errors" (no invalid read or write, no use
+# of uninitialized memory, no bad free) and "definitely lost: 0 bytes" or
+# no leak at all; only hwloc's own leak at topology load is suppressed
+# (tests/valgrind.supp). Run by name (scripts/check does, when valgrind
+# is installed).
+valgrind_memcheck() {
+	command -v valgrind >/dev/null || { echo "WHY: no valgrind (scripts/setup test installs it)"; return; }
+	local vg="$logdir/valgrind" out f n=0
+	mkdir -p "$vg"
+	out=$(RAGG_TRANSPORT=tcp RAGG_TIMEOUT_MS=$((120000 * scale)) RAGG_SERVE_TIMEOUT_MS=$((120000 * scale)) RAGG_LOG=error \
+		HWLOC_COMPONENTS=-x86 JOB_COUNT=20000 "$run" -w 1 -a 1 -s 1 -- "$build/libtool" --mode=execute \
+		valgrind --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite \
+		--suppressions="$tests_dir/valgrind.supp" --error-exitcode=99 --log-file="$vg/vg.%p.log" \
+		"$job" rounds 5 2>&1)
+	rc=$?
+	echo "$out" | tail -n 5
+	for f in "$vg"/vg.*.log; do
+		[ -e "$f" ] || continue
+		n=$((n + 1))
+		grep -E 'definitely lost:|ERROR SUMMARY:|All heap blocks were freed' "$f" | sed "s#^#$(basename "$f"): #"
+		grep -q 'ERROR SUMMARY: 0 errors' "$f" || { grep -A20 -m1 'Invalid\|uninitialised\|definitely lost in' "$f"; echo "WHY: valgrind reported errors in $(basename "$f")"; return; }
+		if grep -q 'definitely lost:' "$f" && ! grep -q 'definitely lost: 0 bytes' "$f"; then echo "WHY: a definite leak in $(basename "$f")"; return; fi
+	done
+	[ "$n" = 3 ] || { echo "WHY: $n valgrind logs, expected 3"; return; }
+	[ $rc -eq 0 ] || { echo "WHY: the job under valgrind failed (exit $rc)"; return; }
+	echo "$out" | grep -q 'maxrss worker 0' || { echo "WHY: the worker did not finish its rounds"; return; }
+	echo "SUMMARY: valgrind memcheck: worker, agent and server (tcp, 5 rounds): 0 errors, definitely lost 0 bytes"
+	echo OK
+}
+
+# The rendezvous port is the kernel's choice, never a guess: ragg-run
+# binds port 0, listens, and hands the socket to server 0 (RAGG_ROOT_FD),
+# which must log serving RAGG_ROOT's port on that inherited socket while
+# the job completes; no other process may inherit it. RAGG_ROOT_FD naming
+# something that is not a listening socket must be refused with a reason.
+root_port_from_kernel() {
+	out=$(RAGG_TRANSPORT=$transport RAGG_LOG=info RAGG_TIMEOUT_MS=$((30000 * scale)) "$run" -w 2 -a 1 -s 2 -- bash -c \
+		'echo "fd-env $RAGG_ROLE $RAGG_RANK ${RAGG_ROOT_FD:-none} $RAGG_ROOT"; exec "$0" "$@"' "$job" rounds 3 2>&1) ||
+		{ echo "$out" | tail -n 20; echo "WHY: job failed"; return; }
+	line=$(echo "$out" | grep -m1 'rendezvous: serving .* on the inherited socket')
+	echo "$line"
+	[[ $line == "[s0] "* ]] || { echo "WHY: server 0 did not serve the rendezvous on the socket ragg-run bound"; return; }
+	root=$(echo "$out" | sed -n 's/^\[s0\] fd-env server 0 [0-9]* \(.*\)$/\1/p')
+	[ -n "$root" ] && echo "$line" | grep -qF "serving $root on" || { echo "WHY: server 0 did not serve RAGG_ROOT ($root)"; return; }
+	n=$(echo "$out" | grep 'fd-env' | grep -vc ' none ')
+	[ "$n" = 1 ] || { echo "$out" | grep fd-env; echo "WHY: $n processes inherited RAGG_ROOT_FD, expected server 0 only"; return; }
+	out=$(RAGG_ROLE=server RAGG_RANK=0 RAGG_ROOT=127.0.0.1:$(free_port) RAGG_ROOT_FD=0 RAGG_TIMEOUT_MS=2000 RAGG_LOG=error "$job" rounds 1 2>&1 </dev/null)
+	[ $? -ne 0 ] || { echo "WHY: RAGG_ROOT_FD=0 (not a socket) was accepted"; return; }
+	echo "$out" | grep -q 'RAGG_ROOT_FD=0: not a listening TCP socket' || { echo "$out"; echo "WHY: no reason given for refusing RAGG_ROOT_FD=0"; return; }
+	echo "SUMMARY: the rendezvous served $root on the socket ragg-run bound to port 0; a bad RAGG_ROOT_FD refused"
+	echo OK
+}
+
 chaos_kills() {
 	local seed=${CHAOS_SEED:-$((RANDOM * 32768 + RANDOM))} runs=${CHAOS_RUNS:-3} n=0
 	chaos_kills=0 chaos_survivors=0 chaos_signal=0 chaos_over=0 chaos_bad=0
@@ -920,6 +1035,31 @@ chaos_kills() {
 	[ $chaos_signal -eq 0 ] || { echo "WHY: $chaos_signal survivors died by a signal"; return; }
 	[ $chaos_over -eq 0 ] || { echo "WHY: $chaos_over survivors outlived the deadline"; return; }
 	[ $chaos_bad -eq 0 ] || { echo "WHY: $chaos_bad survivors or jobs failed otherwise"; return; }
+	echo OK
+}
+
+# ragg_abort: worker 3 (of 4 workers, 2 agents, 2 servers) aborts the job
+# after its round 3 with a reason. Every other process must end by itself
+# (SIGTERM from ragg-run is ignored) with RAGG_ERR_ABORTED within 1 s of
+# the abort, none by a signal, and each must log the reason naming worker 3:
+# its agent told directly, the servers, the other agent and the workers by
+# relay.
+abort_reason_reaches_peers() {
+	local reason='checkpoint disk full: /scratch/ckpt (ENOSPC) at step 3' out t0 n late
+	out=$(RAGG_TRANSPORT=$transport RAGG_LOG=error RAGG_TIMEOUT_MS=$((20000 * scale)) RAGG_SERVE_TIMEOUT_MS=$((20000 * scale)) \
+		"$run" -w 4 -a 2 -s 2 -- "$build/tests/integration/abortjob" 3 3 "$reason" 2>&1)
+	echo "$out" | grep -E 'abortjob:|abort' | head -n 30
+	if echo "$out" | grep -qE 'Segmentation|Aborted \(core|Sanitizer|core dumped|runtime error|killed by signal'; then echo "WHY: a process died by a signal or a sanitizer"; return; fi
+	t0=$(echo "$out" | sed -n 's/.*abortjob: worker 3 aborted at \([0-9]*\) (ragg_abort ok)$/\1/p')
+	[ -n "$t0" ] || { echo "WHY: worker 3's ragg_abort did not return 0"; return; }
+	n=$(echo "$out" | grep -c 'abortjob: [a-z]* [0-9] RAGG_ERR_ABORTED at [0-9]*')
+	[ "$n" = 7 ] || { echo "$out" | tail -n 30; echo "WHY: $n of 7 other processes ended with RAGG_ERR_ABORTED"; return; }
+	late=$(echo "$out" | sed -n 's/.*abortjob: [a-z]* [0-9] RAGG_ERR_ABORTED at \([0-9]*\).*/\1/p' | sort -n | tail -n1)
+	late=$((late - t0))
+	[ "$late" -le $((1000 * scale)) ] || { echo "WHY: the last process ended $late ms after the abort"; return; }
+	n=$(echo "$out" | grep -F -- "$reason" | grep 'worker 3 .*aborted the job' | sed 's/^\(\[[^]]*\]\).*/\1/' | sort -u | wc -l)
+	[ "$n" = 7 ] || { echo "WHY: $n of 7 other processes logged the reason naming worker 3"; return; }
+	echo "SUMMARY: $transport: worker 3's abort reached the 7 other processes, the last ended $late ms after it"
 	echo OK
 }
 
@@ -1629,7 +1769,11 @@ t garbage_and_wrong_key_dropped 90
 t nan_fails_checks 60
 t nonfinite_refused_by_agent 90
 t stopped_agent 150
+t stopped_worker_exact 120
 t emfile_backoff 90
+t abort_reason_reaches_peers 60
+t nonfinite_skipped 120
+t root_port_from_kernel 60
 t idle_waits_sleep 60
 t handshake_replay_refused 90
 t rendezvous_bounds_refused 60
@@ -1656,6 +1800,7 @@ t stale_bound_holds 90
 t stale_linreg_converges 120
 # Not part of the default list: scripts/check runs it by name.
 [ ${#selected[@]} -gt 0 ] && t chaos_kills 300
+[ ${#selected[@]} -gt 0 ] && t valgrind_memcheck 300
 [ ${#selected[@]} -gt 0 ] && t soak_16_workers 1200
 
 rm -rf "$logdir"

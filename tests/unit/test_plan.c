@@ -98,6 +98,10 @@ RAGG_TEST(chunk_rule_and_bad_plans)
 	RAGG_CHECK(ragg__plan_init(&pl, 10, CB, 0) == -EINVAL);
 	/* More chunks than an immediate names. */
 	RAGG_CHECK(ragg__plan_init(&pl, (size_t)RAGG_IMM_MAX_CHUNKS * CE + 1, CB, 1) == -EINVAL);
+	/* A chunk size far beyond the tensor (a peer's declaration found by
+	 * tests/fuzz decl): both parities of a server's slot would wrap
+	 * size_t around. */
+	RAGG_CHECK(ragg__plan_init(&pl, (size_t)1 << 34, 0xf700000000001000ull, 2) == -EINVAL);
 	/* Outputs written only on success. */
 	RAGG_CHECK(memcmp(&pl, &before, sizeof(pl)) == 0);
 	RAGG_CHECK(ragg__plan_init(&pl, (size_t)RAGG_IMM_MAX_CHUNKS * CE, CB, 1) == 0);

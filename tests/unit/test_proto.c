@@ -182,6 +182,47 @@ RAGG_TEST(msg_type_past_last_refused)
 	}
 }
 
+/* An abort carries the aborting role and rank and up to
+ * RAGG_ABORT_REASON_MAX bytes of reason; a longer reason is cut when
+ * encoded and refused when decoded, as is one naming no role. */
+RAGG_TEST(abort_msg_roundtrip_and_bounds)
+{
+	char reason[RAGG_ABORT_REASON_MAX + 50];
+	memset(reason, 'x', sizeof(reason));
+	memcpy(reason, "disk full", 9);
+	struct ragg__msg m = { .type = RAGG_MSG_ABORT,
+		               .tensor = RAGG_ROLE_WORKER,
+		               .status = RAGG_ERR_ABORTED,
+		               .count = 3,
+		               .text = reason,
+		               .text_len = 9 };
+	uint8_t buf[RAGG_MSG_WIRE_MAX];
+	size_t n = ragg__msg_encode(&m, buf);
+	struct ragg__msg d;
+	RAGG_CHECK_OK(ragg__msg_decode(buf, n, &d));
+	RAGG_CHECK(d.type == RAGG_MSG_ABORT && d.tensor == RAGG_ROLE_WORKER && d.count == 3 &&
+	           d.status == RAGG_ERR_ABORTED && d.text_len == 9 &&
+	           memcmp(d.text, "disk full", 9) == 0);
+	RAGG_CHECK(ragg__msg_decode(buf, n - 1, &d) == RAGG_ERR_PROTO);
+	/* The longest: cut to the bound, within one transport message. */
+	m.text_len = (uint8_t)(RAGG_ABORT_REASON_MAX + 40);
+	n = ragg__msg_encode(&m, buf);
+	RAGG_CHECK(n == RAGG_MSG_HEAD_BYTES + RAGG_ABORT_REASON_MAX && n <= RAGG_TP_MSG_MAX);
+	RAGG_CHECK_OK(ragg__msg_decode(buf, n, &d));
+	RAGG_CHECK(d.text_len == RAGG_ABORT_REASON_MAX);
+	uint8_t big[RAGG_MSG_WIRE_MAX + 1];
+	memcpy(big, buf, n);
+	big[RAGG_MSG_HEAD_BYTES - 1] = RAGG_ABORT_REASON_MAX + 1;
+	big[n] = 'x';
+	RAGG_CHECK(ragg__msg_decode(big, n + 1, &d) == RAGG_ERR_PROTO);
+	memcpy(big, buf, n);
+	big[1] = 0; /* no role */
+	RAGG_CHECK(ragg__msg_decode(big, n, &d) == RAGG_ERR_PROTO);
+	memcpy(big, buf, n);
+	big[1] = RAGG_ROLE_SERVER + 1;
+	RAGG_CHECK(ragg__msg_decode(big, n, &d) == RAGG_ERR_PROTO);
+}
+
 int main(int argc, char **argv)
 {
 	return ragg_test_main(argc, argv);
