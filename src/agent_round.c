@@ -39,9 +39,9 @@ static void sum_scan(struct ragg__sum_job *sj, int nin, double total);
  * weight or gradient is not finite is left out of this chunk's sum and of
  * its total weight N (the others move down in the arrays, which the next
  * round fills anew). When no worker is left the chunk is refused, as it is
- * when the sum of finite parts overflows. Not with encoded rounds or
- * differential privacy (their contributions are not plain floats or are
- * accounted for): those refuse as by default.
+ * when the sum of finite parts overflows. Not with encoded rounds,
+ * differential privacy or secure aggregation (their contributions are not
+ * plain floats, or are accounted for): those refuse as by default.
  */
 static void skip_nonfinite(struct ragg__sum_job *sj)
 {
