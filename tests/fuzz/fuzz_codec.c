@@ -7,29 +7,12 @@
  * overrun), and leave out untouched when it refuses. A buffer it accepts
  * re-decodes to the same values; an encoding of finite values always
  * decodes. */
-#include <cpuid.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "compress/codec.h"
-
-/* See fuzz_cpu.h: codec.c's CPU checks, so the vector paths are fuzzed
- * too. */
-int fuzz_cpu_supports(const char *f)
-{
-	unsigned a, b, c, d;
-	if (!strcmp(f, "avx2"))
-		return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b >> 5 & 1);
-	if (!__get_cpuid(1, &a, &b, &c, &d))
-		return 0;
-	if (!strcmp(f, "f16c"))
-		return c >> 29 & 1;
-	if (!strcmp(f, "fma"))
-		return c >> 12 & 1;
-	return 0;
-}
 
 static const char *const specs[] = { "none", "fp16", "bf16", "onebit", "topk:0.01", "topk:0.5",
 	                             "randk:0.25", "qsgd:15", "qsgd:1" };

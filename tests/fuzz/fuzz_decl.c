@@ -8,7 +8,6 @@
  * inside the regions the plan sizes (no size_t wrap-around), the chunks
  * must tile the tensor, the servers must own every chunk once, and the
  * write check must accept exactly the expected length. */
-#include <cpuid.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,21 +21,6 @@
 const struct ragg__stage ragg__stage_sum = { .name = "sum",
 	                                     .flags = RAGG_STAGE_IN_PLACE | RAGG_STAGE_REDUCE };
 const struct ragg__stage ragg__stage_codec = { .name = "codec", .flags = RAGG_STAGE_REDUCE };
-
-/* As in fuzz_codec.c (see fuzz_cpu.h). */
-int fuzz_cpu_supports(const char *f)
-{
-	unsigned a, b, c, d;
-	if (!strcmp(f, "avx2"))
-		return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b >> 5 & 1);
-	if (!__get_cpuid(1, &a, &b, &c, &d))
-		return 0;
-	if (!strcmp(f, "f16c"))
-		return c >> 29 & 1;
-	if (!strcmp(f, "fma"))
-		return c >> 12 & 1;
-	return 0;
-}
 
 static const char *const specs[] = { "none", "fp16", "bf16", "onebit", "topk:0.01", "topk:0.5",
 	                             "randk:0.25", "qsgd:15", "qsgd:1" };

@@ -27,8 +27,8 @@ sources() {
 	msg | hello) echo "src/proto.c" ;;
 	tcp_frame) echo "transports/tcp/wire.c" ;;
 	kv) echo "src/log.c src/bootstrap/hostport.c src/bootstrap/kv_client.c transports/util/accept.c" ;;
-	codec) echo src/compress/{codec,none,fp16,bf16,topk,randk,onebit,qsgd}.c ;;
-	decl) echo src/proto.c src/plan.c src/compress/{codec,none,fp16,bf16,topk,randk,onebit,qsgd}.c ;;
+	codec) echo tests/fuzz/fuzz_cpu.c src/compress/{codec,none,fp16,bf16,topk,randk,onebit,qsgd}.c ;;
+	decl) echo tests/fuzz/fuzz_cpu.c src/proto.c src/plan.c src/compress/{codec,none,fp16,bf16,topk,randk,onebit,qsgd}.c ;;
 	esac
 }
 libs() {
