@@ -136,6 +136,20 @@ static int past_end(struct ragg__shm_ep *ep, const struct ragg__shm_remote *r, u
 
 static int stale(struct ragg__shm_ep *ep, const struct ragg__shm_remote *r)
 {
+	/* An owner deregisters a region it described to us only as it tears
+	 * down, after closing its endpoints: when the connection is hung up,
+	 * the peer is going away, which is what the caller must hear (not a
+	 * bad key from a peer that is still there). */
+	struct pollfd pfd = { .fd = ep->fd, .events = POLLRDHUP };
+	if (ep->fd >= 0 && poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+		ragg__shm_error(ep->dev,
+		                "%s: region %" PRIu32 " was deregistered by its owner, which closed "
+		                "the connection: %s (%s)",
+		                ep->base.peer, r->region, ragg_strerror(RAGG_ERR_PEER_LOST),
+		                ragg_strerror_name(RAGG_ERR_PEER_LOST));
+		ragg__shm_ep_fail(ep, RAGG_ERR_PEER_LOST);
+		return RAGG_ERR_PEER_LOST;
+	}
 	ragg__shm_error(ep->dev,
 	                "%s: region %" PRIu32 " was deregistered by its owner: "
 	                "write with a stale descriptor refused: %s (%s)",
