@@ -446,6 +446,8 @@ agent_never_starts() {
 # done two rounds (its ready file), so even a slow guest is mid-job then.
 killed_mid_job() {
 	local role=$1 rank=$2 start end rc out
+	# Another test's ready file would have the process killed at once.
+	rm -f "$logdir/killed-$role-$rank.ready"
 	start=$(date +%s)
 	out=$(KILL_ROLE=$role KILL_RANK=$rank JOB_READY_FILE="$logdir/killed-$role-$rank.ready" \
 		RAGG_TRANSPORT=$transport RAGG_TIMEOUT_MS=20000 RAGG_LOG=error "$run" -w 4 -a 2 -s 1 -- bash -c '
