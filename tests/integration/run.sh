@@ -788,6 +788,7 @@ chaos_one() {
 		echo "chaos $tag: the job never got going"
 		kill -9 "$vpid" "${pids[@]}" 2>/dev/null
 		wait
+		tail -n 3 "$logdir"/chaos-$tag-*.log
 		chaos_bad=$((chaos_bad + 1))
 		return
 	fi
