@@ -60,7 +60,11 @@ static void *member_main(void *arg)
 		o.chunk_bytes = job->chunk_bytes;
 	if (job->lr != 0)
 		o.lr = job->lr;
-	o.timeout_ms = job->timeout_ms ? job->timeout_ms : 30000;
+	/* 30 s, times RAGG_TEST_TIMEOUT_SCALE under the sanitizers (scripts/check):
+	 * every context of the job loads the topology, one at a time. */
+	const char *scale = getenv("RAGG_TEST_TIMEOUT_SCALE");
+	int times = scale ? atoi(scale) : 1;
+	o.timeout_ms = job->timeout_ms ? job->timeout_ms : 30000 * (times >= 1 && times <= 100 ? times : 1);
 	o.serve_timeout_ms = o.timeout_ms;
 	if ((rc = ragg_init(&o, &ctx)))
 		goto out;
