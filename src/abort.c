@@ -99,7 +99,7 @@ static bool news_left(void *arg)
 
 void ragg__abort_flush(struct ragg_ctx *ctx)
 {
-	if (!ctx->aborting)
+	if (!ctx->aborting && !ctx->told_failure)
 		return;
 	/* Not ragg__wait: it returns at once on a failed job, and this one
 	 * failed on purpose. Progress still sends what is queued. */

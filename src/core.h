@@ -210,6 +210,9 @@ struct ragg_ctx {
 	int join_waiting; /* agent: rejoining workers waiting for a round boundary */
 	/* An abort (abort.c): told to, or relayed to, the peers once. */
 	bool aborting;
+	/* A goodbye with a reason went out (ragg__fail_job): like an abort,
+	 * it is given time to leave before teardown. */
+	bool told_failure;
 	char abort_reason[RAGG_ABORT_REASON_MAX];
 	uint8_t abort_len;
 	struct ragg_stats stats;
@@ -251,7 +254,8 @@ void ragg__fail_job(struct ragg_ctx *ctx, int status);
 /* abort.c: the job aborted by `role` `rank` for `reason` (len bytes):
  * fail with RAGG_ERR_ABORTED and tell every peer but `from` (NULL: all),
  * once. ragg__abort_on_msg handles a received RAGG_MSG_ABORT;
- * ragg__abort_flush lets the news leave before teardown (at most 1 s). */
+ * ragg__abort_flush lets the news (an abort, or a failure ragg__fail_job
+ * told) leave before teardown (at most 1 s). */
 void ragg__abort_job(struct ragg_ctx *ctx, const struct ragg__peer *from, int role, int rank,
                      const char *reason, size_t len);
 void ragg__abort_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m);

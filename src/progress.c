@@ -152,8 +152,8 @@ void ragg__fail_job(struct ragg_ctx *ctx, int status)
 		                 .count = (uint64_t)ctx->lost_worker };
 	for (int i = 0; i < ctx->npeers; i++) {
 		struct ragg__peer *q = &ctx->peers[i];
-		if (q->connected && !q->gone && !q->said_bye)
-			ragg__post_msg(q, &bye);
+		if (q->connected && !q->gone && !q->said_bye && !ragg__post_msg(q, &bye))
+			ctx->told_failure = true;
 	}
 }
 
