@@ -4,9 +4,11 @@
  */
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "core.h"
@@ -27,6 +29,10 @@ struct ragg__hs {
 	enum hs_state state;
 	bool client;
 	uint64_t t0_us;
+	/* For the info line of a finished handshake: the CPU time this
+	 * thread spent in the handshake's own steps, and the thread's
+	 * run-queue wait (schedstat) when it began. */
+	uint64_t cpu_ns, runq0_ns;
 	uint8_t nonce[RAGG_HS_NONCE_BYTES];
 	uint8_t pk[crypto_kx_PUBLICKEYBYTES], sk[crypto_kx_SECRETKEYBYTES];
 	uint8_t peer_nonce[RAGG_HS_NONCE_BYTES];
@@ -43,6 +49,33 @@ struct ragg__hs {
 	struct ragg__tp *dead_tp[HS_DEAD_MAX];
 	int ndead;
 };
+
+/* CPU time of the calling thread, ns. */
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts))
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* How long the calling thread has waited, runnable, for a CPU (ns; the
+ * second field of /proc/thread-self/schedstat), or 0 where the kernel does
+ * not say. Read only when the info line will be logged. */
+static uint64_t thread_runq_ns(void)
+{
+	char buf[96];
+	unsigned long long run = 0, wait = 0;
+	int fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	return sscanf(buf, "%llu %llu", &run, &wait) == 2 ? (uint64_t)wait : 0;
+}
 
 static void job_mac_key(const struct ragg_ctx *ctx, uint8_t k[crypto_auth_KEYBYTES])
 {
@@ -207,12 +240,17 @@ int ragg__hs_on_connected(struct ragg_ctx *ctx, struct ragg__peer *p, bool clien
 	 * CONNECTED event (see ragg__hs_on_msg). */
 	if (hs->state != HS_IDLE)
 		return 0;
+	uint64_t cpu0 = thread_cpu_ns();
 	early = hs->early;
 	memcpy(early_keys, hs->early_keys, sizeof(early_keys));
 	hs_reset(hs, client);
+	if (ragg__log_get() >= RAGG_LOG_INFO)
+		hs->runq0_ns = thread_runq_ns();
 	hs->flags = (uint8_t)((crypto_aead_aes256gcm_is_available() ? RAGG_HS_F_AES : 0) |
 	                      (ragg__opt_long(&ctx->opts, "RAGG_SEAL") ? RAGG_HS_F_SEAL : 0));
-	if ((rc = send_keys(p, hs)))
+	rc = send_keys(p, hs);
+	hs->cpu_ns += thread_cpu_ns() - cpu0;
+	if (rc)
 		return rc;
 	/* Their keys came first and waited for ours to leave. */
 	if (early)
@@ -267,6 +305,7 @@ void ragg__hs_reap(struct ragg_ctx *ctx)
 static void on_keys(struct ragg_ctx *ctx, struct ragg__peer *p, struct ragg__hs *hs,
                     const uint8_t *m, size_t len)
 {
+	uint64_t cpu0 = thread_cpu_ns();
 	int rc;
 	if (len != RAGG_HS_KEYS_WIRE || hs->state != HS_KEYS_SENT) {
 		ragg__hs_fail(ctx, p, RAGG_ERR_PROTO, "unexpected key message");
@@ -290,11 +329,13 @@ static void on_keys(struct ragg_ctx *ctx, struct ragg__peer *p, struct ragg__hs 
 		return;
 	}
 	hs->state = HS_PROOF_SENT;
+	hs->cpu_ns += thread_cpu_ns() - cpu0;
 }
 
 static void on_proof(struct ragg_ctx *ctx, struct ragg__peer *p, struct ragg__hs *hs,
                      const uint8_t *m, size_t len)
 {
+	uint64_t cpu0 = thread_cpu_ns();
 	int rc;
 	if (len != RAGG_HS_PROOF_WIRE || hs->state != HS_PROOF_SENT) {
 		ragg__hs_fail(ctx, p, RAGG_ERR_PROTO, "unexpected proof message");
@@ -322,8 +363,22 @@ static void on_proof(struct ragg_ctx *ctx, struct ragg__peer *p, struct ragg__hs
 	}
 	hs->state = HS_DONE;
 	p->connected = true;
-	ragg__info("handshake with %s %d (%s) done in %llu us", ragg__role_name(p->role), p->rank,
-	           p->ep->peer, (unsigned long long)(ragg__now_us() - hs->t0_us));
+	hs->cpu_ns += thread_cpu_ns() - cpu0;
+	/* The wall time from our KEYS out to their PROOF checked; of it, our
+	 * own steps' CPU time and the time this thread sat runnable without
+	 * a CPU (a busy host: the peer's wait for one is in the wall time
+	 * too, not here). */
+	if (ragg__log_get() >= RAGG_LOG_INFO) {
+		uint64_t runq = thread_runq_ns();
+		ragg__info("handshake with %s %d (%s) done in %llu us (cpu %llu us, runnable "
+		           "without a cpu %llu us)",
+		           ragg__role_name(p->role), p->rank, p->ep->peer,
+		           (unsigned long long)(ragg__now_us() - hs->t0_us),
+		           (unsigned long long)(hs->cpu_ns / 1000u),
+		           (unsigned long long)(runq >= hs->runq0_ns && hs->runq0_ns
+		                                    ? (runq - hs->runq0_ns) / 1000u
+		                                    : 0));
+	}
 }
 
 void ragg__hs_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg_tp_event *ev)
