@@ -240,12 +240,13 @@ int ragg__hs_on_connected(struct ragg_ctx *ctx, struct ragg__peer *p, bool clien
 	 * CONNECTED event (see ragg__hs_on_msg). */
 	if (hs->state != HS_IDLE)
 		return 0;
+	/* Read outside the CPU time counted. */
+	uint64_t runq0 = ragg__log_get() >= RAGG_LOG_INFO ? thread_runq_ns() : 0;
 	uint64_t cpu0 = thread_cpu_ns();
 	early = hs->early;
 	memcpy(early_keys, hs->early_keys, sizeof(early_keys));
 	hs_reset(hs, client);
-	if (ragg__log_get() >= RAGG_LOG_INFO)
-		hs->runq0_ns = thread_runq_ns();
+	hs->runq0_ns = runq0;
 	hs->flags = (uint8_t)((crypto_aead_aes256gcm_is_available() ? RAGG_HS_F_AES : 0) |
 	                      (ragg__opt_long(&ctx->opts, "RAGG_SEAL") ? RAGG_HS_F_SEAL : 0));
 	rc = send_keys(p, hs);
