@@ -11,6 +11,8 @@
 #include <sodium.h>
 
 #include "harness.h"
+#include "plan.h"
+#include "privacy/sa_mask.h"
 #include "privacy/secagg.h"
 
 #define MAXW 8
@@ -429,6 +431,58 @@ RAGG_TEST(vector_kernels_match_scalar)
 	free(g);
 	free(a);
 	free(b);
+}
+
+/* A worker's tensor encoded and masked over 1, 2, 3 and 8 threads (and
+ * "auto") gives, bit for bit, what the block loop on one thread gives:
+ * chunks of an awkward size, the last one short, blocks cut mid-chunk
+ * between threads. */
+RAGG_TEST(tensor_mask_threads_match)
+{
+	RAGG_CHECK(sodium_init() >= 0);
+	const int M = 5, ME = 2;
+	struct ragg__plan pl;
+	size_t count = 3 * 300007 + 1234; /* 4 chunks, 74 blocks each at most */
+	RAGG_CHECK_OK(ragg__plan_init(&pl, count, 300007 * sizeof(float), 1));
+	RAGG_CHECK(pl.nchunks == 4);
+	float *g = malloc(count * sizeof(float));
+	uint32_t *want = malloc(count * sizeof(uint32_t)), *got = malloc(count * sizeof(uint32_t));
+	RAGG_CHECK(g && want && got);
+	for (size_t e = 0; e < count; e++)
+		g[e] = frand() * 3;
+	uint8_t rnd[32], self[32], pair[5][RAGG_SA_SEED_BYTES];
+	bool masks[5] = { true, true, false, true, true };
+	randombytes_buf(rnd, sizeof(rnd));
+	randombytes_buf(self, sizeof(self));
+	randombytes_buf(pair, sizeof(pair));
+	double scale = ragg__sa_scale(M, 2.5);
+	size_t want_clipped = 0;
+	for (size_t c = 0; c < pl.nchunks; c++) {
+		struct ragg__sa_pos pos = { 7, (uint32_t)c, 11 };
+		size_t first = c * pl.chunk_elems, n = ragg__plan_chunk_elems(&pl, c);
+		want_clipped += ragg__sa_encode(want + first, g + first, n, 1.5, 2.5, scale, rnd, &pos);
+		ragg__sa_mask(want + first, n, self, &pos, 1);
+		for (int j = 0; j < M; j++)
+			if (masks[j])
+				ragg__sa_mask(want + first, n, pair[j], &pos, j > ME ? 1 : -1);
+	}
+	RAGG_CHECK(want_clipped > 0);
+	static const long threads[] = { 0, 1, 2, 3, 8, -1 };
+	for (size_t i = 0; i < sizeof(threads) / sizeof(threads[0]); i++) {
+		struct ragg__sa_mask_args a = {
+			.enc = got, .grad = g, .plan = &pl, .weight = 1.5, .range = 2.5,
+			.scale = scale, .rounding = rnd, .self = self,
+			.pair = (const uint8_t(*)[RAGG_SA_SEED_BYTES])pair, .masks = masks,
+			.m = M, .me = ME, .tensor = 7, .round = 11, .threads = threads[i],
+		};
+		memset(got, 0xa5, count * sizeof(uint32_t));
+		size_t clipped = ragg__sa_mask_tensor(&a);
+		RAGG_CHECKF(clipped == want_clipped && memcmp(got, want, count * sizeof(uint32_t)) == 0,
+		            "%ld threads: differs", threads[i]);
+	}
+	free(g);
+	free(want);
+	free(got);
 }
 
 int main(int argc, char **argv)
