@@ -173,7 +173,7 @@ const struct ragg__setting ragg__settings[] = {
 	  "summing kernels: auto, avx512, avx2, scalar or openblas" },
 	{ "RAGG_AGG_THREADS", "auto", SPEC_INT(0, 1024, RAGG__TP_AUTO), 0, EXT,
 	  "aggregation threads per agent or server (0: inline; auto: one per core of the node, "
-	  "at most 8)" },
+	  "at most 8); on a worker with RAGG_SECAGG=on, its encoding and masking threads" },
 	{ "RAGG_CPUS", "", SPEC_TEXT(TEXT_MAX), 0, EXT,
 	  "cpus for aggregation threads (hwloc list, e.g. 0-3); default: the device's NUMA node" },
 	{ NULL, NULL, { 0 }, 0, 0, 0, NULL },

@@ -23,8 +23,14 @@
 // caller's thread, bytes the 32-bit words produced:
 //   secagg_mask        x += PRG(seed): one mask (XChaCha20 keystream)
 //   secagg_encode      the fixed-point encoding with stochastic rounding
-// summarised as
+//   secagg_sum4        the agent's integer sum of 4 inputs; bytes 5x, as
+//                      the fused sum counts them
+// each also with the scalar loops (_scalar; the vector kernels where the
+// CPU has AVX2), summarised as
 //   secagg: mask_GBps=A encode_GBps=B copy_GBps=C mask/copy=D encode/copy=E
+//           mask_scalar_GBps=F encode_scalar_GBps=G sum4_GBps=H
+//           sum4_scalar_GBps=I sum4/fused4=J
+// (one line; fused4 the fused float sum of 4 on one thread)
 // Rates are the best of the repetitions, as STREAM reports them; GB = 1e9 B.
 //
 // Bytes are what the operation must move at least, not what the hardware
@@ -35,6 +41,7 @@
 
 #include <cblas.h>
 #include <poll.h>
+#include <sodium.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -127,23 +134,38 @@ void register_codec(size_t c, CodecOp op)
 
 // ---- secure aggregation's mask expansion ----
 
-void register_secagg(bool encode)
+enum class SaOp { mask, encode, sum };
+
+void register_secagg(SaOp op, bool scalar)
 {
+	static const char *const names[2][3] = {
+		{ "secagg_mask", "secagg_encode", "secagg_sum4" },
+		{ "secagg_mask_scalar", "secagg_encode_scalar", "secagg_sum4_scalar" },
+	};
 	benchmark::RegisterBenchmark(
-	    encode ? "secagg_encode" : "secagg_mask",
+	    names[scalar][(int)op],
 	    [=](benchmark::State &st) {
 		    static const uint8_t seed[RAGG_SA_SEED_BYTES] = { 1, 2, 3 };
 		    uint32_t *x = reinterpret_cast<uint32_t *>(g_a.out);
+		    const uint32_t *in[4];
+		    for (int j = 0; j < 4; j++)
+			    in[j] = reinterpret_cast<const uint32_t *>(g_a.in[j]);
 		    ragg__sa_pos pos = { 1, 0, 1 };
+		    ragg__sa_force_scalar(scalar);
 		    for (auto _ : st) {
-			    if (encode)
+			    if (op == SaOp::encode)
 				    ragg__sa_encode(x, g_grad, g_a.n, 3.0, 64.0, 0x1p20, seed, &pos);
-			    else
+			    else if (op == SaOp::mask)
 				    ragg__sa_mask(x, g_a.n, seed, &pos, 1);
+			    else
+				    ragg__sa_sum(x, in, 4, g_a.n);
 			    pos.round++;
 			    benchmark::ClobberMemory();
 		    }
-		    st.SetBytesProcessed((int64_t)((double)g_a.bytes * (double)st.iterations()));
+		    ragg__sa_force_scalar(false);
+		    // The sum counts what it moves, like the fused sum: (k + 1)x.
+		    double bytes = (double)g_a.bytes * (op == SaOp::sum ? 5 : 1);
+		    st.SetBytesProcessed((int64_t)(bytes * (double)st.iterations()));
 	    })
 	    ->UseRealTime()
 	    ->Unit(benchmark::kMillisecond);
@@ -332,12 +354,15 @@ void codec_summary(const Collector &c)
 void secagg_summary(const Collector &c)
 {
 	double copy = get(c, key("copy", 0, 1)) / 2, m = get(c, "secagg_mask"),
-	       e = get(c, "secagg_encode");
+	       e = get(c, "secagg_encode"), ms = get(c, "secagg_mask_scalar"),
+	       es = get(c, "secagg_encode_scalar"), s = get(c, "secagg_sum4"),
+	       ss = get(c, "secagg_sum4_scalar"), f = get(c, key("fused", 4, 1));
 	if (copy == 0.0 || m == 0.0 || e == 0.0)
 		return;
 	std::printf("secagg: mask_GBps=%.2f encode_GBps=%.2f copy_GBps=%.2f mask/copy=%.2f "
-	            "encode/copy=%.2f\n",
-	            m, e, copy, m / copy, e / copy);
+	            "encode/copy=%.2f mask_scalar_GBps=%.2f encode_scalar_GBps=%.2f "
+	            "sum4_GBps=%.2f sum4_scalar_GBps=%.2f sum4/fused4=%.2f\n",
+	            m, e, copy, m / copy, e / copy, ms, es, s, ss, f > 0 ? s / f : 0.0);
 }
 
 } // namespace
@@ -420,8 +445,15 @@ int main(int argc, char **argv)
 		register_codec(c, CodecOp::decode);
 	}
 
-	register_secagg(false);
-	register_secagg(true);
+	// libsodium picks its fastest ChaCha20 in sodium_init(), as the
+	// library's contexts do.
+	if (sodium_init() < 0)
+		return 1;
+	for (bool scalar : { false, true }) {
+		register_secagg(SaOp::mask, scalar);
+		register_secagg(SaOp::encode, scalar);
+		register_secagg(SaOp::sum, scalar);
+	}
 	for (int threads = 1; threads <= 2; threads++) {
 		register_one(key("copy", 0, threads), Op::copy, 0, threads);
 		register_one(key("triad", 0, threads), Op::triad, 0, threads);

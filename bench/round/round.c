@@ -2,7 +2,8 @@
  * ragg-round: time the whole round (push -> aggregate -> update -> pull) of
  * an fp32 model, the figure to set beside an allreduce of the same size.
  * Start it with ragg-run; worker 0 prints
- *   round: transport=T workers=W bytes=B rounds=R median_ms=M min_ms=N
+ *   round: transport=T workers=W bytes=B rounds=R median_ms=M min_ms=N ... cpu_ms=C
+ * (C: worker 0's process CPU time, user and system, per timed round).
  * Usage: ragg-round [-b BYTES] [-r ROUNDS] [-w WARMUP] [-M] [BYTES:ROUNDS[:WARMUP]...]
  * Parameters and gradients live in ragg_mem_alloc() memory, which same-host
  * agents read and write in place; -M puts them in malloc() memory instead.
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,6 +26,16 @@ static double now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* CPU time of this process, all its threads, user and system. */
+static double cpu_ms(void)
+{
+	struct rusage u;
+	if (getrusage(RUSAGE_SELF, &u) != 0)
+		return 0;
+	return (double)(u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1e3 +
+	       (double)(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e3;
 }
 
 static int cmp(const void *a, const void *b)
@@ -136,9 +148,12 @@ int main(int argc, char **argv)
 		if (!t)
 			return 1;
 		struct ragg_stats s0 = { .size = sizeof(s0) }, s1 = { .size = sizeof(s1) };
+		double cpu0 = 0;
 		for (int r = -z->warmup; r < z->rounds; r++) {
-			if (r == 0)
+			if (r == 0) {
 				ragg_stats(ctx, &s0);
+				cpu0 = cpu_ms();
+			}
 			double t0 = now_ms();
 			if ((rc = ragg_pushpull(z->tensor, z->grad, 1.0, z->params))) {
 				fprintf(stderr, "ragg-round: round: %s\n", ragg_strerror(rc));
@@ -148,6 +163,7 @@ int main(int argc, char **argv)
 				t[r] = now_ms() - t0;
 		}
 		ragg_stats(ctx, &s1);
+		double cpu = (cpu_ms() - cpu0) / z->rounds;
 		qsort(t, (size_t)z->rounds, sizeof(double), cmp);
 		if (ragg_rank(ctx) == 0) {
 			const char *w = getenv("RAGG_WORKERS");
@@ -155,10 +171,10 @@ int main(int argc, char **argv)
 			 * only the weight when the agent read the gradient in
 			 * place. */
 			printf("round: transport=%s workers=%s memory=%s bytes=%zu rounds=%d "
-			       "median_ms=%.3f min_ms=%.3f sent_per_round=%.0f\n",
+			       "median_ms=%.3f min_ms=%.3f sent_per_round=%.0f cpu_ms=%.3f\n",
 			       ragg_transport_name(ctx), w ? w : "1", plain ? "malloc" : "ragg",
 			       z->bytes, z->rounds, t[z->rounds / 2], t[0],
-			       (double)(s1.bytes_sent - s0.bytes_sent) / z->rounds);
+			       (double)(s1.bytes_sent - s0.bytes_sent) / z->rounds, cpu);
 			fflush(stdout);
 		}
 		free(t);

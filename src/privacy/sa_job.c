@@ -14,6 +14,7 @@
 #include "log.h"
 #include "privacy/dp_job.h"
 #include "privacy/sa_job.h"
+#include "privacy/sa_mask.h"
 #include "settings.h"
 #include "stages/stage.h"
 
@@ -269,24 +270,16 @@ int ragg__sa_worker_push(ragg_tensor_t *t, const float *grad, double weight, int
 	uint8_t *rec = sa->rec + (size_t)parity * RAGG_PLAN_SA_BYTES;
 	const uint8_t *self = rec + RAGG_SA_REC_SEED;
 	randombytes_buf(rec + RAGG_SA_REC_SEED, RAGG_SA_SEED_BYTES);
-	size_t clipped = 0;
-	for (size_t c = 0; c < pl->nchunks; c++) {
-		struct ragg__sa_pos pos = { .tensor = (uint32_t)t->id, .chunk = (uint32_t)c,
-			                    .round = t->round };
-		size_t first = c * pl->chunk_elems, n = ragg__plan_chunk_elems(pl, c);
-		/* A block at a time, every stream added while it is in cache. */
-		for (size_t off = 0; off < n; off += RAGG_SA_FUSE_WORDS) {
-			size_t len = n - off < RAGG_SA_FUSE_WORDS ? n - off : RAGG_SA_FUSE_WORDS;
-			uint32_t *x = sa->enc + first + off;
-			clipped += ragg__sa_encode_at(x, grad + first + off, len, w, sa->range,
-			                              sa->scale, s->rounding, &pos, off);
-			ragg__sa_mask_at(x, len, self, &pos, 1, off);
-			for (int j = 0; j < s->m; j++)
-				if (s->masks[j])
-					ragg__sa_mask_at(x, len, s->pair[j], &pos,
-					                 j > s->me ? 1 : -1, off);
-		}
-	}
+	/* A block at a time, every stream added while it is in cache, the
+	 * blocks over RAGG_AGG_THREADS threads. */
+	struct ragg__sa_mask_args ma = {
+		.enc = sa->enc, .grad = grad, .plan = pl, .weight = w, .range = sa->range,
+		.scale = sa->scale, .rounding = s->rounding, .self = self,
+		.pair = (const uint8_t(*)[RAGG_SA_SEED_BYTES])s->pair, .masks = s->masks,
+		.m = s->m, .me = s->me, .tensor = (uint32_t)t->id, .round = t->round,
+		.threads = ragg__opt_long(&ctx->opts, "RAGG_AGG_THREADS"),
+	};
+	size_t clipped = ragg__sa_mask_tensor(&ma);
 	uint64_t wq = (uint64_t)llround(weight * RAGG_SA_WEIGHT_SCALE);
 	wq += ragg__sa_weight_mask(self, (uint32_t)t->id, t->round);
 	for (int j = 0; j < s->m; j++) {

@@ -52,6 +52,36 @@ double ragg__sa_scale(int m, double range)
 	return s >= 0x1p-60 ? s : 0;
 }
 
+/* The vector kernels unless ragg__sa_force_scalar says otherwise. */
+static int force_scalar;
+
+void ragg__sa_force_scalar(bool on)
+{
+	__atomic_store_n(&force_scalar, on, __ATOMIC_RELAXED);
+}
+
+static bool vector(void)
+{
+	return !__atomic_load_n(&force_scalar, __ATOMIC_RELAXED) && ragg__sa_have_avx2();
+}
+
+size_t ragg__sa_encode_scalar(uint32_t *out, const float *in, const uint32_t *u, size_t n,
+                              double weight, double range, double scale)
+{
+	size_t clipped = 0;
+	for (size_t i = 0; i < n; i++) {
+		double v = weight * in[i];
+		if (!(v >= -range && v <= range)) {
+			clipped++;
+			v = isnan(v) ? 0 : v < 0 ? -range : range;
+		}
+		/* floor(y + U), U uniform in [0, 1): E = y. */
+		double q = floor(v * scale + u[i] * 0x1p-32);
+		out[i] = (uint32_t)(int64_t)q;
+	}
+	return clipped;
+}
+
 size_t ragg__sa_encode(uint32_t *out, const float *in, size_t n, double weight, double range,
                        double scale, const uint8_t key[RAGG_SA_SEED_BYTES],
                        const struct ragg__sa_pos *pos)
@@ -70,16 +100,9 @@ size_t ragg__sa_encode_at(uint32_t *out, const float *in, size_t n, double weigh
 	for (size_t done = 0; done < n; done += BLOCK_WORDS) {
 		size_t m = n - done < BLOCK_WORDS ? n - done : BLOCK_WORDS;
 		keystream(u, m, nonce, (first + done) / 16, key);
-		for (size_t i = 0; i < m; i++) {
-			double v = weight * in[done + i];
-			if (!(v >= -range && v <= range)) {
-				clipped++;
-				v = isnan(v) ? 0 : v < 0 ? -range : range;
-			}
-			/* floor(y + U), U uniform in [0, 1): E = y. */
-			double q = floor(v * scale + u[i] * 0x1p-32);
-			out[done + i] = (uint32_t)(int64_t)q;
-		}
+		clipped += vector()
+		               ? ragg__sa_encode_avx2(out + done, in + done, u, m, weight, range, scale)
+		               : ragg__sa_encode_scalar(out + done, in + done, u, m, weight, range, scale);
 	}
 	sodium_memzero(u, sizeof(u));
 	return clipped;
@@ -101,7 +124,9 @@ void ragg__sa_mask_at(uint32_t *x, size_t n, const uint8_t seed[RAGG_SA_SEED_BYT
 		size_t m = n - done < BLOCK_WORDS ? n - done : BLOCK_WORDS;
 		keystream(k, m, nonce, (first + done) / 16, seed);
 		uint32_t *y = x + done;
-		if (sign > 0)
+		if (vector())
+			ragg__sa_add_avx2(y, k, m, sign);
+		else if (sign > 0)
 			for (size_t i = 0; i < m; i++)
 				y[i] += k[i];
 		else
@@ -113,6 +138,10 @@ void ragg__sa_mask_at(uint32_t *x, size_t n, const uint8_t seed[RAGG_SA_SEED_BYT
 
 void ragg__sa_sum(uint32_t *out, const uint32_t *const *in, int k, size_t n)
 {
+	if (vector()) {
+		ragg__sa_sum_avx2(out, in, k, n);
+		return;
+	}
 	const uint32_t *first = in[0];
 	for (size_t i = 0; i < n; i++) {
 		uint32_t s = first[i];

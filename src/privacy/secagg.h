@@ -25,6 +25,7 @@
 #ifndef RAGG_PRIVACY_SECAGG_H
 #define RAGG_PRIVACY_SECAGG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -69,6 +70,21 @@ void ragg__sa_sum(uint32_t *out, const uint32_t *const *in, int k, size_t n);
 
 /* out[i] = (int32_t)sum[i] / scale. */
 void ragg__sa_decode(float *out, const uint32_t *sum, size_t n, double scale);
+
+/* The arithmetic after the keystream, in the scalar loop that defines it
+ * and in AVX2 (secagg_avx2.c, bit for bit the same; used where
+ * ragg__sa_have_avx2() and not ragg__sa_force_scalar(true), a switch for
+ * tests and benchmarks). The encoding of n elements with their rounding
+ * words u, returning how many were clipped or NaN; x += sign * k; the sum
+ * of ragg__sa_sum. */
+bool ragg__sa_have_avx2(void);
+void ragg__sa_force_scalar(bool on);
+size_t ragg__sa_encode_scalar(uint32_t *out, const float *in, const uint32_t *u, size_t n,
+                              double weight, double range, double scale);
+size_t ragg__sa_encode_avx2(uint32_t *out, const float *in, const uint32_t *u, size_t n,
+                            double weight, double range, double scale);
+void ragg__sa_add_avx2(uint32_t *x, const uint32_t *k, size_t n, int sign);
+void ragg__sa_sum_avx2(uint32_t *out, const uint32_t *const *in, int k, size_t n);
 
 /* A fresh X25519 key pair. */
 void ragg__sa_keypair(uint8_t pk[RAGG_SA_PK_BYTES], uint8_t sk[RAGG_SA_SK_BYTES]);

@@ -11,6 +11,8 @@
 #include <sodium.h>
 
 #include "harness.h"
+#include "plan.h"
+#include "privacy/sa_mask.h"
 #include "privacy/secagg.h"
 
 #define MAXW 8
@@ -343,6 +345,144 @@ RAGG_TEST(encoding_unbiased_and_clipped)
 	           ragg__sa_scale(4, INFINITY) == 0 && ragg__sa_scale(4, 1e30) == 0);
 	free(g);
 	free(q);
+}
+
+/* The vector kernels give, bit for bit, what the scalar loops give:
+ * encodings of awkward sizes, offsets, weights and values (NaN, infinities,
+ * the range's edges, -0, a scale that leaves int32), masks of both signs,
+ * and sums of 1 to 9 inputs, in place too. */
+RAGG_TEST(vector_kernels_match_scalar)
+{
+	RAGG_CHECK(sodium_init() >= 0);
+	if (!ragg__sa_have_avx2())
+		RAGG_SKIP("no AVX2 on this CPU: only the scalar loops run");
+	static const size_t sizes[] = { 1, 3, 4, 5, 31, 33, 1023, 1025, 4099, 9001 };
+	static const double weights[] = { 1, 3, -2.5, 0, 1e-30, 7.77, 1048576 };
+	static const double ranges[] = { 10, 64, 0.001 };
+	const size_t N = 9001;
+	float *g = malloc(N * sizeof(float));
+	uint32_t *a = malloc(N * sizeof(uint32_t)), *b = malloc(N * sizeof(uint32_t));
+	uint32_t *in[9];
+	RAGG_CHECK(g && a && b);
+	for (size_t e = 0; e < N; e++) {
+		uint32_t r = randombytes_random();
+		if (e % 5 == 0)
+			memcpy(&g[e], &r, sizeof(float)); /* any bits: NaN, inf, tiny, huge */
+		else
+			g[e] = (float)((int32_t)r * 1e-8);
+	}
+	static const float edge[] = { NAN, INFINITY, -INFINITY, -0.0f, 10, -10, 64, -64, 0.001f };
+	memcpy(g, edge, sizeof(edge));
+	uint8_t key[32];
+	randombytes_buf(key, sizeof(key));
+	struct ragg__sa_pos pos = { 3, 1, 7 };
+	int cases = 0;
+	for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
+		size_t n = sizes[si];
+		for (size_t wi = 0; wi < sizeof(weights) / sizeof(weights[0]); wi++)
+			for (size_t ri = 0; ri < sizeof(ranges) / sizeof(ranges[0]); ri++) {
+				double sc = ri == 2 ? 0x1p40 : ragg__sa_scale(4, ranges[ri]);
+				size_t first = (si % 3) * RAGG_SA_BLOCK_ALIGN;
+				ragg__sa_force_scalar(true);
+				size_t c1 = ragg__sa_encode_at(a, g, n, weights[wi], ranges[ri], sc,
+				                               key, &pos, first);
+				ragg__sa_force_scalar(false);
+				size_t c2 = ragg__sa_encode_at(b, g, n, weights[wi], ranges[ri], sc,
+				                               key, &pos, first);
+				RAGG_CHECKF(c1 == c2 && memcmp(a, b, n * sizeof(uint32_t)) == 0,
+				            "encode n %zu weight %g range %g: differs", n, weights[wi],
+				            ranges[ri]);
+				cases++;
+			}
+		for (int sign = -1; sign <= 1; sign += 2) {
+			ragg__sa_force_scalar(true);
+			ragg__sa_mask_at(a, n, key, &pos, sign, RAGG_SA_BLOCK_ALIGN);
+			ragg__sa_force_scalar(false);
+			ragg__sa_mask_at(b, n, key, &pos, sign, RAGG_SA_BLOCK_ALIGN);
+			RAGG_CHECKF(memcmp(a, b, n * sizeof(uint32_t)) == 0, "mask n %zu sign %d", n,
+			            sign);
+		}
+	}
+	for (int j = 0; j < 9; j++) {
+		in[j] = malloc(N * sizeof(uint32_t));
+		RAGG_CHECK(in[j]);
+		randombytes_buf(in[j], N * sizeof(uint32_t));
+	}
+	for (int k = 1; k <= 9; k++)
+		for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
+			size_t n = sizes[si];
+			ragg__sa_force_scalar(true);
+			ragg__sa_sum(a, (const uint32_t *const *)in, k, n);
+			ragg__sa_force_scalar(false);
+			ragg__sa_sum(b, (const uint32_t *const *)in, k, n);
+			RAGG_CHECKF(memcmp(a, b, n * sizeof(uint32_t)) == 0, "sum k %d n %zu", k, n);
+			/* In place: out is in[0]. */
+			memcpy(b, in[0], n * sizeof(uint32_t));
+			uint32_t *keep = in[0];
+			in[0] = b;
+			ragg__sa_sum(b, (const uint32_t *const *)in, k, n);
+			in[0] = keep;
+			RAGG_CHECKF(memcmp(a, b, n * sizeof(uint32_t)) == 0, "in-place sum k %d n %zu",
+			            k, n);
+		}
+	RAGG_CHECK(cases == 210);
+	for (int j = 0; j < 9; j++)
+		free(in[j]);
+	free(g);
+	free(a);
+	free(b);
+}
+
+/* A worker's tensor encoded and masked over 1, 2, 3 and 8 threads (and
+ * "auto") gives, bit for bit, what the block loop on one thread gives:
+ * chunks of an awkward size, the last one short, blocks cut mid-chunk
+ * between threads. */
+RAGG_TEST(tensor_mask_threads_match)
+{
+	RAGG_CHECK(sodium_init() >= 0);
+	const int M = 5, ME = 2;
+	struct ragg__plan pl;
+	size_t count = 3 * 300007 + 1234; /* 4 chunks, 74 blocks each at most */
+	RAGG_CHECK_OK(ragg__plan_init(&pl, count, 300007 * sizeof(float), 1));
+	RAGG_CHECK(pl.nchunks == 4);
+	float *g = malloc(count * sizeof(float));
+	uint32_t *want = malloc(count * sizeof(uint32_t)), *got = malloc(count * sizeof(uint32_t));
+	RAGG_CHECK(g && want && got);
+	for (size_t e = 0; e < count; e++)
+		g[e] = frand() * 3;
+	uint8_t rnd[32], self[32], pair[5][RAGG_SA_SEED_BYTES];
+	bool masks[5] = { true, true, false, true, true };
+	randombytes_buf(rnd, sizeof(rnd));
+	randombytes_buf(self, sizeof(self));
+	randombytes_buf(pair, sizeof(pair));
+	double scale = ragg__sa_scale(M, 2.5);
+	size_t want_clipped = 0;
+	for (size_t c = 0; c < pl.nchunks; c++) {
+		struct ragg__sa_pos pos = { 7, (uint32_t)c, 11 };
+		size_t first = c * pl.chunk_elems, n = ragg__plan_chunk_elems(&pl, c);
+		want_clipped += ragg__sa_encode(want + first, g + first, n, 1.5, 2.5, scale, rnd, &pos);
+		ragg__sa_mask(want + first, n, self, &pos, 1);
+		for (int j = 0; j < M; j++)
+			if (masks[j])
+				ragg__sa_mask(want + first, n, pair[j], &pos, j > ME ? 1 : -1);
+	}
+	RAGG_CHECK(want_clipped > 0);
+	static const long threads[] = { 0, 1, 2, 3, 8, -1 };
+	for (size_t i = 0; i < sizeof(threads) / sizeof(threads[0]); i++) {
+		struct ragg__sa_mask_args a = {
+			.enc = got, .grad = g, .plan = &pl, .weight = 1.5, .range = 2.5,
+			.scale = scale, .rounding = rnd, .self = self,
+			.pair = (const uint8_t(*)[RAGG_SA_SEED_BYTES])pair, .masks = masks,
+			.m = M, .me = ME, .tensor = 7, .round = 11, .threads = threads[i],
+		};
+		memset(got, 0xa5, count * sizeof(uint32_t));
+		size_t clipped = ragg__sa_mask_tensor(&a);
+		RAGG_CHECKF(clipped == want_clipped && memcmp(got, want, count * sizeof(uint32_t)) == 0,
+		            "%ld threads: differs", threads[i]);
+	}
+	free(g);
+	free(want);
+	free(got);
 }
 
 int main(int argc, char **argv)
