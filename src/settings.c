@@ -138,6 +138,10 @@ const struct ragg__setting ragg__settings[] = {
 	{ "RAGG_SECAGG_NEIGHBOURS", "0", SPEC_INT(0, 65534, 0), JOB, EXT,
 	  "RAGG_SECAGG=on: each worker masks with the k workers nearest it on a ring of its "
 	  "agent's workers, k/2 on each side (SecAgg+); 0: with every other worker" },
+	{ "RAGG_SECAGG_THRESHOLD", "0", SPEC_INT(0, 255, 0), JOB, EXT,
+	  "RAGG_SECAGG=on with RAGG_ON_WORKER_LOSS=continue: t, the shares of a worker's self "
+	  "mask that unmask it, and the fewest workers of an agent a round can go on with "
+	  "(2 <= t <= its workers; 0: half its workers plus one)" },
 	{ "RAGG_SECAGG_TEST_SWAP", "-1", SPEC_INT(-1, 65534, 0), 0, EXT,
 	  "testing only: an agent relays a key of its own in place of this worker's secure "
 	  "aggregation key (-1: none)" },

@@ -93,6 +93,9 @@ void ragg__sa_ctx_free(struct ragg_ctx *ctx)
 	free(s->apk);
 	free(s->amac);
 	free(s->have);
+	if (s->boxk)
+		sodium_memzero(s->boxk, (size_t)s->m * sizeof(*s->boxk));
+	free(s->boxk);
 	sodium_memzero(s, sizeof(*s));
 	free(s);
 	ctx->sa = NULL;
@@ -204,6 +207,7 @@ void ragg__sa_tensor_free(ragg_tensor_t *t)
 		tp->ops->mr_dereg(sa->enc_mr);
 	if (sa->rec_mr && tp)
 		tp->ops->mr_dereg(sa->rec_mr);
+	ragg__sa_recover_free(t);
 	free(sa->enc);
 	free(sa->rec);
 	free(sa->slot);
@@ -268,7 +272,11 @@ int ragg__sa_worker_push(ragg_tensor_t *t, const float *grad, double weight, int
 	}
 	uint8_t *rec = sa->rec + (size_t)parity * RAGG_PLAN_SA_BYTES;
 	const uint8_t *self = rec + RAGG_SA_REC_SEED;
+	const uint8_t(*pair)[RAGG_SA_SEED_BYTES] = (const uint8_t(*)[RAGG_SA_SEED_BYTES])s->pair;
 	randombytes_buf(rec + RAGG_SA_REC_SEED, RAGG_SA_SEED_BYTES);
+	/* With dropout recovery, seeds of this round only (sa_recover.h). */
+	if (s->boxk && (rc = ragg__sa_recover_seeds(t, &pair)))
+		return rc;
 	size_t clipped = 0;
 	for (size_t c = 0; c < pl->nchunks; c++) {
 		struct ragg__sa_pos pos = { .tensor = (uint32_t)t->id, .chunk = (uint32_t)c,
@@ -283,7 +291,7 @@ int ragg__sa_worker_push(ragg_tensor_t *t, const float *grad, double weight, int
 			ragg__sa_mask_at(x, len, self, &pos, 1, off);
 			for (int j = 0; j < s->m; j++)
 				if (s->masks[j])
-					ragg__sa_mask_at(x, len, s->pair[j], &pos,
+					ragg__sa_mask_at(x, len, pair[j], &pos,
 					                 j > s->me ? 1 : -1, off);
 		}
 	}
@@ -292,10 +300,18 @@ int ragg__sa_worker_push(ragg_tensor_t *t, const float *grad, double weight, int
 	for (int j = 0; j < s->m; j++) {
 		if (!s->masks[j])
 			continue;
-		uint64_t k = ragg__sa_weight_mask(s->pair[j], (uint32_t)t->id, t->round);
+		uint64_t k = ragg__sa_weight_mask(pair[j], (uint32_t)t->id, t->round);
 		wq = j > s->me ? wq + k : wq - k;
 	}
 	put_le(rec + RAGG_SA_REC_WEIGHT, wq, 8);
+	/* With dropout recovery b_i travels only in shares, and the record
+	 * holds zeros in its place. */
+	if (s->boxk) {
+		rc = ragg__sa_recover_share(t, parity, self);
+		sodium_memzero(rec + RAGG_SA_REC_SEED, RAGG_SA_SEED_BYTES);
+		if (rc)
+			return rc;
+	}
 	if (clipped)
 		ragg__debug("tensor \"%s\" round %llu: %zu elements clipped to +-RAGG_SECAGG_RANGE",
 		            t->name, (unsigned long long)t->round, clipped);
@@ -384,6 +400,11 @@ void ragg__sa_worker_on_key(struct ragg_ctx *ctx, struct ragg__peer *p, const st
 			ragg__fail_job(ctx, RAGG_ERR_AUTH);
 			return;
 		}
+	}
+	int rc = ragg__sa_recover_on(ctx) ? ragg__sa_recover_keys(ctx) : 0;
+	if (rc) {
+		ragg__fail_job(ctx, rc);
+		return;
 	}
 	s->ready = true;
 }
