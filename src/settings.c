@@ -145,6 +145,9 @@ const struct ragg__setting ragg__settings[] = {
 	{ "RAGG_SECAGG_TEST_SWAP", "-1", SPEC_INT(-1, 65534, 0), 0, EXT,
 	  "testing only: an agent relays a key of its own in place of this worker's secure "
 	  "aggregation key (-1: none)" },
+	{ "RAGG_SECAGG_TEST_REASK", "off", SPEC_CHOICE("off|on"), 0, EXT,
+	  "testing only: an agent asks its workers a second time to unmask a round of secure "
+	  "aggregation's dropout recovery, its first worker said lost" },
 	{ "RAGG_TEST_SLOT_DUMP", "", SPEC_TEXT(TEXT_MAX), 0, EXT,
 	  "testing only: an agent writes chunk 0 of each worker's contribution, as it lies in "
 	  "its memory when it lands, to PREFIX.wRANK.rROUND" },

@@ -497,13 +497,26 @@ static bool agent_ask(struct ragg_ctx *ctx, struct ragg_tensor *t)
 	memset(d->bhave, 0, (size_t)(unsigned)m * (unsigned)m);
 	memset(d->phave, 0, (size_t)(unsigned)m * (unsigned)m);
 	d->xstate = X_ASKED;
+	/* Testing only: ask a second time, U's first member said lost (a
+	 * worker must refuse, or the agent would learn its self seed and
+	 * its pairwise masks both). */
+	bool reask = ragg__opt_long(&ctx->opts, "RAGG_SECAGG_TEST_REASK") == 1;
 	for (int j = 0; j < m; j++) {
 		if (!d->in_u[j])
 			continue;
-		if (ragg__queue_reserve(&ctx->peers[j], 1) || ragg__post_msg(&ctx->peers[j], &u)) {
+		if (ragg__queue_reserve(&ctx->peers[j], 2) || ragg__post_msg(&ctx->peers[j], &u)) {
 			ragg__fail_job(ctx, -ENOMEM);
 			return false;
 		}
+	}
+	int first = 0;
+	while (reask && !d->in_u[first])
+		first++;
+	if (reask) {
+		u.rdesc.blob[first / 8] &= (uint8_t) ~(1u << (first % 8));
+		for (int k = first + 1; k < m; k++)
+			if (d->in_u[k] && ragg__post_msg(&ctx->peers[k], &u))
+				return false;
 	}
 	return true;
 }

@@ -1595,15 +1595,27 @@ secagg_dropout_after_masked_continue() {
 	echo OK
 }
 
+# And with 5 workers masking with 2 neighbours each (worker 2, whose
+# neighbours are 1 and 3, leaves; the default threshold, 3).
 secagg_dropout_before_continue() {
+	local out n
 	secagg_dropout_continue before || return
+	out=$(RAGG_TRANSPORT=$transport RAGG_SECAGG=on RAGG_SECAGG_NEIGHBOURS=2 RAGG_JOB_KEY=sa-test RAGG_ON_WORKER_LOSS=continue \
+		RAGG_LR=1 RAGG_CHUNK_BYTES=4096 RAGG_LOG=warn RAGG_TIMEOUT_MS=$((20000 * scale)) \
+		"$run" -w 5 -a 1 -s 1 -- "$sajob" drop 5 3 2 before 3000 2>&1) || { echo "$out" | tail -n 30; echo "WHY: the job with 2 neighbours failed"; return; }
+	echo "$out" | grep -q "^\[a0\] .*worker 2 lost before its masked contribution to round 3 of tensor 0 landed" || { echo "WHY: the agent did not see worker 2 lost before its contribution landed"; return; }
+	n=$(echo "$out" | grep -c 'drop: worker [0-4] ok, rounds 1\.\.2 with worker 2, 3\.\.5 without')
+	[ "$n" = 4 ] || { echo "$out" | tail -n 30; echo "WHY: $n of 4 survivors verified every step (2 neighbours)"; return; }
 	echo OK
 }
 
 # The same dropout (after the push) without recovery: with
 # RAGG_ON_WORKER_LOSS=fail the job fails with an error naming worker 3;
 # with continue and RAGG_SECAGG_THRESHOLD=4 the 3 survivors are too few to
-# unmask a round, and the job fails saying so. No survivor completes
+# unmask a round, and the job fails saying so. And never both: an agent
+# that asks a second time to unmask a round, with worker 0 said lost
+# (RAGG_SECAGG_TEST_REASK), which would give it worker 0's self seed and
+# its pairwise masks both, is refused by the workers. No survivor completes
 # (ragg-run stops the others once one process fails).
 secagg_dropout_fails() {
 	local out
@@ -1618,6 +1630,12 @@ secagg_dropout_fails() {
 	echo "$out" | grep -E 'drop:|threshold' | head -n 6
 	echo "$out" | grep -q 'drop: worker [0-2] ok' && { echo "WHY: a survivor completed (threshold 4)"; return; }
 	echo "$out" | grep -q '3 workers of agent 0 remain for round 3 of tensor 0, fewer than the threshold 4' || { echo "$out" | tail -n 20; echo "WHY: no error says the survivors are fewer than the threshold"; return; }
+	out=$(RAGG_TRANSPORT=$transport RAGG_SECAGG=on RAGG_JOB_KEY=sa-test RAGG_ON_WORKER_LOSS=continue RAGG_SECAGG_TEST_REASK=on \
+		RAGG_LR=1 RAGG_CHUNK_BYTES=4096 RAGG_LOG=error RAGG_TIMEOUT_MS=$((20000 * scale)) \
+		"$run" -w 4 -a 1 -s 1 -- "$sajob" drop 5 3 3 after 3000 2>&1) && { echo "$out" | tail -n 30; echo "WHY: the job succeeded (asked twice)"; return; }
+	echo "$out" | grep -E 'asked again' | head -n 3
+	echo "$out" | grep -q 'drop: worker [0-3] ok' && { echo "WHY: a worker completed (asked twice)"; return; }
+	echo "$out" | grep -q '^\[w[1-3]\] .*agent 0 asked again, out of turn or with fewer than 3 workers to unmask round 1 of tensor 0; refused' || { echo "$out" | tail -n 20; echo "WHY: no worker refused the second request"; return; }
 	echo OK
 }
 
