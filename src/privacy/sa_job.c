@@ -151,6 +151,16 @@ int ragg__sa_tensor_init(struct ragg_ctx *ctx, ragg_tensor_t *t)
 		            t->name, o->rank, ctx->nworkers);
 		return RAGG_ERR_CONFIG;
 	}
+	if (o->role == RAGG_ROLE_AGENT && ragg__sa_recover_on(ctx)) {
+		int th = ragg__sa_threshold(ctx, ctx->nworkers);
+		if (th < 2 || th > ctx->nworkers || ctx->nworkers > 255) {
+			ragg__error("tensor %d: RAGG_SECAGG_THRESHOLD=%d with "
+			            "RAGG_ON_WORKER_LOSS=continue: needs 2 <= t <= the agent's %d "
+			            "workers <= 255",
+			            t->id, th, ctx->nworkers);
+			return RAGG_ERR_CONFIG;
+		}
+	}
 	struct ragg__sa_tensor *sa = calloc(1, sizeof(*sa));
 	if (!sa)
 		return -ENOMEM;
