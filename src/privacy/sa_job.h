@@ -24,6 +24,10 @@
  * PRG(b_i), and decodes the sum and N. The pairwise seeds never reach the
  * agent; b_i does, which is why it is fresh per round: it strips only the
  * self mask, and the input stays masked by its pairwise masks.
+ *
+ * With RAGG_ON_WORKER_LOSS=continue the round seeds, the shares of b_i and
+ * the agent's unmasking exchange of privacy/sa_recover.h replace that: b_i
+ * is not in the record.
  */
 #ifndef RAGG_PRIVACY_SA_JOB_H
 #define RAGG_PRIVACY_SA_JOB_H

@@ -5,7 +5,9 @@
  * sum is decoded to floats in place; N, the sum of the weights, is
  * unmasked the same way from the records. The pairwise masks cancel in the
  * sum. Round 0 (the declaration: worker 0's initial parameters, not data)
- * is summed as floats.
+ * is summed as floats. With dropout recovery (privacy/sa_recover.h) the
+ * self seeds come from the round's unmasking instead of the records, and
+ * the survivors' masks with lost workers are taken off too.
  */
 #include <ragg/ragg.h>
 
