@@ -297,6 +297,8 @@ void ragg__agent_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struct
 		on_grad_at(ctx, p, m);
 	else if (p->role == RAGG_ROLE_WORKER && m->type == RAGG_MSG_SA_KEY)
 		ragg__sa_agent_on_key(ctx, p, m);
+	else if (p->role == RAGG_ROLE_WORKER && m->type == RAGG_MSG_SA_RECOVER)
+		ragg__sa_recover_agent_msg(ctx, p, m);
 	else if (p->role == RAGG_ROLE_SERVER && m->type == RAGG_MSG_DECLARE_ACK)
 		on_server_ack(ctx, p, m);
 	else if (m->type == RAGG_MSG_VERSION)

@@ -19,6 +19,7 @@
 #include "elastic.h"
 #include "handshake.h"
 #include "log.h"
+#include "privacy/sa_job.h"
 #include "settings.h"
 
 int ragg__elastic_init(struct ragg_ctx *ctx)
@@ -28,12 +29,6 @@ int ragg__elastic_init(struct ragg_ctx *ctx)
 		ragg__error(
 		    "RAGG_ON_WORKER_LOSS=continue: not supported with RAGG_DP=on (the agents' "
 		    "clipping is per worker of a whole group)");
-		return RAGG_ERR_CONFIG;
-	}
-	if (ctx->on_loss_continue && ragg__opt_long(&ctx->opts, "RAGG_SECAGG") == 1) {
-		ragg__error(
-		    "RAGG_ON_WORKER_LOSS=continue: not supported with RAGG_SECAGG=on (a lost "
-		    "worker's pairwise masks cannot be removed without its seeds)");
 		return RAGG_ERR_CONFIG;
 	}
 	if (!(ctx->workers_gone = calloc((size_t)ctx->opts.workers, 1)))
@@ -61,10 +56,18 @@ static int group(const struct ragg_ctx *ctx)
 /* The round's sums, every chunk at once. */
 static void start_round(struct ragg_ctx *ctx, ragg_tensor_t *t, int parity)
 {
+	/* Secure aggregation unmasks the round with its workers first. */
+	if (t->sa && ragg__sa_recover_hold(ctx, t, parity))
+		return;
 	t->agent->complete[parity] = 0;
 	t->agent->summing = true;
 	for (uint32_t c = 0; c < t->plan.nchunks && !ctx->failed; c++)
 		ragg__agent_submit_sum(ctx, t, parity, c);
+}
+
+void ragg__elastic_start_round(struct ragg_ctx *ctx, ragg_tensor_t *t, int parity)
+{
+	start_round(ctx, t, parity);
 }
 
 void ragg__elastic_landed(struct ragg_ctx *ctx, ragg_tensor_t *t, int parity, uint32_t c)
@@ -142,6 +145,8 @@ static void judge(struct ragg_ctx *ctx, struct ragg__peer *p, const char *how)
 		return;
 	}
 	note_left(ctx, p->rank, NULL);
+	if (ragg__sa_on(&ctx->opts))
+		ragg__sa_recover_lost(ctx, p);
 	regroup(ctx, p);
 }
 
@@ -266,6 +271,12 @@ bool ragg__elastic_rejoin(struct ragg_ctx *ctx, struct ragg__peer *p)
 	if (!ctx->on_loss_continue || ctx->opts.role != RAGG_ROLE_AGENT ||
 	    p->role != RAGG_ROLE_WORKER || !p->left || !p->gone || ctx->failed)
 		return false;
+	if (ragg__sa_on(&ctx->opts)) {
+		ragg__error("worker %d connects again: not with RAGG_SECAGG=on (the others' "
+		            "pairwise seeds are with its lost keys)",
+		            p->rank);
+		return false;
+	}
 	p->tp->ops->ep_close(p->ep);
 	ragg__hs_free(p);
 	p->ep = NULL;

@@ -18,10 +18,14 @@
 struct ragg_ctx;
 struct ragg__peer;
 struct ragg__msg;
+struct ragg_tensor;
 
 /* Read RAGG_ON_WORKER_LOSS; 0 or a negative code (a setting it refuses). */
 int ragg__elastic_init(struct ragg_ctx *ctx);
 void ragg__elastic_free(struct ragg_ctx *ctx);
+/* Agent: start the sums of t's round (parity) now that secure aggregation
+ * unmasked it (privacy/sa_recover.h). */
+void ragg__elastic_start_round(struct ragg_ctx *ctx, struct ragg_tensor *t, int parity);
 /* Peer p said a plain goodbye (p->said_bye is set). */
 void ragg__elastic_on_bye(struct ragg_ctx *ctx, struct ragg__peer *p);
 /* Peer p's connection is gone without a goodbye: true when that is a

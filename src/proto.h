@@ -98,8 +98,14 @@ enum ragg__msg_type {
 	 * the process that aborted, and in place of the descriptor the
 	 * reason, text_len bytes of text (at most RAGG_ABORT_REASON_MAX). */
 	RAGG_MSG_ABORT,
+	/* Secure aggregation's dropout recovery (privacy/sa_recover.h):
+	 * shares of the self seeds, the agent's request to unmask a round
+	 * and the workers' answers; the kind in status's top byte, tensor,
+	 * name_hash the round, 32 bytes in rdesc (a share's 48-byte box
+	 * continues in count and chunk_bytes). */
+	RAGG_MSG_SA_RECOVER,
 };
-#define RAGG_MSG_LAST RAGG_MSG_ABORT
+#define RAGG_MSG_LAST RAGG_MSG_SA_RECOVER
 
 struct ragg__msg {
 	uint8_t type;

@@ -138,9 +138,16 @@ const struct ragg__setting ragg__settings[] = {
 	{ "RAGG_SECAGG_NEIGHBOURS", "0", SPEC_INT(0, 65534, 0), JOB, EXT,
 	  "RAGG_SECAGG=on: each worker masks with the k workers nearest it on a ring of its "
 	  "agent's workers, k/2 on each side (SecAgg+); 0: with every other worker" },
+	{ "RAGG_SECAGG_THRESHOLD", "0", SPEC_INT(0, 255, 0), JOB, EXT,
+	  "RAGG_SECAGG=on with RAGG_ON_WORKER_LOSS=continue: t, the shares of a worker's self "
+	  "mask that unmask it, and the fewest workers of an agent a round can go on with "
+	  "(2 <= t <= its workers; 0: half its workers plus one)" },
 	{ "RAGG_SECAGG_TEST_SWAP", "-1", SPEC_INT(-1, 65534, 0), 0, EXT,
 	  "testing only: an agent relays a key of its own in place of this worker's secure "
 	  "aggregation key (-1: none)" },
+	{ "RAGG_SECAGG_TEST_REASK", "off", SPEC_CHOICE("off|on"), 0, EXT,
+	  "testing only: an agent asks its workers a second time to unmask a round of secure "
+	  "aggregation's dropout recovery, its first worker said lost" },
 	{ "RAGG_TEST_SLOT_DUMP", "", SPEC_TEXT(TEXT_MAX), 0, EXT,
 	  "testing only: an agent writes chunk 0 of each worker's contribution, as it lies in "
 	  "its memory when it lands, to PREFIX.wRANK.rROUND" },

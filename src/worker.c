@@ -279,6 +279,10 @@ void ragg__worker_on_msg(struct ragg_ctx *ctx, struct ragg__peer *p, const struc
 		ragg__sa_worker_on_key(ctx, p, m);
 		return;
 	}
+	if (m->type == RAGG_MSG_SA_RECOVER) {
+		ragg__sa_recover_worker_msg(ctx, p, m);
+		return;
+	}
 	if (m->type == RAGG_MSG_VERSION) {
 		ragg__stale_on_msg(ctx, p, m);
 		return;

@@ -94,6 +94,9 @@ void ragg__sa_ctx_free(struct ragg_ctx *ctx)
 	free(s->apk);
 	free(s->amac);
 	free(s->have);
+	if (s->boxk)
+		sodium_memzero(s->boxk, (size_t)s->m * sizeof(*s->boxk));
+	free(s->boxk);
 	sodium_memzero(s, sizeof(*s));
 	free(s);
 	ctx->sa = NULL;
@@ -148,6 +151,16 @@ int ragg__sa_tensor_init(struct ragg_ctx *ctx, ragg_tensor_t *t)
 		            "(agent %d has %d: its sum would be that worker's gradient)",
 		            t->name, o->rank, ctx->nworkers);
 		return RAGG_ERR_CONFIG;
+	}
+	if (o->role == RAGG_ROLE_AGENT && ragg__sa_recover_on(ctx)) {
+		int th = ragg__sa_threshold(ctx, ctx->nworkers);
+		if (th < 2 || th > ctx->nworkers || ctx->nworkers > 255) {
+			ragg__error("tensor %d: RAGG_SECAGG_THRESHOLD=%d with "
+			            "RAGG_ON_WORKER_LOSS=continue: needs 2 <= t <= the agent's %d "
+			            "workers <= 255",
+			            t->id, th, ctx->nworkers);
+			return RAGG_ERR_CONFIG;
+		}
 	}
 	struct ragg__sa_tensor *sa = calloc(1, sizeof(*sa));
 	if (!sa)
@@ -205,6 +218,7 @@ void ragg__sa_tensor_free(ragg_tensor_t *t)
 		tp->ops->mr_dereg(sa->enc_mr);
 	if (sa->rec_mr && tp)
 		tp->ops->mr_dereg(sa->rec_mr);
+	ragg__sa_recover_free(t);
 	free(sa->enc);
 	free(sa->rec);
 	free(sa->slot);
@@ -269,13 +283,17 @@ int ragg__sa_worker_push(ragg_tensor_t *t, const float *grad, double weight, int
 	}
 	uint8_t *rec = sa->rec + (size_t)parity * RAGG_PLAN_SA_BYTES;
 	const uint8_t *self = rec + RAGG_SA_REC_SEED;
+	const uint8_t(*pair)[RAGG_SA_SEED_BYTES] = (const uint8_t(*)[RAGG_SA_SEED_BYTES])s->pair;
 	randombytes_buf(rec + RAGG_SA_REC_SEED, RAGG_SA_SEED_BYTES);
+	/* With dropout recovery, seeds of this round only (sa_recover.h). */
+	if (s->boxk && (rc = ragg__sa_recover_seeds(t, &pair)))
+		return rc;
 	/* A block at a time, every stream added while it is in cache, the
 	 * blocks over RAGG_AGG_THREADS threads. */
 	struct ragg__sa_mask_args ma = {
 		.enc = sa->enc, .grad = grad, .plan = pl, .weight = w, .range = sa->range,
 		.scale = sa->scale, .rounding = s->rounding, .self = self,
-		.pair = (const uint8_t(*)[RAGG_SA_SEED_BYTES])s->pair, .masks = s->masks,
+		.pair = pair, .masks = s->masks,
 		.m = s->m, .me = s->me, .tensor = (uint32_t)t->id, .round = t->round,
 		.threads = ragg__opt_long(&ctx->opts, "RAGG_AGG_THREADS"),
 	};
@@ -285,10 +303,18 @@ int ragg__sa_worker_push(ragg_tensor_t *t, const float *grad, double weight, int
 	for (int j = 0; j < s->m; j++) {
 		if (!s->masks[j])
 			continue;
-		uint64_t k = ragg__sa_weight_mask(s->pair[j], (uint32_t)t->id, t->round);
+		uint64_t k = ragg__sa_weight_mask(pair[j], (uint32_t)t->id, t->round);
 		wq = j > s->me ? wq + k : wq - k;
 	}
 	put_le(rec + RAGG_SA_REC_WEIGHT, wq, 8);
+	/* With dropout recovery b_i travels only in shares, and the record
+	 * holds zeros in its place. */
+	if (s->boxk) {
+		rc = ragg__sa_recover_share(t, parity, self);
+		sodium_memzero(rec + RAGG_SA_REC_SEED, RAGG_SA_SEED_BYTES);
+		if (rc)
+			return rc;
+	}
 	if (clipped)
 		ragg__debug("tensor \"%s\" round %llu: %zu elements clipped to +-RAGG_SECAGG_RANGE",
 		            t->name, (unsigned long long)t->round, clipped);
@@ -377,6 +403,11 @@ void ragg__sa_worker_on_key(struct ragg_ctx *ctx, struct ragg__peer *p, const st
 			ragg__fail_job(ctx, RAGG_ERR_AUTH);
 			return;
 		}
+	}
+	int rc = ragg__sa_recover_on(ctx) ? ragg__sa_recover_keys(ctx) : 0;
+	if (rc) {
+		ragg__fail_job(ctx, rc);
+		return;
 	}
 	s->ready = true;
 }

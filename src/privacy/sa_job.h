@@ -24,6 +24,10 @@
  * PRG(b_i), and decodes the sum and N. The pairwise seeds never reach the
  * agent; b_i does, which is why it is fresh per round: it strips only the
  * self mask, and the input stays masked by its pairwise masks.
+ *
+ * With RAGG_ON_WORKER_LOSS=continue the round seeds, the shares of b_i and
+ * the agent's unmasking exchange of privacy/sa_recover.h replace that: b_i
+ * is not in the record.
  */
 #ifndef RAGG_PRIVACY_SA_JOB_H
 #define RAGG_PRIVACY_SA_JOB_H
@@ -31,6 +35,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "privacy/sa_recover.h"
 #include "privacy/secagg.h"
 
 struct ragg_ctx;
@@ -66,6 +71,10 @@ struct ragg__sa_ctx {
 	uint8_t (*pair)[RAGG_SA_SEED_BYTES]; /* seed with each; ours unused */
 	bool *masks; /* with each: a neighbour (RAGG_SECAGG_NEIGHBOURS) */
 	bool ready; /* every key checked, the seeds derived */
+	/* with dropout recovery (privacy/sa_recover.h): the crypto_box key
+	 * with each, and the threshold */
+	uint8_t (*boxk)[RAGG_SA_SEED_BYTES];
+	int threshold;
 	/* agent */
 	uint8_t (*apk)[RAGG_SA_PK_BYTES];
 	uint8_t (*amac)[16];
@@ -87,6 +96,10 @@ struct ragg__sa_tensor {
 	 * writes land, read by the stage). */
 	const uint8_t **slot;
 	const struct ragg__plan *plan;
+	/* dropout recovery (privacy/sa_recover.h), else NULL; the agent's
+	 * unmasking of each parity's round, for the stage */
+	struct ragg__sa_recover *dr;
+	struct ragg__sa_unmask um[2];
 };
 
 /* Whether RAGG_SECAGG is on in these settings. */

@@ -1568,6 +1568,77 @@ secagg_worker_lost_fails() {
 	echo OK
 }
 
+# Dropout recovery (RAGG_SECAGG=on, RAGG_ON_WORKER_LOSS=continue, 4
+# workers on one agent, RAGG_SECAGG_THRESHOLD=3): worker 3 exits in round 3
+# of 5, WHEN its push (its masked contribution and its shares landed at the
+# agent, which logs which) or before it, while the others wait 1 s before
+# pushing theirs. The agent takes the survivors' self masks off with 3
+# shares of each and their pairwise masks with worker 3 with the round seeds
+# they reveal; each survivor checks every step against the weighted mean of
+# all four before round 3 and of the other three from it on, within the
+# quantum of the fixed point (job: sajob.c drop).
+secagg_dropout_continue() {
+	local when=$1 out n
+	out=$(RAGG_TRANSPORT=$transport RAGG_SECAGG=on RAGG_JOB_KEY=sa-test RAGG_ON_WORKER_LOSS=continue \
+		RAGG_SECAGG_THRESHOLD=3 RAGG_LR=1 RAGG_CHUNK_BYTES=4096 RAGG_LOG=warn RAGG_TIMEOUT_MS=$((20000 * scale)) \
+		"$run" -w 4 -a 1 -s 1 -- "$sajob" drop 5 3 3 $when 3000 2>&1) || { echo "$out" | tail -n 30; echo "WHY: the job failed ($when)"; return 1; }
+	echo "$out" | grep -E 'drop:|contribution to round'
+	echo "$out" | grep -q "drop: worker 3 leaves $when its push of round 3" || { echo "WHY: worker 3 did not leave ($when)"; return 1; }
+	echo "$out" | grep -q "^\[a0\] .*worker 3 lost $when its masked contribution to round 3 of tensor 0 landed" || { echo "WHY: the agent did not see worker 3 lost $when its contribution landed"; return 1; }
+	n=$(echo "$out" | grep -c 'drop: worker [0-2] ok, rounds 1\.\.2 with worker 3, 3\.\.5 without')
+	[ "$n" = 3 ] || { echo "$out" | tail -n 30; echo "WHY: $n of 3 survivors verified every step ($when)"; return 1; }
+	echo "SUMMARY: secagg_dropout_${when}_continue ($transport): $(echo "$out" | sed -n 's/^\[w0\] drop: worker 0 ok, //p')"
+}
+
+secagg_dropout_after_masked_continue() {
+	secagg_dropout_continue after || return
+	echo OK
+}
+
+# And with 5 workers masking with 2 neighbours each (worker 2, whose
+# neighbours are 1 and 3, leaves; the default threshold, 3).
+secagg_dropout_before_continue() {
+	local out n
+	secagg_dropout_continue before || return
+	out=$(RAGG_TRANSPORT=$transport RAGG_SECAGG=on RAGG_SECAGG_NEIGHBOURS=2 RAGG_JOB_KEY=sa-test RAGG_ON_WORKER_LOSS=continue \
+		RAGG_LR=1 RAGG_CHUNK_BYTES=4096 RAGG_LOG=warn RAGG_TIMEOUT_MS=$((20000 * scale)) \
+		"$run" -w 5 -a 1 -s 1 -- "$sajob" drop 5 3 2 before 3000 2>&1) || { echo "$out" | tail -n 30; echo "WHY: the job with 2 neighbours failed"; return; }
+	echo "$out" | grep -q "^\[a0\] .*worker 2 lost before its masked contribution to round 3 of tensor 0 landed" || { echo "WHY: the agent did not see worker 2 lost before its contribution landed"; return; }
+	n=$(echo "$out" | grep -c 'drop: worker [0-4] ok, rounds 1\.\.2 with worker 2, 3\.\.5 without')
+	[ "$n" = 4 ] || { echo "$out" | tail -n 30; echo "WHY: $n of 4 survivors verified every step (2 neighbours)"; return; }
+	echo OK
+}
+
+# The same dropout (after the push) without recovery: with
+# RAGG_ON_WORKER_LOSS=fail the job fails with an error naming worker 3;
+# with continue and RAGG_SECAGG_THRESHOLD=4 the 3 survivors are too few to
+# unmask a round, and the job fails saying so. And never both: an agent
+# that asks a second time to unmask a round, with worker 0 said lost
+# (RAGG_SECAGG_TEST_REASK), which would give it worker 0's self seed and
+# its pairwise masks both, is refused by the workers. No survivor completes
+# (ragg-run stops the others once one process fails).
+secagg_dropout_fails() {
+	local out
+	out=$(RAGG_TRANSPORT=$transport RAGG_SECAGG=on RAGG_JOB_KEY=sa-test RAGG_LR=1 RAGG_CHUNK_BYTES=4096 RAGG_LOG=error \
+		RAGG_TIMEOUT_MS=$((20000 * scale)) "$run" -w 4 -a 1 -s 1 -- "$sajob" drop 5 3 3 after 3000 2>&1) && { echo "$out" | tail -n 30; echo "WHY: the job succeeded (fail)"; return; }
+	echo "$out" | grep -E 'drop:|worker 3' | head -n 6
+	echo "$out" | grep -q 'drop: worker [0-2] ok' && { echo "WHY: a survivor completed (fail)"; return; }
+	echo "$out" | grep -q 'worker 3 was lost while the job goes on (RAGG_ON_WORKER_LOSS=fail)' || { echo "WHY: no error names worker 3 (fail)"; return; }
+	out=$(RAGG_TRANSPORT=$transport RAGG_SECAGG=on RAGG_JOB_KEY=sa-test RAGG_ON_WORKER_LOSS=continue RAGG_SECAGG_THRESHOLD=4 \
+		RAGG_LR=1 RAGG_CHUNK_BYTES=4096 RAGG_LOG=error RAGG_TIMEOUT_MS=$((20000 * scale)) \
+		"$run" -w 4 -a 1 -s 1 -- "$sajob" drop 5 3 3 after 3000 2>&1) && { echo "$out" | tail -n 30; echo "WHY: the job succeeded (threshold 4)"; return; }
+	echo "$out" | grep -E 'drop:|threshold' | head -n 6
+	echo "$out" | grep -q 'drop: worker [0-2] ok' && { echo "WHY: a survivor completed (threshold 4)"; return; }
+	echo "$out" | grep -q '3 workers of agent 0 remain for round 3 of tensor 0, fewer than the threshold 4' || { echo "$out" | tail -n 20; echo "WHY: no error says the survivors are fewer than the threshold"; return; }
+	out=$(RAGG_TRANSPORT=$transport RAGG_SECAGG=on RAGG_JOB_KEY=sa-test RAGG_ON_WORKER_LOSS=continue RAGG_SECAGG_TEST_REASK=on \
+		RAGG_LR=1 RAGG_CHUNK_BYTES=4096 RAGG_LOG=error RAGG_TIMEOUT_MS=$((20000 * scale)) \
+		"$run" -w 4 -a 1 -s 1 -- "$sajob" drop 5 3 3 after 3000 2>&1) && { echo "$out" | tail -n 30; echo "WHY: the job succeeded (asked twice)"; return; }
+	echo "$out" | grep -E 'asked again' | head -n 3
+	echo "$out" | grep -q 'drop: worker [0-3] ok' && { echo "WHY: a worker completed (asked twice)"; return; }
+	echo "$out" | grep -q '^\[w[1-3]\] .*agent 0 asked again, out of turn or with fewer than 3 workers to unmask round 1 of tensor 0; refused' || { echo "$out" | tail -n 20; echo "WHY: no worker refused the second request"; return; }
+	echo OK
+}
+
 # linreg (8 workers, 2 agents) under secure aggregation follows the plain
 # reference (range 4096: n_i g_i stays inside it): parameters within 1e-3
 # relative after 200 rounds; and with RAGG_DP on top (z 1, C 4, the
@@ -1795,6 +1866,9 @@ t secagg_slots_masked 120
 t secagg_key_substituted_refused 60
 t secagg_compress_refused 60
 t secagg_worker_lost_fails 60
+t secagg_dropout_after_masked_continue 60
+t secagg_dropout_before_continue 60
+t secagg_dropout_fails 60
 t secagg_linreg 300
 t ragg_perf_modes 120
 t stale_differs_refused 60

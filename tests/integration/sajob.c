@@ -19,6 +19,16 @@
  *   push ROUNDS     ROUNDS rounds of one tensor of 5000 floats, the inputs
  *                   of sum (for the slot dumps below and the key test):
  *                   prints "push: worker R failed with NAME" on an error
+ *   drop ROUNDS R VICTIM before|after COUNT
+ *                   dropout (RAGG_ON_WORKER_LOSS=continue): one tensor of
+ *                   COUNT floats, the inputs of sum; worker VICTIM leaves
+ *                   (exits without ragg_finalize) in round R, before its
+ *                   push or once its push completed, while the others wait
+ *                   1 s before pushing round R. The others check every
+ *                   step as sum does, against the weighted mean of all
+ *                   workers before round R and of all but VICTIM from it
+ *                   on; they print "drop: worker I failed with NAME" when
+ *                   a round fails
  *   dumpcheck PREFIX WORKERS ROUNDS plain|masked
  *                   no job: reads the agent's RAGG_TEST_SLOT_DUMP files of
  *                   a push run and correlates each with every worker's
@@ -32,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <ragg/ragg.h>
 
@@ -149,6 +160,81 @@ static int sum_mode(ragg_ctx_t *ctx, int rounds, int nt, char **counts)
 	return secagg && !(seen > 0) ? 1 : 0;
 }
 
+static int drop_mode(ragg_ctx_t *ctx, int rounds, int at, int victim, int after, size_t n)
+{
+	int m = ragg_job_size(ctx, RAGG_ROLE_WORKER), me = ragg_rank(ctx), rc = 0;
+	double range = env_double("RAGG_SECAGG_RANGE", 64), scale = sa_scale(m, range);
+	double seen = 0, quantum = 0;
+	float *params = calloc(n, sizeof(float)), *grad = calloc(n, sizeof(float));
+	float *old = calloc(n, sizeof(float));
+	ragg_tensor_t *t;
+	if (!params || !grad || !old)
+		return 1;
+	if ((rc = ragg_tensor_declare(ctx, "d", params, n, &t)))
+		return fail("declare", rc);
+	for (int r = 1; r <= rounds; r++) {
+		for (size_t j = 0; j < n; j++)
+			grad[j] = grad_value(me, 0, j, r);
+		if (me == victim && r == at) {
+			if (after) {
+				ragg_req_t *req;
+				if ((rc = ragg_ipush(t, grad, weight_of(me), &req)) ||
+				    (rc = ragg_wait(req)))
+					return fail("ipush", rc);
+				usleep(300000);
+			}
+			printf("drop: worker %d leaves %s its push of round %d\n", me,
+			       after ? "after" : "before", r);
+			fflush(stdout);
+			_exit(0);
+		}
+		if (r == at)
+			usleep(1000000);
+		memcpy(old, params, n * sizeof(float));
+		if ((rc = ragg_pushpull(t, grad, weight_of(me), params))) {
+			printf("drop: worker %d failed with %s in round %d\n", me,
+			       ragg_strerror_name(rc), r);
+			return 1;
+		}
+		double W = 0;
+		for (int i = 0; i < m; i++)
+			if (r < at || i != victim)
+				W += weight_of(i);
+		quantum = m / scale / W;
+		for (size_t j = 0; j < n; j++) {
+			double mean = 0, amean = 0;
+			for (int i = 0; i < m; i++) {
+				if (r >= at && i == victim)
+					continue;
+				double v = fmax(-range, fmin(range, weight_of(i) * grad_value(i, 0, j, r)));
+				mean += v;
+				amean += fabs(v);
+			}
+			mean /= W;
+			amean /= W;
+			double step = (double)old[j] - (double)params[j];
+			double big = fmax(fabs(old[j]), fabs(params[j]));
+			double bound = quantum + amean * 0x1p-22 + 4 * big * 0x1p-24;
+			double err = fabs(step - mean);
+			seen = fmax(seen, err);
+			if (err > bound || !isfinite(params[j])) {
+				fprintf(stderr,
+				        "drop: worker %d round %d element %zu: step %.9g, weighted mean "
+				        "%.9g: error %.3g above the bound %.3g\n",
+				        me, r, j, step, mean, err, bound);
+				return 1;
+			}
+		}
+	}
+	printf("drop: worker %d ok, rounds 1..%d with worker %d, %d..%d without, max_err=%.3g "
+	       "quantum=%.3g\n",
+	       me, at - 1, victim, at, rounds, seen, quantum);
+	free(params);
+	free(grad);
+	free(old);
+	return 0;
+}
+
 #define PUSH_COUNT 5000
 
 static int push_mode(ragg_ctx_t *ctx, int rounds)
@@ -261,6 +347,9 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "sum") && argc >= 4)
 		status = sum_mode(ctx, atoi(argv[2]), argc - 3, argv + 3);
+	else if (!strcmp(argv[1], "drop") && argc == 7)
+		status = drop_mode(ctx, atoi(argv[2]), atoi(argv[3]), atoi(argv[4]),
+		                   !strcmp(argv[5], "after"), strtoul(argv[6], NULL, 10));
 	else if (!strcmp(argv[1], "push"))
 		status = push_mode(ctx, atoi(argv[2]));
 	else
