@@ -265,8 +265,10 @@ static void on_gradient(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tensor_
 		ragg__sa_test_dump(ctx, t, p->rank, j->inputs[p->index]);
 	if (t->sa)
 		ragg__sa_agent_landed(t, p->index, w->slot.mem);
-	else if (t->dp)
+	else if (t->dp) {
 		ragg__dp_agent_landed(ctx, t, p->index, parity);
+		ragg__dp_agent_chunk_landed(ctx, t, p->index, parity, c, j->inputs[p->index]);
+	}
 	ragg__seen_mark(&at->seen_grads, parity, c, p->index);
 	if (ragg__unlikely(ctx->on_loss_continue)) {
 		ragg__elastic_landed(ctx, t, parity, c);
@@ -430,7 +432,7 @@ static void log_skipped(struct ragg_ctx *ctx, const struct ragg__sum_job *sj)
 
 void ragg__agent_on_job(struct ragg_ctx *ctx, struct ragg__job *job)
 {
-	if (job->fn == ragg__dp_ahead_run)
+	if (ragg__dp_job_reaped(job))
 		return;
 	if (job->fn == ragg__agent_fanout) {
 		struct ragg__fanout_job *fj = ragg__container_of(job, struct ragg__fanout_job, job);

@@ -12,7 +12,6 @@
  * A round whose noise was not drawn ahead (the job could not be queued)
  * draws it here, the same stream.
  */
-#include <string.h>
 
 #include "engine/engine.h"
 #include "privacy/dp_job.h"
@@ -44,8 +43,7 @@ void ragg__dp_ahead_run(struct ragg__job *job)
 {
 	struct ragg__dp_ahead_job *j = (struct ragg__dp_ahead_job *)job;
 	struct ragg__dp_ahead *a = j->state;
-	memset(a->noise, 0, j->n * sizeof(float));
-	ragg__dp_noise_add(&j->dp->noise, j->tensor, j->chunk, j->round, a->noise, j->n,
+	ragg__dp_noise_set(&j->dp->noise, j->tensor, j->chunk, j->round, a->noise, j->n,
 	                   j->dp->sigma);
 	a->round = j->round;
 }
