@@ -360,6 +360,9 @@ static void on_parameters(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tenso
 		else
 			ctx->jobs_out++;
 	}
+	/* The chunk's noise for the next round, queued behind its fan-out. */
+	if (t->dp)
+		ragg__dp_agent_summed(ctx, t, c, t->round);
 	if (++at->params_landed == t->plan.nchunks) {
 		at->params_landed = 0;
 		for (size_t k = 0; k < t->plan.nchunks; k++)
@@ -487,8 +490,6 @@ void ragg__agent_on_job(struct ragg_ctx *ctx, struct ragg__job *job)
 	                     ? ragg__plan_contrib_len(pl, sj->chunk, ragg__plan_coded(pl, sj->round))
 	                     : 0,
 	                 ragg__imm_encode(parity, t->id, sj->chunk), RAGG_TP_WRITE_IMM, 0);
-	if (t->dp)
-		ragg__dp_agent_summed(ctx, t, sj->chunk, sj->round);
 }
 
 const struct ragg__role_ops ragg__agent_role = {

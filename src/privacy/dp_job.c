@@ -255,7 +255,11 @@ bool ragg__dp_job_reaped(struct ragg__job *job)
 		((struct ragg__dp_norm_job *)job)->busy = false;
 		return true;
 	}
-	return job->fn == ragg__dp_ahead_run;
+	if (job->fn == ragg__dp_ahead_run) {
+		((struct ragg__dp_ahead_job *)job)->busy = false;
+		return true;
+	}
+	return false;
 }
 
 double ragg__dp_chunk_norm(const struct ragg__dp_tensor *dp, const struct ragg__kernels *k,
@@ -280,6 +284,8 @@ void ragg__dp_agent_summed(struct ragg_ctx *ctx, ragg_tensor_t *t, uint32_t c, u
 	if (!(dp->sigma > 0) || !state)
 		return;
 	struct ragg__dp_ahead_job *j = &dp->ahead[c];
+	if (j->busy)
+		return; /* the last one not reaped yet: the round draws inline */
 	*j = (struct ragg__dp_ahead_job){
 		.job = { .fn = ragg__dp_ahead_run, .thread_hint = (int)c },
 		.dp = dp,
@@ -288,12 +294,16 @@ void ragg__dp_agent_summed(struct ragg_ctx *ctx, ragg_tensor_t *t, uint32_t c, u
 		.chunk = c,
 		.round = round + 1,
 		.n = ragg__plan_chunk_elems(pl, c),
+		.busy = true,
 	};
-	/* Queued on the chunk's thread behind nothing of this chunk: the
-	 * next round's sum of c runs after it. Failing is harmless: that
-	 * round draws its noise inline. */
+	/* Queued on the chunk's thread behind the chunk's fan-out (not in
+	 * front of it: the workers wait for that), and ahead of the next
+	 * round's sum of c. Failing is harmless: that round draws its noise
+	 * inline. */
 	if (!ragg__engine_submit(ctx->engine, &j->job))
 		ctx->jobs_out++;
+	else
+		j->busy = false;
 }
 
 uint64_t ragg__dp_steps(const struct ragg_ctx *ctx)

@@ -56,6 +56,7 @@ struct ragg__dp_ahead_job {
 	uint32_t tensor, chunk;
 	uint64_t round;
 	size_t n;
+	bool busy; /* queued or not yet reaped (the event loop's) */
 };
 void ragg__dp_ahead_run(struct ragg__job *job);
 
@@ -149,8 +150,9 @@ double ragg__dp_chunk_norm(const struct ragg__dp_tensor *dp, const struct ragg__
                            int parity, uint32_t c, int i, const float *in, size_t n,
                            uint64_t round);
 
-/* Agent, event loop: chunk c's sum of `round` has left; draw its noise of
- * the next round on the chunk's thread. */
+/* Agent, event loop: chunk c's parameters of `round` came back (its
+ * fan-out, if any, is queued): draw its noise of the next round on the
+ * chunk's thread, behind the fan-out, while the workers push. */
 void ragg__dp_agent_summed(struct ragg_ctx *ctx, struct ragg_tensor *t, uint32_t c, uint64_t round);
 
 /* The claims an honest worker sends for grad (plan pl) with weight w. */
