@@ -265,8 +265,10 @@ static void on_gradient(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tensor_
 		ragg__sa_test_dump(ctx, t, p->rank, j->inputs[p->index]);
 	if (t->sa)
 		ragg__sa_agent_landed(t, p->index, w->slot.mem);
-	else if (t->dp)
+	else if (t->dp) {
 		ragg__dp_agent_landed(ctx, t, p->index, parity);
+		ragg__dp_agent_chunk_landed(ctx, t, p->index, parity, c, j->inputs[p->index]);
+	}
 	ragg__seen_mark(&at->seen_grads, parity, c, p->index);
 	if (ragg__unlikely(ctx->on_loss_continue)) {
 		ragg__elastic_landed(ctx, t, parity, c);
@@ -358,6 +360,9 @@ static void on_parameters(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tenso
 		else
 			ctx->jobs_out++;
 	}
+	/* The chunk's noise for the next round, queued behind its fan-out. */
+	if (t->dp)
+		ragg__dp_agent_summed(ctx, t, c, t->round);
 	if (++at->params_landed == t->plan.nchunks) {
 		at->params_landed = 0;
 		for (size_t k = 0; k < t->plan.nchunks; k++)
@@ -430,7 +435,7 @@ static void log_skipped(struct ragg_ctx *ctx, const struct ragg__sum_job *sj)
 
 void ragg__agent_on_job(struct ragg_ctx *ctx, struct ragg__job *job)
 {
-	if (job->fn == ragg__dp_ahead_run)
+	if (ragg__dp_job_reaped(job))
 		return;
 	if (job->fn == ragg__agent_fanout) {
 		struct ragg__fanout_job *fj = ragg__container_of(job, struct ragg__fanout_job, job);
@@ -485,8 +490,6 @@ void ragg__agent_on_job(struct ragg_ctx *ctx, struct ragg__job *job)
 	                     ? ragg__plan_contrib_len(pl, sj->chunk, ragg__plan_coded(pl, sj->round))
 	                     : 0,
 	                 ragg__imm_encode(parity, t->id, sj->chunk), RAGG_TP_WRITE_IMM, 0);
-	if (t->dp)
-		ragg__dp_agent_summed(ctx, t, sj->chunk, sj->round);
 }
 
 const struct ragg__role_ops ragg__agent_role = {

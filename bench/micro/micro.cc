@@ -31,6 +31,16 @@
 //           mask_scalar_GBps=F encode_scalar_GBps=G sum4_GBps=H
 //           sum4_scalar_GBps=I sum4/fused4=J
 // (one line; fused4 the fused float sum of 4 on one thread)
+// and differential privacy's pieces at the agent (src/privacy/dp.c), on the
+// caller's thread:
+//   dp_noise_add       out += sigma N(0, 1) (ChaCha20 stream, ziggurat);
+//                      bytes: the fp32 output
+//   dp_noise_set       out = sigma N(0, 1), the noise drawn ahead of a round
+//   dp_chacha20        the XChaCha20 keystream alone (4 bytes per deviate)
+//   dp_norm2           the clip's norm of a chunk; bytes: the fp32 input
+// summarised as
+//   dp: noise_GBps=A noise_set_GBps=B chacha20_GBps=C norm_GBps=D copy_GBps=E
+//       noise_set/copy=F noise_set/chacha20=G
 // Rates are the best of the repetitions, as STREAM reports them; GB = 1e9 B.
 //
 // Bytes are what the operation must move at least, not what the hardware
@@ -57,6 +67,9 @@
 #include "stream.h"
 
 extern "C" {
+#include <sodium.h>
+
+#include "privacy/dp.h"
 #include "privacy/secagg.h"
 }
 
@@ -166,6 +179,46 @@ void register_secagg(SaOp op, bool scalar)
 		    // The sum counts what it moves, like the fused sum: (k + 1)x.
 		    double bytes = (double)g_a.bytes * (op == SaOp::sum ? 5 : 1);
 		    st.SetBytesProcessed((int64_t)(bytes * (double)st.iterations()));
+	    })
+	    ->UseRealTime()
+	    ->Unit(benchmark::kMillisecond);
+}
+
+// ---- differential privacy's noise and norm ----
+
+enum class DpOp { add, set, chacha20, norm2 };
+
+void register_dp(DpOp op)
+{
+	static const char *names[] = { "dp_noise_add", "dp_noise_set", "dp_chacha20", "dp_norm2" };
+	benchmark::RegisterBenchmark(
+	    names[(int)op],
+	    [=](benchmark::State &st) {
+		    static ragg__dp_noise key = { { 7, 1, 2 } };
+		    static const uint8_t nonce[crypto_stream_xchacha20_NONCEBYTES] = { 3 };
+		    uint64_t round = 1;
+		    double sink = 0;
+		    for (auto _ : st) {
+			    switch (op) {
+			    case DpOp::add:
+				    ragg__dp_noise_add(&key, 0, 0, round, g_a.out, g_a.n, 1e-3);
+				    break;
+			    case DpOp::set:
+				    ragg__dp_noise_set(&key, 0, 0, round, g_a.out, g_a.n, 1e-3);
+				    break;
+			    case DpOp::chacha20:
+				    crypto_stream_xchacha20(reinterpret_cast<unsigned char *>(g_a.out),
+				                            g_a.bytes, nonce, key.key);
+				    break;
+			    case DpOp::norm2:
+				    sink += g_fused->norm2(g_grad, g_a.n);
+				    break;
+			    }
+			    round++;
+			    benchmark::DoNotOptimize(sink);
+			    benchmark::ClobberMemory();
+		    }
+		    st.SetBytesProcessed((int64_t)((double)g_a.bytes * (double)st.iterations()));
 	    })
 	    ->UseRealTime()
 	    ->Unit(benchmark::kMillisecond);
@@ -365,6 +418,17 @@ void secagg_summary(const Collector &c)
 	            m, e, copy, m / copy, e / copy, ms, es, s, ss, f > 0 ? s / f : 0.0);
 }
 
+void dp_summary(const Collector &c)
+{
+	double copy = get(c, key("copy", 0, 1)) / 2, a = get(c, "dp_noise_add"),
+	       s = get(c, "dp_noise_set"), k = get(c, "dp_chacha20"), nm = get(c, "dp_norm2");
+	if (copy == 0.0 || s == 0.0 || k == 0.0)
+		return;
+	std::printf("dp: noise_GBps=%.2f noise_set_GBps=%.2f chacha20_GBps=%.2f norm_GBps=%.2f "
+	            "copy_GBps=%.2f noise_set/copy=%.2f noise_set/chacha20=%.2f\n",
+	            a, s, k, nm, copy, s / copy, s / k);
+}
+
 } // namespace
 
 int main(int argc, char **argv)
@@ -378,6 +442,11 @@ int main(int argc, char **argv)
 	setenv("OPENBLAS_NUM_THREADS", "1", 0);
 	openblas_set_num_threads(1);
 
+	// libsodium picks its vector ChaCha20 here, as ragg_init does.
+	if (sodium_init() < 0) {
+		std::fprintf(stderr, "ragg-micro: sodium_init failed\n");
+		return 1;
+	}
 	const char *mib_env = std::getenv("RAGG_MICRO_MIB");
 	size_t mib = mib_env && std::atoi(mib_env) > 0 ? (size_t)std::atoi(mib_env) : 64;
 	const char *kn = std::getenv("RAGG_KERNELS");
@@ -454,6 +523,8 @@ int main(int argc, char **argv)
 		register_secagg(SaOp::encode, scalar);
 		register_secagg(SaOp::sum, scalar);
 	}
+	for (DpOp op : { DpOp::add, DpOp::set, DpOp::chacha20, DpOp::norm2 })
+		register_dp(op);
 	for (int threads = 1; threads <= 2; threads++) {
 		register_one(key("copy", 0, threads), Op::copy, 0, threads);
 		register_one(key("triad", 0, threads), Op::triad, 0, threads);
@@ -471,6 +542,7 @@ int main(int argc, char **argv)
 	summary(c, 2);
 	codec_summary(c);
 	secagg_summary(c);
+	dp_summary(c);
 
 	benchmark::Shutdown();
 	for (int j = 0; j < kMaxK; j++)

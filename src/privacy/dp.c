@@ -395,7 +395,7 @@ static inline float zig_fast(uint32_t w)
 
 __attribute__((target("avx2,fma"))) static size_t add_avx2(float *out, size_t n,
                                                               const uint32_t *w, float sigma,
-                                                              struct zig_stream *slow)
+                                                              struct zig_stream *slow, bool store)
 {
 	const __m256i m127 = _mm256_set1_epi32(127), sbit = _mm256_set1_epi32((int)0x80000000u);
 	const __m256 vs = _mm256_set1_ps(sigma);
@@ -409,7 +409,7 @@ __attribute__((target("avx2,fma"))) static size_t add_avx2(float *out, size_t n,
 		__m256 x = _mm256_mul_ps(_mm256_cvtepi32_ps(u), xs);
 		x = _mm256_xor_ps(x, _mm256_castsi256_ps(
 		                         _mm256_and_si256(_mm256_slli_epi32(ww, 24), sbit)));
-		__m256 o = _mm256_fmadd_ps(vs, x, _mm256_loadu_ps(out + i));
+		__m256 o = _mm256_fmadd_ps(vs, x, store ? _mm256_setzero_ps() : _mm256_loadu_ps(out + i));
 		int reject = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(k, u))) ^ 0xff;
 		if (!reject) {
 			_mm256_storeu_ps(out + i, o);
@@ -419,7 +419,8 @@ __attribute__((target("avx2,fma"))) static size_t add_avx2(float *out, size_t n,
 		_mm256_storeu_ps(tmp, o);
 		for (int l = 0; l < 8; l++)
 			if (reject >> l & 1)
-				tmp[l] = fmaf(sigma, (float)zig_resolve(w[i + l], slow), out[i + l]);
+				tmp[l] = fmaf(sigma, (float)zig_resolve(w[i + l], slow),
+				              store ? 0.0f : out[i + l]);
 		memcpy(out + i, tmp, sizeof(tmp));
 	}
 	return i;
@@ -432,7 +433,7 @@ __attribute__((target("avx2,fma"))) static size_t add_avx2(float *out, size_t n,
  * the slow stream read in the same order. n <= 1024 (one stream buffer). */
 __attribute__((target("avx512f"))) static size_t add_avx512(float *out, size_t n,
                                                              const uint32_t *w, float sigma,
-                                                             struct zig_stream *slow)
+                                                             struct zig_stream *slow, bool store)
 {
 	__m512 xs[8];
 	__m512i ks[8];
@@ -465,7 +466,7 @@ __attribute__((target("avx512f"))) static size_t add_avx512(float *out, size_t n
 		__m512 x = _mm512_mul_ps(_mm512_cvtepi32_ps(u), xsel);
 		x = _mm512_castsi512_ps(_mm512_xor_si512(
 		    _mm512_castps_si512(x), _mm512_and_si512(_mm512_slli_epi32(ww, 24), sbit)));
-		__m512 o = _mm512_fmadd_ps(vs, x, _mm512_loadu_ps(out + i));
+		__m512 o = _mm512_fmadd_ps(vs, x, store ? _mm512_setzero_ps() : _mm512_loadu_ps(out + i));
 		__mmask16 reject = _mm512_cmpge_epi32_mask(u, k);
 		/* Accepted lanes stored; the rejected ones' positions listed,
 		 * in order, for after the loop (no branch in it). */
@@ -475,7 +476,7 @@ __attribute__((target("avx512f"))) static size_t add_avx512(float *out, size_t n
 		nrej += (size_t)__builtin_popcount(reject);
 	}
 	for (size_t r = 0; r < nrej; r++)
-		out[rej[r]] = fmaf(sigma, (float)zig_resolve(w[rej[r]], slow), out[rej[r]]);
+		out[rej[r]] = fmaf(sigma, (float)zig_resolve(w[rej[r]], slow), store ? 0.0f : out[rej[r]]);
 	return i;
 }
 
@@ -507,9 +508,12 @@ static bool have_avx2(void)
 }
 
 /* out[i] += sigma * N(0, 1), in float, or (dout) the deviates in double;
- * isa: 0 scalar, 1 AVX2 (when the CPU has it), 2 the best the CPU has. */
+ * isa: 0 scalar, 1 AVX2 (when the CPU has it), 2 the best the CPU has.
+ * store: out is not read, out[i] = fma(sigma, N(0, 1), 0), the same floats
+ * as adding to zeros. */
 static void noise(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chunk,
-                  uint64_t round, float *out, double *dout, size_t n, float sigma, int isa)
+                  uint64_t round, float *out, double *dout, size_t n, float sigma, int isa,
+                  bool store)
 {
 	struct zig_stream fast, slow;
 	pthread_once(&zig_once, zig_setup);
@@ -522,21 +526,22 @@ static void noise(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chu
 		stream_refill(&fast);
 		size_t m = n - done < fast.len ? n - done : fast.len, i = 0;
 		if (v512)
-			i = add_avx512(out + done, m, fast.buf, sigma, &slow);
+			i = add_avx512(out + done, m, fast.buf, sigma, &slow, store);
 		else if (vec)
-			i = add_avx2(out + done, m, fast.buf, sigma, &slow);
+			i = add_avx2(out + done, m, fast.buf, sigma, &slow, store);
 		for (; i < m; i++) {
 			uint32_t w = fast.buf[i];
 			if ((int32_t)(w >> 8) < zig_k[w & 127]) {
 				if (out)
-					out[done + i] = fmaf(sigma, zig_fast(w), out[done + i]);
+					out[done + i] =
+					    fmaf(sigma, zig_fast(w), store ? 0.0f : out[done + i]);
 				else
 					dout[done + i] = (w & 128 ? -1.0 : 1.0) * (double)(w >> 8) *
 					                 0x1p-24 * zig_x[w & 127];
 			} else {
 				double d = zig_resolve(w, &slow);
 				if (out)
-					out[done + i] = fmaf(sigma, (float)d, out[done + i]);
+					out[done + i] = fmaf(sigma, (float)d, store ? 0.0f : out[done + i]);
 				else
 					dout[done + i] = d;
 			}
@@ -555,25 +560,31 @@ void ragg__dp_noise_init(struct ragg__dp_noise *nz)
 void ragg__dp_noise_draw(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chunk,
                          uint64_t round, double *out, size_t n)
 {
-	noise(nz, tensor, chunk, round, NULL, out, n, 0, 0);
+	noise(nz, tensor, chunk, round, NULL, out, n, 0, 0, false);
 }
 
 void ragg__dp_noise_add(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chunk,
                         uint64_t round, float *out, size_t n, double sigma)
 {
-	noise(nz, tensor, chunk, round, out, NULL, n, (float)sigma, 2);
+	noise(nz, tensor, chunk, round, out, NULL, n, (float)sigma, 2, false);
+}
+
+void ragg__dp_noise_set(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chunk,
+                        uint64_t round, float *out, size_t n, double sigma)
+{
+	noise(nz, tensor, chunk, round, out, NULL, n, (float)sigma, 2, true);
 }
 
 void ragg__dp_noise_add_avx2(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chunk,
                              uint64_t round, float *out, size_t n, double sigma)
 {
-	noise(nz, tensor, chunk, round, out, NULL, n, (float)sigma, 1);
+	noise(nz, tensor, chunk, round, out, NULL, n, (float)sigma, 1, false);
 }
 
 void ragg__dp_noise_add_scalar(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chunk,
                                uint64_t round, float *out, size_t n, double sigma)
 {
-	noise(nz, tensor, chunk, round, out, NULL, n, (float)sigma, 0);
+	noise(nz, tensor, chunk, round, out, NULL, n, (float)sigma, 0, false);
 }
 
 RAGG_EXPORT int ragg_dp_epsilon(double q, double z, uint64_t steps, double delta, double *eps,

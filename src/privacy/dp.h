@@ -90,6 +90,10 @@ struct ragg__dp_noise {
 void ragg__dp_noise_init(struct ragg__dp_noise *nz); /* a fresh random key */
 void ragg__dp_noise_add(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chunk,
                         uint64_t round, float *out, size_t n, double sigma);
+/* out[i] = sigma * N(0, 1): the floats ragg__dp_noise_add gives on zeros,
+ * without reading out (the noise drawn ahead of a round). */
+void ragg__dp_noise_set(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chunk,
+                        uint64_t round, float *out, size_t n, double sigma);
 /* The same with the AVX2 code (or scalar where the CPU lacks AVX2), not
  * AVX-512: tests and the noise's benchmark. */
 void ragg__dp_noise_add_avx2(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chunk,

@@ -55,6 +55,12 @@ int ragg__dp_tensor_init(struct ragg_ctx *ctx, ragg_tensor_t *t)
 		dp->ahead = calloc(pl->nchunks, sizeof(*dp->ahead));
 		if (!dp->bound[0] || !dp->bound[1] || !dp->factor || !dp->taken || !dp->ahead)
 			return -ENOMEM;
+		for (int p = 0; p < 2; p++) {
+			dp->norm[p] = calloc(n, sizeof(*dp->norm[p]));
+			dp->norm_job[p] = calloc(n, sizeof(*dp->norm_job[p]));
+			if (!dp->norm[p] || !dp->norm_job[p])
+				return -ENOMEM;
+		}
 	}
 	const struct ragg__plan_stage st[] = {
 		{ .stage = &ragg__stage_dp_clip, .arg = dp },
@@ -78,6 +84,10 @@ void ragg__dp_tensor_free(ragg_tensor_t *t)
 	free(dp->factor);
 	free(dp->taken);
 	free(dp->ahead);
+	for (int p = 0; p < 2; p++) {
+		free(dp->norm[p]);
+		free(dp->norm_job[p]);
+	}
 	free(dp->step_rdp);
 	sodium_memzero(&dp->noise, sizeof(dp->noise));
 	free(dp);
@@ -199,6 +209,72 @@ void ragg__dp_agent_landed(struct ragg_ctx *ctx, ragg_tensor_t *t, int worker, i
 		                  : "exceed RAGG_DP_CLIP: scaled down to it");
 }
 
+void ragg__dp_norm_run(struct ragg__job *job)
+{
+	struct ragg__dp_norm_job *j = (struct ragg__dp_norm_job *)job;
+	*j->res = (struct ragg__dp_norm){
+		.in = j->in,
+		.n = j->n,
+		.round1 = j->round + 1,
+		.norm = j->k->norm2(j->in, j->n),
+	};
+}
+
+void ragg__dp_agent_chunk_landed(struct ragg_ctx *ctx, ragg_tensor_t *t, int worker, int parity,
+                                 uint32_t c, const float *in)
+{
+	struct ragg__dp_tensor *dp = t->dp;
+	/* Round 0 (the declaration) is summed unclipped; an engine-less
+	 * context would run the job here, on the event loop. */
+	if (!dp->norm_job[0] || !t->round || !ctx->engine || !ragg__engine_threads(ctx->engine))
+		return;
+	size_t at = (size_t)c * (size_t)dp->nworkers + (size_t)worker;
+	struct ragg__dp_norm_job *j = &dp->norm_job[parity & 1][at];
+	if (j->busy)
+		return; /* the last one not reaped yet: the sum takes it itself */
+	*j = (struct ragg__dp_norm_job){
+		.job = { .fn = ragg__dp_norm_run, .thread_hint = (int)c },
+		.k = ctx->kernels,
+		.res = &dp->norm[parity & 1][at],
+		.in = in,
+		.n = ragg__plan_chunk_elems(&t->plan, c),
+		.round = t->round,
+		.busy = true,
+	};
+	/* On the chunk's thread, ahead of its sum: the sum reads the result
+	 * after it, on the same thread. Failing is harmless. */
+	if (!ragg__engine_submit(ctx->engine, &j->job))
+		ctx->jobs_out++;
+	else
+		j->busy = false;
+}
+
+bool ragg__dp_job_reaped(struct ragg__job *job)
+{
+	if (job->fn == ragg__dp_norm_run) {
+		((struct ragg__dp_norm_job *)job)->busy = false;
+		return true;
+	}
+	if (job->fn == ragg__dp_ahead_run) {
+		((struct ragg__dp_ahead_job *)job)->busy = false;
+		return true;
+	}
+	return false;
+}
+
+double ragg__dp_chunk_norm(const struct ragg__dp_tensor *dp, const struct ragg__kernels *k,
+                           int parity, uint32_t c, int i, const float *in, size_t n,
+                           uint64_t round)
+{
+	if (dp->norm[0] && i < dp->nworkers) {
+		const struct ragg__dp_norm *r =
+		    &dp->norm[parity & 1][(size_t)c * (size_t)dp->nworkers + (size_t)i];
+		if (r->round1 == round + 1 && r->in == in && r->n == n)
+			return r->norm;
+	}
+	return k->norm2(in, n);
+}
+
 void ragg__dp_agent_summed(struct ragg_ctx *ctx, ragg_tensor_t *t, uint32_t c, uint64_t round)
 {
 	struct ragg__dp_tensor *dp = t->dp;
@@ -208,6 +284,8 @@ void ragg__dp_agent_summed(struct ragg_ctx *ctx, ragg_tensor_t *t, uint32_t c, u
 	if (!(dp->sigma > 0) || !state)
 		return;
 	struct ragg__dp_ahead_job *j = &dp->ahead[c];
+	if (j->busy)
+		return; /* the last one not reaped yet: the round draws inline */
 	*j = (struct ragg__dp_ahead_job){
 		.job = { .fn = ragg__dp_ahead_run, .thread_hint = (int)c },
 		.dp = dp,
@@ -216,12 +294,16 @@ void ragg__dp_agent_summed(struct ragg_ctx *ctx, ragg_tensor_t *t, uint32_t c, u
 		.chunk = c,
 		.round = round + 1,
 		.n = ragg__plan_chunk_elems(pl, c),
+		.busy = true,
 	};
-	/* Queued on the chunk's thread behind nothing of this chunk: the
-	 * next round's sum of c runs after it. Failing is harmless: that
-	 * round draws its noise inline. */
+	/* Queued on the chunk's thread behind the chunk's fan-out (not in
+	 * front of it: the workers wait for that), and ahead of the next
+	 * round's sum of c. Failing is harmless: that round draws its noise
+	 * inline. */
 	if (!ragg__engine_submit(ctx->engine, &j->job))
 		ctx->jobs_out++;
+	else
+		j->busy = false;
 }
 
 uint64_t ragg__dp_steps(const struct ragg_ctx *ctx)

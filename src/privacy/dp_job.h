@@ -56,8 +56,34 @@ struct ragg__dp_ahead_job {
 	uint32_t tensor, chunk;
 	uint64_t round;
 	size_t n;
+	bool busy; /* queued or not yet reaped (the event loop's) */
 };
 void ragg__dp_ahead_run(struct ragg__job *job);
+
+/* Worker i's norm of chunk c, taken on the chunk's thread as its write
+ * landed (the read pass of clipping, off the sum's path): what it was
+ * taken of and for which round, so that the sum uses it only for exactly
+ * that contribution. Written and read by the chunk's thread only. */
+struct ragg__dp_norm {
+	const float *in;
+	size_t n;
+	uint64_t round1; /* the round + 1; 0: none */
+	double norm; /* ||in[0..n)||, by the kernels' norm2 */
+};
+
+/* The engine job that takes one such norm. The job is first, so a struct
+ * ragg__job * is one of these. busy: queued or not yet reaped (the event
+ * loop's, which alone submits and reaps it). */
+struct ragg__dp_norm_job {
+	struct ragg__job job;
+	const struct ragg__kernels *k;
+	struct ragg__dp_norm *res;
+	const float *in;
+	size_t n;
+	uint64_t round;
+	bool busy;
+};
+void ragg__dp_norm_run(struct ragg__job *job);
 
 struct ragg__dp_tensor {
 	double clip; /* C: RAGG_DP_CLIP */
@@ -72,6 +98,10 @@ struct ragg__dp_tensor {
 	uint64_t *taken;
 	float *factor; /* [chunk * nworkers + worker]: the chunk's job's */
 	struct ragg__dp_ahead_job *ahead; /* per chunk */
+	/* [parity][chunk * nworkers + worker]: the norms taken as the
+	 * contributions landed, and their jobs. */
+	struct ragg__dp_norm *norm[2];
+	struct ragg__dp_norm_job *norm_job[2];
 	/* worker: the claims it sends, [parity][chunk], registered. */
 	float *claims;
 	struct ragg_tp_mr *claims_mr;
@@ -106,8 +136,23 @@ int ragg__dp_worker_push(struct ragg_tensor *t, const float *grad, double weight
  * if this is the first of the round. */
 void ragg__dp_agent_landed(struct ragg_ctx *ctx, struct ragg_tensor *t, int worker, int parity);
 
-/* Agent, event loop: chunk c's sum of `round` has left; draw its noise of
- * the next round on the chunk's thread. */
+/* Agent, event loop: worker i's chunk c (`in`) of this round landed: take
+ * its norm on the chunk's thread, ahead of the sum (stages/dp_clip.c
+ * falls back to taking it itself). */
+void ragg__dp_agent_chunk_landed(struct ragg_ctx *ctx, struct ragg_tensor *t, int worker,
+                                 int parity, uint32_t c, const float *in);
+/* Agent, event loop: whether `job` is one of privacy's own engine jobs
+ * (drawing noise ahead, taking a norm), now reaped: nothing else to do. */
+bool ragg__dp_job_reaped(struct ragg__job *job);
+/* The chunk's thread: worker i's norm of chunk c for this sum, taken as
+ * it landed when it was of exactly `in` and this round, else now. */
+double ragg__dp_chunk_norm(const struct ragg__dp_tensor *dp, const struct ragg__kernels *k,
+                           int parity, uint32_t c, int i, const float *in, size_t n,
+                           uint64_t round);
+
+/* Agent, event loop: chunk c's parameters of `round` came back (its
+ * fan-out, if any, is queued): draw its noise of the next round on the
+ * chunk's thread, behind the fan-out, while the workers push. */
 void ragg__dp_agent_summed(struct ragg_ctx *ctx, struct ragg_tensor *t, uint32_t c, uint64_t round);
 
 /* The claims an honest worker sends for grad (plan pl) with weight w. */

@@ -22,7 +22,9 @@ static void clip_run(struct ragg__stage_ctx *c)
 	const float *b = dp->bound[c->parity & 1] + (size_t)c->chunk * (size_t)dp->nworkers;
 	float *f = dp->factor + (size_t)c->chunk * (size_t)dp->nworkers;
 	for (int i = 0; i < c->nin; i++) {
-		double norm = fabs((double)c->w[i]) * c->k->norm2(c->in[i], c->n);
+		/* Mostly taken as the contribution landed (privacy/dp_job.c). */
+		double norm = fabs((double)c->w[i]) * ragg__dp_chunk_norm(dp, c->k, c->parity, c->chunk,
+		                                                          i, c->in[i], c->n, c->round);
 		if (norm <= b[i]) {
 			f[i] = c->w[i];
 			continue;

@@ -4,15 +4,14 @@
  * per (tensor, chunk, round). Not on round 0 (the declaration).
  *
  * The noise depends on nothing but the key and the position, so the agent
- * draws the next round's while the round's sum travels (a job of the
- * chunk's own thread, queued behind this one: ragg__dp_agent_summed); the
- * stage then only adds it (the declaration round's sum starts round 1's),
- * or, when the clip stage already summed it in with the workers' chunks,
- * nothing.
+ * draws the next round's while the workers compute and push it (a job of
+ * the chunk's own thread, queued as the chunk's parameters come back,
+ * behind its fan-out: ragg__dp_agent_summed); the stage then only adds it
+ * (the declaration round's parameters start round 1's), or, when the clip
+ * stage already summed it in with the workers' chunks, nothing.
  * A round whose noise was not drawn ahead (the job could not be queued)
  * draws it here, the same stream.
  */
-#include <string.h>
 
 #include "engine/engine.h"
 #include "privacy/dp_job.h"
@@ -44,8 +43,7 @@ void ragg__dp_ahead_run(struct ragg__job *job)
 {
 	struct ragg__dp_ahead_job *j = (struct ragg__dp_ahead_job *)job;
 	struct ragg__dp_ahead *a = j->state;
-	memset(a->noise, 0, j->n * sizeof(float));
-	ragg__dp_noise_add(&j->dp->noise, j->tensor, j->chunk, j->round, a->noise, j->n,
+	ragg__dp_noise_set(&j->dp->noise, j->tensor, j->chunk, j->round, a->noise, j->n,
 	                   j->dp->sigma);
 	a->round = j->round;
 }

@@ -365,7 +365,7 @@ static double correlation(const double *a, const double *b, size_t n)
 /* Streams of other chunks, rounds, tensors and keys are uncorrelated
  * (|rho| < 5 / sqrt(n)); the same key and position give the same noise;
  * noise_add adds sigma times those deviates, vector and scalar code the
- * same floats. */
+ * same floats; noise_set writes what noise_add adds to zeros. */
 RAGG_TEST(noise_streams_independent_and_reproducible)
 {
 	size_t n = 1 << 20;
@@ -416,6 +416,16 @@ RAGG_TEST(noise_streams_independent_and_reproducible)
 		RAGG_CHECKF(fabs(f[i] - want) <= 1e-6 * fabs(want), "%zu: %.9g vs %.9g", i, f[i],
 		            want);
 	}
+	/* noise_set (the noise drawn ahead): the floats noise_add gives on
+	 * zeros, without reading what was there. */
+	for (size_t i = 0; i < n; i++) {
+		f[i] = 0.0f;
+		g[i] = NAN;
+	}
+	ragg__dp_noise_add(&k1, 0, 0, 0, f, n - 5, 0.25);
+	ragg__dp_noise_set(&k1, 0, 0, 0, g, n - 5, 0.25);
+	RAGG_CHECK(memcmp(f, g, (n - 5) * sizeof(float)) == 0);
+	RAGG_CHECK(isnan(g[n - 5]));
 	free(g);
 	free(a);
 	free(b);
