@@ -1,16 +1,19 @@
 /*
  * Bounded staleness (RAGG_STALENESS, stale.h): the asynchronous rounds.
  *
- * Agent, per chunk: the workers' contributions that have arrived are
- * summed (weights exact: N is the sum of their weights) and sent to the
- * chunk's server as soon as the previous sum of that chunk was answered,
- * so at most one is in flight; the server applies each as it lands,
+ * Agent, per chunk: a worker's contribution is added to the chunk's next
+ * sum as soon as it arrives (in the server's slot itself where that is
+ * mapped here), so its slot is free again at once; the sum (weights
+ * exact: N is the sum of the weights taken) goes to the chunk's server as
+ * soon as the previous one was answered, so at most one is in flight and
+ * what arrives meanwhile rides in the next. The server applies each sum as
+ * it lands (SGD in one pass over the chunk, as in the synchronous rounds),
  * counts the contributions it covered, and answers with the chunk's
- * parameters and version. A worker's chunk goes back to it once its own
- * contribution was applied and the version is at least t + 1 - s for its
- * clock t; a worker that needs a newer version than the agent holds waits
- * for it, and the agent asks the server to answer when the chunk gets
- * there (one such request in flight per chunk).
+ * parameters and version. A worker's chunk goes back to it once the sum
+ * that carried its contribution was answered and the version is at least
+ * t + 1 - s for its clock t; a worker that needs a newer version than the
+ * agent holds waits for it, and the agent asks the server to answer when
+ * the chunk gets there (one such request in flight per chunk).
  *
  * Everything here runs on the thread that owns the context.
  */
@@ -29,8 +32,6 @@
 
 #define S_INF UINT64_MAX
 
-enum { ST_IDLE, ST_PENDING, ST_INFLIGHT, ST_APPLIED };
-
 struct stale_worker {
 	uint64_t *ver; /* per chunk: the version received this round, 0: not yet */
 	uint32_t got;
@@ -39,16 +40,27 @@ struct stale_worker {
 struct stale_agent {
 	uint64_t *clock; /* per worker: the clock of its current push */
 	uint64_t *next; /* per worker: the clock its next push must carry */
-	uint8_t *st; /* [worker * nchunks + chunk] */
+	/* [worker * nchunks + chunk]: its contribution is taken, its
+	 * parameters not sent yet (no version new enough here) */
+	uint8_t *wait;
 	bool *flying; /* per chunk: a sum is at the server, unanswered */
 	uint64_t *flushes; /* per chunk: sums sent (their parity) */
+	uint64_t *answered; /* per chunk: sums answered (they come in order) */
+	/* [worker * nchunks + chunk]: 1 + the number of the sum that carries
+	 * its current clock's contribution */
+	uint64_t *seq;
 	uint64_t *want; /* per chunk: the version asked for, 0: none */
 	uint64_t *ver; /* per chunk: the newest version received */
-	/* [worker * nchunks + chunk]: the worker's clocks sent on in sums
-	 * of that chunk (clock + 1 of the last one) */
+	/* [worker * nchunks + chunk]: the worker's clocks taken into sums of
+	 * that chunk (clock + 1 of the last one) */
 	uint64_t *done;
-	const float **inputs;
-	float *weights;
+	/* per chunk, the next sum: contributions taken, their weight, where
+	 * it accumulates and whether that is the server's slot itself */
+	uint32_t *pk;
+	double *ptotal;
+	float **pdst;
+	bool *pin;
+	struct ragg__region pacc; /* the sums by parity, where no slot is mapped */
 };
 
 struct stale_server {
@@ -155,13 +167,19 @@ void ragg__stale_free(ragg_tensor_t *t)
 	free(st->w.ver);
 	free(st->a.clock);
 	free(st->a.next);
-	free(st->a.st);
+	free(st->a.wait);
 	free(st->a.flying);
 	free(st->a.flushes);
+	free(st->a.answered);
+	free(st->a.seq);
 	free(st->a.want);
 	free(st->a.ver);
-	free(st->a.inputs);
-	free(st->a.weights);
+	free(st->a.pk);
+	free(st->a.ptotal);
+	free(st->a.pdst);
+	free(st->a.pin);
+	if (st->a.pacc.mem)
+		ragg__region_free(t->ctx, &st->a.pacc);
 	free(st->a.done);
 	free(st->sv.amin);
 	free(st->sv.flushes);
@@ -193,16 +211,21 @@ static struct stale *state(ragg_tensor_t *t)
 		struct stale_agent *a = &st->a;
 		a->clock = calloc(nw, sizeof(uint64_t));
 		a->next = calloc(nw, sizeof(uint64_t));
-		a->st = calloc(nw * nc, 1);
+		a->wait = calloc(nw * nc, 1);
 		a->flying = calloc(nc, sizeof(bool));
 		a->flushes = calloc(nc, sizeof(uint64_t));
+		a->answered = calloc(nc, sizeof(uint64_t));
+		a->seq = calloc(nw * nc, sizeof(uint64_t));
 		a->want = calloc(nc, sizeof(uint64_t));
 		a->ver = calloc(nc, sizeof(uint64_t));
-		a->inputs = calloc(nw, sizeof(*a->inputs));
-		a->weights = calloc(nw, sizeof(float));
+		a->pk = calloc(nc, sizeof(uint32_t));
+		a->ptotal = calloc(nc, sizeof(double));
+		a->pdst = calloc(nc, sizeof(float *));
+		a->pin = calloc(nc, sizeof(bool));
 		a->done = calloc(nw * nc, sizeof(uint64_t));
-		if (!a->done || !a->clock || !a->next || !a->st || !a->flying || !a->flushes || !a->want ||
-		    !a->ver || !a->inputs || !a->weights)
+		if (!a->done || !a->clock || !a->next || !a->wait || !a->flying || !a->flushes ||
+		    !a->want || !a->ver || !a->pk || !a->ptotal || !a->pdst || !a->pin || !a->answered ||
+		    !a->seq)
 			goto oom;
 		/* The synchronous rounds done so far; every chunk is there. */
 		for (size_t i = 0; i < nw; i++)
@@ -340,70 +363,101 @@ static void worker_on_params(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_te
 
 /* ---- agent ----------------------------------------------------------- */
 
-static float *acc_chunk(ragg_tensor_t *t, uint32_t c)
+/* Where chunk c's next sum (parity: its sequence number's) accumulates:
+ * straight in the server's slot when it is mapped here, else our own
+ * region, written to the server when the sum is sent. */
+static float *sum_target(struct ragg_ctx *ctx, ragg_tensor_t *t, struct stale_agent *a,
+                         uint32_t c, bool *in_place)
 {
-	return (float *)((char *)t->agent->acc.mem + RAGG_SLOT_META_BYTES +
-	                 ragg__plan_contrib_off(&t->plan, c));
+	const struct ragg__plan *pl = &t->plan;
+	struct ragg__agent_tensor *at = t->agent;
+	int s = ragg__plan_owner(pl, c), parity = (int)(a->flushes[c] & 1);
+	uint8_t *slot = ragg__peer_region_map(ragg__server_peer(ctx, s), &at->s[s].slot,
+	                                      ragg__plan_server_slot_bytes(pl, s));
+	*in_place = slot != NULL;
+	if (slot)
+		return (float *)(slot + ragg__plan_server_slot_off(pl, parity, c));
+	if (!a->pacc.mem &&
+	    ragg__region_alloc(ctx, 2 * ragg__plan_contrib_bytes(pl), pl->chunk_bytes, &a->pacc))
+		return NULL;
+	return (float *)((char *)a->pacc.mem +
+	                 (size_t)parity * ragg__plan_contrib_bytes(pl) +
+	                 ragg__plan_contrib_off(pl, c));
 }
 
-/* Send the contributions of chunk c that arrived, summed, to its server. */
+/* Worker i's contribution of chunk c, just arrived, into the chunk's next
+ * sum: its slot is free again once this returns. false: the job failed. */
+static bool take(struct ragg_ctx *ctx, ragg_tensor_t *t, struct stale_agent *a, int i,
+                 uint32_t c, double w)
+{
+	const struct ragg__plan *pl = &t->plan;
+	size_t n = ragg__plan_chunk_elems(pl, c);
+	const float *g = (const float *)((const char *)t->agent->w[i].slot.mem +
+	                                 ragg__plan_worker_slot_off(pl, (int)(a->clock[i] & 1), c));
+	bool in_place;
+	if (!a->pk[c]) {
+		float *dst = sum_target(ctx, t, a, c, &in_place);
+		if (!dst) {
+			ragg__error("tensor %d: no memory for asynchronous sums", t->id);
+			ragg__fail(ctx, -ENOMEM);
+			return false;
+		}
+		a->pdst[c] = dst;
+		a->pin[c] = in_place;
+	}
+	float *dst = a->pdst[c];
+	const float *in[2] = { dst, g };
+	float wt[2] = { 1.0f, (float)w };
+	int k = 2;
+	if (!a->pk[c]) {
+		in[0] = g;
+		wt[0] = (float)w;
+		k = 1;
+	}
+	if (ctx->kernels->sum_weighted(dst, in, wt, k, n)) {
+		size_t bad = ragg__first_nonfinite(dst, n);
+		ragg__error("tensor %d chunk %u: the sum of %u contributions is not finite "
+		            "(element %zu); refused",
+		            t->id, c, a->pk[c] + 1, ragg__plan_chunk_off(pl, c) / sizeof(float) + bad);
+		ragg__fail_job(ctx, RAGG_ERR_NONFINITE);
+		return false;
+	}
+	a->pk[c]++;
+	a->ptotal[c] += w;
+	size_t ic = (size_t)i * pl->nchunks + c;
+	a->done[ic] = a->clock[i] + 1;
+	a->seq[ic] = a->flushes[c] + 1;
+	return true;
+}
+
+/* Send chunk c's sum of the contributions taken since the last one to its
+ * server. */
 static void flush(struct ragg_ctx *ctx, ragg_tensor_t *t, struct stale_agent *a, uint32_t c)
 {
 	const struct ragg__plan *pl = &t->plan;
 	struct ragg__agent_tensor *at = t->agent;
 	size_t nc = pl->nchunks;
-	int k = 0;
-	double total = 0;
-	for (int i = 0; i < ctx->nworkers; i++) {
-		if (a->st[(size_t)i * nc + c] != ST_PENDING)
-			continue;
-		int parity = (int)(a->clock[i] & 1);
-		double w = ((const double *)at->w[i].slot.mem)[parity];
-		if (!(w >= 0.0 && w <= FLT_MAX)) {
-			ragg__error("tensor %d clock %" PRIu64 ": worker %d pushed the weight %g, not a "
-			            "finite number >= 0; refused",
-			            t->id, a->clock[i], ctx->peers[i].rank, w);
-			ragg__fail_job(ctx, RAGG_ERR_NONFINITE);
-			return;
-		}
-		a->inputs[k] = (const float *)((const char *)at->w[i].slot.mem +
-		                               ragg__plan_worker_slot_off(pl, parity, c));
-		a->weights[k] = (float)w;
-		total += w;
-		k++;
-	}
-	if (!k)
+	if (!a->pk[c] || a->flying[c])
 		return;
-	size_t n = ragg__plan_chunk_elems(pl, c);
-	float *acc = acc_chunk(t, c);
-	ctx->kernels->sum_weighted(acc, a->inputs, a->weights, k, n);
-	size_t bad = ragg__first_nonfinite(acc, n);
-	if (bad < n) {
-		ragg__error("tensor %d chunk %u: the sum of %d contributions is not finite "
-		            "(element %zu); refused",
-		            t->id, c, k, ragg__plan_chunk_off(pl, c) / sizeof(float) + bad);
-		ragg__fail_job(ctx, RAGG_ERR_NONFINITE);
-		return;
-	}
 	uint64_t amin = UINT64_MAX;
-	for (int i = 0; i < ctx->nworkers; i++) {
-		if (a->st[(size_t)i * nc + c] == ST_PENDING) {
-			a->st[(size_t)i * nc + c] = ST_INFLIGHT;
-			a->done[(size_t)i * nc + c] = a->clock[i] + 1;
-		}
+	for (int i = 0; i < ctx->nworkers; i++)
 		if (a->done[(size_t)i * nc + c] < amin)
 			amin = a->done[(size_t)i * nc + c];
-	}
 	int s = ragg__plan_owner(pl, c), parity = (int)(a->flushes[c] & 1);
 	struct ragg__peer *srv = ragg__server_peer(ctx, s);
-	ragg__post_write(srv, acc, ragg__region_mr(&at->acc, srv), &at->s[s].slot.rdesc,
-	                 ragg__plan_server_slot_off(pl, parity, c), ragg__plan_chunk_len(pl, c), 0,
-	                 0, 0);
+	if (!a->pin[c])
+		ragg__post_write(srv, a->pdst[c], ragg__region_mr(&a->pacc, srv), &at->s[s].slot.rdesc,
+		                 ragg__plan_server_slot_off(pl, parity, c),
+		                 ragg__plan_chunk_len(pl, c), 0, 0, 0);
 	uint64_t bits;
+	double total = a->ptotal[c];
 	memcpy(&bits, &total, sizeof(bits));
-	post_version(srv, t, RAGG__VER_CONTRIB | k << 8, c, a->flushes[c], bits, amin);
+	post_version(srv, t, RAGG__VER_CONTRIB | (int32_t)a->pk[c] << 8, c, a->flushes[c], bits,
+	             amin);
 	a->flushes[c]++;
 	a->flying[c] = true;
+	a->pk[c] = 0;
+	a->ptotal[c] = 0;
 }
 
 /* Chunk c of our parameter region, at version v, to worker i. */
@@ -423,30 +477,29 @@ static void send_params(struct ragg_ctx *ctx, ragg_tensor_t *t, int i, uint32_t 
 	post_version(p, t, RAGG__VER_PARAMS, c, v, 0, 0);
 }
 
-/* What chunk c can do now: parameters to the workers they are due to,
- * the next sum, a request for a newer version. */
+/* What chunk c can do now: the next sum, parameters to the workers
+ * waiting for a version we now hold, a request for a newer version. */
 static void agent_advance(struct ragg_ctx *ctx, ragg_tensor_t *t, struct stale_agent *a,
                           uint32_t c)
 {
 	size_t nc = t->plan.nchunks;
-	bool pending = false;
 	uint64_t blocked = 0;
+	flush(ctx, t, a, c);
 	for (int i = 0; i < ctx->nworkers; i++) {
-		uint8_t *s = &a->st[(size_t)i * nc + c];
-		if (*s == ST_PENDING)
-			pending = true;
-		if (*s != ST_APPLIED)
+		uint8_t *w = &a->wait[(size_t)i * nc + c];
+		if (!*w)
 			continue;
 		uint64_t need = need_of(((struct stale *)t->stale)->s, a->clock[i]);
+		/* Its own contribution must be applied too. */
+		if (a->answered[c] < a->seq[(size_t)i * nc + c])
+			continue;
 		if (a->ver[c] >= need) {
 			send_params(ctx, t, i, c, a->ver[c]);
-			*s = ST_IDLE;
+			*w = 0;
 		} else if (!blocked || need < blocked) {
 			blocked = need;
 		}
 	}
-	if (pending && !a->flying[c])
-		flush(ctx, t, a, c);
 	if (blocked && !a->want[c]) {
 		a->want[c] = blocked;
 		post_version(ragg__server_peer(ctx, ragg__plan_owner(&t->plan, c)), t,
@@ -464,17 +517,26 @@ static void agent_on_push(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tenso
 		return;
 	}
 	for (size_t c = 0; c < nc; c++)
-		if (a->st[(size_t)i * nc + c] != ST_IDLE) {
+		if (a->wait[(size_t)i * nc + c]) {
 			refuse(ctx, p, "a push before the previous one was answered");
 			return;
 		}
+	double w = ((const double *)t->agent->w[i].slot.mem)[m->count & 1];
+	if (!(w >= 0.0 && w <= FLT_MAX)) {
+		ragg__error("tensor %d clock %" PRIu64 ": worker %d pushed the weight %g, not a "
+		            "finite number >= 0; refused",
+		            t->id, m->count, p->rank, w);
+		ragg__fail_job(ctx, RAGG_ERR_NONFINITE);
+		return;
+	}
 	a->clock[i] = m->count;
 	a->next[i]++;
-	for (size_t c = 0; c < nc; c++)
-		a->st[(size_t)i * nc + c] = ST_PENDING;
-	for (uint32_t c = 0; c < nc; c++)
-		if (!a->flying[c])
-			flush(ctx, t, a, c);
+	for (uint32_t c = 0; c < nc; c++) {
+		if (!take(ctx, t, a, i, c, w))
+			return;
+		a->wait[(size_t)i * nc + c] = 1;
+		agent_advance(ctx, t, a, c);
+	}
 }
 
 static void agent_on_reply(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tensor_t *t,
@@ -491,9 +553,7 @@ static void agent_on_reply(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tens
 	}
 	if (which == 1) {
 		a->flying[c] = false;
-		for (int i = 0; i < ctx->nworkers; i++)
-			if (a->st[(size_t)i * nc + c] == ST_INFLIGHT)
-				a->st[(size_t)i * nc + c] = ST_APPLIED;
+		a->answered[c]++;
 	} else {
 		a->want[c] = 0;
 	}
@@ -505,12 +565,16 @@ static void agent_on_reply(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tens
 /* ---- server ---------------------------------------------------------- */
 
 static void server_reply(struct ragg_ctx *ctx, ragg_tensor_t *t, int j, uint32_t c, int which,
-                         uint64_t v)
+                         uint64_t v, bool copy)
 {
 	struct ragg__peer *p = &ctx->peers[j];
 	struct ragg__server_view sv;
 	if (p->gone || p->said_bye || !ragg__server_view(t, &sv))
 		return;
+	if (!copy) {
+		post_version(p, t, RAGG__VER_REPLY | which << 8, c, v, 0, 0);
+		return;
+	}
 	const struct ragg__plan *pl = &t->plan;
 	struct ragg__peer_region *pr = ragg__server_agent_params(t, j);
 	size_t off = ragg__plan_chunk_off(pl, c), len = ragg__plan_chunk_len(pl, c);
@@ -568,24 +632,35 @@ static void server_on_contrib(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_t
 		const float *in = (const float *)((const char *)ragg__server_agent_slot(t, j)->mem +
 		                                  ragg__plan_server_slot_off(pl, parity, c));
 		float inv = (float)(1.0 / total);
-		float *g = (float *)((char *)v.g + off);
-		ctx->kernels->sum_weighted(g, &in, &inv, 1, n);
-		struct ragg__optim_block b = { .w = (float *)((char *)v.w + off), .g = g, .n = n };
-		for (int q = 0; q < v.nstate; q++)
-			b.state[q] = (float *)((char *)v.state[q] + off);
-		v.oc->optim->step(v.oc, ctx->kernels, &b, v.rounds[lc]);
+		float *w = (float *)((char *)v.w + off);
+		if (v.oc->optim->flags & RAGG_OPTIM_FUSED_SUM) {
+			/* w <- w - lr * s_j / N_j in one pass, as the servers'
+			 * synchronous rounds do. */
+			const float *ins[2] = { in, w };
+			float wts[2] = { -v.oc->lr * inv, 1.0f };
+			ctx->kernels->sum_weighted(w, ins, wts, 2, n);
+		} else {
+			float *g = (float *)((char *)v.g + off);
+			ctx->kernels->sum_weighted(g, &in, &inv, 1, n);
+			struct ragg__optim_block b = { .w = w, .g = g, .n = n };
+			for (int q = 0; q < v.nstate; q++)
+				b.state[q] = (float *)((char *)v.state[q] + off);
+			v.oc->optim->step(v.oc, ctx->kernels, &b, v.rounds[lc]);
+		}
 		v.rounds[lc]++;
 	}
 	s->amin[(size_t)j * s->nowned + lc] = clocks;
 	if (lc == 0)
 		ctx->stats.rounds++;
 	uint64_t ver = version_of(ctx, s, lc);
-	server_reply(ctx, t, j, (uint32_t)c, 1, ver);
+	server_reply(ctx, t, j, (uint32_t)c, 1, ver, true);
 	for (int q = 0; q < ctx->opts.agents; q++) {
 		uint64_t *w = &s->want[(size_t)q * s->nowned + lc];
 		if (*w && *w <= ver) {
 			*w = 0;
-			server_reply(ctx, t, q, (uint32_t)c, 2, ver);
+			/* Agent j has these parameters already, from the answer
+			 * just sent on the same endpoint. */
+			server_reply(ctx, t, q, (uint32_t)c, 2, ver, q != j);
 		}
 	}
 }
@@ -607,7 +682,7 @@ static void server_on_want(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tens
 	}
 	uint64_t ver = version_of(ctx, s, lc);
 	if (ver >= m->chunk_bytes)
-		server_reply(ctx, t, p->index, (uint32_t)c, 2, ver);
+		server_reply(ctx, t, p->index, (uint32_t)c, 2, ver, true);
 	else
 		*w = m->chunk_bytes;
 }
