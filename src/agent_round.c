@@ -93,7 +93,7 @@ void ragg__agent_sum(struct ragg__job *job)
 	sj->poison = -1;
 	sj->rc = 0;
 	sj->nskipped = 0;
-	if (ragg__unlikely(at->skip_nonfinite) && !t->dp && !t->sa && !ragg__plan_coded(pl, sj->round)) {
+	if (ragg__unlikely(at->skip_nonfinite) && !t->dp && !t->sa && !ragg__plan_wcoded(pl, sj->round)) {
 		skip_nonfinite(sj);
 		return;
 	}
@@ -143,7 +143,7 @@ static void sum_scan(struct ragg__sum_job *sj, int nin, double total)
 	 * error). The chunk goes nowhere: ragg__agent_on_job refuses it. */
 	sj->poison = -2;
 	/* Encoded contributions are not floats to scan. */
-	if (ragg__plan_coded(pl, sj->round))
+	if (ragg__plan_wcoded(pl, sj->round))
 		sj->poison = -3;
 	for (int i = 0; i < nin && sj->poison == -2; i++) {
 		size_t at_i = ragg__first_nonfinite(sj->inputs[i], sc.n);
@@ -397,7 +397,7 @@ void ragg__agent_on_landed(struct ragg_ctx *ctx, struct ragg__peer *p, uint32_t 
 		                        parity, c, p->index),
 		.in_place_ok = !from_worker || (t && t->agent->w[p->index].grad.at),
 		/* Workers' contributions are encoded (after round 0). */
-		.coded = from_worker && t && ragg__plan_coded(&t->plan, t->round),
+		.wcoded = from_worker && t && ragg__plan_wcoded(&t->plan, t->round),
 		/* A server's update is, with RAGG_COMPRESS_PULL. */
 		.pull_coded = !from_worker && t && ragg__plan_pull_coded(&t->plan, t->round),
 	};
@@ -471,8 +471,9 @@ void ragg__agent_on_job(struct ragg_ctx *ctx, struct ragg__job *job)
 
 	if (sj->rc) {
 		ragg__error("tensor \"%s\" chunk %u: a worker's contribution does not decode "
-		            "under RAGG_COMPRESS=%s: %s",
-		            t->name, sj->chunk, pl->codec.codec->name, ragg_strerror(sj->rc));
+		            "as %s (RAGG_COMPRESS, RAGG_WORKER_COMPRESS): %s",
+		            t->name, sj->chunk, pl->wcodec.codec ? pl->wcodec.codec->name : "floats",
+		            ragg_strerror(sj->rc));
 		ragg__fail(ctx, sj->rc);
 		return;
 	}

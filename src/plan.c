@@ -37,6 +37,8 @@ int ragg__plan_set_codec(struct ragg__plan *pl, const struct ragg__codec_spec *s
 		const struct ragg__plan_stage sum = { .stage = &ragg__stage_sum };
 		pl->codec.codec = NULL;
 		pl->stride = pl->chunk_bytes;
+		pl->wcodec.codec = NULL;
+		pl->wstride = pl->chunk_bytes;
 		return ragg__plan_set_stages(pl, &sum, 1);
 	}
 	/* The largest encoding is the full chunk's (the sizes grow with n). */
@@ -46,15 +48,44 @@ int ragg__plan_set_codec(struct ragg__plan *pl, const struct ragg__codec_spec *s
 	/* Room for the floats too (round 0), 64-byte aligned. */
 	size_t stride = enc > pl->chunk_bytes ? enc : pl->chunk_bytes;
 	stride = (stride + 63) / 64 * 64;
-	const struct ragg__plan_stage st = { .stage = &ragg__stage_codec, .arg = &pl->codec };
+	const struct ragg__plan_stage st = { .stage = &ragg__stage_codec, .arg = pl };
 	struct ragg__plan p = *pl;
 	p.codec = *spec;
 	p.stride = stride;
+	/* The workers encode with it too, unless told otherwise. */
+	p.wcodec = *spec;
+	p.wstride = stride;
 	int rc = ragg__plan_set_stages(&p, &st, 1);
 	if (rc)
 		return rc;
-	p.stages[0].arg = &pl->codec;
 	*pl = p;
+	return 0;
+}
+
+int ragg__plan_set_worker_codec(struct ragg__plan *pl, const struct ragg__codec_spec *spec)
+{
+	bool none = !spec || !spec->codec || spec->codec == &ragg__codec_none;
+	size_t stride = pl->chunk_bytes;
+	if (!none) {
+		size_t enc = ragg__codec_max_encoded_size(spec, pl->chunk_elems);
+		if (!enc || enc > SIZE_MAX / 4 / pl->nchunks)
+			return -EINVAL;
+		stride = enc > pl->chunk_bytes ? enc : pl->chunk_bytes;
+		stride = (stride + 63) / 64 * 64;
+	}
+	/* Encoded workers' contributions need the codec stage to decode
+	 * them, with or without a push codec. */
+	if (!none || pl->codec.codec) {
+		const struct ragg__plan_stage st = { .stage = &ragg__stage_codec, .arg = pl };
+		int rc = ragg__plan_set_stages(pl, &st, 1);
+		if (rc)
+			return rc;
+	}
+	if (none)
+		pl->wcodec.codec = NULL;
+	else
+		pl->wcodec = *spec;
+	pl->wstride = stride;
 	return 0;
 }
 
@@ -97,6 +128,7 @@ int ragg__plan_init(struct ragg__plan *pl, size_t count, size_t chunk_bytes, int
 		return -EINVAL;
 	p.servers = servers;
 	p.stride = chunk_bytes;
+	p.wstride = chunk_bytes;
 	const struct ragg__plan_stage sum = { .stage = &ragg__stage_sum };
 	int rc = ragg__plan_set_stages(&p, &sum, 1);
 	if (rc)
@@ -119,8 +151,9 @@ int ragg__plan_check_write(const struct ragg__expect *e, uint32_t chunk, int par
 	else if (parity != e->parity)
 		bad = "parity";
 	else if (len ? len != (e->pull_coded ? ragg__plan_pull_len(pl, chunk)
+	                       : e->wcoded   ? ragg__plan_wcontrib_len(pl, chunk, true)
 	                                     : ragg__plan_contrib_len(pl, chunk, e->coded))
-	             : e->coded || e->pull_coded || !e->in_place_ok)
+	             : e->coded || e->wcoded || e->pull_coded || !e->in_place_ok)
 		bad = "length";
 	else if (!e->room)
 		bad = "round";

@@ -62,6 +62,11 @@ struct ragg__plan {
 	struct ragg__codec_spec pull;
 	size_t pull_stride;
 	uint64_t pull_resync;
+	/* The worker -> agent hop's codec (RAGG_WORKER_COMPRESS; codec NULL:
+	 * the workers' floats travel): the push codec unless set apart, and
+	 * the bytes a chunk takes in a worker's slot. */
+	struct ragg__codec_spec wcodec;
+	size_t wstride;
 	struct ragg__plan_stage stages[RAGG_PLAN_MAX_STAGES];
 	int nstages;
 	/* The agent may run its stages straight into the server's mapped
@@ -96,6 +101,19 @@ int ragg__plan_set_codec(struct ragg__plan *pl, const struct ragg__codec_spec *s
 static inline bool ragg__plan_coded(const struct ragg__plan *pl, uint64_t round)
 {
 	return pl->codec.codec && round > 0;
+}
+
+/* The workers encode with `spec` instead of the push codec (NULL or
+ * "none": they send their floats); call it after ragg__plan_set_codec,
+ * on the plan where it stays. -EINVAL: a chunk whose encoding cannot be
+ * sized. */
+int ragg__plan_set_worker_codec(struct ragg__plan *pl, const struct ragg__codec_spec *spec);
+
+/* Whether round `round`'s worker contributions are encoded (round 0's
+ * never are). */
+static inline bool ragg__plan_wcoded(const struct ragg__plan *pl, uint64_t round)
+{
+	return pl->wcodec.codec && round > 0;
 }
 
 /* Send updates encoded with `spec` (NULL or "none": exact parameters),
@@ -219,6 +237,24 @@ static inline size_t ragg__plan_contrib_off(const struct ragg__plan *pl, size_t 
 	return c * pl->stride;
 }
 
+/* The same for a worker's contribution (the worker hop's codec). */
+static inline size_t ragg__plan_wcontrib_len(const struct ragg__plan *pl, size_t c, bool coded)
+{
+	if (coded)
+		return ragg__codec_max_encoded_size(&pl->wcodec, ragg__plan_chunk_elems(pl, c));
+	return ragg__plan_chunk_len(pl, c);
+}
+
+static inline size_t ragg__plan_wcontrib_bytes(const struct ragg__plan *pl)
+{
+	return pl->wcodec.codec ? pl->nchunks * pl->wstride : pl->bytes;
+}
+
+static inline size_t ragg__plan_wcontrib_off(const struct ragg__plan *pl, size_t c)
+{
+	return c * pl->wstride;
+}
+
 /* Offset in a slot region, whose data part holds data_bytes per parity, of
  * byte `off` of the data of `parity`. */
 static inline uint64_t ragg__slot_offset(int parity, size_t data_bytes, size_t off)
@@ -235,14 +271,14 @@ static inline size_t ragg__slot_bytes(size_t data_bytes)
 /* Where a worker's chunk c of `parity` lands in its slot at the agent. */
 static inline uint64_t ragg__plan_worker_slot_off(const struct ragg__plan *pl, int parity, size_t c)
 {
-	return ragg__slot_offset(parity, ragg__plan_contrib_bytes(pl), ragg__plan_contrib_off(pl, c));
+	return ragg__slot_offset(parity, ragg__plan_wcontrib_bytes(pl), ragg__plan_wcontrib_off(pl, c));
 }
 
 /* Where a worker's norm claims of `parity` land in its slot (after the
  * data of both parities), when the plan has claims. */
 static inline uint64_t ragg__plan_worker_claims_off(const struct ragg__plan *pl, int parity)
 {
-	return ragg__slot_bytes(ragg__plan_contrib_bytes(pl)) +
+	return ragg__slot_bytes(ragg__plan_wcontrib_bytes(pl)) +
 	       (uint64_t)parity * pl->nchunks * sizeof(float);
 }
 
@@ -251,7 +287,7 @@ static inline uint64_t ragg__plan_worker_claims_off(const struct ragg__plan *pl,
 #define RAGG_PLAN_SA_BYTES 64u
 static inline uint64_t ragg__plan_worker_sa_off(const struct ragg__plan *pl, int parity)
 {
-	return ragg__slot_bytes(ragg__plan_contrib_bytes(pl)) +
+	return ragg__slot_bytes(ragg__plan_wcontrib_bytes(pl)) +
 	       (pl->claims ? 2 * pl->nchunks * sizeof(float) : 0) +
 	       (uint64_t)parity * RAGG_PLAN_SA_BYTES;
 }
@@ -259,7 +295,7 @@ static inline uint64_t ragg__plan_worker_sa_off(const struct ragg__plan *pl, int
 /* The size of a worker's slot region at its agent. */
 static inline size_t ragg__plan_worker_slot_bytes(const struct ragg__plan *pl)
 {
-	return ragg__slot_bytes(ragg__plan_contrib_bytes(pl)) +
+	return ragg__slot_bytes(ragg__plan_wcontrib_bytes(pl)) +
 	       (pl->claims ? 2 * pl->nchunks * sizeof(float) : 0) +
 	       (pl->secagg ? 2 * RAGG_PLAN_SA_BYTES : 0);
 }
@@ -300,6 +336,7 @@ struct ragg__expect {
 	bool room; /* a write of this round is still awaited from it */
 	bool in_place_ok; /* a write of length 0 (data in place) is allowed */
 	bool coded; /* the write carries the codec's encoding (ragg__plan_coded) */
+	bool wcoded; /* a worker's write carries the worker hop's (ragg__plan_wcoded) */
 	bool pull_coded; /* the write carries an encoded update (ragg__plan_pull_coded) */
 };
 

@@ -100,6 +100,9 @@ const struct ragg__setting ragg__settings[] = {
 	{ "RAGG_COMPRESS", "none", SPEC_TEXT(32), JOB, EXT,
 	  "push codec, name[:param]: none, fp16, bf16, topk:r, randk:r, onebit or qsgd:s (see "
 	  "ragg-compress(7)); workers encode, agents decode, sum and encode, servers decode" },
+	{ "RAGG_WORKER_COMPRESS", "same", SPEC_CHOICE("same|none|fp16|bf16"), JOB, EXT,
+	  "codec of the worker -> agent hop: same (RAGG_COMPRESS's), none (the workers' floats), "
+	  "fp16 or bf16, with error feedback as RAGG_COMPRESS_EF says (ragg-compress(7))" },
 	{ "RAGG_COMPRESS_EF", "auto", SPEC_CHOICE("auto|on|off"), JOB, EXT,
 	  "error feedback for RAGG_COMPRESS at workers and agents, and RAGG_COMPRESS_PULL at servers "
 	  "(auto: on for the lossy codecs)" },
@@ -617,6 +620,22 @@ int ragg__opts_codec(const struct ragg_opts *o, struct ragg__codec_spec *spec)
 		            s.codec->name);
 		return RAGG_ERR_CONFIG;
 	}
+	*spec = s;
+	return 0;
+}
+
+int ragg__opts_worker_codec(const struct ragg_opts *o, struct ragg__codec_spec *spec)
+{
+	static const char *const names[] = { NULL, "none", "fp16", "bf16" };
+	long which = ragg__opt_long(o, "RAGG_WORKER_COMPRESS");
+	long ef = ragg__opt_long(o, "RAGG_COMPRESS_EF");
+	if (which <= 0 || which >= (long)(sizeof(names) / sizeof(names[0])))
+		return ragg__opts_codec(o, spec);
+	struct ragg__codec_spec s;
+	if (ragg__codec_parse(names[which], &s))
+		return RAGG_ERR_CONFIG;
+	if (ef != 0 && (s.codec->flags & RAGG_CODEC_LOSSY))
+		ragg__codec_set_error_feedback(&s, ef == 1);
 	*spec = s;
 	return 0;
 }

@@ -88,6 +88,10 @@ void ragg__logging_setup(const struct ragg_opts *o);
  * 0 or RAGG_ERR_CONFIG, logged. */
 struct ragg__codec_spec;
 int ragg__opts_codec(const struct ragg_opts *o, struct ragg__codec_spec *spec);
+/* The worker hop's codec of o: RAGG_WORKER_COMPRESS, or the push codec
+ * when it says "same"; error feedback as RAGG_COMPRESS_EF says for lossy
+ * codecs. 0 or RAGG_ERR_CONFIG, logged. */
+int ragg__opts_worker_codec(const struct ragg_opts *o, struct ragg__codec_spec *spec);
 /* The pull codec of o (RAGG_COMPRESS_PULL, error feedback as
  * RAGG_COMPRESS_EF says for lossy codecs) and RAGG_COMPRESS_RESYNC;
  * 0 or RAGG_ERR_CONFIG, logged. */

@@ -117,6 +117,12 @@ int ragg__stale_validate(const struct ragg_opts *o)
 		            ragg__opt_get(o, "RAGG_STALENESS"), codec);
 		return RAGG_ERR_CONFIG;
 	}
+	if (ragg__opt_long(o, "RAGG_WORKER_COMPRESS") >= 2) {
+		ragg__error("RAGG_STALENESS=%s with RAGG_WORKER_COMPRESS=%s: asynchronous rounds "
+		            "carry plain floats; use one or the other",
+		            ragg__opt_get(o, "RAGG_STALENESS"), ragg__opt_get(o, "RAGG_WORKER_COMPRESS"));
+		return RAGG_ERR_CONFIG;
+	}
 	if (ragg__opt_long(o, "RAGG_DP") == 1) {
 		ragg__error("RAGG_STALENESS=%s with RAGG_DP=on: the privacy accounting assumes "
 		            "synchronous rounds; use one or the other",

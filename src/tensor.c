@@ -39,6 +39,12 @@ int ragg__tensor_new(struct ragg_ctx *ctx, int id, const char *name, uint64_t na
 		free(t);
 		return rc;
 	}
+	if ((rc = ragg__opts_worker_codec(&ctx->opts, &cs)) ||
+	    (rc = ragg__plan_set_worker_codec(&t->plan, &cs))) {
+		ragg__error("tensor \"%s\": RAGG_WORKER_COMPRESS: %s", t->name, ragg_strerror(rc));
+		free(t);
+		return rc;
+	}
 	uint64_t resync;
 	if ((rc = ragg__opts_pull_codec(&ctx->opts, &cs, &resync)) ||
 	    (rc = ragg__plan_set_pull(&t->plan, &cs, resync))) {
@@ -124,13 +130,13 @@ RAGG_EXPORT int ragg_tensor_declare(ragg_ctx_t *ctx, const char *name, float *pa
 		goto err_reg;
 	/* With a codec, pushes travel from the encoding buffer; the residual
 	 * of error feedback is this worker's, for the whole tensor. */
-	if (t->plan.codec.codec) {
-		size_t eb = ragg__plan_contrib_bytes(&t->plan);
+	if (t->plan.wcodec.codec) {
+		size_t eb = ragg__plan_wcontrib_bytes(&t->plan);
 		rc = -ENOMEM;
 		if (posix_memalign(&t->worker.enc, 64, eb))
 			goto err;
 		memset(t->worker.enc, 0, eb);
-		if (t->plan.codec.error_feedback &&
+		if (t->plan.wcodec.error_feedback &&
 		    !(t->worker.resid = calloc(t->plan.count, sizeof(float))))
 			goto err;
 		if ((rc = tp->ops->mr_reg(tp->dev, t->worker.enc, eb, &t->worker.enc_mr, &unused)))

@@ -79,24 +79,22 @@ static bool push_in_place(const ragg_tensor_t *t, const float *grad)
 	       t->worker.grad_mapped == t->worker.grad_seq;
 }
 
-/* The codec's encoding of every chunk of grad into our encoding buffer,
- * with this worker's error feedback (RAGG_COMPRESS). */
-static int encode_push(ragg_tensor_t *t, const float *grad)
+/* The worker hop's encoding of chunk c of grad into our encoding buffer,
+ * with this worker's error feedback (RAGG_COMPRESS, or
+ * RAGG_WORKER_COMPRESS). A push encodes each chunk just before it writes
+ * it, so the agent works on chunk c while we encode chunk c + 1. */
+static int encode_chunk(ragg_tensor_t *t, const float *grad, size_t c)
 {
 	const struct ragg__plan *pl = &t->plan;
-	for (size_t c = 0; c < pl->nchunks; c++) {
-		size_t first = ragg__plan_chunk_off(pl, c) / sizeof(float);
-		ssize_t r = ragg__codec_encode(
-		    &pl->codec, grad + first, ragg__plan_chunk_elems(pl, c),
-		    (char *)t->worker.enc + ragg__plan_contrib_off(pl, c), pl->stride,
-		    t->worker.resid ? t->worker.resid + first : NULL, ragg__plan_seed(t->round, c));
-		if (r < 0) {
-			ragg__error("tensor \"%s\": encoding chunk %zu: %s", t->name, c,
-			            ragg_strerror((int)r));
-			return (int)r;
-		}
-	}
-	return 0;
+	size_t first = ragg__plan_chunk_off(pl, c) / sizeof(float);
+	ssize_t r = ragg__codec_encode(
+	    &pl->wcodec, grad + first, ragg__plan_chunk_elems(pl, c),
+	    (char *)t->worker.enc + ragg__plan_wcontrib_off(pl, c), pl->wstride,
+	    t->worker.resid ? t->worker.resid + first : NULL, ragg__plan_seed(t->round, c));
+	if (r >= 0)
+		return 0;
+	ragg__error("tensor \"%s\": encoding chunk %zu: %s", t->name, c, ragg_strerror((int)r));
+	return (int)r;
 }
 
 static int post_push(ragg_tensor_t *t, const float *grad, double weight)
@@ -133,15 +131,13 @@ static int post_push(ragg_tensor_t *t, const float *grad, double weight)
 	if (t->dp && (rc = ragg__dp_budget_check(t)))
 		return rc;
 	const struct ragg__plan *pl = &t->plan;
-	bool coded = ragg__plan_coded(pl, t->round);
+	bool coded = ragg__plan_wcoded(pl, t->round);
 	/* Secure aggregation: the masked encoding travels, and its record. */
 	const void *sa_src = NULL;
 	if (t->sa && t->round > 0) {
 		if ((rc = ragg__sa_worker_push(t, grad, weight, parity, &sa_src, &mr)))
 			return rc;
 	} else if (coded) {
-		if ((rc = encode_push(t, grad)))
-			return rc;
 		mr = t->worker.enc_mr;
 	} else if ((rc = grad_mr(t, grad, &mr)))
 		return rc;
@@ -157,12 +153,18 @@ static int post_push(ragg_tensor_t *t, const float *grad, double weight)
 		rc = ragg__dp_worker_push(t, grad, weight, parity);
 	for (size_t c = 0; !rc && c < pl->nchunks; c++) {
 		bool last = c + 1 == pl->nchunks;
+		/* Encoding cannot fail with the plan's sizes; if it did, part
+		 * of the push has left, and the job cannot go on. */
+		if (coded && !sa_src && (rc = encode_chunk(t, grad, c))) {
+			ragg__fail(ctx, rc);
+			break;
+		}
 		const char *src = sa_src  ? (const char *)sa_src + ragg__plan_chunk_off(pl, c)
-		                  : coded ? (const char *)t->worker.enc + ragg__plan_contrib_off(pl, c)
+		                  : coded ? (const char *)t->worker.enc + ragg__plan_wcontrib_off(pl, c)
 		                          : (const char *)grad + ragg__plan_chunk_off(pl, c);
 		rc = ragg__post_write(
 		    agent, src, mr, &t->worker.agent_slot, ragg__plan_worker_slot_off(pl, parity, c),
-		    in_place ? 0 : ragg__plan_contrib_len(pl, c, coded),
+		    in_place ? 0 : ragg__plan_wcontrib_len(pl, c, coded),
 		    ragg__imm_encode(parity, t->id, (uint32_t)c),
 		    (async ? 0 : RAGG_TP_WRITE_IMM) | (last ? RAGG_TP_WRITE_SIGNAL : 0),
 		    (uint64_t)t->id);

@@ -27,9 +27,9 @@ int ragg__dp_tensor_init(struct ragg_ctx *ctx, ragg_tensor_t *t)
 	if (!ragg__dp_on(o))
 		return 0;
 	/* Both would be the reducing stage: clipping needs plain floats. */
-	if (t->plan.codec.codec) {
-		ragg__error("tensor \"%s\": RAGG_DP=on cannot be combined with RAGG_COMPRESS "
-		            "(clipping needs the workers' plain gradients)",
+	if (t->plan.codec.codec || t->plan.wcodec.codec) {
+		ragg__error("tensor \"%s\": RAGG_DP=on cannot be combined with RAGG_COMPRESS or "
+		            "RAGG_WORKER_COMPRESS (clipping needs the workers' plain gradients)",
 		            t->name);
 		return RAGG_ERR_CONFIG;
 	}

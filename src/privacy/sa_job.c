@@ -127,9 +127,9 @@ int ragg__sa_tensor_init(struct ragg_ctx *ctx, ragg_tensor_t *t)
 	int rc;
 	if (!ragg__sa_on(o))
 		return 0;
-	if (pl->codec.codec) {
-		ragg__error("tensor \"%s\": RAGG_SECAGG=on cannot be combined with RAGG_COMPRESS "
-		            "(masked contributions are integers modulo 2^32; no codec applies)",
+	if (pl->codec.codec || pl->wcodec.codec) {
+		ragg__error("tensor \"%s\": RAGG_SECAGG=on cannot be combined with RAGG_COMPRESS or "
+		            "RAGG_WORKER_COMPRESS (masked contributions are integers modulo 2^32; no codec applies)",
 		            t->name);
 		return RAGG_ERR_CONFIG;
 	}

@@ -19,16 +19,19 @@
  *                   checking ragg_mem_free's answers; on shm the rounds
  *                   after a buffer's first two must move (almost) no
  *                   tensor bytes through writes: the agent works in place
- *   codec ROUNDS    RAGG_COMPRESS=fp16 or bf16 with RAGG_COMPRESS_EF=off
+ *   codec ROUNDS    RAGG_COMPRESS=fp16 or bf16 with RAGG_COMPRESS_EF=off (or
+ *                   RAGG_WORKER_COMPRESS one of them, the other hop none)
  *                   (RAGG_LR as set, SGD): values that the format cannot
  *                   hold; after every round each parameter must be within
  *                   the codec's bound of the exact step on the weighted
  *                   mean (half an ulp relative at the workers' encoding and
- *                   again at the agent's: lr * (2u + u^2) * sum_i w_i |g_i|
- *                   / W, u = 2^-11 for fp16, 2^-8 for bf16, plus float
- *                   rounding); some error must show (the values did travel
- *                   encoded) and the bytes a worker sends per round must
- *                   be those of the encoding, not of the floats
+ *                   again at the agent's: lr * (uw + ua + uw ua) * sum_i
+ *                   w_i |g_i| / W, u = 2^-11 for fp16, 2^-8 for bf16, 0
+ *                   for a hop without a codec, plus float rounding); some
+ *                   error must show (the values did travel encoded) and
+ *                   the bytes a worker sends per round must be those of
+ *                   the encoding, not of the floats (4 per float, over
+ *                   tcp, with RAGG_WORKER_COMPRESS=none)
  *   replicas ROUNDS with RAGG_COMPRESS_PULL: one tensor of 3098 floats,
  *                   gradients no codec holds exactly, ROUNDS rounds; then
  *                   each worker prints a checksum (64-bit FNV-1a) of every
@@ -476,15 +479,29 @@ static double codec_value(int i, size_t j, int r)
 	       0.9 * ((double)((j * 13 + (size_t)i * 5 + (size_t)r * 3) % 97) + 0.5) / 97.0;
 }
 
+/* Half an ulp of a codec (relative), 0 for none, -1 for any other. */
+static double codec_ulp(const char *spec)
+{
+	return !spec || !strcmp(spec, "none") ? 0
+	       : !strcmp(spec, "fp16")        ? 0x1p-11
+	       : !strcmp(spec, "bf16")        ? 0x1p-8
+	                                      : -1;
+}
+
 static int codec_mode(ragg_ctx_t *ctx, int rounds)
 {
-	const char *spec = getenv("RAGG_COMPRESS");
-	double u = !spec ? -1 : !strcmp(spec, "fp16") ? 0x1p-11 : !strcmp(spec, "bf16") ? 0x1p-8 : -1;
+	/* The agent -> server hop's codec, and the worker -> agent hop's
+	 * (RAGG_WORKER_COMPRESS, the same by default). */
+	const char *spec = getenv("RAGG_COMPRESS"), *wspec = getenv("RAGG_WORKER_COMPRESS");
+	if (!wspec || !strcmp(wspec, "same"))
+		wspec = spec;
+	double ua = codec_ulp(spec), uw = codec_ulp(wspec);
 	const char *ef = getenv("RAGG_COMPRESS_EF");
 	struct ragg_opts o = { .size = sizeof(o) };
 	int rc, me = ragg_rank(ctx);
-	if (u < 0 || !ef || strcmp(ef, "off")) {
-		fprintf(stderr, "job: codec: needs RAGG_COMPRESS=fp16|bf16 and RAGG_COMPRESS_EF=off\n");
+	if (ua < 0 || uw < 0 || ua + uw == 0 || !ef || strcmp(ef, "off")) {
+		fprintf(stderr, "job: codec: needs RAGG_COMPRESS or RAGG_WORKER_COMPRESS fp16|bf16, "
+		                "the other none, fp16 or bf16, and RAGG_COMPRESS_EF=off\n");
 		return 2;
 	}
 	if ((rc = ragg_opts_default(&o)))
@@ -526,7 +543,7 @@ static int codec_mode(ragg_ctx_t *ctx, int rounds)
 				mean /= W;
 				mag /= W;
 				double want = before[j] - lr * mean;
-				double tol = lr * (2 * u + u * u) * mag +
+				double tol = lr * (uw + ua + uw * ua) * mag +
 				             8 * 0x1p-24 * (fabs(want) + fabs(before[j]) + lr * mag);
 				double err = fabs(params[j] - want);
 				max_err = fmax(max_err, err);
@@ -543,13 +560,18 @@ static int codec_mode(ragg_ctx_t *ctx, int rounds)
 		}
 		ragg_stats(ctx, &b);
 		/* Per round: the encoding of every chunk (2 bytes or so per
-		 * float) and the weight; never the floats (4 per float). */
+		 * float) and the weight; never the floats (4 per float). With
+		 * the worker hop uncompressed, the floats (over tcp; over shm
+		 * they are read in place, nothing is written). */
 		double per_float = (double)(b.bytes_sent - a.bytes_sent) / rounds / (double)n;
+		const char *tp = getenv("RAGG_TRANSPORT");
+		bool shm = tp && !strcmp(tp, "shm");
 		printf("codec: worker %d tensor %d: %.3f bytes sent per float per round\n", me, k,
 		       per_float);
-		if (!(per_float > 1.9 && per_float < 2.6)) {
+		if (uw > 0 ? !(per_float > 1.9 && per_float < 2.6)
+		           : !shm && !(per_float > 3.9 && per_float < 4.6)) {
 			fprintf(stderr, "job: codec: %.3f bytes per float per round: not %s\n",
-			        per_float, spec);
+			        per_float, wspec);
 			return 1;
 		}
 		free(params);

@@ -178,6 +178,23 @@ compress_fp16_bf16() {
 	echo OK
 }
 
+# RAGG_WORKER_COMPRESS apart from RAGG_COMPRESS (error feedback off): the
+# worker hop alone in fp16 and in bf16 (the agents send floats), and fp16
+# on the agent hop alone (the workers send floats); every worker checks
+# every parameter against the exact step within the two hops' bound, sees
+# some error, and sends 2 bytes per float per round with a worker codec,
+# 4 without (over tcp).
+compress_worker_hop() {
+	for combo in "none fp16" "none bf16" "fp16 none"; do
+		set -- $combo
+		out=$(RAGG_COMPRESS=$1 RAGG_WORKER_COMPRESS=$2 RAGG_COMPRESS_EF=off RAGG_TRANSPORT=$transport RAGG_LR=0.25 RAGG_CHUNK_BYTES=4096 RAGG_TIMEOUT_MS=30000 "$run" -w 5 -a 2 -s 3 -- "$job" codec 5 2>&1) || { echo "$out" | tail -n 30; echo "WHY: push $1 worker $2: job failed"; return; }
+		n=$(echo "$out" | grep -c "codec: worker .* ok,")
+		[ "$n" = 5 ] || { echo "$out"; echo "WHY: push $1 worker $2: $n of 5 workers verified"; return; }
+		echo "SUMMARY: push=$1 worker=$2: $(echo "$out" | sed -n 's/^\[w0\] codec: worker 0 tensor 0: //p'); $(echo "$out" | sed -n 's/^\[w0\] codec: worker 0 ok, [^,]*, //p')"
+	done
+	echo OK
+}
+
 # The linreg example (100 features, label noise 1, lr 0.0005, 3000 rounds)
 # with RAGG_COMPRESS=onebit and topk:0.01: with error feedback the final
 # loss is within 1% of the uncompressed run's; without it, more than 1%
@@ -344,6 +361,7 @@ lr_differs_refused() { settings_refused RAGG_LR 0.02; }
 chunk_bytes_differs_refused() { settings_refused RAGG_CHUNK_BYTES 65536; }
 compress_differs_refused() { settings_refused RAGG_COMPRESS fp16 '(text hashed [0-9a-f]*)'; }
 compress_pull_differs_refused() { settings_refused RAGG_COMPRESS_PULL onebit '(text hashed [0-9a-f]*)'; }
+worker_compress_differs_refused() { settings_refused RAGG_WORKER_COMPRESS none; }
 # The privacy settings are job-wide too (ragg-privacy(7)).
 dp_clip_differs_refused() { settings_refused RAGG_DP_CLIP 2; }
 # So is the staleness bound: a worker asynchronous among synchronous ones.
@@ -1818,6 +1836,7 @@ t adam_exact 120
 t adamw_exact 120
 t in_place_exact 120
 t compress_fp16_bf16 120
+t compress_worker_hop 120
 t compress_linreg 480
 t compress_randk_qsgd 300
 t compress_pull_replicas_identical 120
@@ -1826,6 +1845,7 @@ t lr_differs_refused 60
 t chunk_bytes_differs_refused 60
 t compress_differs_refused 60
 t compress_pull_differs_refused 60
+t worker_compress_differs_refused 60
 t dp_clip_differs_refused 60
 t dp_epsilon_differs_refused 60
 t on_worker_loss_differs_refused 60

@@ -128,7 +128,9 @@ RAGG_TEST(codec_plan)
 	RAGG_CHECK(ragg__codec_parse("topk:1", &s) == 0);
 	RAGG_CHECK(ragg__plan_set_codec(&pl, &s) == 0);
 	RAGG_CHECK(pl.nstages == 1 && pl.stages[0].stage == &ragg__stage_codec);
-	RAGG_CHECK(pl.stages[0].arg == &pl.codec && !pl.in_place);
+	RAGG_CHECK(pl.stages[0].arg == &pl && !pl.in_place);
+	/* The workers encode with it too by default (RAGG_WORKER_COMPRESS=same). */
+	RAGG_CHECK(pl.wcodec.codec == s.codec && pl.wstride == pl.stride);
 	RAGG_CHECK(pl.stride >= ragg__codec_max_encoded_size(&s, CE) && pl.stride > CB);
 	RAGG_CHECK(!ragg__plan_coded(&pl, 0) && ragg__plan_coded(&pl, 1));
 	for (size_t c = 0; c < pl.nchunks; c++) {
@@ -150,6 +152,53 @@ RAGG_TEST(codec_plan)
 	RAGG_CHECK(ragg__plan_set_codec(&pl, NULL) == 0);
 	RAGG_CHECK(pl.codec.codec == NULL && pl.stride == CB);
 	RAGG_CHECK(pl.stages[0].stage == &ragg__stage_sum && pl.in_place);
+}
+
+/* RAGG_WORKER_COMPRESS apart from the push codec: none keeps the codec
+ * stage and the agents' encoded writes, while the workers' slots hold
+ * floats and their writes may be in place; fp16 without a push codec
+ * makes only the workers' writes encoded. */
+RAGG_TEST(worker_codec_plan)
+{
+	struct ragg__plan pl;
+	struct ragg__codec_spec s, h;
+	const size_t count = 3 * CE + 7;
+	const char *why;
+	RAGG_CHECK(ragg__plan_init(&pl, count, CB, 2) == 0);
+	RAGG_CHECK(ragg__codec_parse("onebit", &s) == 0);
+	RAGG_CHECK(ragg__plan_set_codec(&pl, &s) == 0);
+	size_t coded_slot = ragg__plan_worker_slot_bytes(&pl);
+	RAGG_CHECK(ragg__plan_set_worker_codec(&pl, NULL) == 0);
+	RAGG_CHECK(pl.stages[0].stage == &ragg__stage_codec && pl.stages[0].arg == &pl);
+	RAGG_CHECK(pl.wcodec.codec == NULL && pl.wstride == CB && pl.codec.codec == s.codec);
+	RAGG_CHECK(!ragg__plan_wcoded(&pl, 1) && ragg__plan_coded(&pl, 1));
+	RAGG_CHECK(ragg__plan_worker_slot_bytes(&pl) == ragg__slot_bytes(count * sizeof(float)));
+	RAGG_CHECK(ragg__plan_worker_slot_bytes(&pl) != coded_slot);
+	struct ragg__expect e = { .plan = &pl, .parity = 1, .owner = -1, .sender_ok = true,
+		                  .room = true, .in_place_ok = true };
+	RAGG_CHECK(ragg__plan_check_write(&e, 0, 1, CB, &why) == 0);
+	RAGG_CHECK(ragg__plan_check_write(&e, 0, 1, 0, &why) == 0);
+	/* fp16 on the worker hop alone. */
+	RAGG_CHECK(ragg__plan_set_codec(&pl, NULL) == 0);
+	RAGG_CHECK(ragg__codec_parse("fp16", &h) == 0);
+	RAGG_CHECK(ragg__plan_set_worker_codec(&pl, &h) == 0);
+	RAGG_CHECK(pl.stages[0].stage == &ragg__stage_codec && !pl.in_place);
+	RAGG_CHECK(ragg__plan_wcoded(&pl, 1) && !ragg__plan_wcoded(&pl, 0) && !ragg__plan_coded(&pl, 1));
+	RAGG_CHECK(pl.wstride >= CB && pl.stride == CB);
+	e.wcoded = true;
+	for (size_t c = 0; c < pl.nchunks; c++) {
+		size_t len = ragg__plan_wcontrib_len(&pl, c, true);
+		RAGG_CHECK(len == ragg__codec_max_encoded_size(&h, ragg__plan_chunk_elems(&pl, c)));
+		RAGG_CHECK(ragg__plan_worker_slot_off(&pl, 1, c) + len <=
+		           ragg__plan_worker_slot_bytes(&pl));
+		RAGG_CHECK(ragg__plan_check_write(&e, (uint32_t)c, 1, len, &why) == 0);
+	}
+	RAGG_CHECK(ragg__plan_check_write(&e, 0, 1, CB, &why) == RAGG_ERR_PROTO);
+	RAGG_CHECK(ragg__plan_check_write(&e, 0, 1, 0, &why) == RAGG_ERR_PROTO);
+	/* The agents' writes are floats. */
+	e.wcoded = false;
+	e.owner = 0;
+	RAGG_CHECK(ragg__plan_check_write(&e, 0, 1, ragg__plan_contrib_len(&pl, 0, false), &why) == 0);
 }
 
 /* RAGG_COMPRESS_PULL: which rounds travel encoded, where each chunk's
