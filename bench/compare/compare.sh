@@ -181,8 +181,10 @@ gsrv=$!
 gloo_ready() {
 	local t0=$SECONDS
 	until [ -e "$gdir/ready" ]; do
-		kill -0 "$gsrv" 2>/dev/null && [ $((SECONDS - t0)) -le "$tmo" ] ||
-			{ echo "compare: the gloo server did not start (see $log)" >&2; return 1; }
+		if ! kill -0 "$gsrv" 2>/dev/null || [ $((SECONDS - t0)) -gt "$tmo" ]; then
+			echo "compare: the gloo server did not start (see $log)" >&2
+			return 1
+		fi
 		sleep 0.1
 	done
 }
@@ -226,6 +228,7 @@ gloo_launch() {
 	shift
 	for g in "$@"; do line+=" :: $g"; done
 	# The FIFO opens once the server reads it (after its import).
+	# shellcheck disable=SC2016
 	timeout "$tmo" sh -c 'echo "$1" >"$2"' sh "$line" "$gdir/requests" ||
 		{ echo "compare: the gloo server takes no request" >&2; return 1; }
 	t0=$SECONDS
