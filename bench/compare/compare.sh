@@ -260,12 +260,12 @@ try() { timed "$@" || echo "compare: $1 run $i failed (see $log)" >&2; }
 # turns SPECS KIND...: one run of each KIND ("CASE RUNNER [ARGS...]")
 # in turn, on the sizes SPECS (i is the run).
 turns() {
-	local sp=$1 k
+	local on=$1 k
 	shift
 	for k in "$@"; do
 		# shellcheck disable=SC2086
 		set -- $k
-		try "$1" "$2" "$1" "$i" "$sp" "${@:3}"
+		try "$1" "$2" "$1" "$i" "$on" "${@:3}"
 	done
 }
 # The kinds of run on one node (the gloo kind makes the cases gloo_allreduce
@@ -334,7 +334,7 @@ ragg2() { # ... [env...]
 }
 mpi2() { # ...
 	printf '%s slots=4\n%s slots=4\n' "$ipa" "$ipb" >"$tmp/hosts"
-	# shellcheck disable=SC2046
+	# shellcheck disable=SC2016,SC2086
 	COMPARE_NS_MAP="$ipa=$nsa $ipb=$nsb" timeout "$tmo" ip netns exec "$nsa" unshare --uts \
 		sh -c 'hostname "$0" && exec "$@"' "$nsa" \
 		mpirun --allow-run-as-root --oversubscribe --bind-to none --mca mpi_yield_when_idle 1 -np 8 --hostfile "$tmp/hosts" \
