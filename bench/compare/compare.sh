@@ -92,6 +92,11 @@ prefix=ragg-cmp
 export NETEM_PREFIX=$prefix
 nsa=$prefix-a nsb=$prefix-b ipa=198.18.1.1 ipb=198.18.1.2
 cleanup() {
+	# The gloo server, and with it a launch under way.
+	if [ -n "${gsrv:-}" ]; then
+		kill "$gsrv" 2>/dev/null || true
+		wait "$gsrv" 2>/dev/null || true
+	fi
 	# Whatever is left of a run in the namespaces, then the namespaces.
 	for ns in "$nsa" "$nsb"; do
 		if ip netns list | grep -qw -- "$ns"; then
@@ -120,6 +125,20 @@ take() { # case run
 		if (b != "" && m != "") print c, b, r, m
 	}' >>"$raw"
 }
+# listening PID PORT [namespace]: until PID (a server just started) listens
+# on tcp PORT, at most 10 s; instead of a fixed sleep.
+listening() {
+	local t
+	for ((t = 0; t < 200; t++)); do
+		kill -0 "$1" 2>/dev/null || return 0
+		if [ -n "${3:-}" ]; then
+			[ -z "$(ip netns exec "$3" ss -Hltn "sport = :$2")" ] || return 0
+		else
+			[ -z "$(ss -Hltn "sport = :$2")" ] || return 0
+		fi
+		sleep 0.05
+	done
+}
 free_port() { # [namespace]
 	local cmd=("$py" -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])')
 	if [ -n "${1:-}" ]; then ip netns exec "$1" "${cmd[@]}"; else "${cmd[@]}"; fi
@@ -132,7 +151,7 @@ limits1() {
 	port=$(free_port)
 	timeout 60 iperf3 -s -1 -B 127.0.0.1 -p "$port" >/dev/null 2>&1 &
 	srv=$!
-	sleep 0.5
+	listening "$srv" "$port"
 	mbps=$(timeout 30 iperf3 -c 127.0.0.1 -p "$port" -t 3 -f m | tee -a "$log" | awk '/receiver/ { print $(NF-2) }') || true
 	kill "$srv" 2>/dev/null || true
 	wait "$srv" 2>/dev/null || true
@@ -141,7 +160,7 @@ limits1() {
 		port=$(free_port)
 		timeout 60 sockperf sr --tcp -i 127.0.0.1 -p "$port" >/dev/null 2>&1 &
 		srv=$!
-		sleep 0.5
+		listening "$srv" "$port"
 		us=$(timeout 30 sockperf pp --tcp -i 127.0.0.1 -p "$port" -t 3 -m 64 2>&1 | tee -a "$log" |
 			sed -n 's/.*percentile 50.000 = *\([0-9.]*\).*/\1/p') || true
 		kill "$srv" 2>/dev/null || true
@@ -149,6 +168,27 @@ limits1() {
 		rec limit sockperf_lo_pp_p50_us "${us:-nan}"
 	fi
 }
+# Gloo: PyTorch is imported once for the whole run, by one gloo.py
+# --serve; every launch forks its ranks from it (in a network namespace
+# when asked), instead of each launch paying the import (seconds of CPU,
+# tens of seconds of wall time on a loaded host). The import is done
+# before anything is measured.
+gdir=$tmp/gloo
+mkdir "$gdir"
+mkfifo "$gdir/requests"
+"$py" "$here/gloo.py" --serve "$gdir" >>"$log" 2>&1 &
+gsrv=$!
+gloo_ready() {
+	local t0=$SECONDS
+	until [ -e "$gdir/ready" ]; do
+		if ! kill -0 "$gsrv" 2>/dev/null || [ $((SECONDS - t0)) -gt "$tmo" ]; then
+			echo "compare: the gloo server did not start (see $log)" >&2
+			return 1
+		fi
+		sleep 0.1
+	done
+}
+timed gloo_import gloo_ready || true
 echo "compare: limits" >&2
 timed limits limits1
 
@@ -158,49 +198,94 @@ timed limits limits1
 mpi=(mpirun --allow-run-as-root --oversubscribe --bind-to none --mca mpi_yield_when_idle 1 -np 4)
 # One job per run times every size in turn (ragg-round BYTES:ROUNDS:WARMUP
 # ...), as mpi_sizes and gloo.py do: the start-up is paid once.
-ragg1() { # case transport run "BYTES:ROUNDS:WARMUP..." [env...]
-	local c=$1 t=$2 r=$3 sp
-	read -r -a sp <<<"$4"
+# Every runner: RUNNER CASE RUN "BYTES:ROUNDS:WARMUP..." [ARGS...]
+ragg1() { # ... transport [env...]
+	local c=$1 r=$2 sp t=$4
+	read -r -a sp <<<"$3"
 	shift 4
 	env RAGG_TRANSPORT="$t" "$@" timeout "$tmo" "$b/tools/ragg-run" -w 4 -a 1 -s 1 -- \
 		"$b/bench/ragg-round" "${sp[@]}" 2>&1 |
 		tee -a "$log" | sed -n 's/^\[w0\] round: //p' | take "$c" "$r"
 }
-mpi1() { # btl run
+mpi1() { # ... btl
 	# Only 127.0.0.1, for the launch (oob) as for the data.
 	local btl=(--mca btl "self,vader" --mca oob_tcp_if_include lo)
-	[ "$1" = tcp ] && btl=(--mca btl self,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo)
-	# shellcheck disable=SC2046
-	timeout "$tmo" "${mpi[@]}" "${btl[@]}" "$tmp/mpi_sizes" $(specs "${sizes[@]}") 2>&1 | tee -a "$log" |
-		grep '^mpi:' | take "mpi_$1" "$2"
+	[ "$4" = tcp ] && btl=(--mca btl self,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo)
+	# shellcheck disable=SC2086
+	timeout "$tmo" "${mpi[@]}" "${btl[@]}" "$tmp/mpi_sizes" $3 2>&1 | tee -a "$log" |
+		grep '^mpi:' | take "$1" "$2"
 }
-gloo1() { # run
-	local port
+gjob=0
+# gloo_launch OUT "NETNS ARGS..."...: one launch of each group at once, in
+# the gloo server; their output goes to OUT. Fails when one fails.
+gloo_launch() {
+	local o=$1 line id t0 rc
+	shift
+	gjob=$((gjob + 1))
+	id=$gjob
+	: >"$o"
+	line="$id $tmo $o $1"
+	shift
+	for g in "$@"; do line+=" :: $g"; done
+	# The FIFO opens once the server reads it (after its import).
+	# shellcheck disable=SC2016
+	timeout "$tmo" sh -c 'echo "$1" >"$2"' sh "$line" "$gdir/requests" ||
+		{ echo "compare: the gloo server takes no request" >&2; return 1; }
+	t0=$SECONDS
+	until [ -e "$gdir/$id.rc" ]; do
+		if ! kill -0 "$gsrv" 2>/dev/null || [ $((SECONDS - t0)) -gt $((tmo + 30)) ]; then
+			echo "compare: the gloo server is gone or stuck" >&2
+			return 1
+		fi
+		sleep 0.1
+	done
+	cat "$o" >>"$log"
+	rc=$(cat "$gdir/$id.rc")
+	return "$rc"
+}
+gloo1() { # ... (cases gloo_allreduce and gloo_ps)
+	local port rc=0
 	port=$(free_port)
-	# shellcheck disable=SC2046
-	timeout "$tmo" "$py" "$here/gloo.py" --mode allreduce,ps --world 4 --ranks 0-3 \
-		--addr 127.0.0.1 --port "$port" --ifname lo $(specs "${sizes[@]}") 2>&1 | tee -a "$log" |
-		grep '^gloo:' | while read -r line; do
-			m=$(echo "$line" | sed 's/.*mode=\([a-z]*\).*/\1/')
-			echo "$line" | take "gloo_$m" "$1"
-		done
+	gloo_launch "$tmp/gloo1.out" "- --mode allreduce,ps --world 4 --ranks 0-3 --addr 127.0.0.1 \
+--port $port --ifname lo $3" || rc=$?
+	grep '^gloo:' "$tmp/gloo1.out" | while read -r line; do
+		m=$(echo "$line" | sed 's/.*mode=\([a-z]*\).*/\1/')
+		echo "$line" | take "gloo_$m" "$2"
+	done
+	return $rc
 }
 all=$(specs "${sizes[@]}")
 # try KIND CMD...: timed, and a failure is reported, not fatal.
 try() { timed "$@" || echo "compare: $1 run $i failed (see $log)" >&2; }
+# turns SPECS KIND...: one run of each KIND ("CASE RUNNER [ARGS...]")
+# in turn, on the sizes SPECS (i is the run).
+turns() {
+	local on=$1 k
+	shift
+	for k in "$@"; do
+		# shellcheck disable=SC2086
+		set -- $k
+		try "$1" "$2" "$1" "$i" "$on" "${@:3}"
+	done
+}
+# The kinds of run on one node (the gloo kind makes the cases gloo_allreduce
+# and gloo_ps).
+one=(
+	"ragg_shm ragg1 shm"
+	"mpi_shm mpi1 shm"
+	"ragg_tcp ragg1 tcp"
+	"mpi_tcp mpi1 tcp"
+	"gloo gloo1"
+	"ragg_tcp_fp16 ragg1 tcp RAGG_COMPRESS=fp16"
+	"ragg_tcp_onebit ragg1 tcp RAGG_COMPRESS=onebit"
+)
 for ((i = 0; i < runs; i++)); do
 	echo "compare: one node, run $((i + 1)) of $runs" >&2
-	try ragg_shm ragg1 ragg_shm shm "$i" "$all"
-	try mpi_shm mpi1 shm "$i"
-	try ragg_tcp ragg1 ragg_tcp tcp "$i" "$all"
-	try mpi_tcp mpi1 tcp "$i"
-	try gloo gloo1 "$i"
-	try ragg_tcp_fp16 ragg1 ragg_tcp_fp16 tcp "$i" "$all" RAGG_COMPRESS=fp16
-	try ragg_tcp_onebit ragg1 ragg_tcp_onebit tcp "$i" "$all" RAGG_COMPRESS=onebit
+	turns "$all" "${one[@]}"
 	if [[ " ${sizes[*]} " == *" 4096 "* ]]; then
 		# Six processes spinning on this host's cores make a round last
 		# hundreds of ms: 10 rounds are enough to show it.
-		try ragg_tcp_busy ragg1 ragg_tcp_busy tcp "$i" 4096:10:1 RAGG_POLL=busy
+		turns 4096:10:1 "ragg_tcp_busy ragg1 tcp RAGG_POLL=busy"
 	fi
 done
 
@@ -211,16 +296,18 @@ link_up() { # RATE NAME: the link, and one iperf3 stream over it
 	"$here/../../scripts/netem" up "$1" >>"$log"
 	timeout 60 ip netns exec "$nsb" iperf3 -s -1 -B "$ipb" -p 5201 >/dev/null 2>&1 &
 	srv=$!
-	sleep 0.5
+	listening "$srv" 5201 "$nsb"
 	mbps=$(timeout 30 ip netns exec "$nsa" iperf3 -c "$ipb" -p 5201 -t 3 -f m | tee -a "$log" | awk '/receiver/ { print $(NF-2) }') || true
 	kill "$srv" 2>/dev/null || true
 	wait "$srv" 2>/dev/null || true
 	rec limit "iperf3_link$2_Mbps" "${mbps:-nan}"
 }
 
-ragg2() { # case run "SIZES"
-	local c=$1 r=$2 sz port key pids=() k
-	read -r -a sz <<<"$3"
+ragg2() { # ... [env...]
+	local c=$1 r=$2 sp port key pids=() k extra
+	read -r -a sp <<<"$3"
+	shift 3
+	extra=("$@")
 	port=$(free_port "$nsa")
 	key=$("$tmp/job_key")
 	k=0
@@ -233,7 +320,7 @@ ragg2() { # case run "SIZES"
 		set -- $spec
 		ip netns exec "$1" env RAGG_ROLE="$2" RAGG_RANK="$3" RAGG_WORKERS=8 RAGG_AGENTS=2 \
 			RAGG_SERVERS=2 RAGG_ROOT="$ipa:$port" RAGG_JOB_KEY="$key" RAGG_TRANSPORT=shm,tcp \
-			"${extra[@]}" timeout "$tmo" "$b/bench/ragg-round" $(specs "${sz[@]}") \
+			"${extra[@]}" timeout "$tmo" "$b/bench/ragg-round" "${sp[@]}" \
 			>"$tmp/ragg2.$k" 2>&1 &
 		pids+=($!)
 		k=$((k + 1))
@@ -245,62 +332,50 @@ ragg2() { # case run "SIZES"
 	[ $bad = 0 ] || echo "compare: $c failed (see $log)" >&2
 	sed -n 's/^round: //p' "$tmp/ragg2.4" | take "$c" "$r"
 }
-mpi2() { # case run "SIZES"
-	local sz
-	read -r -a sz <<<"$3"
+mpi2() { # ...
 	printf '%s slots=4\n%s slots=4\n' "$ipa" "$ipb" >"$tmp/hosts"
-	# shellcheck disable=SC2046
+	# shellcheck disable=SC2016,SC2086
 	COMPARE_NS_MAP="$ipa=$nsa $ipb=$nsb" timeout "$tmo" ip netns exec "$nsa" unshare --uts \
 		sh -c 'hostname "$0" && exec "$@"' "$nsa" \
 		mpirun --allow-run-as-root --oversubscribe --bind-to none --mca mpi_yield_when_idle 1 -np 8 --hostfile "$tmp/hosts" \
 		--mca plm_rsh_agent "$here/nsrsh" -x COMPARE_NS_MAP \
 		--mca btl self,vader,tcp --mca btl_tcp_if_include 198.18.1.0/24 \
 		--mca oob_tcp_if_include 198.18.1.0/24 \
-		"$tmp/mpi_sizes" $(specs "${sz[@]}") 2>&1 | tee -a "$log" |
+		"$tmp/mpi_sizes" $3 2>&1 | tee -a "$log" |
 		grep '^mpi:' | take "$1" "$2"
 }
-gloo2() { # case run "SIZES"
-	local port pb sz
-	read -r -a sz <<<"$3"
+gloo2() { # ...
+	local port rc=0
 	port=$(free_port "$nsa")
-	# shellcheck disable=SC2046
-	timeout "$tmo" ip netns exec "$nsb" "$py" "$here/gloo.py" --mode allreduce --world 8 --ranks 4-7 \
-		--addr "$ipa" --port "$port" --ifname "$prefix-vb" $(specs "${sz[@]}") >>"$log" 2>&1 &
-	pb=$!
-	# shellcheck disable=SC2046
-	timeout "$tmo" ip netns exec "$nsa" "$py" "$here/gloo.py" --mode allreduce --world 8 --ranks 0-3 \
-		--addr "$ipa" --port "$port" --ifname "$prefix-va" $(specs "${sz[@]}") 2>&1 | tee -a "$log" |
-		grep '^gloo:' | take "$1" "$2"
-	wait "$pb" || echo "compare: $1: node b failed (see $log)" >&2
+	gloo_launch "$tmp/gloo2.out" \
+		"$nsb --mode allreduce --world 8 --ranks 4-7 --addr $ipa --port $port --ifname $prefix-vb $3" \
+		"$nsa --mode allreduce --world 8 --ranks 0-3 --addr $ipa --port $port --ifname $prefix-va $3" || rc=$?
+	grep '^gloo:' "$tmp/gloo2.out" | take "$1" "$2"
+	return $rc
 }
-# ragg2 takes the codec through this array (env assignments).
-extra=()
-ragg2c() { # case run "SIZES" [env...]
-	local c=$1 r=$2 s=$3
-	shift 3
-	extra=("$@")
-	ragg2 "$c" "$r" "$s"
-	extra=()
-}
+# The kinds of run on two nodes, by the case's name after 2node10g_ or
+# 2node1g_.
+two=(
+	"ragg ragg2"
+	"mpi mpi2"
+	"gloo gloo2"
+	"ragg_fp16 ragg2 RAGG_COMPRESS=fp16"
+	"ragg_onebit ragg2 RAGG_COMPRESS=onebit"
+)
+# At 1 Gbit/s, no fp16.
+two1g=("${two[@]:0:3}" "${two[4]}")
 echo "compare: two nodes, 10 Gbit/s" >&2
 timed link link_up 10gbit 10g
 rec limit link_rate_Mbps 10000
 for ((i = 0; i < runs; i++)); do
 	echo "compare: two nodes 10 Gbit/s, run $((i + 1)) of $runs" >&2
-	try 2node10g_ragg ragg2c 2node10g_ragg "$i" "${sizes[*]}"
-	try 2node10g_mpi mpi2 2node10g_mpi "$i" "${sizes[*]}"
-	try 2node10g_gloo gloo2 2node10g_gloo "$i" "${sizes[*]}"
-	try 2node10g_ragg_fp16 ragg2c 2node10g_ragg_fp16 "$i" "${sizes[*]}" RAGG_COMPRESS=fp16
-	try 2node10g_ragg_onebit ragg2c 2node10g_ragg_onebit "$i" "${sizes[*]}" RAGG_COMPRESS=onebit
+	turns "$all" "${two[@]/#/2node10g_}"
 done
 if [ ${#sizes1g[@]} -gt 0 ]; then
 	echo "compare: two nodes, 1 Gbit/s" >&2
 	timed link link_up 1gbit 1g
 	for ((i = 0; i < runs; i++)); do
 		echo "compare: two nodes 1 Gbit/s, run $((i + 1)) of $runs" >&2
-		try 2node1g_ragg ragg2c 2node1g_ragg "$i" "${sizes1g[*]}"
-		try 2node1g_mpi mpi2 2node1g_mpi "$i" "${sizes1g[*]}"
-		try 2node1g_gloo gloo2 2node1g_gloo "$i" "${sizes1g[*]}"
-		try 2node1g_ragg_onebit ragg2c 2node1g_ragg_onebit "$i" "${sizes1g[*]}" RAGG_COMPRESS=onebit
+		turns "$(specs "${sizes1g[@]}")" "${two1g[@]/#/2node1g_}"
 	done
 fi

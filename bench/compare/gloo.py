@@ -13,10 +13,27 @@ prints, per size,
   gloo: mode=M ranks=P bytes=B rounds=R median_ms=T min_ms=N
 Usage: gloo.py --mode allreduce|ps|allreduce,ps --world P --ranks FIRST-LAST
                --addr HOST --port PORT [--ifname IF] BYTES:ROUNDS[:WARMUP]...
+       gloo.py --serve DIR
 Run under Debian's /usr/bin/python3 (python3-torch).
+
+--serve imports torch once and then runs launches on request, each forked
+from this process, so that a series of launches pays PyTorch's start-up
+(seconds of CPU, tens of seconds on a loaded host) once. It reads requests
+from the FIFO DIR/requests (it creates DIR/ready once torch is imported),
+one line each:
+  ID SECONDS OUT NETNS ARGS... [:: NETNS ARGS...]...
+Every group NETNS ARGS... is one launch as above (ARGS as on the command
+line), run in the network namespace NETNS (a name under /run/netns, as
+ip netns uses; "-": this one), all groups at once, their output appended to
+the file OUT. When all have ended, or SECONDS have passed (then they are
+killed and the status is 124), it writes the status (0: every group
+succeeded) to DIR/ID.rc. The line "quit" ends it.
 """
 import argparse
+import ctypes
 import os
+import shlex
+import signal
 import sys
 import time
 
@@ -75,7 +92,7 @@ def one(rank, args, mode, spec):
               f"median_ms={t[len(t) // 2]:.3f} min_ms={t[0]:.3f}", flush=True)
 
 
-def main():
+def parse(argv):
     p = argparse.ArgumentParser()
     p.add_argument("--mode", required=True)
     p.add_argument("--world", type=int, required=True)
@@ -84,11 +101,16 @@ def main():
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--ifname", default="")
     p.add_argument("sizes", nargs="+")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if not args.mode or any(m not in ("allreduce", "ps") for m in args.mode.split(",")):
         p.error("--mode: allreduce, ps or allreduce,ps")
+    return args
+
+
+def launch(args):
+    """This host's ranks, forked from this process (torch imported once);
+    0 when all of them succeeded."""
     first, last = (int(x) for x in args.ranks.split("-"))
-    # torch is imported once, here, and the ranks fork from this process.
     ctx = mp.get_context("fork")
     procs = [ctx.Process(target=run, args=(r, args)) for r in range(first, last + 1)]
     for q in procs:
@@ -97,7 +119,112 @@ def main():
     for q in procs:
         q.join()
         rc = rc or q.exitcode
-    sys.exit(1 if rc else 0)
+    return 1 if rc else 0
+
+
+def group(netns, argv, out):
+    """Forked child of --serve: one launch in NETNS, output to OUT."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.setpgid(0, 0)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = os.fdopen(1, "w", buffering=1)
+    sys.stderr = os.fdopen(2, "w", buffering=1)
+    try:
+        if netns != "-":
+            libc = ctypes.CDLL(None, use_errno=True)
+            ns = os.open(os.path.join("/run/netns", netns), os.O_RDONLY)
+            if libc.setns(ns, 0x40000000) != 0:  # CLONE_NEWNET
+                e = ctypes.get_errno()
+                raise OSError(e, f"setns {netns}: {os.strerror(e)}")
+            os.close(ns)
+        rc = launch(parse(argv))
+    except SystemExit as e:  # argparse
+        rc = e.code if isinstance(e.code, int) else 2
+    except Exception as e:  # noqa: BLE001 - told, and the launch fails
+        print(f"gloo: {netns}: {e}", file=sys.stderr)
+        rc = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
+
+
+RUNNING = []
+
+
+def stop(pids):
+    for q in pids:
+        try:
+            os.killpg(q, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def serve(d):
+    req = os.path.join(d, "requests")
+
+    def term(_sig, _frame):
+        # The launch under way goes with the server.
+        stop(RUNNING)
+        os._exit(1)
+    signal.signal(signal.SIGTERM, term)
+    # torch is imported by now: tell whoever waits for that.
+    open(os.path.join(d, "ready"), "w").close()
+    while True:
+        with open(req) as f:
+            lines = f.read().splitlines()
+        for line in lines:
+            w = shlex.split(line)
+            if not w:
+                continue
+            if w[0] == "quit":
+                return 0
+            jid, secs, out, rest = w[0], float(w[1]), w[2], w[3:]
+            groups, cur = [], []
+            for x in rest + ["::"]:
+                if x == "::":
+                    if cur:
+                        groups.append(cur)
+                    cur = []
+                else:
+                    cur.append(x)
+            pids = RUNNING
+            for g in groups:
+                pid = os.fork()
+                if pid == 0:
+                    group(g[0], g[1:], out)
+                pids.append(pid)
+                try:  # before the child does: stop() must find its group
+                    os.setpgid(pid, pid)
+                except OSError:
+                    pass
+            rc, deadline = 0, time.monotonic() + secs
+            while pids:
+                pid, st = os.waitpid(-1, os.WNOHANG)
+                if pid == 0:
+                    if time.monotonic() > deadline:
+                        stop(pids)
+                        for q in pids:
+                            os.waitpid(q, 0)
+                        pids.clear()
+                        rc = 124
+                    else:
+                        time.sleep(0.05)
+                    continue
+                if pid in pids:
+                    pids.remove(pid)
+                    rc = rc or (os.waitstatus_to_exitcode(st) and 1)
+            with open(os.path.join(d, jid + ".rc.tmp"), "w") as f:
+                f.write(f"{rc}\n")
+            os.rename(os.path.join(d, jid + ".rc.tmp"), os.path.join(d, jid + ".rc"))
+
+
+def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--serve":
+        sys.exit(serve(sys.argv[2]))
+    sys.exit(launch(parse(sys.argv[1:])))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ import sys
 SIZES = [4096, 262144, 1048576, 16777216, 67108864]
 ONE = ["ragg_shm", "mpi_shm", "ragg_tcp", "mpi_tcp", "gloo_allreduce", "gloo_ps"]
 TWO = ["2node10g_ragg", "2node10g_mpi", "2node10g_gloo"]
-CODEC1 = ["ragg_tcp", "ragg_tcp_fp16", "ragg_tcp_onebit", "gloo_allreduce"]
 CODEC2 = ["2node10g_ragg_fp16", "2node10g_ragg_onebit"]
 ONEG = ["2node1g_ragg", "2node1g_ragg_onebit", "2node1g_mpi", "2node1g_gloo"]
 LINK_BPS = 10e9
@@ -72,63 +71,70 @@ def main():
     link_ms = {b: b * 8 / LINK_BPS * 1e3 for b in SIZES}
     eff = {b: (link_ms[b] / t("2node10g_ragg", b)) if t("2node10g_ragg", b) else None for b in SIZES}
 
+    def cell(header, case=None, peer=None, fn=None):
+        """A column: a case's figure, a ratio case ÷ peer, or fn(size)."""
+        if fn is None:
+            fn = (lambda b: ratio(case, peer, b)) if peer else (lambda b: t(case, b))
+        return header, fn
+
+    def link1g_ms(b):
+        return b * 8 / 1e9 * 1e3
+
+    def eff1g(b):
+        return link1g_ms(b) / t("2node1g_ragg", b) if t("2node1g_ragg", b) else None
+
+    # The tables: (caption, the case that must have figures for the table
+    # to be shown (None: always), sizes, columns after the size).
+    tables = [
+        ("One node, 4 workers (ragg: 4 workers, 1 agent, 1 server); round time in ms, "
+         "median of the runs' medians; ratios are ragg ÷ peer (below 1: ragg is faster).", None, SIZES,
+         [cell("ragg shm", "ragg_shm"), cell("MPI shm", "mpi_shm"), cell("ragg tcp", "ragg_tcp"),
+          cell("MPI tcp", "mpi_tcp"), cell("Gloo all_reduce", "gloo_allreduce"), cell("Gloo PS", "gloo_ps"),
+          cell("ragg_shm/mpi_shm", "ragg_shm", "mpi_shm"), cell("ragg_tcp/mpi_tcp", "ragg_tcp", "mpi_tcp"),
+          cell("ragg_tcp/gloo_allreduce", "ragg_tcp", "gloo_allreduce"),
+          cell("ragg_tcp/gloo_ps", "ragg_tcp", "gloo_ps")]),
+        ("ragg over tcp with each codec (RAGG_COMPRESS), same one-node jobs; "
+         "ratios ÷ Gloo all_reduce.", ("ragg_tcp_fp16", "ragg_tcp_onebit"), SIZES,
+         [cell("none", "ragg_tcp"), cell("fp16", "ragg_tcp_fp16"), cell("onebit", "ragg_tcp_onebit"),
+          cell("Gloo all_reduce", "gloo_allreduce"),
+          cell("fp16/gloo_allreduce", "ragg_tcp_fp16", "gloo_allreduce"),
+          cell("onebit/gloo_allreduce", "ragg_tcp_onebit", "gloo_allreduce")]),
+        ("Two emulated nodes (namespaces joined by a veth shaped to 10 Gbit/s each way), "
+         "8 workers, 4 per node; link ms = the model's bytes over 10 Gbit/s; "
+         "link_eff = link ms ÷ ragg's round.", None, SIZES,
+         [cell("ragg", "2node10g_ragg"), cell("MPI", "2node10g_mpi"), cell("Gloo all_reduce", "2node10g_gloo"),
+          cell("ragg/mpi", "2node10g_ragg", "2node10g_mpi"), cell("ragg/gloo", "2node10g_ragg", "2node10g_gloo"),
+          cell("link ms", fn=link_ms.get), cell("link_eff", fn=eff.get),
+          cell("ragg fp16", "2node10g_ragg_fp16"), cell("ragg onebit", "2node10g_ragg_onebit"),
+          cell("fp16/gloo", "2node10g_ragg_fp16", "2node10g_gloo"),
+          cell("onebit/gloo", "2node10g_ragg_onebit", "2node10g_gloo")]),
+        ("The same two nodes with the link shaped to 1 Gbit/s (the sizes run at that rate); "
+         "link ms = the model's bytes over 1 Gbit/s.", ONEG,
+         [b for b in SIZES if any(t(c, b) is not None for c in ONEG)],
+         [cell("ragg", "2node1g_ragg"), cell("ragg onebit", "2node1g_ragg_onebit"), cell("MPI", "2node1g_mpi"),
+          cell("Gloo all_reduce", "2node1g_gloo"), cell("ragg/mpi", "2node1g_ragg", "2node1g_mpi"),
+          cell("ragg/gloo", "2node1g_ragg", "2node1g_gloo"),
+          cell("onebit/gloo", "2node1g_ragg_onebit", "2node1g_gloo"),
+          cell("link ms", fn=link1g_ms), cell("link_eff", fn=eff1g)]),
+    ]
     md = []
-    md.append("One node, 4 workers (ragg: 4 workers, 1 agent, 1 server); round time in ms, "
-              "median of the runs' medians; ratios are ragg ÷ peer (below 1: ragg is faster).")
-    md.append("")
-    md.append("| size | ragg shm | MPI shm | ragg tcp | MPI tcp | Gloo all_reduce | Gloo PS "
-              "| ragg_shm/mpi_shm | ragg_tcp/mpi_tcp | ragg_tcp/gloo_allreduce | ragg_tcp/gloo_ps |")
-    md.append("|" + "---|" * 11)
-    for b in SIZES:
-        md.append("| " + " | ".join([size_name(b)] + [fmt(t(c, b)) for c in ONE] + [
-            fmt(ratio("ragg_shm", "mpi_shm", b)), fmt(ratio("ragg_tcp", "mpi_tcp", b)),
-            fmt(ratio("ragg_tcp", "gloo_allreduce", b)), fmt(ratio("ragg_tcp", "gloo_ps", b))]) + " |")
-    if t("ragg_tcp_busy", 4096) is not None:
+    for n, (caption, need, sizes, cols) in enumerate(tables):
+        if need is not None and not (sizes and any(c in med for c in need)):
+            continue
+        if md:
+            md.append("")
+        md.append(caption)
         md.append("")
-        md.append(f"4 KiB over tcp with RAGG_POLL=busy: {fmt(t('ragg_tcp_busy', 4096), 3)} ms "
-                  f"(default polling {fmt(t('ragg_tcp', 4096), 3)} ms; "
-                  f"ragg_tcp_busy/gloo_allreduce={fmt(ratio('ragg_tcp_busy', 'gloo_allreduce', 4096))}, "
-                  f"ragg_tcp_busy/mpi_tcp={fmt(ratio('ragg_tcp_busy', 'mpi_tcp', 4096))}).")
-    if any(c in med for c in CODEC1[1:3]):
-        md.append("")
-        md.append("ragg over tcp with each codec (RAGG_COMPRESS), same one-node jobs; "
-                  "ratios ÷ Gloo all_reduce.")
-        md.append("")
-        md.append("| size | none | fp16 | onebit | Gloo all_reduce | fp16/gloo_allreduce | onebit/gloo_allreduce |")
-        md.append("|" + "---|" * 7)
-        for b in SIZES:
-            md.append("| " + " | ".join([size_name(b)] + [fmt(t(c, b)) for c in CODEC1] + [
-                fmt(ratio("ragg_tcp_fp16", "gloo_allreduce", b)),
-                fmt(ratio("ragg_tcp_onebit", "gloo_allreduce", b))]) + " |")
-    md.append("")
-    md.append("Two emulated nodes (namespaces joined by a veth shaped to 10 Gbit/s each way), "
-              "8 workers, 4 per node; link ms = the model's bytes over 10 Gbit/s; "
-              "link_eff = link ms ÷ ragg's round.")
-    md.append("")
-    md.append("| size | ragg | MPI | Gloo all_reduce | ragg/mpi | ragg/gloo | link ms | link_eff "
-              "| ragg fp16 | ragg onebit | fp16/gloo | onebit/gloo |")
-    md.append("|" + "---|" * 12)
-    for b in SIZES:
-        md.append("| " + " | ".join([size_name(b)] + [fmt(t(c, b)) for c in TWO] + [
-            fmt(ratio("2node10g_ragg", "2node10g_mpi", b)), fmt(ratio("2node10g_ragg", "2node10g_gloo", b)),
-            fmt(link_ms[b]), fmt(eff[b])] + [fmt(t(c, b)) for c in CODEC2] + [
-            fmt(ratio("2node10g_ragg_fp16", "2node10g_gloo", b)),
-            fmt(ratio("2node10g_ragg_onebit", "2node10g_gloo", b))]) + " |")
-    sizes1g = [b for b in SIZES if any(t(c, b) is not None for c in ONEG)]
-    if sizes1g:
-        md.append("")
-        md.append("The same two nodes with the link shaped to 1 Gbit/s (the sizes run at that rate); "
-                  "link ms = the model's bytes over 1 Gbit/s.")
-        md.append("")
-        md.append("| size | ragg | ragg onebit | MPI | Gloo all_reduce | ragg/mpi | ragg/gloo "
-                  "| onebit/gloo | link ms | link_eff |")
-        md.append("|" + "---|" * 10)
-        for b in sizes1g:
-            l1 = b * 8 / 1e9 * 1e3
-            e1 = l1 / t("2node1g_ragg", b) if t("2node1g_ragg", b) else None
-            md.append("| " + " | ".join([size_name(b)] + [fmt(t(c, b)) for c in ONEG] + [
-                fmt(ratio("2node1g_ragg", "2node1g_mpi", b)), fmt(ratio("2node1g_ragg", "2node1g_gloo", b)),
-                fmt(ratio("2node1g_ragg_onebit", "2node1g_gloo", b)), fmt(l1), fmt(e1)]) + " |")
+        md.append("| size | " + " | ".join(h for h, _ in cols) + " |")
+        md.append("|" + "---|" * (len(cols) + 1))
+        for b in sizes:
+            md.append("| " + " | ".join([size_name(b)] + [fmt(f(b)) for _, f in cols]) + " |")
+        if n == 0 and t("ragg_tcp_busy", 4096) is not None:
+            md.append("")
+            md.append(f"4 KiB over tcp with RAGG_POLL=busy: {fmt(t('ragg_tcp_busy', 4096), 3)} ms "
+                      f"(default polling {fmt(t('ragg_tcp', 4096), 3)} ms; "
+                      f"ragg_tcp_busy/gloo_allreduce={fmt(ratio('ragg_tcp_busy', 'gloo_allreduce', 4096))}, "
+                      f"ragg_tcp_busy/mpi_tcp={fmt(ratio('ragg_tcp_busy', 'mpi_tcp', 4096))}).")
     md.append("")
     lim = []
     limits = {k: v for k, v in limits.items() if v is not None}
@@ -210,15 +216,23 @@ def main():
     def r(x):
         return fmt(x)
 
-    line = ("compare: 16MiB "
-            f"ragg_shm/mpi_shm={r(ratio('ragg_shm', 'mpi_shm', 16777216))} "
-            f"ragg_tcp/mpi_tcp={r(ratio('ragg_tcp', 'mpi_tcp', 16777216))} "
-            f"ragg_tcp/gloo_allreduce={r(ratio('ragg_tcp', 'gloo_allreduce', 16777216))} "
-            f"ragg_tcp/gloo_ps={r(ratio('ragg_tcp', 'gloo_ps', 16777216))} "
-            f"2node10g_ragg/mpi={r(ratio('2node10g_ragg', '2node10g_mpi', 16777216))} "
-            f"2node10g_ragg/gloo={r(ratio('2node10g_ragg', '2node10g_gloo', 16777216))} "
-            f"2node10g_link_eff={r(eff[16777216])} "
-            f"4KiB ragg_tcp/gloo_allreduce={r(ratio('ragg_tcp', 'gloo_allreduce', 4096))}")
+    # The compare line: (name, case, peer, size); a size's first item is
+    # preceded by the size's name.
+    items = [("ragg_shm/mpi_shm", "ragg_shm", "mpi_shm", 16777216),
+             ("ragg_tcp/mpi_tcp", "ragg_tcp", "mpi_tcp", 16777216),
+             ("ragg_tcp/gloo_allreduce", "ragg_tcp", "gloo_allreduce", 16777216),
+             ("ragg_tcp/gloo_ps", "ragg_tcp", "gloo_ps", 16777216),
+             ("2node10g_ragg/mpi", "2node10g_ragg", "2node10g_mpi", 16777216),
+             ("2node10g_ragg/gloo", "2node10g_ragg", "2node10g_gloo", 16777216),
+             ("2node10g_link_eff", None, None, 16777216),
+             ("ragg_tcp/gloo_allreduce", "ragg_tcp", "gloo_allreduce", 4096)]
+    words, last = ["compare:"], None
+    for name, case, peer, b in items:
+        if b != last:
+            words.append(size_name(b))
+            last = b
+        words.append(f"{name}={r(eff[b] if case is None else ratio(case, peer, b))}")
+    line = " ".join(words)
     if wall:
         line += f" elapsed_s={wall}"
     doc = {

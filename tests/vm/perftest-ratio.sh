@@ -112,6 +112,61 @@ perftest_lat() {
     echo "$v"
 }
 
+# perftest_lat_tail SIZE [ITERS]: ib_write_lat's typical latency and its
+# 99.9th percentile, usec, on one line ("TYPICAL P999").
+perftest_lat_tail() {
+    local size="${1:-8}" iters="${2:-${PERFTEST_LAT_ITERS:-1000}}" out typ v
+    out="$(_perftest_run ib_write_lat "$size" "$iters")" || return 1
+    typ="$(_perftest_column "$out" "$size" 't_typical[usec]')" || {
+        { echo "perftest: no ib_write_lat t_typical for size $size:"; echo "$out"; } >&2
+        return 1
+    }
+    # "99% percentile[usec]   99.9% percentile[usec]" end the header: the
+    # 99.9th percentile is the row's last field.
+    if ! grep -q '99\.9% percentile\[usec\][[:space:]]*$' <<<"$out"; then
+        { echo "perftest: ib_write_lat prints no 99.9% percentile:"; echo "$out"; } >&2
+        return 1
+    fi
+    v="$(awk -v size="$size" '$1 == size && $NF ~ /^[0-9]+(\.[0-9]+)?$/ { v = $NF } END { if (v == "") exit 1; print v }' <<<"$out")" || {
+        { echo "perftest: no ib_write_lat 99.9% percentile for size $size:"; echo "$out"; } >&2
+        return 1
+    }
+    echo "$typ $v"
+}
+
+# ragg_perf_lat_tail RAGG_PERF busy|nobusy SIZE [ITERS]: ragg-perf write_lat
+# between a server and a client on the device, with --busy or without (for
+# write_lat ragg-perf spins either way); prints "MEDIAN P999", usec.
+ragg_perf_lat_tail() {
+    local perf="$1" how="$2" size="${3:-8}" iters="${4:-${PERFTEST_LAT_ITERS:-1000}}"
+    local dev="${RAGG_VM_DEV:-rxe0}" addr="${RAGG_VM_ADDR:-198.18.0.1}"
+    local gid="${PERFTEST_GID_INDEX:-1}" tmo="${PERFTEST_TIMEOUT:-120}"
+    local port tmp spid rc=0 out v busy=()
+    [ "$how" = busy ] && busy=(--busy)
+    port=$((20000 + RANDOM % 20000))
+    tmp="$(mktemp -d "${TMPDIR:-/tmp}/ragg-perf.XXXXXX")" || return 1
+    RAGG_VERBS_DEVICE="$dev" timeout "$tmo" "$perf" -t verbs -x "$gid" -p "$port" -T 60 \
+        >"$tmp/server.log" 2>&1 &
+    spid=$!
+    out="$(RAGG_VERBS_DEVICE="$dev" timeout "$tmo" "$perf" -t verbs -x "$gid" -p "$port" -T 60 \
+        -l -s "$size" -n "$iters" --json "${busy[@]}" "$addr" 2>"$tmp/client.log")" || rc=$?
+    wait "$spid" 2>/dev/null
+    if [ -n "${RAGG_VM_RESULTS:-}" ] && [ -d "$RAGG_VM_RESULTS" ]; then
+        echo "$out" >>"$RAGG_VM_RESULTS/ragg-perf-lat-$how-$size.json"
+    fi
+    v="$(sed -n 's/.*"t_median_us":\([0-9.]*\),.*"t_p999_us":\([0-9.]*\),.*/\1 \2/p' <<<"$out" | head -n1)"
+    if [ "$rc" -ne 0 ] || [ -z "$v" ]; then
+        {
+            echo "ragg-perf write_lat $how size=$size failed (status $rc)"
+            cat "$tmp/client.log" "$tmp/server.log"
+        } >&2
+        rm -rf "$tmp"
+        return 1
+    fi
+    rm -rf "$tmp"
+    echo "$v"
+}
+
 # perftest_ratio VALUE REFERENCE: VALUE / REFERENCE, 3 decimals.
 perftest_ratio() {
     awk -v a="$1" -v b="$2" 'BEGIN {

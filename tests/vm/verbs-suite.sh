@@ -3,7 +3,9 @@
 # the guest's Soft-RoCE device, the transport conformance suite, then
 # ragg-perf against perftest (ib_write_bw at 1 MiB, ib_write_lat at 8 bytes)
 # on the same device in the same run, and prints
-#   vm-verbs: ragg/perftest bw_ratio=X lat_ratio=Y
+#   vm-verbs: ragg/perftest bw_ratio=X lat_ratio=Y p999_ratio=Z p999_ratio_nobusy=W
+# (p999: the 99.9th percentile of the 8-byte latency, ragg-perf with --busy
+# and without, against ib_write_lat's; write_lat spins either way)
 # Run it from the host:
 #   tests/vm/run-in-vm.sh -- tests/vm/verbs-suite.sh [BUILD_DIR]
 # BUILD_DIR (default: <checkout>/build) holds the host-built tree
@@ -19,6 +21,7 @@
 #   VM_VERBS_ROUNDS [3]       measurement rounds; each series' median counts
 #   VM_VERBS_MIN_BW_RATIO [0.9]   aim for ragg/perftest bandwidth
 #   VM_VERBS_MAX_LAT_RATIO [1.2]  aim for ragg/perftest latency
+#   VM_VERBS_MAX_P999_RATIO [2]   aim for both p999 ratios
 #   VM_VERBS_PERF_GATE [0]    1: a missed aim fails the suite (otherwise it
 #                             is reported on a "vm-verbs:" line)
 #   PERFTEST_BW_ITERS [200]  PERFTEST_LAT_ITERS [1000]  (both tools use them)
@@ -146,19 +149,22 @@ median() {
 }
 
 step "ragg-perf vs perftest on $dev (GID $gid), $rounds rounds"
-rb=() pb=() rl=() pl=()
+rb=() pb=() rl=() pl=() rt=() rn=() pt=()
 if [ -x "$perf" ]; then
 	for ((r = 1; r <= rounds; r++)); do
 		# Alternate who goes first, so a slow spell of the host hits both.
 		if v=$(ragg_perf bw 1048576 "$bw_iters"); then rb+=("$v"); fi
 		if v=$(retry perftest_bw 1048576 "$bw_iters"); then pb+=("$v"); fi
-		if v=$(retry perftest_lat 8 "$lat_iters"); then pl+=("$v"); fi
-		if v=$(ragg_perf lat 8 "$lat_iters"); then rl+=("$v"); fi
+		# Latency: median and 99.9th percentile ("M P") of each.
+		if v=$(retry perftest_lat_tail 8 "$lat_iters"); then pl+=("${v% *}") pt+=("${v#* }"); fi
+		if v=$(ragg_perf_lat_tail "$perf" busy 8 "$lat_iters"); then rl+=("${v% *}") rt+=("${v#* }"); fi
+		if v=$(ragg_perf_lat_tail "$perf" nobusy 8 "$lat_iters"); then rn+=("${v#* }"); fi
 		echo "round $r: ragg bw $(last "${rb[@]}") MB/s, perftest bw $(last "${pb[@]}") MB/s," \
-			"ragg lat $(last "${rl[@]}") us, perftest lat $(last "${pl[@]}") us"
+			"ragg lat $(last "${rl[@]}") us, perftest lat $(last "${pl[@]}") us," \
+			"p99.9: ragg $(last "${rt[@]}") us (without --busy $(last "${rn[@]}")), perftest $(last "${pt[@]}") us"
 	done
 	# One ragg-perf table of each kind for the log.
-	cat "$results/ragg-perf-bw-1048576.out" "$results/ragg-perf-lat-8.out" 2>/dev/null
+	cat "$results/ragg-perf-bw-1048576.out" "$results/ragg-perf-lat-busy-8.json" 2>/dev/null
 else
 	fail perf "$perf not built"
 fi
@@ -167,14 +173,23 @@ ragg_bw=$(printf '%s\n' "${rb[@]}" | median)
 perf_bw=$(printf '%s\n' "${pb[@]}" | median)
 ragg_lat=$(printf '%s\n' "${rl[@]}" | median)
 perf_lat=$(printf '%s\n' "${pl[@]}" | median)
+ragg_p999=$(printf '%s\n' "${rt[@]}" | median)
+ragg_p999_nobusy=$(printf '%s\n' "${rn[@]}" | median)
+perf_p999=$(printf '%s\n' "${pt[@]}" | median)
 [ -n "$ragg_bw" ] && echo "ragg-perf: bw_MBps=$ragg_bw size=1048576 (median of ${#rb[@]})"
 [ -n "$ragg_lat" ] && echo "ragg-perf: lat_median_us=$ragg_lat size=8 (median of ${#rl[@]})"
 [ -n "$perf_bw" ] && echo "perftest: bw_MBps=$perf_bw size=1048576 (median of ${#pb[@]})"
 [ -n "$perf_lat" ] && echo "perftest: lat_median_us=$perf_lat size=8 (median of ${#pl[@]})"
+[ -n "$ragg_p999" ] && echo "ragg-perf: lat_p999_us=$ragg_p999 size=8 (median of ${#rt[@]})"
+[ -n "$ragg_p999_nobusy" ] && echo "ragg-perf: lat_p999_us=$ragg_p999_nobusy size=8 without --busy (median of ${#rn[@]})"
+[ -n "$perf_p999" ] && echo "perftest: lat_p999_us=$perf_p999 size=8 (median of ${#pt[@]})"
 
 bw_ratio=$(perftest_ratio "$ragg_bw" "$perf_bw" 2>/dev/null) || bw_ratio=
 lat_ratio=$(perftest_ratio "$ragg_lat" "$perf_lat" 2>/dev/null) || lat_ratio=
-echo "vm-verbs: ragg/perftest bw_ratio=${bw_ratio:-none} lat_ratio=${lat_ratio:-none}"
+p999_ratio=$(perftest_ratio "$ragg_p999" "$perf_p999" 2>/dev/null) || p999_ratio=
+p999_nobusy=$(perftest_ratio "$ragg_p999_nobusy" "$perf_p999" 2>/dev/null) || p999_nobusy=
+echo "vm-verbs: ragg/perftest bw_ratio=${bw_ratio:-none} lat_ratio=${lat_ratio:-none}" \
+	"p999_ratio=${p999_ratio:-none} p999_ratio_nobusy=${p999_nobusy:-none}"
 
 # Context for the latency: ib_write_lat learns of a write by polling the
 # target memory; ragg's receiver learns of it from a completion (a write
@@ -213,6 +228,8 @@ perf_check() { # NAME RATIO OP AIM
 }
 perf_check perf_bw "$bw_ratio" ">=" "$min_bw"
 perf_check perf_lat "$lat_ratio" "<=" "$max_lat"
+perf_check perf_p999 "$p999_ratio" "<=" "${VM_VERBS_MAX_P999_RATIO:-2}"
+perf_check perf_p999_nobusy "$p999_nobusy" "<=" "${VM_VERBS_MAX_P999_RATIO:-2}"
 
 # ---- integration tests over verbs: added here by the core's owner ----
 
