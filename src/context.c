@@ -217,6 +217,7 @@ RAGG_EXPORT int ragg_init(const struct ragg_opts *opts, ragg_ctx_t **out)
 	}
 	if ((rc = alloc_peers(ctx)) || (rc = ragg__elastic_init(ctx)))
 		goto err;
+	ctx->check_gradient = strcmp(ragg__opt_get(&ctx->opts, "RAGG_CHECK_GRADIENT"), "on") == 0;
 	ctx->wake_fd = -1;
 	if (ctx->opts.role != RAGG_ROLE_WORKER &&
 	    (ctx->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {

@@ -202,6 +202,7 @@ struct ragg_ctx {
 	int byes; /* peers that said goodbye */
 	/* RAGG_ON_WORKER_LOSS (elastic.c): workers that leave or are lost. */
 	bool on_loss_continue;
+	bool check_gradient; /* RAGG_CHECK_GRADIENT=on: workers scan each push */
 	int left_untold; /* agent: workers left, not yet judged */
 	int lost_worker; /* rank + 1 of the worker whose leaving failed the job; 0: none */
 	uint8_t *workers_gone; /* per job-wide worker rank: known to have left */

@@ -120,7 +120,7 @@ static int post_push(ragg_tensor_t *t, const float *grad, double weight)
 	 * RAGG_CHECK_GRADIENT=on it is refused here, before anything is
 	 * sent, at the cost of one read of the gradient. */
 	size_t n = t->plan.bytes / sizeof(float), bad = n;
-	if (strcmp(ragg__opt_get(&t->ctx->opts, "RAGG_CHECK_GRADIENT"), "on") == 0)
+	if (ctx->check_gradient)
 		bad = ragg__first_nonfinite(grad, n);
 	if (ragg__unlikely(bad < n)) {
 		ragg__error("tensor \"%s\": the gradient is not finite (element %zu of %zu is %g); "
