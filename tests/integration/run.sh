@@ -1130,7 +1130,10 @@ handshake_replay_refused() {
 		spid=$!
 		env $shape RAGG_ROOT=127.0.0.1:$port RAGG_ROLE=agent RAGG_RANK=0 "$job" exact 3 >"$l.a0" 2>&1 &
 		apid=$!
-		for _ in $(seq $((400 * scale))); do
+		# Deadlines in seconds, not in tries: in the emulated guest a
+		# try (a sed) takes far longer than its 0.05 s sleep.
+		end=$((SECONDS + 20 * scale))
+		while [ $SECONDS -lt $end ]; do
 			addr=$(sed -n 's/.*agent\/0 listening at \([^ ]*\).*$/\1/p' "$l.a0" | head -n1)
 			[ -n "$addr" ] && break
 			sleep 0.05
@@ -1140,7 +1143,8 @@ handshake_replay_refused() {
 			"$tptap" tap $transport "$addr" "$rec" $((15 * scale)) >"$l.tap" 2>&1 &
 			tpid=$!
 			taddr=
-			for _ in $(seq $((100 * scale))); do
+			end=$((SECONDS + 20 * scale))
+			while [ $SECONDS -lt $end ]; do
 				taddr=$(sed -n 's/^tptap: listening at \(.*\)$/\1/p' "$l.tap")
 				[ -n "$taddr" ] && break
 				sleep 0.05
