@@ -301,10 +301,10 @@ RAGG_TEST(real_binding_auto)
  * (read without the "pci" plugin: placement.c). */
 RAGG_TEST(real_device_found)
 {
-	char name[64] = "", path[320], target[512];
+	char name[sizeof(((struct dirent *)0)->d_name)] = "", path[320], target[512];
 	DIR *d = opendir("/sys/class/net");
 	for (struct dirent *de; d && !name[0] && (de = readdir(d));) {
-		if (de->d_name[0] == '.' || strlen(de->d_name) >= sizeof(name))
+		if (de->d_name[0] == '.')
 			continue;
 		snprintf(path, sizeof(path), "/sys/class/net/%s/device", de->d_name);
 		char *real = realpath(path, NULL);
