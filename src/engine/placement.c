@@ -40,8 +40,20 @@ static int load_topology(struct ragg__placement *pl, const struct ragg__engine_c
 	if (hwloc_topology_init(&pl->topo) < 0)
 		return -ENOMEM;
 	/* I/O objects are off by default and only needed to find a device. */
-	if (conf->device)
+	if (conf->device) {
 		hwloc_topology_set_io_types_filter(pl->topo, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
+#if HWLOC_API_VERSION >= 0x00020100
+		/* Not through the "pci" plugin (libpciaccess): it reads the
+		 * whole PCI name database (pci.ids) by growing an array one
+		 * realloc at a time, which an ASan process, whose realloc
+		 * always copies, took over a minute to do. Linux's backend
+		 * finds the same PCI functions and OS devices in sysfs; the
+		 * names, which placement never reads, are all that is lost. */
+		if (!xml)
+			hwloc_topology_set_components(pl->topo, HWLOC_TOPOLOGY_COMPONENTS_FLAG_BLACKLIST,
+			                              "pci");
+#endif
+	}
 	if (xml && strncmp(xml, "synthetic:", 10) == 0)
 		rc = hwloc_topology_set_synthetic(pl->topo, xml + 10);
 	else if (xml && xml[0] == '<')

@@ -1042,9 +1042,10 @@ chaos_kills() {
 	local seed=${CHAOS_SEED:-$((RANDOM * 32768 + RANDOM))} runs=${CHAOS_RUNS:-3} n=0
 	chaos_kills=0 chaos_survivors=0 chaos_signal=0 chaos_over=0 chaos_bad=0
 	CHAOS_DEADLINE_S=${CHAOS_DEADLINE_S:-10}
+	local tps=${CHAOS_TRANSPORTS:-tcp shm}
 	echo "chaos: seed=$seed runs=$runs per role and transport"
 	RANDOM=$seed
-	for tp in ${CHAOS_TRANSPORTS:-tcp shm}; do
+	for tp in $tps; do
 		for victim in "worker 1" "agent 1" "server 1" "server 0"; do
 			for _ in $(seq "$runs"); do
 				n=$((n + 1))
@@ -1052,6 +1053,8 @@ chaos_kills() {
 			done
 		done
 	done
+	tps=${tps# } tps=${tps% }
+	echo "SUMMARY: chaos: transport=${tps// /,}"
 	echo "SUMMARY: chaos: kills=$chaos_kills survivors=$chaos_survivors by_signal=$chaos_signal over_deadline=$chaos_over other_failures=$chaos_bad seed=$seed"
 	[ $chaos_signal -eq 0 ] || { echo "WHY: $chaos_signal survivors died by a signal"; return; }
 	[ $chaos_over -eq 0 ] || { echo "WHY: $chaos_over survivors outlived the deadline"; return; }
@@ -1127,15 +1130,16 @@ garbage_and_wrong_key_dropped() {
 # with the key, as agent 0),
 # then replayed into a new job with the same key before its own worker
 # starts: the agent refuses it at the handshake, logs why, keeps the place,
-# and the job's result is the exact one. tcp: the tap is a byte relay; shm:
-# a process speaking the transport (tptap) that passes the hello and the
+# and the job's result is the exact one. tcp: the tap is a byte relay; shm
+# and verbs (in the Soft-RoCE guest, tests/vm/suite.sh): a process speaking
+# the transport (tptap) that passes the connection's private data and the
 # messages but not the writes, so the recorded job completes its handshake
 # through the tap and then fails.
 handshake_replay_refused() {
-	[ "$transport" = tcp ] || [ "$transport" = shm ] || { echo "WHY: tcp and shm only"; return; }
+	case "$transport" in tcp | shm | verbs) ;; *) echo "WHY: tcp, shm and verbs only"; return ;; esac
 	relay="$build/tests/integration/relay"
 	tptap="$build/tests/integration/tptap"
-	shape="RAGG_TRANSPORT=$transport RAGG_JOB_KEY=k1 RAGG_WORKERS=1 RAGG_AGENTS=1 RAGG_SERVERS=1 RAGG_TIMEOUT_MS=20000 RAGG_LOG=info"
+	shape="RAGG_TRANSPORT=$transport RAGG_JOB_KEY=k1 RAGG_WORKERS=1 RAGG_AGENTS=1 RAGG_SERVERS=1 RAGG_TIMEOUT_MS=$((20000 * scale)) RAGG_LOG=info"
 	rec="$logdir/replay.rec"
 	for phase in record replay; do
 		port=$(free_port)
@@ -1144,36 +1148,40 @@ handshake_replay_refused() {
 		spid=$!
 		env $shape RAGG_ROOT=127.0.0.1:$port RAGG_ROLE=agent RAGG_RANK=0 "$job" exact 3 >"$l.a0" 2>&1 &
 		apid=$!
-		for _ in $(seq 400); do
+		# Deadlines in seconds, not in tries: in the emulated guest a
+		# try (a sed) takes far longer than its 0.05 s sleep.
+		end=$((SECONDS + 20 * scale))
+		while [ $SECONDS -lt $end ]; do
 			addr=$(sed -n 's/.*agent\/0 listening at \([^ ]*\).*$/\1/p' "$l.a0" | head -n1)
 			[ -n "$addr" ] && break
 			sleep 0.05
 		done
 		[ -n "$addr" ] || { cat "$l.a0"; echo "WHY: agent address not found"; return; }
-		if [ $phase = record ] && [ $transport = shm ]; then
-			"$tptap" tap shm "$addr" "$rec" 15 >"$l.tap" 2>&1 &
+		if [ $phase = record ] && [ $transport != tcp ]; then
+			"$tptap" tap $transport "$addr" "$rec" $((15 * scale)) >"$l.tap" 2>&1 &
 			tpid=$!
 			taddr=
-			for _ in $(seq 100); do
+			end=$((SECONDS + 20 * scale))
+			while [ $SECONDS -lt $end ]; do
 				taddr=$(sed -n 's/^tptap: listening at \(.*\)$/\1/p' "$l.tap")
 				[ -n "$taddr" ] && break
 				sleep 0.05
 			done
 			[ -n "$taddr" ] || { cat "$l.tap"; kill $apid $spid $tpid; echo "WHY: tap address not found"; return; }
-			RAGG_JOB_KEY=k1 "$relay" publish 127.0.0.1:$port agent/0 agent/0 shm=$taddr >>"$l.tap" 2>&1
+			RAGG_JOB_KEY=k1 "$relay" publish 127.0.0.1:$port agent/0 agent/0 $transport=$taddr >>"$l.tap" 2>&1
 		elif [ $phase = record ]; then
 			tport=$(free_port)
 			"$relay" tap $tport "$addr" "$rec" >"$l.tap" 2>&1 &
 			sleep 0.2
 			RAGG_JOB_KEY=k1 "$relay" publish 127.0.0.1:$port agent/0 agent/0 tcp=127.0.0.1:$tport >>"$l.tap" 2>&1
-		elif [ $transport = shm ]; then
-			"$tptap" replay shm "$addr" "$rec" >"$l.tap" 2>&1
+		elif [ $transport != tcp ]; then
+			"$tptap" replay $transport "$addr" "$rec" $((3 * scale)) >"$l.tap" 2>&1
 		else
 			"$relay" replay "$addr" "$rec" >"$l.tap" 2>&1
 		fi
 		env $shape RAGG_ROOT=127.0.0.1:$port RAGG_ROLE=worker RAGG_RANK=0 "$job" exact 3 >"$l.w0" 2>&1
 		wrc=$?
-		if [ $phase = record ] && [ $transport = shm ]; then
+		if [ $phase = record ] && [ $transport != tcp ]; then
 			# The tap cannot pass writes: this job ends once the
 			# handshake through it is done. Its agent and server wait
 			# for a worker that is gone.

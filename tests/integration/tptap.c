@@ -7,7 +7,9 @@
  *        listen (printing "tptap: listening at ADDR"), take one
  *        connection, connect to TARGET with the same private data, accept
  *        the first with what TARGET answered, and pass messages both ways
- *        (not writes: the descriptors it forwards name TARGET's regions),
+ *        (not writes: the descriptors it forwards name TARGET's regions;
+ *        a message for a side not connected yet, or out of send credits,
+ *        is held and passed on in order once it can be),
  *        recording the connecting side's private data and messages into
  *        FILE; exits when either side leaves or after S seconds (default
  *        10)
@@ -104,6 +106,40 @@ static void open_dev(const char *name)
 	}
 }
 
+/* Messages for one side that its endpoint could not take yet: over verbs
+ * the target's first message can come before the accepted side is up (the
+ * transport refuses a send until it reports the connection), or when its
+ * send credits are out. Kept in order and passed on as soon as it can. */
+#define HELD_MAX 64
+struct held {
+	int n;
+	uint32_t len[HELD_MAX];
+	uint8_t data[HELD_MAX][RAGG_TP_MSG_MAX];
+};
+static struct held held_w, held_a;
+
+static int flush(struct ragg_tp_ep *ep, struct held *h)
+{
+	int done = 0, rc = 0;
+	while (done < h->n && !(rc = tp->send(ep, h->data[done], h->len[done])))
+		done++;
+	memmove(h->len, h->len + done, (size_t)(h->n - done) * sizeof(h->len[0]));
+	memmove(h->data, h->data + done, (size_t)(h->n - done) * sizeof(h->data[0]));
+	h->n -= done;
+	return rc;
+}
+
+static void pass(struct ragg_tp_ep *ep, struct held *h, const void *data, size_t len)
+{
+	if (h->n == HELD_MAX || len > RAGG_TP_MSG_MAX) {
+		fprintf(stderr, "tptap: a message of %zu bytes dropped: %d held\n", len, h->n);
+		return;
+	}
+	memcpy(h->data[h->n], data, len);
+	h->len[h->n++] = (uint32_t)len;
+	flush(ep, h);
+}
+
 static int tap(const char *target, const char *file, double secs)
 {
 	char addr[RAGG_TP_ADDR_MAX];
@@ -152,8 +188,10 @@ static int tap(const char *target, const char *file, double secs)
 					put(f, 'M', e->data, e->len);
 					msgs++;
 				}
-				if (e->ep == w || e->ep == a)
-					tp->send(e->ep == w ? a : w, e->data, e->len);
+				if (e->ep == w)
+					pass(a, &held_a, e->data, e->len);
+				else if (e->ep == a)
+					pass(w, &held_w, e->data, e->len);
 				break;
 			case RAGG_TP_EV_DISCONNECTED:
 				if (e->ep == w || e->ep == a) {
@@ -168,8 +206,12 @@ static int tap(const char *target, const char *file, double secs)
 				break;
 			}
 		}
+		if (w && held_w.n)
+			flush(w, &held_w);
+		if (a && held_a.n)
+			flush(a, &held_a);
 		if (!n)
-			tp->wait(dev, 50);
+			tp->wait(dev, held_w.n || held_a.n ? 1 : 50);
 	}
 	printf("tptap: recorded %d messages; time is up\n", msgs);
 	fclose(f);
@@ -198,16 +240,20 @@ static int replay(const char *target, const char *file, double secs)
 		for (int i = 0; i < n; i++) {
 			if (ev[i].type == RAGG_TP_EV_CONNECTED) {
 				while ((rc = get(f, &r)) == 1)
-					if (r.kind == 'M' && !tp->send(a, r.data, r.len))
+					if (r.kind == 'M') {
+						pass(a, &held_a, r.data, r.len);
 						sent++;
+					}
 			} else if (ev[i].type == RAGG_TP_EV_DISCONNECTED) {
 				printf("tptap: replayed %d messages; the target closed: %s\n", sent,
 				       ragg_strerror(ev[i].status));
 				return 0;
 			}
 		}
+		if (held_a.n)
+			flush(a, &held_a);
 		if (!n)
-			tp->wait(dev, 50);
+			tp->wait(dev, held_a.n ? 1 : 50);
 	}
 	printf("tptap: replayed %d messages; time is up\n", sent);
 	return 0;

@@ -7,6 +7,7 @@
  * nothing is applied; the last tests bind for real on this machine and
  * check what the threads got.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <hwloc.h>
 #include <stdio.h>
@@ -293,6 +294,36 @@ RAGG_TEST(real_binding_auto)
 	hwloc_bitmap_free(want);
 	hwloc_bitmap_free(set);
 	hwloc_topology_destroy(topo);
+	ragg__engine_stop(e);
+}
+
+/* The PCI network device of this machine is found in its real topology
+ * (read without the "pci" plugin: placement.c). */
+RAGG_TEST(real_device_found)
+{
+	char name[sizeof(((struct dirent *)0)->d_name)] = "", path[320], target[512];
+	DIR *d = opendir("/sys/class/net");
+	for (struct dirent *de; d && !name[0] && (de = readdir(d));) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/sys/class/net/%s/device", de->d_name);
+		char *real = realpath(path, NULL);
+		if (real && strstr(real, "/pci"))
+			snprintf(name, sizeof(name), "%s", de->d_name);
+		free(real);
+	}
+	if (d)
+		closedir(d);
+	if (!name[0]) {
+		fprintf(stderr, "note: no PCI network device here; not checked\n");
+		return;
+	}
+	struct ragg__engine *e = start(1, name, NULL, NULL);
+	struct ragg__engine_placement p;
+	RAGG_CHECK_OK(ragg__engine_get_placement(e, &p));
+	RAGG_CHECKF(p.node < 0 || p.device_node >= 0, "%s not found (node %d)", name, p.node);
+	snprintf(target, sizeof(target), "device=%s ", name);
+	check_describe(e, (const char *const[]){ target, NULL });
 	ragg__engine_stop(e);
 }
 

@@ -15,5 +15,16 @@ echo "== vm-verbs: integration tests, RAGG_TRANSPORT=verbs on ${RAGG_VM_DEV:-rxe
 # Emulation makes everything slower: more time for each test and wait.
 RAGG_TRANSPORT=verbs RAGG_VERBS_DEVICE="${RAGG_VM_DEV:-rxe0}" RAGG_TEST_TIMEOUT_SCALE=4 \
 	"$checkout/tests/integration/run.sh" "$build" linreg_8_2_2 exact_weighted_mean declare_mismatch_refused \
-	agent_killed_mid_job worker_killed_mid_job | sed -u 's#^\(PASS\|FAIL\): integration/#\1: verbs-integration/#' || status=1
+	agent_killed_mid_job worker_killed_mid_job handshake_replay_refused |
+	sed -u 's#^\(PASS\|FAIL\): integration/#\1: verbs-integration/#' || status=1
+
+# Chaos over verbs: worker 1, agent 1, server 1 and server 0 SIGKILLed once
+# each at a seeded random moment (VM_CHAOS_RUNS times each; CHAOS_SEED
+# replays) in a 1 MiB job; every survivor must leave by itself, with an
+# error naming the lost peer, within the deadline, none by a signal.
+echo "== vm-verbs: chaos, RAGG_TRANSPORT=verbs on ${RAGG_VM_DEV:-rxe0}"
+CHAOS_TRANSPORTS=verbs CHAOS_RUNS="${VM_CHAOS_RUNS:-1}" JOB_COUNT="${VM_CHAOS_COUNT:-262144}" \
+	RAGG_VERBS_DEVICE="${RAGG_VM_DEV:-rxe0}" RAGG_TEST_TIMEOUT_SCALE=4 \
+	"$checkout/tests/integration/run.sh" "$build" chaos_kills |
+	sed -u 's#^\(PASS\|FAIL\): integration/#\1: verbs-integration/#' || status=1
 exit $status
