@@ -823,6 +823,9 @@ static int inplace(ragg_ctx_t *ctx, int rounds)
 	return 0;
 }
 
+/* Buffers of a tensor to free once ragg_finalize has returned. */
+static void *after_finalize[2];
+
 static int run_rounds(ragg_ctx_t *ctx, int rounds, int pause_ms)
 {
 	const char *count = getenv("JOB_COUNT");
@@ -842,10 +845,12 @@ static int run_rounds(ragg_ctx_t *ctx, int rounds, int pause_ms)
 			grad[j] = (float)((j + (size_t)r) % 3);
 		if ((rc = ragg_pushpull(t, grad, 1.0, params))) {
 			/* A failed job (a peer killed) ends as cleanly as a
-			 * finished one: LeakSanitizer checks the chaos runs. */
+			 * finished one: LeakSanitizer checks the chaos runs. The
+			 * buffers are the tensor's for its life (ragg_push(3)):
+			 * they are freed after ragg_finalize. */
 			if (!own) {
-				free(params);
-				free(grad);
+				after_finalize[0] = params;
+				after_finalize[1] = grad;
 			}
 			return fail("pushpull", rc);
 		}
@@ -1085,5 +1090,7 @@ int main(int argc, char **argv)
 	report_rss(ctx);
 	if ((rc = ragg_finalize(ctx)) && !status)
 		status = fail("finalize", rc);
+	free(after_finalize[0]);
+	free(after_finalize[1]);
 	return status;
 }
