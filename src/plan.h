@@ -215,13 +215,20 @@ static inline size_t ragg__plan_owned_off(const struct ragg__plan *pl, size_t c)
 	return ragg__plan_local(pl, c) * pl->chunk_bytes;
 }
 
-/* Bytes a sender writes for chunk c: its contribution, encoded (`coded`,
- * see ragg__plan_coded) or the chunk's floats. */
-static inline size_t ragg__plan_contrib_len(const struct ragg__plan *pl, size_t c, bool coded)
+/* Bytes a sender writes for chunk c with `codec` on its hop: encoded
+ * (`coded`, see ragg__plan_coded) or the chunk's floats. */
+static inline size_t ragg__plan_hop_len(const struct ragg__plan *pl,
+                                        const struct ragg__codec_spec *codec, size_t c, bool coded)
 {
 	if (coded)
-		return ragg__codec_max_encoded_size(&pl->codec, ragg__plan_chunk_elems(pl, c));
+		return ragg__codec_max_encoded_size(codec, ragg__plan_chunk_elems(pl, c));
 	return ragg__plan_chunk_len(pl, c);
+}
+
+/* An agent's contribution (RAGG_COMPRESS's codec). */
+static inline size_t ragg__plan_contrib_len(const struct ragg__plan *pl, size_t c, bool coded)
+{
+	return ragg__plan_hop_len(pl, &pl->codec, c, coded);
 }
 
 /* The data bytes of all chunks of a worker's contribution, slot layout
@@ -240,9 +247,7 @@ static inline size_t ragg__plan_contrib_off(const struct ragg__plan *pl, size_t 
 /* The same for a worker's contribution (the worker hop's codec). */
 static inline size_t ragg__plan_wcontrib_len(const struct ragg__plan *pl, size_t c, bool coded)
 {
-	if (coded)
-		return ragg__codec_max_encoded_size(&pl->wcodec, ragg__plan_chunk_elems(pl, c));
-	return ragg__plan_chunk_len(pl, c);
+	return ragg__plan_hop_len(pl, &pl->wcodec, c, coded);
 }
 
 static inline size_t ragg__plan_wcontrib_bytes(const struct ragg__plan *pl)

@@ -101,17 +101,6 @@ perftest_bw() {
     echo "$v"
 }
 
-# perftest_lat SIZE [ITERS]: typical (median) ib_write_lat latency, usec.
-perftest_lat() {
-    local size="${1:-8}" iters="${2:-${PERFTEST_LAT_ITERS:-1000}}" out v
-    out="$(_perftest_run ib_write_lat "$size" "$iters")" || return 1
-    v="$(_perftest_column "$out" "$size" 't_typical[usec]')" || {
-        { echo "perftest: no ib_write_lat t_typical for size $size:"; echo "$out"; } >&2
-        return 1
-    }
-    echo "$v"
-}
-
 # perftest_lat_tail SIZE [ITERS]: ib_write_lat's typical latency and its
 # 99.9th percentile, usec, on one line ("TYPICAL P999").
 perftest_lat_tail() {
@@ -132,6 +121,13 @@ perftest_lat_tail() {
         return 1
     }
     echo "$typ $v"
+}
+
+# perftest_lat SIZE [ITERS]: typical (median) ib_write_lat latency, usec.
+perftest_lat() {
+    local v
+    v="$(perftest_lat_tail "$@")" || return 1
+    echo "${v% *}"
 }
 
 # ragg_perf_lat_tail RAGG_PERF busy|nobusy SIZE [ITERS]: ragg-perf write_lat
