@@ -39,7 +39,9 @@
  * connected is refused. Anything out of order (PROOF before KEYS, KEYS
  * twice, a handshake message after DONE) fails the handshake.
  *
- * On DONE both sides derive per-direction session keys:
+ * Each side derives the per-direction session keys right after its PROOF
+ * is out (the Diffie-Hellman, the dearest step, then runs while the proofs
+ * cross) and uses them only on DONE:
  *   crypto_kx_{client,server}_session_keys(ephemeral keys) -> (rx0, tx0)
  *   key C->S = BLAKE2b-256("c2s" | C's tx0 = S's rx0 | T, K),
  *   key S->C = BLAKE2b-256("s2c" | C's rx0 = S's tx0 | T, K)
