@@ -22,7 +22,9 @@
  *   cpu:       each side's own CPU time (this thread) from its first
  *              handshake step to its peer's proof checked.
  *
- * The first WARMUP connections of each kind are not counted. Prints one
+ * After both proofs check, the connector sends one message (sealed with
+ * RAGG_SEAL=on) and closes; the acceptor must receive it intact, so both
+ * sides derived the same session keys. The first WARMUP connections of each kind are not counted. Prints one
  * line:
  *
  *   seal-handshake: n=N seal=on|off handshake_us_min=A handshake_us_median=B
@@ -30,7 +32,8 @@
  *     floor_us_p99=G cpu_us_median_connector=H cpu_us_median_acceptor=I
  *
  * Usage: ragg-seal-handshake [-n N] (default 200). Exit 0, or 1 with a
- * line on stderr when a connection fails or takes over 10 s.
+ * line on stderr when a connection fails, its message after the handshake
+ * does not arrive intact, or it takes over 10 s.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -60,7 +63,13 @@
  * side of it is closed. */
 struct side {
 	uint64_t keys_ns, done_ns, cpu_ns;
+	bool pinged; /* acceptor: the connector's message after DONE came */
 };
+
+/* The connector's one message after both proofs check, outside the time
+ * counted: sealed under the session keys with RAGG_SEAL=on, so it opens
+ * only if both sides derived the same ones. */
+static const char ping[] = "ping after the handshake";
 
 static uint64_t now_ns(void)
 {
@@ -176,6 +185,9 @@ static bool serve(struct ragg_ctx *ctx, struct side *s, bool (*stop)(struct ragg
 				ragg__on_connected(ctx, &ev[i]);
 				break;
 			case RAGG_TP_EV_RECV:
+				if (ev[i].ep == p->ep && p->connected && ev[i].len == sizeof(ping) &&
+				    !memcmp(ev[i].data, ping, sizeof(ping)))
+					s->pinged = true;
 				if (ev[i].ep != p->ep || !ragg__hs_is_msg(ev[i].data, ev[i].len))
 					break;
 				ragg__hs_on_msg(ctx, p, &ev[i]);
@@ -336,8 +348,9 @@ int main(int argc, char **argv)
 		for (int i = 0; i < n + WARMUP; i++) {
 			struct side s = { 0 };
 			bool closed = false;
-			/* Closed before both proofs checked here: a failure. */
-			if (!serve(ctx, &s, acceptor_stop, &closed) || !s.done_ns) {
+			/* Closed before both proofs checked here, or without the
+			 * message after them: a failure. */
+			if (!serve(ctx, &s, acceptor_stop, &closed) || !s.done_ns || !s.pinged) {
 				fprintf(stderr, "ragg-seal-handshake: acceptor: connection %d failed\n",
 				        i);
 				_exit(1);
@@ -379,6 +392,9 @@ int main(int argc, char **argv)
 			status = 1;
 			break;
 		}
+		rc = tp->ops->send(p->ep, ping, sizeof(ping));
+		if (rc)
+			die("send: %s", ragg_strerror(rc));
 		tp->ops->ep_close(p->ep);
 		peer_reset(p);
 		/* The acceptor's side, sent once it saw ours close. */

@@ -1336,6 +1336,23 @@ plain_relay_alters() {
 	echo OK
 }
 
+# The handshake connection after connection (bench/seal/ragg-seal-handshake,
+# 40 in sequence between two processes on one listener, the core's own
+# connection code over tcp), plain and sealed: every one completes, both
+# proofs check, and the message each connector sends after them (sealed
+# under the session keys with RAGG_SEAL=on) arrives intact. Prints the
+# per-connection figures as a SUMMARY, not judged (the host may be busy).
+handshake_per_connection() {
+	[ "$transport" = tcp ] || { echo "WHY: tcp only (the bench speaks tcp)"; return; }
+	local hs="$build/bench/seal/ragg-seal-handshake" out
+	for seal in off on; do
+		out=$(RAGG_JOB_KEY=per-connection RAGG_SEAL=$seal timeout 60 "$hs" -n 40 2>&1) || { echo "$out"; echo "WHY: RAGG_SEAL=$seal: a connection failed"; return; }
+		echo "$out" | grep -qE "^seal-handshake: n=40 seal=$seal handshake_us_min=[0-9]+ handshake_us_median=[0-9]+ " || { echo "$out"; echo "WHY: RAGG_SEAL=$seal: no figures"; return; }
+		echo "SUMMARY: ${out#seal-handshake: }"
+	done
+	echo OK
+}
+
 # A peer that connects and says nothing, and one that replays a recorded
 # hello and then says nothing, are each dropped after RAGG_HANDSHAKE_MS with
 # a log line; the place the second one took is free again, and the genuine
@@ -1882,6 +1899,7 @@ t rendezvous_bounds_refused 60
 t seal_relay_flip 180
 t plain_relay_alters 60
 t handshake_silent_dropped 90
+t handshake_per_connection 60
 t dp_clip_enforced 60
 t dp_spent_matches_accountant 60
 t dp_noise_in_rounds 60
