@@ -274,18 +274,27 @@ int ragg__dp_sigma_analytic(double eps, double delta, double sens, double *sigma
  *
  * One 32-bit word of the stream per deviate on the fast path: bits 0-6 the
  * layer i, bit 7 the sign, bits 8-31 a 24-bit uniform u; x = u 2^-24 x[i]
- * is accepted when u < k[i] = x[i+1] / x[i] 2^24 (98.8% of words). The
+ * is accepted when u < k[i] = x[i+1] / x[i] 2^24 (97.2% of words). The
  * rest (wedges and the tail) take their uniforms from a second stream of
  * the same key and position, in the order the rejected words come; the
- * vector path resolves its rejected lanes in lane order, so both paths
- * give the same deviates from the same key. The 24-bit resolution is that
- * of the float the noise is added to.
+ * vector paths mark their rejected lanes and resolve them after the block,
+ * in order, so every path gives the same deviates from the same key. The
+ * 24-bit resolution is that of the float the noise is added to.
+ *
+ * The wedge test y < f(x) is first made against bounds of f (below), with
+ * exp only between them; the decisions are exp's.
  */
 #define ZIG_LAYERS 128
 #define ZIG_R      3.442619855899
 #define ZIG_V      9.91256303526217e-3
+/* Words of the fast stream drawn per call to libsodium (16 KiB: in L1
+ * with the floats made from them, consumed as they are made); the slow
+ * stream, which gives about 3 words per 100 fast ones, in 1 KiB. */
+#define ZIG_WORDS      4096
+#define ZIG_SLOW_WORDS 256
 
 static double zig_x[ZIG_LAYERS + 1], zig_f[ZIG_LAYERS + 1];
+static double zig_h[ZIG_LAYERS]; /* e^dmax / 2 of layer i's wedge (below) */
 static int32_t zig_k[ZIG_LAYERS];
 static float zig_xs[ZIG_LAYERS]; /* x[i] 2^-24 */
 static pthread_once_t zig_once = PTHREAD_ONCE_INIT;
@@ -306,54 +315,70 @@ static void zig_setup(void)
 		zig_k[i] = (int32_t)floor(zig_x[i + 1] / zig_x[i] * 0x1p24);
 		zig_xs[i] = (float)(zig_x[i] * 0x1p-24);
 	}
+	/* Layer i's wedge holds x in [a, b), a = k[i] 2^-24 x[i] (at most
+	 * x[i+1]), b = x[i]; there f(x) = f(b) e^d with d = (b^2 - x^2) / 2 in
+	 * [0, dmax], and 1 + d <= e^d <= 1 + d + d^2 e^dmax / 2 (Taylor with
+	 * Lagrange's remainder), h rounded up. */
+	for (int i = 1; i < ZIG_LAYERS; i++) {
+		double b = zig_x[i], a = zig_k[i] * 0x1p-24 * b;
+		zig_h[i] = 0.5 * exp(0.5 * (b - a) * (b + a)) * (1 + 1e-9);
+	}
 }
 
-/* A ChaCha20 keystream read 32 bits at a time. */
+/* A ChaCha20 keystream (libsodium) read 32 bits at a time: XChaCha20 with
+ * the 24-byte nonce below, its HChaCha20 subkey derived once. */
 struct zig_stream {
-	const uint8_t *key;
-	uint8_t nonce[crypto_stream_xchacha20_NONCEBYTES];
+	uint8_t subkey[crypto_core_hchacha20_OUTPUTBYTES];
+	uint8_t nonce[crypto_stream_chacha20_NONCEBYTES];
 	uint64_t block; /* next 64-byte block of the stream */
 	unsigned pos, len;
-	uint32_t buf[1024];
+	uint32_t buf[ZIG_WORDS];
 };
 
-static const uint8_t zero_block[sizeof(((struct zig_stream *)0)->buf)];
+static const uint8_t zero_block[ZIG_WORDS * sizeof(uint32_t)];
 
-/* Stream `which` (0: the fast words, 1: the rejections' uniforms). */
+/* Stream `which` (0: the fast words, 1: the rejections' uniforms):
+ * XChaCha20 keyed by the agent's key with nonce tensor (4 bytes, little
+ * endian), chunk (4), round (8), which (1), zeros (7). */
 static void stream_init(struct zig_stream *s, const struct ragg__dp_noise *nz, uint32_t tensor,
                         uint32_t chunk, uint64_t round, uint8_t which)
 {
-	memset(s->nonce, 0, sizeof(s->nonce));
+	uint8_t xnonce[crypto_stream_xchacha20_NONCEBYTES];
+	memset(xnonce, 0, sizeof(xnonce));
 	for (int i = 0; i < 4; i++) {
-		s->nonce[i] = (uint8_t)(tensor >> (8 * i));
-		s->nonce[4 + i] = (uint8_t)(chunk >> (8 * i));
+		xnonce[i] = (uint8_t)(tensor >> (8 * i));
+		xnonce[4 + i] = (uint8_t)(chunk >> (8 * i));
 	}
 	for (int i = 0; i < 8; i++)
-		s->nonce[8 + i] = (uint8_t)(round >> (8 * i));
-	s->nonce[16] = which;
-	s->key = nz->key;
+		xnonce[8 + i] = (uint8_t)(round >> (8 * i));
+	xnonce[16] = which;
+	/* XChaCha20 = ChaCha20 keyed by HChaCha20(key, nonce[0..16)) with
+	 * nonce[16..24) (as libsodium's crypto_stream_xchacha20 computes it). */
+	crypto_core_hchacha20(s->subkey, xnonce, nz->key, NULL);
+	memcpy(s->nonce, xnonce + 16, sizeof(s->nonce));
 	s->block = 0;
 	s->pos = s->len = 0;
 }
 
-static void stream_refill(struct zig_stream *s)
+/* The next `words` words (a multiple of 16, at most ZIG_WORDS) into buf. */
+static void stream_fill(struct zig_stream *s, unsigned words)
 {
-	crypto_stream_xchacha20_xor_ic((uint8_t *)s->buf, zero_block, sizeof(s->buf), s->nonce,
-	                               s->block, s->key);
-	s->block += sizeof(s->buf) / 64;
+	crypto_stream_chacha20_xor_ic((uint8_t *)s->buf, zero_block, words * sizeof(uint32_t),
+	                              s->nonce, s->block, s->subkey);
+	s->block += words / 16;
 	s->pos = 0;
-	s->len = sizeof(s->buf) / sizeof(s->buf[0]);
+	s->len = words;
 }
 
-static uint32_t stream_u32(struct zig_stream *s)
+static inline uint32_t stream_u32(struct zig_stream *s)
 {
-	if (s->pos == s->len)
-		stream_refill(s);
+	if (ragg__unlikely(s->pos == s->len))
+		stream_fill(s, ZIG_SLOW_WORDS);
 	return s->buf[s->pos++];
 }
 
 /* A uniform in (0, 1) from 53 bits of the stream, never 0. */
-static double stream_unit(struct zig_stream *s)
+static inline double stream_unit(struct zig_stream *s)
 {
 	uint64_t hi = stream_u32(s), lo = stream_u32(s);
 	return ((double)(((hi << 32) | lo) >> 11) + 0.5) * 0x1p-53;
@@ -370,8 +395,41 @@ static double zig_resolve(uint32_t w, struct zig_stream *slow)
 		double x = u * 0x1p-24 * zig_x[i];
 		if (u < zig_k[i])
 			return sign * x;
-		if (i == 0) {
+		if (ragg__unlikely(i == 0)) {
 			/* The tail beyond r (Marsaglia, 1964). */
+			double xx, yy;
+			do {
+				xx = -log(stream_unit(slow)) / ZIG_R;
+				yy = -log(stream_unit(slow));
+			} while (2 * yy < xx * xx);
+			return sign * (ZIG_R + xx);
+		}
+		double y = zig_f[i] + stream_unit(slow) * (zig_f[i + 1] - zig_f[i]);
+		/* y < f(x) = f(b) e^d (zig_setup): below f(b) (1 + d) accepted,
+		 * above f(b) (1 + d + h d^2) rejected, each with a margin of
+		 * 1e-12 f(b), far more than the rounding of these products and
+		 * of exp (a few 1e-16 of f(b)), so that exp, which decides in
+		 * between, would decide the same. */
+		double b = zig_x[i], fb = zig_f[i], d = 0.5 * (b - x) * (b + x);
+		if (y < fb * (1 + d - 1e-12))
+			return sign * x;
+		if (y < fb * (1 + d + zig_h[i] * d * d + 1e-12) && y < exp(-0.5 * x * x))
+			return sign * x;
+		w = stream_u32(slow);
+	}
+}
+
+/* The same without the bounds: exp decides every wedge (tests). */
+static double zig_resolve_exp(uint32_t w, struct zig_stream *slow)
+{
+	for (;;) {
+		int i = (int)(w & 127);
+		double sign = (w & 128) ? -1.0 : 1.0;
+		int32_t u = (int32_t)(w >> 8);
+		double x = u * 0x1p-24 * zig_x[i];
+		if (u < zig_k[i])
+			return sign * x;
+		if (i == 0) {
 			double xx, yy;
 			do {
 				xx = -log(stream_unit(slow)) / ZIG_R;
@@ -393,12 +451,29 @@ static inline float zig_fast(uint32_t w)
 	return (w & 128) ? -x : x;
 }
 
+/* The rejected words of a block, marked by bit p of rej[p / 64], resolved
+ * in order: out[p] = fma(sigma, deviate, out[p] or 0). */
+static void resolve_marked(float *out, const uint32_t *w, const uint64_t *rej, size_t words,
+                           float sigma, struct zig_stream *slow, bool store)
+{
+	for (size_t g = 0; g < (words + 63) / 64; g++)
+		for (uint64_t m = rej[g]; m; m &= m - 1) {
+			size_t p = g * 64 + (size_t)__builtin_ctzll(m);
+			out[p] = fmaf(sigma, (float)zig_resolve(w[p], slow), store ? 0.0f : out[p]);
+		}
+}
+
+/* 8 lanes: the layer's k and x 2^-24 gathered, compared, the accepted
+ * lanes written (a rejected lane keeps out's value) and the rejected ones
+ * marked, then resolved in order after the loop. Returns the words done
+ * (a multiple of 8); n <= ZIG_WORDS. */
 __attribute__((target("avx2,fma"))) static size_t add_avx2(float *out, size_t n,
                                                               const uint32_t *w, float sigma,
                                                               struct zig_stream *slow, bool store)
 {
 	const __m256i m127 = _mm256_set1_epi32(127), sbit = _mm256_set1_epi32((int)0x80000000u);
 	const __m256 vs = _mm256_set1_ps(sigma);
+	uint64_t rej[ZIG_WORDS / 64] = { 0 };
 	size_t i = 0;
 	for (; i + 8 <= n; i += 8) {
 		__m256i ww = _mm256_loadu_si256((const __m256i *)(w + i));
@@ -409,28 +484,22 @@ __attribute__((target("avx2,fma"))) static size_t add_avx2(float *out, size_t n,
 		__m256 x = _mm256_mul_ps(_mm256_cvtepi32_ps(u), xs);
 		x = _mm256_xor_ps(x, _mm256_castsi256_ps(
 		                         _mm256_and_si256(_mm256_slli_epi32(ww, 24), sbit)));
-		__m256 o = _mm256_fmadd_ps(vs, x, store ? _mm256_setzero_ps() : _mm256_loadu_ps(out + i));
-		int reject = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(k, u))) ^ 0xff;
-		if (!reject) {
-			_mm256_storeu_ps(out + i, o);
-			continue;
+		__m256 acc = _mm256_castsi256_ps(_mm256_cmpgt_epi32(k, u));
+		if (store) {
+			_mm256_storeu_ps(out + i, _mm256_fmadd_ps(vs, x, _mm256_setzero_ps()));
+		} else {
+			__m256 o = _mm256_loadu_ps(out + i);
+			_mm256_storeu_ps(out + i, _mm256_blendv_ps(o, _mm256_fmadd_ps(vs, x, o), acc));
 		}
-		float tmp[8];
-		_mm256_storeu_ps(tmp, o);
-		for (int l = 0; l < 8; l++)
-			if (reject >> l & 1)
-				tmp[l] = fmaf(sigma, (float)zig_resolve(w[i + l], slow),
-				              store ? 0.0f : out[i + l]);
-		memcpy(out + i, tmp, sizeof(tmp));
+		rej[i / 64] |= (uint64_t)(_mm256_movemask_ps(acc) ^ 0xff) << (i % 64);
 	}
+	resolve_marked(out, w, rej, i, sigma, slow, store);
 	return i;
 }
 
 /* The same with 16 lanes; the 128-entry tables live in registers and are
  * read by permutes (vpermt2ps covers 32 entries, two blends pick among
- * four) instead of gathers, and the rejected words (1.2%) are resolved
- * after the loop, in order, from a list. Same deviates: same arithmetic,
- * the slow stream read in the same order. n <= 1024 (one stream buffer). */
+ * four) instead of gathers. */
 __attribute__((target("avx512f"))) static size_t add_avx512(float *out, size_t n,
                                                              const uint32_t *w, float sigma,
                                                              struct zig_stream *slow, bool store)
@@ -444,10 +513,8 @@ __attribute__((target("avx512f"))) static size_t add_avx512(float *out, size_t n
 	const __m512i m127 = _mm512_set1_epi32(127), b5 = _mm512_set1_epi32(32),
 	              b6 = _mm512_set1_epi32(64), sbit = _mm512_set1_epi32((int)0x80000000u);
 	const __m512 vs = _mm512_set1_ps(sigma);
-	const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-	/* n is at most one buffer of the stream: every word may be listed. */
-	uint32_t rej[sizeof(((struct zig_stream *)0)->buf) / sizeof(uint32_t)];
-	size_t nrej = 0, i = 0;
+	uint64_t rej[ZIG_WORDS / 64] = { 0 };
+	size_t i = 0;
 	for (; i + 16 <= n; i += 16) {
 		__m512i ww = _mm512_loadu_si512((const void *)(w + i));
 		__m512i idx = _mm512_and_si512(ww, m127);
@@ -466,20 +533,19 @@ __attribute__((target("avx512f"))) static size_t add_avx512(float *out, size_t n
 		__m512 x = _mm512_mul_ps(_mm512_cvtepi32_ps(u), xsel);
 		x = _mm512_castsi512_ps(_mm512_xor_si512(
 		    _mm512_castps_si512(x), _mm512_and_si512(_mm512_slli_epi32(ww, 24), sbit)));
-		__m512 o = _mm512_fmadd_ps(vs, x, store ? _mm512_setzero_ps() : _mm512_loadu_ps(out + i));
 		__mmask16 reject = _mm512_cmpge_epi32_mask(u, k);
-		/* Accepted lanes stored; the rejected ones' positions listed,
-		 * in order, for after the loop (no branch in it). */
-		_mm512_mask_storeu_ps(out + i, (__mmask16)~reject, o);
-		_mm512_mask_compressstoreu_epi32(rej + nrej, reject,
-		                                 _mm512_add_epi32(_mm512_set1_epi32((int)i), lane));
-		nrej += (size_t)__builtin_popcount(reject);
+		/* Every lane written when storing (the rejected ones are
+		 * overwritten below); when adding, the accepted ones only. */
+		if (store)
+			_mm512_storeu_ps(out + i, _mm512_fmadd_ps(vs, x, _mm512_setzero_ps()));
+		else
+			_mm512_mask_storeu_ps(out + i, (__mmask16)~reject,
+			                      _mm512_fmadd_ps(vs, x, _mm512_loadu_ps(out + i)));
+		rej[i / 64] |= (uint64_t)reject << (i % 64);
 	}
-	for (size_t r = 0; r < nrej; r++)
-		out[rej[r]] = fmaf(sigma, (float)zig_resolve(w[rej[r]], slow), store ? 0.0f : out[rej[r]]);
+	resolve_marked(out, w, rej, i, sigma, slow, store);
 	return i;
 }
-
 /* Skylake-SP and its refreshes lower the clock after 512-bit code (see
  * engine/kernels.c): AVX2 there. */
 static bool have_avx512(void)
@@ -508,7 +574,8 @@ static bool have_avx2(void)
 }
 
 /* out[i] += sigma * N(0, 1), in float, or (dout) the deviates in double;
- * isa: 0 scalar, 1 AVX2 (when the CPU has it), 2 the best the CPU has.
+ * isa: 0 scalar, 1 AVX2 (when the CPU has it), 2 the best the CPU has,
+ * -1 scalar with exp deciding every wedge (tests).
  * store: out is not read, out[i] = fma(sigma, N(0, 1), 0), the same floats
  * as adding to zeros. */
 static void noise(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chunk,
@@ -523,8 +590,8 @@ static void noise(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chu
 	bool vec = out && isa >= 1 && have_avx2();
 	size_t done = 0;
 	while (done < n) {
-		stream_refill(&fast);
-		size_t m = n - done < fast.len ? n - done : fast.len, i = 0;
+		size_t m = n - done < ZIG_WORDS ? n - done : ZIG_WORDS, i = 0;
+		stream_fill(&fast, (unsigned)(m + 15) & ~15u);
 		if (v512)
 			i = add_avx512(out + done, m, fast.buf, sigma, &slow, store);
 		else if (vec)
@@ -539,7 +606,7 @@ static void noise(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chu
 					dout[done + i] = (w & 128 ? -1.0 : 1.0) * (double)(w >> 8) *
 					                 0x1p-24 * zig_x[w & 127];
 			} else {
-				double d = zig_resolve(w, &slow);
+				double d = isa < 0 ? zig_resolve_exp(w, &slow) : zig_resolve(w, &slow);
 				if (out)
 					out[done + i] = fmaf(sigma, (float)d, store ? 0.0f : out[done + i]);
 				else
@@ -548,8 +615,8 @@ static void noise(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chu
 		}
 		done += m;
 	}
-	sodium_memzero(fast.buf, sizeof(fast.buf));
-	sodium_memzero(slow.buf, sizeof(slow.buf));
+	sodium_memzero(&fast, sizeof(fast));
+	sodium_memzero(&slow, sizeof(slow));
 }
 
 void ragg__dp_noise_init(struct ragg__dp_noise *nz)
@@ -561,6 +628,12 @@ void ragg__dp_noise_draw(const struct ragg__dp_noise *nz, uint32_t tensor, uint3
                          uint64_t round, double *out, size_t n)
 {
 	noise(nz, tensor, chunk, round, NULL, out, n, 0, 0, false);
+}
+
+void ragg__dp_noise_draw_exp(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chunk,
+                             uint64_t round, double *out, size_t n)
+{
+	noise(nz, tensor, chunk, round, NULL, out, n, 0, -1, false);
 }
 
 void ragg__dp_noise_add(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chunk,

@@ -104,5 +104,9 @@ void ragg__dp_noise_add_scalar(const struct ragg__dp_noise *nz, uint32_t tensor,
 /* The same deviates into a double buffer (tests, without float rounding). */
 void ragg__dp_noise_draw(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chunk,
                          uint64_t round, double *out, size_t n);
+/* The same with exp deciding every wedge of the ziggurat, where the code
+ * above decides most by bounds of exp (tests: the same deviates). */
+void ragg__dp_noise_draw_exp(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chunk,
+                             uint64_t round, double *out, size_t n);
 
 #endif
