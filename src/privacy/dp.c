@@ -295,7 +295,7 @@ int ragg__dp_sigma_analytic(double eps, double delta, double sens, double *sigma
 #define ZIG_V      9.91256303526217e-3
 /* Words of the fast stream drawn per call to libsodium (16 KiB: in L1
  * with the floats made from them, consumed as they are made); the second
- * stream, which gives about 5 words per 100 fast ones, in 1 KiB; the
+ * stream, which gives about 6 words per 100 fast ones, in 1 KiB; the
  * tail's (0.06% of the fast words take it), in 256 bytes. The rejected
  * words of a block are resolved ZIG_SLICE at a time. */
 #define ZIG_WORDS      4096
