@@ -16,14 +16,17 @@
  *   eps(a) = rdp(a) - (log delta + log a) / (a - 1) + log((a - 1) / a),
  * minimised over the orders.
  *
- * Noise. One ChaCha20 stream (libsodium) per (agent key, tensor, chunk,
- * round); its 32-bit words become normal deviates by the ziggurat method
- * of Marsaglia and Tsang (2000) with 128 layers (the tail beyond
+ * Noise. ChaCha20 streams (libsodium) per (agent key, tensor, chunk,
+ * round); the first's 32-bit words become normal deviates by the ziggurat
+ * method of Marsaglia and Tsang (2000) with 128 layers (the tail beyond
  * r = 3.4426 by Marsaglia's exponential rejection), exact up to the 2^-24
  * resolution of the uniform in each word, which is that of the float the
- * noise is added to. Vectorised (AVX-512 with the tables in registers,
- * else AVX2 with gathers) where the CPU has it, with the same deviates as
- * the scalar code.
+ * noise is added to. The 2.8% of words that miss the fast path are resolved
+ * after each block in rounds that give every one the same words of a second
+ * stream whatever the decisions (a third for the tail), so that they run
+ * without branches. Vectorised (AVX-512 with the tables in registers and the
+ * rounds 8 lanes wide, else AVX2 with gathers) where the CPU has it, with
+ * the same deviates as the scalar code.
  */
 #ifndef RAGG_PRIVACY_DP_H
 #define RAGG_PRIVACY_DP_H
@@ -104,5 +107,9 @@ void ragg__dp_noise_add_scalar(const struct ragg__dp_noise *nz, uint32_t tensor,
 /* The same deviates into a double buffer (tests, without float rounding). */
 void ragg__dp_noise_draw(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chunk,
                          uint64_t round, double *out, size_t n);
+/* The same with exp deciding every wedge of the ziggurat, where the code
+ * above decides most by bounds of exp (tests: the same deviates). */
+void ragg__dp_noise_draw_exp(const struct ragg__dp_noise *nz, uint32_t tensor, uint32_t chunk,
+                             uint64_t round, double *out, size_t n);
 
 #endif
