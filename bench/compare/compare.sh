@@ -32,7 +32,8 @@
 # (default 1 MiB and 16 MiB; empty: none. At 1 Gbit/s a 64 MiB allreduce
 # takes seconds a round, which the 15 minutes cannot hold).
 # Limits: memcpy bandwidth (copy_bw), iperf3 one stream and sockperf
-# ping-pong on 127.0.0.1, iperf3 one stream over each shaped link.
+# ping-pong on 127.0.0.1, iperf3 one stream over each shaped link, and one
+# stream each way at once (two iperf3 processes).
 #
 # The kinds of run take turns, RAGG_BENCH_RUNS times (default 3); each run
 # reports a median round time per size; the figure is the median of those
@@ -308,17 +309,32 @@ for ((i = 0; i < runs; i++)); do
 done
 
 # --- two emulated nodes ------------------------------------------------
-link_up() { # RATE NAME: the link, and one iperf3 stream over it
-	local srv mbps
+link_up() { # RATE NAME: the link, one iperf3 stream over it, then one
+	# each way at once (two iperf3 processes, as a round loads the link:
+	# the mean of the two directions)
+	local srv srv2 c1 mbps ab ba
 	"$here/../../scripts/netem" down >>"$log" 2>&1
 	"$here/../../scripts/netem" up "$1" >>"$log"
-	timeout 60 ip netns exec "$nsb" iperf3 -s -1 -B "$ipb" -p 5201 >/dev/null 2>&1 &
+	timeout 60 ip netns exec "$nsb" iperf3 -s -B "$ipb" -p 5201 >/dev/null 2>&1 &
 	srv=$!
+	timeout 60 ip netns exec "$nsa" iperf3 -s -B "$ipa" -p 5202 >/dev/null 2>&1 &
+	srv2=$!
 	listening "$srv" 5201 "$nsb"
+	listening "$srv2" 5202 "$nsa"
 	mbps=$(timeout 30 ip netns exec "$nsa" iperf3 -c "$ipb" -p 5201 -t 3 -f m | tee -a "$log" | awk '/receiver/ { print $(NF-2) }') || true
-	kill "$srv" 2>/dev/null || true
-	wait "$srv" 2>/dev/null || true
+	timeout 30 ip netns exec "$nsa" iperf3 -c "$ipb" -p 5201 -t 3 -f m >"$tmp/ab" 2>&1 &
+	c1=$!
+	timeout 30 ip netns exec "$nsb" iperf3 -c "$ipa" -p 5202 -t 3 -f m >"$tmp/ba" 2>&1 || true
+	wait "$c1" || true
+	cat "$tmp/ab" "$tmp/ba" >>"$log"
+	ab=$(awk '/receiver/ { print $(NF-2) }' "$tmp/ab")
+	ba=$(awk '/receiver/ { print $(NF-2) }' "$tmp/ba")
+	kill "$srv" "$srv2" 2>/dev/null || true
+	wait "$srv" "$srv2" 2>/dev/null || true
 	rec limit "iperf3_link$2_Mbps" "${mbps:-nan}"
+	if [ -n "$ab" ] && [ -n "$ba" ]; then
+		rec limit "iperf3_link$2_bidir_Mbps" "$(awk -v a="$ab" -v b="$ba" 'BEGIN { print (a + b) / 2 }')"
+	fi
 }
 
 ragg2() { # ... [env...]

@@ -170,6 +170,14 @@ def main():
 
     link_ms = {b: b * 8 / LINK_BPS * 1e3 for b in SIZES}
     eff = {b: (link_ms[b] / t("2node10g_ragg", b)) if t("2node10g_ragg", b) else None for b in SIZES}
+    # The same against what the shaped veth carried on this host, one
+    # iperf3 stream each way at once (the veth is the host's CPUs copying:
+    # it may fall short of the rate it is shaped to; a round loads both
+    # directions at once).
+    bidir = limits.get("iperf3_link10g_bidir_Mbps")
+    veth_ms = {b: b * 8 / (bidir * 1e6) * 1e3 if bidir else None for b in SIZES}
+    veth_eff = {b: veth_ms[b] / t("2node10g_ragg", b) if veth_ms[b] and t("2node10g_ragg", b) else None
+                for b in SIZES}
 
     def cell(header, case=None, peer=None, fn=None):
         """A column: a case's figure, a ratio case ÷ peer, or fn(size)."""
@@ -201,10 +209,12 @@ def main():
           cell("onebit/gloo_allreduce", "ragg_tcp_onebit", "gloo_allreduce")]),
         ("Two emulated nodes (namespaces joined by a veth shaped to 10 Gbit/s each way), "
          "8 workers, 4 per node; link ms = the model's bytes over 10 Gbit/s; "
-         "link_eff = link ms ÷ ragg's round.", None, SIZES,
+         "link_eff = link ms ÷ ragg's round; veth ms = the model's bytes at the rate the veth carried "
+         "each way at once (two iperf3 streams, under Limits), veth_eff = veth ms ÷ ragg's round.", None, SIZES,
          [cell("ragg", "2node10g_ragg"), cell("MPI", "2node10g_mpi"), cell("Gloo all_reduce", "2node10g_gloo"),
           cell("ragg/mpi", "2node10g_ragg", "2node10g_mpi"), cell("ragg/gloo", "2node10g_ragg", "2node10g_gloo"),
           cell("link ms", fn=link_ms.get), cell("link_eff", fn=eff.get),
+          cell("veth ms", fn=veth_ms.get), cell("veth_eff", fn=veth_eff.get),
           cell("ragg fp16", "2node10g_ragg_fp16"), cell("ragg onebit", "2node10g_ragg_onebit"),
           cell("fp16/gloo", "2node10g_ragg_fp16", "2node10g_gloo"),
           cell("onebit/gloo", "2node10g_ragg_onebit", "2node10g_gloo")]),
@@ -247,6 +257,9 @@ def main():
                    "(half a round trip)")
     if "iperf3_link10g_Mbps" in limits:
         lim.append(f"iperf3 one stream over the 10 Gbit/s veth {fmt(limits['iperf3_link10g_Mbps'] / 1e3)} Gbit/s")
+    if "iperf3_link10g_bidir_Mbps" in limits:
+        lim.append("iperf3 one stream each way at once over the 10 Gbit/s veth "
+                   f"{fmt(limits['iperf3_link10g_bidir_Mbps'] / 1e3)} Gbit/s each way")
     if "iperf3_link1g_Mbps" in limits:
         lim.append(f"iperf3 one stream over the 1 Gbit/s veth {fmt(limits['iperf3_link1g_Mbps'] / 1e3)} Gbit/s")
     md.append("Limits, same run: " + "; ".join(lim) + ".")
@@ -345,6 +358,8 @@ def main():
         "median_ms": {c: {str(b): v for b, v in s.items()} for c, s in med.items()},
         "link_ms": {str(b): v for b, v in link_ms.items()},
         "link_eff": {str(b): v for b, v in eff.items()},
+        "veth_ms": {str(b): v for b, v in veth_ms.items()},
+        "veth_eff": {str(b): v for b, v in veth_eff.items()},
         "notes": notes,
         "phases_s": phases,
         "wall_s": float(wall) if wall else None,
