@@ -32,14 +32,19 @@
 # (default 1 MiB and 16 MiB; empty: none. At 1 Gbit/s a 64 MiB allreduce
 # takes seconds a round, which the 15 minutes cannot hold).
 # Limits: memcpy bandwidth (copy_bw), iperf3 one stream and sockperf
-# ping-pong on 127.0.0.1, iperf3 one stream over each shaped link.
+# ping-pong on 127.0.0.1, iperf3 one stream over each shaped link, and one
+# stream each way at once (two iperf3 processes).
 #
 # The kinds of run take turns, RAGG_BENCH_RUNS times (default 3); each run
 # reports a median round time per size; the figure is the median of those
-# medians. Rounds and untimed warm-up rounds per size: plan_for. Raw records
-# go to OUT_DIR/compare.raw ("phase KIND SECONDS": the wall time each kind
-# of run took, all runs together); report.py makes the JSON, the Markdown
-# table, the plots and the last line.
+# medians. Every size of every run has a time box (plan_for): its untimed
+# warm-up stops after W rounds or T seconds (at least one round), its timed
+# rounds after R rounds or T seconds (at least 3), whichever comes first,
+# so that a loaded host shortens the run instead of stretching it. Raw
+# records go to OUT_DIR/compare.raw ("phase KIND SECONDS": the wall time
+# each kind of run took, all runs together; "load L1": the 1-minute load
+# average as each run of a kind ends); report.py makes the JSON, the
+# Markdown table, the plots and the last line.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 b=${1:?usage: compare.sh BUILD_DIR OUT_DIR}
@@ -49,22 +54,32 @@ py=/usr/bin/python3
 # COMPARE_SIZES (bytes, space separated) narrows a trial run.
 read -r -a sizes <<<"${COMPARE_SIZES:-4096 262144 1048576 16777216 67108864}"
 read -r -a sizes1g <<<"${COMPARE_1G_SIZES-1048576 16777216}"
-# Timed and untimed (warm-up) rounds per run of a size. Three runs' medians
-# of 5 rounds at 16 MiB and 3 at 64 MiB hold the figure within a few per
-# cent on a quiet host; the peers' slowest rounds (64 MiB, two nodes) take
-# seconds each, so every round counted there is one the 15 minutes pay for.
+# Per run of a size: at most R timed rounds, at most W untimed (warm-up)
+# rounds, and the time box T in seconds for each of the two. A fast system
+# runs all R rounds; a slow one (the peers at 64 MiB on two nodes take
+# about a second a round) or a loaded host stops at T, after at least 3
+# timed rounds and 1 warm-up. A case thus takes at most about 2 T and two
+# rounds at a size: one run (one node: 8 cases at 5 sizes, 8 s each, and
+# the busy 4 KiB, 1 s; two nodes: 5 cases at 5 sizes, 40 s, and 4 cases at
+# 1 Gbit/s on 1 and 16 MiB, 12 s) boxes 117 s, three runs under 6 minutes,
+# besides the launches (start-up) and the limits.
 plan_for() {
 	case $1 in
-	4096) echo "60 3" ;;
-	262144) echo "20 2" ;;
-	1048576) echo "12 2" ;;
-	16777216) echo "5 1" ;;
-	*) echo "3 1" ;;
+	4096) echo "100 3 0.5" ;;
+	262144) echo "30 2 0.5" ;;
+	1048576) echo "20 2 0.5" ;;
+	16777216) echo "9 1 1" ;;
+	*) echo "5 1 1.5" ;;
 	esac
 }
-rounds_for() { set -- $(plan_for "$1"); echo "$1"; }
-warmup_for() { set -- $(plan_for "$1"); echo "$2"; }
-specs() { for s in "$@"; do printf '%s:%s:%s ' "$s" "$(rounds_for "$s")" "$(warmup_for "$s")"; done; }
+# BYTES:R:W:T for each size.
+specs() {
+	local s p
+	for s in "$@"; do
+		read -r -a p <<<"$(plan_for "$s")"
+		printf '%s:%s:%s:%s ' "$s" "${p[0]}" "${p[1]}" "${p[2]}"
+	done
+}
 # timed KIND CMD...: runs CMD, adding its wall time to KIND's.
 declare -A spent=()
 timed() {
@@ -74,8 +89,10 @@ timed() {
 	"$@" || rc=$?
 	spent[$k]=$(awk -v a="${spent[$k]:-0}" -v t0="$t0" -v t1="$(date +%s.%N)" 'BEGIN { printf "%.1f", a + t1 - t0 }')
 	# The running total, so that a run stopped early still tells (report.py
-	# keeps each kind's last record).
+	# keeps each kind's last record); the load the host had meanwhile.
 	rec phase "$k" "${spent[$k]}"
+	rec load "$(cut -d' ' -f1 /proc/loadavg)"
+	echo "compare: $k ${spent[$k]} s so far (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
 	return $rc
 }
 # Every process of a run gets this long; a run that overstays it fails.
@@ -85,10 +102,13 @@ tmo=${COMPARE_RUN_TIMEOUT:-300}
 mkdir -p "$out"
 raw=$out/compare.raw
 : >"$raw"
+rec() { echo "$*" >>"$raw"; }
+rec start "$(date +%s)"
+rec load "$(cut -d' ' -f1 /proc/loadavg)"
 log=$out/compare.log
 : >"$log"
 tmp=$(mktemp -d)
-prefix=ragg-cmp
+prefix=${COMPARE_NETNS:-ragg-cmp}
 export NETEM_PREFIX=$prefix
 nsa=$prefix-a nsb=$prefix-b ipa=198.18.1.1 ipb=198.18.1.2
 cleanup() {
@@ -113,7 +133,6 @@ mpicc -O2 -Wall -Wextra -Werror -o "$tmp/mpi_sizes" "$here/mpi_sizes.c"
 cc -O2 -Wall -Wextra -Werror -o "$tmp/copy_bw" "$here/copy_bw.c"
 cc -O2 -Wall -Wextra -Werror -o "$tmp/job_key" "$here/job_key.c" -lsodium
 
-rec() { echo "$*" >>"$raw"; }
 # "name: ... bytes=B ... median_ms=M" lines to "CASE B RUN M" records.
 take() { # case run
 	awk -v c="$1" -v r="$2" '{
@@ -285,22 +304,37 @@ for ((i = 0; i < runs; i++)); do
 	if [[ " ${sizes[*]} " == *" 4096 "* ]]; then
 		# Six processes spinning on this host's cores make a round last
 		# hundreds of ms: 10 rounds are enough to show it.
-		turns 4096:10:1 "ragg_tcp_busy ragg1 tcp RAGG_POLL=busy"
+		turns 4096:10:1:0.5 "ragg_tcp_busy ragg1 tcp RAGG_POLL=busy"
 	fi
 done
 
 # --- two emulated nodes ------------------------------------------------
-link_up() { # RATE NAME: the link, and one iperf3 stream over it
-	local srv mbps
+link_up() { # RATE NAME: the link, one iperf3 stream over it, then one
+	# each way at once (two iperf3 processes, as a round loads the link:
+	# the mean of the two directions)
+	local srv srv2 c1 mbps ab ba
 	"$here/../../scripts/netem" down >>"$log" 2>&1
 	"$here/../../scripts/netem" up "$1" >>"$log"
-	timeout 60 ip netns exec "$nsb" iperf3 -s -1 -B "$ipb" -p 5201 >/dev/null 2>&1 &
+	timeout 60 ip netns exec "$nsb" iperf3 -s -B "$ipb" -p 5201 >/dev/null 2>&1 &
 	srv=$!
+	timeout 60 ip netns exec "$nsa" iperf3 -s -B "$ipa" -p 5202 >/dev/null 2>&1 &
+	srv2=$!
 	listening "$srv" 5201 "$nsb"
+	listening "$srv2" 5202 "$nsa"
 	mbps=$(timeout 30 ip netns exec "$nsa" iperf3 -c "$ipb" -p 5201 -t 3 -f m | tee -a "$log" | awk '/receiver/ { print $(NF-2) }') || true
-	kill "$srv" 2>/dev/null || true
-	wait "$srv" 2>/dev/null || true
+	timeout 30 ip netns exec "$nsa" iperf3 -c "$ipb" -p 5201 -t 3 -f m >"$tmp/ab" 2>&1 &
+	c1=$!
+	timeout 30 ip netns exec "$nsb" iperf3 -c "$ipa" -p 5202 -t 3 -f m >"$tmp/ba" 2>&1 || true
+	wait "$c1" || true
+	cat "$tmp/ab" "$tmp/ba" >>"$log"
+	ab=$(awk '/receiver/ { print $(NF-2) }' "$tmp/ab")
+	ba=$(awk '/receiver/ { print $(NF-2) }' "$tmp/ba")
+	kill "$srv" "$srv2" 2>/dev/null || true
+	wait "$srv" "$srv2" 2>/dev/null || true
 	rec limit "iperf3_link$2_Mbps" "${mbps:-nan}"
+	if [ -n "$ab" ] && [ -n "$ba" ]; then
+		rec limit "iperf3_link$2_bidir_Mbps" "$(awk -v a="$ab" -v b="$ba" 'BEGIN { print (a + b) / 2 }')"
+	fi
 }
 
 ragg2() { # ... [env...]

@@ -2,17 +2,21 @@
 """Gloo through PyTorch, the peer figure for scripts/bench compare.
 
 Starts this host's ranks of a torch.distributed job (backend gloo) and times,
-for each BYTES:ROUNDS[:WARMUP], one or both (taking turns) of two patterns on an fp32
-model:
+for each BYTES:ROUNDS[:WARMUP[:SECONDS]], one or both (taking turns) of two
+patterns on an fp32 model:
   allreduce  dist.all_reduce (sum)
   ps         the seed design's pattern: every rank but 0 sends its gradient
              to rank 0 (isend), which sums them with its own and sends the
              sum back (isend); nonblocking on both sides
-Every round starts after a barrier; rank 0 times the pattern alone and
+SECONDS is a time box: the warm-up ends after WARMUP rounds or SECONDS
+seconds (at least one round), the timed rounds after ROUNDS rounds or
+SECONDS seconds (at least min(ROUNDS, 3)), by rank 0's clock.
+Every round starts after a barrier (with a time box, an all_reduce (max) of
+rank 0's vote to stop, which is one); rank 0 times the pattern alone and
 prints, per size,
-  gloo: mode=M ranks=P bytes=B rounds=R median_ms=T min_ms=N
+  gloo: mode=M ranks=P bytes=B rounds=R median_ms=T min_ms=N [warmup=W box_s=S]
 Usage: gloo.py --mode allreduce|ps|allreduce,ps --world P --ranks FIRST-LAST
-               --addr HOST --port PORT [--ifname IF] BYTES:ROUNDS[:WARMUP]...
+               --addr HOST --port PORT [--ifname IF] BYTES:ROUNDS[:WARMUP[:SECONDS]]...
        gloo.py --serve DIR
 Run under Debian's /usr/bin/python3 (python3-torch).
 
@@ -56,17 +60,40 @@ def run(rank, args):
     dist.destroy_process_group()
 
 
+def spec_of(spec):
+    """BYTES:ROUNDS[:WARMUP[:SECONDS]] (untimed warm-up rounds, 3 unless
+    given; SECONDS: the time box, 0 for none)."""
+    w = spec.split(":")
+    if not 2 <= len(w) <= 4:
+        raise ValueError(f"{spec}: want BYTES:ROUNDS[:WARMUP[:SECONDS]]")
+    nbytes, rounds = int(w[0]), int(w[1])
+    warmup = int(w[2]) if len(w) > 2 else 3
+    box = float(w[3]) if len(w) > 3 else 0.0
+    if nbytes < 4 or rounds < 1 or warmup < 0 or (len(w) > 3 and not 0 < box <= 86400):
+        raise ValueError(f"{spec}: want BYTES:ROUNDS[:WARMUP[:SECONDS]]")
+    return nbytes, rounds, warmup, box
+
+
+def go_on(rank, done, least, most, box, t0):
+    """Whether the next round of a phase is run; a barrier."""
+    if done >= most:
+        return False
+    if box <= 0:
+        dist.barrier()
+        return True
+    vote = torch.tensor([1 if rank == 0 and done >= least and time.perf_counter() - t0 >= box else 0],
+                        dtype=torch.int32)
+    dist.all_reduce(vote, op=dist.ReduceOp.MAX)
+    return int(vote[0]) == 0
+
+
 def one(rank, args, mode, spec):
-    # BYTES:ROUNDS[:WARMUP] (untimed warm-up rounds, 3 unless given)
-    nbytes, rounds, warmup = ([int(x) for x in spec.split(":")] + [3])[:3]
+    nbytes, rounds, warmup, box = spec_of(spec)
     n = nbytes // 4
     grad = (torch.arange(n, dtype=torch.float32) % 7) * 0.25
     parts = [torch.empty(n, dtype=torch.float32) for _ in range(1, args.world)] if rank == 0 else []
-    t = []
-    for r in range(-warmup, rounds):
-        buf = grad.clone()
-        dist.barrier()
-        t0 = time.perf_counter()
+
+    def pattern(buf):
         if mode == "allreduce":
             dist.all_reduce(buf)
         elif rank == 0:
@@ -80,16 +107,27 @@ def one(rank, args, mode, spec):
         else:
             dist.isend(buf, dst=0).wait()
             dist.irecv(buf, src=0).wait()
-        if r >= 0:
-            t.append((time.perf_counter() - t0) * 1e3)
+
+    warm, p0 = 0, time.perf_counter()
+    while go_on(rank, warm, 1, warmup, box, p0):
+        buf = grad.clone()
+        pattern(buf)
+        warm += 1
+    t, p0 = [], time.perf_counter()
+    while go_on(rank, len(t), min(rounds, 3), rounds, box, p0):
+        buf = grad.clone()
+        t0 = time.perf_counter()
+        pattern(buf)
+        t.append((time.perf_counter() - t0) * 1e3)
     want = args.world * float((n - 1) % 7) * 0.25
     if float(buf[n - 1]) != want:
         print(f"gloo: rank {rank}: sum {float(buf[n - 1])}, want {want}", file=sys.stderr)
         sys.exit(1)
     t.sort()
     if rank == 0:
-        print(f"gloo: mode={mode} ranks={args.world} bytes={nbytes} rounds={rounds} "
-              f"median_ms={t[len(t) // 2]:.3f} min_ms={t[0]:.3f}", flush=True)
+        boxed = f" warmup={warm} box_s={box:g}" if box > 0 else ""
+        print(f"gloo: mode={mode} ranks={args.world} bytes={nbytes} rounds={len(t)} "
+              f"median_ms={t[len(t) // 2]:.3f} min_ms={t[0]:.3f}{boxed}", flush=True)
 
 
 def parse(argv):
@@ -104,6 +142,11 @@ def parse(argv):
     args = p.parse_args(argv)
     if not args.mode or any(m not in ("allreduce", "ps") for m in args.mode.split(",")):
         p.error("--mode: allreduce, ps or allreduce,ps")
+    for spec in args.sizes:
+        try:
+            spec_of(spec)
+        except ValueError as e:
+            p.error(str(e))
     return args
 
 

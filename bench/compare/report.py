@@ -2,23 +2,38 @@
 """The figures of scripts/bench compare from its raw records.
 
 Usage: report.py OUT_DIR [NOTE...]
+       report.py --readme README OUT_DIR
 Reads OUT_DIR/compare.raw, lines "CASE BYTES RUN MEDIAN_MS" (one run's
-median round time), "limit NAME VALUE" and "phase KIND SECONDS" (wall time
-of a kind of run, all runs together so far: a kind's last record counts);
+median round time), "limit NAME VALUE", "phase KIND SECONDS" (wall time
+of a kind of run, all runs together so far: a kind's last record counts),
+"load L" (the 1-minute load average, sampled during the run) and
+"start EPOCH" (when the run began);
 writes OUT_DIR/compare.json,
 OUT_DIR/compare.md (the tables), OUT_DIR/compare-time.png and
 OUT_DIR/compare-bw.png (gnuplot), prints the tables and ends with the
 compare line. A case's figure at a size is the median of its runs' medians.
 Each NOTE is a line for the table's "not as the issue asks" list.
 COMPARE_WALL_S, when set, is the whole run's wall time in seconds: the
-table gives it and the compare line ends with elapsed_s=.
+table gives it and the compare line ends with elapsed_s=; COMPARE_CPU_S,
+when set, the CPU time (user and system) the run's processes used.
+
+--readme rewrites, in README, what lies between the lines
+<!-- compare:begin --> and <!-- compare:end --> with OUT_DIR's last report
+(compare.json and compare.md): the run's date, host, load and times, the
+tables, the plots and the compare line. Without both markers, once each
+and in that order, it changes nothing and exits 1.
 """
+import datetime
 import json
 import math
 import os
+import platform
 import statistics
 import subprocess
 import sys
+
+BEGIN = "<!-- compare:begin -->"
+END = "<!-- compare:end -->"
 
 SIZES = [4096, 262144, 1048576, 16777216, 67108864]
 ONE = ["ragg_shm", "mpi_shm", "ragg_tcp", "mpi_tcp", "gloo_allreduce", "gloo_ps"]
@@ -39,10 +54,89 @@ def fmt(x, d=2):
     return f"{x:.{d}f}" if abs(x) >= 0.1 or x == 0 else f"{x:.2g}"
 
 
+def host_info():
+    """This host: cores, CPU model, whether it is a virtual machine."""
+    model, virt = None, False
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                k = k.strip()
+                if k == "model name" and model is None:
+                    model = " ".join(v.split())
+                if k == "flags" and "hypervisor" in v.split():
+                    virt = True
+    except OSError:
+        pass
+    return {"cores": os.cpu_count(), "cpu": model or platform.machine(), "virtual": virt,
+            "kernel": platform.release()}
+
+
+def readme_section(doc, out, readme):
+    """The README's section for the report of OUT (doc: its compare.json)."""
+    with open(os.path.join(out, "compare.md")) as f:
+        table = f.read().rstrip("\n")
+    h = doc.get("host") or {}
+    rel = os.path.relpath(os.path.abspath(out), os.path.dirname(os.path.abspath(readme)))
+    when = doc.get("date") or "an unrecorded date"
+    load = doc.get("load") or {}
+    what = [f"The latest run (`{rel}/`, {doc.get('runs', '?')} runs per kind) was on {when}, "
+            f"on {h.get('cores', '?')} cores of {h.get('cpu', 'an unrecorded CPU')}"
+            + (" (a virtual machine)" if h.get("virtual") else "") + ","]
+    if load.get("min") is not None:
+        what.append(f"at a load average (1 minute) of {fmt(load['min'])} to {fmt(load['max'])} "
+                    "during the run;")
+    else:
+        what.append("at an unrecorded load;")
+    times = []
+    if doc.get("wall_s") is not None:
+        times.append(f"it took {doc['wall_s']:.0f} s of wall time")
+    if doc.get("cpu_s") is not None:
+        times.append(f"{doc['cpu_s']:.0f} s of CPU time")
+    what.append((" for ".join(times) if times else "its time was not recorded") + ".")
+    lines = [BEGIN, "", " ".join(what), "", table, "",
+             f"![round time against size]({rel}/compare-time.png)", "",
+             f"![bandwidth against size]({rel}/compare-bw.png)", "",
+             "```", doc["line"], "```", "", END]
+    return "\n".join(lines) + "\n"
+
+
+def readme(path, out):
+    """Rewrite PATH's section between the markers; 0, or 1 with the
+    reason on stderr and PATH unchanged."""
+    try:
+        with open(os.path.join(out, "compare.json")) as f:
+            doc = json.load(f)
+        with open(path) as f:
+            text = f.read()
+        lines = text.splitlines(keepends=True)
+        begins = [i for i, x in enumerate(lines) if x.strip() == BEGIN]
+        ends = [i for i, x in enumerate(lines) if x.strip() == END]
+        if len(begins) != 1 or len(ends) != 1 or begins[0] > ends[0]:
+            print(f"report.py: {path}: want one {BEGIN} line, then one {END} line "
+                  f"(found {len(begins)} and {len(ends)}); nothing changed", file=sys.stderr)
+            return 1
+        new = "".join(lines[:begins[0]]) + readme_section(doc, out, path) + "".join(lines[ends[0] + 1:])
+    except (OSError, ValueError, KeyError) as e:
+        print(f"report.py: {e}; {path} unchanged", file=sys.stderr)
+        return 1
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(new)
+    os.replace(tmp, path)
+    return 0
+
+
 def main():
+    if len(sys.argv) >= 2 and sys.argv[1] == "--readme":
+        if len(sys.argv) != 4:
+            print("usage: report.py --readme README OUT_DIR", file=sys.stderr)
+            return 2
+        return readme(sys.argv[2], sys.argv[3])
     out = sys.argv[1]
     notes = sys.argv[2:]
-    runs, limits, phases = {}, {}, {}
+    start = None
+    runs, limits, phases, loads = {}, {}, {}, []
     with open(os.path.join(out, "compare.raw")) as f:
         for line in f:
             w = line.split()
@@ -50,6 +144,12 @@ def main():
                 continue
             if w[0] == "phase":
                 phases[w[1]] = float(w[2])
+                continue
+            if w[0] == "load":
+                loads.append(float(w[1]))
+                continue
+            if w[0] == "start":
+                start = int(w[1])
                 continue
             if w[0] == "limit":
                 try:
@@ -70,6 +170,14 @@ def main():
 
     link_ms = {b: b * 8 / LINK_BPS * 1e3 for b in SIZES}
     eff = {b: (link_ms[b] / t("2node10g_ragg", b)) if t("2node10g_ragg", b) else None for b in SIZES}
+    # The same against what the shaped veth carried on this host, one
+    # iperf3 stream each way at once (the veth is the host's CPUs copying:
+    # it may fall short of the rate it is shaped to; a round loads both
+    # directions at once).
+    bidir = limits.get("iperf3_link10g_bidir_Mbps")
+    veth_ms = {b: b * 8 / (bidir * 1e6) * 1e3 if bidir else None for b in SIZES}
+    veth_eff = {b: veth_ms[b] / t("2node10g_ragg", b) if veth_ms[b] and t("2node10g_ragg", b) else None
+                for b in SIZES}
 
     def cell(header, case=None, peer=None, fn=None):
         """A column: a case's figure, a ratio case ÷ peer, or fn(size)."""
@@ -101,10 +209,12 @@ def main():
           cell("onebit/gloo_allreduce", "ragg_tcp_onebit", "gloo_allreduce")]),
         ("Two emulated nodes (namespaces joined by a veth shaped to 10 Gbit/s each way), "
          "8 workers, 4 per node; link ms = the model's bytes over 10 Gbit/s; "
-         "link_eff = link ms ÷ ragg's round.", None, SIZES,
+         "link_eff = link ms ÷ ragg's round; veth ms = the model's bytes at the rate the veth carried "
+         "each way at once (two iperf3 streams, under Limits), veth_eff = veth ms ÷ ragg's round.", None, SIZES,
          [cell("ragg", "2node10g_ragg"), cell("MPI", "2node10g_mpi"), cell("Gloo all_reduce", "2node10g_gloo"),
           cell("ragg/mpi", "2node10g_ragg", "2node10g_mpi"), cell("ragg/gloo", "2node10g_ragg", "2node10g_gloo"),
           cell("link ms", fn=link_ms.get), cell("link_eff", fn=eff.get),
+          cell("veth ms", fn=veth_ms.get), cell("veth_eff", fn=veth_eff.get),
           cell("ragg fp16", "2node10g_ragg_fp16"), cell("ragg onebit", "2node10g_ragg_onebit"),
           cell("fp16/gloo", "2node10g_ragg_fp16", "2node10g_gloo"),
           cell("onebit/gloo", "2node10g_ragg_onebit", "2node10g_gloo")]),
@@ -147,13 +257,18 @@ def main():
                    "(half a round trip)")
     if "iperf3_link10g_Mbps" in limits:
         lim.append(f"iperf3 one stream over the 10 Gbit/s veth {fmt(limits['iperf3_link10g_Mbps'] / 1e3)} Gbit/s")
+    if "iperf3_link10g_bidir_Mbps" in limits:
+        lim.append("iperf3 one stream each way at once over the 10 Gbit/s veth "
+                   f"{fmt(limits['iperf3_link10g_bidir_Mbps'] / 1e3)} Gbit/s each way")
     if "iperf3_link1g_Mbps" in limits:
         lim.append(f"iperf3 one stream over the 1 Gbit/s veth {fmt(limits['iperf3_link1g_Mbps'] / 1e3)} Gbit/s")
     md.append("Limits, same run: " + "; ".join(lim) + ".")
     wall = os.environ.get("COMPARE_WALL_S")
+    cpu = os.environ.get("COMPARE_CPU_S")
     if phases or wall:
         md.append("")
         md.append("Wall time" + (f": {wall} s in all" if wall else "") +
+                  (f" ({float(cpu):.0f} s of CPU time)" if cpu else "") +
                   ("; by kind of run, all runs together (s): " +
                    ", ".join(f"{k} {v:.0f}" for k, v in sorted(phases.items(), key=lambda kv: -kv[1]))
                    if phases else "") + ".")
@@ -243,9 +358,17 @@ def main():
         "median_ms": {c: {str(b): v for b, v in s.items()} for c, s in med.items()},
         "link_ms": {str(b): v for b, v in link_ms.items()},
         "link_eff": {str(b): v for b, v in eff.items()},
+        "veth_ms": {str(b): v for b, v in veth_ms.items()},
+        "veth_eff": {str(b): v for b, v in veth_eff.items()},
         "notes": notes,
         "phases_s": phases,
         "wall_s": float(wall) if wall else None,
+        "cpu_s": float(cpu) if cpu else None,
+        "date": (datetime.datetime.fromtimestamp(start, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+                 if start is not None else None),
+        "runs": max((r for s in runs.values() for v in s.values() for r in [len(v)]), default=0),
+        "load": {"min": min(loads), "max": max(loads), "samples": len(loads)} if loads else None,
+        "host": host_info(),
         "line": line,
     }
     with open(os.path.join(out, "compare.json"), "w") as f:
@@ -253,7 +376,8 @@ def main():
         f.write("\n")
     print(table)
     print(line)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

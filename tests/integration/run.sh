@@ -1705,6 +1705,99 @@ secagg_linreg() {
 	echo OK
 }
 
+# ragg-round's time box (BYTES:ROUNDS:WARMUP:SECONDS, scripts/bench
+# compare): a size whose rounds would take far longer than its box stops
+# after the box, with at least 3 timed rounds and 1 warm-up; a size whose
+# rounds end first runs them all; every worker stops at the same round (the
+# job ends, within its deadline); bad specs are refused.
+round_time_box() {
+	local round="$build/bench/ragg-round" out t0 t1 line n w bad
+	t0=$(date +%s.%N)
+	out=$(RAGG_TRANSPORT=$transport timeout 60 "$run" -w 4 -a 1 -s 1 -- "$round" \
+		4096:1000000000:1000000000:0.4 65536:4:2:60 262144:100:1:0.001 2>&1)
+	rc=$?
+	t1=$(date +%s.%N)
+	echo "$out"
+	[ $rc -eq 0 ] || { echo "WHY: the time-boxed job failed ($rc)"; return; }
+	line=$(echo "$out" | grep 'round: .* bytes=4096 ')
+	n=$(echo "$line" | sed -n 's/.* rounds=\([0-9]*\) .*/\1/p')
+	w=$(echo "$line" | sed -n 's/.* warmup=\([0-9]*\) box_s=0.4$/\1/p')
+	[ -n "$n" ] && [ -n "$w" ] || { echo "WHY: no 4096-byte line with warmup= and box_s=0.4: $line"; return; }
+	[ "$n" -ge 3 ] && [ "$n" -lt 1000000000 ] && [ "$w" -ge 1 ] && [ "$w" -lt 1000000000 ] ||
+		{ echo "WHY: 4096 bytes boxed at 0.4 s ran $n rounds after $w warm-ups"; return; }
+	echo "$out" | grep -q 'round: .* bytes=65536 rounds=4 .* warmup=2 box_s=60$' ||
+		{ echo "WHY: 65536 bytes, 4 rounds, 2 warm-ups in a 60 s box did not run exactly those"; return; }
+	echo "$out" | grep -q 'round: .* bytes=262144 rounds=3 .* warmup=1 box_s=0.001$' ||
+		{ echo "WHY: 262144 bytes in a 1 ms box did not stop at 3 rounds after 1 warm-up"; return; }
+	# Two boxes of 0.4 s (warm-up and timed), the start-up and the small
+	# sizes: well under 20 s even on a loaded host.
+	awk -v a="$t0" -v b="$t1" 'BEGIN { exit !(b - a < 20) }' ||
+		{ echo "WHY: the boxed job took $(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }') s"; return; }
+	# Without a box: no warmup= field, exactly the rounds asked for.
+	out=$(RAGG_TRANSPORT=$transport timeout 60 "$run" -w 2 -a 1 -s 1 -- "$round" 4096:7:1 2>&1)
+	echo "$out"
+	echo "$out" | grep -q 'round: .* bytes=4096 rounds=7 median_ms=[0-9.]* min_ms=[0-9.]* sent_per_round=[0-9]* cpu_ms=[0-9.]*$' ||
+		{ echo "WHY: 7 rounds without a box are not as before"; return; }
+	for bad in 4096:5:1:0 4096:5:1:-1 4096:5:1:x 4096:5:1:1s 4096:5:1: 4096:5:1:1:2; do
+		out=$("$round" "$bad" 2>&1)
+		rc=$?
+		echo "ragg-round $bad: exit $rc: $out"
+		[ $rc -eq 2 ] || { echo "WHY: \"ragg-round $bad\" exited $rc, not 2"; return; }
+		[[ $out == *"want BYTES:ROUNDS"* ]] || { echo "WHY: \"ragg-round $bad\" gave no reason"; return; }
+	done
+	echo "SUMMARY: 4096 bytes in a 0.4 s box: $n rounds after $w warm-ups"
+	echo OK
+}
+
+# bench/compare/report.py --readme: the README's section between the
+# markers becomes the stored report's (date, host, load, times, tables,
+# plots, compare line); the rest of the file stays byte for byte, a second
+# rewrite changes nothing, and a README without both markers in order is
+# refused and left as it was.
+compare_readme() {
+	local d rep="$tests_dir/../bench/compare/report.py" out
+	d=$(mktemp -d "$logdir/readme.XXXXXX")
+	mkdir "$d/results"
+	cat >"$d/results/compare.json" <<'JSON'
+{"line": "compare: 16MiB ragg_shm/mpi_shm=0.15 elapsed_s=812", "wall_s": 812.0, "cpu_s": 700.0,
+ "date": "2026-12-05 01:02 UTC", "runs": 3, "load": {"min": 0.5, "max": 2.25, "samples": 40},
+ "host": {"cores": 8, "cpu": "Some CPU @ 3.00GHz", "virtual": false, "kernel": "6.1.0"}}
+JSON
+	printf '| size | ragg shm |\n|---|---|\n| 16MiB | 22.87 |\n' >"$d/results/compare.md"
+	printf '# Title\n\nbefore\n<!-- compare:begin -->\nold table\n<!-- compare:end -->\nafter\n\n## Layout\n' >"$d/README.md"
+	/usr/bin/python3 "$rep" --readme "$d/README.md" "$d/results" || { echo "WHY: the rewrite failed"; return; }
+	cat "$d/README.md"
+	[ "$(sed -n '1,3p' "$d/README.md")" = "$(printf '# Title\n\nbefore')" ] || { echo "WHY: the text before the section changed"; return; }
+	[ "$(tail -n 3 "$d/README.md")" = "$(printf 'after\n\n## Layout')" ] || { echo "WHY: the text after the section changed"; return; }
+	! grep -q "old table" "$d/README.md" || { echo "WHY: the old section is still there"; return; }
+	for want in "was on 2026-12-05 01:02 UTC, on 8 cores of Some CPU @ 3.00GHz," \
+		"at a load average (1 minute) of 0.50 to 2.25 during the run;" \
+		"it took 812 s of wall time for 700 s of CPU time." "(\`results/\`, 3 runs per kind)" \
+		"| 16MiB | 22.87 |" "![round time against size](results/compare-time.png)" \
+		"![bandwidth against size](results/compare-bw.png)" \
+		"compare: 16MiB ragg_shm/mpi_shm=0.15 elapsed_s=812"; do
+		grep -qF -- "$want" "$d/README.md" || { echo "WHY: the section lacks \"$want\""; return; }
+	done
+	[ "$(grep -c '^<!-- compare:begin -->$' "$d/README.md")$(grep -c '^<!-- compare:end -->$' "$d/README.md")" = 11 ] ||
+		{ echo "WHY: the markers are not kept once each"; return; }
+	cp "$d/README.md" "$d/first"
+	/usr/bin/python3 "$rep" --readme "$d/README.md" "$d/results" && cmp -s "$d/README.md" "$d/first" ||
+		{ echo "WHY: a second rewrite changed the README"; return; }
+	for bad in 'a\n<!-- compare:begin -->\nb\n' 'a\n<!-- compare:end -->\nb\n<!-- compare:begin -->\n' \
+		'<!-- compare:begin -->\n<!-- compare:begin -->\n<!-- compare:end -->\n'; do
+		printf "$bad" >"$d/bad.md"
+		cp "$d/bad.md" "$d/bad.orig"
+		out=$(/usr/bin/python3 "$rep" --readme "$d/bad.md" "$d/results" 2>&1)
+		rc=$?
+		echo "bad README: exit $rc: $out"
+		[ $rc -eq 1 ] || { echo "WHY: a README without its markers in order gave exit $rc, not 1"; return; }
+		cmp -s "$d/bad.md" "$d/bad.orig" || { echo "WHY: a refused README was changed"; return; }
+		[[ $out == *"nothing changed"* ]] || { echo "WHY: no reason given: $out"; return; }
+	done
+	echo OK
+}
+
+
 # ragg-perf (ragg-perf(1)): each mode runs on this transport and prints
 # perftest's table, the summary lines and, with --json, one object per size,
 # with figures that agree with each other (BW average = size x MsgRate, to
@@ -1917,6 +2010,8 @@ t secagg_dropout_before_continue 60
 t secagg_dropout_fails 60
 t secagg_linreg 300
 t ragg_perf_modes 120
+t round_time_box 60
+t compare_readme 30
 t stale_differs_refused 60
 t stale_s0_bit_identical 180
 t stale_bound_holds 90
