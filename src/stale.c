@@ -8,8 +8,8 @@
  * soon as the previous one was answered, so at most one is in flight and
  * what arrives meanwhile rides in the next. The server applies each sum as
  * it lands (SGD in one pass over the chunk, as in the synchronous rounds),
- * counts the contributions it covered, and answers with the chunk's
- * parameters and version. A worker's chunk goes back to it once the sum
+ * counts the clock of each worker it covered, and answers with the
+ * chunk's parameters and version (what a majority has applied). A worker's chunk goes back to it once the sum
  * that carried its contribution was answered and the version is at least
  * t + 1 - s for its clock t; a worker that needs a newer version than the
  * agent holds waits for it, and the agent asks the server to answer when
