@@ -1778,8 +1778,8 @@ stale_s0_bit_identical() {
 }
 
 # RAGG_STALENESS=2, six workers: worker 5 four times slower than workers
-# 1 to 4 (a sleep of 200 ms a round against 50 ms, 10 rounds against 40)
-# and worker 0 four times faster (12.5 ms, 40 rounds), which only the
+# 1 to 4 (a sleep of 400 ms a round against 100 ms, 10 rounds against
+# 40) and worker 0 four times faster (25 ms, 40 rounds), which only the
 # bound holds back. Every pull of every worker returned a version >=
 # clock + 1 - 2 (stalejob checks each with ragg_pull_version and prints a
 # VIOLATION otherwise), and worker 0's smallest margin is 0: the bound,
@@ -1788,7 +1788,7 @@ stale_s0_bit_identical() {
 # least 3 times its rounds: a version is what a majority of the workers
 # did, so one straggler ties nobody (ragg(7)).
 stale_bound_holds() {
-	out=$(RAGG_TRANSPORT=$transport RAGG_STALENESS=2 RAGG_TIMEOUT_MS=30000 "$run" -w 6 -a 2 -s 2 -- "$stalejob" -d 500 -r 40 -y 10 -m 50 -x 4 -w 5 -q 0 -l 0.05 -p 2>&1) || { echo "$out" | tail -n 20; echo "WHY: job failed"; return; }
+	out=$(RAGG_TRANSPORT=$transport RAGG_STALENESS=2 RAGG_TIMEOUT_MS=30000 "$run" -w 6 -a 2 -s 2 -- "$stalejob" -d 500 -r 40 -y 10 -m 100 -x 4 -w 5 -q 0 -l 0.05 -p 2>&1) || { echo "$out" | tail -n 20; echo "WHY: job failed"; return; }
 	echo "$out" | grep 'stale: worker'
 	! echo "$out" | grep -q VIOLATION || { echo "$out" | grep -m5 VIOLATION; echo "WHY: a pull returned a version older than the bound"; return; }
 	n=$(echo "$out" | grep -c 'stale: worker [0-4] rounds 40 seconds [0-9.]* min_margin [0-9]')
