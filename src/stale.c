@@ -9,8 +9,9 @@
  * what arrives meanwhile rides in the next. The server applies each sum as
  * it lands (SGD in one pass over the chunk, as in the synchronous rounds),
  * counts the clock of each worker it covered, and answers with the
- * chunk's parameters and version (what a majority has applied). A worker's chunk goes back to it once the sum
- * that carried its contribution was answered and the version is at least
+ * chunk's parameters and version (the clocks a majority of the workers
+ * has applied). A worker's chunk goes back to it once the sum that
+ * carried its contribution was answered and the version is at least
  * t + 1 - s for its clock t; a worker that needs a newer version than the
  * agent holds waits for it, and the agent asks the server to answer when
  * the chunk gets there (one such request in flight per chunk).
@@ -134,11 +135,12 @@ int ragg__stale_validate(const struct ragg_opts *o)
 	 * RAGG_TP_RDESC_MAX bytes (stale.h). */
 	int per_agent = (o->workers + o->agents - 1) / o->agents;
 	if (per_agent > 8 * RAGG_TP_RDESC_MAX) {
-		ragg__error("RAGG_STALENESS=%s with %d workers on an agent (RAGG_WORKERS=%d, "
-		            "RAGG_AGENTS=%d): asynchronous rounds take at most %d workers an agent; "
-		            "add agents",
-		            ragg__opt_get(o, "RAGG_STALENESS"), per_agent, o->workers, o->agents,
-		            8 * RAGG_TP_RDESC_MAX);
+		ragg__error(
+		    "RAGG_STALENESS=%s with %d workers on an agent (RAGG_WORKERS=%d, "
+		    "RAGG_AGENTS=%d): asynchronous rounds take at most %d workers an agent; "
+		    "add agents",
+		    ragg__opt_get(o, "RAGG_STALENESS"), per_agent, o->workers, o->agents,
+		    8 * RAGG_TP_RDESC_MAX);
 		return RAGG_ERR_CONFIG;
 	}
 	static const char *const sync_only[][2] = {
@@ -243,8 +245,8 @@ static struct stale *state(ragg_tensor_t *t)
 		a->ptotal = calloc(nc, sizeof(double));
 		a->pdst = calloc(nc, sizeof(float *));
 		a->pin = calloc(nc, sizeof(bool));
-		if (!a->clock || !a->next || !a->wait || !a->flying || !a->flushes ||
-		    !a->want || !a->ver || !a->pk || !a->ptotal || !a->pdst || !a->pin || !a->answered ||
+		if (!a->clock || !a->next || !a->wait || !a->flying || !a->flushes || !a->want ||
+		    !a->ver || !a->pk || !a->ptotal || !a->pdst || !a->pin || !a->answered ||
 		    !a->seq)
 			goto oom;
 		/* The synchronous rounds done so far; every chunk is there. */
