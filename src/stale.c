@@ -8,9 +8,10 @@
  * soon as the previous one was answered, so at most one is in flight and
  * what arrives meanwhile rides in the next. The server applies each sum as
  * it lands (SGD in one pass over the chunk, as in the synchronous rounds),
- * counts the contributions it covered, and answers with the chunk's
- * parameters and version. A worker's chunk goes back to it once the sum
- * that carried its contribution was answered and the version is at least
+ * counts the clock of each worker it covered, and answers with the
+ * chunk's parameters and version (the clocks a majority of the workers
+ * has applied). A worker's chunk goes back to it once the sum that
+ * carried its contribution was answered and the version is at least
  * t + 1 - s for its clock t; a worker that needs a newer version than the
  * agent holds waits for it, and the agent asks the server to answer when
  * the chunk gets there (one such request in flight per chunk).
@@ -51,9 +52,6 @@ struct stale_agent {
 	uint64_t *seq;
 	uint64_t *want; /* per chunk: the version asked for, 0: none */
 	uint64_t *ver; /* per chunk: the newest version received */
-	/* [worker * nchunks + chunk]: the worker's clocks taken into sums of
-	 * that chunk (clock + 1 of the last one) */
-	uint64_t *done;
 	/* per chunk, the next sum: contributions taken, their weight, where
 	 * it accumulates and whether that is the server's slot itself */
 	uint32_t *pk;
@@ -64,9 +62,13 @@ struct stale_agent {
 };
 
 struct stale_server {
-	/* [agent * nowned + local chunk]: the smallest number of clocks any
-	 * of the agent's workers had applied there, as its last sum said */
-	uint64_t *amin;
+	/* [worker * nowned + local chunk]: the worker's clocks applied there */
+	uint64_t *done;
+	uint64_t *ver; /* per local chunk: its version */
+	/* per local chunk: the workers with more than ver clocks applied */
+	int *above;
+	int *first, *nw; /* per agent: its first worker and how many */
+	int quorum; /* more than half of the job's workers */
 	uint64_t *flushes; /* [agent * nowned + local chunk]: sums received */
 	uint64_t *want; /* [agent * nowned + local chunk]: version asked for */
 	size_t nowned;
@@ -129,6 +131,18 @@ int ragg__stale_validate(const struct ragg_opts *o)
 		            ragg__opt_get(o, "RAGG_STALENESS"));
 		return RAGG_ERR_CONFIG;
 	}
+	/* A contribution names the workers it covers in a bitmap of
+	 * RAGG_TP_RDESC_MAX bytes (stale.h). */
+	int per_agent = (o->workers + o->agents - 1) / o->agents;
+	if (per_agent > 8 * RAGG_TP_RDESC_MAX) {
+		ragg__error(
+		    "RAGG_STALENESS=%s with %d workers on an agent (RAGG_WORKERS=%d, "
+		    "RAGG_AGENTS=%d): asynchronous rounds take at most %d workers an agent; "
+		    "add agents",
+		    ragg__opt_get(o, "RAGG_STALENESS"), per_agent, o->workers, o->agents,
+		    8 * RAGG_TP_RDESC_MAX);
+		return RAGG_ERR_CONFIG;
+	}
 	static const char *const sync_only[][2] = {
 		{ "RAGG_COMPRESS_PULL", "the servers' updates travel as plain parameters" },
 		{ "RAGG_SECAGG", "masks cancel only in a sum over the whole group" },
@@ -186,8 +200,11 @@ void ragg__stale_free(ragg_tensor_t *t)
 	free(st->a.pin);
 	if (st->a.pacc.mem)
 		ragg__region_free(t->ctx, &st->a.pacc);
-	free(st->a.done);
-	free(st->sv.amin);
+	free(st->sv.done);
+	free(st->sv.ver);
+	free(st->sv.above);
+	free(st->sv.first);
+	free(st->sv.nw);
 	free(st->sv.flushes);
 	free(st->sv.want);
 	free(st);
@@ -228,9 +245,8 @@ static struct stale *state(ragg_tensor_t *t)
 		a->ptotal = calloc(nc, sizeof(double));
 		a->pdst = calloc(nc, sizeof(float *));
 		a->pin = calloc(nc, sizeof(bool));
-		a->done = calloc(nw * nc, sizeof(uint64_t));
-		if (!a->done || !a->clock || !a->next || !a->wait || !a->flying || !a->flushes ||
-		    !a->want || !a->ver || !a->pk || !a->ptotal || !a->pdst || !a->pin || !a->answered ||
+		if (!a->clock || !a->next || !a->wait || !a->flying || !a->flushes || !a->want ||
+		    !a->ver || !a->pk || !a->ptotal || !a->pdst || !a->pin || !a->answered ||
 		    !a->seq)
 			goto oom;
 		/* The synchronous rounds done so far; every chunk is there. */
@@ -238,24 +254,32 @@ static struct stale *state(ragg_tensor_t *t)
 			a->next[i] = t->round;
 		for (size_t c = 0; c < nc; c++)
 			a->ver[c] = t->round;
-		for (size_t i = 0; i < nw * nc; i++)
-			a->done[i] = t->round;
 	} else {
 		struct stale_server *sv = &st->sv;
 		struct ragg__server_view v;
 		if (!ragg__server_view(t, &v))
 			goto oom;
 		sv->nowned = ragg__plan_owned(&t->plan, ctx->opts.rank);
-		size_t n = sv->nowned ? sv->nowned : 1;
-		sv->amin = calloc(n * na, sizeof(uint64_t));
+		size_t n = sv->nowned ? sv->nowned : 1, m = (size_t)ctx->opts.workers;
+		sv->done = calloc(n * m, sizeof(uint64_t));
+		sv->ver = calloc(n, sizeof(uint64_t));
+		sv->above = calloc(n, sizeof(int));
+		sv->first = calloc(na, sizeof(int));
+		sv->nw = calloc(na, sizeof(int));
 		sv->flushes = calloc(n * na, sizeof(uint64_t));
 		sv->want = calloc(n * na, sizeof(uint64_t));
-		if (!sv->amin || !sv->flushes || !sv->want)
+		if (!sv->done || !sv->ver || !sv->above || !sv->first || !sv->nw || !sv->flushes ||
+		    !sv->want)
 			goto oom;
-		/* Each synchronous round applied every worker's clock. */
+		sv->quorum = ctx->opts.workers / 2 + 1;
 		for (size_t j = 0; j < na; j++)
-			for (size_t lc = 0; lc < sv->nowned; lc++)
-				sv->amin[j * sv->nowned + lc] = v.rounds[lc];
+			ragg__agent_workers(&ctx->opts, (int)j, &sv->first[j], &sv->nw[j]);
+		/* Each synchronous round applied every worker's clock. */
+		for (size_t lc = 0; lc < sv->nowned; lc++) {
+			sv->ver[lc] = v.rounds[lc];
+			for (size_t i = 0; i < m; i++)
+				sv->done[i * sv->nowned + lc] = v.rounds[lc];
+		}
 	}
 	for (int i = 0; i < ctx->npeers; i++)
 		if (ragg__queue_reserve(&ctx->peers[i], 4 * (uint32_t)nc + 4))
@@ -267,8 +291,12 @@ oom:
 	return NULL;
 }
 
+/* A contribution's message carries in its descriptor the bitmap of the
+ * agent's workers whose clock it covers (bit i: the agent's i-th). */
+#define WHO_BYTES RAGG_TP_RDESC_MAX
+
 static void post_version(struct ragg__peer *p, ragg_tensor_t *t, int32_t kind, uint64_t count,
-                         uint64_t version, uint64_t extra, uint64_t clocks)
+                         uint64_t version, uint64_t extra, const uint8_t *who, uint8_t who_len)
 {
 	if (p->gone || p->said_bye)
 		return;
@@ -279,9 +307,8 @@ static void post_version(struct ragg__peer *p, ragg_tensor_t *t, int32_t kind, u
 		               .chunk_bytes = version,
 		               .name_hash = extra };
 	if ((kind & 0xff) == RAGG__VER_CONTRIB) {
-		m.rdesc.len = 8;
-		for (int b = 0; b < 8; b++)
-			m.rdesc.blob[b] = (uint8_t)(clocks >> 8 * b);
+		m.rdesc.len = who_len;
+		memcpy(m.rdesc.blob, who, who_len);
 	}
 	ragg__post_msg(p, &m);
 }
@@ -303,7 +330,7 @@ int ragg__stale_worker_pushed(ragg_tensor_t *t)
 		return t->ctx->failed;
 	memset(st->w.ver, 0, t->plan.nchunks * sizeof(uint64_t));
 	st->w.got = 0;
-	post_version(&t->ctx->peers[0], t, RAGG__VER_PUSH, t->round, t->round, 0, 0);
+	post_version(&t->ctx->peers[0], t, RAGG__VER_PUSH, t->round, t->round, 0, NULL, 0);
 	return t->ctx->failed;
 }
 
@@ -431,7 +458,6 @@ static bool take(struct ragg_ctx *ctx, ragg_tensor_t *t, struct stale_agent *a, 
 	a->pk[c]++;
 	a->ptotal[c] += w;
 	size_t ic = (size_t)i * pl->nchunks + c;
-	a->done[ic] = a->clock[i] + 1;
 	a->seq[ic] = a->flushes[c] + 1;
 	return true;
 }
@@ -445,10 +471,10 @@ static void flush(struct ragg_ctx *ctx, ragg_tensor_t *t, struct stale_agent *a,
 	size_t nc = pl->nchunks;
 	if (!a->pk[c] || a->flying[c])
 		return;
-	uint64_t amin = UINT64_MAX;
-	for (int i = 0; i < ctx->nworkers; i++)
-		if (a->done[(size_t)i * nc + c] < amin)
-			amin = a->done[(size_t)i * nc + c];
+	uint8_t who[WHO_BYTES] = { 0 };
+	for (int i = 0; i < ctx->nworkers && i < 8 * WHO_BYTES; i++)
+		if (a->seq[(size_t)i * nc + c] == a->flushes[c] + 1)
+			who[i / 8] |= (uint8_t)(1u << (i % 8));
 	int s = ragg__plan_owner(pl, c), parity = (int)(a->flushes[c] & 1);
 	struct ragg__peer *srv = ragg__server_peer(ctx, s);
 	if (!a->pin[c])
@@ -459,7 +485,7 @@ static void flush(struct ragg_ctx *ctx, ragg_tensor_t *t, struct stale_agent *a,
 	double total = a->ptotal[c];
 	memcpy(&bits, &total, sizeof(bits));
 	post_version(srv, t, RAGG__VER_CONTRIB | (int32_t)a->pk[c] << 8, c, a->flushes[c], bits,
-	             amin);
+	             who, (uint8_t)((ctx->nworkers + 7) / 8));
 	a->flushes[c]++;
 	a->flying[c] = true;
 	a->pk[c] = 0;
@@ -480,7 +506,7 @@ static void send_params(struct ragg_ctx *ctx, ragg_tensor_t *t, int i, uint32_t 
 	else if (!at->w[i].pulls)
 		ragg__post_write(p, (char *)at->params.mem + off, ragg__region_mr(&at->params, p),
 		                 &at->w[i].params.rdesc, off, len, 0, 0, 0);
-	post_version(p, t, RAGG__VER_PARAMS, c, v, 0, 0);
+	post_version(p, t, RAGG__VER_PARAMS, c, v, 0, NULL, 0);
 }
 
 /* What chunk c can do now: the next sum, parameters to the workers
@@ -509,7 +535,7 @@ static void agent_advance(struct ragg_ctx *ctx, ragg_tensor_t *t, struct stale_a
 	if (blocked && !a->want[c]) {
 		a->want[c] = blocked;
 		post_version(ragg__server_peer(ctx, ragg__plan_owner(&t->plan, c)), t,
-		             RAGG__VER_WANT, c, blocked, 0, 0);
+		             RAGG__VER_WANT, c, blocked, 0, NULL, 0);
 	}
 }
 
@@ -578,7 +604,7 @@ static void server_reply(struct ragg_ctx *ctx, ragg_tensor_t *t, int j, uint32_t
 	if (p->gone || p->said_bye || !ragg__server_view(t, &sv))
 		return;
 	if (!copy) {
-		post_version(p, t, RAGG__VER_REPLY | which << 8, c, v, 0, 0);
+		post_version(p, t, RAGG__VER_REPLY | which << 8, c, v, 0, NULL, 0);
 		return;
 	}
 	const struct ragg__plan *pl = &t->plan;
@@ -591,17 +617,29 @@ static void server_reply(struct ragg_ctx *ctx, ragg_tensor_t *t, int j, uint32_t
 	else
 		ragg__post_write(p, src, ragg__region_mr(sv.w_region, p), &pr->rdesc, off, len, 0, 0,
 		                 0);
-	post_version(p, t, RAGG__VER_REPLY | which << 8, c, v, 0, 0);
+	post_version(p, t, RAGG__VER_REPLY | which << 8, c, v, 0, NULL, 0);
 }
 
-/* Chunk lc's version: every worker's clocks below it are applied. */
-static uint64_t version_of(const struct ragg_ctx *ctx, const struct stale_server *s, size_t lc)
+/* Chunk lc's version: the largest v such that more than half of the
+ * workers have every clock below v applied there. */
+static uint64_t version_of(const struct stale_server *s, size_t lc)
 {
-	uint64_t v = UINT64_MAX;
-	for (int j = 0; j < ctx->opts.agents; j++)
-		if (s->amin[(size_t)j * s->nowned + lc] < v)
-			v = s->amin[(size_t)j * s->nowned + lc];
-	return v;
+	return s->ver[lc];
+}
+
+/* Worker g's next clock is applied to chunk lc: its version moves on
+ * once a majority has more clocks applied than it counts. */
+static void count_clock(const struct ragg_ctx *ctx, struct stale_server *s, int g, size_t lc)
+{
+	if (++s->done[(size_t)g * s->nowned + lc] == s->ver[lc] + 1)
+		s->above[lc]++;
+	while (s->above[lc] >= s->quorum) {
+		s->ver[lc]++;
+		s->above[lc] = 0;
+		for (int i = 0; i < ctx->opts.workers; i++)
+			if (s->done[(size_t)i * s->nowned + lc] > s->ver[lc])
+				s->above[lc]++;
+	}
 }
 
 static void server_on_contrib(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tensor_t *t,
@@ -620,15 +658,21 @@ static void server_on_contrib(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_t
 		return;
 	}
 	size_t lc = ragg__plan_local(pl, c);
-	uint64_t *fl = &s->flushes[(size_t)j * s->nowned + lc], clocks = 0;
-	for (int b = 0; b < 8 && m->rdesc.len == 8; b++)
-		clocks |= (uint64_t)m->rdesc.blob[b] << 8 * b;
+	uint64_t *fl = &s->flushes[(size_t)j * s->nowned + lc];
 	if (m->chunk_bytes != *fl) {
 		refuse(ctx, p, "a contribution with the wrong sequence number");
 		return;
 	}
-	if (m->rdesc.len != 8 || clocks < s->amin[(size_t)j * s->nowned + lc]) {
-		refuse(ctx, p, "a contribution whose clocks went back");
+	/* Whose clocks it covers: k of the agent's workers, each once. */
+	int nw = s->nw[j], ones = 0;
+	bool who_ok = m->rdesc.len == (nw + 7) / 8;
+	for (int b = 0; who_ok && b < 8 * m->rdesc.len; b++)
+		if (m->rdesc.blob[b / 8] >> (b % 8) & 1) {
+			ones++;
+			who_ok = b < nw;
+		}
+	if (!who_ok || ones != k) {
+		refuse(ctx, p, "a contribution whose workers do not match its count");
 		return;
 	}
 	int parity = (int)(*fl & 1);
@@ -655,10 +699,12 @@ static void server_on_contrib(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_t
 		}
 		v.rounds[lc]++;
 	}
-	s->amin[(size_t)j * s->nowned + lc] = clocks;
+	for (int b = 0; b < nw; b++)
+		if (m->rdesc.blob[b / 8] >> (b % 8) & 1)
+			count_clock(ctx, s, s->first[j] + b, lc);
 	if (lc == 0)
 		ctx->stats.rounds++;
-	uint64_t ver = version_of(ctx, s, lc);
+	uint64_t ver = version_of(s, lc);
 	server_reply(ctx, t, j, (uint32_t)c, 1, ver, true);
 	for (int q = 0; q < ctx->opts.agents; q++) {
 		uint64_t *w = &s->want[(size_t)q * s->nowned + lc];
@@ -686,7 +732,7 @@ static void server_on_want(struct ragg_ctx *ctx, struct ragg__peer *p, ragg_tens
 		refuse(ctx, p, "a second request for the same chunk");
 		return;
 	}
-	uint64_t ver = version_of(ctx, s, lc);
+	uint64_t ver = version_of(s, lc);
 	if (ver >= m->chunk_bytes)
 		server_reply(ctx, t, p->index, (uint32_t)c, 2, ver, true);
 	else

@@ -9,15 +9,21 @@
  *   worker -> agent  push of clock t (status RAGG__VER_PUSH, count t)
  *   agent  -> server the weighted sum of the contributions that arrived,
  *                    (RAGG__VER_CONTRIB | contributions << 8, count chunk,
- *                    name_hash the bits of its weight as a double)
+ *                    chunk_bytes its sequence number, name_hash the bits
+ *                    of its weight as a double, rdesc the bitmap of the
+ *                    agent's workers whose next clock it covers)
  *   agent  -> server "answer when the chunk's version reaches n"
  *                    (RAGG__VER_WANT, count chunk, chunk_bytes n)
  *   server -> agent  the chunk's parameters at version v (RAGG__VER_REPLY,
  *                    count chunk, chunk_bytes v)
  *   agent  -> worker the same (RAGG__VER_PARAMS)
  *
- * The version of a chunk is floor(contributions applied / workers): with
- * every worker in lockstep it is the number of synchronous rounds done.
+ * The version of a chunk is the largest v such that more than half of
+ * the job's workers have every clock below v applied to it (the server
+ * counts each worker's clocks from the bitmaps): with every worker in
+ * lockstep it is the number of synchronous rounds done, and a minority of
+ * slow workers does not hold it back. The bitmap limits an agent to
+ * 8 * RAGG_TP_RDESC_MAX workers (refused at ragg_init otherwise).
  * s = 0 never comes here: the synchronous path stays as it is.
  */
 #ifndef RAGG_STALE_H

@@ -7,7 +7,9 @@
  *     clock + 1 - s (s from RAGG_STALENESS; the clock of the k-th push after
  *     the declaration is k), and prints "stale: VIOLATION ..." if not;
  *   - with -x F, the worker of rank -w (default 0) sleeps F times -m ms
- *     per round, the others -m ms (a straggler);
+ *     per round, the others -m ms (a straggler), and with -q RANK that
+ *     worker -m / F ms (one that runs ahead);
+ *   - with -y ROUNDS, the slow worker runs that many rounds (else -r);
  *   - with -t SECONDS, runs rounds until that much wall time passed
  *     (else -r ROUNDS);
  *   - with -z, no data: every gradient is a constant 1e-6 (the async bench,
@@ -22,7 +24,8 @@
  * hash of its final parameters' bytes); worker 0 also prints "stale: loss
  * L" for its final parameters over every worker's data.
  *
- * Run: ragg-run -w 4 -- stalejob [-d D] [-r R] [-t SEC] [-m MS] [-x F] [-w RANK] [-l LR]
+ * Run: ragg-run -w 4 -- stalejob [-d D] [-r R] [-y R] [-t SEC] [-m MS] [-x F] [-w RANK]
+ *                               [-q RANK] [-l LR] [-z] [-p]
  */
 #include <inttypes.h>
 #include <math.h>
@@ -105,9 +108,9 @@ static void die(const char *what, int rc)
 int main(int argc, char **argv)
 {
 	size_t d = 2000;
-	int rounds = 20, slow = 0, c, synth = 0, times = 0;
+	int rounds = 20, slow = 0, quick = -1, slow_rounds = -1, c, synth = 0, times = 0;
 	double secs = 0, ms = 0, factor = 1, lr = 0.5;
-	while ((c = getopt(argc, argv, "d:r:t:m:x:w:l:zp")) != -1) {
+	while ((c = getopt(argc, argv, "d:r:y:t:m:x:w:q:l:zp")) != -1) {
 		switch (c) {
 		case 'd': d = strtoul(optarg, NULL, 10); break;
 		case 'r': rounds = atoi(optarg); break;
@@ -115,6 +118,8 @@ int main(int argc, char **argv)
 		case 'm': ms = atof(optarg); break;
 		case 'x': factor = atof(optarg); break;
 		case 'w': slow = atoi(optarg); break;
+		case 'q': quick = atoi(optarg); break;
+		case 'y': slow_rounds = atoi(optarg); break;
 		case 'l': lr = atof(optarg); break;
 		case 'z': synth = 1; break;
 		case 'p': times = 1; break;
@@ -161,7 +166,10 @@ int main(int argc, char **argv)
 	if ((rc = ragg_tensor_declare(ctx, "stale.w", params, d, &t)))
 		die("declare", rc);
 	double margin = INFINITY, t0 = now();
-	unsigned sleep_us = (unsigned)(ms * 1000 * (me == slow ? factor : 1));
+	unsigned sleep_us = (unsigned)(ms * 1000 *
+	                               (me == slow ? factor : me == quick ? 1 / factor : 1));
+	if (me == slow && slow_rounds >= 0)
+		rounds = slow_rounds;
 	int k;
 	size_t ntimes = 0, captimes = 1024;
 	double *at = malloc(captimes * sizeof(double));

@@ -145,6 +145,27 @@ RAGG_TEST(validation)
 	RAGG_CHECK(ragg__opts_validate(&o) == RAGG_ERR_CONFIG);
 }
 
+/* Asynchronous rounds name an agent's workers in a 256-bit map: 256
+ * workers an agent pass, 257 are refused, and without RAGG_STALENESS any
+ * number passes. */
+RAGG_TEST(staleness_workers_per_agent)
+{
+	struct ragg_opts o;
+	clear_env();
+	RAGG_CHECK_OK(ragg_opts_default(&o));
+	o.role = RAGG_ROLE_WORKER;
+	o.workers = 512;
+	o.agents = 2;
+	RAGG_CHECK_OK(ragg_opts_set(&o, "RAGG_STALENESS", "2"));
+	RAGG_CHECK_OK(ragg__opts_validate(&o));
+	o.workers = 513;
+	RAGG_CHECK(ragg__opts_validate(&o) == RAGG_ERR_CONFIG);
+	RAGG_CHECK_OK(ragg_opts_set(&o, "RAGG_STALENESS", "inf"));
+	RAGG_CHECK(ragg__opts_validate(&o) == RAGG_ERR_CONFIG);
+	RAGG_CHECK_OK(ragg_opts_set(&o, "RAGG_STALENESS", "0"));
+	RAGG_CHECK_OK(ragg__opts_validate(&o));
+}
+
 RAGG_TEST(role_from_launcher_rank)
 {
 	struct ragg_opts o;
