@@ -1635,6 +1635,36 @@ secagg_dropout_before_continue() {
 	echo OK
 }
 
+# Dropout recovery while a round is being unmasked (RAGG_SECAGG=on,
+# RAGG_ON_WORKER_LOSS=continue, 4 workers on one agent, threshold 3):
+# worker 3 pushes round 3 of 5 and exits as soon as the agent asks it to
+# unmask that round, before answering (RAGG_SECAGG_TEST_EXIT_UNMASK=3 in
+# its process alone). U was fixed with worker 3 in: its contribution
+# counts in round 3, its self mask rebuilt from the 3 survivors' shares;
+# each survivor checks every step against the weighted mean of all four up
+# to round 3 and of the other three after it (job: sajob.c drop ... unmask).
+# With RAGG_SECAGG_THRESHOLD=4 the 3 who answer are too few: the job fails,
+# the error naming the shortfall and worker 3.
+secagg_dropout_unmask_continue() {
+	local out n
+	out=$(RAGG_TRANSPORT=$transport RAGG_SECAGG=on RAGG_JOB_KEY=sa-test RAGG_ON_WORKER_LOSS=continue \
+		RAGG_SECAGG_THRESHOLD=3 RAGG_LR=1 RAGG_CHUNK_BYTES=4096 RAGG_LOG=warn RAGG_TIMEOUT_MS=$((20000 * scale)) \
+		"$run" -w 4 -a 1 -s 1 -- "$sajob" drop 5 3 3 unmask 3000 2>&1) || { echo "$out" | tail -n 30; echo "WHY: the job failed"; return; }
+	echo "$out" | grep -E 'drop:|unmask'
+	echo "$out" | grep -q '^\[w3\] .*worker 3 exits on the request to unmask round 3 of tensor 0' || { echo "WHY: worker 3 did not exit in the unmasking of round 3"; return; }
+	echo "$out" | grep -q '^\[a0\] .*worker 3 lost while round 3 of tensor 0 was being unmasked' || { echo "WHY: the agent did not see worker 3 lost during the unmasking"; return; }
+	n=$(echo "$out" | grep -c 'drop: worker [0-2] ok, rounds 1\.\.3 with worker 3, 4\.\.5 without')
+	[ "$n" = 3 ] || { echo "$out" | tail -n 30; echo "WHY: $n of 3 survivors verified every step"; return; }
+	echo "SUMMARY: secagg_dropout_unmask_continue ($transport): $(echo "$out" | sed -n 's/^\[w0\] drop: worker 0 ok, //p')"
+	out=$(RAGG_TRANSPORT=$transport RAGG_SECAGG=on RAGG_JOB_KEY=sa-test RAGG_ON_WORKER_LOSS=continue \
+		RAGG_SECAGG_THRESHOLD=4 RAGG_LR=1 RAGG_CHUNK_BYTES=4096 RAGG_LOG=error RAGG_TIMEOUT_MS=$((20000 * scale)) \
+		"$run" -w 4 -a 1 -s 1 -- "$sajob" drop 5 3 3 unmask 3000 2>&1) && { echo "$out" | tail -n 30; echo "WHY: the job succeeded (threshold 4)"; return; }
+	echo "$out" | grep -E 'threshold' | head -n 3
+	echo "$out" | grep -q 'drop: worker [0-2] ok' && { echo "WHY: a survivor completed (threshold 4)"; return; }
+	echo "$out" | grep -q '3 of the 4 workers of U can answer the unmasking of round 3 of tensor 0, fewer than the threshold 4 (RAGG_SECAGG_THRESHOLD): 1 of U lost while it was under way, worker 3 first' || { echo "$out" | tail -n 20; echo "WHY: no error names the shortfall"; return; }
+	echo OK
+}
+
 # The same dropout (after the push) without recovery: with
 # RAGG_ON_WORKER_LOSS=fail the job fails with an error naming worker 3;
 # with continue and RAGG_SECAGG_THRESHOLD=4 the 3 survivors are too few to
@@ -1897,6 +1927,7 @@ t secagg_worker_lost_fails 60
 t secagg_dropout_after_masked_continue 60
 t secagg_dropout_before_continue 60
 t secagg_dropout_fails 60
+t secagg_dropout_unmask_continue 60
 t secagg_linreg 300
 t ragg_perf_modes 120
 t stale_differs_refused 60

@@ -19,7 +19,7 @@
  *   push ROUNDS     ROUNDS rounds of one tensor of 5000 floats, the inputs
  *                   of sum (for the slot dumps below and the key test):
  *                   prints "push: worker R failed with NAME" on an error
- *   drop ROUNDS R VICTIM before|after COUNT
+ *   drop ROUNDS R VICTIM before|after|unmask COUNT
  *                   dropout (RAGG_ON_WORKER_LOSS=continue): one tensor of
  *                   COUNT floats, the inputs of sum; worker VICTIM leaves
  *                   (exits without ragg_finalize) in round R, before its
@@ -28,7 +28,12 @@
  *                   step as sum does, against the weighted mean of all
  *                   workers before round R and of all but VICTIM from it
  *                   on; they print "drop: worker I failed with NAME" when
- *                   a round fails
+ *                   a round fails. unmask: VICTIM pushes round R like the
+ *                   others and is lost once its agent asks it to unmask
+ *                   the round (RAGG_SECAGG_TEST_EXIT_UNMASK=R, set in its
+ *                   process alone), before answering: its contribution
+ *                   counts in round R, the others' steps are checked with
+ *                   VICTIM up to R and without it after
  *   dumpcheck PREFIX WORKERS ROUNDS plain|masked
  *                   no job: reads the agent's RAGG_TEST_SLOT_DUMP files of
  *                   a push run and correlates each with every worker's
@@ -160,7 +165,8 @@ static int sum_mode(ragg_ctx_t *ctx, int rounds, int nt, char **counts)
 	return secagg && !(seen > 0) ? 1 : 0;
 }
 
-static int drop_mode(ragg_ctx_t *ctx, int rounds, int at, int victim, int after, size_t n)
+static int drop_mode(ragg_ctx_t *ctx, int rounds, int at, int victim, int after, size_t n,
+                     int unmask)
 {
 	int m = ragg_job_size(ctx, RAGG_ROLE_WORKER), me = ragg_rank(ctx), rc = 0;
 	double range = env_double("RAGG_SECAGG_RANGE", 64), scale = sa_scale(m, range);
@@ -175,6 +181,13 @@ static int drop_mode(ragg_ctx_t *ctx, int rounds, int at, int victim, int after,
 	for (int r = 1; r <= rounds; r++) {
 		for (size_t j = 0; j < n; j++)
 			grad[j] = grad_value(me, 0, j, r);
+		if (unmask && me == victim && r == at) {
+			/* The library exits in the round's unmasking. */
+			ragg_pushpull(t, grad, weight_of(me), params);
+			fprintf(stderr, "drop: worker %d outlived the unmasking of round %d\n", me,
+			        r);
+			return 1;
+		}
 		if (me == victim && r == at) {
 			if (after) {
 				ragg_req_t *req;
@@ -188,7 +201,7 @@ static int drop_mode(ragg_ctx_t *ctx, int rounds, int at, int victim, int after,
 			fflush(stdout);
 			_exit(0);
 		}
-		if (r == at)
+		if (r == at && !unmask)
 			usleep(1000000);
 		memcpy(old, params, n * sizeof(float));
 		if ((rc = ragg_pushpull(t, grad, weight_of(me), params))) {
@@ -198,13 +211,13 @@ static int drop_mode(ragg_ctx_t *ctx, int rounds, int at, int victim, int after,
 		}
 		double W = 0;
 		for (int i = 0; i < m; i++)
-			if (r < at || i != victim)
+			if (r < at + unmask || i != victim)
 				W += weight_of(i);
 		quantum = m / scale / W;
 		for (size_t j = 0; j < n; j++) {
 			double mean = 0, amean = 0;
 			for (int i = 0; i < m; i++) {
-				if (r >= at && i == victim)
+				if (r >= at + unmask && i == victim)
 					continue;
 				double v = fmax(-range, fmin(range, weight_of(i) * grad_value(i, 0, j, r)));
 				mean += v;
@@ -228,7 +241,7 @@ static int drop_mode(ragg_ctx_t *ctx, int rounds, int at, int victim, int after,
 	}
 	printf("drop: worker %d ok, rounds 1..%d with worker %d, %d..%d without, max_err=%.3g "
 	       "quantum=%.3g\n",
-	       me, at - 1, victim, at, rounds, seen, quantum);
+	       me, at - 1 + unmask, victim, at + unmask, rounds, seen, quantum);
 	free(params);
 	free(grad);
 	free(old);
@@ -337,6 +350,11 @@ int main(int argc, char **argv)
 		return dumpcheck(argv[2], atoi(argv[3]), atoi(argv[4]), !strcmp(argv[5], "masked"));
 	if (argc < 3)
 		return 2;
+	/* drop ... unmask: the victim alone is lost in the round's unmasking. */
+	const char *role = getenv("RAGG_ROLE"), *rank = getenv("RAGG_RANK");
+	if (argc == 7 && !strcmp(argv[1], "drop") && !strcmp(argv[5], "unmask") && role &&
+	    !strcmp(role, "worker") && rank && atoi(rank) == atoi(argv[4]))
+		setenv("RAGG_SECAGG_TEST_EXIT_UNMASK", argv[3], 1);
 	if ((rc = ragg_init(NULL, &ctx)))
 		return fail("init", rc);
 	if (ragg_role(ctx) != RAGG_ROLE_WORKER) {
@@ -349,7 +367,8 @@ int main(int argc, char **argv)
 		status = sum_mode(ctx, atoi(argv[2]), argc - 3, argv + 3);
 	else if (!strcmp(argv[1], "drop") && argc == 7)
 		status = drop_mode(ctx, atoi(argv[2]), atoi(argv[3]), atoi(argv[4]),
-		                   !strcmp(argv[5], "after"), strtoul(argv[6], NULL, 10));
+		                   !strcmp(argv[5], "after"), strtoul(argv[6], NULL, 10),
+		                   !strcmp(argv[5], "unmask"));
 	else if (!strcmp(argv[1], "push"))
 		status = push_mode(ctx, atoi(argv[2]));
 	else
