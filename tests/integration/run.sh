@@ -1503,8 +1503,10 @@ export sajob
 # awkward sizes (1 float, 3098, 4097 in 4 KiB chunks over 2 servers),
 # awkward weights, elements beyond the range (clipped), 3 workers on one
 # agent, 5 on two, and 6 on one masking with 2 neighbours each
-# (RAGG_SECAGG_NEIGHBOURS); and the plain run meets the bound without its
-# quantum (the bound is not loose enough to pass anything).
+# (RAGG_SECAGG_NEIGHBOURS); 800001 floats masked on 3 threads per worker
+# (RAGG_AGG_THREADS) and written chunk by chunk as they are masked; and
+# the plain run meets the bound without its quantum (the bound is not
+# loose enough to pass anything).
 secagg_sum_matches() {
 	local shape out k
 	for shape in "-w 3 -a 1 -s 2" "-w 5 -a 2 -s 2" "-w 6 -a 1 -s 1"; do
@@ -1517,6 +1519,12 @@ secagg_sum_matches() {
 	done
 	line=$(echo "$out" | sed -n 's/^\[w0\] sum: worker 0 ok secagg=on //p')
 	echo "SUMMARY: secagg: 6 workers 1 agent 2 neighbours: $line"
+	# A tensor the workers mask on 3 threads (their pool) while writing
+	# each 256 KiB chunk as soon as it is masked.
+	out=$(RAGG_TRANSPORT=$transport RAGG_SECAGG=on RAGG_JOB_KEY=sa-test RAGG_LR=1 RAGG_CHUNK_BYTES=262144 RAGG_AGG_THREADS=3 \
+		RAGG_TIMEOUT_MS=30000 "$run" -w 3 -a 1 -s 1 -- "$sajob" sum 2 800001 2>&1) || { echo "$out" | tail -n 20; echo "WHY: masked on 3 threads: a step is not the weighted mean within the bound"; return; }
+	echo "$out" | grep '^\[w0\] sum:'
+	[ "$(echo "$out" | grep -c 'sum: worker .* ok secagg=on')" = 3 ] || { echo "$out" | tail -n 20; echo "WHY: masked on 3 threads: not every worker checked its parameters"; return; }
 	out=$(RAGG_TRANSPORT=$transport RAGG_LR=1 RAGG_CHUNK_BYTES=4096 RAGG_TIMEOUT_MS=30000 \
 		"$run" -w 3 -a 1 -s 2 -- "$sajob" sum 3 1 3098 4097 2>&1) || { echo "$out" | tail -n 20; echo "WHY: the plain run misses the bound"; return; }
 	echo "$out" | grep '^\[w0\] sum:'
