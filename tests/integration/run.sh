@@ -1673,6 +1673,36 @@ secagg_dropout_unmask_continue() {
 	echo OK
 }
 
+# Rejoining is refused under secure aggregation (ragg-privacy(7)): worker
+# 3 leaves before its push of round 3 of 5 (RAGG_ON_WORKER_LOSS=continue)
+# and a new process takes its rank at once. The agent refuses the
+# connection, saying why; the newcomer's ragg_init fails with
+# ECONNREFUSED within seconds, and the 3 others complete every round
+# without worker 3.
+secagg_rejoin_refused() {
+	local out n
+	out=$(RAGG_TRANSPORT=$transport RAGG_SECAGG=on RAGG_JOB_KEY=sa-test RAGG_ON_WORKER_LOSS=continue \
+		RAGG_SECAGG_THRESHOLD=3 RAGG_LR=1 RAGG_CHUNK_BYTES=4096 RAGG_LOG=warn RAGG_TIMEOUT_MS=$((20000 * scale)) \
+		"$run" -w 4 -a 1 -s 1 -- bash -c '
+		if [ "$RAGG_ROLE" = worker ] && [ "$RAGG_RANK" = 3 ]; then
+			"$0" drop 5 3 3 before 3000
+			start=$(date +%s%N)
+			"$0" push 2
+			echo "rejoin: exit $? after $((($(date +%s%N) - start) / 1000000)) ms"
+			exit 0
+		fi
+		exec "$0" drop 5 3 3 before 3000' "$sajob" 2>&1) || { echo "$out" | tail -n 30; echo "WHY: the job failed"; return; }
+	echo "$out" | grep -E 'rejoin|connects again|init:'
+	echo "$out" | grep -q '^\[a0\] .*worker 3 connects again: refused under RAGG_SECAGG=on' || { echo "WHY: the agent did not say why it refused worker 3"; return; }
+	echo "$out" | grep -q '^\[w3\] sajob: init: .*(ECONNREFUSED)' || { echo "$out" | tail -n 30; echo "WHY: the newcomer's ragg_init did not fail with ECONNREFUSED"; return; }
+	[[ $(echo "$out" | grep '^\[w3\] rejoin: exit') =~ exit\ 1\ after\ ([0-9]+)\ ms ]] || { echo "WHY: the newcomer did not fail"; return; }
+	[ "${BASH_REMATCH[1]}" -lt $((10000 * scale)) ] || { echo "WHY: the refusal took ${BASH_REMATCH[1]} ms"; return; }
+	n=$(echo "$out" | grep -c 'drop: worker [0-2] ok, rounds 1\.\.2 with worker 3, 3\.\.5 without')
+	[ "$n" = 3 ] || { echo "$out" | tail -n 30; echo "WHY: $n of 3 survivors verified every step"; return; }
+	echo "SUMMARY: secagg_rejoin_refused ($transport): refused in ${BASH_REMATCH[1]} ms"
+	echo OK
+}
+
 # The same dropout (after the push) without recovery: with
 # RAGG_ON_WORKER_LOSS=fail the job fails with an error naming worker 3;
 # with continue and RAGG_SECAGG_THRESHOLD=4 the 3 survivors are too few to
@@ -1936,6 +1966,7 @@ t secagg_dropout_after_masked_continue 60
 t secagg_dropout_before_continue 60
 t secagg_dropout_fails 60
 t secagg_dropout_unmask_continue 60
+t secagg_rejoin_refused 60
 t secagg_linreg 300
 t ragg_perf_modes 120
 t stale_differs_refused 60
