@@ -1675,20 +1675,25 @@ secagg_dropout_unmask_continue() {
 
 # Rejoining is refused under secure aggregation (ragg-privacy(7)): worker
 # 3 leaves before its push of round 3 of 5 (RAGG_ON_WORKER_LOSS=continue)
-# and a new process takes its rank at once. The agent refuses the
+# and a new process takes its rank once round 3 went on without it (the
+# agent has seen it gone: SAJOB_DROPPED_FILE; the others wait for the
+# attempt before round 4: SAJOB_REJOINED_FILE). The agent refuses the
 # connection, saying why; the newcomer's ragg_init fails with
 # ECONNREFUSED within seconds, and the 3 others complete every round
 # without worker 3.
 secagg_rejoin_refused() {
 	local out n
-	out=$(RAGG_TRANSPORT=$transport RAGG_SECAGG=on RAGG_JOB_KEY=sa-test RAGG_ON_WORKER_LOSS=continue \
-		RAGG_SECAGG_THRESHOLD=3 RAGG_LR=1 RAGG_CHUNK_BYTES=4096 RAGG_LOG=warn RAGG_TIMEOUT_MS=$((20000 * scale)) \
-		"$run" -w 4 -a 1 -s 1 -- bash -c '
+	rm -f "$logdir/sa-dropped-$transport" "$logdir/sa-rejoined-$transport"
+	out=$(SAJOB_DROPPED_FILE="$logdir/sa-dropped-$transport" SAJOB_REJOINED_FILE="$logdir/sa-rejoined-$transport" RAGG_TRANSPORT=$transport RAGG_SECAGG=on RAGG_JOB_KEY=sa-test \
+		RAGG_ON_WORKER_LOSS=continue RAGG_SECAGG_THRESHOLD=3 RAGG_LR=1 RAGG_CHUNK_BYTES=4096 RAGG_LOG=warn \
+		RAGG_TIMEOUT_MS=$((20000 * scale)) "$run" -w 4 -a 1 -s 1 -- bash -c '
 		if [ "$RAGG_ROLE" = worker ] && [ "$RAGG_RANK" = 3 ]; then
 			"$0" drop 5 3 3 before 3000
+			for _ in $(seq $((500 * ${RAGG_TEST_TIMEOUT_SCALE:-1}))); do [ -e "$SAJOB_DROPPED_FILE" ] && break; sleep 0.02; done
 			start=$(date +%s%N)
 			"$0" push 2
 			echo "rejoin: exit $? after $((($(date +%s%N) - start) / 1000000)) ms"
+			touch "$SAJOB_REJOINED_FILE"
 			exit 0
 		fi
 		exec "$0" drop 5 3 3 before 3000' "$sajob" 2>&1) || { echo "$out" | tail -n 30; echo "WHY: the job failed"; return; }

@@ -33,7 +33,10 @@
  *                   the round (RAGG_SECAGG_TEST_EXIT_UNMASK=R, set in its
  *                   process alone), before answering: its contribution
  *                   counts in round R, the others' steps are checked with
- *                   VICTIM up to R and without it after
+ *                   VICTIM up to R and without it after. With
+ *                   SAJOB_DROPPED_FILE set, the first other worker creates
+ *                   that file once its round R is done, then waits for
+ *                   SAJOB_REJOINED_FILE to exist (30 s at most)
  *   dumpcheck PREFIX WORKERS ROUNDS plain|masked
  *                   no job: reads the agent's RAGG_TEST_SLOT_DUMP files of
  *                   a push run and correlates each with every worker's
@@ -51,11 +54,7 @@
 
 #include <ragg/ragg.h>
 
-static int fail(const char *what, int rc)
-{
-	fprintf(stderr, "sajob: %s: %s (%s)\n", what, ragg_strerror(rc), ragg_strerror_name(rc));
-	return 1;
-}
+#include "privjob.h"
 
 static double weight_of(int i)
 {
@@ -69,12 +68,6 @@ static float grad_value(int i, int k, size_t j, int r)
 	if (j % 97 == 5)
 		return (float)((j & 1 ? 1 : -1) * 100.0 / weight_of(i));
 	return (float)(3.0 * sin(0.37 * (double)j * (i + 1) + 0.1 * r + k) + 0.25 * i);
-}
-
-static double env_double(const char *name, double def)
-{
-	const char *v = getenv(name);
-	return v && *v ? atof(v) : def;
 }
 
 static double sa_scale(int m, double range)
@@ -209,6 +202,17 @@ static int drop_mode(ragg_ctx_t *ctx, int rounds, int at, int victim, int after,
 			       ragg_strerror_name(rc), r);
 			return 1;
 		}
+		/* The round went on without VICTIM: its agent has seen it gone. */
+		const char *done = getenv("SAJOB_DROPPED_FILE");
+		if (r == at && me == (victim ? 0 : 1) && done && *done) {
+			FILE *f = fopen(done, "w");
+			if (f)
+				fclose(f);
+			/* Then waits (30 s at most) for SAJOB_REJOINED_FILE. */
+			const char *back = getenv("SAJOB_REJOINED_FILE");
+			for (int i = 0; back && *back && i < 1500 && access(back, F_OK); i++)
+				usleep(20000);
+		}
 		double W = 0;
 		for (int i = 0; i < m; i++)
 			if (r < at + unmask || i != victim)
@@ -342,10 +346,21 @@ static int dumpcheck(const char *prefix, int m, int rounds, int masked)
 	return own_min > 0.99 ? 0 : 1;
 }
 
+static int worker(ragg_ctx_t *ctx, int argc, char **argv)
+{
+	if (!strcmp(argv[1], "sum") && argc >= 4)
+		return sum_mode(ctx, atoi(argv[2]), argc - 3, argv + 3);
+	if (!strcmp(argv[1], "drop") && argc == 7)
+		return drop_mode(ctx, atoi(argv[2]), atoi(argv[3]), atoi(argv[4]),
+		                 !strcmp(argv[5], "after"), strtoul(argv[6], NULL, 10),
+		                 !strcmp(argv[5], "unmask"));
+	if (!strcmp(argv[1], "push"))
+		return push_mode(ctx, atoi(argv[2]));
+	return 2;
+}
+
 int main(int argc, char **argv)
 {
-	ragg_ctx_t *ctx;
-	int rc, status;
 	if (argc == 6 && !strcmp(argv[1], "dumpcheck"))
 		return dumpcheck(argv[2], atoi(argv[3]), atoi(argv[4]), !strcmp(argv[5], "masked"));
 	if (argc < 3)
@@ -355,26 +370,5 @@ int main(int argc, char **argv)
 	if (argc == 7 && !strcmp(argv[1], "drop") && !strcmp(argv[5], "unmask") && role &&
 	    !strcmp(role, "worker") && rank && atoi(rank) == atoi(argv[4]))
 		setenv("RAGG_SECAGG_TEST_EXIT_UNMASK", argv[3], 1);
-	if ((rc = ragg_init(NULL, &ctx)))
-		return fail("init", rc);
-	if (ragg_role(ctx) != RAGG_ROLE_WORKER) {
-		if ((rc = ragg_serve(ctx)))
-			fprintf(stderr, "sajob: serve: %s\n", ragg_strerror(rc));
-		int rc2 = ragg_finalize(ctx);
-		return rc || rc2 ? 1 : 0;
-	}
-	if (!strcmp(argv[1], "sum") && argc >= 4)
-		status = sum_mode(ctx, atoi(argv[2]), argc - 3, argv + 3);
-	else if (!strcmp(argv[1], "drop") && argc == 7)
-		status = drop_mode(ctx, atoi(argv[2]), atoi(argv[3]), atoi(argv[4]),
-		                   !strcmp(argv[5], "after"), strtoul(argv[6], NULL, 10),
-		                   !strcmp(argv[5], "unmask"));
-	else if (!strcmp(argv[1], "push"))
-		status = push_mode(ctx, atoi(argv[2]));
-	else
-		status = 2;
-	rc = ragg_finalize(ctx);
-	if (rc && !status)
-		return fail("finalize", rc);
-	return status;
+	return privjob_main("sajob", argc, argv, worker);
 }
