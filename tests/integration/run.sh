@@ -1652,7 +1652,10 @@ secagg_dropout_before_continue() {
 # each survivor checks every step against the weighted mean of all four up
 # to round 3 and of the other three after it (job: sajob.c drop ... unmask).
 # With RAGG_SECAGG_THRESHOLD=4 the 3 who answer are too few: the job fails,
-# the error naming the shortfall and worker 3.
+# the error naming the shortfall and worker 3. And with 5 workers, worker
+# 3 lost before its push of round 3 and worker 2 (in U) lost on the request
+# to unmask it: nobody else holds their pairwise round seed, and the job
+# fails naming both.
 secagg_dropout_unmask_continue() {
 	local out n
 	out=$(RAGG_TRANSPORT=$transport RAGG_SECAGG=on RAGG_JOB_KEY=sa-test RAGG_ON_WORKER_LOSS=continue \
@@ -1670,6 +1673,12 @@ secagg_dropout_unmask_continue() {
 	echo "$out" | grep -E 'threshold' | head -n 3
 	echo "$out" | grep -q 'drop: worker [0-2] ok' && { echo "WHY: a survivor completed (threshold 4)"; return; }
 	echo "$out" | grep -q '3 of the 4 workers of U can answer the unmasking of round 3 of tensor 0, fewer than the threshold 4 (RAGG_SECAGG_THRESHOLD): 1 of U lost while it was under way, worker 3 first' || { echo "$out" | tail -n 20; echo "WHY: no error names the shortfall"; return; }
+	out=$(SAJOB_UNMASK_VICTIM=2 RAGG_TRANSPORT=$transport RAGG_SECAGG=on RAGG_JOB_KEY=sa-test RAGG_ON_WORKER_LOSS=continue \
+		RAGG_SECAGG_THRESHOLD=3 RAGG_LR=1 RAGG_CHUNK_BYTES=4096 RAGG_LOG=error RAGG_TIMEOUT_MS=$((20000 * scale)) \
+		"$run" -w 5 -a 1 -s 1 -- "$sajob" drop 5 3 3 before 3000 2>&1) && { echo "$out" | tail -n 30; echo "WHY: the job succeeded (seed lost)"; return; }
+	echo "$out" | grep -E 'before it revealed' | head -n 3
+	echo "$out" | grep -q 'drop: worker [0-4] ok' && { echo "WHY: a survivor completed (seed lost)"; return; }
+	echo "$out" | grep -q '^\[a0\] .*worker 2 was lost while the round was being unmasked, before it revealed its masks with lost worker 3 for round 3 of tensor 0' || { echo "$out" | tail -n 20; echo "WHY: no error names the seed lost with workers 2 and 3"; return; }
 	echo OK
 }
 

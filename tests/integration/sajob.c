@@ -33,7 +33,9 @@
  *                   the round (RAGG_SECAGG_TEST_EXIT_UNMASK=R, set in its
  *                   process alone), before answering: its contribution
  *                   counts in round R, the others' steps are checked with
- *                   VICTIM up to R and without it after. With
+ *                   VICTIM up to R and without it after. Worker
+ *                   SAJOB_UNMASK_VICTIM, when set, is lost that way too
+ *                   (in any of the three). With
  *                   SAJOB_DROPPED_FILE set, the first other worker creates
  *                   that file once its round R is done, then waits for
  *                   SAJOB_REJOINED_FILE to exist (30 s at most)
@@ -365,10 +367,13 @@ int main(int argc, char **argv)
 		return dumpcheck(argv[2], atoi(argv[3]), atoi(argv[4]), !strcmp(argv[5], "masked"));
 	if (argc < 3)
 		return 2;
-	/* drop ... unmask: the victim alone is lost in the round's unmasking. */
+	/* drop ... unmask: the victim alone is lost in the round's unmasking;
+	 * and worker SAJOB_UNMASK_VICTIM too, whatever the mode. */
 	const char *role = getenv("RAGG_ROLE"), *rank = getenv("RAGG_RANK");
-	if (argc == 7 && !strcmp(argv[1], "drop") && !strcmp(argv[5], "unmask") && role &&
-	    !strcmp(role, "worker") && rank && atoi(rank) == atoi(argv[4]))
+	const char *also = getenv("SAJOB_UNMASK_VICTIM");
+	if (argc == 7 && !strcmp(argv[1], "drop") && role && !strcmp(role, "worker") && rank &&
+	    ((!strcmp(argv[5], "unmask") && atoi(rank) == atoi(argv[4])) ||
+	     (also && *also && atoi(rank) == atoi(also))))
 		setenv("RAGG_SECAGG_TEST_EXIT_UNMASK", argv[3], 1);
 	return privjob_main("sajob", argc, argv, worker);
 }
