@@ -297,7 +297,8 @@ void ragg__agent_submit_sum(struct ragg_ctx *ctx, ragg_tensor_t *t, int parity, 
 		}
 		j->nin = 0;
 		for (int i = 0; i < ctx->nworkers; i++)
-			if (!ctx->peers[i].left) {
+			if (!ctx->peers[i].left ||
+			    (t->sa && ragg__sa_recover_counted(t, parity, i))) {
 				j->inputs[j->nin] = j->inputs[i];
 				j->who[j->nin++] = i;
 			}

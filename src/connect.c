@@ -71,8 +71,9 @@ void ragg__on_connect_request(struct ragg_ctx *ctx, const struct ragg_tp_event *
 		goto refuse;
 	}
 	if (p->ep && !ragg__elastic_rejoin(ctx, p)) {
-		ragg__error("connection from %s refused: %s %u is connected already", ev->ep->peer,
-		            ragg__role_name(h.role), h.rank);
+		ragg__error("connection from %s refused: %s %u %s", ev->ep->peer,
+		            ragg__role_name(h.role), h.rank,
+		            p->gone ? "left the job and may not come back" : "is connected already");
 		goto refuse;
 	}
 	p->ep = ev->ep;

@@ -272,8 +272,8 @@ bool ragg__elastic_rejoin(struct ragg_ctx *ctx, struct ragg__peer *p)
 	    p->role != RAGG_ROLE_WORKER || !p->left || !p->gone || ctx->failed)
 		return false;
 	if (ragg__sa_on(&ctx->opts)) {
-		ragg__error("worker %d connects again: not with RAGG_SECAGG=on (the others' "
-		            "pairwise seeds are with its lost keys)",
+		ragg__error("worker %d connects again: refused under RAGG_SECAGG=on (the others' "
+		            "pairwise seeds are with its lost keys); the job goes on without it",
 		            p->rank);
 		return false;
 	}

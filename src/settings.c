@@ -151,6 +151,9 @@ const struct ragg__setting ragg__settings[] = {
 	{ "RAGG_SECAGG_TEST_REASK", "off", SPEC_CHOICE("off|on"), 0, EXT,
 	  "testing only: an agent asks its workers a second time to unmask a round of secure "
 	  "aggregation's dropout recovery, its first worker said lost" },
+	{ "RAGG_SECAGG_TEST_EXIT_UNMASK", "0", SPEC_INT(0, INT32_MAX, 0), 0, EXT,
+	  "testing only: a worker exits at once (as if lost) when its agent asks it to unmask "
+	  "this round of secure aggregation's dropout recovery (0: never)" },
 	{ "RAGG_TEST_SLOT_DUMP", "", SPEC_TEXT(TEXT_MAX), 0, EXT,
 	  "testing only: an agent writes chunk 0 of each worker's contribution, as it lies in "
 	  "its memory when it lands, to PREFIX.wRANK.rROUND" },

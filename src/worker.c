@@ -159,6 +159,11 @@ static int post_push(ragg_tensor_t *t, const float *grad, double weight)
 			ragg__fail(ctx, rc);
 			break;
 		}
+		/* Secure aggregation masks the next chunks meanwhile. */
+		if (sa_src && (rc = ragg__sa_worker_chunk(t, c))) {
+			ragg__fail(ctx, rc);
+			break;
+		}
 		const char *src = sa_src  ? (const char *)sa_src + ragg__plan_chunk_off(pl, c)
 		                  : coded ? (const char *)t->worker.enc + ragg__plan_wcontrib_off(pl, c)
 		                          : (const char *)grad + ragg__plan_chunk_off(pl, c);
@@ -168,6 +173,11 @@ static int post_push(ragg_tensor_t *t, const float *grad, double weight)
 		    ragg__imm_encode(parity, t->id, (uint32_t)c),
 		    (async ? 0 : RAGG_TP_WRITE_IMM) | (last ? RAGG_TP_WRITE_SIGNAL : 0),
 		    (uint64_t)t->id);
+	}
+	if (sa_src) {
+		int rc2 = ragg__sa_worker_masked(t);
+		if (!rc && rc2)
+			ragg__fail(ctx, rc = rc2);
 	}
 	if (!rc && async)
 		rc = ragg__stale_worker_pushed(t);

@@ -85,6 +85,8 @@ void ragg__sa_ctx_free(struct ragg_ctx *ctx)
 	struct ragg__sa_ctx *s = ctx->sa;
 	if (!s)
 		return;
+	/* A pool whose threads do not stop is left behind, not freed. */
+	ragg__sa_pool_free(s->pool, ctx->opts.timeout_ms);
 	free(s->ranks);
 	free(s->pks);
 	free(s->masks);
@@ -289,7 +291,8 @@ int ragg__sa_worker_push(ragg_tensor_t *t, const float *grad, double weight, int
 	if (s->boxk && (rc = ragg__sa_recover_seeds(t, &pair)))
 		return rc;
 	/* A block at a time, every stream added while it is in cache, the
-	 * blocks over RAGG_AGG_THREADS threads. */
+	 * blocks over RAGG_AGG_THREADS threads of the context's pool, while
+	 * the push writes the chunks already masked (ragg__sa_worker_chunk). */
 	struct ragg__sa_mask_args ma = {
 		.enc = sa->enc, .grad = grad, .plan = pl, .weight = w, .range = sa->range,
 		.scale = sa->scale, .rounding = s->rounding, .self = self,
@@ -297,7 +300,8 @@ int ragg__sa_worker_push(ragg_tensor_t *t, const float *grad, double weight, int
 		.m = s->m, .me = s->me, .tensor = (uint32_t)t->id, .round = t->round,
 		.threads = ragg__opt_long(&ctx->opts, "RAGG_AGG_THREADS"),
 	};
-	size_t clipped = ragg__sa_mask_tensor(&ma);
+	if ((rc = ragg__sa_mask_start(&s->pool, &ma)))
+		return rc;
 	uint64_t wq = (uint64_t)llround(weight * RAGG_SA_WEIGHT_SCALE);
 	wq += ragg__sa_weight_mask(self, (uint32_t)t->id, t->round);
 	for (int j = 0; j < s->m; j++) {
@@ -312,16 +316,38 @@ int ragg__sa_worker_push(ragg_tensor_t *t, const float *grad, double weight, int
 	if (s->boxk) {
 		rc = ragg__sa_recover_share(t, parity, self);
 		sodium_memzero(rec + RAGG_SA_REC_SEED, RAGG_SA_SEED_BYTES);
-		if (rc)
-			return rc;
 	}
+	if (!rc)
+		rc = ragg__post_write(&ctx->peers[0], rec, sa->rec_mr, &t->worker.agent_slot,
+		                      ragg__plan_worker_sa_off(pl, parity), RAGG_PLAN_SA_BYTES, 0, 0,
+		                      0);
+	if (rc) {
+		/* The masking still reads grad: it ends before we return. */
+		int rc2 = ragg__sa_worker_masked(t);
+		return rc2 == RAGG_ERR_TIMEOUT ? rc2 : rc;
+	}
+	*src = sa->enc;
+	*mr = sa->enc_mr;
+	return 0;
+}
+
+int ragg__sa_worker_chunk(struct ragg_tensor *t, size_t c)
+{
+	struct ragg_ctx *ctx = t->ctx;
+	return ragg__sa_mask_wait_chunk(ctx->sa->pool, c, ctx->opts.timeout_ms);
+}
+
+int ragg__sa_worker_masked(struct ragg_tensor *t)
+{
+	struct ragg_ctx *ctx = t->ctx;
+	size_t clipped = 0;
+	int rc = ragg__sa_mask_end(ctx->sa->pool, ctx->opts.timeout_ms, &clipped);
+	if (rc)
+		return rc;
 	if (clipped)
 		ragg__debug("tensor \"%s\" round %llu: %zu elements clipped to +-RAGG_SECAGG_RANGE",
 		            t->name, (unsigned long long)t->round, clipped);
-	*src = sa->enc;
-	*mr = sa->enc_mr;
-	return ragg__post_write(&ctx->peers[0], rec, sa->rec_mr, &t->worker.agent_slot,
-	                        ragg__plan_worker_sa_off(pl, parity), RAGG_PLAN_SA_BYTES, 0, 0, 0);
+	return 0;
 }
 
 void ragg__sa_worker_on_key(struct ragg_ctx *ctx, struct ragg__peer *p, const struct ragg__msg *m)

@@ -75,6 +75,7 @@ struct ragg__sa_ctx {
 	 * with each, and the threshold */
 	uint8_t (*boxk)[RAGG_SA_SEED_BYTES];
 	int threshold;
+	struct ragg__sa_pool *pool; /* the masking threads (privacy/sa_mask.h) */
 	/* agent */
 	uint8_t (*apk)[RAGG_SA_PK_BYTES];
 	uint8_t (*amac)[16];
@@ -118,6 +119,12 @@ void ragg__sa_ctx_free(struct ragg_ctx *ctx);
  * from and *mr their registration. Waits for the keys first. */
 int ragg__sa_worker_push(struct ragg_tensor *t, const float *grad, double weight, int parity,
                          const void **src, struct ragg_tp_mr **mr);
+
+/* Worker, after a push that returned 0: chunk c is masked (write it
+ * then); the whole tensor is, and the masking threads are done with grad
+ * (call it once, whatever happened meanwhile). 0 or RAGG_ERR_TIMEOUT. */
+int ragg__sa_worker_chunk(struct ragg_tensor *t, size_t c);
+int ragg__sa_worker_masked(struct ragg_tensor *t);
 
 /* RAGG_MSG_SA_KEY at a worker (from its agent) and at an agent (from a
  * worker). */

@@ -1,10 +1,14 @@
 /*
  * A worker's encoding and masking of one tensor for one round (the loop of
  * ragg__sa_worker_push), split over threads: the tensor's blocks of
- * RAGG_SA_FUSE_WORDS (within each chunk) are cut into contiguous runs, one
- * per thread, each block encoded and then given every mask while it is in
- * cache. Every block's words depend only on its position, so the result is
- * the same, bit for bit, on any number of threads.
+ * RAGG_SA_FUSE_WORDS (within each chunk) are claimed in tensor order by the
+ * threads of a pool kept per context (started on the first push that
+ * wants them, stopped at ragg_finalize) and by the pushing thread, each
+ * block encoded and then given every mask while it is in cache. The push
+ * waits for each chunk in turn and writes it while the pool masks the
+ * next ones. Every block's words depend only on its position, so the
+ * result is the same, bit for bit, on any number of threads and in any
+ * order.
  */
 #ifndef RAGG_PRIVACY_SA_MASK_H
 #define RAGG_PRIVACY_SA_MASK_H
@@ -35,7 +39,29 @@ struct ragg__sa_mask_args {
 	long threads;
 };
 
-/* Returns how many elements were clipped or NaN. */
+struct ragg__sa_pool;
+
+/* The whole tensor now, on a pool of its own. Returns how many elements
+ * were clipped or NaN (SIZE_MAX: a thread of the pool did not finish). */
 size_t ragg__sa_mask_tensor(const struct ragg__sa_mask_args *a);
+
+/* Starts masking a tensor on *pool (created on first use): *a and its
+ * self seed are copied, the buffers it points to must stay until
+ * ragg__sa_mask_end. One thread (a->threads, or a small tensor): done
+ * before it returns. 0, -ENOMEM, or -EBUSY while a job is under way. */
+int ragg__sa_mask_start(struct ragg__sa_pool **pool, const struct ragg__sa_mask_args *a);
+
+/* Chunk c is masked (the caller masks blocks up to its end meanwhile).
+ * 0, or RAGG_ERR_TIMEOUT after timeout_ms. */
+int ragg__sa_mask_wait_chunk(struct ragg__sa_pool *p, size_t c, long timeout_ms);
+
+/* Every chunk is masked and no thread is in the job any more: *clipped,
+ * how many elements were clipped or NaN. 0, or RAGG_ERR_TIMEOUT (the job
+ * then stays under way: the pool takes no other). */
+int ragg__sa_mask_end(struct ragg__sa_pool *p, long timeout_ms, size_t *clipped);
+
+/* Stops and joins the pool's threads (within timeout_ms and a second;
+ * else RAGG_ERR_TIMEOUT and the pool is not freed). NULL: nothing. */
+int ragg__sa_pool_free(struct ragg__sa_pool *p, long timeout_ms);
 
 #endif

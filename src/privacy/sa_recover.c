@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -330,6 +331,13 @@ static void worker_unmask(struct ragg_ctx *ctx, struct ragg_tensor *t, const str
 		return;
 	}
 	d->answered = r + 1;
+	/* Testing only: lost right after the request, before any answer. */
+	if (ragg__opt_long(&ctx->opts, "RAGG_SECAGG_TEST_EXIT_UNMASK") == (long)r) {
+		ragg__warn("RAGG_SECAGG_TEST_EXIT_UNMASK: worker %d exits on the request to "
+		           "unmask round %llu of tensor %d",
+		           ctx->opts.rank, (unsigned long long)r, t->id);
+		_exit(0);
+	}
 	if (ragg__queue_reserve(agent, (uint32_t)s->m + 1)) {
 		ragg__fail_job(ctx, -ENOMEM);
 		return;
@@ -387,23 +395,52 @@ static bool agent_complete(struct ragg_ctx *ctx, struct ragg_tensor *t)
 	struct ragg__sa_recover *d = sa->dr;
 	int m = d->m, parity = d->xparity;
 	struct ragg__sa_unmask *um = &sa->um[parity];
-	bool all_ended = true;
-	for (int k = 0; k < m; k++)
-		if (d->in_u[k] && !d->ended[k])
-			all_ended = false;
-	if (!all_ended)
+	/* Members of U lost during the exchange answer no more: the others'
+	 * answers must do (their contributions stay in the sum). */
+	int nu = 0, answered = 0, waiting = 0, lost = 0, first_lost = -1;
+	for (int k = 0; k < m; k++) {
+		if (!d->in_u[k])
+			continue;
+		nu++;
+		if (d->ended[k]) {
+			answered++;
+		} else if (ctx->peers[k].left) {
+			if (!lost++)
+				first_lost = k;
+		} else {
+			waiting++;
+		}
+	}
+	if (answered + waiting < d->t) {
+		ragg__error("secure aggregation: %d of the %d workers of U can answer the unmasking "
+		            "of round %llu of tensor %d, fewer than the threshold %d "
+		            "(RAGG_SECAGG_THRESHOLD): %d of U lost while it was under way, worker "
+		            "%d first; the round cannot be unmasked",
+		            answered + waiting, nu, (unsigned long long)d->xround, t->id, d->t, lost,
+		            ctx->peers[first_lost].rank);
+		ctx->lost_worker = ctx->peers[first_lost].rank + 1;
+		ragg__fail_job(ctx, RAGG_ERR_PEER_LOST);
+		return false;
+	}
+	if (waiting)
 		return false;
 	/* Every pair of a member of U with a worker out of U that masks. */
 	for (int k = 0; k < m; k++)
 		for (int j = 0; j < m; j++)
 			if (d->in_u[k] && !d->in_u[j] && d->masks[k * m + j] &&
 			    !d->phave[k * m + j]) {
-				ragg__error("secure aggregation: worker %d did not reveal its masks "
-				            "with lost worker %d for round %llu of tensor %d; the "
-				            "round cannot be unmasked",
-				            ctx->peers[k].rank, ctx->peers[j].rank,
-				            (unsigned long long)d->xround, t->id);
-				ragg__fail_job(ctx, RAGG_ERR_PROTO);
+				bool gone = ctx->peers[k].left;
+				ragg__error("secure aggregation: worker %d %s its masks with lost "
+				            "worker %d for round %llu of tensor %d; the round cannot "
+				            "be unmasked",
+				            ctx->peers[k].rank,
+				            gone ? "was lost while the round was being unmasked, "
+				                   "before it revealed"
+				                 : "did not reveal",
+				            ctx->peers[j].rank, (unsigned long long)d->xround, t->id);
+				if (gone)
+					ctx->lost_worker = ctx->peers[k].rank + 1;
+				ragg__fail_job(ctx, gone ? RAGG_ERR_PEER_LOST : RAGG_ERR_PROTO);
 				return false;
 			}
 	for (int j = 0; j < m; j++) {
@@ -536,18 +573,16 @@ bool ragg__sa_recover_hold(struct ragg_ctx *ctx, struct ragg_tensor *t, int pari
 		return false;
 	}
 	if (d->xstate == X_ASKED && d->xround == t->round) {
-		/* A member of U was lost before the round was unmasked. */
-		for (int j = 0; j < d->m; j++)
-			if (d->in_u[j] && ctx->peers[j].left) {
-				ragg__error("secure aggregation: worker %d was lost while round %llu of "
-				            "tensor %d was being unmasked, after its contribution was "
-				            "counted in; the round cannot go on without it",
-				            ctx->peers[j].rank, (unsigned long long)t->round, t->id);
-				ctx->lost_worker = ctx->peers[j].rank + 1;
-				ragg__fail_job(ctx, RAGG_ERR_PEER_LOST);
-				return true;
-			}
-		return true;
+		/* A member of U was lost before the round was unmasked: its
+		 * contribution stays in (U is not asked again), the others'
+		 * answers may now be all there is. */
+		if (!agent_complete(ctx, t))
+			return true;
+		ragg__debug("secure aggregation: round %llu of tensor %d unmasked without the "
+		            "members of U lost meanwhile",
+		            (unsigned long long)d->xround, t->id);
+		d->xstate = X_NONE;
+		return false;
 	}
 	/* A new round: who masks with whom, and the threshold. */
 	if (d->xround != t->round || d->xstate == X_NONE) {
@@ -625,6 +660,14 @@ void ragg__sa_recover_agent_msg(struct ragg_ctx *ctx, struct ragg__peer *p,
 	}
 }
 
+bool ragg__sa_recover_counted(const struct ragg_tensor *t, int parity, int worker)
+{
+	const struct ragg__sa_tensor *sa = t->sa;
+	const struct ragg__sa_recover *d = sa ? sa->dr : NULL;
+	return d && sa->um[parity].on && sa->um[parity].round == t->round && worker < d->m &&
+	       d->in_u[worker];
+}
+
 void ragg__sa_recover_lost(struct ragg_ctx *ctx, const struct ragg__peer *p)
 {
 	for (int k = 0; k < ctx->ntensors; k++) {
@@ -633,6 +676,15 @@ void ragg__sa_recover_lost(struct ragg_ctx *ctx, const struct ragg__peer *p)
 		if (!t->sa || !at || !at->ready || t->round == 0)
 			continue;
 		int parity = (int)(t->round & 1);
+		const struct ragg__sa_recover *d = t->sa->dr;
+		if (d && d->xstate == X_ASKED && d->xround == t->round && p->index < d->m &&
+		    d->in_u[p->index]) {
+			ragg__warn("secure aggregation: worker %d lost while round %llu of tensor %d "
+			           "was being unmasked, its masked contribution counted in: the "
+			           "round counts it, its self mask rebuilt from the others' shares",
+			           p->rank, (unsigned long long)t->round, t->id);
+			continue;
+		}
 		size_t landed = 0;
 		for (uint32_t c = 0; c < t->plan.nchunks; c++)
 			landed += ragg__seen_has(&at->seen_grads, parity, c, p->index);

@@ -27,8 +27,11 @@
  * Never both: a worker reveals, for any j and round, either what unmasks
  * j's self mask (j in U) or j's pairwise masks with it (j not in U),
  * never both, since it answers one U per round. A worker lost after U was
- * fixed and before the round was unmasked fails the job (its contribution
- * is in U, but the elastic round would drop it).
+ * fixed and before the round was unmasked stays in U: its contribution is
+ * summed (ragg__sa_recover_counted), its b_j rebuilt from the others'
+ * shares, and U is never asked again. The round fails when fewer than t
+ * of U can still answer, or when the lost worker had not yet revealed its
+ * round seed with a worker out of U that it masks with.
  */
 #ifndef RAGG_PRIVACY_SA_RECOVER_H
 #define RAGG_PRIVACY_SA_RECOVER_H
@@ -104,6 +107,11 @@ bool ragg__sa_recover_hold(struct ragg_ctx *ctx, struct ragg_tensor *t, int pari
 /* Agent: worker p is out of the group; says whether its contribution to
  * the current round had landed. */
 void ragg__sa_recover_lost(struct ragg_ctx *ctx, const struct ragg__peer *p);
+
+/* Agent: whether the round of t (parity), unmasked, counts worker i's
+ * contribution although it left the group (it was lost while the round
+ * was being unmasked, after U was fixed with it in). */
+bool ragg__sa_recover_counted(const struct ragg_tensor *t, int parity, int worker);
 
 void ragg__sa_recover_free(struct ragg_tensor *t);
 

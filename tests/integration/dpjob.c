@@ -43,19 +43,9 @@
 
 #include <ragg/ragg.h>
 
+#include "privjob.h"
+
 #define COUNT (3 * 1024 + 517) /* four 4 KiB chunks, the last short */
-
-static int fail(const char *what, int rc)
-{
-	fprintf(stderr, "dpjob: %s: %s (%s)\n", what, ragg_strerror(rc), ragg_strerror_name(rc));
-	return 1;
-}
-
-static double env_double(const char *name, double def)
-{
-	const char *v = getenv(name);
-	return v && *v ? atof(v) : def;
-}
 
 /* A vector of the given L2 norm, reproducible from a seed. */
 static void vec(uint64_t seed, double norm, double *out, size_t n)
@@ -248,32 +238,23 @@ static int budget(ragg_ctx_t *ctx, int me, int most)
 	return 0;
 }
 
-int main(int argc, char **argv)
+static int worker(ragg_ctx_t *ctx, int argc, char **argv)
 {
-	ragg_ctx_t *ctx;
-	int rc, status;
-	if (argc < 2)
-		return 2;
-	if ((rc = ragg_init(NULL, &ctx)))
-		return fail("init", rc);
-	if (ragg_role(ctx) != RAGG_ROLE_WORKER) {
-		if ((rc = ragg_serve(ctx)))
-			fprintf(stderr, "dpjob: serve: %s\n", ragg_strerror(rc));
-		int rc2 = ragg_finalize(ctx);
-		return rc || rc2 ? 1 : 0;
-	}
 	int me = ragg_rank(ctx);
 	if (!strcmp(argv[1], "clip"))
-		status = clip(ctx, me);
-	else if (!strcmp(argv[1], "noise") && argc > 2)
-		status = noise(ctx, atoi(argv[2]));
-	else if (!strcmp(argv[1], "spent") && argc > 2)
-		status = spent(ctx, me, atoi(argv[2]));
-	else if (!strcmp(argv[1], "budget") && argc > 2)
-		status = budget(ctx, me, atoi(argv[2]));
-	else
-		status = 2;
-	if ((rc = ragg_finalize(ctx)))
-		return fail("finalize", rc);
-	return status;
+		return clip(ctx, me);
+	if (!strcmp(argv[1], "noise") && argc > 2)
+		return noise(ctx, atoi(argv[2]));
+	if (!strcmp(argv[1], "spent") && argc > 2)
+		return spent(ctx, me, atoi(argv[2]));
+	if (!strcmp(argv[1], "budget") && argc > 2)
+		return budget(ctx, me, atoi(argv[2]));
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2)
+		return 2;
+	return privjob_main("dpjob", argc, argv, worker);
 }

@@ -1520,8 +1520,10 @@ export sajob
 # awkward sizes (1 float, 3098, 4097 in 4 KiB chunks over 2 servers),
 # awkward weights, elements beyond the range (clipped), 3 workers on one
 # agent, 5 on two, and 6 on one masking with 2 neighbours each
-# (RAGG_SECAGG_NEIGHBOURS); and the plain run meets the bound without its
-# quantum (the bound is not loose enough to pass anything).
+# (RAGG_SECAGG_NEIGHBOURS); 800001 floats masked on 3 threads per worker
+# (RAGG_AGG_THREADS) and written chunk by chunk as they are masked; and
+# the plain run meets the bound without its quantum (the bound is not
+# loose enough to pass anything).
 secagg_sum_matches() {
 	local shape out k
 	for shape in "-w 3 -a 1 -s 2" "-w 5 -a 2 -s 2" "-w 6 -a 1 -s 1"; do
@@ -1534,6 +1536,12 @@ secagg_sum_matches() {
 	done
 	line=$(echo "$out" | sed -n 's/^\[w0\] sum: worker 0 ok secagg=on //p')
 	echo "SUMMARY: secagg: 6 workers 1 agent 2 neighbours: $line"
+	# A tensor the workers mask on 3 threads (their pool) while writing
+	# each 256 KiB chunk as soon as it is masked.
+	out=$(RAGG_TRANSPORT=$transport RAGG_SECAGG=on RAGG_JOB_KEY=sa-test RAGG_LR=1 RAGG_CHUNK_BYTES=262144 RAGG_AGG_THREADS=3 \
+		RAGG_TIMEOUT_MS=30000 "$run" -w 3 -a 1 -s 1 -- "$sajob" sum 2 800001 2>&1) || { echo "$out" | tail -n 20; echo "WHY: masked on 3 threads: a step is not the weighted mean within the bound"; return; }
+	echo "$out" | grep '^\[w0\] sum:'
+	[ "$(echo "$out" | grep -c 'sum: worker .* ok secagg=on')" = 3 ] || { echo "$out" | tail -n 20; echo "WHY: masked on 3 threads: not every worker checked its parameters"; return; }
 	out=$(RAGG_TRANSPORT=$transport RAGG_LR=1 RAGG_CHUNK_BYTES=4096 RAGG_TIMEOUT_MS=30000 \
 		"$run" -w 3 -a 1 -s 2 -- "$sajob" sum 3 1 3098 4097 2>&1) || { echo "$out" | tail -n 20; echo "WHY: the plain run misses the bound"; return; }
 	echo "$out" | grep '^\[w0\] sum:'
@@ -1649,6 +1657,80 @@ secagg_dropout_before_continue() {
 	echo "$out" | grep -q "^\[a0\] .*worker 2 lost before its masked contribution to round 3 of tensor 0 landed" || { echo "WHY: the agent did not see worker 2 lost before its contribution landed"; return; }
 	n=$(echo "$out" | grep -c 'drop: worker [0-4] ok, rounds 1\.\.2 with worker 2, 3\.\.5 without')
 	[ "$n" = 4 ] || { echo "$out" | tail -n 30; echo "WHY: $n of 4 survivors verified every step (2 neighbours)"; return; }
+	echo OK
+}
+
+# Dropout recovery while a round is being unmasked (RAGG_SECAGG=on,
+# RAGG_ON_WORKER_LOSS=continue, 4 workers on one agent, threshold 3):
+# worker 3 pushes round 3 of 5 and exits as soon as the agent asks it to
+# unmask that round, before answering (RAGG_SECAGG_TEST_EXIT_UNMASK=3 in
+# its process alone). U was fixed with worker 3 in: its contribution
+# counts in round 3, its self mask rebuilt from the 3 survivors' shares;
+# each survivor checks every step against the weighted mean of all four up
+# to round 3 and of the other three after it (job: sajob.c drop ... unmask).
+# With RAGG_SECAGG_THRESHOLD=4 the 3 who answer are too few: the job fails,
+# the error naming the shortfall and worker 3. And with 5 workers, worker
+# 3 lost before its push of round 3 and worker 2 (in U) lost on the request
+# to unmask it: nobody else holds their pairwise round seed, and the job
+# fails naming both.
+secagg_dropout_unmask_continue() {
+	local out n
+	out=$(RAGG_TRANSPORT=$transport RAGG_SECAGG=on RAGG_JOB_KEY=sa-test RAGG_ON_WORKER_LOSS=continue \
+		RAGG_SECAGG_THRESHOLD=3 RAGG_LR=1 RAGG_CHUNK_BYTES=4096 RAGG_LOG=warn RAGG_TIMEOUT_MS=$((20000 * scale)) \
+		"$run" -w 4 -a 1 -s 1 -- "$sajob" drop 5 3 3 unmask 3000 2>&1) || { echo "$out" | tail -n 30; echo "WHY: the job failed"; return; }
+	echo "$out" | grep -E 'drop:|unmask'
+	echo "$out" | grep -q '^\[w3\] .*worker 3 exits on the request to unmask round 3 of tensor 0' || { echo "WHY: worker 3 did not exit in the unmasking of round 3"; return; }
+	echo "$out" | grep -q '^\[a0\] .*worker 3 lost while round 3 of tensor 0 was being unmasked' || { echo "WHY: the agent did not see worker 3 lost during the unmasking"; return; }
+	n=$(echo "$out" | grep -c 'drop: worker [0-2] ok, rounds 1\.\.3 with worker 3, 4\.\.5 without')
+	[ "$n" = 3 ] || { echo "$out" | tail -n 30; echo "WHY: $n of 3 survivors verified every step"; return; }
+	echo "SUMMARY: secagg_dropout_unmask_continue ($transport): $(echo "$out" | sed -n 's/^\[w0\] drop: worker 0 ok, //p')"
+	out=$(RAGG_TRANSPORT=$transport RAGG_SECAGG=on RAGG_JOB_KEY=sa-test RAGG_ON_WORKER_LOSS=continue \
+		RAGG_SECAGG_THRESHOLD=4 RAGG_LR=1 RAGG_CHUNK_BYTES=4096 RAGG_LOG=error RAGG_TIMEOUT_MS=$((20000 * scale)) \
+		"$run" -w 4 -a 1 -s 1 -- "$sajob" drop 5 3 3 unmask 3000 2>&1) && { echo "$out" | tail -n 30; echo "WHY: the job succeeded (threshold 4)"; return; }
+	echo "$out" | grep -E 'threshold' | head -n 3
+	echo "$out" | grep -q 'drop: worker [0-2] ok' && { echo "WHY: a survivor completed (threshold 4)"; return; }
+	echo "$out" | grep -q '3 of the 4 workers of U can answer the unmasking of round 3 of tensor 0, fewer than the threshold 4 (RAGG_SECAGG_THRESHOLD): 1 of U lost while it was under way, worker 3 first' || { echo "$out" | tail -n 20; echo "WHY: no error names the shortfall"; return; }
+	out=$(SAJOB_UNMASK_VICTIM=2 RAGG_TRANSPORT=$transport RAGG_SECAGG=on RAGG_JOB_KEY=sa-test RAGG_ON_WORKER_LOSS=continue \
+		RAGG_SECAGG_THRESHOLD=3 RAGG_LR=1 RAGG_CHUNK_BYTES=4096 RAGG_LOG=error RAGG_TIMEOUT_MS=$((20000 * scale)) \
+		"$run" -w 5 -a 1 -s 1 -- "$sajob" drop 5 3 3 before 3000 2>&1) && { echo "$out" | tail -n 30; echo "WHY: the job succeeded (seed lost)"; return; }
+	echo "$out" | grep -E 'before it revealed' | head -n 3
+	echo "$out" | grep -q 'drop: worker [0-4] ok' && { echo "WHY: a survivor completed (seed lost)"; return; }
+	echo "$out" | grep -q '^\[a0\] .*worker 2 was lost while the round was being unmasked, before it revealed its masks with lost worker 3 for round 3 of tensor 0' || { echo "$out" | tail -n 20; echo "WHY: no error names the seed lost with workers 2 and 3"; return; }
+	echo OK
+}
+
+# Rejoining is refused under secure aggregation (ragg-privacy(7)): worker
+# 3 leaves before its push of round 3 of 5 (RAGG_ON_WORKER_LOSS=continue)
+# and a new process takes its rank once round 3 went on without it (the
+# agent has seen it gone: SAJOB_DROPPED_FILE; the others wait for the
+# attempt before round 4: SAJOB_REJOINED_FILE). The agent refuses the
+# connection, saying why; the newcomer's ragg_init fails with
+# ECONNREFUSED within seconds, and the 3 others complete every round
+# without worker 3.
+secagg_rejoin_refused() {
+	local out n
+	rm -f "$logdir/sa-dropped-$transport" "$logdir/sa-rejoined-$transport"
+	out=$(SAJOB_DROPPED_FILE="$logdir/sa-dropped-$transport" SAJOB_REJOINED_FILE="$logdir/sa-rejoined-$transport" RAGG_TRANSPORT=$transport RAGG_SECAGG=on RAGG_JOB_KEY=sa-test \
+		RAGG_ON_WORKER_LOSS=continue RAGG_SECAGG_THRESHOLD=3 RAGG_LR=1 RAGG_CHUNK_BYTES=4096 RAGG_LOG=warn \
+		RAGG_TIMEOUT_MS=$((20000 * scale)) "$run" -w 4 -a 1 -s 1 -- bash -c '
+		if [ "$RAGG_ROLE" = worker ] && [ "$RAGG_RANK" = 3 ]; then
+			"$0" drop 5 3 3 before 3000
+			for _ in $(seq $((500 * ${RAGG_TEST_TIMEOUT_SCALE:-1}))); do [ -e "$SAJOB_DROPPED_FILE" ] && break; sleep 0.02; done
+			start=$(date +%s%N)
+			"$0" push 2
+			echo "rejoin: exit $? after $((($(date +%s%N) - start) / 1000000)) ms"
+			touch "$SAJOB_REJOINED_FILE"
+			exit 0
+		fi
+		exec "$0" drop 5 3 3 before 3000' "$sajob" 2>&1) || { echo "$out" | tail -n 30; echo "WHY: the job failed"; return; }
+	echo "$out" | grep -E 'rejoin|connects again|init:'
+	echo "$out" | grep -q '^\[a0\] .*worker 3 connects again: refused under RAGG_SECAGG=on' || { echo "WHY: the agent did not say why it refused worker 3"; return; }
+	echo "$out" | grep -q '^\[w3\] sajob: init: .*(ECONNREFUSED)' || { echo "$out" | tail -n 30; echo "WHY: the newcomer's ragg_init did not fail with ECONNREFUSED"; return; }
+	[[ $(echo "$out" | grep '^\[w3\] rejoin: exit') =~ exit\ 1\ after\ ([0-9]+)\ ms ]] || { echo "WHY: the newcomer did not fail"; return; }
+	[ "${BASH_REMATCH[1]}" -lt $((10000 * scale)) ] || { echo "WHY: the refusal took ${BASH_REMATCH[1]} ms"; return; }
+	n=$(echo "$out" | grep -c 'drop: worker [0-2] ok, rounds 1\.\.2 with worker 3, 3\.\.5 without')
+	[ "$n" = 3 ] || { echo "$out" | tail -n 30; echo "WHY: $n of 3 survivors verified every step"; return; }
+	echo "SUMMARY: secagg_rejoin_refused ($transport): refused in ${BASH_REMATCH[1]} ms"
 	echo OK
 }
 
@@ -2008,6 +2090,8 @@ t secagg_worker_lost_fails 60
 t secagg_dropout_after_masked_continue 60
 t secagg_dropout_before_continue 60
 t secagg_dropout_fails 60
+t secagg_dropout_unmask_continue 60
+t secagg_rejoin_refused 60
 t secagg_linreg 300
 t ragg_perf_modes 120
 t round_time_box 60

@@ -19,7 +19,7 @@
  *   push ROUNDS     ROUNDS rounds of one tensor of 5000 floats, the inputs
  *                   of sum (for the slot dumps below and the key test):
  *                   prints "push: worker R failed with NAME" on an error
- *   drop ROUNDS R VICTIM before|after COUNT
+ *   drop ROUNDS R VICTIM before|after|unmask COUNT
  *                   dropout (RAGG_ON_WORKER_LOSS=continue): one tensor of
  *                   COUNT floats, the inputs of sum; worker VICTIM leaves
  *                   (exits without ragg_finalize) in round R, before its
@@ -28,7 +28,17 @@
  *                   step as sum does, against the weighted mean of all
  *                   workers before round R and of all but VICTIM from it
  *                   on; they print "drop: worker I failed with NAME" when
- *                   a round fails
+ *                   a round fails. unmask: VICTIM pushes round R like the
+ *                   others and is lost once its agent asks it to unmask
+ *                   the round (RAGG_SECAGG_TEST_EXIT_UNMASK=R, set in its
+ *                   process alone), before answering: its contribution
+ *                   counts in round R, the others' steps are checked with
+ *                   VICTIM up to R and without it after. Worker
+ *                   SAJOB_UNMASK_VICTIM, when set, is lost that way too
+ *                   (in any of the three). With
+ *                   SAJOB_DROPPED_FILE set, the first other worker creates
+ *                   that file once its round R is done, then waits for
+ *                   SAJOB_REJOINED_FILE to exist (30 s at most)
  *   dumpcheck PREFIX WORKERS ROUNDS plain|masked
  *                   no job: reads the agent's RAGG_TEST_SLOT_DUMP files of
  *                   a push run and correlates each with every worker's
@@ -46,11 +56,7 @@
 
 #include <ragg/ragg.h>
 
-static int fail(const char *what, int rc)
-{
-	fprintf(stderr, "sajob: %s: %s (%s)\n", what, ragg_strerror(rc), ragg_strerror_name(rc));
-	return 1;
-}
+#include "privjob.h"
 
 static double weight_of(int i)
 {
@@ -64,12 +70,6 @@ static float grad_value(int i, int k, size_t j, int r)
 	if (j % 97 == 5)
 		return (float)((j & 1 ? 1 : -1) * 100.0 / weight_of(i));
 	return (float)(3.0 * sin(0.37 * (double)j * (i + 1) + 0.1 * r + k) + 0.25 * i);
-}
-
-static double env_double(const char *name, double def)
-{
-	const char *v = getenv(name);
-	return v && *v ? atof(v) : def;
 }
 
 static double sa_scale(int m, double range)
@@ -160,7 +160,8 @@ static int sum_mode(ragg_ctx_t *ctx, int rounds, int nt, char **counts)
 	return secagg && !(seen > 0) ? 1 : 0;
 }
 
-static int drop_mode(ragg_ctx_t *ctx, int rounds, int at, int victim, int after, size_t n)
+static int drop_mode(ragg_ctx_t *ctx, int rounds, int at, int victim, int after, size_t n,
+                     int unmask)
 {
 	int m = ragg_job_size(ctx, RAGG_ROLE_WORKER), me = ragg_rank(ctx), rc = 0;
 	double range = env_double("RAGG_SECAGG_RANGE", 64), scale = sa_scale(m, range);
@@ -175,6 +176,13 @@ static int drop_mode(ragg_ctx_t *ctx, int rounds, int at, int victim, int after,
 	for (int r = 1; r <= rounds; r++) {
 		for (size_t j = 0; j < n; j++)
 			grad[j] = grad_value(me, 0, j, r);
+		if (unmask && me == victim && r == at) {
+			/* The library exits in the round's unmasking. */
+			ragg_pushpull(t, grad, weight_of(me), params);
+			fprintf(stderr, "drop: worker %d outlived the unmasking of round %d\n", me,
+			        r);
+			return 1;
+		}
 		if (me == victim && r == at) {
 			if (after) {
 				ragg_req_t *req;
@@ -188,7 +196,7 @@ static int drop_mode(ragg_ctx_t *ctx, int rounds, int at, int victim, int after,
 			fflush(stdout);
 			_exit(0);
 		}
-		if (r == at)
+		if (r == at && !unmask)
 			usleep(1000000);
 		memcpy(old, params, n * sizeof(float));
 		if ((rc = ragg_pushpull(t, grad, weight_of(me), params))) {
@@ -196,15 +204,26 @@ static int drop_mode(ragg_ctx_t *ctx, int rounds, int at, int victim, int after,
 			       ragg_strerror_name(rc), r);
 			return 1;
 		}
+		/* The round went on without VICTIM: its agent has seen it gone. */
+		const char *done = getenv("SAJOB_DROPPED_FILE");
+		if (r == at && me == (victim ? 0 : 1) && done && *done) {
+			FILE *f = fopen(done, "w");
+			if (f)
+				fclose(f);
+			/* Then waits (30 s at most) for SAJOB_REJOINED_FILE. */
+			const char *back = getenv("SAJOB_REJOINED_FILE");
+			for (int i = 0; back && *back && i < 1500 && access(back, F_OK); i++)
+				usleep(20000);
+		}
 		double W = 0;
 		for (int i = 0; i < m; i++)
-			if (r < at || i != victim)
+			if (r < at + unmask || i != victim)
 				W += weight_of(i);
 		quantum = m / scale / W;
 		for (size_t j = 0; j < n; j++) {
 			double mean = 0, amean = 0;
 			for (int i = 0; i < m; i++) {
-				if (r >= at && i == victim)
+				if (r >= at + unmask && i == victim)
 					continue;
 				double v = fmax(-range, fmin(range, weight_of(i) * grad_value(i, 0, j, r)));
 				mean += v;
@@ -228,7 +247,7 @@ static int drop_mode(ragg_ctx_t *ctx, int rounds, int at, int victim, int after,
 	}
 	printf("drop: worker %d ok, rounds 1..%d with worker %d, %d..%d without, max_err=%.3g "
 	       "quantum=%.3g\n",
-	       me, at - 1, victim, at, rounds, seen, quantum);
+	       me, at - 1 + unmask, victim, at + unmask, rounds, seen, quantum);
 	free(params);
 	free(grad);
 	free(old);
@@ -329,33 +348,32 @@ static int dumpcheck(const char *prefix, int m, int rounds, int masked)
 	return own_min > 0.99 ? 0 : 1;
 }
 
+static int worker(ragg_ctx_t *ctx, int argc, char **argv)
+{
+	if (!strcmp(argv[1], "sum") && argc >= 4)
+		return sum_mode(ctx, atoi(argv[2]), argc - 3, argv + 3);
+	if (!strcmp(argv[1], "drop") && argc == 7)
+		return drop_mode(ctx, atoi(argv[2]), atoi(argv[3]), atoi(argv[4]),
+		                 !strcmp(argv[5], "after"), strtoul(argv[6], NULL, 10),
+		                 !strcmp(argv[5], "unmask"));
+	if (!strcmp(argv[1], "push"))
+		return push_mode(ctx, atoi(argv[2]));
+	return 2;
+}
+
 int main(int argc, char **argv)
 {
-	ragg_ctx_t *ctx;
-	int rc, status;
 	if (argc == 6 && !strcmp(argv[1], "dumpcheck"))
 		return dumpcheck(argv[2], atoi(argv[3]), atoi(argv[4]), !strcmp(argv[5], "masked"));
 	if (argc < 3)
 		return 2;
-	if ((rc = ragg_init(NULL, &ctx)))
-		return fail("init", rc);
-	if (ragg_role(ctx) != RAGG_ROLE_WORKER) {
-		if ((rc = ragg_serve(ctx)))
-			fprintf(stderr, "sajob: serve: %s\n", ragg_strerror(rc));
-		int rc2 = ragg_finalize(ctx);
-		return rc || rc2 ? 1 : 0;
-	}
-	if (!strcmp(argv[1], "sum") && argc >= 4)
-		status = sum_mode(ctx, atoi(argv[2]), argc - 3, argv + 3);
-	else if (!strcmp(argv[1], "drop") && argc == 7)
-		status = drop_mode(ctx, atoi(argv[2]), atoi(argv[3]), atoi(argv[4]),
-		                   !strcmp(argv[5], "after"), strtoul(argv[6], NULL, 10));
-	else if (!strcmp(argv[1], "push"))
-		status = push_mode(ctx, atoi(argv[2]));
-	else
-		status = 2;
-	rc = ragg_finalize(ctx);
-	if (rc && !status)
-		return fail("finalize", rc);
-	return status;
+	/* drop ... unmask: the victim alone is lost in the round's unmasking;
+	 * and worker SAJOB_UNMASK_VICTIM too, whatever the mode. */
+	const char *role = getenv("RAGG_ROLE"), *rank = getenv("RAGG_RANK");
+	const char *also = getenv("SAJOB_UNMASK_VICTIM");
+	if (argc == 7 && !strcmp(argv[1], "drop") && role && !strcmp(role, "worker") && rank &&
+	    ((!strcmp(argv[5], "unmask") && atoi(rank) == atoi(argv[4])) ||
+	     (also && *also && atoi(rank) == atoi(also))))
+		setenv("RAGG_SECAGG_TEST_EXIT_UNMASK", argv[3], 1);
+	return privjob_main("sajob", argc, argv, worker);
 }

@@ -480,6 +480,38 @@ RAGG_TEST(tensor_mask_threads_match)
 		RAGG_CHECKF(clipped == want_clipped && memcmp(got, want, count * sizeof(uint32_t)) == 0,
 		            "%ld threads: differs", threads[i]);
 	}
+	/* A push's way: one pool for every job, each chunk checked as soon
+	 * as it is said masked (the rest still under way), twice over. */
+	struct ragg__sa_pool *pool = NULL;
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < sizeof(threads) / sizeof(threads[0]); i++) {
+			struct ragg__sa_mask_args a = {
+				.enc = got, .grad = g, .plan = &pl, .weight = 1.5, .range = 2.5,
+				.scale = scale, .rounding = rnd, .self = self,
+				.pair = (const uint8_t(*)[RAGG_SA_SEED_BYTES])pair, .masks = masks,
+				.m = M, .me = ME, .tensor = 7, .round = 11, .threads = threads[i],
+			};
+			uint8_t copy[32];
+			memcpy(copy, self, sizeof(copy));
+			a.self = copy;
+			memset(got, 0xa5, count * sizeof(uint32_t));
+			RAGG_CHECK_OK(ragg__sa_mask_start(&pool, &a));
+			/* The job keeps its own copy of the self seed. */
+			memset(copy, 0, sizeof(copy));
+			RAGG_CHECK(ragg__sa_mask_start(&pool, &a) == -EBUSY);
+			for (size_t c = 0; c < pl.nchunks; c++) {
+				size_t first = c * pl.chunk_elems, n = ragg__plan_chunk_elems(&pl, c);
+				RAGG_CHECK_OK(ragg__sa_mask_wait_chunk(pool, c, 10000));
+				RAGG_CHECKF(memcmp(got + first, want + first, n * sizeof(uint32_t)) == 0,
+				            "pool, %ld threads: chunk %zu differs", threads[i], c);
+			}
+			size_t clipped = 0;
+			RAGG_CHECK_OK(ragg__sa_mask_end(pool, 10000, &clipped));
+			RAGG_CHECKF(clipped == want_clipped &&
+			                memcmp(got, want, count * sizeof(uint32_t)) == 0,
+			            "pool, %ld threads: differs", threads[i]);
+		}
+	RAGG_CHECK_OK(ragg__sa_pool_free(pool, 10000));
 	free(g);
 	free(want);
 	free(got);
