@@ -12,7 +12,7 @@ writes OUT_DIR/compare.json,
 OUT_DIR/compare.md (the tables), OUT_DIR/compare-time.png and
 OUT_DIR/compare-bw.png (gnuplot), prints the tables and ends with the
 compare line. A case's figure at a size is the median of its runs' medians.
-Each NOTE is a line for the table's "not as the issue asks" list.
+Each NOTE is a line for the table's "what this run leaves out" list.
 COMPARE_WALL_S, when set, is the whole run's wall time in seconds: the
 table gives it and the compare line ends with elapsed_s=; COMPARE_CPU_S,
 when set, the CPU time (user and system) the run's processes used.
@@ -274,7 +274,7 @@ def main():
                    if phases else "") + ".")
     if notes:
         md.append("")
-        md.append("Not as the issue asks:")
+        md.append("What this run leaves out:")
         md.append("")
         for n in notes:
             md.append(f"* {n}")
