@@ -309,8 +309,10 @@ def main():
             sys_ = next(k for k in style if k in c)
             dash = ("dt 3" if ("fp16" in c or "onebit" in c) else
                     "dt 2" if ("tcp" in c or c.endswith("_ps")) else "dt 1")
+            look = ("lc rgb '#ff7f0e' pt 13" if "fp16" in c else
+                    "lc rgb '#9467bd' pt 11" if "onebit" in c else style[sys_])
             items.append(f'"{dat}" index {i} using 1:{col} with linespoints lw 2 {dash} '
-                         f'{style[sys_]} title "{c}"')
+                         f'{look} title "{c}"')
         return "plot " + ", \\\n     ".join(items) + "\n" if items else ""
 
     with open(gp, "w") as f:
