@@ -245,6 +245,12 @@ def main():
                       f"(default polling {fmt(t('ragg_tcp', 4096), 3)} ms; "
                       f"ragg_tcp_busy/gloo_allreduce={fmt(ratio('ragg_tcp_busy', 'gloo_allreduce', 4096))}, "
                       f"ragg_tcp_busy/mpi_tcp={fmt(ratio('ragg_tcp_busy', 'mpi_tcp', 4096))}).")
+            cores = os.cpu_count() or 0
+            if cores < 6:
+                md.append(f"Busy polling keeps each of the job's 6 processes on a core; this host has "
+                          f"{cores}, so a process spinning holds the core the one it waits for needs, "
+                          "and every hand-off waits for the scheduler. It is for hosts with a core "
+                          "per process.")
     md.append("")
     lim = []
     limits = {k: v for k, v in limits.items() if v is not None}
