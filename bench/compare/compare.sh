@@ -31,6 +31,8 @@
 # link shaped to 1 Gbit/s (2node1g_*), on the sizes in COMPARE_1G_SIZES
 # (default 1 MiB and 16 MiB; empty: none. At 1 Gbit/s a 64 MiB allreduce
 # takes seconds a round, which the 15 minutes cannot hold).
+# CPU: the CPU time one 16 MiB round of ragg_tcp and of 2node10g_ragg costs,
+# every process of the job together (cpu_per_round).
 # Limits: memcpy bandwidth (copy_bw), iperf3 one stream and sockperf
 # ping-pong on 127.0.0.1, iperf3 one stream over each shaped link, and one
 # stream each way at once (two iperf3 processes).
@@ -134,7 +136,8 @@ cc -O2 -Wall -Wextra -Werror -o "$tmp/copy_bw" "$here/copy_bw.c"
 cc -O2 -Wall -Wextra -Werror -o "$tmp/job_key" "$here/job_key.c" -lsodium
 
 # "name: ... bytes=B ... median_ms=M" lines to "CASE B RUN M" records.
-take() { # case run
+take() { # case run ("-": nothing is recorded)
+	[ "$1" != - ] || { cat >/dev/null; return; }
 	awk -v c="$1" -v r="$2" '{
 		b = m = ""
 		for (i = 1; i <= NF; i++) {
@@ -222,7 +225,9 @@ ragg1() { # ... transport [env...]
 	local c=$1 r=$2 sp t=$4
 	read -r -a sp <<<"$3"
 	shift 4
-	env RAGG_TRANSPORT="$t" "$@" timeout "$tmo" "$b/tools/ragg-run" -w 4 -a 1 -s 1 -- \
+	local w=()
+	[ -z "${CPU_DIR:-}" ] || w=(/usr/bin/time -f "%U %S" -o "$CPU_DIR/t.0")
+	env RAGG_TRANSPORT="$t" "$@" "${w[@]}" timeout "$tmo" "$b/tools/ragg-run" -w 4 -a 1 -s 1 -- \
 		"$b/bench/ragg-round" "${sp[@]}" 2>&1 |
 		tee -a "$log" | sed -n 's/^\[w0\] round: //p' | take "$c" "$r"
 }
@@ -287,6 +292,24 @@ turns() {
 		try "$1" "$2" "$1" "$i" "$on" "${@:3}"
 	done
 }
+# cpu_per_round NAME RUNNER [ARGS...]: the CPU time (user and system, every
+# process of the job, all their threads) that one 16 MiB round costs: a job
+# of 40 rounds less one of 10 (the same start-up, warm-up and finish), over
+# 30. Without a time box, so without control rounds. Recorded as the limit
+# cpu_ms_NAME.
+cpu_per_round() {
+	local name=$1 runner=$2 n c=()
+	shift 2
+	for n in 10 40; do
+		rm -rf "$tmp/cpu"
+		mkdir "$tmp/cpu"
+		CPU_DIR=$tmp/cpu "$runner" - - "16777216:$n:3" "$@" || return 1
+		# time(1) notes a process that failed or was killed.
+		! grep -q 'status\|signal' "$tmp"/cpu/t.* || return 1
+		c+=("$(cat "$tmp"/cpu/t.* | awk '{ s += $1 + $2 } END { print s }')")
+	done
+	rec limit "cpu_ms_$name" "$(awk -v a="${c[0]}" -v b="${c[1]}" 'BEGIN { printf "%.1f", (b - a) * 1000 / 30 }')"
+}
 # The kinds of run on one node (the gloo kind makes the cases gloo_allreduce
 # and gloo_ps).
 one=(
@@ -307,6 +330,10 @@ for ((i = 0; i < runs; i++)); do
 		turns 4096:10:1:0.5 "ragg_tcp_busy ragg1 tcp RAGG_POLL=busy"
 	fi
 done
+if [[ " ${sizes[*]} " == *" 16777216 "* ]]; then
+	timed cpu cpu_per_round ragg_tcp ragg1 tcp ||
+		echo "compare: the CPU time of ragg's tcp round was not measured (see $log)" >&2
+fi
 
 # --- two emulated nodes ------------------------------------------------
 link_up() { # RATE NAME: the link, one iperf3 stream over it, then one
@@ -352,9 +379,11 @@ ragg2() { # ... [env...]
 		"$nsb worker 4" "$nsb worker 5" "$nsb worker 6" "$nsb worker 7"; do
 		# shellcheck disable=SC2086
 		set -- $spec
+		local w=()
+		[ -z "${CPU_DIR:-}" ] || w=(/usr/bin/time -f "%U %S" -o "$CPU_DIR/t.$k")
 		ip netns exec "$1" env RAGG_ROLE="$2" RAGG_RANK="$3" RAGG_WORKERS=8 RAGG_AGENTS=2 \
 			RAGG_SERVERS=2 RAGG_ROOT="$ipa:$port" RAGG_JOB_KEY="$key" RAGG_TRANSPORT=shm,tcp \
-			"${extra[@]}" timeout "$tmo" "$b/bench/ragg-round" "${sp[@]}" \
+			"${extra[@]}" "${w[@]}" timeout "$tmo" "$b/bench/ragg-round" "${sp[@]}" \
 			>"$tmp/ragg2.$k" 2>&1 &
 		pids+=($!)
 		k=$((k + 1))
@@ -405,6 +434,10 @@ for ((i = 0; i < runs; i++)); do
 	echo "compare: two nodes 10 Gbit/s, run $((i + 1)) of $runs" >&2
 	turns "$all" "${two[@]/#/2node10g_}"
 done
+if [[ " ${sizes[*]} " == *" 16777216 "* ]]; then
+	timed cpu cpu_per_round 2node10g_ragg ragg2 ||
+		echo "compare: the CPU time of ragg's two-node round was not measured (see $log)" >&2
+fi
 if [ ${#sizes1g[@]} -gt 0 ]; then
 	echo "compare: two nodes, 1 Gbit/s" >&2
 	timed link link_up 1gbit 1g

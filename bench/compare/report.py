@@ -269,6 +269,25 @@ def main():
     if "iperf3_link1g_Mbps" in limits:
         lim.append(f"iperf3 one stream over the 1 Gbit/s veth {fmt(limits['iperf3_link1g_Mbps'] / 1e3)} Gbit/s")
     md.append("Limits, same run: " + "; ".join(lim) + ".")
+    # What ragg's own round costs the host's CPUs: CPU time over the cores
+    # is the shortest wall time that work can take here.
+    cores = os.cpu_count() or 1
+    cpu_lines = []
+    for case, what in (("ragg_tcp", "one node over tcp"), ("2node10g_ragg", "two nodes at 10 Gbit/s")):
+        c = limits.get("cpu_ms_" + case)
+        if c is None:
+            continue
+        txt = (f"{what} {fmt(c)} ms, so at least {fmt(c / cores)} ms of wall time on this host's {cores} "
+               f"cores (ragg's round took {fmt(t(case, 16777216))} ms")
+        if case == "ragg_tcp" and t("mpi_tcp", 16777216):
+            txt += f", Open MPI's allreduce over tcp {fmt(t('mpi_tcp', 16777216))} ms"
+        if case == "2node10g_ragg":
+            txt += f"; the model's bytes over the 10 Gbit/s link take {fmt(link_ms[16777216])} ms"
+        cpu_lines.append(txt + ")")
+    if cpu_lines:
+        md.append("")
+        md.append("CPU time of one 16 MiB round, user and system, all of ragg's processes and threads (a "
+                  "40-round job less a 10-round one, over 30): " + "; ".join(cpu_lines) + ".")
     wall = os.environ.get("COMPARE_WALL_S")
     cpu = os.environ.get("COMPARE_CPU_S")
     if phases or wall:

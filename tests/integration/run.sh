@@ -1836,6 +1836,25 @@ round_time_box() {
 # plots, compare line); the rest of the file stays byte for byte, a second
 # rewrite changes nothing, and a README without both markers in order is
 # refused and left as it was.
+# bench/compare/report.py on a run's records: the CPU time of ragg's round
+# (cpu_per_round's limits) is reported beside the round and the host's
+# cores, and only when it was measured.
+compare_report_cpu() {
+	local d rep="$tests_dir/../bench/compare/report.py" cores want
+	d=$(mktemp -d "$logdir/cpu.XXXXXX")
+	cores=$(/usr/bin/python3 -c 'import os; print(os.cpu_count())')
+	printf '%s\n' "start 1" "ragg_tcp 16777216 0 30.0" "mpi_tcp 16777216 0 25.0" \
+		"2node10g_ragg 16777216 0 20.0" "limit cpu_ms_ragg_tcp 48.0" \
+		"limit cpu_ms_2node10g_ragg nan" >"$d/compare.raw"
+	/usr/bin/python3 "$rep" "$d" >/dev/null || { echo "WHY: report.py failed"; return; }
+	want="one node over tcp 48.00 ms, so at least $(awk -v c="$cores" 'BEGIN { printf "%.2f", 48 / c }') ms of wall time on this host's $cores cores (ragg's round took 30.00 ms, Open MPI's allreduce over tcp 25.00 ms)."
+	grep -qF -- "$want" "$d/compare.md" || { echo "WHY: no \"$want\" in:"; cat "$d/compare.md"; return; }
+	! grep -q "two nodes at 10 Gbit/s" "$d/compare.md" || { echo "WHY: a CPU time not measured (nan) is reported"; return; }
+	sed -i 's/^limit cpu_ms_ragg_tcp.*//' "$d/compare.raw"
+	/usr/bin/python3 "$rep" "$d" >/dev/null || { echo "WHY: report.py failed without CPU records"; return; }
+	! grep -q "CPU time of" "$d/compare.md" || { echo "WHY: a CPU sentence without CPU records"; return; }
+	echo OK
+}
 compare_readme() {
 	local d rep="$tests_dir/../bench/compare/report.py" out
 	d=$(mktemp -d "$logdir/readme.XXXXXX")
@@ -2096,6 +2115,7 @@ t secagg_linreg 300
 t ragg_perf_modes 120
 t round_time_box 60
 t compare_readme 30
+t compare_report_cpu 30
 t stale_differs_refused 60
 t stale_s0_bit_identical 180
 t stale_bound_holds 90
