@@ -360,6 +360,88 @@ TPC_CASE_ONLY(tcp_raw_bad_frames, "tcp")
 	raw_fini(&sc);
 }
 
+/* Send len bytes while the device is polled (a large payload does not fit
+ * in the sockets' buffers). */
+static void raw_send_pumped(struct tpc_world *w, int fd, const uint8_t *buf, size_t len)
+{
+	uint64_t deadline = tpc_now_ms() + TPC_DEADLINE_MS;
+	while (len) {
+		RAGG_CHECKF(tpc_now_ms() < deadline, "raw client: could not send for %d ms",
+		            TPC_DEADLINE_MS);
+		ssize_t n = send(fd, buf, len < 65536 ? len : 65536, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			RAGG_CHECK(errno == EAGAIN || errno == EWOULDBLOCK);
+			tpc_pump(w);
+			continue;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+}
+
+/* Poll the device for ms milliseconds. */
+static void raw_pump_for(struct tpc_world *w, int ms)
+{
+	uint64_t until = tpc_now_ms() + (uint64_t)ms;
+	while (tpc_now_ms() < until)
+		tpc_pump(w);
+}
+
+TPC_CASE_ONLY(tcp_raw_payload_in_pieces, "tcp")
+{
+	/* A large write whose payload comes in pieces with pauses between
+	 * them, its last piece far smaller than the rest: it lands once, whole,
+	 * only after its last byte, and a small write right behind it lands
+	 * too. The receiver asks the kernel to wake it only once much of a
+	 * large payload is in (SO_RCVLOWAT); whatever it asked, the end of a
+	 * payload and the next frame must still be seen. */
+	struct raw_scene sc;
+	raw_init(&sc, tp, 10000);
+	struct tpc_slot big;
+	const size_t n = (size_t)3 << 20;
+	tpc_slot_init(&sc.w, 0, &big, n + 4096);
+	struct ragg__tcp_rdesc d;
+	struct ragg_tp_ep *sep;
+	int fd = raw_handshake(&sc.w, &big, &d, &sep);
+	uint8_t *src = malloc(n);
+	RAGG_CHECK(src != NULL);
+	for (size_t i = 0; i < n; i++)
+		src[i] = (uint8_t)(i * 131 + (i >> 16));
+	struct ragg__tcp_frame f = { .type = RAGG__TCP_WRITE,
+		                     .flags = RAGG__TCP_F_IMM,
+		                     .imm = 5,
+		                     .region = d.region,
+		                     .key = d.key,
+		                     .offset = 0,
+		                     .length = n };
+	raw_frame(fd, &f, RAGG__TCP_VERSION);
+	const size_t cut[] = { 0, ((size_t)1 << 20) + 17, n - ((size_t)600 << 10), n - 100, n - 1, n };
+	for (size_t i = 0; i + 1 < RAGG_ARRAY_SIZE(cut); i++) {
+		raw_send_pumped(&sc.w, fd, src + cut[i], cut[i + 1] - cut[i]);
+		raw_pump_for(&sc.w, 30);
+		if (cut[i + 1] < n)
+			RAGG_CHECKF(tpc_count(&sc.w, 0, RAGG_TP_EV_WRITE_LANDED, NULL) == 0,
+			            "landed after %zu of %zu bytes", cut[i + 1], n);
+	}
+	struct tpc_ev l = tpc_expect(&sc.w, 0, RAGG_TP_EV_WRITE_LANDED, sep, TPC_DEADLINE_MS);
+	RAGG_CHECK(l.ev.imm == 5 && l.ev.len == n && memcmp(big.addr, src, n) == 0);
+	struct ragg__tcp_frame small = f;
+	small.imm = 6;
+	small.offset = n;
+	small.length = 8;
+	raw_frame(fd, &small, RAGG__TCP_VERSION);
+	raw_send(fd, "trailing", 8);
+	l = tpc_expect(&sc.w, 0, RAGG_TP_EV_WRITE_LANDED, sep, TPC_DEADLINE_MS);
+	RAGG_CHECK(l.ev.imm == 6 && l.ev.len == 8 && memcmp(big.addr + n, "trailing", 8) == 0);
+	RAGG_CHECK(tpc_count(&sc.w, 0, RAGG_TP_EV_DISCONNECTED, NULL) == 0);
+	free(src);
+	close(fd);
+	tpc_expect(&sc.w, 0, RAGG_TP_EV_DISCONNECTED, sep, TPC_DEADLINE_MS);
+	tp->ep_close(sep);
+	tpc_slot_fini(&sc.w, &big);
+	raw_fini(&sc);
+}
+
 TPC_CASE_ONLY(tcp_addresses, "tcp")
 {
 	static const char *const specs[] = { "127.0.0.1:0", "localhost:0", "[::1]:0", "", NULL };

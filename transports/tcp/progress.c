@@ -273,6 +273,27 @@ static int payload_got(struct ragg__tcp_ep *ep, size_t n, const struct iovec iov
 	return 1;
 }
 
+/* Before the polling thread stops reading ep for now: how many bytes must
+ * be queued before the socket reports readable again. In the middle of a
+ * large plain payload, a good part of what is left (a wake-up and a read
+ * per packet cost a loaded host more than the copy); otherwise 1, so that
+ * a header, a small frame or the end of a payload is seen at once. The
+ * kernel reports readable anyway on an error, at the end of the stream,
+ * and when its receive buffer or window is full. */
+#define RX_LOWAT_MIN ((size_t)128 << 10)
+#define RX_LOWAT_MAX ((size_t)1024 << 10)
+static void rx_lowat(struct ragg__tcp_ep *ep)
+{
+	size_t want = 1;
+	if (ep->rx_in_payload && !ep->seal && ep->rx_left >= RX_LOWAT_MIN)
+		want = ep->rx_left < RX_LOWAT_MAX ? ep->rx_left : RX_LOWAT_MAX;
+	if ((int)want == (ep->rx_lowat ? ep->rx_lowat : 1))
+		return;
+	int v = (int)want;
+	if (setsockopt(ep->fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof(v)) == 0)
+		ep->rx_lowat = v;
+}
+
 /* Frames are read in one loop, plain or sealed: a header (sealed: a header
  * record, opened before it is checked as any header), then its payload,
  * straight to where frame_begin() aimed it (sealed: segment by segment,
@@ -302,8 +323,10 @@ void ragg__tcp_rx(struct ragg__tcp_ep *ep, struct ragg__tcp_out *out)
 				                 hdr_len - ep->rx_got, MSG_DONTWAIT);
 				if (n <= 0) {
 					if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
-					              errno == EINTR))
+					              errno == EINTR)) {
+						rx_lowat(ep);
 						return;
+					}
 					rx_error(ep, n);
 					return;
 				}
@@ -352,6 +375,8 @@ void ragg__tcp_rx(struct ragg__tcp_ep *ep, struct ragg__tcp_out *out)
 				/* Nothing to read: open what was, meanwhile. */
 				if (ragg__tcp_seal_queued(ep) && ragg__tcp_seal_open_queued(ep))
 					auth_fail(ep, "payload");
+				else
+					rx_lowat(ep);
 				return;
 			}
 			rx_error(ep, n);

@@ -168,6 +168,7 @@ struct ragg__tcp_ep {
 	struct ragg__tcp_frame rx_frame;
 	uint8_t *rx_dst;
 	size_t rx_left;
+	int rx_lowat; /* SO_RCVLOWAT as last set (0: never set, the kernel's 1) */
 	uint64_t rx_gen; /* poll generation that handed out rx_msg or priv */
 	uint8_t rx_msg[RAGG_TP_MSG_MAX];
 	uint8_t priv[RAGG_TP_PRIV_MAX]; /* the peer's private data */
