@@ -45,6 +45,20 @@ static void raw_frame(int fd, const struct ragg__tcp_frame *f, uint8_t version)
 	raw_send(fd, hdr, sizeof(hdr));
 }
 
+/* The header of a write with an immediate into the region d describes. */
+static void raw_write_header(int fd, const struct ragg__tcp_rdesc *d, uint32_t imm, uint64_t offset,
+                             uint64_t length)
+{
+	struct ragg__tcp_frame f = { .type = RAGG__TCP_WRITE,
+		                     .flags = RAGG__TCP_F_IMM,
+		                     .imm = imm,
+		                     .region = d->region,
+		                     .key = d->key,
+		                     .offset = offset,
+		                     .length = length };
+	raw_frame(fd, &f, RAGG__TCP_VERSION);
+}
+
 /* Read exactly len bytes while the device is polled; false at EOF or
  * reset. */
 static bool raw_read(struct tpc_world *w, int fd, void *buf, size_t len)
@@ -278,14 +292,7 @@ TPC_CASE_ONLY(tcp_raw_bad_frames, "tcp")
 	int fd = raw_handshake(&sc.w, &sc.slot, &d, &sep);
 
 	/* First one that is fine, to show the raw client is right. */
-	struct ragg__tcp_frame ok = { .type = RAGG__TCP_WRITE,
-		                      .flags = RAGG__TCP_F_IMM,
-		                      .imm = 42,
-		                      .region = d.region,
-		                      .key = d.key,
-		                      .offset = 100,
-		                      .length = 8 };
-	raw_frame(fd, &ok, RAGG__TCP_VERSION);
+	raw_write_header(fd, &d, 42, 100, 8);
 	raw_send(fd, "landed!!", 8);
 	struct tpc_ev l = tpc_expect(&sc.w, 0, RAGG_TP_EV_WRITE_LANDED, sep, TPC_DEADLINE_MS);
 	RAGG_CHECK(l.ev.imm == 42 && l.ev.len == 8 && !memcmp(sc.slot.addr + 100, "landed!!", 8));
@@ -407,14 +414,7 @@ TPC_CASE_ONLY(tcp_raw_payload_in_pieces, "tcp")
 	RAGG_CHECK(src != NULL);
 	for (size_t i = 0; i < n; i++)
 		src[i] = (uint8_t)(i * 131 + (i >> 16));
-	struct ragg__tcp_frame f = { .type = RAGG__TCP_WRITE,
-		                     .flags = RAGG__TCP_F_IMM,
-		                     .imm = 5,
-		                     .region = d.region,
-		                     .key = d.key,
-		                     .offset = 0,
-		                     .length = n };
-	raw_frame(fd, &f, RAGG__TCP_VERSION);
+	raw_write_header(fd, &d, 5, 0, n);
 	const size_t cut[] = { 0, ((size_t)1 << 20) + 17, n - ((size_t)600 << 10), n - 100, n - 1, n };
 	for (size_t i = 0; i + 1 < RAGG_ARRAY_SIZE(cut); i++) {
 		raw_send_pumped(&sc.w, fd, src + cut[i], cut[i + 1] - cut[i]);
@@ -425,11 +425,7 @@ TPC_CASE_ONLY(tcp_raw_payload_in_pieces, "tcp")
 	}
 	struct tpc_ev l = tpc_expect(&sc.w, 0, RAGG_TP_EV_WRITE_LANDED, sep, TPC_DEADLINE_MS);
 	RAGG_CHECK(l.ev.imm == 5 && l.ev.len == n && memcmp(big.addr, src, n) == 0);
-	struct ragg__tcp_frame small = f;
-	small.imm = 6;
-	small.offset = n;
-	small.length = 8;
-	raw_frame(fd, &small, RAGG__TCP_VERSION);
+	raw_write_header(fd, &d, 6, n, 8);
 	raw_send(fd, "trailing", 8);
 	l = tpc_expect(&sc.w, 0, RAGG_TP_EV_WRITE_LANDED, sep, TPC_DEADLINE_MS);
 	RAGG_CHECK(l.ev.imm == 6 && l.ev.len == 8 && memcmp(big.addr + n, "trailing", 8) == 0);
