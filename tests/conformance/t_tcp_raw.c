@@ -415,7 +415,9 @@ TPC_CASE_ONLY(tcp_raw_payload_in_pieces, "tcp")
 	for (size_t i = 0; i < n; i++)
 		src[i] = (uint8_t)(i * 131 + (i >> 16));
 	raw_write_header(fd, &d, 5, 0, n);
-	const size_t cut[] = { 0, ((size_t)1 << 20) + 17, n - ((size_t)600 << 10), n - 100, n - 1, n };
+	const size_t cut[] = {
+		0, ((size_t)1 << 20) + 17, n - ((size_t)600 << 10), n - 100, n - 1, n
+	};
 	for (size_t i = 0; i + 1 < RAGG_ARRAY_SIZE(cut); i++) {
 		raw_send_pumped(&sc.w, fd, src + cut[i], cut[i + 1] - cut[i]);
 		raw_pump_for(&sc.w, 30);
