@@ -227,6 +227,7 @@ def main():
           cell("onebit/gloo", "2node1g_ragg_onebit", "2node1g_gloo"),
           cell("link ms", fn=link1g_ms), cell("link_eff", fn=eff1g)]),
     ]
+    cores = os.cpu_count() or 1
     md = []
     for n, (caption, need, sizes, cols) in enumerate(tables):
         if need is not None and not (sizes and any(c in med for c in need)):
@@ -245,7 +246,6 @@ def main():
                       f"(default polling {fmt(t('ragg_tcp', 4096), 3)} ms; "
                       f"ragg_tcp_busy/gloo_allreduce={fmt(ratio('ragg_tcp_busy', 'gloo_allreduce', 4096))}, "
                       f"ragg_tcp_busy/mpi_tcp={fmt(ratio('ragg_tcp_busy', 'mpi_tcp', 4096))}).")
-            cores = os.cpu_count() or 0
             if cores < 6:
                 md.append(f"Busy polling keeps each of the job's 6 processes on a core; this host has "
                           f"{cores}, so a process spinning holds the core the one it waits for needs, "
@@ -271,7 +271,6 @@ def main():
     md.append("Limits, same run: " + "; ".join(lim) + ".")
     # What ragg's own round costs the host's CPUs: CPU time over the cores
     # is the shortest wall time that work can take here.
-    cores = os.cpu_count() or 1
     cpu_lines = []
     for case, what in (("ragg_tcp", "one node over tcp"), ("2node10g_ragg", "two nodes at 10 Gbit/s")):
         c = limits.get("cpu_ms_" + case)
@@ -287,7 +286,7 @@ def main():
     if cpu_lines:
         md.append("")
         md.append("CPU time of one 16 MiB round, user and system, all of ragg's processes and threads (a "
-                  "40-round job less a 10-round one, over 30): " + "; ".join(cpu_lines) + ".")
+                  "100-round job less a 10-round one, over 90): " + "; ".join(cpu_lines) + ".")
     wall = os.environ.get("COMPARE_WALL_S")
     cpu = os.environ.get("COMPARE_CPU_S")
     if phases or wall:
